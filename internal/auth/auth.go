@@ -1,0 +1,141 @@
+// Package auth authenticates SIP requests (REGISTER with 401, INVITE and
+// other requests with 407) against the directory with digest credentials
+// and HMAC-signed nonces. It decides; the caller answers and journals.
+//
+// An unknown user, a disabled extension, a wrong password and a domain we do
+// not serve all end in the same cause family and the same answer (403), so
+// nothing lets a scanner tell which extensions exist; only the journal
+// records which it was.
+package auth
+
+import (
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/digest"
+	"github.com/switchboard-pbx/switchboard/internal/directory"
+	"github.com/switchboard-pbx/switchboard/internal/store"
+)
+
+// Authenticator checks credentials. Safe for concurrent use.
+type Authenticator struct {
+	Dir    *directory.Cache
+	Nonces *digest.Nonces
+	// Algorithms are offered in this order; MD5 alone by default, because
+	// baresip 1.0 and SIPp 3.6 fail on SHA-256 challenges.
+	Algorithms []digest.Algorithm
+}
+
+// Result is the outcome of Check.
+type Result struct {
+	// Ext is the authenticated extension (nil unless Cause == "").
+	Ext *store.Extension
+	// Cause is "" on success. Challenged, StaleNonce, BadNonce and
+	// NonceReplay mean "send a (new) challenge"; anything else is a final
+	// refusal (see cause.AnswerFor).
+	Cause cause.Code
+	// AuthUser and Realm are what the phone presented.
+	AuthUser, Realm string
+	Detail          string
+}
+
+// NeedsChallenge reports whether the answer is a 401/407 challenge.
+func (r Result) NeedsChallenge() bool {
+	switch r.Cause {
+	case cause.Challenged, cause.StaleNonce, cause.BadNonce, cause.NonceReplay:
+		return true
+	}
+	return false
+}
+
+// Check authenticates req for domain (served=false: a domain we do not
+// serve, which is always refused after a challenge). header is
+// "Authorization" or "Proxy-Authorization".
+func (a *Authenticator) Check(req *sip.Request, header, domain string, served bool) Result {
+	var creds digest.Credentials
+	found := false
+	var parseErr error
+	for _, h := range req.GetHeaders(header) {
+		c, err := digest.ParseCredentials(h.Value())
+		if err != nil {
+			parseErr = err
+			continue
+		}
+		if !found || strings.EqualFold(c.Realm, domain) {
+			creds, found = c, true
+		}
+	}
+	if !found {
+		r := Result{Cause: cause.Challenged}
+		if parseErr != nil {
+			r.Detail = "credentials could not be parsed: " + parseErr.Error()
+		}
+		return r
+	}
+	res := Result{AuthUser: creds.Username, Realm: creds.Realm}
+	switch a.Nonces.Check(creds.Nonce) {
+	case digest.NonceInvalid:
+		res.Cause, res.Detail = cause.BadNonce, "nonce not issued by this server"
+		return res
+	case digest.NonceStale:
+		res.Cause, res.Detail = cause.StaleNonce, "nonce expired"
+		return res
+	}
+	if !a.offered(creds.Algorithm) {
+		res.Cause, res.Detail = cause.Challenged, "algorithm "+creds.Algorithm+" not offered"
+		return res
+	}
+	if !served {
+		res.Cause, res.Detail = cause.WrongDomain, "domain "+domain+" is not served here"
+		return res
+	}
+	if !strings.EqualFold(creds.Realm, domain) {
+		res.Cause, res.Detail = cause.WrongDomain, "realm "+creds.Realm+" does not match domain "+domain
+		return res
+	}
+	ext, ok := a.Dir.Lookup(domain, creds.Username)
+	if !ok {
+		res.Cause, res.Detail = cause.ExtensionMissing, "no extension "+creds.Username+" in "+domain
+		return res
+	}
+	ha1 := ext.HA1MD5
+	if strings.EqualFold(creds.Algorithm, string(digest.SHA256)) {
+		ha1 = ext.HA1SHA256
+	}
+	if !digest.Verify(creds, req.Method.String(), ha1) {
+		res.Cause, res.Detail = cause.WrongPassword, "wrong password for "+creds.Username+"@"+domain
+		return res
+	}
+	if !ext.Enabled {
+		res.Cause, res.Detail = cause.ExtensionDisabled, "extension "+ext.Number+"@"+domain+" is disabled"
+		return res
+	}
+	if !a.Nonces.UseCount(creds.Nonce, creds.NC) {
+		res.Cause, res.Detail = cause.NonceReplay, "nonce count "+creds.NC+" reused"
+		return res
+	}
+	res.Ext = ext
+	return res
+}
+
+func (a *Authenticator) offered(alg string) bool {
+	if alg == "" {
+		alg = string(digest.MD5)
+	}
+	for _, o := range a.Algorithms {
+		if strings.EqualFold(string(o), alg) {
+			return true
+		}
+	}
+	return false
+}
+
+// Challenge adds one challenge header per configured algorithm, in order.
+// header is "WWW-Authenticate" or "Proxy-Authenticate".
+func (a *Authenticator) Challenge(res *sip.Response, header, realm string, stale bool) {
+	nonce := a.Nonces.New()
+	for _, alg := range a.Algorithms {
+		res.AppendHeader(sip.NewHeader(header, digest.Challenge(realm, nonce, "", alg, stale)))
+	}
+}

@@ -1,0 +1,147 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/config"
+	"github.com/switchboard-pbx/switchboard/internal/server"
+	"github.com/switchboard-pbx/switchboard/internal/store"
+	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
+)
+
+// defaultData is the --data default: $SWITCHBOARD_DATA or ./data.
+func defaultData() string {
+	if v := os.Getenv("SWITCHBOARD_DATA"); v != "" {
+		return v
+	}
+	return "./data"
+}
+
+func openDB(ctx context.Context, dir string) (*sqlite.DB, error) {
+	return sqlite.Open(ctx, dir)
+}
+
+// defaultDomain returns the data directory's default domain, creating it
+// like `serve` would when the server never ran.
+func defaultDomain(ctx context.Context, db *sqlite.DB) (string, error) {
+	if v, ok, err := db.Meta(ctx, "default_domain"); err != nil || ok {
+		return v, err
+	}
+	d := config.PrimaryIPv4()
+	if _, err := db.EnsureDomain(ctx, d); err != nil {
+		return "", err
+	}
+	return d, db.SetMeta(ctx, "default_domain", d)
+}
+
+// resolveDomain returns the canonical name of --domain (or the default),
+// failing with a clear message when it does not exist.
+func resolveDomain(ctx context.Context, db *sqlite.DB, flagVal string) (string, error) {
+	if flagVal == "" {
+		return defaultDomain(ctx, db)
+	}
+	d, err := db.Domain(ctx, flagVal)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", usagef("unknown domain %s: list domains with `switchboard domain list`, create it with `switchboard domain add %s`", flagVal, flagVal)
+	}
+	return d.Name, err
+}
+
+var numberRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]{0,31}$`)
+
+func validNumber(n string) error {
+	if !numberRE.MatchString(n) {
+		return usagef("invalid extension number %q: use 1-32 letters, digits, '.', '_', '+' or '-', starting with a letter or digit (e.g. 2002)", n)
+	}
+	return nil
+}
+
+var weakPasswords = map[string]bool{"password": true, "12345678": true, "123456789": true, "1234567890": true,
+	"qwertyui": true, "qwerty123": true, "password1": true, "11111111": true, "00000000": true, "abcdefgh": true,
+	"switchboard": true, "changeme": true, "letmein1": true}
+
+// checkPassword rejects empty and weak passwords with the reason.
+func checkPassword(number, pw string) error {
+	switch {
+	case pw == "":
+		return usagef("password is empty: give one with --password, or leave the flag out to generate a strong one")
+	case len(pw) < 8:
+		return usagef("password is too weak: use at least 8 characters (or leave --password out to generate one)")
+	case strings.Contains(pw, number) && len(pw) < len(number)+6:
+		return usagef("password is too weak: it contains the extension number")
+	case weakPasswords[strings.ToLower(pw)]:
+		return usagef("password is too weak: it is on the list of common passwords")
+	case strings.Count(pw, pw[:1]) == len(pw):
+		return usagef("password is too weak: it repeats one character")
+	case strings.ContainsAny(pw, "\r\n\x00"):
+		return usagef("password must not contain line breaks or NUL")
+	}
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func table(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+}
+
+func ago(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	default:
+		return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
+	}
+}
+
+func yesno(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// syncServer makes a directory edit live before the command returns: when a
+// server runs on the data directory, it is told to re-read at once
+// (SIGUSR1) and the command waits (up to 3 s) until the server reports the
+// edit applied. Without a running server there is nothing to wait for.
+func syncServer(ctx context.Context, env Env, dir string, db *sqlite.DB) {
+	running, pid := server.Running(dir)
+	if !running || pid <= 0 {
+		return
+	}
+	want, err := db.LastChange(ctx)
+	if err != nil || want == 0 {
+		return
+	}
+	_ = syscall.Kill(pid, syscall.SIGUSR1)
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if v, ok, _ := db.Meta(ctx, "applied_seq"); ok {
+			if n, _ := strconv.ParseInt(v, 10, 64); n >= want {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Fprintf(env.Stderr, "switchboard: warning: the running server (pid %d) has not applied the change yet; it will within seconds\n", pid)
+}

@@ -1,0 +1,757 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/csv"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/big"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/switchboard-pbx/switchboard/internal/digest"
+	"github.com/switchboard-pbx/switchboard/internal/store"
+	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
+)
+
+const extUsage = `
+Usage: switchboard ext COMMAND [ARGS] [--data DIR] [--json]
+
+Manage the extension directory. Changes reach a running server at once.
+
+Commands:
+  add NUMBER [--password P] [--name NAME] [--domain D] ...   add an extension (prints a generated password when none is given)
+  list [--domain D]                                           list extensions
+  show NUMBER [--domain D]                                    show one extension
+  set NUMBER [--password P] [--enabled=false] [--name N] ...  change an extension
+  passwd NUMBER [--domain D]                                  set a new generated password and print it
+  rm NUMBER [--domain D]                                      remove an extension and its registrations
+  import FILE.csv|-                                           bulk add from CSV in one transaction (all or nothing)
+  export [FILE.csv|-]                                         write the directory as CSV (password hashes, no passwords)
+
+Run 'switchboard ext COMMAND --help' for a command's flags.`
+
+// Ext runs `switchboard ext ...`.
+func Ext(ctx context.Context, env Env, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintln(env.Stdout, strings.TrimSpace(extUsage))
+		return nil
+	}
+	switch args[0] {
+	case "add":
+		return extAdd(ctx, env, args[1:])
+	case "list", "ls":
+		return extList(ctx, env, args[1:])
+	case "show":
+		return extShow(ctx, env, args[1:])
+	case "set":
+		return extSet(ctx, env, args[1:])
+	case "passwd":
+		return extPasswd(ctx, env, args[1:])
+	case "rm", "remove", "del":
+		return extRm(ctx, env, args[1:])
+	case "import":
+		return extImport(ctx, env, args[1:])
+	case "export":
+		return extExport(ctx, env, args[1:])
+	}
+	return usagef("unknown command `ext %s`: use add, list, show, set, passwd, rm, import or export", args[0])
+}
+
+// extView is the JSON shape of an extension (no secrets).
+type extView struct {
+	Extension        string `json:"extension"`
+	Domain           string `json:"domain"`
+	Enabled          bool   `json:"enabled"`
+	Name             string `json:"name"`
+	CallerIDNumber   string `json:"caller_id_number"`
+	Description      string `json:"description"`
+	MaxRegistrations int    `json:"max_registrations"`
+	CallTimeout      int    `json:"call_timeout_s"`
+	ACL              string `json:"acl"`
+	CreatedAt        string `json:"created_at"`
+	UpdatedAt        string `json:"updated_at"`
+	Password         string `json:"password,omitempty"`
+}
+
+func viewOf(e store.Extension) extView {
+	return extView{Extension: e.Number, Domain: e.Domain, Enabled: e.Enabled, Name: e.CallerIDName,
+		CallerIDNumber: e.CallerIDNumber, Description: e.Description, MaxRegistrations: e.MaxRegistrations,
+		CallTimeout: e.CallTimeout, ACL: e.ACL, CreatedAt: e.CreatedAt.UTC().Format("2006-01-02T15:04:05Z"),
+		UpdatedAt: e.UpdatedAt.UTC().Format("2006-01-02T15:04:05Z")}
+}
+
+// GeneratePassword returns a strong random password (20 chars, ~119 bits)
+// without characters people confuse (0/O, 1/l/I).
+func GeneratePassword() string {
+	const alphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+	b := make([]byte, 20)
+	for i := range b {
+		n, err := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
+		if err != nil {
+			panic(err)
+		}
+		b[i] = alphabet[n.Int64()]
+	}
+	return string(b)
+}
+
+func setHA1(e *store.Extension, password string) {
+	e.HA1MD5 = digest.HA1(digest.MD5, e.Number, e.Domain, password)
+	e.HA1SHA256 = digest.HA1(digest.SHA256, e.Number, e.Domain, password)
+}
+
+type extFlags struct {
+	data, domain, password, name, cidNumber, desc, acl string
+	enabled                                            bool
+	maxRegs, timeout                                   int
+	json                                               bool
+}
+
+func (f *extFlags) common(fs *flag.FlagSet) {
+	fs.StringVar(&f.data, "data", defaultData(), "data directory (env SWITCHBOARD_DATA)")
+	fs.StringVar(&f.domain, "domain", "", "domain (default: the server's default domain)")
+	fs.BoolVar(&f.json, "json", false, "print JSON")
+}
+
+func (f *extFlags) fields(fs *flag.FlagSet) {
+	fs.StringVar(&f.password, "password", "", "SIP password (at least 8 characters)")
+	fs.StringVar(&f.name, "name", "", "caller-ID name, e.g. \"Front desk\"")
+	fs.StringVar(&f.cidNumber, "cid-number", "", "caller-ID number (default: the extension)")
+	fs.StringVar(&f.desc, "description", "", "free text")
+	fs.StringVar(&f.acl, "acl", "", "ACL the phone's address must match to authenticate")
+	fs.BoolVar(&f.enabled, "enabled", true, "whether the extension may register and be called")
+	fs.IntVar(&f.maxRegs, "max-registrations", 5, "how many phones may register at once")
+	fs.IntVar(&f.timeout, "call-timeout", 30, "seconds to ring before giving up (NO_ANSWER)")
+}
+
+func open(ctx context.Context, f *extFlags) (*sqlite.DB, string, error) {
+	db, err := openDB(ctx, f.data)
+	if err != nil {
+		return nil, "", err
+	}
+	dom, err := resolveDomain(ctx, db, f.domain)
+	if err != nil {
+		db.Close()
+		return nil, "", err
+	}
+	return db, dom, nil
+}
+
+func oneNumber(pos []string, cmd string) (string, error) {
+	if len(pos) != 1 {
+		return "", usagef("`switchboard ext %s` takes one extension number, e.g. switchboard ext %s 2002", cmd, cmd)
+	}
+	return pos[0], validNumber(pos[0])
+}
+
+func extAdd(ctx context.Context, env Env, args []string) error {
+	var f extFlags
+	fs := flag.NewFlagSet("ext add", flag.ContinueOnError)
+	f.common(fs)
+	f.fields(fs)
+	pos, err := parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		helpText(env.Stdout, fs, "Usage: switchboard ext add NUMBER [--password P] [--name NAME] [--domain D] [flags]")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	num, err := oneNumber(pos, "add")
+	if err != nil {
+		return err
+	}
+	generated := false
+	if !isSet(fs, "password") {
+		f.password, generated = GeneratePassword(), true
+	} else if err := checkPassword(num, f.password); err != nil {
+		return err
+	}
+	if err := checkLimits(f.maxRegs, f.timeout); err != nil {
+		return err
+	}
+	db, dom, err := open(ctx, &f)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	e := store.Extension{Domain: dom, Number: num, Enabled: f.enabled, CallerIDName: f.name,
+		CallerIDNumber: f.cidNumber, Description: f.desc, MaxRegistrations: f.maxRegs, CallTimeout: f.timeout, ACL: f.acl}
+	if e.CallerIDNumber == "" {
+		e.CallerIDNumber = num
+	}
+	setHA1(&e, f.password)
+	e, err = db.AddExtension(ctx, e)
+	if errors.Is(err, store.ErrDuplicate) {
+		return usagef("extension %s already exists in %s: change it with `switchboard ext set %s ...`", num, dom, num)
+	}
+	if err != nil {
+		return err
+	}
+	syncServer(ctx, env, f.data, db)
+	v := viewOf(e)
+	if generated {
+		v.Password = f.password
+	}
+	if f.json {
+		return writeJSON(env.Stdout, v)
+	}
+	fmt.Fprintf(env.Stdout, "added extension %s@%s\n", num, dom)
+	if generated {
+		fmt.Fprintf(env.Stdout, "password: %s\n(shown once: it is stored only as a hash; `switchboard ext passwd %s` makes a new one)\n", f.password, num)
+	}
+	return nil
+}
+
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
+}
+
+func checkLimits(maxRegs, timeout int) error {
+	if maxRegs < 1 || maxRegs > 100 {
+		return usagef("--max-registrations must be 1..100, got %d", maxRegs)
+	}
+	if timeout < 1 || timeout > 3600 {
+		return usagef("--call-timeout must be 1..3600 seconds, got %d", timeout)
+	}
+	return nil
+}
+
+func extList(ctx context.Context, env Env, args []string) error {
+	var f extFlags
+	fs := flag.NewFlagSet("ext list", flag.ContinueOnError)
+	f.common(fs)
+	pos, err := parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		helpText(env.Stdout, fs, "Usage: switchboard ext list [--domain D] [--json]")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("`switchboard ext list` takes no arguments; to see one extension: switchboard ext show %s", pos[0])
+	}
+	db, err := openDB(ctx, f.data)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	dom := ""
+	if f.domain != "" {
+		if dom, err = resolveDomain(ctx, db, f.domain); err != nil {
+			return err
+		}
+	}
+	exts, err := db.Extensions(ctx, dom)
+	if err != nil {
+		return err
+	}
+	views := make([]extView, 0, len(exts))
+	for _, e := range exts {
+		views = append(views, viewOf(e))
+	}
+	if f.json {
+		return writeJSON(env.Stdout, views)
+	}
+	if len(views) == 0 {
+		fmt.Fprintln(env.Stdout, "no extensions yet: add one with `switchboard ext add 2001`")
+		return nil
+	}
+	tw := table(env.Stdout)
+	fmt.Fprintln(tw, "EXTENSION\tDOMAIN\tENABLED\tNAME\tMAX REGS\tTIMEOUT\tDESCRIPTION")
+	for _, v := range views {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%ds\t%s\n", v.Extension, v.Domain, yesno(v.Enabled), v.Name,
+			v.MaxRegistrations, v.CallTimeout, v.Description)
+	}
+	tw.Flush()
+	fmt.Fprintf(env.Stdout, "%d extension(s)\n", len(views))
+	return nil
+}
+
+func lookupExt(ctx context.Context, db *sqlite.DB, dom, num string) (store.Extension, error) {
+	e, err := db.Extension(ctx, dom, num)
+	if errors.Is(err, store.ErrNotFound) {
+		return e, usagef("unknown extension %s in %s: see `switchboard ext list`", num, dom)
+	}
+	return e, err
+}
+
+func extShow(ctx context.Context, env Env, args []string) error {
+	var f extFlags
+	fs := flag.NewFlagSet("ext show", flag.ContinueOnError)
+	f.common(fs)
+	pos, err := parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		helpText(env.Stdout, fs, "Usage: switchboard ext show NUMBER [--domain D] [--json]")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	num, err := oneNumber(pos, "show")
+	if err != nil {
+		return err
+	}
+	db, dom, err := open(ctx, &f)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	e, err := lookupExt(ctx, db, dom, num)
+	if err != nil {
+		return err
+	}
+	regs, err := db.BindingsOf(ctx, dom, num)
+	if err != nil {
+		return err
+	}
+	v := viewOf(e)
+	if f.json {
+		return writeJSON(env.Stdout, struct {
+			extView
+			Registrations int `json:"registrations"`
+		}{v, countLive(regs)})
+	}
+	tw := table(env.Stdout)
+	for _, kv := range [][2]string{{"Extension", v.Extension}, {"Domain", v.Domain}, {"Enabled", yesno(v.Enabled)},
+		{"Caller-ID name", v.Name}, {"Caller-ID number", v.CallerIDNumber}, {"Description", v.Description},
+		{"Max registrations", strconv.Itoa(v.MaxRegistrations)}, {"Call timeout", strconv.Itoa(v.CallTimeout) + " s"},
+		{"ACL", dash(v.ACL)}, {"Registrations", strconv.Itoa(countLive(regs))}, {"Created", v.CreatedAt},
+		{"Updated", v.UpdatedAt}} {
+		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func extSet(ctx context.Context, env Env, args []string) error {
+	var f extFlags
+	fs := flag.NewFlagSet("ext set", flag.ContinueOnError)
+	f.common(fs)
+	f.fields(fs)
+	pos, err := parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		helpText(env.Stdout, fs, "Usage: switchboard ext set NUMBER [--password P] [--enabled=false] [--name N] [flags]")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	num, err := oneNumber(pos, "set")
+	if err != nil {
+		return err
+	}
+	changed := 0
+	fs.Visit(func(fl *flag.Flag) {
+		if fl.Name != "data" && fl.Name != "domain" && fl.Name != "json" {
+			changed++
+		}
+	})
+	if changed == 0 {
+		return usagef("nothing to change: give at least one of --password, --enabled, --name, --cid-number, --description, --acl, --max-registrations, --call-timeout")
+	}
+	db, dom, err := open(ctx, &f)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	e, err := lookupExt(ctx, db, dom, num)
+	if err != nil {
+		return err
+	}
+	if isSet(fs, "password") {
+		if err := checkPassword(num, f.password); err != nil {
+			return err
+		}
+		setHA1(&e, f.password)
+	}
+	if isSet(fs, "enabled") {
+		e.Enabled = f.enabled
+	}
+	if isSet(fs, "name") {
+		e.CallerIDName = f.name
+	}
+	if isSet(fs, "cid-number") {
+		e.CallerIDNumber = f.cidNumber
+	}
+	if isSet(fs, "description") {
+		e.Description = f.desc
+	}
+	if isSet(fs, "acl") {
+		e.ACL = f.acl
+	}
+	if isSet(fs, "max-registrations") {
+		e.MaxRegistrations = f.maxRegs
+	}
+	if isSet(fs, "call-timeout") {
+		e.CallTimeout = f.timeout
+	}
+	if err := checkLimits(e.MaxRegistrations, e.CallTimeout); err != nil {
+		return err
+	}
+	if err := db.UpdateExtension(ctx, e); err != nil {
+		return err
+	}
+	syncServer(ctx, env, f.data, db)
+	e, err = lookupExt(ctx, db, dom, num)
+	if err != nil {
+		return err
+	}
+	if f.json {
+		return writeJSON(env.Stdout, viewOf(e))
+	}
+	fmt.Fprintf(env.Stdout, "updated extension %s@%s\n", num, dom)
+	return nil
+}
+
+func extPasswd(ctx context.Context, env Env, args []string) error {
+	var f extFlags
+	fs := flag.NewFlagSet("ext passwd", flag.ContinueOnError)
+	f.common(fs)
+	pos, err := parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		helpText(env.Stdout, fs, "Usage: switchboard ext passwd NUMBER [--domain D] [--json]")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	num, err := oneNumber(pos, "passwd")
+	if err != nil {
+		return err
+	}
+	db, dom, err := open(ctx, &f)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	e, err := lookupExt(ctx, db, dom, num)
+	if err != nil {
+		return err
+	}
+	pw := GeneratePassword()
+	setHA1(&e, pw)
+	if err := db.UpdateExtension(ctx, e); err != nil {
+		return err
+	}
+	syncServer(ctx, env, f.data, db)
+	if f.json {
+		return writeJSON(env.Stdout, map[string]string{"extension": num, "domain": dom, "password": pw})
+	}
+	fmt.Fprintf(env.Stdout, "new password for %s@%s: %s\n(shown once; phones with the old password will now fail until updated)\n", num, dom, pw)
+	return nil
+}
+
+func extRm(ctx context.Context, env Env, args []string) error {
+	var f extFlags
+	fs := flag.NewFlagSet("ext rm", flag.ContinueOnError)
+	f.common(fs)
+	pos, err := parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		helpText(env.Stdout, fs, "Usage: switchboard ext rm NUMBER [--domain D]")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	num, err := oneNumber(pos, "rm")
+	if err != nil {
+		return err
+	}
+	db, dom, err := open(ctx, &f)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.RemoveExtension(ctx, dom, num); errors.Is(err, store.ErrNotFound) {
+		return usagef("unknown extension %s in %s: see `switchboard ext list`", num, dom)
+	} else if err != nil {
+		return err
+	}
+	syncServer(ctx, env, f.data, db)
+	if f.json {
+		return writeJSON(env.Stdout, map[string]any{"extension": num, "domain": dom, "removed": true})
+	}
+	fmt.Fprintf(env.Stdout, "removed extension %s@%s\n", num, dom)
+	return nil
+}
+
+// CSV columns, in export order. Import needs "extension" and either
+// "password" or both ha1 columns; every other column is optional.
+var csvColumns = []string{"extension", "password", "name", "cid_number", "description", "enabled",
+	"max_registrations", "call_timeout", "acl", "domain", "ha1_md5", "ha1_sha256"}
+
+func extImport(ctx context.Context, env Env, args []string) error {
+	var f extFlags
+	fs := flag.NewFlagSet("ext import", flag.ContinueOnError)
+	f.common(fs)
+	pos, err := parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		helpText(env.Stdout, fs, `Usage: switchboard ext import FILE.csv|- [--domain D]
+
+The first row names the columns: extension (required), password (or ha1_md5
+and ha1_sha256 from an export), and optionally name, cid_number, description,
+enabled, max_registrations, call_timeout, acl, domain. All rows are added in
+one transaction: on any bad row nothing is added and the row's line is named.`)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("`switchboard ext import` takes one file name, or - for standard input")
+	}
+	var in io.Reader = env.Stdin
+	name := "stdin"
+	if pos[0] != "-" {
+		fh, err := os.Open(pos[0])
+		if err != nil {
+			return usagef("cannot read %s: %v", pos[0], errors.Unwrap(err))
+		}
+		defer fh.Close()
+		in, name = fh, pos[0]
+	}
+	db, dom, err := open(ctx, &f)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	exts, lines, err := readCSV(ctx, db, in, name, dom)
+	if err != nil {
+		return err
+	}
+	if err := db.ImportExtensions(ctx, exts); err != nil {
+		var ie *sqlite.ImportError
+		if errors.As(err, &ie) {
+			if errors.Is(err, store.ErrDuplicate) {
+				return usagef("%s line %d: extension %s already exists in %s; nothing was imported",
+					name, lines[ie.Index], exts[ie.Index].Number, exts[ie.Index].Domain)
+			}
+			return usagef("%s line %d: %v; nothing was imported", name, lines[ie.Index], ie.Err)
+		}
+		return err
+	}
+	syncServer(ctx, env, f.data, db)
+	if f.json {
+		return writeJSON(env.Stdout, map[string]any{"imported": len(exts)})
+	}
+	fmt.Fprintf(env.Stdout, "imported %d extension(s)\n", len(exts))
+	return nil
+}
+
+func readCSV(ctx context.Context, db *sqlite.DB, in io.Reader, name, defDomain string) ([]store.Extension, []int, error) {
+	r := csv.NewReader(in)
+	r.FieldsPerRecord = -1
+	r.TrimLeadingSpace = true
+	header, err := r.Read()
+	if err == io.EOF {
+		return nil, nil, usagef("%s is empty: the first row must name the columns, e.g. extension,password,name", name)
+	}
+	if err != nil {
+		return nil, nil, usagef("%s: %v", name, err)
+	}
+	col := map[string]int{}
+	for i, h := range header {
+		h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
+		known := false
+		for _, c := range csvColumns {
+			known = known || c == h
+		}
+		if !known {
+			return nil, nil, usagef("%s line 1: unknown column %q; columns are %s", name, h, strings.Join(csvColumns, ","))
+		}
+		if _, dup := col[h]; dup {
+			return nil, nil, usagef("%s line 1: column %q appears twice", name, h)
+		}
+		col[h] = i
+	}
+	if _, ok := col["extension"]; !ok {
+		return nil, nil, usagef("%s line 1: no \"extension\" column; the header must name the columns, e.g. extension,password,name", name)
+	}
+	_, hasPw := col["password"]
+	_, hasMD5 := col["ha1_md5"]
+	_, hasSHA := col["ha1_sha256"]
+	if !hasPw && !(hasMD5 && hasSHA) {
+		return nil, nil, usagef("%s line 1: need a \"password\" column (or ha1_md5 and ha1_sha256 from an export)", name)
+	}
+	domains := map[string]string{}
+	var exts []store.Extension
+	var lines []int
+	seen := map[string]int{}
+	for {
+		rec, err := r.Read()
+		if err == io.EOF {
+			break
+		}
+		line, _ := r.FieldPos(0)
+		if err != nil {
+			return nil, nil, usagef("%s: %v; nothing was imported", name, err)
+		}
+		get := func(c string) string {
+			if i, ok := col[c]; ok && i < len(rec) {
+				return strings.TrimSpace(rec[i])
+			}
+			return ""
+		}
+		bad := func(format string, a ...any) error {
+			return usagef("%s line %d: %s; nothing was imported", name, line, fmt.Sprintf(format, a...))
+		}
+		if len(rec) == 1 && rec[0] == "" {
+			continue
+		}
+		e := store.Extension{Number: get("extension"), Domain: defDomain, Enabled: true, MaxRegistrations: 5, CallTimeout: 30,
+			CallerIDName: get("name"), CallerIDNumber: get("cid_number"), Description: get("description"), ACL: get("acl")}
+		if err := validNumber(e.Number); err != nil {
+			return nil, nil, bad("%v", err)
+		}
+		if d := get("domain"); d != "" {
+			canon, ok := domains[strings.ToLower(d)]
+			if !ok {
+				dd, err := db.Domain(ctx, d)
+				if errors.Is(err, store.ErrNotFound) {
+					return nil, nil, bad("unknown domain %s (create it with `switchboard domain add %s`)", d, d)
+				} else if err != nil {
+					return nil, nil, err
+				}
+				canon = dd.Name
+				domains[strings.ToLower(d)] = canon
+			}
+			e.Domain = canon
+		}
+		key := strings.ToLower(e.Domain) + "/" + e.Number
+		if prev, dup := seen[key]; dup {
+			return nil, nil, bad("extension %s appears again (first on line %d)", e.Number, prev)
+		}
+		seen[key] = line
+		if e.CallerIDNumber == "" {
+			e.CallerIDNumber = e.Number
+		}
+		if v := get("enabled"); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, nil, bad("enabled must be true or false, not %q", v)
+			}
+			e.Enabled = b
+		}
+		for _, p := range []struct {
+			c   string
+			dst *int
+		}{{"max_registrations", &e.MaxRegistrations}, {"call_timeout", &e.CallTimeout}} {
+			if v := get(p.c); v != "" {
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					return nil, nil, bad("%s must be a number, not %q", p.c, v)
+				}
+				*p.dst = n
+			}
+		}
+		if err := checkLimits(e.MaxRegistrations, e.CallTimeout); err != nil {
+			return nil, nil, bad("%v", err)
+		}
+		if pw := get("password"); pw != "" {
+			if err := checkPassword(e.Number, pw); err != nil {
+				return nil, nil, bad("extension %s: %v", e.Number, err)
+			}
+			setHA1(&e, pw)
+		} else if m, s := get("ha1_md5"), get("ha1_sha256"); len(m) == 32 && len(s) == 64 && isHex(m) && isHex(s) {
+			e.HA1MD5, e.HA1SHA256 = strings.ToLower(m), strings.ToLower(s)
+		} else {
+			return nil, nil, bad("extension %s has no password (and no valid ha1_md5/ha1_sha256)", e.Number)
+		}
+		exts = append(exts, e)
+		lines = append(lines, line)
+	}
+	if len(exts) == 0 {
+		return nil, nil, usagef("%s has a header but no rows", name)
+	}
+	return exts, lines, nil
+}
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+func extExport(ctx context.Context, env Env, args []string) error {
+	var f extFlags
+	fs := flag.NewFlagSet("ext export", flag.ContinueOnError)
+	f.common(fs)
+	pos, err := parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		helpText(env.Stdout, fs, `Usage: switchboard ext export [FILE.csv|-] [--domain D]
+
+Writes every extension as CSV (to standard output by default). Passwords are
+not stored, so the export carries their digest hashes (ha1_md5, ha1_sha256);
+'switchboard ext import' takes such a file back unchanged.`)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(pos) > 1 {
+		return usagef("`switchboard ext export` takes at most one file name")
+	}
+	db, err := openDB(ctx, f.data)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	dom := ""
+	if f.domain != "" {
+		if dom, err = resolveDomain(ctx, db, f.domain); err != nil {
+			return err
+		}
+	}
+	exts, err := db.Extensions(ctx, dom)
+	if err != nil {
+		return err
+	}
+	out := env.Stdout
+	var fh *os.File
+	if len(pos) == 1 && pos[0] != "-" {
+		if fh, err = os.Create(pos[0]); err != nil {
+			return usagef("cannot write %s: %v", pos[0], errors.Unwrap(err))
+		}
+		out = fh
+	}
+	w := csv.NewWriter(out)
+	_ = w.Write(csvColumns)
+	for _, e := range exts {
+		_ = w.Write([]string{e.Number, "", e.CallerIDName, e.CallerIDNumber, e.Description, strconv.FormatBool(e.Enabled),
+			strconv.Itoa(e.MaxRegistrations), strconv.Itoa(e.CallTimeout), e.ACL, e.Domain, e.HA1MD5, e.HA1SHA256})
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		return err
+	}
+	if fh != nil {
+		if err := fh.Close(); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stderr, "exported %d extension(s) to %s\n", len(exts), pos[0])
+	}
+	return nil
+}

@@ -1,0 +1,250 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/server"
+	"github.com/switchboard-pbx/switchboard/internal/store"
+)
+
+// regView is the JSON shape of one registration (stable field names).
+type regView struct {
+	Extension    string  `json:"extension"`
+	Domain       string  `json:"domain"`
+	User         string  `json:"user"`
+	Contact      string  `json:"contact"`
+	Source       string  `json:"source"`
+	Transport    string  `json:"transport"`
+	UserAgent    string  `json:"user_agent"`
+	CallID       string  `json:"call_id"`
+	RegisteredAt string  `json:"registered_at"`
+	ExpiresAt    string  `json:"expires_at"`
+	ExpiresIn    int     `json:"expires_in"`
+	AuthUser     string  `json:"auth_user"`
+	AuthRealm    string  `json:"auth_realm"`
+	PingStatus   string  `json:"ping_status"`
+	PingRTTms    float64 `json:"ping_rtt_ms"`
+}
+
+func countLive(bs []store.Binding) int {
+	n := 0
+	now := time.Now()
+	for _, b := range bs {
+		if b.ExpiresAt.After(now) {
+			n++
+		}
+	}
+	return n
+}
+
+// Reg runs `switchboard reg [EXT]`.
+func Reg(ctx context.Context, env Env, args []string) error {
+	fs := flag.NewFlagSet("reg", flag.ContinueOnError)
+	data := fs.String("data", defaultData(), "data directory (env SWITCHBOARD_DATA)")
+	domain := fs.String("domain", "", "only this domain")
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		helpText(env.Stdout, fs, `Usage: switchboard reg [EXT] [--domain D] [--json]
+
+Lists current registrations, like 'sofia status profile internal reg':
+user@domain, contact, where the REGISTER came from (source ip:port and
+transport), user agent, Call-ID, expiry and seconds left, auth user and
+realm, and OPTIONS ping status.`)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(pos) > 1 {
+		return usagef("`switchboard reg` takes at most one extension number, e.g. switchboard reg 2002")
+	}
+	db, err := openDB(ctx, *data)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	dom := ""
+	if *domain != "" {
+		if dom, err = resolveDomain(ctx, db, *domain); err != nil {
+			return err
+		}
+	}
+	num := ""
+	if len(pos) == 1 {
+		num = pos[0]
+		if err := validNumber(num); err != nil {
+			return err
+		}
+	}
+	bs, err := db.BindingsOf(ctx, dom, num)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	views := []regView{}
+	for _, b := range bs {
+		if !b.ExpiresAt.After(now) {
+			continue
+		}
+		views = append(views, regView{Extension: b.Extension, Domain: b.Domain, User: b.Extension + "@" + b.Domain,
+			Contact: b.Contact, Source: b.Source, Transport: b.Transport, UserAgent: b.UserAgent, CallID: b.CallID,
+			RegisteredAt: b.RegisteredAt.UTC().Format(time.RFC3339), ExpiresAt: b.ExpiresAt.UTC().Format(time.RFC3339),
+			ExpiresIn: int(b.ExpiresAt.Sub(now).Seconds()), AuthUser: b.AuthUser, AuthRealm: b.Realm,
+			PingStatus: b.PingStatus, PingRTTms: b.PingRTT})
+	}
+	if *asJSON {
+		return writeJSON(env.Stdout, views)
+	}
+	running, _ := server.Running(*data)
+	if len(views) == 0 {
+		if num != "" {
+			fmt.Fprintf(env.Stdout, "%s is not registered (ask why: switchboard doctor %s)\n", num, num)
+		} else {
+			fmt.Fprintln(env.Stdout, "no registrations")
+		}
+	}
+	for _, v := range views {
+		status := "Registered(" + v.Transport + ")"
+		ping := v.PingStatus
+		if ping == "" {
+			ping = "-"
+		}
+		tw := table(env.Stdout)
+		for _, kv := range [][2]string{{"User", v.User}, {"Contact", v.Contact}, {"Agent", v.UserAgent},
+			{"Status", fmt.Sprintf("%s EXP(%s) EXPSECS(%d)", status, b2l(v.ExpiresAt), v.ExpiresIn)},
+			{"Ping-Status", ping}, {"Ping-Time", fmt.Sprintf("%.2f ms", v.PingRTTms)}, {"Source", v.Source},
+			{"Call-ID", v.CallID}, {"Auth-User", v.AuthUser}, {"Auth-Realm", v.AuthRealm}} {
+			fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+		}
+		tw.Flush()
+		fmt.Fprintln(env.Stdout)
+	}
+	fmt.Fprintf(env.Stdout, "Total items returned: %d\n", len(views))
+	if !running {
+		fmt.Fprintln(env.Stdout, "(switchboard serve is not running: these are the bindings saved at its last stop)")
+	}
+	return nil
+}
+
+func b2l(rfc string) string {
+	t, err := time.Parse(time.RFC3339, rfc)
+	if err != nil {
+		return rfc
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+// statusView is the JSON shape of `switchboard status`.
+type statusView struct {
+	State         string        `json:"state"`
+	PID           int           `json:"pid,omitempty"`
+	Version       string        `json:"version"`
+	DataDir       string        `json:"data_dir"`
+	DefaultDomain string        `json:"default_domain"`
+	StartedAt     string        `json:"started_at,omitempty"`
+	UptimeS       int64         `json:"uptime_s"`
+	Profiles      []profileView `json:"profiles"`
+	Domains       int           `json:"domains"`
+	Extensions    int           `json:"extensions"`
+	Registrations int           `json:"registrations"`
+}
+
+type profileView struct {
+	Name      string         `json:"name"`
+	State     string         `json:"state"`
+	Listeners []listenerView `json:"listeners"`
+}
+
+type listenerView struct {
+	Protocol string `json:"protocol"`
+	Address  string `json:"address"`
+	State    string `json:"state"`
+}
+
+// Status runs `switchboard status`.
+func Status(ctx context.Context, env Env, args []string) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	data := fs.String("data", defaultData(), "data directory (env SWITCHBOARD_DATA)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		helpText(env.Stdout, fs, "Usage: switchboard status [--json]\n\nShows whether the server runs, its profiles and listeners, counts and uptime.")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("`switchboard status` takes no arguments")
+	}
+	db, err := openDB(ctx, *data)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	v := statusView{State: "stopped", Version: server.Version, DataDir: *data, Profiles: []profileView{}}
+	v.DefaultDomain, _, _ = db.Meta(ctx, "default_domain")
+	if v.Domains, v.Extensions, err = db.Counts(ctx); err != nil {
+		return err
+	}
+	bs, err := db.BindingsOf(ctx, "", "")
+	if err != nil {
+		return err
+	}
+	v.Registrations = countLive(bs)
+	running, pid := server.Running(*data)
+	var rt server.Runtime
+	if s, ok, _ := db.Meta(ctx, "runtime"); ok {
+		_ = json.Unmarshal([]byte(s), &rt)
+	}
+	prof := profileView{Name: "internal", State: "STOPPED", Listeners: []listenerView{}}
+	if running {
+		v.State, v.PID = "running", pid
+		v.Version = rt.Version
+		v.StartedAt = rt.StartedAt.UTC().Format(time.RFC3339)
+		v.UptimeS = int64(time.Since(rt.StartedAt).Seconds())
+		prof.State = "RUNNING"
+	}
+	for _, l := range rt.Listeners {
+		st := "stopped"
+		if running {
+			st = "listening"
+		}
+		prof.Listeners = append(prof.Listeners, listenerView{Protocol: l.Proto, Address: l.Addr, State: st})
+	}
+	v.Profiles = append(v.Profiles, prof)
+	if *asJSON {
+		return writeJSON(env.Stdout, v)
+	}
+	tw := table(env.Stdout)
+	state := "stopped (start it with: switchboard serve --data " + *data + ")"
+	if running {
+		state = fmt.Sprintf("running (pid %d, up %s)", pid, ago(time.Duration(v.UptimeS)*time.Second))
+	}
+	fmt.Fprintf(tw, "switchboard:\t%s\n", state)
+	fmt.Fprintf(tw, "version:\t%s\n", v.Version)
+	fmt.Fprintf(tw, "data:\t%s\n", v.DataDir)
+	fmt.Fprintf(tw, "default domain:\t%s\n", v.DefaultDomain)
+	fmt.Fprintf(tw, "domains:\t%d\n", v.Domains)
+	fmt.Fprintf(tw, "extensions:\t%d\n", v.Extensions)
+	fmt.Fprintf(tw, "registrations:\t%d\n", v.Registrations)
+	tw.Flush()
+	fmt.Fprintln(env.Stdout)
+	tw = table(env.Stdout)
+	fmt.Fprintln(tw, "PROFILE\tPROTOCOL\tADDRESS\tSTATE")
+	for _, p := range v.Profiles {
+		if len(p.Listeners) == 0 {
+			fmt.Fprintf(tw, "%s\t-\t-\t%s\n", p.Name, p.State)
+		}
+		for _, l := range p.Listeners {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, l.Protocol, l.Address, l.State)
+		}
+	}
+	return tw.Flush()
+}

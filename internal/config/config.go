@@ -1,0 +1,171 @@
+// Package config holds switchboard's settings: one Config struct with every
+// field documented, its defaults, and Validate. Flags and the optional JSON
+// config file (same names as the flags) fill the same struct.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/digest"
+)
+
+// Config is the server's configuration.
+type Config struct {
+	// DataDir holds the SQLite database and lock file (flag --data, env SWITCHBOARD_DATA).
+	DataDir string `json:"data"`
+	// SIP is the internal profile's listen address, UDP and TCP (flag --sip).
+	SIP string `json:"sip"`
+	// Domain is the default domain; "" means the host's primary IPv4 address.
+	Domain string `json:"domain"`
+	// Digest lists the digest algorithms challenged, in order (flag --digest).
+	Digest string `json:"digest"`
+	// MinExpires, MaxExpires and DefaultExpires bound registrations (seconds).
+	MinExpires     int `json:"min_expires"`
+	MaxExpires     int `json:"max_expires"`
+	DefaultExpires int `json:"default_expires"`
+	// NonceLifetime is how long a digest nonce is fresh before stale=true.
+	NonceLifetime time.Duration `json:"nonce_lifetime"`
+	// QualifyInterval is how often each UDP binding is pinged with OPTIONS
+	// (0 disables); TCP bindings are pinged at twice this interval.
+	QualifyInterval time.Duration `json:"qualify_interval"`
+	// JournalMaxAge and JournalMaxEvents bound the journal.
+	JournalMaxAge    time.Duration `json:"journal_max_age"`
+	JournalMaxEvents int           `json:"journal_max_events"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `json:"log_level"`
+}
+
+// Default returns the defaults.
+func Default() Config {
+	data := os.Getenv("SWITCHBOARD_DATA")
+	if data == "" {
+		data = "./data"
+	}
+	return Config{
+		DataDir:          data,
+		SIP:              "0.0.0.0:5060",
+		Digest:           "md5",
+		MinExpires:       60,
+		MaxExpires:       7200,
+		DefaultExpires:   3600,
+		NonceLifetime:    5 * time.Minute,
+		QualifyInterval:  30 * time.Second,
+		JournalMaxAge:    7 * 24 * time.Hour,
+		JournalMaxEvents: 1_000_000,
+		LogLevel:         "info",
+	}
+}
+
+// UnmarshalJSON accepts durations as Go strings ("30s") or seconds.
+func (c *Config) UnmarshalJSON(b []byte) error {
+	type plain Config
+	aux := struct {
+		*plain
+		NonceLifetime   any `json:"nonce_lifetime"`
+		QualifyInterval any `json:"qualify_interval"`
+		JournalMaxAge   any `json:"journal_max_age"`
+	}{plain: (*plain)(c)}
+	dec := json.NewDecoder(bytesReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&aux); err != nil {
+		return err
+	}
+	for _, p := range []struct {
+		v   any
+		dst *time.Duration
+		n   string
+	}{{aux.NonceLifetime, &c.NonceLifetime, "nonce_lifetime"}, {aux.QualifyInterval, &c.QualifyInterval, "qualify_interval"},
+		{aux.JournalMaxAge, &c.JournalMaxAge, "journal_max_age"}} {
+		switch v := p.v.(type) {
+		case nil:
+		case float64:
+			*p.dst = time.Duration(v * float64(time.Second))
+		case string:
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.n, err)
+			}
+			*p.dst = d
+		default:
+			return fmt.Errorf("%s: want a duration such as \"30s\"", p.n)
+		}
+	}
+	return nil
+}
+
+// LoadFile overlays the JSON file at path onto c.
+func (c *Config) LoadFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	if err := json.Unmarshal(b, c); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	return nil
+}
+
+// Validate checks every field and returns the first problem in one line.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("--data is empty: give a directory, e.g. --data ./data")
+	}
+	host, port, err := net.SplitHostPort(c.SIP)
+	if err != nil {
+		return fmt.Errorf("--sip %q is not host:port, e.g. --sip 0.0.0.0:5060", c.SIP)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("--sip %q: port must be 0..65535", c.SIP)
+	}
+	if host != "" && net.ParseIP(host) == nil {
+		return fmt.Errorf("--sip %q: host must be an IP address", c.SIP)
+	}
+	if _, err := digest.ParseAlgorithms(c.Digest); err != nil {
+		return fmt.Errorf("--digest %q: %v (use md5, sha-256 or both, e.g. sha-256,md5)", c.Digest, err)
+	}
+	if c.MinExpires < 1 || c.MaxExpires < c.MinExpires || c.DefaultExpires < c.MinExpires || c.DefaultExpires > c.MaxExpires {
+		return fmt.Errorf("expires bounds are inconsistent: need 1 <= min (%d) <= default (%d) <= max (%d)",
+			c.MinExpires, c.DefaultExpires, c.MaxExpires)
+	}
+	if c.NonceLifetime < time.Second {
+		return errors.New("--nonce-lifetime must be at least 1s")
+	}
+	if c.QualifyInterval < 0 {
+		return errors.New("--qualify-interval must be 0 (off) or positive")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("--log-level %q: use debug, info, warn or error", c.LogLevel)
+	}
+	return nil
+}
+
+// PrimaryIPv4 returns the host's primary IPv4 address: the first up,
+// non-loopback interface's IPv4 address, or 127.0.0.1 when there is none.
+func PrimaryIPv4() string {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return "127.0.0.1"
+	}
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok {
+				if v4 := ipn.IP.To4(); v4 != nil && !v4.IsLinkLocalUnicast() {
+					return v4.String()
+				}
+			}
+		}
+	}
+	return "127.0.0.1"
+}

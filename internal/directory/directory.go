@@ -1,0 +1,298 @@
+// Package directory is the server's in-memory view of domains and
+// extensions, read on every request without touching the database. It is
+// loaded at start and kept current by Watch, which polls the store's change
+// feed, so `switchboard ext ...` edits reach a running server within a
+// fraction of a second, without restart.
+package directory
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/store"
+)
+
+// Source is what the cache reads from.
+type Source interface {
+	store.Directory
+	store.Changes
+	PruneChanges(ctx context.Context, seq int64) error
+}
+
+// Cache holds the directory. Safe for concurrent use.
+type Cache struct {
+	src Source
+	log *slog.Logger
+
+	mu      sync.RWMutex                           // guards domains, exts
+	domains map[string]store.Domain                // lower-case name -> domain
+	exts    map[string]map[string]*store.Extension // lower-case domain -> number -> ext
+
+	local         map[string]struct{} // guarded by mu
+	defaultDomain string              // guarded by mu
+
+	lastSeq  int64 // owned by Load/Poll's caller (Watch's goroutine)
+	handlers map[string][]func(key string)
+}
+
+// New returns an empty cache reading from src.
+func New(src Source, log *slog.Logger) *Cache {
+	return &Cache{src: src, log: log, domains: map[string]store.Domain{},
+		exts: map[string]map[string]*store.Extension{}, handlers: map[string][]func(string){}}
+}
+
+// OnChange registers fn for change-feed entries of another kind (e.g. "acl",
+// "ban", "profile"). Call before Watch.
+func (c *Cache) OnChange(kind string, fn func(key string)) {
+	c.handlers[kind] = append(c.handlers[kind], fn)
+}
+
+// Load reads the whole directory.
+func (c *Cache) Load(ctx context.Context) error {
+	seq, err := c.src.LastChange(ctx)
+	if err != nil {
+		return err
+	}
+	doms, err := c.src.Domains(ctx)
+	if err != nil {
+		return err
+	}
+	exts, err := c.src.Extensions(ctx, "")
+	if err != nil {
+		return err
+	}
+	dm := make(map[string]store.Domain, len(doms))
+	em := make(map[string]map[string]*store.Extension, len(doms))
+	for _, d := range doms {
+		k := strings.ToLower(d.Name)
+		dm[k] = d
+		em[k] = map[string]*store.Extension{}
+	}
+	for i := range exts {
+		e := &exts[i]
+		k := strings.ToLower(e.Domain)
+		if em[k] == nil {
+			em[k] = map[string]*store.Extension{}
+		}
+		em[k][e.Number] = e
+	}
+	c.mu.Lock()
+	c.domains, c.exts = dm, em
+	c.lastSeq = seq
+	c.mu.Unlock()
+	return nil
+}
+
+// Domain returns a domain by name (case-insensitive).
+func (c *Cache) Domain(name string) (store.Domain, bool) {
+	c.mu.RLock()
+	d, ok := c.domains[lower(name)]
+	c.mu.RUnlock()
+	return d, ok
+}
+
+// Domains returns every domain.
+func (c *Cache) Domains() []store.Domain {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]store.Domain, 0, len(c.domains))
+	for _, d := range c.domains {
+		out = append(out, d)
+	}
+	return out
+}
+
+// Lookup returns an extension; the pointer must be treated as read-only.
+func (c *Cache) Lookup(domain, number string) (*store.Extension, bool) {
+	c.mu.RLock()
+	e, ok := c.exts[lower(domain)][number]
+	c.mu.RUnlock()
+	return e, ok
+}
+
+// Count returns how many extensions are loaded.
+func (c *Cache) Count() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	n := 0
+	for _, m := range c.exts {
+		n += len(m)
+	}
+	return n
+}
+
+// lower avoids allocating when s is already lower-case (the usual case).
+func lower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
+}
+
+const fullReloadAbove = 1000
+
+// Poll applies the change feed once. It returns how many changes it applied.
+func (c *Cache) Poll(ctx context.Context) (int, error) {
+	changes, err := c.src.ChangesSince(ctx, c.lastSeq, fullReloadAbove+1)
+	if err != nil || len(changes) == 0 {
+		return 0, err
+	}
+	if len(changes) > fullReloadAbove {
+		if err := c.Load(ctx); err != nil {
+			return 0, err
+		}
+		for kind, hs := range c.handlers {
+			for _, h := range hs {
+				h("*" + kind)
+			}
+		}
+		return len(changes), nil
+	}
+	for _, ch := range changes {
+		switch ch.Kind {
+		case "ext":
+			c.reloadExt(ctx, ch.Key)
+		case "domain":
+			c.reloadDomain(ctx, ch.Key)
+		default:
+			for _, h := range c.handlers[ch.Kind] {
+				h(ch.Key)
+			}
+		}
+		for _, h := range c.handlers["*"] {
+			h(ch.Kind + ":" + ch.Key)
+		}
+		c.lastSeq = ch.Seq
+	}
+	return len(changes), nil
+}
+
+func (c *Cache) reloadExt(ctx context.Context, key string) {
+	domain, number, ok := strings.Cut(key, "/")
+	if !ok {
+		return
+	}
+	e, err := c.src.Extension(ctx, domain, number)
+	dk := lower(domain)
+	if errors.Is(err, store.ErrNotFound) {
+		c.mu.Lock()
+		delete(c.exts[dk], number)
+		c.mu.Unlock()
+		for _, h := range c.handlers["ext-removed"] {
+			h(key)
+		}
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		c.log.Warn("directory: reload extension", "extension", key, "error", err)
+		return
+	}
+	if c.exts[dk] == nil {
+		c.exts[dk] = map[string]*store.Extension{}
+	}
+	c.exts[dk][number] = &e
+}
+
+func (c *Cache) reloadDomain(ctx context.Context, name string) {
+	d, err := c.src.Domain(ctx, name)
+	k := lower(name)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if errors.Is(err, store.ErrNotFound) {
+		delete(c.domains, k)
+		delete(c.exts, k)
+		return
+	}
+	if err != nil {
+		c.log.Warn("directory: reload domain", "domain", name, "error", err)
+		return
+	}
+	c.domains[k] = d
+	if c.exts[k] == nil {
+		c.exts[k] = map[string]*store.Extension{}
+	}
+}
+
+// Watch polls the change feed every interval, and at once whenever kick
+// delivers, until ctx ends. After applying changes it calls applied with the
+// newest sequence number (the CLI waits for that to report an edit as
+// live). It prunes applied entries every minute.
+func (c *Cache) Watch(ctx context.Context, interval time.Duration, kick <-chan struct{}, applied func(seq int64)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	lastPrune := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-kick:
+		}
+		n, err := c.Poll(ctx)
+		if err != nil && ctx.Err() == nil {
+			c.log.Warn("directory: poll changes", "error", err)
+		}
+		if n > 0 && applied != nil {
+			applied(c.lastSeq)
+		}
+		if time.Since(lastPrune) > time.Minute {
+			lastPrune = time.Now()
+			if err := c.src.PruneChanges(ctx, c.lastSeq); err != nil && ctx.Err() == nil {
+				c.log.Warn("directory: prune changes", "error", err)
+			}
+		}
+	}
+}
+
+// Local tells the cache which host names and addresses are the server's own
+// and which domain they mean: a request addressed to one of them belongs to
+// the default domain (as in a FusionPBX install addressed by IP).
+type Local struct {
+	DefaultDomain string
+	Hosts         []string // own IPs and host names, any case
+}
+
+// SetLocal sets the server's own names. Call before serving.
+func (c *Cache) SetLocal(l Local) {
+	m := make(map[string]struct{}, len(l.Hosts))
+	for _, h := range l.Hosts {
+		m[strings.ToLower(strings.Trim(h, "[]"))] = struct{}{}
+	}
+	c.mu.Lock()
+	c.local = m
+	c.defaultDomain = l.DefaultDomain
+	c.mu.Unlock()
+}
+
+// DefaultDomain returns the default domain's name.
+func (c *Cache) DefaultDomain() string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.defaultDomain
+}
+
+// Resolve maps the host part of a request's To or Request-URI to the domain
+// it belongs to. served is false for a domain we do not serve (unknown or
+// disabled); domain is then host itself, so callers can name it.
+func (c *Cache) Resolve(host string) (domain string, served bool) {
+	h := lower(strings.Trim(host, "[]"))
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if d, ok := c.domains[h]; ok {
+		return d.Name, d.Enabled
+	}
+	if _, ok := c.local[h]; ok {
+		if d, ok := c.domains[lower(c.defaultDomain)]; ok {
+			return d.Name, d.Enabled
+		}
+	}
+	return host, false
+}

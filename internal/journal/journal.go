@@ -1,0 +1,299 @@
+// Package journal records every decision switchboard takes (each REGISTER
+// and INVITE answer, binding expiry, qualify failures and recoveries, bans)
+// as an Event in the database, so the doctor and the operator can explain
+// what happened afterwards.
+//
+// Writes are asynchronous and batched: Record never blocks the SIP hot path.
+// When the queue is full (the database cannot keep up), events are dropped
+// and counted rather than slowing registration. The table is bounded by age
+// and count (Retention).
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/cause"
+)
+
+// Event kinds.
+const (
+	KindRegister = "register"
+	KindInvite   = "invite"
+	KindBinding  = "binding"
+	KindQualify  = "qualify"
+	KindBan      = "ban"
+	KindRequest  = "request"
+)
+
+// Event is one decision.
+type Event struct {
+	ID        int64      `json:"id"`
+	Time      time.Time  `json:"time"`
+	Kind      string     `json:"kind"`
+	Cause     cause.Code `json:"cause"`
+	Extension string     `json:"extension"`
+	Domain    string     `json:"domain"`
+	AuthUser  string     `json:"auth_user"`
+	Realm     string     `json:"realm"`
+	Source    string     `json:"source"`
+	Transport string     `json:"transport"`
+	UserAgent string     `json:"user_agent"`
+	Status    int        `json:"sip_status"`
+	CallID    string     `json:"call_id"`
+	Detail    string     `json:"detail"`
+}
+
+// SourceIP returns the IP part of Source.
+func (e *Event) SourceIP() string {
+	if h, _, err := net.SplitHostPort(e.Source); err == nil {
+		return h
+	}
+	return e.Source
+}
+
+// Retention bounds the journal.
+type Retention struct {
+	MaxAge    time.Duration // default 7 days
+	MaxEvents int           // default 1,000,000
+}
+
+// DefaultRetention is 7 days and 1,000,000 events.
+var DefaultRetention = Retention{MaxAge: 7 * 24 * time.Hour, MaxEvents: 1_000_000}
+
+// Writer batches events into the database. Create with NewWriter; Run
+// drains the queue until its context ends, then flushes what is left.
+type Writer struct {
+	db        *sql.DB
+	log       *slog.Logger
+	retention Retention
+	queue     chan Event
+	dropped   atomic.Int64
+	written   atomic.Int64
+	flushReq  chan chan struct{}
+	now       func() time.Time
+	stopped   chan struct{}
+	runOnce   sync.Once
+}
+
+// NewWriter returns a writer with a queue of queueLen events (0 = 65536).
+func NewWriter(db *sql.DB, log *slog.Logger, r Retention, queueLen int) *Writer {
+	if queueLen <= 0 {
+		queueLen = 65536
+	}
+	if r.MaxAge <= 0 {
+		r.MaxAge = DefaultRetention.MaxAge
+	}
+	if r.MaxEvents <= 0 {
+		r.MaxEvents = DefaultRetention.MaxEvents
+	}
+	return &Writer{db: db, log: log, retention: r, queue: make(chan Event, queueLen),
+		flushReq: make(chan chan struct{}), now: time.Now, stopped: make(chan struct{})}
+}
+
+// Record queues an event; it never blocks. Time is set when zero.
+func (w *Writer) Record(e Event) {
+	if w == nil {
+		return
+	}
+	if e.Time.IsZero() {
+		e.Time = w.now()
+	}
+	select {
+	case w.queue <- e:
+	default:
+		w.dropped.Add(1)
+	}
+}
+
+// Dropped is how many events were dropped because the queue was full.
+func (w *Writer) Dropped() int64 { return w.dropped.Load() }
+
+// Flush waits until every event recorded before the call is written (or ctx ends).
+func (w *Writer) Flush(ctx context.Context) {
+	done := make(chan struct{})
+	select {
+	case w.flushReq <- done:
+	case <-ctx.Done():
+		return
+	case <-w.stopped:
+		return
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// Run writes batches until ctx is done. It prunes old events every minute.
+func (w *Writer) Run(ctx context.Context) {
+	defer close(w.stopped)
+	batch := make([]Event, 0, 1024)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	prune := time.NewTicker(time.Minute)
+	defer prune.Stop()
+	w.prune(ctx)
+	for {
+		select {
+		case e := <-w.queue:
+			batch = append(batch, e)
+			if len(batch) >= 4096 {
+				batch = w.write(batch)
+			}
+		case <-tick.C:
+			batch = w.write(batch)
+		case done := <-w.flushReq:
+			batch = w.drain(batch)
+			batch = w.write(batch)
+			close(done)
+		case <-prune.C:
+			w.prune(ctx)
+		case <-ctx.Done():
+			batch = w.drain(batch)
+			w.write(batch)
+			return
+		}
+	}
+}
+
+func (w *Writer) drain(batch []Event) []Event {
+	for {
+		select {
+		case e := <-w.queue:
+			batch = append(batch, e)
+		default:
+			return batch
+		}
+	}
+}
+
+func (w *Writer) write(batch []Event) []Event {
+	if len(batch) == 0 {
+		return batch
+	}
+	if err := Insert(context.Background(), w.db, batch); err != nil {
+		w.log.Error("journal: write failed", "events", len(batch), "error", err)
+	} else {
+		w.written.Add(int64(len(batch)))
+	}
+	return batch[:0]
+}
+
+// Insert writes events in one transaction.
+func Insert(ctx context.Context, db *sql.DB, events []Event) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO journal(time, kind, cause, extension, domain, auth_user, realm,
+		source, transport, user_agent, status, call_id, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	defer stmt.Close()
+	for i := range events {
+		e := &events[i]
+		if _, err := stmt.ExecContext(ctx, e.Time.UnixMicro(), e.Kind, string(e.Cause), e.Extension, e.Domain,
+			e.AuthUser, e.Realm, e.Source, e.Transport, e.UserAgent, e.Status, e.CallID, e.Detail); err != nil {
+			return fmt.Errorf("journal: %w", err)
+		}
+	}
+	return tx.Commit()
+}
+
+func (w *Writer) prune(ctx context.Context) {
+	cutoff := w.now().Add(-w.retention.MaxAge).UnixMicro()
+	if _, err := w.db.ExecContext(ctx, "DELETE FROM journal WHERE time < ?", cutoff); err != nil {
+		w.log.Warn("journal: prune by age failed", "error", err)
+	}
+	if _, err := w.db.ExecContext(ctx,
+		"DELETE FROM journal WHERE id <= (SELECT max(id) FROM journal) - ?", w.retention.MaxEvents); err != nil {
+		w.log.Warn("journal: prune by count failed", "error", err)
+	}
+}
+
+// Filter selects events. Zero fields match everything.
+type Filter struct {
+	Extension string
+	Domain    string
+	IP        string // source IP (any port)
+	Kind      string
+	Since     time.Time
+	AfterID   int64
+	Limit     int // default 1000
+	// Oldest returns the oldest first (default newest first).
+	Oldest bool
+}
+
+// Query returns events matching f.
+func Query(ctx context.Context, db *sql.DB, f Filter) ([]Event, error) {
+	var where []string
+	var args []any
+	if f.Extension != "" {
+		where = append(where, "extension = ?")
+		args = append(args, f.Extension)
+	}
+	if f.Domain != "" {
+		where = append(where, "domain = ? COLLATE NOCASE")
+		args = append(args, f.Domain)
+	}
+	if f.IP != "" {
+		where = append(where, "(source = ? OR source LIKE ? OR source LIKE ?)")
+		args = append(args, f.IP, f.IP+":%", "["+f.IP+"]:%")
+	}
+	if f.Kind != "" {
+		where = append(where, "kind = ?")
+		args = append(args, f.Kind)
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "time >= ?")
+		args = append(args, f.Since.UnixMicro())
+	}
+	if f.AfterID > 0 {
+		where = append(where, "id > ?")
+		args = append(args, f.AfterID)
+	}
+	q := `SELECT id, time, kind, cause, extension, domain, auth_user, realm, source, transport, user_agent, status,
+		call_id, detail FROM journal`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	if f.Oldest {
+		q += " ORDER BY id ASC"
+	} else {
+		q += " ORDER BY id DESC"
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	q += fmt.Sprintf(" LIMIT %d", limit)
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("journal: query: %w", err)
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var e Event
+		var t int64
+		var c string
+		if err := rows.Scan(&e.ID, &t, &e.Kind, &c, &e.Extension, &e.Domain, &e.AuthUser, &e.Realm, &e.Source,
+			&e.Transport, &e.UserAgent, &e.Status, &e.CallID, &e.Detail); err != nil {
+			return nil, fmt.Errorf("journal: query: %w", err)
+		}
+		e.Time = time.UnixMicro(t)
+		e.Cause = cause.Code(c)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

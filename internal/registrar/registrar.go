@@ -1,0 +1,379 @@
+// Package registrar answers REGISTER requests (RFC 3261 §10): digest
+// authentication, ownership of the address of record, Expires bounds (423),
+// adding, refreshing and removing bindings in the location table, and a
+// journal event for every decision.
+package registrar
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-pbx/switchboard/internal/auth"
+	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/directory"
+	"github.com/switchboard-pbx/switchboard/internal/journal"
+	"github.com/switchboard-pbx/switchboard/internal/location"
+	"github.com/switchboard-pbx/switchboard/internal/store"
+)
+
+// Policy is the access-control seam: register ACLs, per-extension auth ACLs
+// and brute-force accounting. The zero Registrar uses AllowAll.
+type Policy interface {
+	// AllowRegister decides whether src may register at all (the profile's
+	// register ACL); list names the ACL that denied.
+	AllowRegister(src netip.Addr) (ok bool, list string)
+	// AllowExtension decides whether src may authenticate as ext (its own
+	// auth ACL).
+	AllowExtension(src netip.Addr, ext *store.Extension) (ok bool, list string)
+	// AuthFailed counts a failed authentication from src.
+	AuthFailed(src netip.Addr, reason string)
+	// AuthSucceeded clears src's failure count.
+	AuthSucceeded(src netip.Addr)
+}
+
+// AllowAll is a Policy that allows everything and counts nothing.
+type AllowAll struct{}
+
+func (AllowAll) AllowRegister(netip.Addr) (bool, string)                    { return true, "" }
+func (AllowAll) AllowExtension(netip.Addr, *store.Extension) (bool, string) { return true, "" }
+func (AllowAll) AuthFailed(netip.Addr, string)                              {}
+func (AllowAll) AuthSucceeded(netip.Addr)                                   {}
+
+// Config holds the registrar's settings.
+type Config struct {
+	MinExpires     int // seconds; shorter non-zero requests get 423
+	MaxExpires     int // seconds; longer ones are shortened to this
+	DefaultExpires int // when the phone asks for none
+}
+
+// Registrar handles REGISTER. Create with New.
+type Registrar struct {
+	cfg     Config
+	dir     *directory.Cache
+	auth    *auth.Authenticator
+	loc     *location.Table
+	journal *journal.Writer
+	policy  Policy
+	log     *slog.Logger
+	now     func() time.Time
+
+	// seenMu guards seen: when each (source IP, user) pair was last
+	// journaled as challenged, so a busy phone does not flood the journal.
+	seenMu sync.Mutex
+	seen   map[string]time.Time
+}
+
+// New returns a registrar. policy may be nil (AllowAll).
+func New(cfg Config, dir *directory.Cache, a *auth.Authenticator, loc *location.Table, j *journal.Writer,
+	policy Policy, log *slog.Logger) *Registrar {
+	if policy == nil {
+		policy = AllowAll{}
+	}
+	if cfg.MinExpires <= 0 {
+		cfg.MinExpires = 60
+	}
+	if cfg.MaxExpires <= 0 {
+		cfg.MaxExpires = 7200
+	}
+	if cfg.DefaultExpires <= 0 {
+		cfg.DefaultExpires = 3600
+	}
+	return &Registrar{cfg: cfg, dir: dir, auth: a, loc: loc, journal: j, policy: policy, log: log,
+		now: time.Now, seen: map[string]time.Time{}}
+}
+
+// request facts shared by every answer path.
+type facts struct {
+	req       *sip.Request
+	tx        sip.ServerTransaction
+	src       netip.Addr
+	ev        journal.Event
+	domain    string
+	served    bool
+	toUser    string
+	userAgent string
+}
+
+// ServeREGISTER is the sipgo handler for REGISTER.
+func (r *Registrar) ServeREGISTER(req *sip.Request, tx sip.ServerTransaction) {
+	f := facts{req: req, tx: tx}
+	f.src = SourceAddr(req.Source())
+	if h := req.GetHeader("User-Agent"); h != nil {
+		f.userAgent = h.Value()
+	}
+	f.ev = journal.Event{Kind: journal.KindRegister, Source: req.Source(), Transport: req.Transport(),
+		UserAgent: f.userAgent}
+	if cid := req.CallID(); cid != nil {
+		f.ev.CallID = cid.Value()
+	}
+	to := req.To()
+	if to == nil || req.From() == nil || req.CallID() == nil || req.CSeq() == nil {
+		r.refuse(&f, cause.BadRequest, "missing To, From, Call-ID or CSeq")
+		return
+	}
+	if to.Address.Scheme != "sip" && to.Address.Scheme != "sips" {
+		r.refuse(&f, cause.BadRequest, "To must be a SIP URI, not "+to.Address.Scheme)
+		return
+	}
+	f.toUser = to.Address.User
+	f.domain, f.served = r.dir.Resolve(to.Address.Host)
+	f.ev.Extension, f.ev.Domain = f.toUser, f.domain
+
+	if ok, list := r.policy.AllowRegister(f.src); !ok {
+		r.refuse(&f, cause.ACLDenied, "source "+f.src.String()+" rejected by register acl "+list)
+		return
+	}
+
+	res := r.auth.Check(req, "Authorization", f.domain, f.served)
+	f.ev.AuthUser, f.ev.Realm = res.AuthUser, res.Realm
+	if res.NeedsChallenge() {
+		r.challenge(&f, res)
+		return
+	}
+	if res.Cause != "" {
+		r.policy.AuthFailed(f.src, res.Detail)
+		r.refuse(&f, res.Cause, res.Detail)
+		return
+	}
+	ext := res.Ext
+	if ok, list := r.policy.AllowExtension(f.src, ext); !ok {
+		r.refuse(&f, cause.ACLDenied, "source "+f.src.String()+" rejected by acl "+list+" of extension "+ext.Number)
+		return
+	}
+	if res.AuthUser != f.toUser {
+		r.policy.AuthFailed(f.src, "auth user "+res.AuthUser+" registering "+f.toUser)
+		r.refuse(&f, cause.AuthUserMismatch,
+			fmt.Sprintf("authenticated as %s but registering %s: the auth user must be the extension", res.AuthUser, f.toUser))
+		return
+	}
+	r.policy.AuthSucceeded(f.src)
+	r.update(&f, ext, res)
+}
+
+// SourceAddr parses "ip:port" into the IP (unmapped); zero on failure.
+func SourceAddr(src string) netip.Addr {
+	if ap, err := netip.ParseAddrPort(src); err == nil {
+		return ap.Addr().Unmap()
+	}
+	host, _, err := net.SplitHostPort(src)
+	if err != nil {
+		host = src
+	}
+	a, _ := netip.ParseAddr(strings.Trim(host, "[]"))
+	return a.Unmap()
+}
+
+func (r *Registrar) challenge(f *facts, res auth.Result) {
+	resp := sip.NewResponseFromRequest(f.req, 401, "Unauthorized", nil)
+	r.auth.Challenge(resp, "WWW-Authenticate", f.domain, res.Cause == cause.StaleNonce)
+	r.respond(f, resp)
+	// Journal a plain challenge only once a minute per phone and user.
+	if res.Cause == cause.Challenged && res.Detail == "" && !r.firstChallenge(f.src, f.toUser) {
+		return
+	}
+	f.ev.Cause, f.ev.Status, f.ev.Detail = res.Cause, 401, res.Detail
+	if f.ev.Detail == "" {
+		f.ev.Detail = "challenged with realm " + f.domain
+	}
+	r.journal.Record(f.ev)
+}
+
+func (r *Registrar) firstChallenge(src netip.Addr, user string) bool {
+	key := src.String() + "|" + user
+	now := r.now()
+	r.seenMu.Lock()
+	defer r.seenMu.Unlock()
+	if t, ok := r.seen[key]; ok && now.Sub(t) < time.Minute {
+		return false
+	}
+	if len(r.seen) > 100_000 {
+		for k, t := range r.seen {
+			if now.Sub(t) >= time.Minute {
+				delete(r.seen, k)
+			}
+		}
+		if len(r.seen) > 100_000 {
+			clear(r.seen)
+		}
+	}
+	r.seen[key] = now
+	return true
+}
+
+func (r *Registrar) refuse(f *facts, c cause.Code, detail string) {
+	a, _ := cause.AnswerFor(c)
+	resp := sip.NewResponseFromRequest(f.req, a.Status, a.Reason, nil)
+	if c == cause.IntervalTooBrief {
+		resp.AppendHeader(sip.NewHeader("Min-Expires", strconv.Itoa(r.cfg.MinExpires)))
+	}
+	r.respond(f, resp)
+	f.ev.Cause, f.ev.Status, f.ev.Detail = c, a.Status, detail
+	r.journal.Record(f.ev)
+}
+
+func (r *Registrar) respond(f *facts, resp *sip.Response) {
+	resp.AppendHeader(sip.NewHeader("Server", "switchboard"))
+	if err := f.tx.Respond(resp); err != nil {
+		r.log.Debug("registrar: respond", "status", resp.StatusCode, "error", err)
+	}
+}
+
+type contactReq struct {
+	uri     string
+	expires int
+}
+
+// update applies the REGISTER's contacts to the location table.
+func (r *Registrar) update(f *facts, ext *store.Extension, res auth.Result) {
+	req := f.req
+	headerExpires := -1
+	if h := req.GetHeader("Expires"); h != nil {
+		v, err := strconv.Atoi(strings.TrimSpace(h.Value()))
+		if err != nil || v < 0 {
+			r.refuse(f, cause.BadRequest, "bad Expires header "+strconv.Quote(h.Value()))
+			return
+		}
+		headerExpires = v
+	}
+	var wildcard bool
+	var contacts []contactReq
+	for _, h := range req.GetHeaders("Contact") {
+		c, ok := h.(*sip.ContactHeader)
+		if !ok {
+			r.refuse(f, cause.BadRequest, "unparsable Contact")
+			return
+		}
+		if c.Address.Wildcard {
+			wildcard = true
+			continue
+		}
+		exp := headerExpires
+		if v, ok := c.Params.Get("expires"); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				r.refuse(f, cause.BadRequest, "bad expires parameter "+strconv.Quote(v))
+				return
+			}
+			exp = n
+		}
+		if exp < 0 {
+			exp = r.cfg.DefaultExpires
+		}
+		if exp > 0 && exp < r.cfg.MinExpires {
+			r.refuse(f, cause.IntervalTooBrief,
+				fmt.Sprintf("asked for %d s, the minimum is %d s", exp, r.cfg.MinExpires))
+			return
+		}
+		if exp > r.cfg.MaxExpires {
+			exp = r.cfg.MaxExpires
+		}
+		u := c.Address
+		contacts = append(contacts, contactReq{uri: u.String(), expires: exp})
+	}
+	if wildcard && (len(contacts) > 0 || headerExpires != 0) {
+		r.refuse(f, cause.BadRequest, "Contact: * needs Expires: 0 and no other Contact")
+		return
+	}
+	callID := req.CallID().Value()
+	cseq := req.CSeq().SeqNo
+	now := r.now()
+	var outcome cause.Code = cause.Registered
+	var detail string
+	bindings, err := r.loc.Update(context.Background(), ext.Domain, ext.Number, func(cur []store.Binding) ([]store.Binding, error) {
+		if wildcard {
+			outcome, detail = cause.Unregistered, fmt.Sprintf("removed all %d contacts", len(cur))
+			return nil, nil
+		}
+		if len(contacts) == 0 {
+			outcome, detail = cause.Registered, "query"
+			return cur, nil
+		}
+		next := append([]store.Binding(nil), cur...)
+		var added, removed, refreshed int
+		for _, c := range contacts {
+			idx := -1
+			for i := range next {
+				if next[i].Contact == c.uri {
+					idx = i
+					break
+				}
+			}
+			if idx >= 0 && next[idx].CallID == callID && next[idx].CSeq >= cseq {
+				return nil, errOutOfOrder
+			}
+			if c.expires == 0 {
+				if idx >= 0 {
+					next = append(next[:idx], next[idx+1:]...)
+					removed++
+				}
+				continue
+			}
+			b := store.Binding{Domain: ext.Domain, Extension: ext.Number, Contact: c.uri, Source: req.Source(),
+				Transport: strings.ToUpper(req.Transport()), UserAgent: f.userAgent, CallID: callID, CSeq: cseq,
+				AuthUser: res.AuthUser, Realm: res.Realm, RegisteredAt: now,
+				ExpiresAt: now.Add(time.Duration(c.expires) * time.Second)}
+			if idx >= 0 {
+				b.PingStatus, b.PingRTT, b.PingAt = next[idx].PingStatus, next[idx].PingRTT, next[idx].PingAt
+				if next[idx].CallID == callID {
+					b.RegisteredAt = next[idx].RegisteredAt
+				}
+				next[idx] = b
+				refreshed++
+			} else {
+				next = append(next, b)
+				added++
+			}
+		}
+		if added > 0 && len(next) > ext.MaxRegistrations {
+			return nil, errMaxRegistrations{have: len(cur), max: ext.MaxRegistrations}
+		}
+		switch {
+		case len(next) == 0 || (removed > 0 && added == 0 && refreshed == 0):
+			outcome = cause.Unregistered
+		default:
+			outcome = cause.Registered
+		}
+		detail = fmt.Sprintf("%d added, %d refreshed, %d removed, %d bound", added, refreshed, removed, len(next))
+		return next, nil
+	})
+	if err != nil {
+		switch e := err.(type) {
+		case errMaxRegistrations:
+			r.refuse(f, cause.MaxRegistrations, fmt.Sprintf("already %d of %d registrations", e.have, e.max))
+		default:
+			if err == errOutOfOrder {
+				r.refuse(f, cause.OutOfOrder, "CSeq not above the binding's for the same Call-ID")
+				return
+			}
+			r.log.Error("registrar: save binding", "extension", ext.Number, "domain", ext.Domain, "error", err)
+			resp := sip.NewResponseFromRequest(req, 500, "Server Internal Error", nil)
+			r.respond(f, resp)
+		}
+		return
+	}
+	resp := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	for _, b := range bindings {
+		left := int(b.ExpiresAt.Sub(now).Round(time.Second) / time.Second)
+		resp.AppendHeader(sip.NewHeader("Contact", "<"+b.Contact+">;expires="+strconv.Itoa(left)))
+	}
+	resp.AppendHeader(sip.NewHeader("Date", now.UTC().Format(http1123)))
+	r.respond(f, resp)
+	f.ev.Cause, f.ev.Status, f.ev.Detail = outcome, 200, detail
+	r.journal.Record(f.ev)
+}
+
+const http1123 = "Mon, 02 Jan 2006 15:04:05 GMT"
+
+type errMaxRegistrations struct{ have, max int }
+
+func (e errMaxRegistrations) Error() string { return "max registrations" }
+
+var errOutOfOrder = fmt.Errorf("out of order")

@@ -1,0 +1,306 @@
+// Package server assembles a running switchboard: the database, the
+// directory cache, the location table, the journal, the SIP stack and the
+// request handlers, and stops them in order.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-pbx/switchboard/internal/auth"
+	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/config"
+	"github.com/switchboard-pbx/switchboard/internal/digest"
+	"github.com/switchboard-pbx/switchboard/internal/directory"
+	"github.com/switchboard-pbx/switchboard/internal/journal"
+	"github.com/switchboard-pbx/switchboard/internal/location"
+	"github.com/switchboard-pbx/switchboard/internal/registrar"
+	"github.com/switchboard-pbx/switchboard/internal/sipstack"
+	"github.com/switchboard-pbx/switchboard/internal/store"
+	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
+)
+
+// Version is the server version, set at build time with -ldflags.
+var Version = "0.1.0-dev"
+
+// Allow lists the methods the server answers.
+const Allow = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, REFER, NOTIFY, MESSAGE, PRACK"
+
+// Runtime is what a running server publishes in the database for `status`.
+type Runtime struct {
+	PID       int                 `json:"pid"`
+	StartedAt time.Time           `json:"started_at"`
+	Version   string              `json:"version"`
+	Domain    string              `json:"domain"`
+	Listeners []sipstack.Listener `json:"listeners"`
+}
+
+// Server is a running switchboard.
+type Server struct {
+	Cfg     config.Config
+	Log     *slog.Logger
+	DB      *sqlite.DB
+	Dir     *directory.Cache
+	Loc     *location.Table
+	Journal *journal.Writer
+	Stack   *sipstack.Stack
+	Auth    *auth.Authenticator
+	Reg     *registrar.Registrar
+	Domain  string
+	Started time.Time
+
+	lock *os.File
+	wg   sync.WaitGroup
+}
+
+// LockFile is the file a running server holds locked in the data directory.
+const LockFile = "switchboard.lock"
+
+// New opens the data directory, takes its lock, binds the SIP listeners and
+// wires the handlers. Errors are one line, fit for the operator.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	db, err := sqlite.Open(ctx, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Cfg: cfg, Log: log, DB: db, Started: time.Now()}
+	fail := func(err error) (*Server, error) {
+		s.closeStorage()
+		return nil, err
+	}
+	if s.lock, err = lockDataDir(cfg.DataDir); err != nil {
+		return fail(err)
+	}
+	s.Domain = cfg.Domain
+	if s.Domain == "" {
+		if v, ok, _ := db.Meta(ctx, "default_domain"); ok {
+			s.Domain = v
+		} else {
+			s.Domain = config.PrimaryIPv4()
+		}
+	}
+	if _, err := db.EnsureDomain(ctx, s.Domain); err != nil {
+		return fail(err)
+	}
+	if err := db.SetMeta(ctx, "default_domain", s.Domain); err != nil {
+		return fail(err)
+	}
+	key, err := nonceKey(ctx, db)
+	if err != nil {
+		return fail(err)
+	}
+	algs, _ := digest.ParseAlgorithms(cfg.Digest)
+
+	s.Dir = directory.New(db, log)
+	if err := s.Dir.Load(ctx); err != nil {
+		return fail(err)
+	}
+	s.Journal = journal.NewWriter(db.SQL(), log, journal.Retention{MaxAge: cfg.JournalMaxAge, MaxEvents: cfg.JournalMaxEvents}, 0)
+	s.Loc = location.New(db, log, nil)
+	n, err := s.Loc.Load(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	log.Info("bindings restored", "count", n)
+	s.Loc.OnExpire(func(b store.Binding) {
+		s.Journal.Record(journal.Event{Kind: journal.KindBinding, Cause: cause.Expired, Extension: b.Extension,
+			Domain: b.Domain, Source: b.Source, Transport: b.Transport, UserAgent: b.UserAgent, CallID: b.CallID,
+			AuthUser: b.AuthUser, Realm: b.Realm,
+			Detail: "contact " + b.Contact + " expired; last registered " + b.RegisteredAt.Format(time.RFC3339)})
+	})
+	s.Dir.OnChange("ext-removed", func(key string) {
+		if d, n, ok := cutSlash(key); ok {
+			s.Loc.RemoveExtension(ctx, d, n)
+		}
+	})
+
+	s.Auth = &auth.Authenticator{Dir: s.Dir, Nonces: digest.NewNonces(key, cfg.NonceLifetime, nil), Algorithms: algs}
+	s.Reg = registrar.New(registrar.Config{MinExpires: cfg.MinExpires, MaxExpires: cfg.MaxExpires,
+		DefaultExpires: cfg.DefaultExpires}, s.Dir, s.Auth, s.Loc, s.Journal, nil, log)
+
+	s.Stack, err = sipstack.Listen(sipstack.Options{Addr: cfg.SIP, UserAgent: "switchboard", Logger: log})
+	if err != nil {
+		return fail(err)
+	}
+	s.Dir.SetLocal(directory.Local{DefaultDomain: s.Domain, Hosts: ownHosts(s.Stack, s.Domain)})
+	s.Stack.Server.OnRegister(s.Reg.ServeREGISTER)
+	s.Stack.Server.OnOptions(s.serveOPTIONS)
+	return s, nil
+}
+
+func cutSlash(key string) (string, string, bool) {
+	for i := len(key) - 1; i >= 0; i-- {
+		if key[i] == '/' {
+			return key[:i], key[i+1:], true
+		}
+	}
+	return "", "", false
+}
+
+func lockDataDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, LockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("data directory %s is unusable: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		b, _ := os.ReadFile(path)
+		f.Close()
+		return nil, fmt.Errorf("another switchboard serve (pid %s) is already using data directory %s; stop it or pass another --data",
+			string(trimSpace(b)), dir)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())), 0)
+	return f, nil
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// Running reports whether a server holds the data directory's lock, and its pid.
+func Running(dir string) (bool, int) {
+	path := filepath.Join(dir, LockFile)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return false, 0
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		b, _ := os.ReadFile(path)
+		pid, _ := strconv.Atoi(string(trimSpace(b)))
+		return true, pid
+	}
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false, 0
+}
+
+func nonceKey(ctx context.Context, db *sqlite.DB) ([]byte, error) {
+	buf := make([]byte, 32)
+	if _, err := rand.Read(buf); err != nil {
+		return nil, err
+	}
+	v, err := db.SetMetaIfAbsent(ctx, "nonce_key", hex.EncodeToString(buf))
+	if err != nil {
+		return nil, err
+	}
+	return hex.DecodeString(v)
+}
+
+// ownHosts lists the names and addresses that mean "this server".
+func ownHosts(st *sipstack.Stack, domain string) []string {
+	hosts := []string{"localhost", domain}
+	if hn, err := os.Hostname(); err == nil {
+		hosts = append(hosts, hn)
+	}
+	for _, l := range st.Listeners {
+		if h, _, err := net.SplitHostPort(l.Addr); err == nil {
+			hosts = append(hosts, h)
+		}
+	}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok {
+				hosts = append(hosts, ipn.IP.String())
+			}
+		}
+	}
+	return hosts
+}
+
+// Go starts fn in a goroutine the server waits for on shutdown.
+func (s *Server) Go(fn func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		fn()
+	}()
+}
+
+// Run serves until ctx ends, then stops gracefully: the listeners first,
+// then the writers flush.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.closeStorage()
+	bg, stopBg := context.WithCancel(context.Background())
+	s.Go(func() { s.Journal.Run(bg) })
+	s.Go(func() { s.Loc.Run(bg) })
+	kick := make(chan struct{}, 1)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+	s.Go(func() {
+		for {
+			select {
+			case <-bg.Done():
+				return
+			case <-sigs:
+				select {
+				case kick <- struct{}{}:
+				default:
+				}
+			}
+		}
+	})
+	s.Go(func() {
+		s.Dir.Watch(bg, 250*time.Millisecond, kick, func(seq int64) {
+			if err := s.DB.SetMeta(bg, "applied_seq", strconv.FormatInt(seq, 10)); err != nil && bg.Err() == nil {
+				s.Log.Warn("record applied change", "error", err)
+			}
+		})
+	})
+	rt := Runtime{PID: os.Getpid(), StartedAt: s.Started, Version: Version, Domain: s.Domain, Listeners: s.Stack.Listeners}
+	if b, err := json.Marshal(rt); err == nil {
+		_ = s.DB.SetMeta(ctx, "runtime", string(b))
+	}
+	s.Log.Info("switchboard started", "version", Version, "domain", s.Domain, "udp", s.Stack.Listeners[0].Addr,
+		"tcp", s.Stack.Listeners[1].Addr, "data", s.Cfg.DataDir)
+	err := s.Stack.Serve(ctx)
+	stopBg()
+	s.wg.Wait()
+	s.Log.Info("switchboard stopped")
+	return err
+}
+
+func (s *Server) closeStorage() {
+	if s.DB != nil {
+		s.DB.Close()
+		s.DB = nil
+	}
+	if s.lock != nil {
+		s.lock.Close()
+		s.lock = nil
+	}
+}
+
+// serveOPTIONS answers OPTIONS addressed to the server (keepalives,
+// monitoring): 200 with Allow.
+func (s *Server) serveOPTIONS(req *sip.Request, tx sip.ServerTransaction) {
+	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	res.AppendHeader(sip.NewHeader("Allow", Allow))
+	res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
+	res.AppendHeader(sip.NewHeader("Supported", "path, replaces"))
+	res.AppendHeader(sip.NewHeader("Server", "switchboard"))
+	if err := tx.Respond(res); err != nil && !errors.Is(err, context.Canceled) {
+		s.Log.Debug("options: respond", "error", err)
+	}
+}

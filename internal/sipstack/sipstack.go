@@ -1,0 +1,178 @@
+// Package sipstack is the thin wrapper around github.com/emiago/sipgo: it
+// binds the profile's UDP and TCP listeners, shares one sipgo.UserAgent
+// between the server and the client side (so requests and replies leave from
+// the listening socket, which phones behind NAT require), and installs the
+// raw-packet filter that access control uses to drop traffic before parsing.
+package sipstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"syscall"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// Filter inspects a raw message before it is parsed. Returning nil drops it
+// silently. transport is "UDP" or "TCP".
+type Filter func(transport string, remote net.Addr, data []byte) []byte
+
+// Listener is one bound socket of the profile.
+type Listener struct {
+	Proto string `json:"protocol"` // "udp" or "tcp"
+	Addr  string `json:"address"`  // bound ip:port
+}
+
+// Options configure a Stack.
+type Options struct {
+	// Addr is host:port; port 0 picks a free port, the same for UDP and TCP.
+	Addr      string
+	UserAgent string
+	Filter    Filter
+	Logger    *slog.Logger
+	// UnhandledResponse receives responses that match no client
+	// transaction (2xx retransmissions of a proxied INVITE).
+	UnhandledResponse func(*sip.Response)
+}
+
+// Stack is the running SIP stack of the internal profile.
+type Stack struct {
+	UA        *sipgo.UserAgent
+	Server    *sipgo.Server
+	Client    *sipgo.Client
+	Listeners []Listener
+	udp       net.PacketConn
+	tcp       net.Listener
+}
+
+// MaxUDPMessage is the largest UDP message sent (sipgo defaults to about
+// 1300 bytes, too small for WebRTC and multi-codec SDPs).
+const MaxUDPMessage = 65000
+
+// ErrAddrInUse is returned (wrapped) when the SIP port is taken.
+var ErrAddrInUse = errors.New("address already in use")
+
+// Listen binds UDP and TCP on opts.Addr and builds the sipgo stack. Serve
+// must be called to start reading.
+func Listen(opts Options) (*Stack, error) {
+	// sipgo keeps its UDP size guard in a package variable; raising it once
+	// is idempotent.
+	sip.UDPMTUSize = MaxUDPMessage + 200
+	host, portStr, err := net.SplitHostPort(opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("sip address %q: %w", opts.Addr, err)
+	}
+	port, _ := strconv.Atoi(portStr)
+	var udp net.PacketConn
+	var tcp net.Listener
+	for attempt := 0; ; attempt++ {
+		udp, err = net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			return nil, bindErr("udp", opts.Addr, err)
+		}
+		uport := udp.LocalAddr().(*net.UDPAddr).Port
+		tcp, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(uport)))
+		if err == nil {
+			break
+		}
+		udp.Close()
+		if port != 0 || attempt > 20 {
+			return nil, bindErr("tcp", opts.Addr, err)
+		}
+	}
+	if uc, ok := udp.(*net.UDPConn); ok {
+		_ = uc.SetReadBuffer(8 << 20)
+		_ = uc.SetWriteBuffer(8 << 20)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	tpOpts := []sip.TransportLayerOption{sip.WithTransportLayerLogger(log)}
+	if opts.Filter != nil {
+		f := opts.Filter
+		tpOpts = append(tpOpts, sip.WithTransportLayerReadFilter(func(p sip.TransportReadProps, data []byte) ([]byte, error) {
+			return f(p.Transport, p.RemoteAddr, data), nil
+		}))
+	}
+	txOpts := []sip.TransactionLayerOption{sip.WithTransactionLayerLogger(log)}
+	if opts.UnhandledResponse != nil {
+		txOpts = append(txOpts, sip.WithTransactionLayerUnhandledResponseHandler(opts.UnhandledResponse))
+	}
+	name := opts.UserAgent
+	if name == "" {
+		name = "switchboard"
+	}
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent(name),
+		sipgo.WithUserAgentTransportLayerOptions(tpOpts...),
+		sipgo.WithUserAgentTransactionLayerOptions(txOpts...))
+	if err != nil {
+		udp.Close()
+		tcp.Close()
+		return nil, fmt.Errorf("sip stack: %w", err)
+	}
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(log))
+	if err != nil {
+		ua.Close()
+		return nil, fmt.Errorf("sip stack: %w", err)
+	}
+	la := udp.LocalAddr().(*net.UDPAddr)
+	clientHost := la.IP.String()
+	if la.IP.IsUnspecified() {
+		clientHost = ""
+	}
+	copts := []sipgo.ClientOption{sipgo.WithClientLogger(log), sipgo.WithClientPort(la.Port)}
+	if clientHost != "" {
+		copts = append(copts, sipgo.WithClientHostname(clientHost))
+	}
+	cli, err := sipgo.NewClient(ua, copts...)
+	if err != nil {
+		ua.Close()
+		return nil, fmt.Errorf("sip stack: %w", err)
+	}
+	return &Stack{UA: ua, Server: srv, Client: cli, udp: udp, tcp: tcp, Listeners: []Listener{
+		{Proto: "udp", Addr: udp.LocalAddr().String()},
+		{Proto: "tcp", Addr: tcp.Addr().String()},
+	}}, nil
+}
+
+func bindErr(proto, addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("cannot listen on %s %s: %w (another SIP server, e.g. FreeSWITCH or a second switchboard, is using it; stop it or pass --sip with another port)", proto, addr, ErrAddrInUse)
+	}
+	if errors.Is(err, syscall.EACCES) {
+		return fmt.Errorf("cannot listen on %s %s: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)", proto, addr)
+	}
+	return fmt.Errorf("cannot listen on %s %s: %w", proto, addr, err)
+}
+
+// Serve reads both listeners until ctx ends, then closes everything.
+func (s *Stack) Serve(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- s.Server.ServeUDP(s.udp) }()
+	go func() { errc <- s.Server.ServeTCP(s.tcp) }()
+	select {
+	case <-ctx.Done():
+		s.Close()
+		return nil
+	case err := <-errc:
+		s.Close()
+		if errors.Is(err, net.ErrClosed) {
+			return nil
+		}
+		return err
+	}
+}
+
+// Close stops the listeners and the stack.
+func (s *Stack) Close() error {
+	s.udp.Close()
+	s.tcp.Close()
+	s.Client.Close()
+	return s.UA.Close()
+}

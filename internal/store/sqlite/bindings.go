@@ -1,0 +1,98 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/switchboard-pbx/switchboard/internal/store"
+)
+
+func stringsContains(s, sub string) bool { return strings.Contains(s, sub) }
+
+const bindingColumns = `domain, extension, contact, source, transport, user_agent, call_id, cseq, auth_user, realm,
+	registered_at, expires_at, ping_status, ping_rtt_ms, ping_at`
+
+// LoadBindings returns every stored binding, expired ones included (the
+// caller drops those).
+func (db *DB) LoadBindings(ctx context.Context) ([]store.Binding, error) {
+	return db.queryBindings(ctx, "SELECT "+bindingColumns+" FROM bindings ORDER BY domain, extension, registered_at")
+}
+
+// BindingsOf returns the stored bindings of one extension ("" number = all
+// of the domain; "" domain = all).
+func (db *DB) BindingsOf(ctx context.Context, domain, number string) ([]store.Binding, error) {
+	q := "SELECT " + bindingColumns + " FROM bindings WHERE 1=1"
+	var args []any
+	if domain != "" {
+		q += " AND domain = ?"
+		args = append(args, domain)
+	}
+	if number != "" {
+		q += " AND extension = ?"
+		args = append(args, number)
+	}
+	q += " ORDER BY domain, length(extension), extension, registered_at"
+	return db.queryBindings(ctx, q, args...)
+}
+
+func (db *DB) queryBindings(ctx context.Context, q string, args ...any) ([]store.Binding, error) {
+	rows, err := db.sql.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read bindings: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Binding
+	for rows.Next() {
+		var b store.Binding
+		var reg, exp, ping int64
+		if err := rows.Scan(&b.Domain, &b.Extension, &b.Contact, &b.Source, &b.Transport, &b.UserAgent, &b.CallID,
+			&b.CSeq, &b.AuthUser, &b.Realm, &reg, &exp, &b.PingStatus, &b.PingRTT, &ping); err != nil {
+			return nil, fmt.Errorf("read bindings: %w", err)
+		}
+		b.RegisteredAt, b.ExpiresAt, b.PingAt = fromMs(reg), fromMs(exp), fromMs(ping)
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// ApplyBindings upserts and deletes bindings in one transaction.
+func (db *DB) ApplyBindings(ctx context.Context, upsert []store.Binding, del []store.BindingKey) error {
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("save bindings: %w", err)
+	}
+	defer tx.Rollback()
+	if len(upsert) > 0 {
+		stmt, err := tx.PrepareContext(ctx, "INSERT OR REPLACE INTO bindings("+bindingColumns+
+			") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+		if err != nil {
+			return fmt.Errorf("save bindings: %w", err)
+		}
+		defer stmt.Close()
+		for i := range upsert {
+			b := &upsert[i]
+			if _, err := stmt.ExecContext(ctx, b.Domain, b.Extension, b.Contact, b.Source, b.Transport, b.UserAgent,
+				b.CallID, b.CSeq, b.AuthUser, b.Realm, unixMs(b.RegisteredAt), unixMs(b.ExpiresAt), b.PingStatus,
+				b.PingRTT, unixMs(b.PingAt)); err != nil {
+				return fmt.Errorf("save binding %s@%s: %w", b.Extension, b.Domain, err)
+			}
+		}
+	}
+	if len(del) > 0 {
+		stmt, err := tx.PrepareContext(ctx, "DELETE FROM bindings WHERE domain = ? AND extension = ? AND contact = ?")
+		if err != nil {
+			return fmt.Errorf("delete bindings: %w", err)
+		}
+		defer stmt.Close()
+		for _, k := range del {
+			if _, err := stmt.ExecContext(ctx, k.Domain, k.Extension, k.Contact); err != nil {
+				return fmt.Errorf("delete binding %s@%s: %w", k.Extension, k.Domain, err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("save bindings: commit: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,270 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/store"
+)
+
+// Domains lists every domain, by name.
+func (db *DB) Domains(ctx context.Context) ([]store.Domain, error) {
+	rows, err := db.sql.QueryContext(ctx, "SELECT id, name, enabled, created_at FROM domains ORDER BY name")
+	if err != nil {
+		return nil, fmt.Errorf("list domains: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Domain
+	for rows.Next() {
+		var d store.Domain
+		var created int64
+		if err := rows.Scan(&d.ID, &d.Name, &d.Enabled, &created); err != nil {
+			return nil, fmt.Errorf("list domains: %w", err)
+		}
+		d.CreatedAt = fromMs(created)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// Domain returns one domain by name (case-insensitive), or store.ErrNotFound.
+func (db *DB) Domain(ctx context.Context, name string) (store.Domain, error) {
+	var d store.Domain
+	var created int64
+	err := db.sql.QueryRowContext(ctx, "SELECT id, name, enabled, created_at FROM domains WHERE name = ?", name).
+		Scan(&d.ID, &d.Name, &d.Enabled, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, fmt.Errorf("domain %s: %w", name, store.ErrNotFound)
+	}
+	if err != nil {
+		return d, fmt.Errorf("read domain %s: %w", name, err)
+	}
+	d.CreatedAt = fromMs(created)
+	return d, nil
+}
+
+// EnsureDomain returns the domain, creating it (enabled) when missing.
+func (db *DB) EnsureDomain(ctx context.Context, name string) (store.Domain, error) {
+	if _, err := db.sql.ExecContext(ctx,
+		"INSERT INTO domains(name, enabled, created_at) VALUES (?, 1, ?) ON CONFLICT(name) DO NOTHING",
+		name, time.Now().UnixMilli()); err != nil {
+		return store.Domain{}, fmt.Errorf("create domain %s: %w", name, err)
+	}
+	return db.Domain(ctx, name)
+}
+
+const extColumns = `e.id, d.name, e.number, e.ha1_md5, e.ha1_sha256, e.enabled, e.cid_name, e.cid_number,
+	e.description, e.max_registrations, e.call_timeout, e.acl, e.created_at, e.updated_at`
+
+func scanExt(sc interface{ Scan(...any) error }) (store.Extension, error) {
+	var e store.Extension
+	var created, updated int64
+	err := sc.Scan(&e.ID, &e.Domain, &e.Number, &e.HA1MD5, &e.HA1SHA256, &e.Enabled, &e.CallerIDName,
+		&e.CallerIDNumber, &e.Description, &e.MaxRegistrations, &e.CallTimeout, &e.ACL, &created, &updated)
+	e.CreatedAt, e.UpdatedAt = fromMs(created), fromMs(updated)
+	return e, err
+}
+
+// Extensions lists the extensions of a domain ("" = every domain), ordered
+// by domain then number (numerically when both are numbers).
+func (db *DB) Extensions(ctx context.Context, domain string) ([]store.Extension, error) {
+	q := "SELECT " + extColumns + " FROM extensions e JOIN domains d ON d.id = e.domain_id"
+	var args []any
+	if domain != "" {
+		q += " WHERE d.name = ?"
+		args = append(args, domain)
+	}
+	q += " ORDER BY d.name, length(e.number), e.number"
+	rows, err := db.sql.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list extensions: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Extension
+	for rows.Next() {
+		e, err := scanExt(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list extensions: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// Extension returns one extension, or an error wrapping store.ErrNotFound.
+func (db *DB) Extension(ctx context.Context, domain, number string) (store.Extension, error) {
+	row := db.sql.QueryRowContext(ctx, "SELECT "+extColumns+
+		" FROM extensions e JOIN domains d ON d.id = e.domain_id WHERE d.name = ? AND e.number = ?", domain, number)
+	e, err := scanExt(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, fmt.Errorf("extension %s@%s: %w", number, domain, store.ErrNotFound)
+	}
+	if err != nil {
+		return e, fmt.Errorf("read extension %s@%s: %w", number, domain, err)
+	}
+	return e, nil
+}
+
+// AddExtension inserts an extension into an existing domain. It fails with
+// store.ErrDuplicate when the number exists in that domain and with
+// store.ErrNotFound when the domain does not exist.
+func (db *DB) AddExtension(ctx context.Context, e store.Extension) (store.Extension, error) {
+	d, err := db.Domain(ctx, e.Domain)
+	if err != nil {
+		return e, err
+	}
+	now := time.Now()
+	res, err := db.sql.ExecContext(ctx, `INSERT INTO extensions(domain_id, number, ha1_md5, ha1_sha256, enabled,
+		cid_name, cid_number, description, max_registrations, call_timeout, acl, created_at, updated_at)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		d.ID, e.Number, e.HA1MD5, e.HA1SHA256, e.Enabled, e.CallerIDName, e.CallerIDNumber, e.Description,
+		e.MaxRegistrations, e.CallTimeout, e.ACL, now.UnixMilli(), now.UnixMilli())
+	if isUnique(err) {
+		return e, fmt.Errorf("extension %s@%s: %w", e.Number, d.Name, store.ErrDuplicate)
+	}
+	if err != nil {
+		return e, fmt.Errorf("add extension %s@%s: %w", e.Number, d.Name, err)
+	}
+	e.ID, _ = res.LastInsertId()
+	e.Domain = d.Name
+	e.CreatedAt, e.UpdatedAt = now, now
+	return e, nil
+}
+
+// UpdateExtension writes every field of an existing extension (found by
+// domain and number).
+func (db *DB) UpdateExtension(ctx context.Context, e store.Extension) error {
+	res, err := db.sql.ExecContext(ctx, `UPDATE extensions SET ha1_md5=?, ha1_sha256=?, enabled=?, cid_name=?,
+		cid_number=?, description=?, max_registrations=?, call_timeout=?, acl=?, updated_at=?
+		WHERE number = ? AND domain_id = (SELECT id FROM domains WHERE name = ?)`,
+		e.HA1MD5, e.HA1SHA256, e.Enabled, e.CallerIDName, e.CallerIDNumber, e.Description, e.MaxRegistrations,
+		e.CallTimeout, e.ACL, time.Now().UnixMilli(), e.Number, e.Domain)
+	if err != nil {
+		return fmt.Errorf("update extension %s@%s: %w", e.Number, e.Domain, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("extension %s@%s: %w", e.Number, e.Domain, store.ErrNotFound)
+	}
+	return nil
+}
+
+// RemoveExtension deletes an extension and its bindings.
+func (db *DB) RemoveExtension(ctx context.Context, domain, number string) error {
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("remove extension %s@%s: %w", number, domain, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx,
+		"DELETE FROM extensions WHERE number = ? AND domain_id = (SELECT id FROM domains WHERE name = ?)", number, domain)
+	if err != nil {
+		return fmt.Errorf("remove extension %s@%s: %w", number, domain, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("extension %s@%s: %w", number, domain, store.ErrNotFound)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM bindings WHERE domain = ? AND extension = ?", domain, number); err != nil {
+		return fmt.Errorf("remove bindings of %s@%s: %w", number, domain, err)
+	}
+	return tx.Commit()
+}
+
+// ImportError says which input row made an import fail.
+type ImportError struct {
+	Index int // 0-based index into the slice given to ImportExtensions
+	Err   error
+}
+
+func (e *ImportError) Error() string { return e.Err.Error() }
+func (e *ImportError) Unwrap() error { return e.Err }
+
+// ImportExtensions inserts every extension in one transaction: all or
+// nothing. Domains must exist. A failure is an *ImportError naming the row.
+func (db *DB) ImportExtensions(ctx context.Context, exts []store.Extension) error {
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO extensions(domain_id, number, ha1_md5, ha1_sha256, enabled,
+		cid_name, cid_number, description, max_registrations, call_timeout, acl, created_at, updated_at)
+		VALUES ((SELECT id FROM domains WHERE name = ?),?,?,?,?,?,?,?,?,?,?,?,?)`)
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	defer stmt.Close()
+	now := time.Now().UnixMilli()
+	for i, e := range exts {
+		_, err := stmt.ExecContext(ctx, e.Domain, e.Number, e.HA1MD5, e.HA1SHA256, e.Enabled, e.CallerIDName,
+			e.CallerIDNumber, e.Description, e.MaxRegistrations, e.CallTimeout, e.ACL, now, now)
+		if isUnique(err) {
+			return &ImportError{Index: i, Err: fmt.Errorf("extension %s@%s: %w", e.Number, e.Domain, store.ErrDuplicate)}
+		}
+		if err != nil && stringsContains(err.Error(), "NOT NULL constraint failed: extensions.domain_id") {
+			return &ImportError{Index: i, Err: fmt.Errorf("domain %s: %w", e.Domain, store.ErrNotFound)}
+		}
+		if err != nil {
+			return &ImportError{Index: i, Err: fmt.Errorf("extension %s@%s: %w", e.Number, e.Domain, err)}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("import: commit: %w", err)
+	}
+	return nil
+}
+
+// Counts returns how many domains and extensions exist.
+func (db *DB) Counts(ctx context.Context) (domains, extensions int, err error) {
+	err = db.sql.QueryRowContext(ctx, "SELECT (SELECT count(*) FROM domains), (SELECT count(*) FROM extensions)").
+		Scan(&domains, &extensions)
+	if err != nil {
+		err = fmt.Errorf("count directory: %w", err)
+	}
+	return
+}
+
+// ChangesSince returns up to limit change-feed entries after seq.
+func (db *DB) ChangesSince(ctx context.Context, seq int64, limit int) ([]store.Change, error) {
+	rows, err := db.sql.QueryContext(ctx, "SELECT seq, kind, key FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", seq, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read changes: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Change
+	for rows.Next() {
+		var c store.Change
+		if err := rows.Scan(&c.Seq, &c.Kind, &c.Key); err != nil {
+			return nil, fmt.Errorf("read changes: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// LastChange returns the newest change-feed sequence number (0 when empty).
+func (db *DB) LastChange(ctx context.Context) (int64, error) {
+	var seq sql.NullInt64
+	if err := db.sql.QueryRowContext(ctx, "SELECT max(seq) FROM changes").Scan(&seq); err != nil {
+		return 0, fmt.Errorf("read changes: %w", err)
+	}
+	return seq.Int64, nil
+}
+
+// PruneChanges deletes change-feed entries up to and including seq.
+func (db *DB) PruneChanges(ctx context.Context, seq int64) error {
+	if _, err := db.sql.ExecContext(ctx, "DELETE FROM changes WHERE seq <= ?", seq); err != nil {
+		return fmt.Errorf("prune changes: %w", err)
+	}
+	return nil
+}
+
+// Notify appends a change-feed entry for kinds without triggers.
+func (db *DB) Notify(ctx context.Context, kind, key string) error {
+	if _, err := db.sql.ExecContext(ctx, "INSERT INTO changes(kind, key) VALUES (?, ?)", kind, key); err != nil {
+		return fmt.Errorf("notify %s change: %w", kind, err)
+	}
+	return nil
+}

@@ -1,0 +1,275 @@
+// Package sqlite is switchboard's default storage backend: one SQLite
+// database file (switchboard.db) in the data directory, created and migrated
+// on first open, in WAL mode so the CLI can read and write while the server
+// runs. It uses modernc.org/sqlite (pure Go, no cgo).
+//
+// Every write to the directory (extensions, domains, ACLs, bans, profile
+// settings) appends a row to the change feed through triggers, which a
+// running server polls to apply CLI edits at once.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/store"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// FileName is the database file inside the data directory.
+const FileName = "switchboard.db"
+
+// DB is an open switchboard database.
+type DB struct {
+	sql  *sql.DB
+	path string
+}
+
+var (
+	_ store.Directory = (*DB)(nil)
+	_ store.Bindings  = (*DB)(nil)
+	_ store.Changes   = (*DB)(nil)
+)
+
+// Open opens (creating the directory and file when missing) and migrates the
+// database in dataDir. It fails with a one-line error when the directory is
+// unusable (not a directory, not writable).
+func Open(ctx context.Context, dataDir string) (*DB, error) {
+	if dataDir == "" {
+		return nil, errors.New("data directory is empty: pass --data DIR")
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data directory %s is unusable: %w", dataDir, unwrapPathErr(err))
+	}
+	st, err := os.Stat(dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data directory %s is unusable: %w", dataDir, unwrapPathErr(err))
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("data directory %s is not a directory", dataDir)
+	}
+	probe := filepath.Join(dataDir, ".write-test")
+	if err := os.WriteFile(probe, nil, 0o600); err != nil {
+		return nil, fmt.Errorf("data directory %s is not writable: %w", dataDir, unwrapPathErr(err))
+	}
+	_ = os.Remove(probe)
+	path := filepath.Join(dataDir, FileName)
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
+		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	sdb, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	sdb.SetMaxOpenConns(4)
+	sdb.SetMaxIdleConns(4)
+	sdb.SetConnMaxIdleTime(0)
+	db := &DB{sql: sdb, path: path}
+	if err := db.migrate(ctx); err != nil {
+		sdb.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func unwrapPathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// Path is the database file's path.
+func (db *DB) Path() string { return db.path }
+
+// SQL exposes the handle to packages that keep their own tables in this
+// database (journal, calls, acl). They add their schema through migrations
+// in this package so one version number covers the whole file.
+func (db *DB) SQL() *sql.DB { return db.sql }
+
+// Close closes the database.
+func (db *DB) Close() error { return db.sql.Close() }
+
+// migrations are applied in order; PRAGMA user_version records how many ran.
+// Append only: never edit a migration that has shipped.
+var migrations = []string{
+	// 1: core directory, registrations, change feed, settings.
+	`
+CREATE TABLE meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
+CREATE TABLE domains (
+	id         INTEGER PRIMARY KEY,
+	name       TEXT NOT NULL UNIQUE COLLATE NOCASE,
+	enabled    INTEGER NOT NULL DEFAULT 1,
+	created_at INTEGER NOT NULL
+);
+CREATE TABLE extensions (
+	id                INTEGER PRIMARY KEY,
+	domain_id         INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
+	number            TEXT NOT NULL,
+	ha1_md5           TEXT NOT NULL,
+	ha1_sha256        TEXT NOT NULL,
+	enabled           INTEGER NOT NULL DEFAULT 1,
+	cid_name          TEXT NOT NULL DEFAULT '',
+	cid_number        TEXT NOT NULL DEFAULT '',
+	description       TEXT NOT NULL DEFAULT '',
+	max_registrations INTEGER NOT NULL DEFAULT 5,
+	call_timeout      INTEGER NOT NULL DEFAULT 30,
+	acl               TEXT NOT NULL DEFAULT '',
+	created_at        INTEGER NOT NULL,
+	updated_at        INTEGER NOT NULL,
+	UNIQUE (domain_id, number)
+);
+CREATE TABLE bindings (
+	domain        TEXT NOT NULL,
+	extension     TEXT NOT NULL,
+	contact       TEXT NOT NULL,
+	source        TEXT NOT NULL,
+	transport     TEXT NOT NULL,
+	user_agent    TEXT NOT NULL DEFAULT '',
+	call_id       TEXT NOT NULL DEFAULT '',
+	cseq          INTEGER NOT NULL DEFAULT 0,
+	auth_user     TEXT NOT NULL DEFAULT '',
+	realm         TEXT NOT NULL DEFAULT '',
+	registered_at INTEGER NOT NULL,
+	expires_at    INTEGER NOT NULL,
+	ping_status   TEXT NOT NULL DEFAULT '',
+	ping_rtt_ms   REAL NOT NULL DEFAULT 0,
+	ping_at       INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (domain, extension, contact)
+) WITHOUT ROWID;
+CREATE TABLE changes (
+	seq  INTEGER PRIMARY KEY AUTOINCREMENT,
+	kind TEXT NOT NULL,
+	key  TEXT NOT NULL
+);
+CREATE TRIGGER ext_ins AFTER INSERT ON extensions BEGIN
+	INSERT INTO changes(kind, key) SELECT 'ext', d.name || '/' || NEW.number FROM domains d WHERE d.id = NEW.domain_id;
+END;
+CREATE TRIGGER ext_upd AFTER UPDATE ON extensions BEGIN
+	INSERT INTO changes(kind, key) SELECT 'ext', d.name || '/' || NEW.number FROM domains d WHERE d.id = NEW.domain_id;
+END;
+CREATE TRIGGER ext_del AFTER DELETE ON extensions BEGIN
+	INSERT INTO changes(kind, key) SELECT 'ext', d.name || '/' || OLD.number FROM domains d WHERE d.id = OLD.domain_id;
+END;
+CREATE TRIGGER dom_ins AFTER INSERT ON domains BEGIN
+	INSERT INTO changes(kind, key) VALUES ('domain', NEW.name);
+END;
+CREATE TRIGGER dom_upd AFTER UPDATE ON domains BEGIN
+	INSERT INTO changes(kind, key) VALUES ('domain', NEW.name);
+END;
+CREATE TRIGGER dom_del AFTER DELETE ON domains BEGIN
+	INSERT INTO changes(kind, key) VALUES ('domain', OLD.name);
+END;
+`,
+	// 2: the journal of decisions (see package journal).
+	`
+CREATE TABLE journal (
+	id         INTEGER PRIMARY KEY,
+	time       INTEGER NOT NULL,
+	kind       TEXT NOT NULL,
+	cause      TEXT NOT NULL,
+	extension  TEXT NOT NULL DEFAULT '',
+	domain     TEXT NOT NULL DEFAULT '',
+	auth_user  TEXT NOT NULL DEFAULT '',
+	realm      TEXT NOT NULL DEFAULT '',
+	source     TEXT NOT NULL DEFAULT '',
+	transport  TEXT NOT NULL DEFAULT '',
+	user_agent TEXT NOT NULL DEFAULT '',
+	status     INTEGER NOT NULL DEFAULT 0,
+	call_id    TEXT NOT NULL DEFAULT '',
+	detail     TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX journal_ext ON journal(extension, time);
+CREATE INDEX journal_time ON journal(time);
+CREATE INDEX journal_source ON journal(source);
+`,
+}
+
+// migrate brings the file up to the newest schema, one transaction per step.
+func (db *DB) migrate(ctx context.Context) error {
+	var v int
+	if err := db.sql.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("read schema version of %s: %w", db.path, err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("database %s has schema version %d, newer than this switchboard (%d): upgrade switchboard", db.path, v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		tx, err := db.sql.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migrate %s: %w", db.path, err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate %s to version %d: %w", db.path, i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate %s: %w", db.path, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migrate %s: %w", db.path, err)
+		}
+	}
+	return nil
+}
+
+// Meta reads a setting; ok is false when it is not set.
+func (db *DB) Meta(ctx context.Context, key string) (value string, ok bool, err error) {
+	err = db.sql.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = ?", key).Scan(&value)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("read setting %s: %w", key, err)
+	}
+	return value, true, nil
+}
+
+// SetMeta writes a setting.
+func (db *DB) SetMeta(ctx context.Context, key, value string) error {
+	_, err := db.sql.ExecContext(ctx,
+		"INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", key, value)
+	if err != nil {
+		return fmt.Errorf("write setting %s: %w", key, err)
+	}
+	return nil
+}
+
+// SetMetaIfAbsent writes a setting only when it is not set yet and returns
+// the value in force afterwards (used for generated secrets).
+func (db *DB) SetMetaIfAbsent(ctx context.Context, key, value string) (string, error) {
+	if _, err := db.sql.ExecContext(ctx,
+		"INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING", key, value); err != nil {
+		return "", fmt.Errorf("write setting %s: %w", key, err)
+	}
+	v, _, err := db.Meta(ctx, key)
+	return v, err
+}
+
+func isUnique(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+func unixMs(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMs(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
