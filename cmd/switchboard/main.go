@@ -24,6 +24,12 @@ Commands:
   domain     manage domains (tenants): add, list, rm
   reg        list current registrations (like sofia status profile internal reg)
   status     show whether the server runs, its listeners, counts and uptime
+  acl        access control lists: list, show, add, allow, deny, rm, test
+  profile    the SIP profile: show (like sofia status profile internal), set its ACLs
+  ban        brute-force bans: list, rm IP, add IP
+  calls      list recent calls with their SIP status and cause; calls show ID; calls --active
+  doctor     why can't EXT register or be called: doctor 2002; doctor call 2001 2002
+  journal    every decision with its cause: journal --ext 2002 --ip IP --since 10m --follow
   version    print the version
 
 Every command takes --data DIR (default ./data, env SWITCHBOARD_DATA) and --help.

@@ -96,6 +96,9 @@ func (a *Authenticator) Check(req *sip.Request, header, domain string, served bo
 	}
 	ext, ok := a.Dir.Lookup(domain, creds.Username)
 	if !ok {
+		// Spend the same work as a real check so timing does not tell a
+		// scanner which extensions exist.
+		digest.Verify(creds, req.Method.String(), dummyHA1(strings.EqualFold(creds.Algorithm, string(digest.SHA256))))
 		res.Cause, res.Detail = cause.ExtensionMissing, "no extension "+creds.Username+" in "+domain
 		return res
 	}
@@ -117,6 +120,14 @@ func (a *Authenticator) Check(req *sip.Request, header, domain string, served bo
 	}
 	res.Ext = ext
 	return res
+}
+
+// dummyHA1 returns a well-formed HA1 for the algorithm that no password matches.
+func dummyHA1(sha256 bool) string {
+	if sha256 {
+		return "0000000000000000000000000000000000000000000000000000000000000000"
+	}
+	return "00000000000000000000000000000000"
 }
 
 func (a *Authenticator) offered(alg string) bool {

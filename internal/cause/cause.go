@@ -56,6 +56,10 @@ const (
 	TooManyHops           Code = "EXCHANGE_ROUTING_ERROR"
 	TemporaryFailure      Code = "NORMAL_TEMPORARY_FAILURE"
 	LoopDetected          Code = "LOOP_DETECTED"
+	// SystemShutdown ends the record of a call that was still up when
+	// switchboard stopped (or was killed): the proxy lost track of it, so its
+	// real end time is unknown. It never goes on the wire.
+	SystemShutdown Code = "SYSTEM_SHUTDOWN"
 )
 
 // Answer is what the caller or phone gets on the wire for a cause.

@@ -18,11 +18,17 @@ func (e *ExitCode) Error() string { return fmt.Sprintf("exit status %d", e.Code)
 // Commands below.
 func commands() map[string]func(context.Context, Env, []string) error {
 	return map[string]func(context.Context, Env, []string) error{
-		"serve":  func(ctx context.Context, env Env, args []string) error { return Serve(ctx, env, args, nil) },
-		"ext":    Ext,
-		"domain": Domain,
-		"reg":    Reg,
-		"status": Status,
+		"serve":   func(ctx context.Context, env Env, args []string) error { return Serve(ctx, env, args, nil) },
+		"ext":     Ext,
+		"domain":  Domain,
+		"reg":     Reg,
+		"status":  Status,
+		"calls":   Calls,
+		"doctor":  Doctor,
+		"journal": Journal,
+		"acl":     ACL,
+		"profile": Profile,
+		"ban":     Ban,
 		"version": func(ctx context.Context, env Env, args []string) error {
 			fmt.Fprintln(env.Stdout, "switchboard", server.Version)
 			return nil

@@ -180,6 +180,9 @@ func extAdd(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer db.Close()
+	if err := checkACLRef(ctx, db, "--acl", f.acl); err != nil {
+		return err
+	}
 	e := store.Extension{Domain: dom, Number: num, Enabled: f.enabled, CallerIDName: f.name,
 		CallerIDNumber: f.cidNumber, Description: f.desc, MaxRegistrations: f.maxRegs, CallTimeout: f.timeout, ACL: f.acl}
 	if e.CallerIDNumber == "" {
@@ -376,6 +379,11 @@ func extSet(ctx context.Context, env Env, args []string) error {
 	e, err := lookupExt(ctx, db, dom, num)
 	if err != nil {
 		return err
+	}
+	if isSet(fs, "acl") {
+		if err := checkACLRef(ctx, db, "--acl", f.acl); err != nil {
+			return err
+		}
 	}
 	if isSet(fs, "password") {
 		if err := checkPassword(num, f.password); err != nil {

@@ -37,6 +37,21 @@ type Config struct {
 	// JournalMaxAge and JournalMaxEvents bound the journal.
 	JournalMaxAge    time.Duration `json:"journal_max_age"`
 	JournalMaxEvents int           `json:"journal_max_events"`
+	// Journal records decisions (default true). Advanced: false exists only
+	// to measure the journal's cost; the doctor has nothing to read then.
+	Journal bool `json:"journal"`
+	// BanAfter failed authentications (or scanner messages) from one
+	// address within BanWindow ban it for BanFor: its packets are dropped
+	// (flags --ban-after, --ban-window, --ban-for). Trusted networks and
+	// addresses with a live registration are never banned.
+	BanAfter  int           `json:"ban_after"`
+	BanWindow time.Duration `json:"ban_window"`
+	BanFor    time.Duration `json:"ban_for"`
+	// RateLimit is how many SIP messages per second one address may send
+	// on average, with bursts of RateBurst; more are dropped (0 = no limit;
+	// trusted networks are exempt) (flags --rate-limit, --rate-burst).
+	RateLimit int `json:"rate_limit"`
+	RateBurst int `json:"rate_burst"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
 }
@@ -58,6 +73,12 @@ func Default() Config {
 		QualifyInterval:  30 * time.Second,
 		JournalMaxAge:    7 * 24 * time.Hour,
 		JournalMaxEvents: 1_000_000,
+		Journal:          true,
+		BanAfter:         5,
+		BanWindow:        60 * time.Second,
+		BanFor:           time.Hour,
+		RateLimit:        200,
+		RateBurst:        1000,
 		LogLevel:         "info",
 	}
 }
@@ -70,6 +91,8 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 		NonceLifetime   any `json:"nonce_lifetime"`
 		QualifyInterval any `json:"qualify_interval"`
 		JournalMaxAge   any `json:"journal_max_age"`
+		BanWindow       any `json:"ban_window"`
+		BanFor          any `json:"ban_for"`
 	}{plain: (*plain)(c)}
 	dec := json.NewDecoder(bytesReader(b))
 	dec.DisallowUnknownFields()
@@ -81,7 +104,8 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 		dst *time.Duration
 		n   string
 	}{{aux.NonceLifetime, &c.NonceLifetime, "nonce_lifetime"}, {aux.QualifyInterval, &c.QualifyInterval, "qualify_interval"},
-		{aux.JournalMaxAge, &c.JournalMaxAge, "journal_max_age"}} {
+		{aux.JournalMaxAge, &c.JournalMaxAge, "journal_max_age"},
+		{aux.BanWindow, &c.BanWindow, "ban_window"}, {aux.BanFor, &c.BanFor, "ban_for"}} {
 		switch v := p.v.(type) {
 		case nil:
 		case float64:
@@ -138,6 +162,21 @@ func (c *Config) Validate() error {
 	}
 	if c.QualifyInterval < 0 {
 		return errors.New("--qualify-interval must be 0 (off) or positive")
+	}
+	if c.BanAfter < 1 || c.BanAfter > 100 {
+		return fmt.Errorf("--ban-after %d: give 1..100 failed authentications, e.g. --ban-after 5", c.BanAfter)
+	}
+	if c.BanWindow < time.Second {
+		return fmt.Errorf("--ban-window %s: give at least 1s, e.g. --ban-window 60s", c.BanWindow)
+	}
+	if c.BanFor < time.Second {
+		return fmt.Errorf("--ban-for %s: give at least 1s, e.g. --ban-for 1h", c.BanFor)
+	}
+	if c.RateLimit < 0 {
+		return fmt.Errorf("--rate-limit %d: give messages per second per address, or 0 for no limit", c.RateLimit)
+	}
+	if c.RateLimit > 0 && c.RateBurst < 1 {
+		return fmt.Errorf("--rate-burst %d: give at least 1, e.g. --rate-burst %d", c.RateBurst, 5*c.RateLimit)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

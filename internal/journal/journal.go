@@ -81,6 +81,8 @@ type Writer struct {
 	now       func() time.Time
 	stopped   chan struct{}
 	runOnce   sync.Once
+	// off, when set, makes Record a no-op (see Disable).
+	off atomic.Bool
 }
 
 // NewWriter returns a writer with a queue of queueLen events (0 = 65536).
@@ -98,9 +100,18 @@ func NewWriter(db *sql.DB, log *slog.Logger, r Retention, queueLen int) *Writer 
 		flushReq: make(chan chan struct{}), now: time.Now, stopped: make(chan struct{})}
 }
 
+// Disable turns recording off: Record then drops every event at once
+// without counting it as dropped. It exists to measure what the journal
+// costs (serve --journal=false); the doctor has nothing to explain without
+// it. Safe to call at any time; Run, Flush and pruning keep working.
+func (w *Writer) Disable() { w.off.Store(true) }
+
+// Enabled reports whether Record keeps events (see Disable).
+func (w *Writer) Enabled() bool { return w != nil && !w.off.Load() }
+
 // Record queues an event; it never blocks. Time is set when zero.
 func (w *Writer) Record(e Event) {
-	if w == nil {
+	if w == nil || w.off.Load() {
 		return
 	}
 	if e.Time.IsZero() {
@@ -227,6 +238,7 @@ type Filter struct {
 	Domain    string
 	IP        string // source IP (any port)
 	Kind      string
+	Cause     cause.Code
 	Since     time.Time
 	AfterID   int64
 	Limit     int // default 1000
@@ -247,12 +259,18 @@ func Query(ctx context.Context, db *sql.DB, f Filter) ([]Event, error) {
 		args = append(args, f.Domain)
 	}
 	if f.IP != "" {
-		where = append(where, "(source = ? OR source LIKE ? OR source LIKE ?)")
-		args = append(args, f.IP, f.IP+":%", "["+f.IP+"]:%")
+		// Ranges instead of LIKE so the journal_source index serves them:
+		// "ip:" <= source < "ip;" matches every "ip:port" (';' follows ':').
+		where = append(where, "(source = ? OR (source >= ? AND source < ?) OR (source >= ? AND source < ?))")
+		args = append(args, f.IP, f.IP+":", f.IP+";", "["+f.IP+"]:", "["+f.IP+"];")
 	}
 	if f.Kind != "" {
 		where = append(where, "kind = ?")
 		args = append(args, f.Kind)
+	}
+	if f.Cause != "" {
+		where = append(where, "cause = ?")
+		args = append(args, string(f.Cause))
 	}
 	if !f.Since.IsZero() {
 		where = append(where, "time >= ?")

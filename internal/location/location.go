@@ -13,6 +13,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"log/slog"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -40,6 +41,11 @@ type Table struct {
 	ops      chan op
 	onExpire func(store.Binding)
 	stopped  chan struct{}
+
+	// srcMu guards srcs: how many bindings (live, or expired but not yet
+	// swept) came from each source address. Taken inside a shard lock.
+	srcMu sync.Mutex
+	srcs  map[netip.Addr]int
 }
 
 type op struct {
@@ -57,7 +63,7 @@ func New(db store.Bindings, log *slog.Logger, now func() time.Time) *Table {
 		now = time.Now
 	}
 	t := &Table{db: db, log: log, now: now, seed: maphash.MakeSeed(), ops: make(chan op, 4096),
-		stopped: make(chan struct{})}
+		stopped: make(chan struct{}), srcs: map[netip.Addr]int{}}
 	for i := range t.shards {
 		t.shards[i].aors = make(map[aorKey][]store.Binding)
 	}
@@ -97,6 +103,7 @@ func (t *Table) Load(ctx context.Context) (int, error) {
 		k := aorKey{normDomain(b.Domain), b.Extension}
 		s := t.shard(k)
 		s.aors[k] = append(s.aors[k], b)
+		t.countSource(b.Source, 1)
 		n++
 	}
 	if len(stale) > 0 {
@@ -165,6 +172,7 @@ func (t *Table) Update(ctx context.Context, domain, ext string, fn func(cur []st
 	} else {
 		s.aors[k] = next
 	}
+	t.recountSources(old, next)
 	s.mu.Unlock()
 	out := append([]store.Binding(nil), next...)
 	if len(o.upsert) == 0 && len(o.del) == 0 {
@@ -293,6 +301,55 @@ func (t *Table) Count() int {
 	return n
 }
 
+// HasSource reports whether a binding came from ip (any port): the address
+// has a live registration. Access control exempts such addresses from
+// brute-force bans. It takes one short lock.
+func (t *Table) HasSource(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	t.srcMu.Lock()
+	defer t.srcMu.Unlock()
+	return t.srcs[ip] > 0
+}
+
+// countSource adds d to the bindings counted for source ("ip:port").
+func (t *Table) countSource(source string, d int) {
+	ap, err := netip.ParseAddrPort(source)
+	if err != nil {
+		return
+	}
+	ip := ap.Addr().Unmap()
+	t.srcMu.Lock()
+	if n := t.srcs[ip] + d; n > 0 {
+		t.srcs[ip] = n
+	} else {
+		delete(t.srcs, ip)
+	}
+	t.srcMu.Unlock()
+}
+
+// recountSources moves the source counts from old bindings to next; a
+// refresh from the same addresses touches nothing.
+func (t *Table) recountSources(old, next []store.Binding) {
+	if len(old) == len(next) {
+		same := true
+		for i := range old {
+			if old[i].Source != next[i].Source {
+				same = false
+				break
+			}
+		}
+		if same {
+			return
+		}
+	}
+	for i := range old {
+		t.countSource(old[i].Source, -1)
+	}
+	for i := range next {
+		t.countSource(next[i].Source, 1)
+	}
+}
+
 // RemoveExtension drops every binding of an extension (it was deleted).
 func (t *Table) RemoveExtension(ctx context.Context, domain, ext string) {
 	_, _ = t.Update(ctx, domain, ext, func([]store.Binding) ([]store.Binding, error) { return nil, nil })
@@ -314,6 +371,7 @@ func (t *Table) Sweep(ctx context.Context) []store.Binding {
 					n++
 				} else {
 					gone = append(gone, b)
+					t.countSource(b.Source, -1)
 				}
 			}
 			if n == 0 {
@@ -355,9 +413,12 @@ func (t *Table) drainOps(batch []op) []op {
 }
 
 // Run persists changes in batches and sweeps expired bindings every second
-// until ctx ends; then it writes what is queued and returns.
+// until ctx ends; then it stops the sweeper, writes what is queued and
+// returns.
 func (t *Table) Run(ctx context.Context) {
+	sweeperDone := make(chan struct{})
 	go func() {
+		defer close(sweeperDone)
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
 		for {
@@ -386,6 +447,7 @@ func (t *Table) Run(ctx context.Context) {
 			}
 			t.write(batch)
 		case <-ctx.Done():
+			<-sweeperDone
 			t.write(t.drainOps(batch[:0]))
 			return
 		}

@@ -22,13 +22,17 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard-pbx/switchboard/internal/auth"
+	"github.com/switchboard-pbx/switchboard/internal/calls"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/config"
 	"github.com/switchboard-pbx/switchboard/internal/digest"
 	"github.com/switchboard-pbx/switchboard/internal/directory"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
 	"github.com/switchboard-pbx/switchboard/internal/location"
+	"github.com/switchboard-pbx/switchboard/internal/proxy"
+	"github.com/switchboard-pbx/switchboard/internal/qualify"
 	"github.com/switchboard-pbx/switchboard/internal/registrar"
+	"github.com/switchboard-pbx/switchboard/internal/security"
 	"github.com/switchboard-pbx/switchboard/internal/sipstack"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
@@ -60,6 +64,12 @@ type Server struct {
 	Stack   *sipstack.Stack
 	Auth    *auth.Authenticator
 	Reg     *registrar.Registrar
+	// Sec is access control: ACLs, bans, flood protection, the packet filter.
+	Sec *security.Service
+	// Calls records call attempts; Proxy routes calls; Qualify pings bindings.
+	Calls   *calls.Writer
+	Proxy   *proxy.Proxy
+	Qualify *qualify.Pinger
 	Domain  string
 	Started time.Time
 
@@ -113,12 +123,21 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return fail(err)
 	}
 	s.Journal = journal.NewWriter(db.SQL(), log, journal.Retention{MaxAge: cfg.JournalMaxAge, MaxEvents: cfg.JournalMaxEvents}, 0)
+	if !cfg.Journal {
+		s.Journal.Disable()
+		log.Warn("journal disabled (--journal=false): decisions are not recorded and the doctor cannot explain them")
+	}
+	s.Calls = calls.NewWriter(db.SQL(), log, calls.Retention{}, 0)
+	if ended, err := s.Calls.Init(ctx); err != nil {
+		return fail(err)
+	} else if ended > 0 {
+		log.Warn("calls left in progress by the previous run ended as SYSTEM_SHUTDOWN", "calls", ended)
+	}
 	s.Loc = location.New(db, log, nil)
 	n, err := s.Loc.Load(ctx)
 	if err != nil {
 		return fail(err)
 	}
-	log.Info("bindings restored", "count", n)
 	s.Loc.OnExpire(func(b store.Binding) {
 		s.Journal.Record(journal.Event{Kind: journal.KindBinding, Cause: cause.Expired, Extension: b.Extension,
 			Domain: b.Domain, Source: b.Source, Transport: b.Transport, UserAgent: b.UserAgent, CallID: b.CallID,
@@ -131,17 +150,43 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		}
 	})
 
+	s.Sec = security.New(security.Config{BanAfter: cfg.BanAfter, BanWindow: cfg.BanWindow, BanFor: cfg.BanFor,
+		RateLimit: float64(cfg.RateLimit), RateBurst: cfg.RateBurst, Allow: Allow},
+		security.Deps{Store: security.NewStore(db.SQL()), Dir: s.Dir, Live: s.Loc.HasSource, Journal: s.Journal, Log: log})
+	if err := s.Sec.Load(ctx); err != nil {
+		return fail(err)
+	}
+	s.Sec.Watch(ctx, s.Dir)
+
 	s.Auth = &auth.Authenticator{Dir: s.Dir, Nonces: digest.NewNonces(key, cfg.NonceLifetime, nil), Algorithms: algs}
 	s.Reg = registrar.New(registrar.Config{MinExpires: cfg.MinExpires, MaxExpires: cfg.MaxExpires,
-		DefaultExpires: cfg.DefaultExpires}, s.Dir, s.Auth, s.Loc, s.Journal, nil, log)
+		DefaultExpires: cfg.DefaultExpires}, s.Dir, s.Auth, s.Loc, s.Journal, s.Sec, log)
 
-	s.Stack, err = sipstack.Listen(sipstack.Options{Addr: cfg.SIP, UserAgent: "switchboard", Logger: log})
+	s.Stack, err = sipstack.Listen(sipstack.Options{Addr: cfg.SIP, UserAgent: "switchboard", Logger: log,
+		Filter: s.Sec.Filter, ConnClosed: s.Sec.ConnClosed,
+		// s.Proxy is set below, before Serve starts reading.
+		UnhandledResponse: func(r *sip.Response) { s.Proxy.ForwardResponse(r) }})
 	if err != nil {
 		return fail(err)
 	}
+	// Logged only now, so a start that fails prints nothing but its error.
+	log.Info("bindings restored", "count", n)
 	s.Dir.SetLocal(directory.Local{DefaultDomain: s.Domain, Hosts: ownHosts(s.Stack, s.Domain)})
-	s.Stack.Server.OnRegister(s.Reg.ServeREGISTER)
-	s.Stack.Server.OnOptions(s.serveOPTIONS)
+	s.Sec.SetTransport(s.Stack)
+	// Handlers go through the Stack, which contains panics (500, log, go on).
+	s.Stack.OnRegister(s.Reg.ServeREGISTER)
+	s.Stack.OnOptions(s.serveOPTIONS)
+	s.Stack.NotAllowed(Allow)
+	udpAddr := s.Stack.Listeners[0].Addr
+	sipHost, sipPort, _ := net.SplitHostPort(udpAddr)
+	port, _ := strconv.Atoi(sipPort)
+	s.Proxy = proxy.New(proxy.Config{Host: sipHost, AdvertiseHost: config.PrimaryIPv4(), Port: port, UDPLocal: udpAddr,
+		OwnHosts: ownHosts(s.Stack, s.Domain), Key: key},
+		proxy.Deps{Dir: s.Dir, Auth: s.Auth, Loc: s.Loc, Journal: s.Journal, Calls: s.Calls, Client: s.Stack.Client,
+			Server: s.Stack.Server, Policy: s.Sec, Log: log})
+	s.Proxy.Register(s.Stack)
+	s.Qualify = qualify.New(qualify.Config{Interval: cfg.QualifyInterval, Host: s.Proxy.Host(), Port: port,
+		UDPLocal: udpAddr}, s.Loc, s.Stack.Client, s.Journal, log)
 	return s, nil
 }
 
@@ -244,6 +289,13 @@ func (s *Server) Run(ctx context.Context) error {
 	bg, stopBg := context.WithCancel(context.Background())
 	s.Go(func() { s.Journal.Run(bg) })
 	s.Go(func() { s.Loc.Run(bg) })
+	s.Go(func() { s.Sec.Run(bg) })
+	if err := s.Sec.Publish(ctx); err != nil {
+		s.Log.Warn("publish security settings", "error", err)
+	}
+	s.Go(func() { s.Calls.Run(bg) })
+	s.Go(func() { s.Proxy.Run(bg) })
+	s.Go(func() { s.Qualify.Run(bg) })
 	kick := make(chan struct{}, 1)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGUSR1)
@@ -275,6 +327,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.Log.Info("switchboard started", "version", Version, "domain", s.Domain, "udp", s.Stack.Listeners[0].Addr,
 		"tcp", s.Stack.Listeners[1].Addr, "data", s.Cfg.DataDir)
 	err := s.Stack.Serve(ctx)
+	s.Proxy.Shutdown()
 	stopBg()
 	s.wg.Wait()
 	s.Log.Info("switchboard stopped")

@@ -38,6 +38,9 @@ type Options struct {
 	// UnhandledResponse receives responses that match no client
 	// transaction (2xx retransmissions of a proxied INVITE).
 	UnhandledResponse func(*sip.Response)
+	// ConnClosed, when set, is told about every accepted TCP connection
+	// that closes (filters keep per-connection framing state).
+	ConnClosed func(remote net.Addr)
 }
 
 // Stack is the running SIP stack of the internal profile.
@@ -47,7 +50,8 @@ type Stack struct {
 	Client    *sipgo.Client
 	Listeners []Listener
 	udp       net.PacketConn
-	tcp       net.Listener
+	tcp       *trackingListener
+	log       *slog.Logger
 }
 
 // MaxUDPMessage is the largest UDP message sent (sipgo defaults to about
@@ -93,6 +97,10 @@ func Listen(opts Options) (*Stack, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	stackLog := log
+	// sipgo logs some errors with the whole message; a flood of bad
+	// messages must not become a flood of log bytes.
+	log = slog.New(clipHandler{log.Handler()})
 	tpOpts := []sip.TransportLayerOption{sip.WithTransportLayerLogger(log)}
 	if opts.Filter != nil {
 		f := opts.Filter
@@ -135,7 +143,8 @@ func Listen(opts Options) (*Stack, error) {
 		ua.Close()
 		return nil, fmt.Errorf("sip stack: %w", err)
 	}
-	return &Stack{UA: ua, Server: srv, Client: cli, udp: udp, tcp: tcp, Listeners: []Listener{
+	tl := &trackingListener{Listener: tcp, conns: map[string]*trackedConn{}, onClose: opts.ConnClosed}
+	return &Stack{UA: ua, Server: srv, Client: cli, udp: udp, tcp: tl, log: stackLog, Listeners: []Listener{
 		{Proto: "udp", Addr: udp.LocalAddr().String()},
 		{Proto: "tcp", Addr: tcp.Addr().String()},
 	}}, nil

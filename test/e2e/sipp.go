@@ -15,6 +15,9 @@ import (
 type SIPpResult struct {
 	Code   int    // SIPp exit code: 0 all calls succeeded, 1 some failed
 	Output string // screen + errors
+	// Messages is SIPp's whole -trace_msg log: every message sent and
+	// received, each after a "----...----" separator line.
+	Messages string
 }
 
 // SIPp runs `sipp ADDR -sf scenario ...` bound to 127.0.0.1 on a free port,
@@ -45,7 +48,8 @@ func SIPp(t testing.TB, target, scenario string, calls int, extra ...string) SIP
 	code := cmd.ProcessState.ExitCode()
 	errs, _ := os.ReadFile(errFile)
 	msgs, _ := os.ReadFile(filepath.Join(dir, "messages.log"))
-	return SIPpResult{Code: code, Output: string(out) + "\n--- errors ---\n" + string(errs) + "\n--- messages ---\n" + tail(string(msgs), 6000)}
+	return SIPpResult{Code: code, Output: string(out) + "\n--- errors ---\n" + string(errs) + "\n--- messages ---\n" + tail(string(msgs), 6000),
+		Messages: string(msgs)}
 }
 
 func tail(s string, n int) string {

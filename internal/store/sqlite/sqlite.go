@@ -192,6 +192,87 @@ CREATE INDEX journal_ext ON journal(extension, time);
 CREATE INDEX journal_time ON journal(time);
 CREATE INDEX journal_source ON journal(source);
 `,
+	// 3: call records (see package calls). Times are Unix microseconds, 0 =
+	// not yet; ended_at = 0 marks a call in progress.
+	`
+CREATE TABLE calls (
+	id          INTEGER PRIMARY KEY,
+	call_id     TEXT NOT NULL,
+	caller      TEXT NOT NULL,
+	callee      TEXT NOT NULL,
+	domain      TEXT NOT NULL,
+	source      TEXT NOT NULL DEFAULT '',
+	transport   TEXT NOT NULL DEFAULT '',
+	user_agent  TEXT NOT NULL DEFAULT '',
+	started_at  INTEGER NOT NULL,
+	answered_at INTEGER NOT NULL DEFAULT 0,
+	ended_at    INTEGER NOT NULL DEFAULT 0,
+	sip_status  INTEGER NOT NULL DEFAULT 0,
+	cause       TEXT NOT NULL DEFAULT '',
+	hangup_by   TEXT NOT NULL DEFAULT '',
+	branches    TEXT NOT NULL DEFAULT '[]',
+	detail      TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX calls_callee ON calls(callee, id);
+CREATE INDEX calls_caller ON calls(caller, id);
+CREATE INDEX calls_call_id ON calls(call_id);
+CREATE INDEX calls_active ON calls(id) WHERE ended_at = 0;
+CREATE INDEX calls_started ON calls(started_at);
+`,
+	// 4: access control (see package security): ACLs with their ordered
+	// allow/deny nodes, the profile's ACL settings, and brute-force bans.
+	// since/until are Unix milliseconds; until = 0 is a permanent ban. The
+	// seed trusts loopback (exempt from rate limits and bans) and the
+	// profile "internal" exists from the start.
+	`
+CREATE TABLE acls (
+	name          TEXT PRIMARY KEY,
+	default_allow INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE acl_nodes (
+	acl      TEXT NOT NULL REFERENCES acls(name) ON DELETE CASCADE ON UPDATE CASCADE,
+	position INTEGER NOT NULL,
+	allow    INTEGER NOT NULL,
+	cidr     TEXT NOT NULL,
+	PRIMARY KEY (acl, position)
+);
+CREATE TABLE profiles (
+	name         TEXT PRIMARY KEY,
+	register_acl TEXT NOT NULL DEFAULT '',
+	inbound_acl  TEXT NOT NULL DEFAULT '',
+	trusted_acl  TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE bans (
+	ip       TEXT PRIMARY KEY,
+	reason   TEXT NOT NULL DEFAULT '',
+	failures INTEGER NOT NULL DEFAULT 0,
+	since    INTEGER NOT NULL,
+	until    INTEGER NOT NULL DEFAULT 0
+);
+CREATE TRIGGER acl_ins AFTER INSERT ON acls BEGIN INSERT INTO changes(kind, key) VALUES ('acl', NEW.name); END;
+CREATE TRIGGER acl_upd AFTER UPDATE ON acls BEGIN INSERT INTO changes(kind, key) VALUES ('acl', NEW.name); END;
+CREATE TRIGGER acl_del AFTER DELETE ON acls BEGIN INSERT INTO changes(kind, key) VALUES ('acl', OLD.name); END;
+CREATE TRIGGER acl_node_ins AFTER INSERT ON acl_nodes BEGIN INSERT INTO changes(kind, key) VALUES ('acl', NEW.acl); END;
+CREATE TRIGGER acl_node_upd AFTER UPDATE ON acl_nodes BEGIN INSERT INTO changes(kind, key) VALUES ('acl', NEW.acl); END;
+CREATE TRIGGER acl_node_del AFTER DELETE ON acl_nodes BEGIN INSERT INTO changes(kind, key) VALUES ('acl', OLD.acl); END;
+CREATE TRIGGER profile_ins AFTER INSERT ON profiles BEGIN INSERT INTO changes(kind, key) VALUES ('profile', NEW.name); END;
+CREATE TRIGGER profile_upd AFTER UPDATE ON profiles BEGIN INSERT INTO changes(kind, key) VALUES ('profile', NEW.name); END;
+CREATE TRIGGER ban_ins AFTER INSERT ON bans BEGIN INSERT INTO changes(kind, key) VALUES ('ban', NEW.ip); END;
+CREATE TRIGGER ban_upd AFTER UPDATE ON bans BEGIN INSERT INTO changes(kind, key) VALUES ('ban', NEW.ip); END;
+CREATE TRIGGER ban_del AFTER DELETE ON bans BEGIN INSERT INTO changes(kind, key) VALUES ('ban', OLD.ip); END;
+INSERT INTO acls(name, default_allow) VALUES ('loopback', 0);
+INSERT INTO acl_nodes(acl, position, allow, cidr) VALUES ('loopback', 1, 1, '127.0.0.0/8'), ('loopback', 2, 1, '::1/128');
+INSERT INTO profiles(name, trusted_acl) VALUES ('internal', 'loopback');
+`,
+	// 5: journal indexes for the doctor and `journal --ext`: an extension's
+	// newest events by id (journal_ext_id, rowid order), and per-cause counts
+	// and newest/oldest seeks (journal_ext_cause), which cover what
+	// journal_ext served.
+	`
+DROP INDEX journal_ext;
+CREATE INDEX journal_ext_id ON journal(extension);
+CREATE INDEX journal_ext_cause ON journal(extension, domain, cause, time);
+`,
 }
 
 // migrate brings the file up to the newest schema, one transaction per step.

@@ -1,0 +1,291 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/calls"
+	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/server"
+	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
+)
+
+const callsUsage = `
+Usage: switchboard calls [--active] [--failed] [--ext N] [--from N] [--to N] [--domain D] [--limit N] [--json]
+       switchboard calls show ID [--json]
+
+Lists recent call attempts, newest first: who called whom, when, how long
+they talked, the final SIP status sent to the caller and the hangup cause
+(FreeSWITCH names: NORMAL_CLEARING, USER_NOT_REGISTERED, USER_BUSY,
+NO_ANSWER, UNALLOCATED_NUMBER, CALL_REJECTED, ORIGINATOR_CANCEL,
+RECOVERY_ON_TIMER_EXPIRE, SYSTEM_SHUTDOWN), and who hung up.
+
+--active lists the calls in progress (ringing or up). 'calls show ID' shows
+one call with every phone (binding) it rang and what each answered; ID is
+the number in the first column, or the call's SIP Call-ID.
+
+Only authenticated calls are recorded; refused credentials are in the
+journal (and explained by 'switchboard doctor').`
+
+// callView is the JSON shape of a call record (stable field names).
+type callView struct {
+	ID           int64        `json:"id"`
+	CallID       string       `json:"call_id"`
+	From         string       `json:"from"`
+	To           string       `json:"to"`
+	Domain       string       `json:"domain"`
+	CallerSource string       `json:"caller_source"`
+	Transport    string       `json:"transport"`
+	UserAgent    string       `json:"user_agent"`
+	Start        string       `json:"start"`
+	Answer       string       `json:"answer"`
+	End          string       `json:"end"`
+	DurationS    float64      `json:"duration_s"`
+	Active       bool         `json:"active"`
+	State        string       `json:"state"`
+	SIPStatus    int          `json:"sip_status"`
+	Cause        string       `json:"cause"`
+	HangupBy     string       `json:"hangup_by"`
+	Branches     []branchView `json:"branches"`
+	Detail       string       `json:"detail"`
+}
+
+type branchView struct {
+	Contact     string `json:"contact"`
+	Destination string `json:"destination"`
+	Transport   string `json:"transport"`
+	UserAgent   string `json:"user_agent"`
+	SIPStatus   int    `json:"sip_status"`
+	Reason      string `json:"reason"`
+	Ringing     bool   `json:"ringing"`
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+func callViewOf(r calls.Record, now time.Time) callView {
+	v := callView{ID: r.ID, CallID: r.CallID, From: r.From, To: r.To, Domain: r.Domain, CallerSource: r.Source,
+		Transport: r.Transport, UserAgent: r.UserAgent, Start: stamp(r.Start), Answer: stamp(r.Answer),
+		End: stamp(r.End), DurationS: float64(r.Duration(now).Milliseconds()) / 1000, Active: r.Active(),
+		SIPStatus: r.SIPStatus, Cause: string(r.Cause), HangupBy: r.HangupBy, Detail: r.Detail,
+		Branches: []branchView{}}
+	switch {
+	case !r.Active():
+		v.State = "ended"
+	case r.Answer.IsZero():
+		v.State = "ringing"
+	default:
+		v.State = "up"
+	}
+	for _, b := range r.Branches {
+		v.Branches = append(v.Branches, branchView{Contact: b.Contact, Destination: b.Destination,
+			Transport: b.Transport, UserAgent: b.UserAgent, SIPStatus: b.Status, Reason: b.Reason, Ringing: b.Ringing})
+	}
+	return v
+}
+
+// Calls runs `switchboard calls` and `switchboard calls show ID`.
+func Calls(ctx context.Context, env Env, args []string) error {
+	fs := flag.NewFlagSet("calls", flag.ContinueOnError)
+	data := fs.String("data", defaultData(), "data directory (env SWITCHBOARD_DATA)")
+	active := fs.Bool("active", false, "only calls in progress (ringing or up)")
+	failed := fs.Bool("failed", false, "only ended calls whose cause is not NORMAL_CLEARING")
+	ext := fs.String("ext", "", "only calls from or to this extension")
+	from := fs.String("from", "", "only calls from this extension")
+	to := fs.String("to", "", "only calls to this number")
+	domain := fs.String("domain", "", "only calls in this domain")
+	limit := fs.Int("limit", 50, "at most this many calls")
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		helpText(env.Stdout, fs, callsUsage)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	show := len(pos) > 0 && pos[0] == "show"
+	switch {
+	case show && len(pos) != 2:
+		return usagef("`switchboard calls show` takes one call id, e.g. switchboard calls show 12 (list ids with: switchboard calls)")
+	case !show && len(pos) > 0:
+		return usagef("unknown argument %q: use `switchboard calls [--active] [--json]` or `switchboard calls show ID`", pos[0])
+	case *limit < 1 || *limit > 100000:
+		return usagef("--limit %d is out of range: give 1 to 100000, e.g. --limit 100", *limit)
+	}
+	for _, n := range []string{*ext, *from, *to} {
+		if n != "" {
+			if err := validNumber(n); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(*data, sqlite.FileName)); err != nil {
+		return usagef("no switchboard database in %s: pass --data DIR where switchboard serve keeps its data (or set SWITCHBOARD_DATA)", *data)
+	}
+	db, err := openDB(ctx, *data)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if show {
+		return callShow(ctx, env, db, pos[1], *asJSON)
+	}
+	dom := ""
+	if *domain != "" {
+		if dom, err = resolveDomain(ctx, db, *domain); err != nil {
+			return err
+		}
+	}
+	recs, err := calls.Query(ctx, db.SQL(), calls.Filter{From: *from, To: *to, Ext: *ext, Domain: dom,
+		Active: *active, Failed: *failed, Limit: *limit})
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	views := make([]callView, 0, len(recs))
+	for _, r := range recs {
+		views = append(views, callViewOf(r, now))
+	}
+	if *asJSON {
+		return writeJSON(env.Stdout, views)
+	}
+	if len(views) == 0 {
+		switch {
+		case *active:
+			fmt.Fprintln(env.Stdout, "no calls in progress")
+		default:
+			fmt.Fprintln(env.Stdout, "no calls recorded")
+		}
+		noteStopped(env.Stdout, *data, *active)
+		return nil
+	}
+	color := env.TTY && os.Getenv("NO_COLOR") == ""
+	tw := table(env.Stdout)
+	fmt.Fprintln(tw, "ID\tSTART\tFROM\tTO\tDURATION\tSTATUS\tCAUSE\tHANGUP")
+	for i, v := range views {
+		status, c := strconv.Itoa(v.SIPStatus), v.Cause
+		if v.Active {
+			status, c = v.State, "-"
+		}
+		if color && !v.Active && c != string(cause.NormalClearing) {
+			c = "\x1b[31m" + c + "\x1b[0m"
+		}
+		hang := v.HangupBy
+		if hang == "" {
+			hang = "-"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.ID, recs[i].Start.Local().Format("2006-01-02 15:04:05"),
+			v.From, v.To, clock(v.DurationS), status, c, hang)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	noteStopped(env.Stdout, *data, *active)
+	return nil
+}
+
+// noteStopped tells that active calls cannot be current without a server.
+func noteStopped(w io.Writer, data string, active bool) {
+	if running, _ := server.Running(data); !running && active {
+		fmt.Fprintln(w, "(switchboard serve is not running: no call can be in progress)")
+	}
+}
+
+// clock formats seconds as m:ss or h:mm:ss.
+func clock(s float64) string {
+	d := time.Duration(s * float64(time.Second)).Round(time.Second)
+	h, m, sec := int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60
+	if h > 0 {
+		return fmt.Sprintf("%d:%02d:%02d", h, m, sec)
+	}
+	return fmt.Sprintf("%d:%02d", m, sec)
+}
+
+func callShow(ctx context.Context, env Env, db *sqlite.DB, id string, asJSON bool) error {
+	var rec calls.Record
+	if n, err := strconv.ParseInt(id, 10, 64); err == nil && n > 0 {
+		r, err := calls.Get(ctx, db.SQL(), n)
+		if errors.Is(err, calls.ErrNotFound) {
+			return usagef("no call %d: list recent calls and their ids with `switchboard calls`", n)
+		}
+		if err != nil {
+			return err
+		}
+		rec = r
+	} else {
+		if strings.ContainsAny(id, " \t\r\n") || id == "" {
+			return usagef("invalid call id %q: give the number from `switchboard calls` or a SIP Call-ID", id)
+		}
+		rs, err := calls.Query(ctx, db.SQL(), calls.Filter{CallID: id, Limit: 1})
+		if err != nil {
+			return err
+		}
+		if len(rs) == 0 {
+			return usagef("no call with id or Call-ID %q: list recent calls and their ids with `switchboard calls`", id)
+		}
+		rec = rs[0]
+	}
+	v := callViewOf(rec, time.Now())
+	if asJSON {
+		return writeJSON(env.Stdout, v)
+	}
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	local := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.Local().Format("2006-01-02 15:04:05.000")
+	}
+	status, c := strconv.Itoa(v.SIPStatus), v.Cause
+	if v.Active {
+		status, c = v.State, "- (in progress)"
+	}
+	tw := table(env.Stdout)
+	for _, kv := range [][2]string{{"Call", strconv.FormatInt(v.ID, 10)}, {"Call-ID", v.CallID},
+		{"From", v.From + "@" + v.Domain}, {"To", v.To + "@" + v.Domain},
+		{"Caller", v.CallerSource + " (" + v.Transport + ") " + v.UserAgent},
+		{"Start", local(rec.Start)}, {"Answer", local(rec.Answer)}, {"End", local(rec.End)},
+		{"Duration", clock(v.DurationS)}, {"SIP status", status}, {"Cause", c},
+		{"Hangup by", dash(v.HangupBy)}, {"Detail", dash(v.Detail)}} {
+		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stdout)
+	if len(v.Branches) == 0 {
+		fmt.Fprintln(env.Stdout, "No phone was rung.")
+		return nil
+	}
+	tw = table(env.Stdout)
+	fmt.Fprintln(tw, "CONTACT\tSENT TO\tTRANSPORT\tRANG\tANSWER")
+	for _, b := range v.Branches {
+		ans := "-"
+		if b.SIPStatus != 0 {
+			ans = strconv.Itoa(b.SIPStatus)
+		}
+		if b.Reason != "" {
+			ans += " " + b.Reason
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Contact, b.Destination, b.Transport, yesno(b.Ringing), ans)
+	}
+	return tw.Flush()
+}

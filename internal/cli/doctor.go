@@ -1,0 +1,137 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/doctor"
+	"github.com/switchboard-pbx/switchboard/internal/server"
+	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
+)
+
+const doctorUsage = `
+Usage: switchboard doctor EXT [--domain D] [--json]
+       switchboard doctor call FROM TO [--domain D] [--json]
+
+Explains why an extension cannot register or be called, with the evidence
+and the fix: the directory (exists, enabled, password, max registrations),
+the listeners (serve running, ports answering, host firewall), its current
+registrations, the history of its REGISTER attempts (wrong password, auth
+user, domain, ACL, ban, interval, expiry), reachability (OPTIONS qualify,
+INVITE timeouts) and its last failed calls.
+
+'doctor call FROM TO' explains why a call from FROM to TO fails or would
+fail: the caller's side (exists, authenticates, allowed), the callee's side
+and the last such call's SIP status and cause.
+
+The first line is the verdict. It works whether or not serve runs (it reads
+the data directory) and says which. Exit status: 0 when the extension is
+registered and reachable (the call would work), 1 otherwise.
+
+Causes and their fixes: see "Doctor causes" in the README.`
+
+// Doctor runs `switchboard doctor EXT` and `switchboard doctor call FROM TO`.
+func Doctor(ctx context.Context, env Env, args []string) error {
+	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	data := fs.String("data", defaultData(), "data directory (env SWITCHBOARD_DATA)")
+	domain := fs.String("domain", "", "the extension's domain (default: the server's default domain)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		helpText(env.Stdout, fs, doctorUsage)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	call := len(pos) > 0 && pos[0] == "call"
+	switch {
+	case call && len(pos) != 3:
+		return usagef("`switchboard doctor call` takes two extension numbers, the caller and the callee, e.g. switchboard doctor call 2001 2002")
+	case !call && len(pos) != 1:
+		return usagef("`switchboard doctor` takes one extension number, e.g. switchboard doctor 2002 (or: switchboard doctor call 2001 2002)")
+	}
+	nums := pos
+	if call {
+		nums = pos[1:]
+	}
+	for _, n := range nums {
+		if err := validNumber(n); err != nil {
+			return err
+		}
+	}
+	if _, err := os.Stat(filepath.Join(*data, sqlite.FileName)); err != nil {
+		return usagef("no switchboard database in %s: pass --data DIR where switchboard serve keeps its data (or set SWITCHBOARD_DATA)", *data)
+	}
+	db, err := openDB(ctx, *data)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	dom, err := resolveDomain(ctx, db, *domain)
+	if err != nil {
+		return err
+	}
+	r := &doctor.Reader{DB: db, Serve: serveState(ctx, *data, db), Probe: true, Firewall: true,
+		Calls: doctor.CallsFromDB(ctx, db.SQL()), Bans: doctor.BansFromDB(ctx, db.SQL()), Loc: time.Local}
+	if *data != defaultData() {
+		r.DataDir = *data
+	}
+	opts := doctor.TextOptions{UTF8: doctor.LocaleUTF8(os.Getenv), Color: env.TTY && os.Getenv("NO_COLOR") == ""}
+	if call {
+		in, err := r.GatherCall(ctx, nums[0], nums[1], dom)
+		if err != nil {
+			return err
+		}
+		rep := doctor.DiagnoseCall(ctx, in)
+		if *asJSON {
+			err = writeJSON(env.Stdout, rep)
+		} else {
+			err = doctor.WriteCallText(env.Stdout, rep, opts)
+		}
+		if err == nil && !rep.WouldWork {
+			return &ExitCode{Code: 1}
+		}
+		return err
+	}
+	in, err := r.Gather(ctx, nums[0], dom)
+	if err != nil {
+		return err
+	}
+	rep := doctor.Diagnose(ctx, in)
+	if *asJSON {
+		err = writeJSON(env.Stdout, rep)
+	} else {
+		err = doctor.WriteText(env.Stdout, rep, opts)
+	}
+	if err == nil && !rep.Callable {
+		return &ExitCode{Code: 1}
+	}
+	return err
+}
+
+// serveState reads whether serve holds the data directory and the
+// listeners it published (the meta "runtime" record).
+func serveState(ctx context.Context, dir string, db *sqlite.DB) doctor.Serve {
+	running, pid := server.Running(dir)
+	s := doctor.Serve{Running: running, PID: pid}
+	raw, ok, err := db.Meta(ctx, "runtime")
+	if err != nil || !ok {
+		return s
+	}
+	var rt server.Runtime
+	if json.Unmarshal([]byte(raw), &rt) != nil {
+		return s
+	}
+	s.Known, s.StartedAt = true, rt.StartedAt
+	for _, l := range rt.Listeners {
+		s.Listeners = append(s.Listeners, doctor.Listener{Proto: strings.ToLower(l.Proto), Addr: l.Addr})
+	}
+	return s
+}

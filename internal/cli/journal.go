@@ -1,0 +1,286 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/journal"
+)
+
+const journalUsage = `
+Usage: switchboard journal [--ext N] [--ip IP] [--since 10m] [--follow] [--json]
+
+Shows the journal: every decision switchboard took (each REGISTER and
+INVITE answer, binding expiry, qualify results, bans), oldest first, with
+the cause, the phone's source address, transport and user agent.
+
+--since takes a duration (10m, 2h, 7d) or a time (2026-01-15 14:02,
+2026-01-15T14:02:00Z, 14:02 for today). --follow keeps printing new events
+until interrupted (Ctrl-C); with --json it prints one JSON object per line,
+without it a JSON array.`
+
+// Journal runs `switchboard journal`.
+func Journal(ctx context.Context, env Env, args []string) error {
+	fs := flag.NewFlagSet("journal", flag.ContinueOnError)
+	data := fs.String("data", defaultData(), "data directory (env SWITCHBOARD_DATA)")
+	ext := fs.String("ext", "", "only events about this extension number")
+	domain := fs.String("domain", "", "only events in this domain")
+	ip := fs.String("ip", "", "only events from this source IP (any port)")
+	kind := fs.String("kind", "", "only this kind: register, invite, binding, qualify, ban, request")
+	causeFlag := fs.String("cause", "", "only this cause, e.g. wrong_password")
+	since := fs.String("since", "", "only events at or after this time or this long ago (10m, 2h, 7d, 2026-01-15 14:02)")
+	limit := fs.Int("limit", 100, "at most this many events (the newest); with --follow, how many to show first")
+	follow := fs.Bool("follow", false, "keep printing new events until interrupted")
+	fs.BoolVar(follow, "f", false, "short for --follow")
+	interval := fs.Duration("interval", 250*time.Millisecond, "with --follow: how often to look for new events")
+	asJSON := fs.Bool("json", false, "print JSON (an array; with --follow one object per line)")
+	pos, err := parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		helpText(env.Stdout, fs, journalUsage)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("`switchboard journal` takes no arguments, only flags, e.g. switchboard journal --ext %s", pos[0])
+	}
+	f := journal.Filter{Kind: *kind, Cause: cause.Code(*causeFlag)}
+	if *ext != "" {
+		if err := validNumber(*ext); err != nil {
+			return err
+		}
+		f.Extension = *ext
+	}
+	if *ip != "" {
+		a, err := netip.ParseAddr(strings.Trim(*ip, "[]"))
+		if err != nil {
+			return usagef("--ip %q is not an IP address: give one such as --ip 192.168.1.50", *ip)
+		}
+		f.IP = a.Unmap().String()
+	}
+	if *kind != "" {
+		switch *kind {
+		case journal.KindRegister, journal.KindInvite, journal.KindBinding, journal.KindQualify, journal.KindBan, journal.KindRequest:
+		default:
+			return usagef("--kind %q is unknown: use register, invite, binding, qualify, ban or request", *kind)
+		}
+	}
+	if *since != "" {
+		if f.Since, err = parseSince(*since, time.Now()); err != nil {
+			return err
+		}
+	}
+	if *limit < 1 {
+		return usagef("--limit must be at least 1")
+	}
+	if *interval < 10*time.Millisecond {
+		return usagef("--interval must be at least 10ms")
+	}
+	f.Limit = *limit
+	db, err := openDB(ctx, *data)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if *domain != "" {
+		// A domain switchboard does not serve still appears in the journal
+		// (wrong_domain), so take the name as given when it is unknown.
+		f.Domain = *domain
+		if d, err := db.Domain(ctx, *domain); err == nil {
+			f.Domain = d.Name
+		}
+	}
+	// --follow continues after the newest event at start, read before the
+	// first query so nothing recorded in between is missed.
+	after, err := journal.LastID(ctx, db.SQL())
+	if err != nil {
+		return err
+	}
+	evs, err := journal.Query(ctx, db.SQL(), f)
+	if err != nil {
+		return err
+	}
+	reverse(evs)
+	if !*follow {
+		if *asJSON {
+			if evs == nil {
+				evs = []journal.Event{}
+			}
+			return writeJSON(env.Stdout, evs)
+		}
+		if len(evs) == 0 {
+			fmt.Fprintln(env.Stdout, "no journal events match")
+			return nil
+		}
+		return writeEvents(env.Stdout, evs, true)
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	header := true
+	emit := func(evs []journal.Event) error {
+		if *asJSON {
+			enc := json.NewEncoder(env.Stdout)
+			for i := range evs {
+				if err := enc.Encode(&evs[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		err := writeEvents(env.Stdout, evs, header)
+		header = false
+		return err
+	}
+	if len(evs) > 0 {
+		after = max(after, evs[len(evs)-1].ID)
+		if err := emit(evs); err != nil {
+			return err
+		}
+	}
+	f.Since, f.Oldest, f.Limit = time.Time{}, true, 1000
+	tick := time.NewTicker(*interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		f.AfterID = after
+		evs, err := journal.Query(ctx, db.SQL(), f)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if len(evs) == 0 {
+			continue
+		}
+		after = evs[len(evs)-1].ID
+		if err := emit(evs); err != nil {
+			return err
+		}
+	}
+}
+
+func reverse(evs []journal.Event) {
+	for i, j := 0, len(evs)-1; i < j; i, j = i+1, j-1 {
+		evs[i], evs[j] = evs[j], evs[i]
+	}
+}
+
+// journalCols are the text columns and their minimum widths, so the rows of
+// successive --follow batches line up.
+var journalCols = []struct {
+	name string
+	min  int
+}{{"TIME", 23}, {"KIND", 8}, {"CAUSE", 18}, {"SIP", 3}, {"USER", 18}, {"SOURCE", 21}, {"TRANSPORT", 9},
+	{"USER-AGENT", 16}, {"DETAIL", 0}}
+
+func writeEvents(w io.Writer, evs []journal.Event, header bool) error {
+	tw := table(w)
+	row := func(cells ...string) {
+		for i, c := range cells {
+			if i < len(cells)-1 {
+				if pad := journalCols[i].min - len([]rune(c)); pad > 0 {
+					c += strings.Repeat(" ", pad)
+				}
+				c += "\t"
+			}
+			fmt.Fprint(tw, c)
+		}
+		fmt.Fprintln(tw)
+	}
+	if header {
+		names := make([]string, len(journalCols))
+		for i, c := range journalCols {
+			names[i] = c.name
+		}
+		row(names...)
+	}
+	for _, e := range evs {
+		user := e.Extension
+		if e.Domain != "" {
+			user += "@" + e.Domain
+		}
+		status := "-"
+		if e.Status > 0 {
+			status = strconv.Itoa(e.Status)
+		}
+		row(e.Time.Local().Format("2006-01-02 15:04:05.000"), e.Kind, string(e.Cause), status, cell(user),
+			cell(e.Source), cell(e.Transport), cell(e.UserAgent), oneLine(e.Detail))
+	}
+	return tw.Flush()
+}
+
+// cell writes a value on one line, "-" when empty.
+func cell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return oneLine(s)
+}
+
+// oneLine keeps a value from breaking the table (values come from phones).
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\t' || r == '\n' || r == '\r' || r < 0x20 {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// parseSince reads --since: a duration ago (10m, 2h, 7d, 1d12h) or a time.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if d, ok := parseAgo(s); ok {
+		return now.Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	for _, layout := range []string{"15:04:05", "15:04"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			y, m, d := now.Date()
+			return time.Date(y, m, d, t.Hour(), t.Minute(), t.Second(), 0, time.Local), nil
+		}
+	}
+	return time.Time{}, usagef("--since %q is neither a duration (10m, 2h, 7d) nor a time (2026-01-15 14:02, 14:02)", s)
+}
+
+// parseAgo accepts Go durations plus a leading day count: 7d, 1d12h.
+func parseAgo(s string) (time.Duration, bool) {
+	var days time.Duration
+	if i := strings.IndexByte(s, 'd'); i > 0 {
+		n, err := strconv.Atoi(s[:i])
+		if err != nil || n < 0 {
+			return 0, false
+		}
+		days, s = time.Duration(n)*24*time.Hour, s[i+1:]
+		if s == "" {
+			return days, true
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, false
+	}
+	return days + d, true
+}

@@ -1,0 +1,114 @@
+package doctor
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/store"
+	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
+)
+
+// doctorBudget is the target: the doctor answers in under 200 ms with a
+// journal of 1,000,000 events.
+const doctorBudget = 200 * time.Millisecond
+
+// fillMillion creates a data directory whose journal holds 1,000,000
+// REGISTER events over six days: half of them a password brute force
+// against 2002 from one address (the worst case for 2002's queries), the
+// rest the normal traffic of 5,000 phones (registrations, challenges, some
+// wrong passwords), plus the directory and a binding for 3001.
+func fillMillion(b *testing.B) *sqlite.DB {
+	b.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	if _, err := db.EnsureDomain(ctx, "example.com"); err != nil {
+		b.Fatal(err)
+	}
+	if err := db.SetMeta(ctx, "default_domain", "example.com"); err != nil {
+		b.Fatal(err)
+	}
+	exts := make([]store.Extension, 0, 5000) // 1000..5999, 2002 and 3001 among them
+	for i := 0; i < 5000; i++ {
+		exts = append(exts, store.Extension{Domain: "example.com", Number: fmt.Sprint(1000 + i), HA1MD5: "x", HA1SHA256: "y",
+			Enabled: true, MaxRegistrations: 5, CallTimeout: 30})
+	}
+	if err := db.ImportExtensions(ctx, exts); err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	if err := db.ApplyBindings(ctx, []store.Binding{{Domain: "example.com", Extension: "3001", Contact: "sip:3001@10.1.0.1:5060",
+		Source: "10.1.0.1:5060", Transport: "UDP", UserAgent: "Yealink", RegisteredAt: now, ExpiresAt: now.Add(time.Hour)}}, nil); err != nil {
+		b.Fatal(err)
+	}
+	start := now.Add(-6 * 24 * time.Hour).UnixMicro()
+	// 500 ms apart: 1,000,000 events span about 5.8 days.
+	_, err = db.SQL().ExecContext(ctx, `
+WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 999999)
+INSERT INTO journal(time, kind, cause, extension, domain, auth_user, realm, source, transport, user_agent, status, call_id, detail)
+SELECT ?1 + i * 500000, 'register',
+	CASE WHEN i % 2 = 0 THEN 'wrong_password' WHEN i % 20 = 1 THEN 'challenged' WHEN i % 20 = 3 THEN 'wrong_password' ELSE 'registered' END,
+	CASE WHEN i % 2 = 0 THEN '2002' ELSE CAST(1000 + (i / 2) % 5000 AS TEXT) END,
+	'example.com',
+	CASE WHEN i % 2 = 0 THEN '2002' ELSE CAST(1000 + (i / 2) % 5000 AS TEXT) END,
+	'example.com',
+	CASE WHEN i % 2 = 0 THEN '203.0.113.9:5060' ELSE '10.1.' || ((i / 2) % 5000 / 250) || '.' || ((i / 2) % 250) || ':5060' END,
+	'UDP',
+	CASE WHEN i % 2 = 0 THEN 'friendly-phone' ELSE 'Yealink SIP-T46U' END,
+	CASE WHEN i % 2 = 0 THEN 403 WHEN i % 20 = 1 THEN 401 WHEN i % 20 = 3 THEN 403 ELSE 200 END,
+	'call-' || i, ''
+FROM n`, start)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := db.SQL().ExecContext(ctx, "ANALYZE"); err != nil {
+		b.Fatal(err)
+	}
+	return db
+}
+
+// BenchmarkDoctor1M times what `switchboard doctor N` does apart from
+// probing the network and reading the firewall: Reader.Gather over the data
+// directory and Diagnose, with 1,000,000 journal events. It fails when an
+// answer takes longer than doctorBudget (outside -race builds).
+//
+// On the 2-vCPU development box (2026-11, modernc.org/sqlite):
+//
+//	BenchmarkDoctor1M/brute_forced_2002  ~12 ms/op (500,000 events of its own)
+//	BenchmarkDoctor1M/quiet_3001         ~3 ms/op
+//	BenchmarkDoctor1M/missing_20020      ~6 ms/op (similar numbers from 5,000)
+func BenchmarkDoctor1M(b *testing.B) {
+	db := fillMillion(b)
+	ctx := context.Background()
+	for _, c := range []struct{ name, number string }{
+		{"brute_forced_2002", "2002"}, {"quiet_3001", "3001"}, {"missing_20020", "20020"}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var worst time.Duration
+			var rep Report
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				r := &Reader{DB: db, Serve: Serve{Running: true, Known: true,
+					Listeners: []Listener{{Proto: "udp", Addr: "127.0.0.1:5060"}}}}
+				in, err := r.Gather(ctx, c.number, "example.com")
+				if err != nil {
+					b.Fatal(err)
+				}
+				rep = Diagnose(ctx, in)
+				worst = max(worst, time.Since(start))
+			}
+			b.ReportMetric(float64(worst.Microseconds())/1000, "worst-ms")
+			if rep.Verdict == "" {
+				b.Fatal("no verdict")
+			}
+			if !raceEnabled && worst > doctorBudget {
+				b.Errorf("doctor %s took %s, over the %s budget", c.number, worst, doctorBudget)
+			}
+		})
+	}
+}

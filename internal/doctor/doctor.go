@@ -1,0 +1,206 @@
+// Package doctor explains why an extension cannot register or be called,
+// the way an experienced admin would walk the runbook: is it in the
+// directory, does the server listen, is it registered, what did its phone
+// send (wrong password, wrong domain, auth user, ACL, ban, interval,
+// max registrations, expiry), can it be reached, and how did its last calls
+// end. Each check yields Findings with a status, a stable cause code, the
+// evidence that proves it and the fix written for the admin; the first
+// line of a Report is a verdict in plain words.
+//
+// Diagnose and DiagnoseCall are pure logic over the facts in Inputs, so
+// they are unit tested with golden files. Reader gathers those facts from
+// the data directory (directory, bindings, journal, bans, calls) and the
+// runtime (is serve running, do its ports answer, does the host firewall
+// drop SIP). The doctor only reads: it never imports the SIP transport and
+// works whether or not serve is running.
+package doctor
+
+import (
+	"context"
+	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/journal"
+	"github.com/switchboard-pbx/switchboard/internal/store"
+)
+
+// Status is the outcome of one finding.
+type Status string
+
+// Finding statuses.
+const (
+	OK   Status = "ok"
+	Warn Status = "warn"
+	Fail Status = "fail"
+	Skip Status = "skip" // could not check, or nothing to check
+)
+
+// Check names, in the order Diagnose runs them.
+const (
+	CheckDirectory    = "directory"
+	CheckListeners    = "listeners" // the profile's ports and the host firewall
+	CheckRegistration = "registration"
+	CheckHistory      = "history"
+	CheckReachability = "reachability"
+	CheckCalls        = "calls"
+	CheckLastCall     = "last_call"
+)
+
+// Finding is the result of one check. Cause is one of the stable doctor
+// cause codes (see the README section "Doctor causes"), or "" when the
+// check has nothing to name. Evidence holds one fact per line; Fix is what
+// the admin should do, "" when nothing.
+type Finding struct {
+	Check    string     `json:"check"`
+	Status   Status     `json:"status"`
+	Cause    cause.Code `json:"cause"`
+	Evidence []string   `json:"evidence"`
+	Fix      string     `json:"fix"`
+}
+
+// Report is the doctor's answer for one extension.
+type Report struct {
+	Extension string `json:"extension"`
+	Domain    string `json:"domain"`
+	// Verdict is one line in plain words, e.g. "2002 cannot be called: not
+	// registered — the phone at 192.168.1.50 (Grandstream GXP1625) has sent
+	// a wrong password 37 times since 14:02".
+	Verdict string `json:"verdict"`
+	// Cause is the most important problem's code, or "registered" when
+	// there is none.
+	Cause cause.Code `json:"cause"`
+	// Callable is true when the extension is registered and reachable (the
+	// CLI then exits 0).
+	Callable bool `json:"callable"`
+	// ServeRunning tells whether `switchboard serve` held the data
+	// directory while the doctor looked.
+	ServeRunning bool      `json:"serve_running"`
+	Findings     []Finding `json:"findings"`
+}
+
+// Inputs are the facts Diagnose reasons about. Reader.Gather fills them;
+// tests build them by hand.
+type Inputs struct {
+	// Now is the time the facts were read; Loc is the zone times are
+	// written in (time.Local in the CLI).
+	Now time.Time
+	Loc *time.Location
+	// DataDir is the data directory (for the commands in fixes).
+	DataDir string
+	// Number is the extension asked about, Domain its canonical domain.
+	Number        string
+	Domain        string
+	DomainEnabled bool
+	// DefaultDomain is the server's default domain ("" = Domain): fixes
+	// leave out --domain for it.
+	DefaultDomain string
+	// Ext is the directory entry; nil when Number does not exist in Domain.
+	Ext *store.Extension
+	// Similar lists numbers in Domain that look like Number (typos);
+	// OtherDomains the domains where Number exists.
+	Similar      []string
+	OtherDomains []string
+	Serve        Serve
+	Firewall     Firewall
+	// Bindings are the saved bindings of the extension, expired included.
+	Bindings []store.Binding
+	History  History
+	Bans     Bans
+	Calls    Calls
+}
+
+// Serve is what is known about `switchboard serve` on the data directory.
+type Serve struct {
+	Running bool
+	PID     int
+	// Known is true when a server ever published its listeners (the meta
+	// "runtime" record); StartedAt and Listeners then describe the running
+	// (or last) server.
+	Known     bool
+	StartedAt time.Time
+	Listeners []Listener
+}
+
+// Listener is one socket of the internal profile and what probing it found.
+type Listener struct {
+	Proto string // "udp" or "tcp"
+	Addr  string // bound ip:port
+	// Probed is true when the doctor tried the port; OK whether it answered;
+	// Detail says how (e.g. "answers OPTIONS in 0.3 ms" or the error).
+	Probed bool
+	OK     bool
+	Detail string
+}
+
+// Firewall is what the host firewall says about the SIP ports.
+type Firewall struct {
+	// Checked names the tools whose ruleset was read ("nft", "iptables",
+	// "ufw"); empty when none could be read.
+	Checked []string
+	// Blocks are rules (one line each) that drop or reject a SIP port.
+	Blocks []string
+	// Errors say why a tool could not be read.
+	Errors []string
+}
+
+// History is what the journal holds about the extension.
+type History struct {
+	// Available is false when the journal could not be read.
+	Available bool
+	// Recent are the newest journal events recorded for Number in any
+	// domain (newest first, at most Limit): the doctor classifies them.
+	Recent []journal.Event
+	Limit  int
+	// Oldest is the time of the oldest event still in the journal (the
+	// horizon of "never seen").
+	Oldest time.Time
+	// Stats counts, per cause, the events for Number in Domain since the
+	// last successful registration (capped), for when Recent is full.
+	Stats map[cause.Code]journal.Stats
+	// Last holds the newest event of registered, unregistered and
+	// registration_expired for Number in Domain, even when older than
+	// Recent reaches.
+	Last map[cause.Code]journal.Event
+}
+
+// Bans are the active bans of the addresses the extension's phones use.
+type Bans struct {
+	Available bool
+	Active    []Ban
+}
+
+// Ban is one banned address.
+type Ban struct {
+	IP       string
+	Reason   string
+	Failures int
+	Since    time.Time
+	Until    time.Time // zero: permanent
+}
+
+// Calls are the call records that involve the extension.
+type Calls struct {
+	Available bool
+	// Failed are the last failed calls to the extension, newest first.
+	Failed []Call
+}
+
+// Call is one call record.
+type Call struct {
+	Time     time.Time
+	From, To string
+	Domain   string
+	Status   int        // final SIP status the caller got
+	Cause    cause.Code // hangup cause, e.g. USER_NOT_REGISTERED
+	Source   string     // where the INVITE came from
+	Detail   string
+	Answered bool
+}
+
+// Diagnose runs the checks over in and returns the report. It never fails:
+// a fact that could not be read becomes a "skip" finding. ctx is accepted
+// for symmetry with the reader and is not used.
+func Diagnose(_ context.Context, in Inputs) Report {
+	d := newDiag(in)
+	return d.run()
+}

@@ -1,0 +1,469 @@
+package doctor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/journal"
+	"github.com/switchboard-pbx/switchboard/internal/store"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+// now is the fixed time of every scenario: 2026-01-15 14:30:00 UTC.
+var now = time.Date(2026, 1, 15, 14, 30, 0, 0, time.UTC)
+
+func at(hhmmss string) time.Time {
+	t, err := time.ParseInLocation("15:04:05", hhmmss, time.UTC)
+	if err != nil {
+		panic(err)
+	}
+	return time.Date(2026, 1, 15, t.Hour(), t.Minute(), t.Second(), 0, time.UTC)
+}
+
+// base returns the facts of a healthy setup with 2002 in 127.0.0.1, serve
+// running and answering, nothing registered and an empty journal.
+func base() Inputs {
+	ext := store.Extension{Domain: "127.0.0.1", Number: "2002", HA1MD5: "x", HA1SHA256: "y", Enabled: true, MaxRegistrations: 5}
+	return Inputs{
+		Now: now, Loc: time.UTC, Number: "2002", Domain: "127.0.0.1", DomainEnabled: true, DefaultDomain: "127.0.0.1",
+		Ext: &ext,
+		Serve: Serve{Running: true, PID: 4242, Known: true, StartedAt: now.Add(-3 * time.Hour),
+			Listeners: []Listener{
+				{Proto: "udp", Addr: "192.168.1.10:5060", Probed: true, OK: true, Detail: "answers OPTIONS (200 OK, 0.3 ms)"},
+				{Proto: "tcp", Addr: "192.168.1.10:5060", Probed: true, OK: true, Detail: "accepts connections (0.2 ms)"}}},
+		Firewall: Firewall{Checked: []string{"nft"}},
+		History:  History{Available: true, Limit: 2000, Oldest: now.Add(-7 * 24 * time.Hour)},
+		Bans:     Bans{Available: true},
+		Calls:    Calls{Available: true},
+	}
+}
+
+// ev builds a journal event of the phone at src with user agent ua.
+func ev(t time.Time, c cause.Code, src, ua string, mods ...func(*journal.Event)) journal.Event {
+	e := journal.Event{Time: t, Kind: journal.KindRegister, Cause: c, Extension: "2002", Domain: "127.0.0.1",
+		AuthUser: "2002", Realm: "127.0.0.1", Source: src, Transport: "UDP", UserAgent: ua}
+	for _, m := range mods {
+		m(&e)
+	}
+	return e
+}
+
+// newestFirst orders events like journal.Query does.
+func newestFirst(evs ...journal.Event) []journal.Event {
+	out := make([]journal.Event, len(evs))
+	for i, e := range evs {
+		out[len(evs)-1-i] = e
+	}
+	for i := range out {
+		out[i].ID = int64(len(out) - i)
+	}
+	return out
+}
+
+func binding(src, ua string, mods ...func(*store.Binding)) store.Binding {
+	b := store.Binding{Domain: "127.0.0.1", Extension: "2002", Contact: "sip:2002@" + src, Source: src, Transport: "UDP",
+		UserAgent: ua, RegisteredAt: now.Add(-20 * time.Minute), ExpiresAt: now.Add(40 * time.Minute)}
+	for _, m := range mods {
+		m(&b)
+	}
+	return b
+}
+
+const gs = "Grandstream GXP1625"
+
+func scenarios() map[string]func() Inputs {
+	return map[string]func() Inputs{
+		"wrong_password": func() Inputs {
+			in := base()
+			var evs []journal.Event
+			evs = append(evs, ev(at("09:10:00"), cause.Registered, "192.168.1.50:5060", gs))
+			evs = append(evs, ev(at("10:10:00"), cause.Expired, "192.168.1.50:5060", gs, func(e *journal.Event) { e.Kind = journal.KindBinding }))
+			for i := 0; i < 37; i++ {
+				evs = append(evs, ev(at("14:02:00").Add(time.Duration(i)*30*time.Second), cause.WrongPassword, "192.168.1.50:5060", gs,
+					func(e *journal.Event) { e.Status = 403 }))
+			}
+			in.History.Recent = newestFirst(evs...)
+			in.Bindings = []store.Binding{binding("192.168.1.50:5060", gs, func(b *store.Binding) {
+				b.ExpiresAt = at("10:10:00")
+			})}
+			return in
+		},
+		"registered": func() Inputs {
+			in := base()
+			in.Bindings = []store.Binding{binding("192.168.1.50:5060", gs, func(b *store.Binding) {
+				b.PingStatus, b.PingRTT, b.PingAt = "reachable", 12.5, at("14:29:40")
+			})}
+			in.History.Recent = newestFirst(ev(at("14:10:00"), cause.Registered, "192.168.1.50:5060", gs))
+			return in
+		},
+		"unreachable": func() Inputs {
+			in := base()
+			in.Bindings = []store.Binding{binding("203.0.113.7:41234", "Yealink SIP-T46U", func(b *store.Binding) {
+				b.PingStatus, b.PingAt = "unreachable", at("14:29:50")
+			})}
+			in.History.Recent = newestFirst(
+				ev(at("14:10:00"), cause.Registered, "203.0.113.7:41234", "Yealink SIP-T46U"),
+				ev(at("14:12:30"), cause.Unreachable, "203.0.113.7:41234", "Yealink SIP-T46U", func(e *journal.Event) { e.Kind = journal.KindQualify }))
+			in.Calls.Failed = []Call{{Time: at("14:20:00"), From: "2001", To: "2002", Status: 408, Cause: cause.RecoveryOnTimerExpire,
+				Source: "192.168.1.20:5060"}}
+			return in
+		},
+		"never_seen": func() Inputs {
+			in := base()
+			in.Firewall = Firewall{Errors: []string{"nft: Operation not permitted (run the doctor as root to check the firewall)"}}
+			return in
+		},
+		"extension_missing": func() Inputs {
+			in := base()
+			in.Number, in.Ext = "2020", nil
+			in.Similar = []string{"2002", "2021"}
+			return in
+		},
+		"other_domain": func() Inputs {
+			in := base()
+			in.Ext, in.OtherDomains = nil, []string{"pbx.example.com"}
+			return in
+		},
+		"disabled": func() Inputs {
+			in := base()
+			in.Ext.Enabled = false
+			return in
+		},
+		"listener_down": func() Inputs {
+			in := base()
+			in.Serve.Running, in.Serve.PID = false, 0
+			for i := range in.Serve.Listeners {
+				in.Serve.Listeners[i].Probed, in.Serve.Listeners[i].OK, in.Serve.Listeners[i].Detail = false, false, ""
+			}
+			in.Bindings = []store.Binding{binding("192.168.1.50:5060", gs)}
+			return in
+		},
+		"wrong_domain": func() Inputs {
+			in := base()
+			in.History.Recent = newestFirst(
+				ev(at("14:05:00"), cause.WrongDomain, "192.168.1.51:5062", "Polycom VVX 450", func(e *journal.Event) {
+					e.Domain, e.Realm, e.Status = "pbx.example.com", "pbx.example.com", 403
+				}),
+				ev(at("14:06:00"), cause.WrongDomain, "192.168.1.51:5062", "Polycom VVX 450", func(e *journal.Event) {
+					e.Domain, e.Realm, e.Status = "pbx.example.com", "pbx.example.com", 403
+				}))
+			return in
+		},
+		"banned": func() Inputs {
+			in := base()
+			in.History.Recent = newestFirst(
+				ev(at("13:00:00"), cause.WrongPassword, "192.168.1.50:5060", gs),
+				ev(at("13:00:30"), cause.WrongPassword, "192.168.1.50:5060", gs))
+			in.Bans.Active = []Ban{{IP: "192.168.1.50", Reason: "wrong password", Failures: 5, Since: at("13:01:00"), Until: at("15:01:00")}}
+			return in
+		},
+		"acl_denied": func() Inputs {
+			in := base()
+			in.History.Recent = newestFirst(ev(at("14:15:00"), cause.ACLDenied, "10.9.8.7:5060", "Cisco SPA504G", func(e *journal.Event) {
+				e.AuthUser, e.Realm, e.Status = "", "", 403
+				e.Detail = "source 10.9.8.7 rejected by register acl office"
+			}))
+			return in
+		},
+		"max_registrations": func() Inputs {
+			in := base()
+			in.Ext.MaxRegistrations = 1
+			in.Bindings = []store.Binding{binding("192.168.1.50:5060", gs)}
+			in.History.Recent = newestFirst(
+				ev(at("14:10:00"), cause.Registered, "192.168.1.50:5060", gs),
+				ev(at("14:20:00"), cause.MaxRegistrations, "192.168.1.60:5060", "Linphone 5.1", func(e *journal.Event) {
+					e.Status, e.Detail = 403, "already 1 of 1 registrations"
+				}))
+			return in
+		},
+		"interval_too_brief": func() Inputs {
+			in := base()
+			in.History.Recent = newestFirst(ev(at("14:25:00"), cause.IntervalTooBrief, "192.168.1.50:5060", gs, func(e *journal.Event) {
+				e.Status, e.Detail = 423, "asked for 30 s, the minimum is 60 s"
+			}))
+			return in
+		},
+		"auth_user_mismatch": func() Inputs {
+			in := base()
+			in.History.Recent = newestFirst(ev(at("14:25:00"), cause.ExtensionMissing, "192.168.1.50:5060", gs, func(e *journal.Event) {
+				e.AuthUser, e.Status, e.Detail = "admin", 403, "no extension admin in 127.0.0.1"
+			}))
+			return in
+		},
+		"expired": func() Inputs {
+			in := base()
+			in.History.Recent = newestFirst(
+				ev(at("09:10:00"), cause.Registered, "192.168.1.50:5060", gs),
+				ev(at("10:10:00"), cause.Expired, "192.168.1.50:5060", gs, func(e *journal.Event) { e.Kind = journal.KindBinding }))
+			return in
+		},
+		"firewall_blocks": func() Inputs {
+			in := base()
+			in.Bindings = []store.Binding{binding("192.168.1.50:5060", gs)}
+			in.Firewall.Blocks = []string{`nft: chain input (table inet filter): "udp dport 5060 drop"`}
+			return in
+		},
+	}
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -run %s -update)", err, t.Name())
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from %s (run with -update after checking):\n--- got ---\n%s\n--- want ---\n%s", name, path, got, want)
+	}
+}
+
+// TestGolden renders every scenario as text (UTF-8 and ASCII) and JSON.
+func TestGolden(t *testing.T) {
+	for name, mk := range scenarios() {
+		t.Run(name, func(t *testing.T) {
+			r := Diagnose(context.Background(), mk())
+			var buf bytes.Buffer
+			if err := WriteText(&buf, r, TextOptions{UTF8: true}); err != nil {
+				t.Fatal(err)
+			}
+			buf.WriteString("\n--- ASCII ---\n")
+			if err := WriteText(&buf, r, TextOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			buf.WriteString("\n--- JSON ---\n")
+			b, _ := json.MarshalIndent(r, "", "  ")
+			buf.Write(b)
+			buf.WriteString("\n")
+			golden(t, name, buf.Bytes())
+		})
+	}
+}
+
+// TestCauses pins the cause, exit status and verdict words of each scenario.
+func TestCauses(t *testing.T) {
+	cases := []struct {
+		name     string
+		cause    cause.Code
+		callable bool
+		verdict  []string
+	}{
+		{"wrong_password", cause.WrongPassword, false, []string{"2002 cannot be called: not registered — the phone at 192.168.1.50 (Grandstream GXP1625) has sent a wrong password 37 times since 14:02"}},
+		{"registered", cause.Registered, true, []string{"2002 can be called", "192.168.1.50 (Grandstream GXP1625)"}},
+		{"unreachable", cause.Unreachable, false, []string{"does not answer OPTIONS since 14:12", "203.0.113.7"}},
+		{"never_seen", cause.NeverSeen, false, []string{"no REGISTER for 2002 has ever reached"}},
+		{"extension_missing", cause.ExtensionMissing, false, []string{"no extension 2020", "did you mean 2002 or 2021?"}},
+		{"other_domain", cause.ExtensionMissing, false, []string{"it exists in pbx.example.com"}},
+		{"disabled", cause.ExtensionDisabled, false, []string{"disabled"}},
+		{"listener_down", cause.ListenerDown, false, []string{"serve is not running"}},
+		{"wrong_domain", cause.WrongDomain, false, []string{`registers to domain "pbx.example.com" instead of "127.0.0.1"`, "192.168.1.51"}},
+		{"banned", cause.IPBanned, false, []string{"192.168.1.50 is banned until 15:01 after 5 failed attempts"}},
+		{"acl_denied", cause.ACLDenied, false, []string{"rejected by ACL office", "10.9.8.7 (Cisco SPA504G)"}},
+		{"max_registrations", cause.MaxRegistrations, true, []string{"can be called", "192.168.1.60 (Linphone 5.1) is refused: 1 of 1"}},
+		{"interval_too_brief", cause.IntervalTooBrief, false, []string{"asks for a 30 s registration, the minimum is 60 s"}},
+		{"auth_user_mismatch", cause.AuthUserMismatch, false, []string{`authenticates as "admin" instead of "2002"`}},
+		{"expired", cause.Expired, false, []string{"last registered at 09:10 and stopped refreshing"}},
+		{"firewall_blocks", cause.Registered, true, []string{"can be called"}},
+	}
+	sc := scenarios()
+	for _, c := range cases {
+		r := Diagnose(context.Background(), sc[c.name]())
+		if r.Cause != c.cause || r.Callable != c.callable {
+			t.Errorf("%s: cause %s callable %v, want %s %v (%s)", c.name, r.Cause, r.Callable, c.cause, c.callable, r.Verdict)
+		}
+		for _, v := range c.verdict {
+			if !strings.Contains(r.Verdict, v) {
+				t.Errorf("%s: verdict %q lacks %q", c.name, r.Verdict, v)
+			}
+		}
+		for _, f := range r.Findings {
+			if f.Status != OK && f.Status != Warn && f.Status != Fail && f.Status != Skip {
+				t.Errorf("%s: bad status %+v", c.name, f)
+			}
+			if f.Status == Fail && f.Fix == "" && f.Check != CheckRegistration {
+				t.Errorf("%s: failed finding without fix %+v", c.name, f)
+			}
+		}
+	}
+	if len(cases) != len(sc) {
+		t.Errorf("%d scenarios but %d cases", len(sc), len(cases))
+	}
+}
+
+// TestFullWindow: when the recent window is full of wrong passwords, the
+// count comes from the journal's per-cause stats, marked "at least" when
+// capped.
+func TestFullWindow(t *testing.T) {
+	in := base()
+	var evs []journal.Event
+	for i := 0; i < 100; i++ {
+		evs = append(evs, ev(at("14:00:00").Add(time.Duration(i)*time.Second), cause.WrongPassword, "192.168.1.50:5060", gs))
+	}
+	in.History.Recent, in.History.Limit = newestFirst(evs...), 100
+	in.History.Stats = map[cause.Code]journal.Stats{cause.WrongPassword: {Count: 10000, Capped: true, First: at("08:00:00"), Last: at("14:01:39")}}
+	r := Diagnose(context.Background(), in)
+	if !strings.Contains(r.Verdict, "at least 10000 times since 08:00") {
+		t.Fatalf("verdict %q", r.Verdict)
+	}
+	in.History.Limit = 2000 // not full: the window's own count
+	r = Diagnose(context.Background(), in)
+	if !strings.Contains(r.Verdict, "100 times since 14:00") {
+		t.Fatalf("verdict %q", r.Verdict)
+	}
+}
+
+// TestFixedPhone: failures older than the phone's last success are history,
+// not a problem.
+func TestFixedPhone(t *testing.T) {
+	in := base()
+	in.History.Recent = newestFirst(
+		ev(at("14:00:00"), cause.WrongPassword, "192.168.1.50:5060", gs),
+		ev(at("14:05:00"), cause.Registered, "192.168.1.50:5060", gs))
+	in.Bindings = []store.Binding{binding("192.168.1.50:5060", gs)}
+	r := Diagnose(context.Background(), in)
+	if r.Cause != cause.Registered || !r.Callable {
+		t.Fatalf("%+v", r)
+	}
+}
+
+// TestOtherDomainEvents: events of the same number in another domain where
+// it exists belong to that extension and are ignored.
+func TestOtherDomainEvents(t *testing.T) {
+	in := base()
+	in.OtherDomains = []string{"pbx.example.com"}
+	in.History.Recent = newestFirst(ev(at("14:00:00"), cause.WrongPassword, "192.168.1.50:5060", gs,
+		func(e *journal.Event) { e.Domain = "pbx.example.com" }))
+	r := Diagnose(context.Background(), in)
+	if r.Cause != cause.NeverSeen {
+		t.Fatalf("%+v", r)
+	}
+	// Where it does not exist, the phone simply uses the wrong domain.
+	in.OtherDomains = nil
+	in.History.Recent = newestFirst(ev(at("14:00:00"), cause.ExtensionMissing, "192.168.1.50:5060", gs,
+		func(e *journal.Event) { e.Domain = "pbx.example.com" }))
+	r = Diagnose(context.Background(), in)
+	if r.Cause != cause.WrongDomain {
+		t.Fatalf("%+v", r)
+	}
+}
+
+var ansiRE = regexp.MustCompile("\x1b\\[[0-9;]*m")
+
+// TestColorAlignment: with colors, stripping the escapes gives exactly the
+// plain layout (the columns still line up).
+func TestColorAlignment(t *testing.T) {
+	r := Diagnose(context.Background(), scenarios()["wrong_password"]())
+	var plain, color bytes.Buffer
+	if err := WriteText(&plain, r, TextOptions{UTF8: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteText(&color, r, TextOptions{UTF8: true, Color: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(color.Bytes(), []byte("\x1b[")) {
+		t.Fatal("no colors")
+	}
+	stripped := ansiRE.ReplaceAllString(color.String(), "")
+	if stripped != plain.String() {
+		t.Fatalf("colored layout differs:\n%s\n---\n%s", stripped, plain.String())
+	}
+}
+
+func TestLocaleUTF8(t *testing.T) {
+	cases := []struct {
+		env  map[string]string
+		want bool
+	}{
+		{map[string]string{}, false},
+		{map[string]string{"LANG": "C.UTF-8"}, true},
+		{map[string]string{"LANG": "en_US.utf8"}, true},
+		{map[string]string{"LANG": "en_US.UTF-8", "LC_ALL": "C"}, false},
+		{map[string]string{"LANG": "C", "LC_CTYPE": "de_DE.UTF-8"}, true},
+		{map[string]string{"LANG": "POSIX"}, false},
+	}
+	for _, c := range cases {
+		if got := LocaleUTF8(func(k string) string { return c.env[k] }); got != c.want {
+			t.Errorf("%v: got %v", c.env, got)
+		}
+	}
+}
+
+func TestSimilar(t *testing.T) {
+	all := []string{"2002", "2020", "2012", "2003", "20002", "202", "3002", "2200", "1234", "2002x"}
+	got := Similar("2002", all, 10)
+	want := []string{"202", "2003", "2012", "2020", "3002", "20002", "2002x"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if got := Similar("2020", []string{"2002", "2200"}, 3); strings.Join(got, ",") != "2002,2200" {
+		t.Fatalf("transpositions: %v", got)
+	}
+	if got := Similar("2002", all, 2); len(got) != 2 {
+		t.Fatalf("max: %v", got)
+	}
+}
+
+func TestDiagnoseCall(t *testing.T) {
+	sc := scenarios()
+	caller := sc["registered"]()
+	caller.Number, caller.Ext.Number = "2001", "2001"
+	for i := range caller.Bindings {
+		caller.Bindings[i].Extension, caller.Bindings[i].Contact = "2001", "sip:2001@192.168.1.50:5060"
+	}
+	for i := range caller.History.Recent {
+		caller.History.Recent[i].Extension = "2001"
+	}
+	in := CallInputs{Caller: caller, Callee: sc["never_seen"](), CallsAvailable: true,
+		Last: &Call{Time: at("14:20:00"), From: "2001", To: "2002", Status: 480, Cause: cause.UserNotRegistered}}
+	r := DiagnoseCall(context.Background(), in)
+	if r.WouldWork || r.Cause != cause.NeverSeen || !strings.Contains(r.Verdict, "fails with 480 USER_NOT_REGISTERED: 2002 is not registered") {
+		t.Fatalf("%+v", r)
+	}
+	if r.LastCall == nil || r.LastCall.Status != 480 || r.Findings[0].Status != Warn {
+		t.Fatalf("last call %+v %+v", r.LastCall, r.Findings)
+	}
+	var buf bytes.Buffer
+	if err := WriteCallText(&buf, r, TextOptions{UTF8: true}); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "call_not_registered", buf.Bytes())
+
+	// A caller whose phone sends a wrong password cannot authenticate.
+	bad := sc["wrong_password"]()
+	bad.Number = "2001"
+	for i := range bad.History.Recent {
+		bad.History.Recent[i].Extension, bad.History.Recent[i].AuthUser = "2001", "2001"
+	}
+	bad.Bindings = nil
+	in = CallInputs{Caller: bad, Callee: sc["registered"](), CallsAvailable: true}
+	r = DiagnoseCall(context.Background(), in)
+	if r.WouldWork || r.Cause != cause.WrongPassword || !strings.Contains(r.Verdict, "the caller cannot authenticate") {
+		t.Fatalf("%+v", r)
+	}
+
+	// Both fine: the call would work.
+	in = CallInputs{Caller: caller, Callee: sc["registered"]()}
+	r = DiagnoseCall(context.Background(), in)
+	if !r.WouldWork || !strings.Contains(r.Verdict, "should work") || r.Findings[0].Status != Skip {
+		t.Fatalf("%+v", r)
+	}
+}

@@ -1,0 +1,409 @@
+package doctor
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/calls"
+	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/journal"
+	"github.com/switchboard-pbx/switchboard/internal/store"
+	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
+)
+
+// DefaultRecent is how many of an extension's newest journal events the
+// reader hands to Diagnose.
+const DefaultRecent = 2000
+
+// CallQuery selects call records for CallSource.
+type CallQuery struct {
+	From, To, Domain string
+	// Failed selects ended calls whose cause is not NORMAL_CLEARING.
+	Failed bool
+	Limit  int
+}
+
+// CallSource reads call records, newest first.
+type CallSource func(ctx context.Context, q CallQuery) ([]Call, error)
+
+// BanSource reads the active bans of the given addresses.
+type BanSource func(ctx context.Context, ips []string) ([]Ban, error)
+
+// Reader gathers the facts Diagnose needs from a data directory and the
+// running server. It only reads. The zero values of the optional fields
+// turn their part off: Calls and Bans nil mean "not available" (a skip
+// finding), Probe false skips probing, Firewall false skips the firewall.
+type Reader struct {
+	DB      *sqlite.DB
+	DataDir string // shown in fixes ("" leaves --data out)
+	// DefaultDomain is the server's default domain ("" = read it).
+	DefaultDomain string
+	// Serve says whether serve runs (from the lock) and what it published.
+	Serve Serve
+	// Probe the listeners of a running server (UDP OPTIONS, TCP connect).
+	Probe bool
+	// Firewall reads the host firewall rulesets.
+	Firewall bool
+	Calls    CallSource
+	Bans     BanSource
+	// RecentLimit bounds the journal events read (0 = DefaultRecent).
+	RecentLimit int
+	Now         func() time.Time
+	Loc         *time.Location
+
+	// runtimeDone guards probing and firewall reading to once per Reader.
+	runtimeDone bool
+	firewall    Firewall
+}
+
+func (r *Reader) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Gather reads every fact about number@domain (domain canonical, as
+// resolved by the caller). It fails only when the database cannot be read.
+func (r *Reader) Gather(ctx context.Context, number, domain string) (Inputs, error) {
+	in := Inputs{Now: r.now(), Loc: r.Loc, DataDir: r.DataDir, Number: number, Domain: domain}
+	if in.Loc == nil {
+		in.Loc = time.Local
+	}
+	in.DefaultDomain = r.DefaultDomain
+	if in.DefaultDomain == "" {
+		in.DefaultDomain, _, _ = r.DB.Meta(ctx, "default_domain")
+	}
+	if err := r.directory(ctx, &in); err != nil {
+		return in, err
+	}
+	r.runtime(ctx)
+	in.Serve, in.Firewall = r.Serve, r.firewall
+	var err error
+	if in.Bindings, err = r.DB.BindingsOf(ctx, domain, number); err != nil {
+		return in, fmt.Errorf("doctor: %w", err)
+	}
+	if err := r.history(ctx, &in); err != nil {
+		return in, err
+	}
+	r.bans(ctx, &in)
+	if r.Calls != nil {
+		failed, err := r.Calls(ctx, CallQuery{To: number, Domain: domain, Failed: true, Limit: 20})
+		if err == nil {
+			in.Calls = Calls{Available: true, Failed: failed}
+		}
+	}
+	return in, nil
+}
+
+// GatherCall reads the facts about a call from one extension to another
+// in domain.
+func (r *Reader) GatherCall(ctx context.Context, from, to, domain string) (CallInputs, error) {
+	var ci CallInputs
+	var err error
+	if ci.Caller, err = r.Gather(ctx, from, domain); err != nil {
+		return ci, err
+	}
+	if ci.Callee, err = r.Gather(ctx, to, domain); err != nil {
+		return ci, err
+	}
+	if r.Calls != nil {
+		calls, err := r.Calls(ctx, CallQuery{From: from, To: to, Domain: domain, Limit: 1})
+		if err == nil {
+			ci.CallsAvailable = true
+			if len(calls) > 0 {
+				ci.Last = &calls[0]
+			}
+		}
+	}
+	return ci, nil
+}
+
+func (r *Reader) directory(ctx context.Context, in *Inputs) error {
+	d, err := r.DB.Domain(ctx, in.Domain)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("doctor: %w", err)
+	default:
+		in.Domain, in.DomainEnabled = d.Name, d.Enabled
+	}
+	e, err := r.DB.Extension(ctx, in.Domain, in.Number)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		exts, err := r.DB.Extensions(ctx, in.Domain)
+		if err != nil {
+			return fmt.Errorf("doctor: %w", err)
+		}
+		nums := make([]string, 0, len(exts))
+		for _, x := range exts {
+			nums = append(nums, x.Number)
+		}
+		in.Similar = Similar(in.Number, nums, 3)
+	case err != nil:
+		return fmt.Errorf("doctor: %w", err)
+	default:
+		in.Ext = &e
+	}
+	doms, err := r.DB.Domains(ctx)
+	if err != nil {
+		return fmt.Errorf("doctor: %w", err)
+	}
+	for _, dm := range doms {
+		if strings.EqualFold(dm.Name, in.Domain) {
+			continue
+		}
+		if _, err := r.DB.Extension(ctx, dm.Name, in.Number); err == nil {
+			in.OtherDomains = append(in.OtherDomains, dm.Name)
+		}
+	}
+	return nil
+}
+
+// runtime probes the listeners and reads the firewall, once per Reader.
+func (r *Reader) runtime(ctx context.Context) {
+	if r.runtimeDone {
+		return
+	}
+	r.runtimeDone = true
+	if r.Probe && r.Serve.Running {
+		for i, l := range r.Serve.Listeners {
+			r.Serve.Listeners[i] = ProbeListener(ctx, l, time.Second)
+		}
+	}
+	if r.Firewall {
+		var ports []Port
+		for _, l := range r.Serve.Listeners {
+			if _, p, err := net.SplitHostPort(l.Addr); err == nil {
+				if n, err := strconv.Atoi(p); err == nil {
+					ports = append(ports, Port{Proto: strings.ToLower(l.Proto), Num: n})
+				}
+			}
+		}
+		if len(ports) == 0 {
+			ports = []Port{{"udp", 5060}, {"tcp", 5060}}
+		}
+		r.firewall = ReadFirewall(ctx, ports)
+	}
+}
+
+// failureCauses are the causes whose counts Diagnose may need beyond the
+// recent window.
+var failureCauses = []cause.Code{cause.WrongPassword, cause.AuthUserMismatch, cause.WrongDomain, cause.ACLDenied,
+	cause.IPBanned, cause.MaxRegistrations, cause.IntervalTooBrief, cause.ExtensionMissing, cause.ExtensionDisabled}
+
+func (r *Reader) history(ctx context.Context, in *Inputs) error {
+	db := r.DB.SQL()
+	h := &in.History
+	h.Limit = r.RecentLimit
+	if h.Limit <= 0 {
+		h.Limit = DefaultRecent
+	}
+	var err error
+	if h.Recent, err = journal.Query(ctx, db, journal.Filter{Extension: in.Number, Limit: h.Limit}); err != nil {
+		return fmt.Errorf("doctor: %w", err)
+	}
+	h.Available = true
+	if h.Oldest, err = journal.OldestTime(ctx, db); err != nil {
+		return fmt.Errorf("doctor: %w", err)
+	}
+	h.Last = map[cause.Code]journal.Event{}
+	for _, c := range []cause.Code{cause.Registered, cause.Unregistered, cause.Expired} {
+		e, ok, err := journal.LastOf(ctx, db, in.Number, in.Domain, c)
+		if err != nil {
+			return fmt.Errorf("doctor: %w", err)
+		}
+		if ok {
+			h.Last[c] = e
+		}
+	}
+	h.Stats = map[cause.Code]journal.Stats{}
+	if len(h.Recent) < h.Limit {
+		return nil // the window holds everything: no counting needed
+	}
+	since := time.Time{}
+	if e, ok := h.Last[cause.Registered]; ok {
+		since = e.Time.Add(time.Microsecond)
+	}
+	present := map[cause.Code]bool{}
+	for _, e := range h.Recent {
+		present[e.Cause] = true
+	}
+	for _, c := range failureCauses {
+		if !present[c] {
+			continue
+		}
+		st, err := journal.CauseStats(ctx, db, in.Number, in.Domain, c, since, 0)
+		if err != nil {
+			return fmt.Errorf("doctor: %w", err)
+		}
+		h.Stats[c] = st
+	}
+	return nil
+}
+
+func (r *Reader) bans(ctx context.Context, in *Inputs) {
+	if r.Bans == nil {
+		return
+	}
+	seen := map[string]bool{}
+	var ips []string
+	add := func(src string) {
+		ip := ipOf(src)
+		if ip != "" && !seen[ip] {
+			seen[ip] = true
+			ips = append(ips, ip)
+		}
+	}
+	for _, e := range in.History.Recent {
+		add(e.Source)
+	}
+	for _, b := range in.Bindings {
+		add(b.Source)
+	}
+	bans, err := r.Bans(ctx, ips)
+	if err != nil {
+		return
+	}
+	in.Bans = Bans{Available: true, Active: bans}
+}
+
+// TableExists reports whether the database has table name (parts of the
+// schema other features add may be missing in an older data directory).
+func TableExists(ctx context.Context, db *sql.DB, name string) bool {
+	var n int
+	err := db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", name).Scan(&n)
+	return err == nil && n > 0
+}
+
+// Similar returns up to max numbers from candidates that look like a typo
+// of number: one digit changed, added or dropped, or two neighbours
+// swapped. The result is sorted.
+func Similar(number string, candidates []string, max int) []string {
+	var out []string
+	for _, c := range candidates {
+		if c != number && oneEdit(number, c) {
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if len(out[i]) != len(out[j]) {
+			return len(out[i]) < len(out[j])
+		}
+		return out[i] < out[j]
+	})
+	if len(out) > max {
+		out = out[:max]
+	}
+	return out
+}
+
+// oneEdit reports whether a and b differ by one substitution, insertion,
+// deletion or adjacent transposition.
+func oneEdit(a, b string) bool {
+	la, lb := len(a), len(b)
+	switch {
+	case la == lb:
+		var diff []int
+		for i := 0; i < la; i++ {
+			if a[i] != b[i] {
+				diff = append(diff, i)
+				if len(diff) > 2 {
+					return false
+				}
+			}
+		}
+		switch len(diff) {
+		case 1:
+			return true
+		case 2:
+			i, j := diff[0], diff[1]
+			return j == i+1 && a[i] == b[j] && a[j] == b[i]
+		}
+		return false
+	case la == lb+1:
+		return deletes(a, b)
+	case lb == la+1:
+		return deletes(b, a)
+	}
+	return false
+}
+
+// deletes reports whether removing one byte from long gives short.
+func deletes(long, short string) bool {
+	i := 0
+	for i < len(short) && long[i] == short[i] {
+		i++
+	}
+	return long[i+1:] == short[i:]
+}
+
+// CallsFromDB reads call records from the calls table (package calls); it
+// returns nil (not available) when the database has no such table.
+func CallsFromDB(ctx context.Context, db *sql.DB) CallSource {
+	if !TableExists(ctx, db, "calls") {
+		return nil
+	}
+	return func(ctx context.Context, q CallQuery) ([]Call, error) {
+		recs, err := calls.Query(ctx, db, calls.Filter{From: q.From, To: q.To, Domain: q.Domain, Failed: q.Failed, Limit: q.Limit})
+		if err != nil {
+			return nil, fmt.Errorf("doctor: %w", err)
+		}
+		out := make([]Call, 0, len(recs))
+		for _, r := range recs {
+			out = append(out, Call{Time: r.Start, From: r.From, To: r.To, Domain: r.Domain, Status: r.SIPStatus,
+				Cause: r.Cause, Source: r.Source, Detail: r.Detail, Answered: !r.Answer.IsZero()})
+		}
+		return out, nil
+	}
+}
+
+// BansFromDB reads the bans of the given addresses from the bans table
+// (package security, migration 4: since and until in Unix milliseconds,
+// until 0 = permanent); Diagnose keeps the active ones. It returns nil (not
+// available) when the table is missing.
+func BansFromDB(ctx context.Context, db *sql.DB) BanSource {
+	if !TableExists(ctx, db, "bans") {
+		return nil
+	}
+	return func(ctx context.Context, ips []string) ([]Ban, error) {
+		if len(ips) == 0 {
+			return nil, nil
+		}
+		q := "SELECT ip, reason, failures, since, until FROM bans WHERE ip IN (?" + strings.Repeat(",?", len(ips)-1) + ")"
+		args := make([]any, len(ips))
+		for i, ip := range ips {
+			args[i] = ip
+		}
+		rows, err := db.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("doctor: read bans: %w", err)
+		}
+		defer rows.Close()
+		var out []Ban
+		for rows.Next() {
+			var b Ban
+			var since, until int64
+			if err := rows.Scan(&b.IP, &b.Reason, &b.Failures, &since, &until); err != nil {
+				return nil, fmt.Errorf("doctor: read bans: %w", err)
+			}
+			b.Since, b.Until = fromMilli(since), fromMilli(until)
+			out = append(out, b)
+		}
+		return out, rows.Err()
+	}
+}
+
+func fromMilli(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}

@@ -1,0 +1,546 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-pbx/switchboard/internal/calls"
+	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/journal"
+	"github.com/switchboard-pbx/switchboard/internal/router"
+	"github.com/switchboard-pbx/switchboard/internal/store"
+)
+
+// branch is one binding an INVITE is forked to. Its fields are owned by
+// the fork's goroutine (fork.run); watch only reads tx.
+type branch struct {
+	b         store.Binding
+	transport string
+	req       *sip.Request
+	tx        sip.ClientTransaction
+	sent      time.Time
+
+	responded   bool // any response, 100 included
+	provisional bool // a 1xx: CANCEL may be sent (RFC 3261 §9.1)
+	ringing     bool // 180/183
+	final       int  // final status; 0 while pending
+	res         *sip.Response
+	synthetic   bool // final is ours: the branch never answered
+	reason      string
+
+	cancelWanted bool
+	cancelAt     time.Time // when CANCEL was sent
+	terminated   bool      // we gave up on the transaction
+}
+
+// bevent is a response of a branch, or nil res when its transaction ended.
+type bevent struct {
+	br  *branch
+	res *sip.Response
+}
+
+// fork runs one call from the routed INVITE to the last branch's end.
+type fork struct {
+	p           *Proxy
+	req         *sip.Request
+	tx          sip.ServerTransaction
+	rec         calls.Record
+	ev          journal.Event
+	decision    router.Decision
+	upDest      string
+	upTransport string
+
+	token     string
+	branches  []*branch
+	events    chan bevent
+	live      int // watch goroutines still running
+	finalSent bool
+	finalAt   time.Time
+	answered  *branch
+	dlg       *dialog
+	cause     cause.Code
+	by        string
+}
+
+func (f *fork) run() {
+	p := f.p
+	f.token = p.token(f.rec.CallID)
+	f.events = make(chan bevent, 4*len(f.decision.Targets)+4)
+	cancelled := make(chan struct{})
+	var once sync.Once
+	if !f.tx.OnCancel(func(*sip.Request) { once.Do(func() { close(cancelled) }) }) {
+		// Cancelled (or gone) before anything was forwarded.
+		f.finalSent, f.finalAt = true, p.now()
+		f.rec.SIPStatus, f.cause, f.by = 487, cause.OriginatorCancel, calls.ByCaller
+		f.finish()
+		return
+	}
+	for _, b := range f.decision.Targets {
+		f.start(b)
+	}
+	f.rec.Branches = f.branchRecords()
+	p.d.Calls.Save(f.rec)
+
+	ring := time.NewTimer(f.decision.Timeout)
+	defer ring.Stop()
+	ringC := ring.C
+	wake := time.NewTimer(time.Hour)
+	defer wake.Stop()
+	for {
+		if !f.finalSent && f.allFinal() {
+			f.sendBest()
+		}
+		if f.live == 0 {
+			break
+		}
+		f.resetWake(wake)
+		select {
+		case ev := <-f.events:
+			f.onEvent(ev)
+		case <-ringC:
+			ringC = nil
+			f.onRingTimeout()
+		case <-cancelled:
+			cancelled = nil
+			f.onCallerCancel()
+		case <-wake.C:
+			f.onDeadlines()
+		}
+	}
+	f.finish()
+}
+
+// start forwards the INVITE to one binding.
+func (f *fork) start(b store.Binding) {
+	p := f.p
+	br := &branch{b: b, sent: p.now(), transport: strings.ToUpper(b.Transport)}
+	if br.transport == "" {
+		br.transport = "UDP"
+	}
+	f.branches = append(f.branches, br)
+	var u sip.Uri
+	if err := sip.ParseUri(b.Contact, &u); err != nil {
+		br.final, br.synthetic, br.reason = 500, true, "unusable contact "+b.Contact
+		return
+	}
+	r := f.req.Clone()
+	r.Recipient = u
+	p.popOwnRoutes(r, f.rec.CallID)
+	for r.RemoveHeader("Proxy-Authorization") {
+	}
+	p.prepareForward(r, b.Source, br.transport)
+	in := strings.ToUpper(f.req.Transport())
+	if in != br.transport {
+		// RFC 5658: one entry per side when the transport changes.
+		r.PrependHeader(p.recordRoute(in, f.token))
+	}
+	r.PrependHeader(p.recordRoute(br.transport, f.token))
+	tx, err := p.d.Client.TransactionRequest(context.Background(), r, prebuilt)
+	if err != nil {
+		br.final, br.synthetic = 408, true
+		br.reason = "could not send the INVITE to " + b.Source + " over " + br.transport + ": " + err.Error()
+		f.unreachable(br, br.reason)
+		return
+	}
+	br.req, br.tx = r, tx
+	tx.OnRetransmission(p.forwardStateless)
+	f.live++
+	go f.watch(br)
+}
+
+// watch passes a branch's responses to the fork until the final one or
+// the end of its transaction.
+func (f *fork) watch(br *branch) {
+	for {
+		select {
+		case res := <-br.tx.Responses():
+			f.events <- bevent{br: br, res: res}
+			if res.StatusCode >= 200 {
+				return
+			}
+		case <-br.tx.Done():
+			f.events <- bevent{br: br}
+			return
+		}
+	}
+}
+
+func (f *fork) onEvent(ev bevent) {
+	br, res := ev.br, ev.res
+	if res == nil {
+		f.live--
+		if br.final == 0 {
+			br.final, br.synthetic = 408, true
+			if br.reason == "" {
+				br.reason = "no final response"
+				if err := br.tx.Err(); err != nil {
+					br.reason += " (" + err.Error() + ")"
+				}
+			}
+			if !br.responded {
+				f.unreachable(br, br.reason)
+			}
+		}
+		return
+	}
+	br.responded = true
+	code := res.StatusCode
+	if code < 200 {
+		br.provisional = true
+		if code >= 180 {
+			br.ringing = true
+		}
+		if br.cancelWanted && br.cancelAt.IsZero() && br.final == 0 {
+			f.cancel(br)
+		}
+		if code > 100 && !f.finalSent {
+			f.p.respond(f.tx, upstream(res, f.upDest, f.upTransport))
+		}
+		return
+	}
+	f.live--
+	late := br.final != 0 // we had given up on it already
+	br.res = res
+	if !late || res.IsSuccess() {
+		br.final, br.synthetic = code, false
+		if br.reason == "" || res.IsSuccess() {
+			br.reason = res.Reason
+		}
+	}
+	if res.IsSuccess() {
+		if f.finalSent {
+			// A 2xx after the caller got its final answer (cancelled, timed
+			// out, or answered by another phone) is still relayed: RFC 3261
+			// §16.7 step 5. The caller ACKs and hangs up through us.
+			f.p.forwardStateless(res)
+			br.reason = res.Reason + " (answered after the call was settled; relayed to the caller)"
+			return
+		}
+		f.answer(br, res)
+		return
+	}
+	if code >= 600 && !f.finalSent {
+		f.cancelOthers(br, "cancelled: another phone declined with "+res.Reason)
+	}
+}
+
+// answer relays the first 2xx, cancels the other branches and starts
+// following the dialog.
+func (f *fork) answer(br *branch, res *sip.Response) {
+	p := f.p
+	now := p.now()
+	calleeTag := ""
+	if to := res.To(); to != nil {
+		calleeTag = tagOf(to.Params)
+	}
+	f.finalSent, f.finalAt, f.answered = true, now, br
+	p.respond(f.tx, upstream(res, f.upDest, f.upTransport))
+	f.rec.Answer, f.rec.SIPStatus = now, res.StatusCode
+	f.cancelOthers(br, "cancelled: answered on another phone")
+	f.rec.Branches = f.branchRecords()
+	d := &dialog{callID: f.rec.CallID, callerTag: tagOf(f.req.From().Params), calleeTag: calleeTag,
+		callerDest: f.req.Source(), callerTransport: strings.ToUpper(f.req.Transport()),
+		calleeDest: br.b.Source, calleeTransport: br.transport, rec: f.rec, last: now}
+	if p.dialogs.add(d) {
+		f.dlg = d
+	} else {
+		p.log.Warn("proxy: call not followed: too many dialogs or duplicate", "call_id", f.rec.CallID)
+	}
+	p.d.Calls.Save(f.rec)
+}
+
+// cancelOthers CANCELs every pending branch but except (RFC 3261 §16.7
+// step 10, §16.10). A branch that has not answered anything yet gets its
+// CANCEL after its first provisional response.
+func (f *fork) cancelOthers(except *branch, reason string) {
+	for _, br := range f.branches {
+		if br == except || br.final != 0 || br.cancelWanted || br.tx == nil {
+			continue
+		}
+		br.cancelWanted, br.reason = true, reason
+		if br.provisional {
+			f.cancel(br)
+		}
+	}
+}
+
+func (f *fork) cancel(br *branch) {
+	br.cancelAt = f.p.now()
+	f.p.sendCancel(br.req)
+}
+
+// onRingTimeout ends ringing after the callee's call timeout: 480
+// NO_ANSWER, or 408 RECOVERY_ON_TIMER_EXPIRE when no phone answered
+// anything at all (dead phones, closed NAT pinholes).
+func (f *fork) onRingTimeout() {
+	if f.finalSent {
+		return
+	}
+	p := f.p
+	anyResponse := false
+	for _, br := range f.branches {
+		if br.responded {
+			anyResponse = true
+		}
+	}
+	for _, br := range f.branches {
+		if br.final == 0 && !br.responded {
+			f.giveUp(br, fmt.Sprintf("no response within the ring time (%s)", f.decision.Timeout))
+		}
+	}
+	f.cancelOthers(nil, fmt.Sprintf("cancelled: no answer within %s (call timeout of %s)", f.decision.Timeout, f.rec.To))
+	c := cause.NoAnswer
+	if !anyResponse {
+		c = cause.RecoveryOnTimerExpire
+	}
+	status := p.answerCause(f.req, f.tx, c)
+	f.finalSent, f.finalAt = true, p.now()
+	f.rec.SIPStatus, f.cause, f.by = status, c, calls.ByServer
+}
+
+// onCallerCancel: sipgo already answered the CANCEL (200) and the INVITE
+// (487); every pending branch is cancelled.
+func (f *fork) onCallerCancel() {
+	if f.finalSent {
+		return
+	}
+	f.finalSent, f.finalAt = true, f.p.now()
+	f.rec.SIPStatus, f.cause, f.by = 487, cause.OriginatorCancel, calls.ByCaller
+	f.cancelOthers(nil, "cancelled by the caller")
+}
+
+// giveUp ends a branch that never answered: 408, binding unreachable.
+func (f *fork) giveUp(br *branch, reason string) {
+	br.final, br.synthetic, br.reason, br.terminated = 408, true, reason, true
+	f.unreachable(br, reason)
+	br.tx.Terminate()
+}
+
+// onDeadlines gives up on silent branches and on branches that ignore
+// their CANCEL.
+func (f *fork) onDeadlines() {
+	now := f.p.now()
+	for _, br := range f.branches {
+		if br.final != 0 || br.terminated || br.tx == nil {
+			continue
+		}
+		switch {
+		case !br.responded && now.Sub(br.sent) >= f.p.cfg.NoResponseTimeout:
+			f.giveUp(br, fmt.Sprintf("no response at all (not even 100 Trying) within %s", f.p.cfg.NoResponseTimeout))
+		case !br.cancelAt.IsZero() && now.Sub(br.cancelAt) >= sip.Timer_B:
+			br.final, br.synthetic, br.terminated = 408, true, true
+			br.reason += "; no final response to the CANCEL"
+			br.tx.Terminate()
+		}
+	}
+}
+
+// resetWake arms t for the earliest branch deadline.
+func (f *fork) resetWake(t *time.Timer) {
+	var next time.Time
+	for _, br := range f.branches {
+		if br.final != 0 || br.terminated || br.tx == nil {
+			continue
+		}
+		var d time.Time
+		switch {
+		case !br.responded:
+			d = br.sent.Add(f.p.cfg.NoResponseTimeout)
+		case !br.cancelAt.IsZero():
+			d = br.cancelAt.Add(sip.Timer_B)
+		default:
+			continue
+		}
+		if next.IsZero() || d.Before(next) {
+			next = d
+		}
+	}
+	wait := time.Hour
+	if !next.IsZero() {
+		wait = max(next.Sub(f.p.now()), time.Millisecond)
+	}
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(wait)
+}
+
+func (f *fork) allFinal() bool {
+	for _, br := range f.branches {
+		if br.final == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// sendBest answers the caller with the best final response of the
+// branches (RFC 3261 §16.7 step 6): a 6xx if any, else the lowest class; a
+// real answer before one we made up for a silent phone; busy first among
+// the 4xx. The answer carries a Q.850 Reason naming the cause.
+func (f *fork) sendBest() {
+	p := f.p
+	var best *branch
+	for _, br := range f.branches {
+		if best == nil || rank(br) < rank(best) {
+			best = br
+		}
+	}
+	f.finalSent, f.finalAt = true, p.now()
+	if best == nil || best.synthetic || best.res == nil {
+		f.cause = cause.RecoveryOnTimerExpire
+		f.rec.SIPStatus = p.answerCause(f.req, f.tx, f.cause)
+		f.by = calls.ByServer
+		return
+	}
+	res := upstream(best.res, f.upDest, f.upTransport)
+	f.cause = cause.FromCalleeStatus(best.final)
+	if res.StatusCode == 503 {
+		// A 503 from a phone is not about us: 500 (RFC 3261 §16.7 step 6).
+		res.StatusCode, res.Reason = 500, "Server Internal Error"
+	}
+	if res.GetHeader("Reason") == nil {
+		if rh := cause.ReasonHeader(f.cause); rh != "" {
+			res.AppendHeader(sip.NewHeader("Reason", rh))
+		}
+	}
+	p.respond(f.tx, res)
+	f.rec.SIPStatus, f.by = res.StatusCode, calls.ByCallee
+}
+
+func rank(br *branch) int {
+	class := br.final / 100
+	if class == 6 {
+		class = 0
+	}
+	r := class * 10
+	if br.synthetic {
+		r += 4
+	}
+	if br.final != 486 && br.final != 600 {
+		r++
+	}
+	return r
+}
+
+// unreachable marks a branch's binding unreachable (it did not answer an
+// INVITE) and journals the change.
+func (f *fork) unreachable(br *branch, reason string) {
+	p := f.p
+	changed, b, ok := p.d.Loc.SetPing(br.b.Key(), false, 0)
+	if !ok || !changed {
+		return
+	}
+	p.d.Journal.Record(journal.Event{Kind: journal.KindQualify, Cause: cause.Unreachable, Extension: b.Extension,
+		Domain: b.Domain, Source: b.Source, Transport: b.Transport, UserAgent: b.UserAgent, CallID: f.rec.CallID,
+		AuthUser: b.AuthUser, Realm: b.Realm,
+		Detail: "contact " + b.Contact + " did not answer a call's INVITE: " + reason})
+}
+
+func (f *fork) branchRecords() []calls.Branch {
+	out := make([]calls.Branch, len(f.branches))
+	for i, br := range f.branches {
+		out[i] = calls.Branch{Contact: br.b.Contact, Destination: br.b.Source, Transport: br.transport,
+			UserAgent: br.b.UserAgent, Status: br.final, Reason: br.reason, Ringing: br.ringing}
+	}
+	return out
+}
+
+// finish completes the call record and journals the decision once every
+// branch has ended.
+func (f *fork) finish() {
+	p := f.p
+	branches := f.branchRecords()
+	ev := f.ev
+	ev.Time = f.finalAt
+	ev.Status = f.rec.SIPStatus
+	var tried []string
+	for _, b := range branches {
+		s := fmt.Sprintf("%s %d", b.Contact, b.Status)
+		if b.Reason != "" {
+			s += " " + b.Reason
+		}
+		tried = append(tried, s)
+	}
+	summary := f.rec.From + " -> " + f.rec.To + ": "
+	if f.answered != nil {
+		ev.Cause = cause.NormalClearing
+		ev.Detail = summary + "answered by " + f.answered.b.Contact + "; tried " + strings.Join(tried, ", ")
+		p.d.Journal.Record(ev)
+		if f.dlg != nil {
+			f.dlg.mu.Lock()
+			f.dlg.rec.Branches = branches
+			rec := f.dlg.rec
+			f.dlg.mu.Unlock()
+			p.d.Calls.Save(rec)
+			return
+		}
+		f.rec.Branches = branches
+		f.rec.End, f.rec.Cause, f.rec.HangupBy = f.finalAt, cause.NormalClearing, calls.ByServer
+		f.rec.Detail = "answered, but the call could not be followed (dialog table full): end time unknown"
+		p.d.Calls.Save(f.rec)
+		return
+	}
+	f.rec.Branches = branches
+	f.rec.End, f.rec.Cause, f.rec.HangupBy = f.finalAt, f.cause, f.by
+	if len(tried) > 0 {
+		f.rec.Detail = "tried " + strings.Join(tried, ", ")
+	}
+	p.d.Calls.Save(f.rec)
+	ev.Cause = f.cause
+	ev.Detail = summary + string(f.cause)
+	if len(tried) > 0 {
+		ev.Detail += "; tried " + strings.Join(tried, ", ")
+	}
+	p.d.Journal.Record(ev)
+}
+
+// sendCancel CANCELs a forwarded INVITE (RFC 3261 §9.1): same Request-URI,
+// top Via, Route, Call-ID, From, To and CSeq number. Its answer is awaited
+// in the background and discarded.
+func (p *Proxy) sendCancel(inv *sip.Request) {
+	c := sip.NewRequest(sip.CANCEL, *inv.Recipient.Clone())
+	c.AppendHeader(inv.Via().Clone())
+	for _, h := range inv.GetHeaders("Route") {
+		c.AppendHeader(sip.HeaderClone(h))
+	}
+	mf := sip.MaxForwardsHeader(70)
+	c.AppendHeader(&mf)
+	c.AppendHeader(sip.HeaderClone(inv.From()))
+	c.AppendHeader(sip.HeaderClone(inv.To()))
+	c.AppendHeader(sip.HeaderClone(inv.CallID()))
+	c.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
+	c.SetBody(nil)
+	c.SetTransport(inv.Transport())
+	c.SetDestination(inv.Destination())
+	c.Laddr = inv.Laddr
+	tx, err := p.d.Client.TransactionRequest(context.Background(), c, prebuilt)
+	if err != nil {
+		p.log.Debug("proxy: send CANCEL", "to", inv.Destination(), "error", err)
+		return
+	}
+	go func() {
+		defer tx.Terminate()
+		t := time.NewTimer(sip.Timer_F)
+		defer t.Stop()
+		for {
+			select {
+			case res := <-tx.Responses():
+				if res.StatusCode >= 200 {
+					return
+				}
+			case <-tx.Done():
+				return
+			case <-t.C:
+				return
+			}
+		}
+	}()
+}

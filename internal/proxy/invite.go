@@ -1,0 +1,156 @@
+package proxy
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-pbx/switchboard/internal/auth"
+	"github.com/switchboard-pbx/switchboard/internal/calls"
+	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/journal"
+	"github.com/switchboard-pbx/switchboard/internal/registrar"
+	"github.com/switchboard-pbx/switchboard/internal/router"
+)
+
+// ServeINVITE handles an INVITE: a new call (authenticate, route, fork) or
+// a re-INVITE within a dialog (forwarded along its route). It blocks until
+// the call is set up or has failed, because sipgo ends the server
+// transaction when the handler returns.
+func (p *Proxy) ServeINVITE(req *sip.Request, tx sip.ServerTransaction) {
+	if req.CallID() == nil || req.From() == nil || req.To() == nil || req.CSeq() == nil || req.Via() == nil {
+		p.answer(req, tx, 400, "Bad Request")
+		return
+	}
+	if hasToTag(req) {
+		p.forwardInDialog(req, tx)
+		return
+	}
+	p.serveNewCall(req, tx)
+}
+
+// serveNewCall authenticates and routes a dialog-creating INVITE.
+func (p *Proxy) serveNewCall(req *sip.Request, tx sip.ServerTransaction) {
+	from := req.From()
+	src := registrar.SourceAddr(req.Source())
+	ev := journal.Event{Kind: journal.KindInvite, Extension: req.Recipient.User, Source: req.Source(),
+		Transport: strings.ToUpper(req.Transport()), UserAgent: userAgent(req), CallID: req.CallID().Value()}
+	caller := from.Address.User
+
+	if req.Recipient.Scheme != "sip" && req.Recipient.Scheme != "sips" {
+		p.refuse(req, tx, &ev, cause.BadRequest, "request URI must be a SIP URI, not "+req.Recipient.Scheme)
+		return
+	}
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		p.refuse(req, tx, &ev, cause.TooManyHops, "Max-Forwards reached 0 (call from "+caller+")")
+		return
+	}
+	if p.looped(req) {
+		p.refuse(req, tx, &ev, cause.LoopDetected, "the INVITE already passed through this server")
+		return
+	}
+	if ok, list := p.d.Policy.AllowInvite(src); !ok {
+		p.refuse(req, tx, &ev, cause.ACLDenied, "source "+src.String()+" may not place calls (rejected by "+list+")")
+		return
+	}
+
+	callerDomain, served := p.d.Dir.Resolve(from.Address.Host)
+	ev.Domain = callerDomain
+	res := p.d.Auth.Check(req, "Proxy-Authorization", callerDomain, served)
+	ev.AuthUser, ev.Realm = res.AuthUser, res.Realm
+	if res.NeedsChallenge() {
+		p.challenge(req, tx, &ev, res, callerDomain, src.String()+"|"+caller)
+		return
+	}
+	if res.Cause != "" {
+		p.d.Policy.AuthFailed(src, res.Detail)
+		p.refuse(req, tx, &ev, res.Cause, res.Detail+" (call from "+caller+")")
+		return
+	}
+	if res.AuthUser != caller {
+		p.d.Policy.AuthFailed(src, "auth user "+res.AuthUser+" calling as "+caller)
+		p.refuse(req, tx, &ev, cause.AuthUserMismatch,
+			fmt.Sprintf("authenticated as %s but the From user is %s: a phone may only call as its own extension", res.AuthUser, caller))
+		return
+	}
+	p.d.Policy.AuthSucceeded(src)
+	ext := res.Ext
+
+	trying := sip.NewResponseFromRequest(req, 100, "Trying", nil)
+	p.respond(tx, trying)
+
+	now := p.now()
+	rec := calls.Record{ID: p.d.Calls.NextID(), CallID: ev.CallID, From: caller, To: req.Recipient.User,
+		Domain: ext.Domain, Source: ev.Source, Transport: ev.Transport, UserAgent: ev.UserAgent, Start: now}
+	ev.Domain = ext.Domain
+	d := p.rr.Route(router.Request{CallerDomain: ext.Domain, Host: req.Recipient.Host, User: req.Recipient.User})
+	if d.Cause != "" {
+		status := p.answerCause(req, tx, d.Cause)
+		rec.End, rec.SIPStatus, rec.Cause, rec.HangupBy, rec.Detail = now, status, d.Cause, calls.ByServer, d.Detail
+		p.d.Calls.Save(rec)
+		ev.Cause, ev.Status, ev.Detail = d.Cause, status, caller+" -> "+req.Recipient.User+": "+d.Detail
+		p.d.Journal.Record(ev)
+		return
+	}
+	f := &fork{p: p, req: req, tx: tx, rec: rec, ev: ev, decision: d,
+		upDest: trying.Destination(), upTransport: req.Transport()}
+	f.run()
+}
+
+// looped reports whether req already carries a Via this proxy added
+// (RFC 3261 §16.3 step 4; switchboard does not spiral).
+func (p *Proxy) looped(req *sip.Request) bool {
+	for _, h := range req.GetHeaders("Via") {
+		if v, ok := h.(*sip.ViaHeader); ok && p.isOwnVia(v) {
+			return true
+		}
+	}
+	return false
+}
+
+// refuse answers a new call with the SIP answer of cause c and journals it.
+func (p *Proxy) refuse(req *sip.Request, tx sip.ServerTransaction, ev *journal.Event, c cause.Code, detail string) {
+	ev.Status = p.answerCause(req, tx, c)
+	ev.Cause, ev.Detail = c, detail
+	p.d.Journal.Record(*ev)
+}
+
+// challenge answers 407 with a Proxy-Authenticate per algorithm. A plain
+// challenge is journaled once a minute per phone and user; stale or bad
+// nonces always.
+func (p *Proxy) challenge(req *sip.Request, tx sip.ServerTransaction, ev *journal.Event, res auth.Result, realm, who string) {
+	resp := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
+	p.d.Auth.Challenge(resp, "Proxy-Authenticate", realm, res.Cause == cause.StaleNonce)
+	resp.AppendHeader(sip.NewHeader("Server", p.cfg.ServerName))
+	p.respond(tx, resp)
+	if res.Cause == cause.Challenged && res.Detail == "" && !p.firstChallenge(who) {
+		return
+	}
+	ev.Cause, ev.Status, ev.Detail = res.Cause, 407, res.Detail
+	if ev.Detail == "" {
+		ev.Detail = "call challenged with realm " + realm
+	}
+	p.d.Journal.Record(*ev)
+}
+
+func (p *Proxy) firstChallenge(key string) bool {
+	now := p.now()
+	p.seenMu.Lock()
+	defer p.seenMu.Unlock()
+	if t, ok := p.seen[key]; ok && now.Sub(t) < time.Minute {
+		return false
+	}
+	if len(p.seen) >= 100_000 {
+		for k, t := range p.seen {
+			if now.Sub(t) >= time.Minute {
+				delete(p.seen, k)
+			}
+		}
+		if len(p.seen) >= 100_000 {
+			clear(p.seen)
+		}
+	}
+	p.seen[key] = now
+	return true
+}

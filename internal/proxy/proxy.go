@@ -1,0 +1,286 @@
+// Package proxy routes calls between extensions: a transaction-stateful SIP
+// proxy (RFC 3261 §16) on top of sipgo.
+//
+// An INVITE from an extension is authenticated with a 407 challenge (the
+// same digest and nonce rules as REGISTER; an unknown user and a wrong
+// password get the same 403), the authenticated user must be the From user,
+// and the router (package router) picks the callee's bindings. The proxy
+// then forks the INVITE to every binding in parallel, each sent to the
+// address and transport the phone registered from (so phones behind NAT are
+// reached through their pinhole), answers 100 Trying at once, relays 180/183
+// with their SDP, relays the first 2xx and CANCELs the other branches, and
+// otherwise answers the best final response (§16.7) with a Q.850 Reason
+// header naming the cause (USER_BUSY, CALL_REJECTED, ...). A callee that
+// rings longer than its call timeout is cancelled (480 NO_ANSWER); a callee
+// none of whose phones answers anything is 408 RECOVERY_ON_TIMER_EXPIRE and
+// its silent bindings are marked unreachable in the location table.
+//
+// Every forwarded INVITE carries a Record-Route (loose routing, ;lr) with a
+// token bound to the Call-ID, so ACK, BYE, re-INVITE, UPDATE, INFO, REFER,
+// NOTIFY, MESSAGE and PRACK of the dialog come back through the proxy and are
+// forwarded without authentication, but only for dialogs the proxy set up:
+// a Route without a valid token is refused (no open relay). In-dialog
+// requests reach each party at the address its dialog-forming request or
+// registration came from.
+//
+// Every INVITE decision is journaled (journal.KindInvite) and every
+// authenticated call attempt gets a call record (package calls), written
+// asynchronously. Nothing on the request path touches the database.
+//
+// Access control is a seam: Policy (AllowAll by default) decides whether a
+// source may place calls and counts authentication failures.
+package proxy
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-pbx/switchboard/internal/auth"
+	"github.com/switchboard-pbx/switchboard/internal/calls"
+	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/journal"
+	"github.com/switchboard-pbx/switchboard/internal/router"
+	"github.com/switchboard-pbx/switchboard/internal/store"
+)
+
+// Policy is the access-control seam for calls: inbound ACLs, bans and
+// brute-force accounting. AllowAll is the default.
+type Policy interface {
+	// AllowInvite decides whether src may place calls at all; list names the
+	// ACL (or ban) that denied.
+	AllowInvite(src netip.Addr) (ok bool, list string)
+	// AuthFailed counts a failed authentication from src.
+	AuthFailed(src netip.Addr, reason string)
+	// AuthSucceeded clears src's failure count.
+	AuthSucceeded(src netip.Addr)
+}
+
+// AllowAll is a Policy that allows every source and counts nothing.
+type AllowAll struct{}
+
+// AllowInvite allows everything.
+func (AllowAll) AllowInvite(netip.Addr) (bool, string) { return true, "" }
+
+// AuthFailed does nothing.
+func (AllowAll) AuthFailed(netip.Addr, string) {}
+
+// AuthSucceeded does nothing.
+func (AllowAll) AuthSucceeded(netip.Addr) {}
+
+// Locator is what the proxy needs from the location table
+// (location.Table satisfies it).
+type Locator interface {
+	Lookup(domain, ext string) []store.Binding
+	SetPing(key store.BindingKey, reachable bool, rtt time.Duration) (changed bool, b store.Binding, ok bool)
+}
+
+// Config configures a Proxy.
+type Config struct {
+	// Host is the address the proxy puts in Via and Record-Route; an
+	// unspecified address (0.0.0.0, ::, "") is replaced by AdvertiseHost.
+	Host string
+	// AdvertiseHost is used when Host is unspecified (e.g. the primary IPv4).
+	AdvertiseHost string
+	// Port is the SIP port (UDP and TCP listen on the same port).
+	Port int
+	// UDPLocal is the UDP listener's local address exactly as bound
+	// ("127.0.0.1:5060"): UDP requests leave from this socket.
+	UDPLocal string
+	// OwnHosts are the names and addresses that mean this server (to
+	// recognise our own Route entries).
+	OwnHosts []string
+	// Key signs the Record-Route tokens (any secret; a restart with the
+	// same key keeps in-flight dialogs routable).
+	Key []byte
+	// NoResponseTimeout is how long a branch may stay silent (not even 100
+	// Trying) before it is given up as dead (408) and its binding marked
+	// unreachable. Default 8 s.
+	NoResponseTimeout time.Duration
+	// DefaultRingTimeout is the ring timeout of extensions without a call
+	// timeout. Default router.DefaultTimeout (30 s).
+	DefaultRingTimeout time.Duration
+	// DialogIdle ends the record of an answered call after this long without
+	// any in-dialog request (a lost BYE). Default 12 h.
+	DialogIdle time.Duration
+	// MaxDialogs bounds the dialogs tracked for call records (default
+	// 1,000,000); calls above it are still routed, their end is not recorded.
+	MaxDialogs int
+	// ServerName is sent in the Server header of our own answers.
+	ServerName string
+}
+
+// Deps are the services the proxy uses.
+type Deps struct {
+	Dir     router.Directory
+	Auth    *auth.Authenticator
+	Loc     Locator
+	Journal *journal.Writer
+	Calls   *calls.Writer
+	Client  *sipgo.Client
+	Server  *sipgo.Server
+	Policy  Policy // nil: AllowAll
+	Log     *slog.Logger
+}
+
+// Proxy is the call proxy. Create with New, register its handlers with
+// Register, run Run, and call Shutdown after the SIP stack stopped.
+type Proxy struct {
+	cfg     Config
+	host    string
+	port    int
+	own     map[string]struct{}
+	udpAddr sip.Addr
+	rr      *router.Router
+	d       Deps
+	log     *slog.Logger
+	now     func() time.Time
+	dialogs *dialogTable
+
+	// seenMu guards seen: when each (source IP, user) pair was last
+	// journaled as challenged, so busy phones do not flood the journal.
+	seenMu sync.Mutex
+	seen   map[string]time.Time
+}
+
+// New returns a proxy.
+func New(cfg Config, d Deps) *Proxy {
+	if d.Policy == nil {
+		d.Policy = AllowAll{}
+	}
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	if cfg.NoResponseTimeout <= 0 {
+		cfg.NoResponseTimeout = 8 * time.Second
+	}
+	if cfg.DialogIdle <= 0 {
+		cfg.DialogIdle = 12 * time.Hour
+	}
+	if cfg.MaxDialogs <= 0 {
+		cfg.MaxDialogs = 1_000_000
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = "switchboard"
+	}
+	host := strings.Trim(cfg.Host, "[]")
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		host = cfg.AdvertiseHost
+		if host == "" {
+			host = "127.0.0.1"
+		}
+	}
+	p := &Proxy{cfg: cfg, host: host, port: cfg.Port, own: map[string]struct{}{}, d: d, log: d.Log,
+		now: time.Now, seen: map[string]time.Time{}}
+	for _, h := range append([]string{host, cfg.Host}, cfg.OwnHosts...) {
+		if h = strings.ToLower(strings.Trim(h, "[]")); h != "" {
+			p.own[h] = struct{}{}
+		}
+	}
+	if h, port, err := net.SplitHostPort(cfg.UDPLocal); err == nil {
+		n, _ := strconv.Atoi(port)
+		p.udpAddr = sip.Addr{IP: net.ParseIP(h), Port: n, Hostname: h}
+	}
+	p.rr = &router.Router{Dir: d.Dir, Loc: d.Loc, DefaultTimeout: cfg.DefaultRingTimeout}
+	p.dialogs = newDialogTable(cfg.MaxDialogs)
+	return p
+}
+
+// Mux is where request handlers are registered: a *sipstack.Stack (which
+// contains a panic in one request's handling) or a bare *sipgo.Server.
+type Mux interface {
+	OnInvite(sipgo.RequestHandler)
+	OnAck(sipgo.RequestHandler)
+	OnCancel(sipgo.RequestHandler)
+	OnRequest(sip.RequestMethod, sipgo.RequestHandler)
+}
+
+// Register installs the proxy's handlers on srv: INVITE, ACK, CANCEL and
+// the in-dialog methods.
+func (p *Proxy) Register(srv Mux) {
+	srv.OnInvite(p.ServeINVITE)
+	srv.OnAck(p.ServeACK)
+	srv.OnCancel(p.ServeCANCEL)
+	for _, m := range []sip.RequestMethod{sip.BYE, sip.UPDATE, sip.INFO, sip.REFER, sip.NOTIFY, sip.MESSAGE, sip.PRACK} {
+		srv.OnRequest(m, p.ServeInDialog)
+	}
+}
+
+// Run sweeps dialogs that saw no request for Config.DialogIdle (their BYE
+// was lost) until ctx ends.
+func (p *Proxy) Run(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for _, d := range p.dialogs.expire(p.now().Add(-p.cfg.DialogIdle)) {
+				p.endDialog(d, cause.NormalClearing, calls.ByServer,
+					"no request seen in the dialog for "+p.cfg.DialogIdle.String()+"; the BYE was probably lost")
+			}
+		}
+	}
+}
+
+// Shutdown ends the records of the calls still up (cause SYSTEM_SHUTDOWN):
+// once the proxy stops it cannot see their end. Call it after the SIP stack
+// stopped and before the calls writer stops.
+func (p *Proxy) Shutdown() {
+	for _, d := range p.dialogs.expire(time.Time{}) {
+		p.endDialog(d, cause.SystemShutdown, calls.ByServer,
+			"switchboard stopped while this call was in progress; its real end time is unknown")
+	}
+}
+
+// ActiveDialogs returns how many answered calls the proxy is tracking.
+func (p *Proxy) ActiveDialogs() int { return p.dialogs.len() }
+
+// token returns the Record-Route token that binds a dialog to this server.
+func (p *Proxy) token(callID string) string {
+	m := hmac.New(sha256.New, p.cfg.Key)
+	m.Write([]byte("record-route\x00"))
+	m.Write([]byte(callID))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:9])
+}
+
+// isOwnURI reports whether u addresses this server.
+func (p *Proxy) isOwnURI(u *sip.Uri) bool {
+	if _, ok := p.own[strings.ToLower(strings.Trim(u.Host, "[]"))]; !ok {
+		return false
+	}
+	port := u.Port
+	if port == 0 {
+		port = 5060
+		if u.IsEncrypted() {
+			port = 5061
+		}
+	}
+	return port == p.port
+}
+
+// branchPrefix marks the Via branches this proxy generates.
+const branchPrefix = sip.RFC3261BranchMagicCookie + "-sb"
+
+// isOwnVia reports whether v is a Via this proxy added.
+func (p *Proxy) isOwnVia(v *sip.ViaHeader) bool {
+	if v == nil || v.Port != p.port || !strings.EqualFold(strings.Trim(v.Host, "[]"), p.host) {
+		return false
+	}
+	b, _ := v.Params.Get("branch")
+	return strings.HasPrefix(b, branchPrefix)
+}
+
+// Host is the address the proxy advertises in Via and Record-Route.
+func (p *Proxy) Host() string { return p.host }

@@ -1,0 +1,251 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-pbx/switchboard/internal/cause"
+)
+
+// prebuilt tells sipgo the request is complete (no header is added).
+func prebuilt(*sipgo.Client, *sip.Request) error { return nil }
+
+// newVia returns a Via for a request this proxy forwards over transport.
+func (p *Proxy) newVia(transport string) *sip.ViaHeader {
+	params := sip.NewParams()
+	params.Add("branch", branchPrefix+sip.GenerateTagN(20))
+	return &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: transport, Host: p.host,
+		Port: p.port, Params: params}
+}
+
+// recordRoute returns our Record-Route for a dialog, carrying its token.
+func (p *Proxy) recordRoute(transport, token string) *sip.RecordRouteHeader {
+	params := sip.NewParams()
+	if transport != "UDP" {
+		params.Add("transport", strings.ToLower(transport))
+	}
+	params.Add("lr", "")
+	params.Add("sb", token)
+	return &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", Host: p.host, Port: p.port, UriParams: params}}
+}
+
+// stampVia adds received (and rport when asked for, or always on stream
+// transports) to the sender's Via of a request we forward (RFC 3261
+// §18.2.1, RFC 3581), so responses find their way back through NAT.
+func stampVia(req *sip.Request) {
+	v := req.Via()
+	if v == nil {
+		return
+	}
+	host, port, err := net.SplitHostPort(req.Source())
+	if err != nil {
+		return
+	}
+	rport, asked := v.Params.Get("rport")
+	if (asked && rport == "") || sip.IsReliable(req.Transport()) {
+		v.Params.Add("rport", port)
+		v.Params.Add("received", host)
+		return
+	}
+	if strings.Trim(v.Host, "[]") != host {
+		v.Params.Add("received", host)
+	}
+}
+
+// viaTarget returns where a response to the request that carried v goes:
+// received/rport when present, else the sent-by, and the Via's transport.
+func viaTarget(v *sip.ViaHeader) (addr, transport string) {
+	host, port := v.Host, v.Port
+	if r, ok := v.Params.Get("received"); ok && r != "" {
+		host = r
+	}
+	if r, ok := v.Params.Get("rport"); ok && r != "" {
+		if n, err := strconv.Atoi(r); err == nil {
+			port = n
+		}
+	}
+	transport = strings.ToUpper(v.Transport)
+	if port == 0 {
+		port = 5060
+	}
+	return net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(port)), transport
+}
+
+// upstream turns a response from a branch into the response for the
+// caller: our Via removed, sent to dest over transport.
+func upstream(res *sip.Response, dest, transport string) *sip.Response {
+	r := res.Clone()
+	r.RemoveHeader("Via")
+	r.SetDestination(dest)
+	r.SetTransport(transport)
+	return r
+}
+
+// writeResponse sends a response outside any transaction. UDP leaves from
+// the listening socket; stream transports use the connection to the peer.
+func (p *Proxy) writeResponse(res *sip.Response) error {
+	if strings.EqualFold(res.Transport(), "UDP") && p.cfg.UDPLocal != "" {
+		conn, err := p.d.Server.TransportLayer().GetConnection("udp", p.cfg.UDPLocal)
+		if err == nil {
+			defer conn.TryClose()
+			return conn.WriteMsg(res)
+		}
+	}
+	return p.d.Server.WriteResponse(res)
+}
+
+// ForwardResponse forwards statelessly a response whose transaction is
+// gone: 2xx retransmissions of an answered INVITE and 2xx that arrive
+// after the caller was answered otherwise (RFC 3261 §16.7 step 5, RFC
+// 6026). Only responses to requests we forwarded (our Via on top) are
+// relayed; anything else is dropped. Install it as the stack's unhandled
+// response handler.
+func (p *Proxy) ForwardResponse(res *sip.Response) {
+	if !res.IsSuccess() || res.CSeq() == nil || res.CSeq().MethodName != sip.INVITE {
+		return
+	}
+	p.forwardStateless(res)
+}
+
+func (p *Proxy) forwardStateless(res *sip.Response) {
+	if !p.isOwnVia(res.Via()) {
+		return
+	}
+	r := res.Clone()
+	r.RemoveHeader("Via")
+	next := r.Via()
+	if next == nil {
+		return
+	}
+	dest, tp := viaTarget(next)
+	r.SetDestination(dest)
+	r.SetTransport(tp)
+	if err := p.writeResponse(r); err != nil {
+		p.log.Debug("proxy: forward response", "status", r.StatusCode, "to", dest, "error", err)
+	}
+}
+
+// respond sends res on tx with our Server header, logging failures.
+func (p *Proxy) respond(tx sip.ServerTransaction, res *sip.Response) {
+	if err := tx.Respond(res); err != nil && !errors.Is(err, context.Canceled) {
+		p.log.Debug("proxy: respond", "status", res.StatusCode, "error", err)
+	}
+}
+
+// answerCause answers req with the SIP status of cause c, with a Q.850
+// Reason header for call causes, and returns the status.
+func (p *Proxy) answerCause(req *sip.Request, tx sip.ServerTransaction, c cause.Code) int {
+	a, ok := cause.AnswerFor(c)
+	if !ok {
+		a = cause.Answer{Status: 500, Reason: "Server Internal Error"}
+	}
+	res := sip.NewResponseFromRequest(req, a.Status, a.Reason, nil)
+	if rh := cause.ReasonHeader(c); rh != "" {
+		res.AppendHeader(sip.NewHeader("Reason", rh))
+	}
+	res.AppendHeader(sip.NewHeader("Server", p.cfg.ServerName))
+	p.respond(tx, res)
+	return a.Status
+}
+
+// answer replies with a bare status.
+func (p *Proxy) answer(req *sip.Request, tx sip.ServerTransaction, status int, reason string, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, status, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	res.AppendHeader(sip.NewHeader("Server", p.cfg.ServerName))
+	p.respond(tx, res)
+}
+
+// popOwnRoutes removes the Route entries at the top that address us and
+// reports how many it removed and whether one carried a valid token for
+// callID.
+func (p *Proxy) popOwnRoutes(req *sip.Request, callID string) (n int, tokenOK bool) {
+	want := ""
+	for {
+		r := req.Route()
+		if r == nil || !p.isOwnURI(&r.Address) {
+			return n, tokenOK
+		}
+		if tok, ok := r.Address.UriParams.Get("sb"); ok {
+			if want == "" {
+				want = p.token(callID)
+			}
+			if tok == want {
+				tokenOK = true
+			}
+		}
+		req.RemoveHeader("Route")
+		n++
+	}
+}
+
+// prepareForward applies the per-hop rules of RFC 3261 §16.6 shared by
+// every forwarded request: Max-Forwards decremented (ok=false at 0), the
+// sender's Via stamped, our Via on top, destination and transport set, and
+// UDP sent from the listening socket.
+func (p *Proxy) prepareForward(r *sip.Request, dest, transport string) bool {
+	if mf := r.MaxForwards(); mf != nil {
+		if mf.Val() == 0 {
+			return false
+		}
+		mf.Dec()
+	} else {
+		m := sip.MaxForwardsHeader(70)
+		r.AppendHeader(&m)
+	}
+	stampVia(r)
+	transport = strings.ToUpper(transport)
+	if transport == "" {
+		transport = "UDP"
+	}
+	r.PrependHeader(p.newVia(transport))
+	r.SetTransport(transport)
+	r.SetDestination(dest)
+	if transport == "UDP" {
+		r.Laddr = p.udpAddr
+	} else {
+		r.Laddr = sip.Addr{}
+	}
+	return true
+}
+
+// uriDest returns host:port and transport to reach a URI.
+func uriDest(u *sip.Uri) (dest, transport string) {
+	transport = "UDP"
+	if t, ok := u.UriParams.Get("transport"); ok && t != "" {
+		transport = strings.ToUpper(t)
+	}
+	port := u.Port
+	if port == 0 {
+		port = 5060
+		if u.IsEncrypted() {
+			port = 5061
+		}
+	}
+	return net.JoinHostPort(strings.Trim(u.Host, "[]"), strconv.Itoa(port)), transport
+}
+
+// hasToTag reports whether a request belongs to a dialog.
+func hasToTag(req *sip.Request) bool {
+	to := req.To()
+	return to != nil && to.Params.Has("tag")
+}
+
+func tagOf(params sip.HeaderParams) string {
+	t, _ := params.Get("tag")
+	return t
+}
+
+func userAgent(req *sip.Request) string {
+	if h := req.GetHeader("User-Agent"); h != nil {
+		return h.Value()
+	}
+	return ""
+}

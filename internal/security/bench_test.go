@@ -1,0 +1,66 @@
+package security
+
+import (
+	"net"
+	"testing"
+)
+
+// A REGISTER as a desk phone sends it, with credentials.
+var benchRegister = []byte("REGISTER sip:pbx.example.com SIP/2.0\r\n" +
+	"Via: SIP/2.0/UDP 192.168.1.23:5062;branch=z9hG4bK1392876235;rport\r\n" +
+	"From: \"Front desk\" <sip:2002@pbx.example.com>;tag=1486337396\r\n" +
+	"To: \"Front desk\" <sip:2002@pbx.example.com>\r\n" +
+	"Call-ID: 0_1871524866@192.168.1.23\r\n" +
+	"CSeq: 2 REGISTER\r\n" +
+	"Contact: <sip:2002@192.168.1.23:5062>;reg-id=1;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-805EC0AABBCC>\"\r\n" +
+	"Authorization: Digest username=\"2002\", realm=\"pbx.example.com\", nonce=\"Y2VhZjE3\", uri=\"sip:pbx.example.com\", " +
+	"response=\"2c5e2e6e3c5f4b2f5a3c8b7d6e5f4a3b\", algorithm=MD5\r\n" +
+	"Max-Forwards: 70\r\n" +
+	"User-Agent: Yealink SIP-T46S 66.86.0.15\r\n" +
+	"Expires: 3600\r\n" +
+	"Allow: INVITE, ACK, OPTIONS, CANCEL, BYE, SUBSCRIBE, NOTIFY, INFO, REFER, UPDATE\r\n" +
+	"Content-Length: 0\r\n\r\n")
+
+func TestFilterHotPathDoesNotAllocate(t *testing.T) {
+	s, _ := newTestService(t, Config{RateLimit: 1e9, RateBurst: 1e9})
+	var m message
+	if res, _ := scan(benchRegister, false, &m); res != scanOK || m.unsure {
+		t.Fatalf("the benchmark REGISTER is not on the fast path: res=%v unsure=%v", res, m.unsure)
+	}
+	from := &net.UDPAddr{IP: net.IPv4(192, 168, 1, 23), Port: 5062}
+	tcp := &net.TCPAddr{IP: net.IPv4(192, 168, 1, 23), Port: 40000}
+	if n := testing.AllocsPerRun(200, func() {
+		if s.Filter("UDP", from, benchRegister) == nil {
+			t.Fatal("dropped")
+		}
+	}); n != 0 {
+		t.Errorf("UDP: %v allocations per message, want 0", n)
+	}
+	if n := testing.AllocsPerRun(200, func() {
+		if s.Filter("TCP", tcp, benchRegister) == nil {
+			t.Fatal("dropped")
+		}
+	}); n != 0 {
+		t.Errorf("TCP: %v allocations per message, want 0", n)
+	}
+}
+
+func BenchmarkFilterUDP(b *testing.B) {
+	s, _ := newTestService(b, Config{RateLimit: 1e9, RateBurst: 1e9})
+	from := &net.UDPAddr{IP: net.IPv4(192, 168, 1, 23), Port: 5062}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(benchRegister)))
+	for i := 0; i < b.N; i++ {
+		s.Filter("UDP", from, benchRegister)
+	}
+}
+
+func BenchmarkFilterTCP(b *testing.B) {
+	s, _ := newTestService(b, Config{RateLimit: 1e9, RateBurst: 1e9})
+	from := &net.TCPAddr{IP: net.IPv4(192, 168, 1, 23), Port: 40000}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(benchRegister)))
+	for i := 0; i < b.N; i++ {
+		s.Filter("TCP", from, benchRegister)
+	}
+}

@@ -1,0 +1,607 @@
+package security
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-pbx/switchboard/internal/acl"
+	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/directory"
+	"github.com/switchboard-pbx/switchboard/internal/journal"
+	"github.com/switchboard-pbx/switchboard/internal/store"
+)
+
+// Config holds the security settings of a running server.
+type Config struct {
+	// BanAfter failed authentications from one address within BanWindow
+	// ban it for BanFor (0 = the defaults: 5, 60 s, 1 h).
+	BanAfter  int
+	BanWindow time.Duration
+	BanFor    time.Duration
+	// RateLimit is how many messages per second one address may send on
+	// average (0: no limit), with bursts of up to RateBurst.
+	RateLimit float64
+	RateBurst int
+	// Profile names the profile whose ACL settings apply (default
+	// DefaultProfile).
+	Profile string
+	// Allow is the Allow header value of 501 Not Implemented answers.
+	Allow string
+	// StreamTimeout is how long a TCP connection may hold an incomplete
+	// message before the filter closes it (default 10 s).
+	StreamTimeout time.Duration
+	// NoteEvery bounds the journal events about dropped traffic: at most
+	// one per address and cause per NoteEvery (default 1 min).
+	NoteEvery time.Duration
+}
+
+// Defaults of Config.
+const (
+	DefaultRateLimit     = 200
+	DefaultRateBurst     = 1000
+	DefaultStreamTimeout = 10 * time.Second
+	DefaultNoteEvery     = time.Minute
+	// DefaultAllow is the Allow header of 501 answers.
+	DefaultAllow = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, REFER, NOTIFY, MESSAGE, PRACK"
+)
+
+// Deps are the parts of the server a Service works with.
+type Deps struct {
+	Store *Store
+	// Dir resolves request hosts to domains for journal events (optional).
+	Dir *directory.Cache
+	// Live reports whether an address has a live registration; such
+	// addresses are never banned (optional).
+	Live    func(netip.Addr) bool
+	Journal *journal.Writer
+	Log     *slog.Logger
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+}
+
+// Service is switchboard's access control and attack resistance: the
+// profile's ACLs (register, inbound, trusted), per-extension ACLs,
+// brute-force bans, flood protection and the raw-packet filter that
+// hardens the SIP stack against malformed input.
+//
+// It implements registrar.Policy and proxy.Policy, and its Filter method
+// is the sipstack.Filter. All methods are safe for concurrent use. Create
+// with New, then Load, SetTransport before serving, and Run.
+type Service struct {
+	cfg     Config
+	d       Deps
+	now     func() time.Time
+	guard   *acl.Guard
+	limiter *acl.RateLimiter
+	parser  *sip.Parser
+	snap    atomic.Pointer[snapshot]
+	tr      atomic.Pointer[transportBox]
+	notes   noter
+	streams streams
+	persist chan acl.Ban
+	// reloadMu serializes reloads from the change feed.
+	reloadMu sync.Mutex
+	stats    Stats
+}
+
+// Stats counts what the filter and the policy refused since start.
+type Stats struct {
+	BannedDropped atomic.Int64 // messages from banned addresses
+	RateLimited   atomic.Int64 // messages over the rate limit
+	Scanners      atomic.Int64 // messages from scanner user agents
+	Malformed     atomic.Int64 // messages refused by the syntax checks
+	Bans          atomic.Int64 // bans imposed
+}
+
+// snapshot is the access-control configuration in force; replaced whole
+// on every change.
+type snapshot struct {
+	profile                     Profile
+	set                         *acl.Set
+	register, inbound, trusted  *acl.List // nil: not set
+	missingRegister, missingInb bool
+}
+
+type transportBox struct{ t Transport }
+
+// New returns a Service; Load must run before it is used.
+func New(cfg Config, d Deps) *Service {
+	if cfg.Profile == "" {
+		cfg.Profile = DefaultProfile
+	}
+	if cfg.Allow == "" {
+		cfg.Allow = DefaultAllow
+	}
+	if cfg.StreamTimeout <= 0 {
+		cfg.StreamTimeout = DefaultStreamTimeout
+	}
+	if cfg.NoteEvery <= 0 {
+		cfg.NoteEvery = DefaultNoteEvery
+	}
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	now := d.Now
+	if now == nil {
+		now = time.Now
+	}
+	s := &Service{cfg: cfg, d: d, now: now, parser: sip.NewParser(), persist: make(chan acl.Ban, 4096)}
+	s.guard = acl.NewGuard(acl.GuardConfig{MaxFailures: cfg.BanAfter, Window: cfg.BanWindow, BanFor: cfg.BanFor}, now)
+	s.cfg.BanAfter, s.cfg.BanWindow, s.cfg.BanFor = s.guard.Config().MaxFailures, s.guard.Config().Window, s.guard.Config().BanFor
+	s.limiter = acl.NewRateLimiter(cfg.RateLimit, cfg.RateBurst, now)
+	s.guard.SetExempt(s.exempt)
+	s.snap.Store(&snapshot{})
+	s.notes.last = map[noteKey]int64{}
+	s.streams.m = map[netip.AddrPort]*stream{}
+	return s
+}
+
+// Config returns the effective configuration (defaults applied).
+func (s *Service) Config() Config { return s.cfg }
+
+// Stats returns the counters.
+func (s *Service) Stats() *Stats { return &s.stats }
+
+// Guard exposes the ban list (read it; use Ban and Unban to change it).
+func (s *Service) Guard() *acl.Guard { return s.guard }
+
+// SetTransport sets where the filter's answers go. Call before serving.
+func (s *Service) SetTransport(t Transport) { s.tr.Store(&transportBox{t}) }
+
+// Load reads the ACLs, the profile and the bans from the store.
+func (s *Service) Load(ctx context.Context) error {
+	if err := s.reloadConfig(ctx); err != nil {
+		return err
+	}
+	return s.reloadBans(ctx)
+}
+
+// Settings is what `switchboard profile show` reports of the running
+// server's security configuration (published in the meta table).
+type Settings struct {
+	BanAfter    int     `json:"ban_after"`
+	BanWindowS  float64 `json:"ban_window_s"`
+	BanForS     float64 `json:"ban_for_s"`
+	RateLimit   float64 `json:"rate_limit"`
+	RateBurst   int     `json:"rate_burst"`
+	MaxMessage  int     `json:"max_message_bytes"`
+	MaxHeaders  int     `json:"max_headers"`
+	StreamWaitS float64 `json:"stream_timeout_s"`
+}
+
+// MetaKey is the meta-table key Settings is published under.
+const MetaKey = "security"
+
+// Publish writes Settings to the meta table for the CLI.
+func (s *Service) Publish(ctx context.Context) error {
+	st := Settings{BanAfter: s.cfg.BanAfter, BanWindowS: s.cfg.BanWindow.Seconds(), BanForS: s.cfg.BanFor.Seconds(),
+		RateLimit: s.cfg.RateLimit, RateBurst: max(s.cfg.RateBurst, 1), MaxMessage: MaxMessage, MaxHeaders: MaxHeaders,
+		StreamWaitS: s.cfg.StreamTimeout.Seconds()}
+	if s.cfg.RateLimit <= 0 {
+		st.RateLimit, st.RateBurst = 0, 0
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	_, err = s.d.Store.db.ExecContext(ctx,
+		"INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", MetaKey, string(b))
+	if err != nil {
+		return fmt.Errorf("publish security settings: %w", err)
+	}
+	return nil
+}
+
+// Watch registers the change-feed handlers ("acl", "profile", "ban") on
+// dir, so CLI edits apply at once. Call before dir.Watch starts.
+func (s *Service) Watch(ctx context.Context, dir *directory.Cache) {
+	cfg := func(string) {
+		if err := s.reloadConfig(ctx); err != nil && ctx.Err() == nil {
+			s.d.Log.Warn("security: reload acls", "error", err)
+		}
+	}
+	dir.OnChange("acl", cfg)
+	dir.OnChange("*acl", cfg)
+	dir.OnChange("profile", cfg)
+	dir.OnChange("*profile", cfg)
+	dir.OnChange("ban", func(key string) { s.reloadBan(ctx, key) })
+	dir.OnChange("*ban", func(string) {
+		if err := s.reloadBans(ctx); err != nil && ctx.Err() == nil {
+			s.d.Log.Warn("security: reload bans", "error", err)
+		}
+	})
+}
+
+func (s *Service) reloadConfig(ctx context.Context) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	lists, err := s.d.Store.ACLs(ctx)
+	if err != nil {
+		return err
+	}
+	p, err := s.d.Store.Profile(ctx, s.cfg.Profile)
+	if errors.Is(err, ErrNoProfile) {
+		p = Profile{Name: s.cfg.Profile}
+	} else if err != nil {
+		return err
+	}
+	sn := &snapshot{profile: p, set: acl.NewSet(lists)}
+	resolve := func(name string) *acl.List {
+		if name == "" {
+			return nil
+		}
+		if l, ok := sn.set.Get(name); ok {
+			return l
+		}
+		// A list that is referenced but missing denies everything (fail
+		// closed); the CLI refuses to create that state.
+		s.d.Log.Warn("security: profile refers to a missing acl; it denies everything", "acl", name)
+		return &acl.List{Name: name}
+	}
+	sn.register, sn.inbound, sn.trusted = resolve(p.RegisterACL), resolve(p.InboundACL), resolve(p.TrustedACL)
+	s.snap.Store(sn)
+	// Addresses that became trusted lose their bans.
+	for _, b := range s.guard.List() {
+		if sn.trusted != nil {
+			if ok, _ := sn.trusted.Decide(b.IP); ok {
+				s.guard.Remove(b.IP)
+				if err := s.d.Store.RemoveBan(ctx, b.IP, s.now()); err != nil && !errors.Is(err, ErrNoBan) {
+					s.d.Log.Warn("security: lift ban of trusted address", "ip", b.IP, "error", err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Service) reloadBans(ctx context.Context) error {
+	bans, err := s.d.Store.Bans(ctx, s.now())
+	if err != nil {
+		return err
+	}
+	in := make(map[netip.Addr]bool, len(bans))
+	for _, b := range bans {
+		in[b.IP] = true
+		s.guard.Add(b)
+	}
+	for _, b := range s.guard.List() {
+		if !in[b.IP] {
+			s.guard.Remove(b.IP)
+		}
+	}
+	return nil
+}
+
+func (s *Service) reloadBan(ctx context.Context, key string) {
+	ip, err := netip.ParseAddr(key)
+	if err != nil {
+		return
+	}
+	b, err := s.d.Store.Ban(ctx, ip, s.now())
+	switch {
+	case err == nil:
+		s.guard.Add(b)
+	case errors.Is(err, ErrNoBan):
+		s.guard.Remove(ip)
+	default:
+		if ctx.Err() == nil {
+			s.d.Log.Warn("security: reload ban", "ip", ip, "error", err)
+		}
+	}
+}
+
+// exempt reports addresses that are never banned: trusted networks and
+// addresses with a live registration (as FusionPBX's Event Guard).
+func (s *Service) exempt(ip netip.Addr) bool {
+	if s.trusted(ip) {
+		return true
+	}
+	return s.d.Live != nil && s.d.Live(ip)
+}
+
+func (s *Service) trusted(ip netip.Addr) bool {
+	l := s.snap.Load().trusted
+	if l == nil {
+		return false
+	}
+	ok, _ := l.Decide(ip)
+	return ok
+}
+
+// Trusted reports whether ip is in the profile's trusted ACL.
+func (s *Service) Trusted(ip netip.Addr) bool { return s.trusted(ip) }
+
+// AllowRegister implements registrar.Policy: the profile's register ACL.
+func (s *Service) AllowRegister(src netip.Addr) (bool, string) {
+	l := s.snap.Load().register
+	if l == nil {
+		return true, ""
+	}
+	ok, _ := l.Decide(src)
+	return ok, l.Name
+}
+
+// AllowExtension implements registrar.Policy: the extension's own ACL. A
+// list that does not exist denies (the CLI refuses to set one).
+func (s *Service) AllowExtension(src netip.Addr, ext *store.Extension) (bool, string) {
+	if ext == nil || ext.ACL == "" {
+		return true, ""
+	}
+	l, ok := s.snap.Load().set.Get(ext.ACL)
+	if !ok {
+		return false, ext.ACL
+	}
+	allowed, _ := l.Decide(src)
+	return allowed, l.Name
+}
+
+// AllowInvite implements proxy.Policy: the profile's inbound ACL. The
+// list is named "inbound acl NAME" for the journal detail.
+func (s *Service) AllowInvite(src netip.Addr) (bool, string) {
+	l := s.snap.Load().inbound
+	if l == nil {
+		return true, ""
+	}
+	ok, _ := l.Decide(src)
+	return ok, "inbound acl " + l.Name
+}
+
+// AuthFailed implements registrar.Policy and proxy.Policy: it counts a
+// failed authentication and bans the address after BanAfter of them
+// within BanWindow.
+func (s *Service) AuthFailed(src netip.Addr, reason string) {
+	if b, ok := s.guard.Fail(src, reason); ok {
+		s.banned(b, "")
+	}
+}
+
+// AuthSucceeded implements registrar.Policy and proxy.Policy.
+func (s *Service) AuthSucceeded(src netip.Addr) { s.guard.Succeed(src) }
+
+// banned records a new automatic ban: journal, log, store.
+func (s *Service) banned(b acl.Ban, transport string) {
+	s.stats.Bans.Add(1)
+	detail := fmt.Sprintf("address %s banned until %s after %d failed authentications within %s; last: %s",
+		b.IP, b.Until.Format(time.RFC3339), b.Failures, s.cfg.BanWindow, b.Reason)
+	s.d.Journal.Record(journal.Event{Time: b.Since, Kind: journal.KindBan, Cause: cause.IPBanned, Source: b.IP.String(),
+		Transport: transport, Status: 0, Detail: detail})
+	s.d.Log.Warn("address banned", "ip", b.IP, "until", b.Until.Format(time.RFC3339), "failures", b.Failures, "reason", b.Reason)
+	select {
+	case s.persist <- b:
+	default:
+		s.d.Log.Warn("security: ban not saved (queue full); it holds until restart", "ip", b.IP)
+	}
+}
+
+// Ban bans ip for d (0: permanently) for reason, as an operator does.
+func (s *Service) Ban(ctx context.Context, ip netip.Addr, d time.Duration, reason string) error {
+	now := s.now()
+	b := acl.Ban{IP: ip.Unmap(), Reason: reason, Since: now}
+	if d > 0 {
+		b.Until = now.Add(d)
+	}
+	s.guard.Add(b)
+	return s.d.Store.PutBan(ctx, b)
+}
+
+// Run persists bans, expires old ones and closes stalled stream
+// connections until ctx ends.
+func (s *Service) Run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	lastSweep := s.now()
+	for {
+		select {
+		case <-ctx.Done():
+			for {
+				select {
+				case b := <-s.persist:
+					s.save(context.Background(), b)
+				default:
+					return
+				}
+			}
+		case b := <-s.persist:
+			s.save(ctx, b)
+		case <-tick.C:
+			s.expireStreams()
+			if now := s.now(); now.Sub(lastSweep) >= time.Minute {
+				lastSweep = now
+				s.guard.Sweep()
+				s.limiter.Sweep()
+				s.notes.sweep(now, s.cfg.NoteEvery)
+				if _, err := s.d.Store.PruneBans(ctx, now); err != nil && ctx.Err() == nil {
+					s.d.Log.Warn("security: prune bans", "error", err)
+				}
+			}
+		}
+	}
+}
+
+func (s *Service) save(ctx context.Context, b acl.Ban) {
+	if err := s.d.Store.PutBan(ctx, b); err != nil {
+		s.d.Log.Warn("security: save ban", "ip", b.IP, "error", err)
+	}
+}
+
+// noter rate-limits journal events about dropped traffic: one per address
+// and cause per interval, so a flood cannot flood the journal.
+type noter struct {
+	mu   sync.Mutex
+	last map[noteKey]int64 // guarded by mu: unix ns of the last event
+}
+
+type noteKey struct {
+	ip netip.Addr
+	c  cause.Code
+}
+
+const maxNotes = 100_000
+
+func (n *noter) ok(ip netip.Addr, c cause.Code, now time.Time, every time.Duration) bool {
+	k := noteKey{ip, c}
+	t := now.UnixNano()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if last, ok := n.last[k]; ok && t-last < int64(every) {
+		return false
+	}
+	if len(n.last) >= maxNotes {
+		n.sweepLocked(t, every)
+		if len(n.last) >= maxNotes {
+			clear(n.last)
+		}
+	}
+	n.last[k] = t
+	return true
+}
+
+func (n *noter) sweep(now time.Time, every time.Duration) {
+	n.mu.Lock()
+	n.sweepLocked(now.UnixNano(), every)
+	n.mu.Unlock()
+}
+
+func (n *noter) sweepLocked(t int64, every time.Duration) {
+	for k, last := range n.last {
+		if t-last >= int64(every) {
+			delete(n.last, k)
+		}
+	}
+}
+
+// note journals a refused or dropped message, at most once per address
+// and cause per NoteEvery. head is the message (or what was read of it).
+func (s *Service) note(ip netip.Addr, ap netip.AddrPort, transport string, c cause.Code, status int, head []byte, detail string) {
+	now := s.now()
+	if !s.notes.ok(ip, c, now, s.cfg.NoteEvery) {
+		return
+	}
+	ev := eventFor(now, ap, transport, c, detail)
+	ev.Status = status
+	s.describe(&ev, head)
+	s.d.Journal.Record(ev)
+}
+
+// eventFor starts a journal event about a message from ap.
+func eventFor(now time.Time, ap netip.AddrPort, transport string, c cause.Code, detail string) journal.Event {
+	return journal.Event{Time: now, Kind: journal.KindRequest, Cause: c, Source: ap.String(),
+		Transport: strings.ToUpper(transport), Detail: detail}
+}
+
+// describe fills an event's method-dependent kind, extension, domain,
+// user agent and Call-ID from a raw message, tolerating any bytes.
+func (s *Service) describe(ev *journal.Event, head []byte) {
+	if len(head) > MaxMessage {
+		head = head[:MaxMessage]
+	}
+	method := ""
+	if sp := indexByte(head, ' '); sp > 0 && sp < 32 {
+		method = string(head[:sp])
+	}
+	var to, from []byte
+	eachRawHeader(head, func(h hdr, value, _ []byte) {
+		switch h {
+		case hTo:
+			if to == nil {
+				to = value
+			}
+		case hFrom:
+			if from == nil {
+				from = value
+			}
+		case hUserAgent:
+			if ev.UserAgent == "" {
+				ev.UserAgent = printable(value)
+			}
+		case hCallID:
+			if ev.CallID == "" {
+				ev.CallID = printable(value)
+			}
+		}
+	})
+	who := from // the caller for calls and other requests
+	switch method {
+	case "REGISTER":
+		ev.Kind, who = journal.KindRegister, to
+	case "INVITE":
+		ev.Kind = journal.KindInvite
+	}
+	if user, host := uriUserHost(who); len(user) > 0 {
+		ev.Extension = printable(user)
+		ev.Domain = printable(host)
+		if s.d.Dir != nil && host != nil {
+			if d, ok := s.d.Dir.Resolve(string(host)); ok {
+				ev.Domain = d
+			}
+		}
+	}
+	if method != "" && !strings.HasPrefix(method, "SIP/") && ev.Detail != "" {
+		ev.Detail = printable([]byte(method)) + ": " + ev.Detail
+	}
+}
+
+func indexByte(b []byte, c byte) int {
+	for i := range b {
+		if b[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// uriUserHost returns the user and host of the first sip:/sips: URI in an
+// address header value.
+func uriUserHost(v []byte) (user, host []byte) {
+	lv := v
+	i := -1
+	for j := 0; j+4 <= len(lv); j++ {
+		if eqFold(lv[j:j+4], "sip:") {
+			i = j + 4
+			break
+		}
+		if j+5 <= len(lv) && eqFold(lv[j:j+5], "sips:") {
+			i = j + 5
+			break
+		}
+	}
+	if i < 0 {
+		return nil, nil
+	}
+	rest := v[i:]
+	end := len(rest)
+	for k, c := range rest {
+		if c == '>' || c == ';' || c == '?' || c == ' ' || c == '"' {
+			end = k
+			break
+		}
+	}
+	rest = rest[:end]
+	at := -1
+	for k, c := range rest {
+		if c == '@' {
+			at = k
+			break
+		}
+	}
+	if at < 0 {
+		return nil, nil
+	}
+	user, host = rest[:at], rest[at+1:]
+	if c := indexByte(user, ':'); c >= 0 {
+		user = user[:c] // user:password
+	}
+	if h := indexByte(host, ':'); h >= 0 && (len(host) == 0 || host[0] != '[') {
+		host = host[:h]
+	}
+	return user, host
+}

@@ -1,0 +1,235 @@
+package sipstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// trackingListener remembers the accepted TCP connections by remote
+// address, so the raw-packet filter can answer on them and close them,
+// and reports each one that closes.
+type trackingListener struct {
+	net.Listener
+	onClose func(net.Addr)
+
+	mu    sync.Mutex
+	conns map[string]*trackedConn // guarded by mu; by remote ip:port
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, l: l, key: c.RemoteAddr().String()}
+	l.mu.Lock()
+	l.conns[tc.key] = tc
+	l.mu.Unlock()
+	return tc, nil
+}
+
+func (l *trackingListener) get(remote string) *trackedConn {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.conns[remote]
+}
+
+type trackedConn struct {
+	net.Conn
+	l      *trackingListener
+	key    string
+	closed atomic.Bool
+}
+
+// Close closes the connection once, forgets it and reports it.
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	if c.closed.CompareAndSwap(false, true) {
+		c.l.mu.Lock()
+		if c.l.conns[c.key] == c {
+			delete(c.l.conns, c.key)
+		}
+		c.l.mu.Unlock()
+		if c.l.onClose != nil {
+			c.l.onClose(c.Conn.RemoteAddr())
+		}
+	}
+	return err
+}
+
+// Reply writes b, a complete SIP message, to remote: for UDP from the
+// listening socket, for TCP on the accepted connection from remote (or
+// sipgo's own connection to it). It is how the raw-packet filter answers
+// messages it refuses before sipgo parses them.
+func (s *Stack) Reply(transport string, remote net.Addr, b []byte) error {
+	switch strings.ToUpper(transport) {
+	case "UDP":
+		_, err := s.udp.WriteTo(b, remote)
+		if err != nil {
+			return fmt.Errorf("reply to %s over udp: %w", remote, err)
+		}
+		return nil
+	case "TCP":
+		if c := s.tcp.get(remote.String()); c != nil {
+			_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			_, err := c.Write(b)
+			_ = c.SetWriteDeadline(time.Time{})
+			if err != nil {
+				return fmt.Errorf("reply to %s over tcp: %w", remote, err)
+			}
+			return nil
+		}
+		conn, err := s.UA.TransportLayer().GetConnection("tcp", remote.String())
+		if err != nil {
+			return fmt.Errorf("reply to %s over tcp: %w", remote, err)
+		}
+		if w, ok := conn.(interface{ Write([]byte) (int, error) }); ok {
+			_, err = w.Write(b)
+			return err
+		}
+		return fmt.Errorf("reply to %s over tcp: connection not writable", remote)
+	}
+	return fmt.Errorf("reply over %s: unsupported transport", transport)
+}
+
+// CloseConn closes the TCP connection from remote, if there is one.
+func (s *Stack) CloseConn(remote net.Addr) error {
+	if c := s.tcp.get(remote.String()); c != nil {
+		return c.Close()
+	}
+	conn, err := s.UA.TransportLayer().GetConnection("tcp", remote.String())
+	if err != nil || conn == nil {
+		return err
+	}
+	return conn.Close()
+}
+
+// OnRequest registers h for requests of method, contained by Safe: a
+// panic while handling one message is logged and answered with 500, and
+// the server keeps serving. Register handlers on the Stack (OnRequest,
+// OnInvite, ...), not on Server directly, to get this containment.
+func (s *Stack) OnRequest(method sip.RequestMethod, h sipgo.RequestHandler) {
+	s.Server.OnRequest(method, Safe(s.log, h))
+}
+
+// OnInvite registers a contained INVITE handler (see OnRequest).
+func (s *Stack) OnInvite(h sipgo.RequestHandler) { s.OnRequest(sip.INVITE, h) }
+
+// OnAck registers a contained ACK handler (see OnRequest).
+func (s *Stack) OnAck(h sipgo.RequestHandler) { s.OnRequest(sip.ACK, h) }
+
+// OnCancel registers a contained CANCEL handler (see OnRequest).
+func (s *Stack) OnCancel(h sipgo.RequestHandler) { s.OnRequest(sip.CANCEL, h) }
+
+// OnRegister registers a contained REGISTER handler (see OnRequest).
+func (s *Stack) OnRegister(h sipgo.RequestHandler) { s.OnRequest(sip.REGISTER, h) }
+
+// OnOptions registers a contained OPTIONS handler (see OnRequest).
+func (s *Stack) OnOptions(h sipgo.RequestHandler) { s.OnRequest(sip.OPTIONS, h) }
+
+// NotAllowed answers requests no handler is registered for with 405
+// Method Not Allowed and the given Allow list, quietly (sipgo's default
+// logs a warning for each, which phones sending SUBSCRIBE every minute
+// turn into noise). Unknown methods never get here: the filter answers
+// them 501.
+func (s *Stack) NotAllowed(allow string) {
+	s.Server.OnNoRoute(Safe(s.log, func(req *sip.Request, tx sip.ServerTransaction) {
+		if req.IsAck() {
+			return
+		}
+		res := sip.NewResponseFromRequest(req, 405, "Method Not Allowed", nil)
+		res.AppendHeader(sip.NewHeader("Allow", allow))
+		res.AppendHeader(sip.NewHeader("Server", "switchboard"))
+		if err := tx.Respond(res); err != nil && !errors.Is(err, context.Canceled) {
+			s.log.Debug("respond 405", "error", err)
+		}
+	}))
+}
+
+// panicLogEvery bounds how often a handler panic is logged with its stack.
+const panicLogEvery = 10 * time.Second
+
+// Safe wraps a handler so that a panic while handling one request is
+// recovered: the request gets 500 Server Internal Error (when it was not
+// answered yet and is not an ACK), the panic is logged with its stack (at
+// most once per 10 s; others are counted in the next report), and the
+// process goes on.
+func Safe(log *slog.Logger, h sipgo.RequestHandler) sipgo.RequestHandler {
+	if log == nil {
+		log = slog.Default()
+	}
+	var suppressed, lastLog atomic.Int64
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		defer func() {
+			r := recover()
+			if r == nil {
+				return
+			}
+			if !req.IsAck() && tx != nil {
+				res := sip.NewResponseFromRequest(req, 500, "Server Internal Error", nil)
+				if err := tx.Respond(res); err != nil && !errors.Is(err, context.Canceled) {
+					log.Debug("respond 500 after panic", "error", err)
+				}
+			}
+			now := time.Now().UnixNano()
+			last := lastLog.Load()
+			if now-last < int64(panicLogEvery) || !lastLog.CompareAndSwap(last, now) {
+				suppressed.Add(1)
+				return
+			}
+			log.Error("panic while handling a SIP request; the request got 500 and the server goes on",
+				"method", string(req.Method), "source", req.Source(), "panic", fmt.Sprint(r),
+				"suppressed_since_last", suppressed.Swap(0), "stack", string(debug.Stack()))
+		}()
+		h(req, tx)
+	}
+}
+
+// clipHandler shortens long string attributes (sipgo logs whole messages
+// on some errors) to maxLogAttr bytes.
+type clipHandler struct{ slog.Handler }
+
+const maxLogAttr = 200
+
+func (c clipHandler) Handle(ctx context.Context, r slog.Record) error {
+	long := false
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Value.Kind() == slog.KindString && len(a.Value.String()) > maxLogAttr {
+			long = true
+			return false
+		}
+		return true
+	})
+	if !long {
+		return c.Handler.Handle(ctx, r)
+	}
+	nr := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Value.Kind() == slog.KindString {
+			if v := a.Value.String(); len(v) > maxLogAttr {
+				a = slog.String(a.Key, fmt.Sprintf("%q... (%d bytes)", v[:maxLogAttr], len(v)))
+			}
+		}
+		nr.AddAttrs(a)
+		return true
+	})
+	return c.Handler.Handle(ctx, nr)
+}
+
+func (c clipHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return clipHandler{c.Handler.WithAttrs(as)}
+}
+func (c clipHandler) WithGroup(name string) slog.Handler {
+	return clipHandler{c.Handler.WithGroup(name)}
+}

@@ -1,0 +1,211 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/switchboard-pbx/switchboard/internal/store"
+)
+
+func openTest(t *testing.T, dir string) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func tables(t *testing.T, db *DB) []string {
+	t.Helper()
+	rows, err := db.SQL().Query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// TestMigrateFromEmpty: a new data directory (even a missing one) gets the
+// newest schema; opening it again changes nothing.
+func TestMigrateFromEmpty(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b") // not there yet
+	db := openTest(t, dir)
+	var v int
+	if err := db.SQL().QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	if v != len(migrations) {
+		t.Fatalf("schema version %d, want %d", v, len(migrations))
+	}
+	got := tables(t, db)
+	for _, want := range []string{"bindings", "changes", "domains", "extensions", "journal", "meta"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("table %s missing; tables: %v", want, got)
+		}
+	}
+	var mode string
+	if err := db.SQL().QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode = %q (%v), want wal", mode, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, FileName)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.EnsureDomain(context.Background(), "pbx.test"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	db2 := openTest(t, dir)
+	if err := db2.SQL().QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != len(migrations) {
+		t.Fatalf("reopen: version %d (%v)", v, err)
+	}
+	if _, err := db2.Domain(context.Background(), "PBX.test"); err != nil {
+		t.Fatalf("reopen lost data: %v", err)
+	}
+}
+
+// TestOpenRefusesNewerSchema: a database from a newer switchboard is not
+// touched.
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	dir := t.TempDir()
+	db := openTest(t, dir)
+	if _, err := db.SQL().Exec("PRAGMA user_version = 9999"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	_, err := Open(context.Background(), dir)
+	if err == nil || !strings.Contains(err.Error(), "newer than this switchboard") {
+		t.Fatalf("want a newer-schema error, got %v", err)
+	}
+}
+
+// TestOpenUnusableDir: a file where the directory should be is a one-line
+// error.
+func TestOpenUnusableDir(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{file, filepath.Join(file, "sub"), ""} {
+		_, err := Open(context.Background(), dir)
+		if err == nil || strings.Contains(err.Error(), "\n") {
+			t.Errorf("Open(%q) = %v, want a one-line error", dir, err)
+		}
+	}
+}
+
+func ext(domain, number string) store.Extension {
+	return store.Extension{Domain: domain, Number: number, HA1MD5: strings.Repeat("a", 32), HA1SHA256: strings.Repeat("b", 64),
+		Enabled: true, MaxRegistrations: 5, CallTimeout: 30}
+}
+
+// TestImportDuplicateRowIndex: an import is all or nothing and names the
+// first bad row by its index.
+func TestImportDuplicateRowIndex(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t, t.TempDir())
+	if _, err := db.EnsureDomain(ctx, "pbx.test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.AddExtension(ctx, ext("pbx.test", "2001")); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, c := range []struct {
+		name  string
+		rows  []store.Extension
+		index int
+		is    error
+	}{
+		{"duplicate within the file", []store.Extension{ext("pbx.test", "3001"), ext("pbx.test", "3002"), ext("pbx.test", "3001")}, 2, store.ErrDuplicate},
+		{"duplicate of a stored one", []store.Extension{ext("pbx.test", "3001"), ext("pbx.test", "2001")}, 1, store.ErrDuplicate},
+		{"duplicate, other case of the domain", []store.Extension{ext("PBX.TEST", "2001")}, 0, store.ErrDuplicate},
+		{"unknown domain", []store.Extension{ext("pbx.test", "3001"), ext("pbx.test", "3002"), ext("pbx.test", "3003"), ext("nope.test", "3004")}, 3, store.ErrNotFound},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := db.ImportExtensions(ctx, c.rows)
+			var ie *ImportError
+			if !errors.As(err, &ie) {
+				t.Fatalf("want an *ImportError, got %v", err)
+			}
+			if ie.Index != c.index || !errors.Is(err, c.is) {
+				t.Fatalf("got index %d (%v), want index %d (%v)", ie.Index, err, c.index, c.is)
+			}
+			exts, err := db.Extensions(ctx, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(exts) != 1 || exts[0].Number != "2001" {
+				t.Fatalf("a failed import left rows behind: %v", exts)
+			}
+		})
+	}
+
+	good := []store.Extension{ext("pbx.test", "3001"), ext("pbx.test", "3002")}
+	if err := db.ImportExtensions(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	if _, n, err := db.Counts(ctx); err != nil || n != 3 {
+		t.Fatalf("after a good import: %d extensions (%v), want 3", n, err)
+	}
+}
+
+// TestDirectoryChangeFeed: every directory write leaves a change-feed entry a
+// running server picks up.
+func TestDirectoryChangeFeed(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t, t.TempDir())
+	if _, err := db.EnsureDomain(ctx, "pbx.test"); err != nil {
+		t.Fatal(err)
+	}
+	e, err := db.AddExtension(ctx, ext("pbx.test", "2001"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Enabled = false
+	if err := db.UpdateExtension(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RemoveExtension(ctx, "pbx.test", "2001"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RemoveExtension(ctx, "pbx.test", "2001"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("removing twice: want ErrNotFound, got %v", err)
+	}
+	if _, err := db.AddExtension(ctx, ext("nope.test", "2001")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("adding to an unknown domain: want ErrNotFound, got %v", err)
+	}
+	chs, err := db.ChangesSince(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range chs {
+		if c.Kind == "domain" || c.Kind == "ext" { // migrations may seed other kinds (acl, profile)
+			got = append(got, c.Kind+":"+c.Key)
+		}
+	}
+	want := []string{"domain:pbx.test", "ext:pbx.test/2001", "ext:pbx.test/2001", "ext:pbx.test/2001"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("changes: got %v, want %v", got, want)
+	}
+	last, err := db.LastChange(ctx)
+	if err != nil || last != chs[len(chs)-1].Seq {
+		t.Fatalf("LastChange = %d (%v), want %d", last, err, chs[len(chs)-1].Seq)
+	}
+}
