@@ -703,17 +703,33 @@ func isHex(s string) bool {
 	return true
 }
 
+// exportRow is one extension in `ext export --json`.
+type exportRow struct {
+	Extension        string `json:"extension"`
+	Name             string `json:"name"`
+	CIDNumber        string `json:"cid_number"`
+	Description      string `json:"description"`
+	Enabled          bool   `json:"enabled"`
+	MaxRegistrations int    `json:"max_registrations"`
+	CallTimeout      int    `json:"call_timeout"`
+	ACL              string `json:"acl"`
+	Domain           string `json:"domain"`
+	HA1MD5           string `json:"ha1_md5"`
+	HA1SHA256        string `json:"ha1_sha256"`
+}
+
 func extExport(ctx context.Context, env Env, args []string) error {
 	var f extFlags
 	fs := flag.NewFlagSet("ext export", flag.ContinueOnError)
 	f.common(fs)
 	pos, err := parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
-		helpText(env.Stdout, fs, `Usage: switchboard ext export [FILE.csv|-] [--domain D]
+		helpText(env.Stdout, fs, `Usage: switchboard ext export [FILE.csv|-] [--domain D] [--json]
 
 Writes every extension as CSV (to standard output by default). Passwords are
 not stored, so the export carries their digest hashes (ha1_md5, ha1_sha256);
-'switchboard ext import' takes such a file back unchanged.`)
+'switchboard ext import' takes such a file back unchanged. With --json the
+same columns come as one JSON array (for scripts; import reads CSV only).`)
 		return nil
 	}
 	if err != nil {
@@ -745,15 +761,28 @@ not stored, so the export carries their digest hashes (ha1_md5, ha1_sha256);
 		}
 		out = fh
 	}
-	w := csv.NewWriter(out)
-	_ = w.Write(csvColumns)
-	for _, e := range exts {
-		_ = w.Write([]string{e.Number, "", e.CallerIDName, e.CallerIDNumber, e.Description, strconv.FormatBool(e.Enabled),
-			strconv.Itoa(e.MaxRegistrations), strconv.Itoa(e.CallTimeout), e.ACL, e.Domain, e.HA1MD5, e.HA1SHA256})
-	}
-	w.Flush()
-	if err := w.Error(); err != nil {
-		return err
+	if f.json {
+		// The same columns as the CSV (without the always empty password),
+		// as one JSON array.
+		rows := make([]exportRow, 0, len(exts))
+		for _, e := range exts {
+			rows = append(rows, exportRow{e.Number, e.CallerIDName, e.CallerIDNumber, e.Description, e.Enabled,
+				e.MaxRegistrations, e.CallTimeout, e.ACL, e.Domain, e.HA1MD5, e.HA1SHA256})
+		}
+		if err := writeJSON(out, rows); err != nil {
+			return err
+		}
+	} else {
+		w := csv.NewWriter(out)
+		_ = w.Write(csvColumns)
+		for _, e := range exts {
+			_ = w.Write([]string{e.Number, "", e.CallerIDName, e.CallerIDNumber, e.Description, strconv.FormatBool(e.Enabled),
+				strconv.Itoa(e.MaxRegistrations), strconv.Itoa(e.CallTimeout), e.ACL, e.Domain, e.HA1MD5, e.HA1SHA256})
+		}
+		w.Flush()
+		if err := w.Error(); err != nil {
+			return err
+		}
 	}
 	if fh != nil {
 		if err := fh.Close(); err != nil {

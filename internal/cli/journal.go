@@ -145,8 +145,10 @@ func Journal(ctx context.Context, env Env, args []string) error {
 		header = false
 		return err
 	}
+	for _, e := range evs {
+		after = max(after, e.ID)
+	}
 	if len(evs) > 0 {
-		after = max(after, evs[len(evs)-1].ID)
 		if err := emit(evs); err != nil {
 			return err
 		}

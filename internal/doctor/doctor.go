@@ -204,3 +204,12 @@ func Diagnose(_ context.Context, in Inputs) Report {
 	d := newDiag(in)
 	return d.run()
 }
+
+// Causes returns the stable cause codes a Report's Cause takes, in the
+// order of the README's "Doctor causes" table. (Findings of the calls check
+// also carry call causes such as USER_NOT_REGISTERED.)
+func Causes() []cause.Code {
+	return []cause.Code{cause.Registered, cause.ExtensionMissing, cause.ExtensionDisabled, cause.NeverSeen,
+		cause.WrongPassword, cause.AuthUserMismatch, cause.WrongDomain, cause.ACLDenied, cause.IPBanned,
+		cause.MaxRegistrations, cause.IntervalTooBrief, cause.Expired, cause.Unreachable, cause.ListenerDown}
+}

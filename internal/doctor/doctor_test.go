@@ -460,10 +460,62 @@ func TestDiagnoseCall(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 
+	// The caller's INVITE was refused by the inbound ACL after the last call.
+	callee := sc["registered"]()
+	callee.History.Recent = append([]journal.Event{{ID: 99, Time: at("14:25:00"), Kind: journal.KindInvite, Cause: cause.ACLDenied,
+		Extension: "2002", Source: "192.168.1.50:5060", Transport: "UDP", UserAgent: gs, Status: 403,
+		Detail: "source 192.168.1.50 may not place calls (rejected by inbound acl office)"}}, callee.History.Recent...)
+	in = CallInputs{Caller: caller, Callee: callee, CallsAvailable: true,
+		Last: &Call{Time: at("14:20:00"), From: "2001", To: "2002", Status: 200, Cause: cause.NormalClearing, Answered: true}}
+	r = DiagnoseCall(context.Background(), in)
+	if r.WouldWork || r.Cause != cause.ACLDenied || !strings.Contains(r.Verdict, "may not place calls") {
+		t.Fatalf("%+v", r)
+	}
+	last := r.Caller.Findings[len(r.Caller.Findings)-1]
+	if last.Cause != cause.ACLDenied || !strings.Contains(last.Fix, "switchboard acl allow office 192.168.1.50/32") {
+		t.Fatalf("%+v", last)
+	}
+
 	// Both fine: the call would work.
 	in = CallInputs{Caller: caller, Callee: sc["registered"]()}
 	r = DiagnoseCall(context.Background(), in)
 	if !r.WouldWork || !strings.Contains(r.Verdict, "should work") || r.Findings[0].Status != Skip {
 		t.Fatalf("%+v", r)
+	}
+}
+
+// TestCausesDocumented: every stable cause has a row in the README's
+// "Doctor causes" table, and every scenario's cause is a stable one.
+func TestCausesDocumented(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	i := strings.Index(readme, "## Doctor causes")
+	if i < 0 {
+		t.Fatal(`README.md has no "## Doctor causes" section`)
+	}
+	section := readme[i:]
+	if j := strings.Index(section[3:], "\n## "); j >= 0 {
+		section = section[:j+3]
+	}
+	stable := map[cause.Code]bool{}
+	for _, c := range Causes() {
+		stable[c] = true
+		if !strings.Contains(section, "| `"+string(c)+"` |") {
+			t.Errorf("cause %s has no row in the README's Doctor causes table", c)
+		}
+	}
+	for name, mk := range scenarios() {
+		r := Diagnose(context.Background(), mk())
+		if !stable[r.Cause] {
+			t.Errorf("%s: cause %s is not a stable doctor cause", name, r.Cause)
+		}
+		for _, f := range r.Findings {
+			if f.Cause != "" && !stable[f.Cause] && f.Check != CheckCalls {
+				t.Errorf("%s: finding cause %s is not a stable doctor cause: %+v", name, f.Cause, f)
+			}
+		}
 	}
 }

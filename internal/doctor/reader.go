@@ -138,13 +138,12 @@ func (r *Reader) directory(ctx context.Context, in *Inputs) error {
 	e, err := r.DB.Extension(ctx, in.Domain, in.Number)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		exts, err := r.DB.Extensions(ctx, in.Domain)
+		// Only the numbers: reading 100,000 whole extensions to find typos
+		// would cost the doctor its answer time.
+		nums, err := column(ctx, r.DB.SQL(), `SELECT e.number FROM extensions e JOIN domains d ON d.id = e.domain_id
+			WHERE d.name = ?`, in.Domain)
 		if err != nil {
-			return fmt.Errorf("doctor: %w", err)
-		}
-		nums := make([]string, 0, len(exts))
-		for _, x := range exts {
-			nums = append(nums, x.Number)
+			return err
 		}
 		in.Similar = Similar(in.Number, nums, 3)
 	case err != nil:
@@ -152,19 +151,30 @@ func (r *Reader) directory(ctx context.Context, in *Inputs) error {
 	default:
 		in.Ext = &e
 	}
-	doms, err := r.DB.Domains(ctx)
+	in.OtherDomains, err = column(ctx, r.DB.SQL(), `SELECT d.name FROM extensions e JOIN domains d ON d.id = e.domain_id
+		WHERE e.number = ? AND d.name != ? ORDER BY d.name`, in.Number, in.Domain)
+	return err
+}
+
+// column runs a query that returns one text column.
+func column(ctx context.Context, db *sql.DB, q string, args ...any) ([]string, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return fmt.Errorf("doctor: %w", err)
+		return nil, fmt.Errorf("doctor: read directory: %w", err)
 	}
-	for _, dm := range doms {
-		if strings.EqualFold(dm.Name, in.Domain) {
-			continue
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("doctor: read directory: %w", err)
 		}
-		if _, err := r.DB.Extension(ctx, dm.Name, in.Number); err == nil {
-			in.OtherDomains = append(in.OtherDomains, dm.Name)
-		}
+		out = append(out, v)
 	}
-	return nil
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("doctor: read directory: %w", err)
+	}
+	return out, nil
 }
 
 // runtime probes the listeners and reads the firewall, once per Reader.

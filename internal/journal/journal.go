@@ -242,7 +242,8 @@ type Filter struct {
 	Since     time.Time
 	AfterID   int64
 	Limit     int // default 1000
-	// Oldest returns the oldest first (default newest first).
+	// Oldest returns the oldest first (default newest first), by time and
+	// then id.
 	Oldest bool
 }
 
@@ -250,8 +251,17 @@ type Filter struct {
 func Query(ctx context.Context, db *sql.DB, f Filter) ([]Event, error) {
 	var where []string
 	var args []any
+	// col names a filtered column. Following (AfterID) reads the few rows
+	// past a known id through the primary key: a unary + keeps SQLite from
+	// walking an extension's (or address's) whole index instead.
+	col := func(name string) string {
+		if f.AfterID > 0 {
+			return "+" + name
+		}
+		return name
+	}
 	if f.Extension != "" {
-		where = append(where, "extension = ?")
+		where = append(where, col("extension")+" = ?")
 		args = append(args, f.Extension)
 	}
 	if f.Domain != "" {
@@ -261,19 +271,20 @@ func Query(ctx context.Context, db *sql.DB, f Filter) ([]Event, error) {
 	if f.IP != "" {
 		// Ranges instead of LIKE so the journal_source index serves them:
 		// "ip:" <= source < "ip;" matches every "ip:port" (';' follows ':').
-		where = append(where, "(source = ? OR (source >= ? AND source < ?) OR (source >= ? AND source < ?))")
+		src := col("source")
+		where = append(where, "("+src+" = ? OR ("+src+" >= ? AND "+src+" < ?) OR ("+src+" >= ? AND "+src+" < ?))")
 		args = append(args, f.IP, f.IP+":", f.IP+";", "["+f.IP+"]:", "["+f.IP+"];")
 	}
 	if f.Kind != "" {
-		where = append(where, "kind = ?")
+		where = append(where, col("kind")+" = ?")
 		args = append(args, f.Kind)
 	}
 	if f.Cause != "" {
-		where = append(where, "cause = ?")
+		where = append(where, col("cause")+" = ?")
 		args = append(args, string(f.Cause))
 	}
 	if !f.Since.IsZero() {
-		where = append(where, "time >= ?")
+		where = append(where, col("time")+" >= ?")
 		args = append(args, f.Since.UnixMicro())
 	}
 	if f.AfterID > 0 {
@@ -285,11 +296,19 @@ func Query(ctx context.Context, db *sql.DB, f Filter) ([]Event, error) {
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	if f.Oldest {
-		q += " ORDER BY id ASC"
-	} else {
-		q += " ORDER BY id DESC"
+	// By time, then id: the order of the journal_ext and journal_time
+	// indexes (whose entries end with the rowid), so an extension's newest
+	// events come straight off journal_ext however many it has. Following
+	// (AfterID) reads the few rows past a known id in id order.
+	order := "time %[1]s, id %[1]s"
+	if f.AfterID > 0 {
+		order = "id %[1]s"
 	}
+	dir := "DESC"
+	if f.Oldest {
+		dir = "ASC"
+	}
+	q += " ORDER BY " + fmt.Sprintf(order, dir)
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 1000

@@ -26,7 +26,7 @@ type Stats struct {
 // domain (exact, canonical name as the registrar records it) at or after
 // since, stopping at limit (0 = 10,000) so an extension under a password
 // brute force of millions of attempts still answers in milliseconds. It
-// reads only the journal_ext_cause index (migration 5).
+// reads only the journal_dom_ext_cause index (migration 5).
 func CauseStats(ctx context.Context, db *sql.DB, ext, domain string, c cause.Code, since time.Time, limit int) (Stats, error) {
 	if limit <= 0 {
 		limit = 10_000
@@ -63,7 +63,7 @@ func CauseStats(ctx context.Context, db *sql.DB, ext, domain string, c cause.Cod
 }
 
 // LastOf returns the newest event with cause c for extension ext in domain,
-// or ok=false when there is none. It reads the journal_ext_cause index.
+// or ok=false when there is none. It reads the journal_dom_ext_cause index.
 func LastOf(ctx context.Context, db *sql.DB, ext, domain string, c cause.Code) (e Event, ok bool, err error) {
 	var id int64
 	err = db.QueryRowContext(ctx, `SELECT id FROM journal WHERE extension = ? AND domain = ? AND cause = ?

@@ -132,7 +132,12 @@ func (f *fork) start(b store.Binding) {
 	p.popOwnRoutes(r, f.rec.CallID)
 	for r.RemoveHeader("Proxy-Authorization") {
 	}
-	p.prepareForward(r, b.Source, br.transport)
+	dest := b.Source
+	if dest == "" {
+		// A binding saved without its source: use the contact itself.
+		dest, _ = uriDest(&u)
+	}
+	p.prepareForward(r, dest, br.transport)
 	in := strings.ToUpper(f.req.Transport())
 	if in != br.transport {
 		// RFC 5658: one entry per side when the transport changes.

@@ -2,6 +2,8 @@ package security
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -306,9 +308,12 @@ func unsupportedTags(head []byte, uas bool) string {
 // printable returns b for a journal detail or Warning header: at most 64
 // bytes, with anything outside printable ASCII (and the double quote)
 // replaced by '?', so nothing a client sent can inject lines or quotes.
-func printable(b []byte) string {
-	if len(b) > 64 {
-		b = b[:64]
+func printable(b []byte) string { return printableN(b, 64) }
+
+// printableN is printable with at most n bytes.
+func printableN(b []byte, n int) string {
+	if len(b) > n {
+		b = b[:n]
 	}
 	out := make([]byte, len(b))
 	for i, c := range b {
@@ -321,8 +326,44 @@ func printable(b []byte) string {
 }
 
 // parsesInSipgo runs sipgo's own parser on a message the fast path could
-// not vouch for. It returns the parser's error, if any.
+// not vouch for, and for a request also sipgo's transaction key. It
+// returns why sipgo would refuse the message (as a journal detail).
 func parsesInSipgo(p *sip.Parser, msg []byte) error {
-	_, err := p.ParseSIP(msg)
-	return err
+	parsed, err := p.ParseSIP(msg)
+	if err != nil {
+		return fmt.Errorf("unparsable: %s", clip(err.Error()))
+	}
+	if req, ok := parsed.(*sip.Request); ok {
+		if _, err := sip.ServerTxKeyMake(req); err != nil {
+			return errors.New("no RFC 3261 branch in Via and no From tag: the request cannot be matched to a transaction")
+		}
+	}
+	return nil
 }
+
+// fastBranch reports whether a Via value surely gives sipgo an RFC 3261
+// branch ("z9hG4bK" and more) in its first hop, as its parser reads it.
+func fastBranch(v []byte) bool {
+	if indexIn(v, &quoteCommaSet) >= 0 {
+		return false
+	}
+	i := bytes.IndexByte(v, '/')
+	if i < 0 {
+		return false
+	}
+	j := bytes.IndexByte(v[i+1:], '/')
+	if j < 0 {
+		return false
+	}
+	rest := v[i+1+j+1:]
+	ws := indexIn(rest, &wspSet)
+	if ws < 0 {
+		return false
+	}
+	rest = rest[ws:]
+	const key = ";branch=z9hG4bK"
+	k := bytes.Index(rest, []byte(key))
+	return k >= 0 && k+len(key) < len(rest) && rest[k+len(key)] != ';'
+}
+
+var quoteCommaSet = setOf("\",")

@@ -129,12 +129,14 @@ func (s *Service) inspect(ip netip.Addr, ap netip.AddrPort, remote net.Addr, tra
 		return false
 	}
 	v := check(m, msg, s.cfg.Allow)
-	if v.pass() && m.unsure {
+	if v.pass() && (m.unsure || (m.request && !fastBranch(m.f[hVia].value))) {
+		// Rare: ask sipgo's parser, and whether its transaction layer can
+		// key the request (without an RFC 3261 branch it needs a From tag).
 		if err := parsesInSipgo(s.parser, msg); err != nil {
-			v = verdict{status: 400, reason: "Bad Request", detail: "unparsable: " + clip(err.Error())}
-			if !m.request || string(m.method) == "ACK" {
-				v.drop = true
-			}
+			v = verdict{status: 400, reason: "Bad Request", detail: err.Error()}
+		}
+		if !m.request || string(m.method) == "ACK" {
+			v.drop = !v.pass()
 		}
 	}
 	if v.pass() {
@@ -175,12 +177,18 @@ func (s *Service) refuseScan(ip netip.Addr, ap netip.AddrPort, remote net.Addr, 
 // refuse answers (unless v.drop) and journals a refused message.
 func (s *Service) refuse(ip netip.Addr, ap netip.AddrPort, remote net.Addr, transport string, head []byte, v verdict) {
 	s.stats.Malformed.Add(1)
+	sent := 0
 	if !v.drop && v.status != 0 {
 		if reply := buildReply(head, v.status, v.reason, v.detail, v.extra); reply != nil {
 			s.send(transport, remote, reply)
+			sent = v.status
 		}
 	}
-	s.note(ip, ap, transport, cause.BadRequest, v.status, head, v.detail)
+	detail := v.detail
+	if sent == 0 {
+		detail += "; dropped without an answer"
+	}
+	s.note(ip, ap, transport, cause.BadRequest, sent, head, detail)
 	if v.close && transport != "UDP" && transport != "udp" {
 		s.streams.drop(ap)
 		s.closeConn(remote)

@@ -62,7 +62,7 @@ func buildReply(head []byte, status int, reason, detail, extra string) []byte {
 	b = append(b, "Server: switchboard\r\n"...)
 	if detail != "" {
 		b = append(b, "Warning: 399 switchboard \""...)
-		b = append(b, printable([]byte(detail))...)
+		b = append(b, printableN([]byte(detail), 200)...)
 		b = append(b, "\"\r\n"...)
 	}
 	b = append(b, "Content-Length: 0\r\n\r\n"...)
@@ -96,7 +96,13 @@ func needsTag(raw []byte) bool {
 	if gt := bytes.LastIndexByte(v, '>'); gt >= 0 {
 		v = v[gt:]
 	}
-	return !bytes.Contains(v, []byte(";tag=")) && !bytes.Contains(v, []byte("; tag")) && !bytes.Contains(v, []byte(";tag "))
+	v = bytes.Map(func(r rune) rune {
+		if r == ' ' || r == '\t' || r == '\r' || r == '\n' {
+			return -1
+		}
+		return r
+	}, v)
+	return !bytes.Contains(v, []byte(";tag="))
 }
 
 // replyTag derives the To tag from the request, so retransmissions of a

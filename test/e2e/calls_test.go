@@ -94,13 +94,24 @@ func NewPhone(t *testing.T, s *Server, ext, pw string) *Phone {
 // Start runs a UAS scenario (testdata/sipp/NAME) on the phone's port in
 // the background, answering OPTIONS automatically (-aa). Extra arguments
 // go to SIPp (e.g. -d 500 for the ring time of call-phone-answer.xml).
+// SIPp counts every automatically answered OPTIONS as a call, and refuses
+// new ones past -m: a phone that must keep answering qualify pings needs
+// a larger -m (default 1).
 func (p *Phone) Start(scenario string, extra ...string) {
 	p.t.Helper()
 	abs, err := filepath.Abs(filepath.Join("testdata", "sipp", scenario))
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	args := []string{"-sf", abs, "-m", "1", "-i", "127.0.0.1", "-p", strconv.Itoa(p.Port), "-mp", strconv.Itoa(FreeUDPPort(p.t)),
+	calls := "1"
+	for i, a := range extra {
+		if a == "-m" && i+1 < len(extra) {
+			calls = extra[i+1]
+			extra = append(append([]string(nil), extra[:i]...), extra[i+2:]...)
+			break
+		}
+	}
+	args := []string{"-sf", abs, "-m", calls, "-i", "127.0.0.1", "-p", strconv.Itoa(p.Port), "-mp", strconv.Itoa(FreeUDPPort(p.t)),
 		"-aa", "-nostdin", "-timeout", "40", "-timeout_error", "-trace_err", "-error_file", filepath.Join(p.dir, "errors.log"),
 		"-trace_msg", "-message_file", filepath.Join(p.dir, "messages.log")}
 	args = append(args, extra...)
@@ -199,7 +210,15 @@ func received(msgs, method string) []SIPMessage {
 func setup(t *testing.T, extra ...string) *Server {
 	t.Helper()
 	Need(t, "sipp")
-	s := Start(t, "", extra...)
+	// Qualify pings would be answered by SIPp phones as calls of their own
+	// (see Phone.Start): off unless a test turns it on.
+	s := Start(t, "", append([]string{"--qualify-interval", "0"}, extra...)...)
+	t.Cleanup(func() {
+		s.Stop()
+		if log := s.Log(); strings.Contains(log, "DATA RACE") || strings.Contains(log, "panic:") {
+			t.Errorf("the server reported a data race or a panic:\n%s", log)
+		}
+	})
 	for _, e := range []string{"2001", "2002", "2003"} {
 		s.AddExt(e, "secret-"+e)
 	}
@@ -419,7 +438,7 @@ func journalOf(s *Server, args ...string) []journalEvent {
 // no-response timeout the caller gets 408 RECOVERY_ON_TIMER_EXPIRE and the
 // binding is marked unreachable (reg, journal).
 func TestCallDeadPhone(t *testing.T) {
-	s := setup(t, "--qualify-interval", "0")
+	s := setup(t)
 	p := NewPhone(t, s, "2002", "secret-2002")
 	p.Start("call-phone-swallow.xml", "-nd")
 	fin := failCall(t, s, "2001", "secret-2001", "2002")
@@ -557,7 +576,7 @@ func TestCallLargeSDP(t *testing.T) {
 func TestQualify(t *testing.T) {
 	s := setup(t, "--qualify-interval", "1s")
 	live := NewPhone(t, s, "2002", "secret-2002")
-	live.Start("call-phone-answer.xml")
+	live.Start("call-phone-answer.xml", "-m", "1000")
 	dead := NewPhone(t, s, "2003", "secret-2003") // registered, then nothing listens there
 	var regs []Registration
 	WaitFor(t, 10*time.Second, "2002 reachable and 2003 unreachable", func() bool {
@@ -579,15 +598,15 @@ func TestQualify(t *testing.T) {
 	if out := s.CLI("reg", "2002"); !strings.Contains(out, "reachable") {
 		t.Fatalf("reg does not show the ping status:\n%s", out)
 	}
-	ev := journalOf(s, "--ext", "2003", "--kind", "qualify")
-	if len(ev) == 0 || ev[0].Cause != "unreachable" {
-		t.Fatalf("no unreachable event for 2003: %+v", ev)
-	}
+	WaitFor(t, 5*time.Second, "an unreachable event for 2003", func() bool {
+		ev := journalOf(s, "--ext", "2003", "--kind", "qualify")
+		return len(ev) > 0 && ev[len(ev)-1].Cause == "unreachable"
+	})
 	for _, e := range journalOf(s, "--ext", "2002", "--kind", "qualify") {
 		t.Fatalf("a steadily reachable phone was journaled: %+v", e)
 	}
 	// 2003's phone comes back on the port it registered from: recovery.
-	dead.Start("call-phone-answer.xml")
+	dead.Start("call-phone-answer.xml", "-m", "1000")
 	WaitFor(t, 10*time.Second, "2003 reachable again", func() bool {
 		r := s.Regs("2003")
 		return len(r) == 1 && r[0].PingStatus == "reachable"
@@ -595,7 +614,8 @@ func TestQualify(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		ev := journalOf(s, "--ext", "2003", "--kind", "qualify")
-		if len(ev) >= 2 && ev[0].Cause == "reachable" {
+		// The journal lists events oldest first.
+		if len(ev) >= 2 && ev[len(ev)-2].Cause == "unreachable" && ev[len(ev)-1].Cause == "reachable" {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -796,5 +816,58 @@ func TestCallsCLI(t *testing.T) {
 		if code != 1 || msg == "" || strings.Count(msg, "\n") > 1 || strings.Contains(stderr, "panic") {
 			t.Fatalf("switchboard %v: exit %d, stdout %q, stderr %q; want exit 1 and one line", bad, code, stdout, stderr)
 		}
+	}
+}
+
+// TestCallMany: 20 calls at 10 calls/s through the proxy (bounded in count
+// and time) all complete, are all recorded as NORMAL_CLEARING, and none is
+// left active.
+func TestCallMany(t *testing.T) {
+	s := setup(t)
+	p := NewPhone(t, s, "2002", "secret-2002")
+	p.Start("call-phone-answer.xml", "-m", "20")
+	t0 := time.Now()
+	r := SIPp(t, s.Addr, "call-uac.xml", 20, "-inf", CSV(t, "SEQUENTIAL", callerRow("2001", "secret-2001", "2002")),
+		"-r", "10", "-l", "10", "-d", "200")
+	t.Logf("caller done after %s", time.Since(t0))
+	if r.Code != 0 {
+		t.Fatalf("caller failed (%d):\n%s\nserver log:\n%s", r.Code, r.Output, s.Log())
+	}
+	p.MustSucceed(20 * time.Second)
+	t.Logf("callee done after %s", time.Since(t0))
+	WaitFor(t, 10*time.Second, "20 ended calls", func() bool {
+		cs := s.Calls("--failed")
+		all := s.Calls()
+		return len(cs) == 0 && len(all) == 20 && !all[0].Active
+	})
+	if act := s.Calls("--active"); len(act) != 0 {
+		t.Fatalf("calls left active: %+v", act)
+	}
+}
+
+// TestCallTCPCallerToUDPPhone: the caller uses TCP, the callee registered
+// over UDP: the proxy changes transport and records both sides (RFC 5658
+// double Record-Route), so the ACK and BYE still find their way.
+func TestCallTCPCallerToUDPPhone(t *testing.T) {
+	s := setup(t)
+	p := NewPhone(t, s, "2002", "secret-2002")
+	p.Start("call-phone-answer.xml")
+	r := SIPp(t, s.Addr, "call-uac.xml", 1, "-inf", CSV(t, "SEQUENTIAL", callerRow("2001", "secret-2001", "2002")),
+		"-t", "t1", "-d", "300")
+	if r.Code != 0 {
+		t.Fatalf("TCP caller failed (%d):\n%s\nserver log:\n%s", r.Code, r.Output, s.Log())
+	}
+	msgs := p.MustSucceed(10 * time.Second)
+	invs := received(msgs, "INVITE")
+	if len(invs) == 0 {
+		t.Fatal("no INVITE at the phone")
+	}
+	rr := invs[0].Get("Record-Route")
+	if len(rr) != 2 || strings.Contains(rr[0], "transport=tcp") || !strings.Contains(rr[1], "transport=tcp") {
+		t.Fatalf("want a UDP Record-Route on top of a TCP one, got %q", rr)
+	}
+	c := waitCall(t, s, "NORMAL_CLEARING", func(c CallRecord) bool { return c.Cause == "NORMAL_CLEARING" })
+	if c.HangupBy != "caller" {
+		t.Fatalf("unexpected record %+v", c)
 	}
 }

@@ -87,6 +87,14 @@ func TestCLIExtAddGeneratedPassword(t *testing.T) {
 	if strings.Contains(s.Log(), pw) || strings.Contains(s.Log(), m[1]) {
 		t.Errorf("the server log contains a password:\n%s", s.Log())
 	}
+	reg(t, s, "reg-fail.xml", regCall{User: "2002", Password: "wrong-" + pw, Expires: 3600})
+	WaitFor(t, 5*time.Second, "wrong_password in the journal", func() bool { return journalCount(t, s, "wrong_password", "2002") == 1 })
+	var n int
+	err := openDB(t, s).SQL().QueryRow("SELECT count(*) FROM journal WHERE detail LIKE ?1 OR detail LIKE ?2 OR auth_user LIKE ?1",
+		"%"+pw+"%", "%"+m[1]+"%").Scan(&n)
+	if err != nil || n != 0 {
+		t.Fatalf("the journal contains a password (%d events, %v)", n, err)
+	}
 }
 
 // TestCLIErrors: every mistake is one line on stderr, exit 1, and changes
@@ -278,6 +286,12 @@ func TestCLIExportImportRoundTrip(t *testing.T) {
 	}
 	if strings.Contains(stdout, "goodpass") {
 		t.Fatalf("the export contains a password:\n%s", stdout)
+	}
+	var asJSON []map[string]any
+	a.JSON(&asJSON, "ext", "export")
+	if len(asJSON) != 3 || !slices.Equal(keys(asJSON[0]), sorted("extension", "name", "cid_number", "description", "enabled",
+		"max_registrations", "call_timeout", "acl", "domain", "ha1_md5", "ha1_sha256")) {
+		t.Fatalf("ext export --json: %v", asJSON)
 	}
 
 	fresh := t.TempDir()
@@ -532,15 +546,22 @@ func TestServeConfigAndEnv(t *testing.T) {
 	}
 }
 
-// TestCLIImport100k: 100,000 rows import in one transaction within seconds
-// (the limit is generous for the race detector on a shared CI machine).
+// TestCLIImport100k: 100,000 rows import in one transaction within seconds.
+// Under the race detector SQLite runs many times slower, so the race run
+// imports 10,000 rows (same path, same checks); the plain run
+// (go test ./test/e2e/) and BenchmarkImport100k in internal/cli measure the
+// full 100,000.
 func TestCLIImport100k(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
+	rows, limit := 100_000, 20*time.Second
+	if raceEnabled {
+		rows, limit = 10_000, 45*time.Second
+	}
 	var b strings.Builder
 	b.WriteString("extension,password,name\n")
-	for i := range 100_000 {
+	for i := range rows {
 		fmt.Fprintf(&b, "%d,pw-%d-secret,User %d\n", 100000+i, i, i)
 	}
 	file := filepath.Join(t.TempDir(), "big.csv")
@@ -548,22 +569,18 @@ func TestCLIImport100k(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := t.TempDir()
-	limit := 20 * time.Second
-	if raceEnabled {
-		limit = 90 * time.Second
-	}
 	start := time.Now()
 	out, errOut, code := RunCLI(t, data, "", "ext", "import", file)
 	took := time.Since(start)
-	if code != 0 || strings.TrimSpace(out) != "imported 100000 extension(s)" {
+	if code != 0 || strings.TrimSpace(out) != fmt.Sprintf("imported %d extension(s)", rows) {
 		t.Fatalf("import: exit %d %q %q", code, out, errOut)
 	}
-	t.Logf("imported 100,000 extensions in %s (race detector: %v)", took.Round(time.Millisecond), raceEnabled)
+	t.Logf("imported %d extensions in %s (race detector: %v)", rows, took.Round(time.Millisecond), raceEnabled)
 	if took > limit {
-		t.Fatalf("import of 100,000 rows took %s, over %s", took, limit)
+		t.Fatalf("import of %d rows took %s, over %s", rows, took, limit)
 	}
 	out, _, _ = RunCLI(t, data, "", "status", "--json")
-	if !strings.Contains(out, `"extensions": 100000`) {
+	if !strings.Contains(out, fmt.Sprintf(`"extensions": %d`, rows)) {
 		t.Fatalf("status after import: %s", out)
 	}
 }

@@ -626,7 +626,7 @@ func TestDoctorCallRefused(t *testing.T) {
 		t.Fatalf("wrong password: %+v (exit %d)", r, code)
 	}
 	f := r.Caller.finding(t, "wrong_password")
-	if !strings.Contains(f.Fix, "switchboard ext passwd 2001") || !strings.Contains(f.text(), "Caller phone") {
+	if !strings.Contains(f.Fix, "switchboard ext passwd 2001") || !strings.Contains(f.text(), "SIPp doctor caller") {
 		t.Fatalf("caller finding %+v", f)
 	}
 

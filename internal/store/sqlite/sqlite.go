@@ -264,14 +264,12 @@ INSERT INTO acls(name, default_allow) VALUES ('loopback', 0);
 INSERT INTO acl_nodes(acl, position, allow, cidr) VALUES ('loopback', 1, 1, '127.0.0.0/8'), ('loopback', 2, 1, '::1/128');
 INSERT INTO profiles(name, trusted_acl) VALUES ('internal', 'loopback');
 `,
-	// 5: journal indexes for the doctor and `journal --ext`: an extension's
-	// newest events by id (journal_ext_id, rowid order), and per-cause counts
-	// and newest/oldest seeks (journal_ext_cause), which cover what
-	// journal_ext served.
+	// 5: the doctor's per-cause counts and newest/oldest seeks for one
+	// extension (see journal.CauseStats and journal.LastOf). Domain comes
+	// first so that a query on the extension alone (`journal --ext`, newest
+	// first) never takes this index over journal_ext and sorts.
 	`
-DROP INDEX journal_ext;
-CREATE INDEX journal_ext_id ON journal(extension);
-CREATE INDEX journal_ext_cause ON journal(extension, domain, cause, time);
+CREATE INDEX journal_dom_ext_cause ON journal(domain, extension, cause, time);
 `,
 }
 

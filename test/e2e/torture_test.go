@@ -1,0 +1,372 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tortureAnswer is what switchboard answers to one RFC 4475 message: the
+// final status (0 = no answer at all) and, over TCP, whether it closes the
+// connection afterwards.
+type tortureAnswer struct {
+	status int
+	closed bool
+}
+
+// tortureExpect holds switchboard's answer to every RFC 4475 message
+// (testdata/rfc4475/INDEX.tsv lists them with what the RFC asks), over UDP
+// and over TCP. switchboard is a registrar and proxy that requires digest
+// authentication, so some answers follow from that rather than from the
+// message's syntax. Deliberate deviations from INDEX.tsv:
+//
+//   - cparam01, cparam02, regescrt, escnull, dblreq (VALID REGISTERs that
+//     "should succeed"): 401. Every REGISTER is challenged before its
+//     contacts are looked at; the messages parse and reach the registrar.
+//   - regbadct (Contact without <> around a URI with headers; "reasonable to
+//     answer 400"): 401 for the same reason.
+//   - baddate, esc01, invut, longreq, sdp01 (INVITEs): 407. Unauthenticated
+//     INVITEs are challenged, never routed; the messages parse and reach the
+//     proxy.
+//   - wsinv and inv2543 (VALID): 400. Neither has an RFC 3261 branch, so
+//     the transaction must be matched the RFC 2543 way, by From tag; inv2543
+//     has none, and sipgo's parameter parser reads wsinv's "tag = 98asjd8"
+//     (LWS around '=') as no tag. The filter answers 400 itself rather than
+//     let sipgo refuse it with an error log line per message.
+//   - mpart01 (a MESSAGE outside a dialog): 405; switchboard relays MESSAGE
+//     only inside dialogs.
+//   - badbranch (branch is only the magic cookie): 200; sipgo matches it
+//     the RFC 2543 way, which the RFC allows.
+//   - inv2543 over TCP: 400 and the connection closed. Without
+//     Content-Length a stream cannot be framed (RFC 3261 §18.3).
+//   - baddn and clerr over TCP: no answer; the message never completes
+//     (baddn has no empty line, clerr's body is short), so the connection
+//     is closed after the stream timeout (10 s), as RFC 4475 §3.1.2.2 asks.
+//   - dblreq is a UDP test (RFC 4475 §3.1.1.8); over TCP its trailing
+//     octets are garbage that ends the connection, so it is not sent.
+//   - test.dat (not in any RFC section) has no Via: no answer is possible.
+var tortureExpect = map[string]struct{ udp, tcp tortureAnswer }{
+	"badaspec":   {tortureAnswer{400, false}, tortureAnswer{400, false}},
+	"badbranch":  {tortureAnswer{200, false}, tortureAnswer{200, false}},
+	"baddate":    {tortureAnswer{407, false}, tortureAnswer{407, false}},
+	"baddn":      {tortureAnswer{400, false}, tortureAnswer{0, true}},
+	"badinv01":   {tortureAnswer{400, false}, tortureAnswer{400, false}},
+	"badvers":    {tortureAnswer{505, false}, tortureAnswer{505, false}},
+	"bcast":      {tortureAnswer{0, false}, tortureAnswer{0, false}},
+	"bext01":     {tortureAnswer{420, false}, tortureAnswer{420, false}},
+	"bigcode":    {tortureAnswer{0, false}, tortureAnswer{0, false}},
+	"clerr":      {tortureAnswer{400, false}, tortureAnswer{0, true}},
+	"cparam01":   {tortureAnswer{401, false}, tortureAnswer{401, false}},
+	"cparam02":   {tortureAnswer{401, false}, tortureAnswer{401, false}},
+	"dblreq":     {tortureAnswer{401, false}, tortureAnswer{-1, false}},
+	"esc01":      {tortureAnswer{407, false}, tortureAnswer{407, false}},
+	"esc02":      {tortureAnswer{501, false}, tortureAnswer{501, false}},
+	"escnull":    {tortureAnswer{401, false}, tortureAnswer{401, false}},
+	"escruri":    {tortureAnswer{400, false}, tortureAnswer{400, false}},
+	"insuf":      {tortureAnswer{400, false}, tortureAnswer{400, false}},
+	"intmeth":    {tortureAnswer{501, false}, tortureAnswer{501, false}},
+	"inv2543":    {tortureAnswer{400, false}, tortureAnswer{400, true}},
+	"invut":      {tortureAnswer{407, false}, tortureAnswer{407, false}},
+	"longreq":    {tortureAnswer{407, false}, tortureAnswer{407, false}},
+	"ltgtruri":   {tortureAnswer{400, false}, tortureAnswer{400, false}},
+	"lwsdisp":    {tortureAnswer{200, false}, tortureAnswer{200, false}},
+	"lwsruri":    {tortureAnswer{400, false}, tortureAnswer{400, true}},
+	"lwsstart":   {tortureAnswer{400, false}, tortureAnswer{400, true}},
+	"mcl01":      {tortureAnswer{400, false}, tortureAnswer{400, true}},
+	"mismatch01": {tortureAnswer{400, false}, tortureAnswer{400, false}},
+	"mismatch02": {tortureAnswer{501, false}, tortureAnswer{501, false}},
+	"mpart01":    {tortureAnswer{405, false}, tortureAnswer{405, false}},
+	"multi01":    {tortureAnswer{400, false}, tortureAnswer{400, false}},
+	"ncl":        {tortureAnswer{400, false}, tortureAnswer{400, true}},
+	"noreason":   {tortureAnswer{0, false}, tortureAnswer{0, false}},
+	"novelsc":    {tortureAnswer{416, false}, tortureAnswer{416, false}},
+	"quotbal":    {tortureAnswer{400, false}, tortureAnswer{400, false}},
+	"regaut01":   {tortureAnswer{401, false}, tortureAnswer{401, false}},
+	"regbadct":   {tortureAnswer{401, false}, tortureAnswer{401, false}},
+	"regescrt":   {tortureAnswer{401, false}, tortureAnswer{401, false}},
+	"scalar02":   {tortureAnswer{400, false}, tortureAnswer{400, false}},
+	"scalarlg":   {tortureAnswer{0, false}, tortureAnswer{0, false}},
+	"sdp01":      {tortureAnswer{407, false}, tortureAnswer{407, false}},
+	"semiuri":    {tortureAnswer{200, false}, tortureAnswer{200, false}},
+	"test":       {tortureAnswer{0, false}, tortureAnswer{0, true}},
+	"transports": {tortureAnswer{200, false}, tortureAnswer{200, false}},
+	"trws":       {tortureAnswer{400, false}, tortureAnswer{400, true}},
+	"unkscm":     {tortureAnswer{416, false}, tortureAnswer{416, false}},
+	"unksm2":     {tortureAnswer{400, false}, tortureAnswer{400, false}},
+	"unreason":   {tortureAnswer{0, false}, tortureAnswer{0, false}},
+	"wsinv":      {tortureAnswer{400, false}, tortureAnswer{400, false}},
+	"zeromf":     {tortureAnswer{200, false}, tortureAnswer{200, false}},
+}
+
+// tortureCase is one row of INDEX.tsv with its bytes.
+type tortureCase struct {
+	file, section, class, title, rfc string
+	data                             []byte
+}
+
+func loadTorture(t *testing.T) []tortureCase {
+	t.Helper()
+	dir := filepath.Join("testdata", "rfc4475")
+	index, err := os.ReadFile(filepath.Join(dir, "INDEX.tsv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases []tortureCase
+	for _, line := range strings.Split(string(index), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Split(line, "\t")
+		if len(f) != 7 {
+			t.Fatalf("INDEX.tsv: bad row %q", line)
+		}
+		data, err := os.ReadFile(filepath.Join(dir, f[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := strconv.Atoi(f[2]); n != len(data) {
+			t.Fatalf("%s: %d bytes, INDEX.tsv says %s (was the file converted? keep .gitattributes *.dat -text)", f[0], len(data), f[2])
+		}
+		cases = append(cases, tortureCase{file: f[0], section: f[1], class: f[4], title: f[5], rfc: f[6], data: data})
+	}
+	if len(cases) != 50 {
+		t.Fatalf("INDEX.tsv lists %d messages, want 50", len(cases))
+	}
+	return cases
+}
+
+var statusLineRE = regexp.MustCompile(`(?m)^SIP/2\.0 (\d{3}) `)
+
+// finals returns the final (>= 200) status codes in a stream of responses.
+func finals(text string) []int {
+	var out []int
+	for _, m := range statusLineRE.FindAllStringSubmatch(text, -1) {
+		if c, _ := strconv.Atoi(m[1]); c >= 200 {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// sendUDP sends one datagram from a fresh socket bound to from and returns
+// the final statuses answered within wait (returning early after the
+// first). Without rport in the top Via, RFC 3261 §18.2.2 sends the answer
+// to the source address and the Via port (5060 when absent), so from should
+// use that port: each caller takes its own loopback address.
+func sendUDP(t *testing.T, addr, from string, data []byte, wait time.Duration) []int {
+	t.Helper()
+	c, err := net.ListenPacket("udp", from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	raddr, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WriteTo(data, raddr); err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	buf := make([]byte, 65536)
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		_ = c.SetReadDeadline(deadline)
+		n, _, err := c.ReadFrom(buf)
+		if err != nil {
+			break
+		}
+		if f := finals(string(buf[:n])); len(f) > 0 {
+			got = append(got, f...)
+			// Give a wrong second answer a moment to show up.
+			deadline = time.Now().Add(200 * time.Millisecond)
+		}
+	}
+	return got
+}
+
+// sendTCP sends data on a new connection and returns the final statuses
+// answered within wait, and whether the server closed the connection.
+func sendTCP(t *testing.T, addr string, data []byte, wait time.Duration) (got []int, closed bool) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	var text strings.Builder
+	deadline := time.Now().Add(wait)
+	buf := make([]byte, 4096)
+	for {
+		_ = c.SetReadDeadline(deadline)
+		n, err := r.Read(buf)
+		text.Write(buf[:n])
+		if errors.Is(err, io.EOF) || (err != nil && strings.Contains(err.Error(), "reset")) {
+			return finals(text.String()), true
+		}
+		if err != nil {
+			return finals(text.String()), false
+		}
+		if len(finals(text.String())) > 0 && deadline.Sub(time.Now()) > 500*time.Millisecond {
+			deadline = time.Now().Add(500 * time.Millisecond)
+		}
+	}
+}
+
+// TestTortureRFC4475 sends every RFC 4475 torture message to a running
+// server over UDP and over TCP and checks each answer (tortureExpect); then
+// the server must still register a phone, and its log must hold no parse
+// error with message bytes and no panic.
+//
+// Several messages share a transaction key (same top Via and method), so a
+// server would rightly take the second for a retransmission of the first:
+// messages are spread over servers so that no server sees a key twice.
+func TestTortureRFC4475(t *testing.T) {
+	cases := loadTorture(t)
+	for _, c := range cases {
+		if _, ok := tortureExpect[strings.TrimSuffix(c.file, ".dat")]; !ok {
+			t.Fatalf("%s (%s, %s) has no expectation in tortureExpect", c.file, c.section, c.class)
+		}
+	}
+	groups := txKeyGroups(cases)
+	for _, tr := range []string{"udp", "tcp"} {
+		for g, idx := range groups {
+			t.Run(fmt.Sprintf("%s-server%d", tr, g+1), func(t *testing.T) {
+				s := Start(t, "")
+				s.AddExt("2001", "secret-2001")
+				// The group returns when all its parallel subtests have finished.
+				t.Run("messages", func(t *testing.T) {
+					for _, i := range idx {
+						sendTorture(t, s, tr, i, cases[i])
+					}
+				})
+				// After the messages: the server still serves.
+				if r := SIPp(t, s.Addr, "register.xml", 1, "-inf", CSV(t, "SEQUENTIAL", AuthRow("2001", "secret-2001"))); r.Code != 0 {
+					t.Errorf("REGISTER after the torture messages failed (%d):\n%s\nserver log:\n%s", r.Code, r.Output, s.Log())
+				}
+				if t.Failed() {
+					out, _, _ := s.TryCLI("journal")
+					t.Logf("journal:\n%s", out)
+				}
+				log := s.Log()
+				for _, bad := range []string{"failed to parse", "panic", "Read filter error", "level=ERROR"} {
+					if strings.Contains(log, bad) {
+						t.Errorf("server log contains %q:\n%s", bad, log)
+					}
+				}
+			})
+		}
+	}
+}
+
+// txKeyGroups colours the messages so that no two in a group share a top
+// Via and CSeq method (sipgo's transaction key); it returns the indexes of
+// each group.
+func txKeyGroups(cases []tortureCase) [][]int {
+	var keys []map[string]bool
+	var groups [][]int
+	for i, c := range cases {
+		k := txKey(c.data)
+		g := 0
+		for g < len(keys) && keys[g][k] {
+			g++
+		}
+		if g == len(keys) {
+			keys = append(keys, map[string]bool{})
+			groups = append(groups, nil)
+		}
+		keys[g][k] = true
+		groups[g] = append(groups[g], i)
+	}
+	return groups
+}
+
+var (
+	viaLineRE  = regexp.MustCompile(`(?im)^(?:via|v)\s*:(.*(?:\r\n[ \t].*)*)`)
+	cseqLineRE = regexp.MustCompile(`(?im)^cseq\s*:\s*\d+\s+(\S+)`)
+)
+
+func txKey(data []byte) string {
+	via, method := "", ""
+	if m := viaLineRE.FindSubmatch(data); m != nil {
+		via = strings.Join(strings.Fields(string(m[1])), "")
+	}
+	if m := cseqLineRE.FindSubmatch(data); m != nil {
+		method = string(m[1])
+	}
+	return via + "|" + method
+}
+
+// sendTorture sends one message over tr in a parallel subtest and checks
+// the answer.
+func sendTorture(t *testing.T, s *Server, tr string, i int, c tortureCase) {
+	name := strings.TrimSuffix(c.file, ".dat")
+	want := tortureExpect[name]
+	if tr == "udp" {
+		from := fmt.Sprintf("127.0.1.%d:5060", i+1)
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			wait := 3 * time.Second
+			if want.udp.status == 0 {
+				wait = time.Second
+			}
+			got := sendUDP(t, s.Addr, from, c.data, wait)
+			if !answered(got, want.udp.status) {
+				t.Errorf("%s %s %q: answered %v, want %s (RFC: %s)", c.section, c.class, c.title, got, statusWord(want.udp.status), c.rfc)
+			}
+		})
+		return
+	}
+	if want.tcp.status < 0 {
+		return
+	}
+	t.Run(name, func(t *testing.T) {
+		t.Parallel()
+		wait := 3 * time.Second
+		if want.tcp.closed && want.tcp.status == 0 {
+			wait = 15 * time.Second // the stream timeout is 10 s
+		} else if want.tcp.status == 0 {
+			wait = time.Second
+		}
+		got, closed := sendTCP(t, s.Addr, c.data, wait)
+		if !answered(got, want.tcp.status) || closed != want.tcp.closed {
+			t.Errorf("%s %s %q: answered %v, closed %v; want %s, closed %v (RFC: %s)", c.section, c.class, c.title,
+				got, closed, statusWord(want.tcp.status), want.tcp.closed, c.rfc)
+		}
+	})
+}
+
+func answered(got []int, want int) bool {
+	if want == 0 {
+		return len(got) == 0
+	}
+	if len(got) == 0 {
+		return false
+	}
+	for _, g := range got {
+		if g != want {
+			return false
+		}
+	}
+	return true
+}
+
+func statusWord(s int) string {
+	if s == 0 {
+		return "no answer"
+	}
+	return strconv.Itoa(s)
+}
