@@ -83,9 +83,12 @@ FROM n`, start)
 // On the shared 2-vCPU development box (2026-11, modernc.org/sqlite), mean
 // and worst of 20 runs:
 //
-//	brute_forced_2002  17-28 ms/op, worst 36-40 ms (500,000 events of its own)
-//	quiet_3001          2-3 ms/op,  worst 3-5 ms
-//	missing_20020       8-12 ms/op, worst 19-39 ms (typos among 5,000 numbers)
+//	brute_forced_2002  17-39 ms/op, worst 36-68 ms (500,000 events of its own)
+//	quiet_3001          2-4 ms/op,  worst 3-17 ms
+//	missing_20020       8-12 ms/op, worst 11-39 ms (typos among 5,000 numbers)
+//
+// (the higher numbers while other test suites shared the CPUs). The fill
+// runs ANALYZE, so the plans are those SQLite picks with statistics.
 //
 // The end-to-end CLI (`time switchboard doctor 2002` on a 1,000,000-event
 // data directory, process start included) answered in 30-40 ms.

@@ -32,12 +32,10 @@ type diag struct {
 
 // phone is one device as the journal saw it: a source IP and user agent.
 type phone struct {
-	ip, ua    string
-	source    string // latest ip:port
-	transport string
-	latest    journal.Event
-	latestC   cause.Code // classified cause of latest
-	lastOK    time.Time  // last accepted REGISTER
+	ip, ua  string
+	latest  journal.Event
+	latestC cause.Code // classified cause of latest
+	lastOK  time.Time  // last accepted REGISTER
 	// failures since the phone's last success, per cause.
 	counts  map[cause.Code]int
 	first   map[cause.Code]time.Time
@@ -186,7 +184,6 @@ func (d *diag) buildPhones() {
 			byKey[key] = p
 			d.phones = append(d.phones, p)
 		}
-		p.source, p.transport = e.Source, e.Transport
 		p.latest, p.latestC = e, c
 		if !isFailure(c) {
 			if c == cause.Registered {
@@ -576,22 +573,18 @@ func (d *diag) checkHistory() {
 		d.add(f)
 	}
 	for _, p := range d.failing {
-		st := status
-		if registered && d.in.Now.Sub(p.latest.Time) > recentFailure {
-			st = OK
-		}
 		c := p.latestC
 		if c == cause.IPBanned {
 			// The ban finding (or this one) says the packets are dropped;
 			// what got the phone banned is the problem to fix first.
 			if !d.isBanned(p.ip) {
-				d.add(d.failureFinding(p, c, st))
+				d.add(d.failureFinding(p, c, status))
 			}
 			if c = p.reason(); c == "" {
 				continue
 			}
 		}
-		d.add(d.failureFinding(p, c, st))
+		d.add(d.failureFinding(p, c, status))
 	}
 	if len(d.failing) > 0 || len(d.banned) > 0 {
 		return

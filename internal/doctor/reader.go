@@ -40,6 +40,8 @@ type BanSource func(ctx context.Context, ips []string) ([]Ban, error)
 // running server. It only reads. The zero values of the optional fields
 // turn their part off: Calls and Bans nil mean "not available" (a skip
 // finding), Probe false skips probing, Firewall false skips the firewall.
+// A Reader probes and reads the firewall once, on its first Gather; it is
+// not safe for concurrent use.
 type Reader struct {
 	DB      *sqlite.DB
 	DataDir string // shown in fixes ("" leaves --data out)
@@ -58,7 +60,7 @@ type Reader struct {
 	Now         func() time.Time
 	Loc         *time.Location
 
-	// runtimeDone guards probing and firewall reading to once per Reader.
+	// runtimeDone records that probing and the firewall were done.
 	runtimeDone bool
 	firewall    Firewall
 }

@@ -19,6 +19,7 @@ import (
 // the fork's goroutine (fork.run); watch only reads tx.
 type branch struct {
 	b         store.Binding
+	dest      string // where requests go: router.Destination (NAT-aware)
 	transport string
 	req       *sip.Request
 	tx        sip.ClientTransaction
@@ -118,6 +119,7 @@ func (f *fork) run() {
 func (f *fork) start(b store.Binding) {
 	p := f.p
 	br := &branch{b: b, sent: p.now(), transport: strings.ToUpper(b.Transport)}
+	br.dest, _ = router.Destination(b)
 	if br.transport == "" {
 		br.transport = "UDP"
 	}
@@ -132,12 +134,7 @@ func (f *fork) start(b store.Binding) {
 	p.popOwnRoutes(r, f.rec.CallID)
 	for r.RemoveHeader("Proxy-Authorization") {
 	}
-	dest := b.Source
-	if dest == "" {
-		// A binding saved without its source: use the contact itself.
-		dest, _ = uriDest(&u)
-	}
-	p.prepareForward(r, dest, br.transport)
+	p.prepareForward(r, br.dest, br.transport)
 	in := strings.ToUpper(f.req.Transport())
 	if in != br.transport {
 		// RFC 5658: one entry per side when the transport changes.
@@ -147,7 +144,7 @@ func (f *fork) start(b store.Binding) {
 	tx, err := p.d.Client.TransactionRequest(context.Background(), r, prebuilt)
 	if err != nil {
 		br.final, br.synthetic = 408, true
-		br.reason = "could not send the INVITE to " + b.Source + " over " + br.transport + ": " + err.Error()
+		br.reason = "could not send the INVITE to " + br.dest + " over " + br.transport + ": " + err.Error()
 		f.unreachable(br, br.reason)
 		return
 	}
@@ -249,7 +246,7 @@ func (f *fork) answer(br *branch, res *sip.Response) {
 	f.rec.Branches = f.branchRecords()
 	d := &dialog{callID: f.rec.CallID, callerTag: tagOf(f.req.From().Params), calleeTag: calleeTag,
 		callerDest: f.req.Source(), callerTransport: strings.ToUpper(f.req.Transport()),
-		calleeDest: br.b.Source, calleeTransport: br.transport, rec: f.rec, last: now}
+		calleeDest: br.dest, calleeTransport: br.transport, rec: f.rec, last: now}
 	if p.dialogs.add(d) {
 		f.dlg = d
 	} else {
@@ -452,7 +449,7 @@ func (f *fork) unreachable(br *branch, reason string) {
 func (f *fork) branchRecords() []calls.Branch {
 	out := make([]calls.Branch, len(f.branches))
 	for i, br := range f.branches {
-		out[i] = calls.Branch{Contact: br.b.Contact, Destination: br.b.Source, Transport: br.transport,
+		out[i] = calls.Branch{Contact: br.b.Contact, Destination: br.dest, Transport: br.transport,
 			UserAgent: br.b.UserAgent, Status: br.final, Reason: br.reason, Ringing: br.ringing}
 	}
 	return out

@@ -5,9 +5,11 @@
 // same digest and nonce rules as REGISTER; an unknown user and a wrong
 // password get the same 403), the authenticated user must be the From user,
 // and the router (package router) picks the callee's bindings. The proxy
-// then forks the INVITE to every binding in parallel, each sent to the
-// address and transport the phone registered from (so phones behind NAT are
-// reached through their pinhole), answers 100 Trying at once, relays 180/183
+// then forks the INVITE to every binding in parallel, each sent over the
+// transport the phone registered with, to the address router.Destination
+// picks: the address the REGISTER came from when the phone is behind NAT
+// (so it is reached through its pinhole) or uses TCP, its contact
+// otherwise. It answers 100 Trying at once, relays 180/183
 // with their SDP, relays the first 2xx and CANCELs the other branches, and
 // otherwise answers the best final response (§16.7) with a Q.850 Reason
 // header naming the cause (USER_BUSY, CALL_REJECTED, ...). A callee that

@@ -31,6 +31,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
+	"github.com/switchboard-pbx/switchboard/internal/router"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 )
 
@@ -195,7 +196,8 @@ func (q *Pinger) Qualify(ctx context.Context, b store.Binding) (reachable bool, 
 	switch {
 	case !reachable:
 		ev.Cause = cause.Unreachable
-		ev.Detail = "contact " + nb.Contact + " at " + nb.Source + " did not answer OPTIONS: " + why
+		dest, _ := router.Destination(nb)
+		ev.Detail = "contact " + nb.Contact + " at " + dest + " did not answer OPTIONS: " + why
 	case b.PingStatus == "unreachable":
 		ev.Cause = cause.Reachable
 		ev.Detail = "contact " + nb.Contact + " answers OPTIONS again (" + strconv.Itoa(status) + ", " +
@@ -207,8 +209,9 @@ func (q *Pinger) Qualify(ctx context.Context, b store.Binding) (reachable bool, 
 	return reachable, rtt
 }
 
-// Ping sends one OPTIONS to a binding, at the address and over the
-// transport it registered from, and waits up to Timeout for any answer.
+// Ping sends one OPTIONS to a binding, where calls to it go
+// (router.Destination: the address it registered from when behind NAT),
+// and waits up to Timeout for any answer.
 func (q *Pinger) Ping(ctx context.Context, b store.Binding) (ok bool, rtt time.Duration, status int, why string) {
 	var u sip.Uri
 	if err := sip.ParseUri(b.Contact, &u); err != nil {
@@ -236,7 +239,8 @@ func (q *Pinger) Ping(ctx context.Context, b store.Binding) (ok bool, rtt time.D
 	req.AppendHeader(sip.NewHeader("User-Agent", "switchboard"))
 	req.SetBody(nil)
 	req.SetTransport(tp)
-	req.SetDestination(b.Source)
+	dest, _ := router.Destination(b)
+	req.SetDestination(dest)
 	if tp == "UDP" {
 		req.Laddr = q.udpAddr
 	}

@@ -14,7 +14,8 @@
 //     FusionPBX where the dialplan finds no route.
 //   - An extension without a live registration is USER_NOT_REGISTERED (480).
 //   - Otherwise every binding is a target; the ring timeout is the callee's
-//     call_timeout (DefaultTimeout when unset).
+//     call_timeout (DefaultTimeout when unset). Destination says at which
+//     address each binding is reached (NAT-aware).
 //
 // Example:
 //
@@ -24,6 +25,8 @@
 package router
 
 import (
+	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -81,6 +84,80 @@ type Decision struct {
 	Cause cause.Code
 	// Detail explains the decision for the journal.
 	Detail string
+}
+
+// Destination returns the address (ip:port) requests for a binding are sent
+// to, and whether the phone was judged to be behind NAT.
+//
+// Over TCP (and other stream transports) it is always the source of the
+// REGISTER: the phone's open connection. Over UDP it is the source too when
+// the contact's host is not the IP the REGISTER came from (a private
+// address behind NAT, a name such as WebRTC's *.invalid) — the pinhole the
+// phone keeps open — and otherwise the contact's own host and port, which
+// the phone chose (it may listen on another port than it sends from), as
+// FreeSWITCH does when it detects no NAT.
+func Destination(b store.Binding) (addr string, nat bool) {
+	if b.Source == "" {
+		return contactAddr(b.Contact), false
+	}
+	if !strings.EqualFold(b.Transport, "UDP") && b.Transport != "" {
+		return b.Source, false
+	}
+	host, _, err := net.SplitHostPort(b.Source)
+	if err != nil {
+		return b.Source, false
+	}
+	caddr := contactAddr(b.Contact)
+	chost, _, err := net.SplitHostPort(caddr)
+	if err != nil {
+		return b.Source, true
+	}
+	src, err1 := netip.ParseAddr(host)
+	ctc, err2 := netip.ParseAddr(chost)
+	if err1 != nil || err2 != nil || src.Unmap() != ctc.Unmap() {
+		return b.Source, caddr != b.Source
+	}
+	return caddr, false
+}
+
+// contactAddr returns host:port of a SIP contact URI (port 5060, or 5061
+// for sips, when absent); "" when it cannot be parsed.
+func contactAddr(contact string) string {
+	s := contact
+	if i := strings.IndexByte(s, ':'); i >= 0 {
+		scheme := strings.ToLower(s[:i])
+		if scheme != "sip" && scheme != "sips" {
+			return ""
+		}
+		s = s[i+1:]
+		port := "5060"
+		if scheme == "sips" {
+			port = "5061"
+		}
+		if at := strings.LastIndexByte(s, '@'); at >= 0 {
+			s = s[at+1:]
+		}
+		if end := strings.IndexAny(s, ";?>"); end >= 0 {
+			s = s[:end]
+		}
+		if strings.HasPrefix(s, "[") {
+			if end := strings.IndexByte(s, ']'); end >= 0 {
+				if rest := s[end+1:]; strings.HasPrefix(rest, ":") {
+					return s
+				}
+				return s + ":" + port
+			}
+			return ""
+		}
+		if strings.Count(s, ":") == 1 {
+			return s
+		}
+		if strings.Contains(s, ":") {
+			return ""
+		}
+		return net.JoinHostPort(s, port)
+	}
+	return ""
 }
 
 // Route decides where a call goes. It never blocks and never touches the

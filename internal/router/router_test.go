@@ -124,3 +124,35 @@ func TestRouteDefaultTimeoutOverride(t *testing.T) {
 		t.Fatalf("timeout = %s, want 5s", d.Timeout)
 	}
 }
+
+func TestDestination(t *testing.T) {
+	tests := []struct {
+		name    string
+		b       store.Binding
+		want    string
+		wantNAT bool
+	}{
+		{"contact is where it registered from",
+			store.Binding{Contact: "sip:2002@203.0.113.5:5062", Source: "203.0.113.5:5062", Transport: "UDP"}, "203.0.113.5:5062", false},
+		{"behind NAT: private contact, public source",
+			store.Binding{Contact: "sip:2002@192.168.1.50:5060;transport=udp", Source: "203.0.113.5:40123", Transport: "UDP"}, "203.0.113.5:40123", true},
+		{"WebRTC-style name in the contact",
+			store.Binding{Contact: "sip:abc@df7jal23ls0d.invalid;transport=ws", Source: "203.0.113.5:40123", Transport: "UDP"}, "203.0.113.5:40123", true},
+		{"same IP, listens on another port than it sends from: the contact",
+			store.Binding{Contact: "sip:2002@127.0.0.1:5080;transport=UDP", Source: "127.0.0.1:5091", Transport: "UDP"}, "127.0.0.1:5080", false},
+		{"no port in the contact means 5060",
+			store.Binding{Contact: "sip:2002@10.0.0.7", Source: "10.0.0.7:5060", Transport: "UDP"}, "10.0.0.7:5060", false},
+		{"TCP uses the phone's connection",
+			store.Binding{Contact: "sip:2002@127.0.0.1:5060;transport=tcp", Source: "127.0.0.1:45678", Transport: "TCP"}, "127.0.0.1:45678", false},
+		{"IPv6",
+			store.Binding{Contact: "sip:2002@[2001:db8::7]:5070", Source: "[2001:db8::7]:5070", Transport: "UDP"}, "[2001:db8::7]:5070", false},
+		{"no source saved",
+			store.Binding{Contact: "sips:2002@pbx.example", Transport: "UDP"}, "pbx.example:5061", false},
+	}
+	for _, tc := range tests {
+		got, nat := Destination(tc.b)
+		if got != tc.want || nat != tc.wantNAT {
+			t.Errorf("%s: Destination = %s (nat %v), want %s (nat %v)", tc.name, got, nat, tc.want, tc.wantNAT)
+		}
+	}
+}

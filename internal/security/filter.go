@@ -31,8 +31,9 @@ type Transport interface {
 //   - drops everything from banned addresses (silently, as fail2ban does),
 //     closing their TCP connections;
 //   - drops messages over the per-address rate limit;
-//   - drops messages from known scanner user agents, counting each as a
-//     failed authentication (so a scanner is banned after BanAfter);
+//   - drops messages from known scanner user agents and bans their
+//     address at once (a scanner that hides its user agent is banned by
+//     its failed authentications instead);
 //   - frames TCP streams by Content-Length, holding incomplete messages
 //     (a connection stalled mid-message is closed after StreamTimeout);
 //   - answers malformed requests itself (400, 505 bad version, 416 unknown
@@ -209,15 +210,21 @@ func (s *Service) closeConn(remote net.Addr) {
 	}
 }
 
-// scanner drops a message from a scanner user agent and counts it as a
-// failed authentication.
+// scanner drops a message from a scanner user agent and bans its address
+// at once (unless exempt): no phone sends such a user agent, and scanners
+// give up after one unanswered probe, so counting to BanAfter would never
+// ban them.
 func (s *Service) scanner(ip netip.Addr, ap netip.AddrPort, transport string, msg, ua []byte) {
 	s.stats.Scanners.Add(1)
 	reason := "scanner user agent " + printable(ua)
 	s.note(ip, ap, transport, cause.Scanner, 0, msg, reason+"; dropped")
-	if b, ok := s.guard.Fail(ip, reason); ok {
-		s.banned(b, transport)
+	if s.exempt(ip) || s.guard.Banned(ip) {
+		return
 	}
+	now := s.now()
+	b := acl.Ban{IP: ip, Reason: reason, Failures: 1, Since: now, Until: now.Add(s.cfg.BanFor)}
+	s.guard.Add(b)
+	s.banned(b, transport)
 }
 
 func (s *Service) noteBanned(ip netip.Addr, ap netip.AddrPort, transport string, data []byte) {

@@ -372,6 +372,9 @@ func (s *Service) banned(b acl.Ban, transport string) {
 	s.stats.Bans.Add(1)
 	detail := fmt.Sprintf("address %s banned until %s after %d failed authentications within %s; last: %s",
 		b.IP, b.Until.Format(time.RFC3339), b.Failures, s.cfg.BanWindow, b.Reason)
+	if b.Failures < s.cfg.BanAfter {
+		detail = fmt.Sprintf("address %s banned until %s: %s", b.IP, b.Until.Format(time.RFC3339), b.Reason)
+	}
 	s.d.Journal.Record(journal.Event{Time: b.Since, Kind: journal.KindBan, Cause: cause.IPBanned, Source: b.IP.String(),
 		Transport: transport, Status: 0, Detail: detail})
 	s.d.Log.Warn("address banned", "ip", b.IP, "until", b.Until.Format(time.RFC3339), "failures", b.Failures, "reason", b.Reason)

@@ -203,6 +203,16 @@ type clipHandler struct{ slog.Handler }
 const maxLogAttr = 200
 
 func (c clipHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level == slog.LevelError && r.Message == "Read error" {
+		// A peer resetting its TCP connection is not a server error; at
+		// ERROR a client could fill the log by connecting and resetting.
+		if !c.Handler.Enabled(ctx, slog.LevelDebug) {
+			return nil
+		}
+		d := slog.NewRecord(r.Time, slog.LevelDebug, r.Message, r.PC)
+		r.Attrs(func(a slog.Attr) bool { d.AddAttrs(a); return true })
+		r = d
+	}
 	long := false
 	r.Attrs(func(a slog.Attr) bool {
 		if a.Value.Kind() == slog.KindString && len(a.Value.String()) > maxLogAttr {

@@ -180,8 +180,8 @@ func (p *Phone) MustSucceed(timeout time.Duration) string {
 // callerRow is a SIPp injection row: caller;password;[authentication];callee.
 func callerRow(caller, pw, callee string) []string { return AuthRow(caller, pw, callee) }
 
-// lastFinal returns the last final response (>= 200) SIPp received.
-func lastFinal(t *testing.T, r SIPpResult) SIPMessage {
+// lastFinalResponse returns the last final response (>= 200) SIPp received.
+func lastFinalResponse(t *testing.T, r SIPpResult) SIPMessage {
 	t.Helper()
 	var fin SIPMessage
 	for _, m := range Responses(ParseSIPpMessages(r.Messages)) {
@@ -196,8 +196,8 @@ func lastFinal(t *testing.T, r SIPpResult) SIPMessage {
 	return fin
 }
 
-// received returns the requests SIPp received with this method.
-func received(msgs, method string) []SIPMessage {
+// receivedRequests returns the requests SIPp received with this method.
+func receivedRequests(msgs, method string) []SIPMessage {
 	var out []SIPMessage
 	for _, m := range ParseSIPpMessages(msgs) {
 		if m.Received && strings.HasPrefix(m.First, method+" ") {
@@ -207,7 +207,10 @@ func received(msgs, method string) []SIPMessage {
 	return out
 }
 
-func setup(t *testing.T, extra ...string) *Server {
+// callSetup starts a server (qualify off unless extra turns it on) with
+// extensions 2001, 2002 and 2003 (passwords secret-NNNN), and fails the
+// test if the server reports a data race or a panic.
+func callSetup(t *testing.T, extra ...string) *Server {
 	t.Helper()
 	Need(t, "sipp")
 	// Qualify pings would be answered by SIPp phones as calls of their own
@@ -229,7 +232,7 @@ func setup(t *testing.T, extra ...string) *Server {
 // answers); ACK and BYE follow the Record-Route; the record says
 // NORMAL_CLEARING with a duration and who hung up.
 func TestCallSIPpAnswered(t *testing.T) {
-	s := setup(t)
+	s := callSetup(t)
 	callee := NewPhone(t, s, "2002", "secret-2002")
 	callee.Start("call-phone-answer.xml", "-d", "300")
 	r := SIPp(t, s.Addr, "call-uac.xml", 1, "-inf", CSV(t, "SEQUENTIAL", callerRow("2001", "secret-2001", "2002")), "-d", "1000")
@@ -237,7 +240,7 @@ func TestCallSIPpAnswered(t *testing.T) {
 		t.Fatalf("caller failed (%d):\n%s\nserver log:\n%s", r.Code, r.Output, s.Log())
 	}
 	msgs := callee.MustSucceed(10 * time.Second)
-	invs := received(msgs, "INVITE")
+	invs := receivedRequests(msgs, "INVITE")
 	if len(invs) == 0 {
 		t.Fatal("callee got no INVITE")
 	}
@@ -249,7 +252,7 @@ func TestCallSIPpAnswered(t *testing.T) {
 	if len(inv.Get("Proxy-Authorization")) != 0 {
 		t.Fatal("the caller's credentials were forwarded to the callee")
 	}
-	if len(received(msgs, "ACK")) == 0 || len(received(msgs, "BYE")) == 0 {
+	if len(receivedRequests(msgs, "ACK")) == 0 || len(receivedRequests(msgs, "BYE")) == 0 {
 		t.Fatalf("ACK or BYE did not reach the callee through the proxy:\n%s", msgs)
 	}
 	c := waitCall(t, s, "NORMAL_CLEARING", func(c CallRecord) bool { return c.Cause == "NORMAL_CLEARING" })
@@ -270,7 +273,7 @@ func failCall(t *testing.T, s *Server, caller, pw, callee string) SIPMessage {
 	if r.Code != 0 {
 		t.Fatalf("caller scenario failed (%d):\n%s\nserver log:\n%s", r.Code, r.Output, s.Log())
 	}
-	return lastFinal(t, r)
+	return lastFinalResponse(t, r)
 }
 
 // wantFailure checks the caller's final answer and the call record.
@@ -295,7 +298,7 @@ func wantFailure(t *testing.T, s *Server, fin SIPMessage, to, status, reason, ca
 // TestCallNotRegistered: the callee exists but has no registration: 480
 // with Reason USER_NOT_REGISTERED, recorded as such.
 func TestCallNotRegistered(t *testing.T) {
-	s := setup(t)
+	s := callSetup(t)
 	fin := failCall(t, s, "2001", "secret-2001", "2003")
 	c := wantFailure(t, s, fin, "2003", "480", `Q.850;cause=20;text="USER_NOT_REGISTERED"`, "USER_NOT_REGISTERED")
 	if c.From != "2001" || c.To != "2003" || len(c.Branches) != 0 || c.Domain != "127.0.0.1" {
@@ -305,7 +308,7 @@ func TestCallNotRegistered(t *testing.T) {
 
 // TestCallUnknownExtension: 404 UNALLOCATED_NUMBER, as for a disabled one.
 func TestCallUnknownExtension(t *testing.T) {
-	s := setup(t)
+	s := callSetup(t)
 	fin := failCall(t, s, "2001", "secret-2001", "2999")
 	wantFailure(t, s, fin, "2999", "404", `Q.850;cause=1;text="UNALLOCATED_NUMBER"`, "UNALLOCATED_NUMBER")
 	NewPhone(t, s, "2002", "secret-2002")
@@ -320,7 +323,7 @@ func TestCallUnknownExtension(t *testing.T) {
 // TestCallBusy: the callee answers 486: the caller gets 486 with Reason
 // USER_BUSY.
 func TestCallBusy(t *testing.T) {
-	s := setup(t)
+	s := callSetup(t)
 	p := NewPhone(t, s, "2002", "secret-2002")
 	p.Start("call-phone-busy.xml")
 	fin := failCall(t, s, "2001", "secret-2001", "2002")
@@ -333,7 +336,7 @@ func TestCallBusy(t *testing.T) {
 
 // TestCallDeclined: 603 from the callee is CALL_REJECTED.
 func TestCallDeclined(t *testing.T) {
-	s := setup(t)
+	s := callSetup(t)
 	p := NewPhone(t, s, "2002", "secret-2002")
 	p.Start("call-phone-decline.xml")
 	fin := failCall(t, s, "2001", "secret-2001", "2002")
@@ -344,7 +347,7 @@ func TestCallDeclined(t *testing.T) {
 // TestCallNoAnswer: the callee rings past its call timeout (2 s): the
 // phone gets a CANCEL, the caller 480 NO_ANSWER.
 func TestCallNoAnswer(t *testing.T) {
-	s := setup(t)
+	s := callSetup(t)
 	s.CLI("ext", "set", "2002", "--call-timeout", "2")
 	p := NewPhone(t, s, "2002", "secret-2002")
 	p.Start("call-phone-ring.xml")
@@ -355,7 +358,7 @@ func TestCallNoAnswer(t *testing.T) {
 	}
 	c := wantFailure(t, s, fin, "2002", "480", `Q.850;cause=19;text="NO_ANSWER"`, "NO_ANSWER")
 	msgs := p.MustSucceed(5 * time.Second)
-	if len(received(msgs, "CANCEL")) == 0 {
+	if len(receivedRequests(msgs, "CANCEL")) == 0 {
 		t.Fatal("the ringing phone got no CANCEL")
 	}
 	if c.HangupBy != "server" || len(c.Branches) != 1 || !c.Branches[0].Ringing || c.Branches[0].SIPStatus != 487 {
@@ -366,7 +369,7 @@ func TestCallNoAnswer(t *testing.T) {
 // TestCallCallerCancel: the caller hangs up while the callee rings: 487,
 // the phone gets the CANCEL, ORIGINATOR_CANCEL.
 func TestCallCallerCancel(t *testing.T) {
-	s := setup(t)
+	s := callSetup(t)
 	p := NewPhone(t, s, "2002", "secret-2002")
 	p.Start("call-phone-ring.xml")
 	r := SIPp(t, s.Addr, "call-uac-cancel.xml", 1, "-inf", CSV(t, "SEQUENTIAL", callerRow("2001", "secret-2001", "2002")), "-d", "500")
@@ -374,7 +377,7 @@ func TestCallCallerCancel(t *testing.T) {
 		t.Fatalf("caller failed (%d):\n%s\nserver log:\n%s", r.Code, r.Output, s.Log())
 	}
 	msgs := p.MustSucceed(5 * time.Second)
-	if len(received(msgs, "CANCEL")) != 1 {
+	if len(receivedRequests(msgs, "CANCEL")) != 1 {
 		t.Fatalf("the phone did not get exactly one CANCEL:\n%s", msgs)
 	}
 	c := waitCall(t, s, "ORIGINATOR_CANCEL", func(c CallRecord) bool { return c.Cause == "ORIGINATOR_CANCEL" })
@@ -386,7 +389,7 @@ func TestCallCallerCancel(t *testing.T) {
 // TestCallForkFirstAnswerWins: 2002 is registered on two phones; both ring,
 // the first to answer gets the call and the other one a CANCEL.
 func TestCallForkFirstAnswerWins(t *testing.T) {
-	s := setup(t)
+	s := callSetup(t)
 	a := NewPhone(t, s, "2002", "secret-2002")
 	b := NewPhone(t, s, "2002", "secret-2002")
 	if n := len(s.Regs("2002")); n != 2 {
@@ -400,7 +403,7 @@ func TestCallForkFirstAnswerWins(t *testing.T) {
 	}
 	a.MustSucceed(10 * time.Second)
 	bm := b.MustSucceed(10 * time.Second)
-	if len(received(bm, "INVITE")) == 0 || len(received(bm, "CANCEL")) != 1 {
+	if len(receivedRequests(bm, "INVITE")) == 0 || len(receivedRequests(bm, "CANCEL")) != 1 {
 		t.Fatalf("the second phone was not rung and cancelled:\n%s", bm)
 	}
 	c := waitCall(t, s, "NORMAL_CLEARING", func(c CallRecord) bool { return c.Cause == "NORMAL_CLEARING" })
@@ -419,8 +422,8 @@ func TestCallForkFirstAnswerWins(t *testing.T) {
 	}
 }
 
-// journalEvent is the subset of `journal --json` these tests read.
-type journalEvent struct {
+// callJournalEvent is the subset of `journal --json` these tests read.
+type callJournalEvent struct {
 	Kind      string `json:"kind"`
 	Cause     string `json:"cause"`
 	Extension string `json:"extension"`
@@ -428,8 +431,8 @@ type journalEvent struct {
 	Detail    string `json:"detail"`
 }
 
-func journalOf(s *Server, args ...string) []journalEvent {
-	var ev []journalEvent
+func callJournal(s *Server, args ...string) []callJournalEvent {
+	var ev []callJournalEvent
 	s.JSON(&ev, append([]string{"journal"}, args...)...)
 	return ev
 }
@@ -438,7 +441,7 @@ func journalOf(s *Server, args ...string) []journalEvent {
 // no-response timeout the caller gets 408 RECOVERY_ON_TIMER_EXPIRE and the
 // binding is marked unreachable (reg, journal).
 func TestCallDeadPhone(t *testing.T) {
-	s := setup(t)
+	s := callSetup(t)
 	p := NewPhone(t, s, "2002", "secret-2002")
 	p.Start("call-phone-swallow.xml", "-nd")
 	fin := failCall(t, s, "2001", "secret-2001", "2002")
@@ -450,13 +453,13 @@ func TestCallDeadPhone(t *testing.T) {
 		t.Fatalf("binding not marked unreachable: %+v", regs)
 	}
 	found := false
-	for _, e := range journalOf(s, "--ext", "2002", "--kind", "qualify") {
+	for _, e := range callJournal(s, "--ext", "2002", "--kind", "qualify") {
 		if e.Cause == "unreachable" {
 			found = true
 		}
 	}
 	if !found {
-		t.Fatalf("no qualify/unreachable journal event for 2002: %+v", journalOf(s, "--ext", "2002"))
+		t.Fatalf("no qualify/unreachable journal event for 2002: %+v", callJournal(s, "--ext", "2002"))
 	}
 	p.Stop()
 }
@@ -464,7 +467,7 @@ func TestCallDeadPhone(t *testing.T) {
 // TestCallReInviteAndByeThroughRecordRoute: a re-INVITE (hold) and the
 // BYE follow the Record-Route, reach the phone and are answered.
 func TestCallReInviteAndByeThroughRecordRoute(t *testing.T) {
-	s := setup(t)
+	s := callSetup(t)
 	p := NewPhone(t, s, "2002", "secret-2002")
 	p.Start("call-phone-reinvite.xml", "-d", "200")
 	r := SIPp(t, s.Addr, "call-uac-reinvite.xml", 1, "-inf", CSV(t, "SEQUENTIAL", callerRow("2001", "secret-2001", "2002")), "-d", "300")
@@ -472,7 +475,7 @@ func TestCallReInviteAndByeThroughRecordRoute(t *testing.T) {
 		t.Fatalf("caller failed (%d):\n%s\nserver log:\n%s", r.Code, r.Output, s.Log())
 	}
 	msgs := p.MustSucceed(10 * time.Second)
-	invs := received(msgs, "INVITE")
+	invs := receivedRequests(msgs, "INVITE")
 	if len(invs) != 2 {
 		t.Fatalf("phone got %d INVITEs, want the call and its re-INVITE", len(invs))
 	}
@@ -484,12 +487,12 @@ func TestCallReInviteAndByeThroughRecordRoute(t *testing.T) {
 
 // TestCallMaxForwardsZero: 483 and nothing is forwarded.
 func TestCallMaxForwardsZero(t *testing.T) {
-	s := setup(t)
+	s := callSetup(t)
 	r := SIPp(t, s.Addr, "call-uac-maxfwd.xml", 1, "-inf", CSV(t, "SEQUENTIAL", callerRow("2001", "secret-2001", "2002")))
 	if r.Code != 0 {
 		t.Fatalf("caller failed (%d):\n%s\nserver log:\n%s", r.Code, r.Output, s.Log())
 	}
-	if fin := lastFinal(t, r); !strings.HasPrefix(fin.Status(), "483 ") {
+	if fin := lastFinalResponse(t, r); !strings.HasPrefix(fin.Status(), "483 ") {
 		t.Fatalf("got %q, want 483", fin.Status())
 	}
 }
@@ -498,7 +501,7 @@ func TestCallMaxForwardsZero(t *testing.T) {
 // never routed; a wrong password and a From user that is not the
 // authenticated user get 403; none of them is a call record.
 func TestCallAuthentication(t *testing.T) {
-	s := setup(t)
+	s := callSetup(t)
 	p := NewPhone(t, s, "2002", "secret-2002")
 	p.Start("call-phone-answer.xml")
 
@@ -506,7 +509,7 @@ func TestCallAuthentication(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("unauthenticated caller (%d):\n%s", r.Code, r.Output)
 	}
-	fin := lastFinal(t, r)
+	fin := lastFinalResponse(t, r)
 	if !strings.HasPrefix(fin.Status(), "407 ") || len(fin.Get("Proxy-Authenticate")) == 0 {
 		t.Fatalf("want 407 with Proxy-Authenticate, got %q %v", fin.Status(), fin.Headers)
 	}
@@ -525,18 +528,18 @@ func TestCallAuthentication(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("impersonating caller (%d):\n%s", r.Code, r.Output)
 	}
-	if fin := lastFinal(t, r); !strings.HasPrefix(fin.Status(), "403 ") {
+	if fin := lastFinalResponse(t, r); !strings.HasPrefix(fin.Status(), "403 ") {
 		t.Fatalf("From 2001 authenticated as 2003: got %q, want 403", fin.Status())
 	}
 	time.Sleep(300 * time.Millisecond)
-	if got := received(p.Messages(), "INVITE"); len(got) != 0 {
+	if got := receivedRequests(p.Messages(), "INVITE"); len(got) != 0 {
 		t.Fatalf("an unauthenticated INVITE reached the callee: %+v", got)
 	}
 	if cs := s.Calls(); len(cs) != 0 {
 		t.Fatalf("refused credentials made call records: %+v", cs)
 	}
 	causes := map[string]bool{}
-	for _, e := range journalOf(s, "--kind", "invite") {
+	for _, e := range callJournal(s, "--kind", "invite") {
 		causes[e.Cause] = true
 	}
 	for _, c := range []string{"wrong_password", "extension_missing", "auth_user_mismatch", "challenged"} {
@@ -549,7 +552,7 @@ func TestCallAuthentication(t *testing.T) {
 // TestCallLargeSDP: an INVITE with a ~3 kB SDP over UDP reaches the callee
 // whole and the call completes.
 func TestCallLargeSDP(t *testing.T) {
-	s := setup(t)
+	s := callSetup(t)
 	p := NewPhone(t, s, "2002", "secret-2002")
 	p.Start("call-phone-answer.xml")
 	r := SIPp(t, s.Addr, "call-uac-bigsdp.xml", 1, "-inf", CSV(t, "SEQUENTIAL", callerRow("2001", "secret-2001", "2002")), "-d", "200")
@@ -557,7 +560,7 @@ func TestCallLargeSDP(t *testing.T) {
 		t.Fatalf("caller failed (%d):\n%s\nserver log:\n%s", r.Code, r.Output, s.Log())
 	}
 	msgs := p.MustSucceed(10 * time.Second)
-	invs := received(msgs, "INVITE")
+	invs := receivedRequests(msgs, "INVITE")
 	if len(invs) == 0 {
 		t.Fatal("no INVITE at the callee")
 	}
@@ -574,7 +577,7 @@ func TestCallLargeSDP(t *testing.T) {
 // (-aa) is Reachable with an RTT and a registered phone that is gone is
 // Unreachable; the change is journaled.
 func TestQualify(t *testing.T) {
-	s := setup(t, "--qualify-interval", "1s")
+	s := callSetup(t, "--qualify-interval", "1s")
 	live := NewPhone(t, s, "2002", "secret-2002")
 	live.Start("call-phone-answer.xml", "-m", "1000")
 	dead := NewPhone(t, s, "2003", "secret-2003") // registered, then nothing listens there
@@ -599,10 +602,10 @@ func TestQualify(t *testing.T) {
 		t.Fatalf("reg does not show the ping status:\n%s", out)
 	}
 	WaitFor(t, 5*time.Second, "an unreachable event for 2003", func() bool {
-		ev := journalOf(s, "--ext", "2003", "--kind", "qualify")
+		ev := callJournal(s, "--ext", "2003", "--kind", "qualify")
 		return len(ev) > 0 && ev[len(ev)-1].Cause == "unreachable"
 	})
-	for _, e := range journalOf(s, "--ext", "2002", "--kind", "qualify") {
+	for _, e := range callJournal(s, "--ext", "2002", "--kind", "qualify") {
 		t.Fatalf("a steadily reachable phone was journaled: %+v", e)
 	}
 	// 2003's phone comes back on the port it registered from: recovery.
@@ -613,7 +616,7 @@ func TestQualify(t *testing.T) {
 	})
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		ev := journalOf(s, "--ext", "2003", "--kind", "qualify")
+		ev := callJournal(s, "--ext", "2003", "--kind", "qualify")
 		// The journal lists events oldest first.
 		if len(ev) >= 2 && ev[len(ev)-2].Cause == "unreachable" && ev[len(ev)-1].Cause == "reachable" {
 			break
@@ -631,7 +634,7 @@ func TestQualify(t *testing.T) {
 // hangs up, the BYE reaches 2002, and the record says NORMAL_CLEARING with
 // a duration.
 func TestCallBaresipAudio(t *testing.T) {
-	s := setup(t)
+	s := callSetup(t)
 	recA, recB := t.TempDir(), t.TempDir()
 	a := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2001", "secret-2001", s.Addr, "udp")},
 		Modules: []string{"sndfile"}, Config: []string{"audio_source ausine,440", "ausrc_srate 48000", "ausrc_channels 2", "snd_path " + recA}})
@@ -697,7 +700,7 @@ func TestCallBaresipAudio(t *testing.T) {
 // is not registered: the 480 carries Reason USER_NOT_REGISTERED (baresip
 // shows it) and the record says USER_NOT_REGISTERED.
 func TestCallBaresipNotRegistered(t *testing.T) {
-	s := setup(t)
+	s := callSetup(t)
 	a := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2001", "secret-2001", s.Addr, "udp")}})
 	a.WaitRegistered("2001@127.0.0.1", 15*time.Second)
 	if err := a.Dial("sip:2003@" + s.Addr); err != nil {
@@ -711,7 +714,7 @@ func TestCallBaresipNotRegistered(t *testing.T) {
 		return c.Cause == "USER_NOT_REGISTERED" && c.SIPStatus == 480 && c.To == "2003"
 	})
 	found := false
-	for _, e := range journalOf(s, "--ext", "2003", "--kind", "invite") {
+	for _, e := range callJournal(s, "--ext", "2003", "--kind", "invite") {
 		if e.Cause == "USER_NOT_REGISTERED" && e.Status == 480 {
 			found = true
 		}
@@ -724,7 +727,7 @@ func TestCallBaresipNotRegistered(t *testing.T) {
 // TestCallStrayInDialogRequests: requests that claim a dialog switchboard
 // did not set up are refused, never relayed.
 func TestCallStrayInDialogRequests(t *testing.T) {
-	s := setup(t)
+	s := callSetup(t)
 	r := SIPp(t, s.Addr, "call-uac-stray.xml", 1, "-inf", CSV(t, "SEQUENTIAL", callerRow("2001", "secret-2001", "2002")))
 	if r.Code != 0 {
 		t.Fatalf("stray requests were not refused as expected (%d):\n%s\nserver log:\n%s", r.Code, r.Output, s.Log())
@@ -735,7 +738,7 @@ func TestCallStrayInDialogRequests(t *testing.T) {
 // killed (kill -9) is ended as SYSTEM_SHUTDOWN at the next start, and the
 // call ids continue.
 func TestCallLeftActiveAcrossRestart(t *testing.T) {
-	s := setup(t)
+	s := callSetup(t)
 	p := NewPhone(t, s, "2002", "secret-2002")
 	p.Start("call-phone-answer.xml")
 	done := make(chan SIPpResult, 1)
@@ -767,7 +770,7 @@ func TestCallLeftActiveAcrossRestart(t *testing.T) {
 
 // TestCallsCLI: the text listing, `calls show`, filters and bad input.
 func TestCallsCLI(t *testing.T) {
-	s := setup(t)
+	s := callSetup(t)
 	failCall(t, s, "2001", "secret-2001", "2003")
 	failCall(t, s, "2002", "secret-2002", "2999")
 	waitCall(t, s, "two calls", func(c CallRecord) bool { return c.To == "2999" })
@@ -823,7 +826,7 @@ func TestCallsCLI(t *testing.T) {
 // and time) all complete, are all recorded as NORMAL_CLEARING, and none is
 // left active.
 func TestCallMany(t *testing.T) {
-	s := setup(t)
+	s := callSetup(t)
 	p := NewPhone(t, s, "2002", "secret-2002")
 	p.Start("call-phone-answer.xml", "-m", "20")
 	t0 := time.Now()
@@ -849,7 +852,7 @@ func TestCallMany(t *testing.T) {
 // over UDP: the proxy changes transport and records both sides (RFC 5658
 // double Record-Route), so the ACK and BYE still find their way.
 func TestCallTCPCallerToUDPPhone(t *testing.T) {
-	s := setup(t)
+	s := callSetup(t)
 	p := NewPhone(t, s, "2002", "secret-2002")
 	p.Start("call-phone-answer.xml")
 	r := SIPp(t, s.Addr, "call-uac.xml", 1, "-inf", CSV(t, "SEQUENTIAL", callerRow("2001", "secret-2001", "2002")),
@@ -858,7 +861,7 @@ func TestCallTCPCallerToUDPPhone(t *testing.T) {
 		t.Fatalf("TCP caller failed (%d):\n%s\nserver log:\n%s", r.Code, r.Output, s.Log())
 	}
 	msgs := p.MustSucceed(10 * time.Second)
-	invs := received(msgs, "INVITE")
+	invs := receivedRequests(msgs, "INVITE")
 	if len(invs) == 0 {
 		t.Fatal("no INVITE at the phone")
 	}
@@ -870,4 +873,45 @@ func TestCallTCPCallerToUDPPhone(t *testing.T) {
 	if c.HangupBy != "caller" {
 		t.Fatalf("unexpected record %+v", c)
 	}
+}
+
+// TestCallNATAndContactPort: where the INVITE goes depends on NAT, as in
+// FreeSWITCH. A phone whose contact names a private address it cannot be
+// reached at (behind NAT) gets the INVITE at the address its REGISTER came
+// from; a phone whose contact has the IP it registers from but another
+// port (it sends from one port and listens on another, like the Kamailio
+// anchor's SIPp callees) gets it at its contact.
+func TestCallNATAndContactPort(t *testing.T) {
+	s := callSetup(t)
+	// Behind NAT: contact 192.168.77.7:5060, REGISTER from 127.0.0.1:PORT.
+	natted := &Phone{t: t, s: s, Ext: "2002", Port: FreeUDPPort(t), dir: t.TempDir()}
+	r := SIPp(t, s.Addr, "call-register-contact.xml", 1, "-inf", CSV(t, "SEQUENTIAL", AuthRow("2002", "secret-2002")),
+		"-p", strconv.Itoa(natted.Port), "-key", "contact_hostport", "192.168.77.7:5060")
+	if r.Code != 0 {
+		t.Fatalf("register behind NAT (%d):\n%s", r.Code, r.Output)
+	}
+	natted.Start("call-phone-answer.xml")
+	r = SIPp(t, s.Addr, "call-uac.xml", 1, "-inf", CSV(t, "SEQUENTIAL", callerRow("2001", "secret-2001", "2002")), "-d", "200")
+	if r.Code != 0 {
+		t.Fatalf("call to the phone behind NAT failed (%d):\n%s\nserver log:\n%s", r.Code, r.Output, s.Log())
+	}
+	natted.MustSucceed(10 * time.Second)
+	c := waitCall(t, s, "the NAT call", func(c CallRecord) bool { return c.Cause == "NORMAL_CLEARING" && c.To == "2002" })
+	if c.Branches[0].Destination != "127.0.0.1:"+strconv.Itoa(natted.Port) {
+		t.Fatalf("INVITE to the phone behind NAT went to %s, want its source 127.0.0.1:%d", c.Branches[0].Destination, natted.Port)
+	}
+
+	// Contact on the same IP, another port: register from port A, listen on B.
+	listener := &Phone{t: t, s: s, Ext: "2003", Port: FreeUDPPort(t), dir: t.TempDir()}
+	r = SIPp(t, s.Addr, "call-register-contact.xml", 1, "-inf", CSV(t, "SEQUENTIAL", AuthRow("2003", "secret-2003")),
+		"-key", "contact_hostport", "127.0.0.1:"+strconv.Itoa(listener.Port))
+	if r.Code != 0 {
+		t.Fatalf("register with another contact port (%d):\n%s", r.Code, r.Output)
+	}
+	listener.Start("call-phone-answer.xml")
+	r = SIPp(t, s.Addr, "call-uac.xml", 1, "-inf", CSV(t, "SEQUENTIAL", callerRow("2001", "secret-2001", "2003")), "-d", "200")
+	if r.Code != 0 {
+		t.Fatalf("call to the contact port failed (%d):\n%s\nserver log:\n%s", r.Code, r.Output, s.Log())
+	}
+	listener.MustSucceed(10 * time.Second)
 }

@@ -362,7 +362,7 @@ func serveOnce(t *testing.T, args ...string) (string, string, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, Binary(t), append([]string{"serve"}, args...)...)
-	cmd.Env = append(os.Environ(), "SWITCHBOARD_DATA=")
+	cmd.Env = ChildEnv("SWITCHBOARD_DATA=")
 	var o, e strings.Builder
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
@@ -529,7 +529,7 @@ func TestServeConfigAndEnv(t *testing.T) {
 
 	data := filepath.Join(t.TempDir(), "envdata")
 	cmd := exec.Command(Binary(t), "domain", "list", "--json")
-	cmd.Env = append(os.Environ(), "SWITCHBOARD_DATA="+data)
+	cmd.Env = ChildEnv("SWITCHBOARD_DATA=" + data)
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("domain list with SWITCHBOARD_DATA: %v", err)
@@ -548,7 +548,7 @@ func TestServeConfigAndEnv(t *testing.T) {
 
 // TestCLIImport100k: 100,000 rows import in one transaction within seconds.
 // Under the race detector SQLite runs many times slower, so the race run
-// imports 10,000 rows (same path, same checks); the plain run
+// imports 5,000 rows (same path, same checks); the plain run
 // (go test ./test/e2e/) and BenchmarkImport100k in internal/cli measure the
 // full 100,000.
 func TestCLIImport100k(t *testing.T) {
@@ -557,7 +557,7 @@ func TestCLIImport100k(t *testing.T) {
 	}
 	rows, limit := 100_000, 20*time.Second
 	if raceEnabled {
-		rows, limit = 10_000, 45*time.Second
+		rows, limit = 5_000, 45*time.Second
 	}
 	var b strings.Builder
 	b.WriteString("extension,password,name\n")

@@ -697,3 +697,20 @@ func TestJournalFollow(t *testing.T) {
 		t.Fatalf("journal --follow did not exit cleanly on interrupt: %v", err)
 	}
 }
+
+// TestJournalDisabled: serve --journal=false (for measuring the journal's
+// cost) records nothing, and registration still works.
+func TestJournalDisabled(t *testing.T) {
+	s := Start(t, "", "--journal=false")
+	s.AddExt("2002", "secret-2002")
+	docPhone{IP: "127.0.0.26", UA: "Quiet phone", User: "2002", Password: "wrong-password"}.register(t, s, 403, 1)
+	docPhone{IP: "127.0.0.26", UA: "Quiet phone", User: "2002", Password: "secret-2002"}.register(t, s, 200, 1)
+	WaitFor(t, 5*time.Second, "the binding", func() bool { return len(s.Regs("2002")) == 1 })
+	time.Sleep(200 * time.Millisecond) // longer than the journal's batch interval
+	if evs := journalEvents(t, s); len(evs) != 0 {
+		t.Fatalf("journal disabled but it holds %v", evs)
+	}
+	if !strings.Contains(s.Log(), "journal disabled") {
+		t.Fatalf("the server does not warn that the journal is off:\n%s", s.Log())
+	}
+}

@@ -2,8 +2,8 @@ package e2e
 
 import (
 	"bufio"
-	"fmt"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
