@@ -74,12 +74,12 @@ func (a *Authenticator) Check(req *sip.Request, header, domain string, served bo
 		return r
 	}
 	res := Result{AuthUser: creds.Username, Realm: creds.Realm}
-	switch a.Nonces.Check(creds.Nonce) {
-	case digest.NonceInvalid:
+	// A stale nonce with a correct answer gets a new challenge with
+	// stale=true (RFC 7616 §3.3): the phone retries without asking the
+	// user. A stale nonce with a wrong answer fails like any wrong answer.
+	status := a.Nonces.Check(creds.Nonce)
+	if status == digest.NonceInvalid {
 		res.Cause, res.Detail = cause.BadNonce, "nonce not issued by this server"
-		return res
-	case digest.NonceStale:
-		res.Cause, res.Detail = cause.StaleNonce, "nonce expired"
 		return res
 	}
 	if !a.offered(creds.Algorithm) {
@@ -112,6 +112,10 @@ func (a *Authenticator) Check(req *sip.Request, header, domain string, served bo
 	}
 	if !ext.Enabled {
 		res.Cause, res.Detail = cause.ExtensionDisabled, "extension "+ext.Number+"@"+domain+" is disabled"
+		return res
+	}
+	if status == digest.NonceStale {
+		res.Cause, res.Detail = cause.StaleNonce, "nonce expired (answer correct)"
 		return res
 	}
 	if !a.Nonces.UseCount(creds.Nonce, creds.NC) {

@@ -102,8 +102,8 @@ func checkACLRef(ctx context.Context, db *sqlite.DB, flagName, name string) erro
 	if err := acl.ValidName(name); err != nil {
 		return usagef("%s %q: %s", flagName, name, strings.TrimPrefix(err.Error(), "acl: "))
 	}
-	_, err := security.NewStore(db.SQL()).ACL(ctx, name)
-	if errors.Is(err, security.ErrNoACL) {
+	ok, err := security.NewStore(db.SQL()).HasACL(ctx, name)
+	if err == nil && !ok {
 		return usagef("%s %s: there is no acl %s: list them with `switchboard acl list`, or create it with `switchboard acl add %s --default deny`",
 			flagName, name, name, name)
 	}

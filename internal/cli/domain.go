@@ -96,11 +96,15 @@ realm its phones authenticate against.`)
 		if d.Name == def {
 			return usagef("%s is the default domain and cannot be removed", d.Name)
 		}
-		if _, err := db.SQL().ExecContext(ctx, "DELETE FROM domains WHERE id = ?", d.ID); err != nil {
+		n, err := db.RemoveDomain(ctx, d.Name)
+		if err != nil {
 			return err
 		}
 		syncServer(ctx, env, *data, db)
-		fmt.Fprintf(env.Stdout, "removed domain %s and its extensions\n", d.Name)
+		if *asJSON {
+			return writeJSON(env.Stdout, map[string]any{"domain": d.Name, "removed": true, "extensions": n})
+		}
+		fmt.Fprintf(env.Stdout, "removed domain %s and its %d extension(s)\n", d.Name, n)
 		return nil
 	}
 	return usagef("unknown command `domain %s`: use add, list or rm", pos[0])

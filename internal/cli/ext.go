@@ -630,6 +630,9 @@ func readCSV(ctx context.Context, db *sqlite.DB, in io.Reader, name, defDomain s
 		if err := validNumber(e.Number); err != nil {
 			return nil, nil, bad("%v", err)
 		}
+		if err := checkACLRef(ctx, db, "acl", e.ACL); err != nil {
+			return nil, nil, bad("%v", err)
+		}
 		if d := get("domain"); d != "" {
 			canon, ok := domains[strings.ToLower(d)]
 			if !ok {

@@ -238,7 +238,7 @@ func profileShow(ctx context.Context, env Env, db *sqlite.DB, st *security.Store
 		if i == 0 {
 			label = "Listeners"
 		}
-		fmt.Fprintf(tw, "%s\tsip:mod_sofia@%s (%s)\n", label, l.Address, strings.ToUpper(l.Protocol))
+		fmt.Fprintf(tw, "%s\tsip:switchboard@%s (%s)\n", label, l.Address, strings.ToUpper(l.Protocol))
 	}
 	aclLine := func(n string) string {
 		if n == "" {

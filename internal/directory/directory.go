@@ -114,6 +114,19 @@ func (c *Cache) Lookup(domain, number string) (*store.Extension, bool) {
 	return e, ok
 }
 
+// extKeys returns "domain/number" for every loaded extension.
+func (c *Cache) extKeys() map[string]struct{} {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	keys := make(map[string]struct{}, len(c.exts))
+	for _, m := range c.exts {
+		for _, e := range m {
+			keys[e.Domain+"/"+e.Number] = struct{}{}
+		}
+	}
+	return keys
+}
+
 // Count returns how many extensions are loaded.
 func (c *Cache) Count() int {
 	c.mu.RLock()
@@ -144,10 +157,22 @@ func (c *Cache) Poll(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	if len(changes) > fullReloadAbove {
+		before := c.extKeys()
 		if err := c.Load(ctx); err != nil {
 			return 0, err
 		}
+		after := c.extKeys()
+		for k := range before {
+			if _, ok := after[k]; !ok {
+				for _, h := range c.handlers["ext-removed"] {
+					h(k)
+				}
+			}
+		}
 		for kind, hs := range c.handlers {
+			if kind == "ext-removed" {
+				continue
+			}
 			for _, h := range hs {
 				h("*" + kind)
 			}

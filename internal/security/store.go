@@ -92,6 +92,19 @@ func (s *Store) ACL(ctx context.Context, name string) (acl.List, error) {
 	return acl.List{}, fmt.Errorf("acl %s: %w", name, ErrNoACL)
 }
 
+// HasACL reports whether a list exists.
+func (s *Store) HasACL(ctx context.Context, name string) (bool, error) {
+	var one int
+	err := s.db.QueryRowContext(ctx, "SELECT 1 FROM acls WHERE name = ?", name).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read acl %s: %w", name, err)
+	}
+	return true, nil
+}
+
 // AddACL creates an empty list; ErrACLExists when the name is taken.
 func (s *Store) AddACL(ctx context.Context, name string, defaultAllow bool) error {
 	if err := acl.ValidName(name); err != nil {

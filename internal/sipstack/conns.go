@@ -169,7 +169,7 @@ func Safe(log *slog.Logger, h sipgo.RequestHandler) sipgo.RequestHandler {
 	if log == nil {
 		log = slog.Default()
 	}
-	var suppressed, lastLog atomic.Int64
+	pl := &panicLog{log: log}
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		defer func() {
 			r := recover()
@@ -182,17 +182,56 @@ func Safe(log *slog.Logger, h sipgo.RequestHandler) sipgo.RequestHandler {
 					log.Debug("respond 500 after panic", "error", err)
 				}
 			}
-			now := time.Now().UnixNano()
-			last := lastLog.Load()
-			if now-last < int64(panicLogEvery) || !lastLog.CompareAndSwap(last, now) {
-				suppressed.Add(1)
-				return
-			}
-			log.Error("panic while handling a SIP request; the request got 500 and the server goes on",
-				"method", string(req.Method), "source", req.Source(), "panic", fmt.Sprint(r),
-				"suppressed_since_last", suppressed.Swap(0), "stack", string(debug.Stack()))
+			pl.report("handling a SIP request (it got 500)", r, "method", string(req.Method), "source", req.Source())
 		}()
 		h(req, tx)
+	}
+}
+
+// panicLog rate-limits the log lines of recovered panics to one per
+// panicLogEvery; the others are counted in the next line.
+type panicLog struct {
+	log              *slog.Logger
+	last, suppressed atomic.Int64
+}
+
+func (p *panicLog) report(what string, r any, attrs ...any) {
+	now := time.Now().UnixNano()
+	last := p.last.Load()
+	if now-last < int64(panicLogEvery) || !p.last.CompareAndSwap(last, now) {
+		p.suppressed.Add(1)
+		return
+	}
+	attrs = append(attrs, "panic", fmt.Sprint(r), "suppressed_since_last", p.suppressed.Swap(0), "stack", string(debug.Stack()))
+	p.log.Error("panic while "+what+"; the server goes on", attrs...)
+}
+
+// safeFilter contains a panic in the raw-packet filter (it runs in
+// sipgo's read loop, where a panic would end the process): the data is
+// dropped and the panic logged.
+func safeFilter(log *slog.Logger, f Filter) Filter {
+	pl := &panicLog{log: log}
+	return func(transport string, remote net.Addr, data []byte) (out []byte) {
+		defer func() {
+			if r := recover(); r != nil {
+				out = nil
+				pl.report("filtering a packet", r, "transport", transport, "remote", fmt.Sprint(remote), "bytes", len(data))
+			}
+		}()
+		return f(transport, remote, data)
+	}
+}
+
+// safeResponse contains a panic in the unhandled-response handler.
+func safeResponse(log *slog.Logger, h func(*sip.Response)) func(*sip.Response) {
+	pl := &panicLog{log: log}
+	return func(res *sip.Response) {
+		defer func() {
+			if r := recover(); r != nil {
+				pl.report("handling a response", r, "status", res.StatusCode, "source", res.Source())
+			}
+		}()
+		h(res)
 	}
 }
 

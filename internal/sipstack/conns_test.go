@@ -190,3 +190,14 @@ func TestReadErrorQuiet(t *testing.T) {
 		t.Fatalf("logged at info level: %s", b.String())
 	}
 }
+
+func TestFilterPanicContained(t *testing.T) {
+	var sink logSink
+	f := safeFilter(slog.New(slog.NewTextHandler(&sink, nil)), func(string, net.Addr, []byte) []byte { panic("boom") })
+	if out := f("UDP", &net.UDPAddr{}, []byte("x")); out != nil {
+		t.Fatalf("out %q", out)
+	}
+	if !strings.Contains(sink.String(), "panic while filtering a packet") {
+		t.Fatalf("log %s", sink.String())
+	}
+}

@@ -103,14 +103,14 @@ func Listen(opts Options) (*Stack, error) {
 	log = slog.New(clipHandler{log.Handler()})
 	tpOpts := []sip.TransportLayerOption{sip.WithTransportLayerLogger(log)}
 	if opts.Filter != nil {
-		f := opts.Filter
+		f := safeFilter(stackLog, opts.Filter)
 		tpOpts = append(tpOpts, sip.WithTransportLayerReadFilter(func(p sip.TransportReadProps, data []byte) ([]byte, error) {
 			return f(p.Transport, p.RemoteAddr, data), nil
 		}))
 	}
 	txOpts := []sip.TransactionLayerOption{sip.WithTransactionLayerLogger(log)}
 	if opts.UnhandledResponse != nil {
-		txOpts = append(txOpts, sip.WithTransactionLayerUnhandledResponseHandler(opts.UnhandledResponse))
+		txOpts = append(txOpts, sip.WithTransactionLayerUnhandledResponseHandler(safeResponse(stackLog, opts.UnhandledResponse)))
 	}
 	name := opts.UserAgent
 	if name == "" {

@@ -37,7 +37,7 @@ func oneLineError(t *testing.T, stdout, stderr string, code int, want string) {
 	}
 }
 
-func keys(m map[string]any) []string {
+func jsonKeys(m map[string]any) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)
@@ -46,7 +46,7 @@ func keys(m map[string]any) []string {
 	return out
 }
 
-func sorted(s ...string) []string {
+func sortedCopy(s ...string) []string {
 	out := append([]string(nil), s...)
 	sort.Strings(out)
 	return out
@@ -75,8 +75,8 @@ func TestCLIExtAddGeneratedPassword(t *testing.T) {
 	if len(pw) < 16 || pw == m[1] {
 		t.Fatalf("ext add --json: want a new generated password, got %v", added)
 	}
-	if want := sorted(append(extKeys, "password")...); !slices.Equal(keys(added), want) {
-		t.Fatalf("ext add --json keys: got %v, want %v", keys(added), want)
+	if want := sortedCopy(append(extKeys, "password")...); !slices.Equal(jsonKeys(added), want) {
+		t.Fatalf("ext add --json keys: got %v, want %v", jsonKeys(added), want)
 	}
 	// Shown once: never again, in no output.
 	for _, args := range [][]string{{"ext", "show", "2002", "--json"}, {"ext", "list", "--json"}, {"ext", "export"}, {"ext", "show", "2002"}} {
@@ -90,7 +90,7 @@ func TestCLIExtAddGeneratedPassword(t *testing.T) {
 	reg(t, s, "reg-fail.xml", regCall{User: "2002", Password: "wrong-" + pw, Expires: 3600})
 	WaitFor(t, 5*time.Second, "wrong_password in the journal", func() bool { return journalCount(t, s, "wrong_password", "2002") == 1 })
 	var n int
-	err := openDB(t, s).SQL().QueryRow("SELECT count(*) FROM journal WHERE detail LIKE ?1 OR detail LIKE ?2 OR auth_user LIKE ?1",
+	err := serverDB(t, s).SQL().QueryRow("SELECT count(*) FROM journal WHERE detail LIKE ?1 OR detail LIKE ?2 OR auth_user LIKE ?1",
 		"%"+pw+"%", "%"+m[1]+"%").Scan(&n)
 	if err != nil || n != 0 {
 		t.Fatalf("the journal contains a password (%d events, %v)", n, err)
@@ -162,8 +162,8 @@ func TestCLIJSONShapes(t *testing.T) {
 		t.Fatalf("ext list --json: %v", list)
 	}
 	for _, e := range list {
-		if !slices.Equal(keys(e), sorted(extKeys...)) {
-			t.Fatalf("ext list --json keys: got %v, want %v", keys(e), sorted(extKeys...))
+		if !slices.Equal(jsonKeys(e), sortedCopy(extKeys...)) {
+			t.Fatalf("ext list --json keys: got %v, want %v", jsonKeys(e), sortedCopy(extKeys...))
 		}
 	}
 	if list[0]["name"] != "Front desk" || list[1]["max_registrations"] != 3.0 || list[0]["domain"] != "127.0.0.1" ||
@@ -177,8 +177,8 @@ func TestCLIJSONShapes(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &one); err != nil {
 			t.Fatalf("%v: not one JSON object: %v\n%s", args, err, out)
 		}
-		if want := sorted(append(extKeys, "registrations")...); !slices.Equal(keys(one), want) {
-			t.Fatalf("%v keys: got %v, want %v", args, keys(one), want)
+		if want := sortedCopy(append(extKeys, "registrations")...); !slices.Equal(jsonKeys(one), want) {
+			t.Fatalf("%v keys: got %v, want %v", args, jsonKeys(one), want)
 		}
 	}
 
@@ -219,7 +219,7 @@ func TestCLIJSONShapes(t *testing.T) {
 
 	var doms []map[string]any
 	s.JSON(&doms, "domain", "list")
-	if len(doms) == 0 || !slices.Equal(keys(doms[0]), []string{"created_at", "default", "enabled", "name"}) {
+	if len(doms) == 0 || !slices.Equal(jsonKeys(doms[0]), []string{"created_at", "default", "enabled", "name"}) {
 		t.Fatalf("domain list --json: %v", doms)
 	}
 }
@@ -289,7 +289,7 @@ func TestCLIExportImportRoundTrip(t *testing.T) {
 	}
 	var asJSON []map[string]any
 	a.JSON(&asJSON, "ext", "export")
-	if len(asJSON) != 3 || !slices.Equal(keys(asJSON[0]), sorted("extension", "name", "cid_number", "description", "enabled",
+	if len(asJSON) != 3 || !slices.Equal(jsonKeys(asJSON[0]), sortedCopy("extension", "name", "cid_number", "description", "enabled",
 		"max_registrations", "call_timeout", "acl", "domain", "ha1_md5", "ha1_sha256")) {
 		t.Fatalf("ext export --json: %v", asJSON)
 	}

@@ -654,7 +654,7 @@ func TestJournalFollow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, Binary(t), "journal", "--follow", "--json", "--ext", "2002", "--data", s.Data)
-	cmd.Env = append(os.Environ(), "SWITCHBOARD_DATA=")
+	cmd.Env = ChildEnv("SWITCHBOARD_DATA=")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -70,9 +70,9 @@ var nonceRE = regexp.MustCompile(`nonce="[^"]*"`)
 // challengeShape is a WWW-Authenticate value with the nonce masked.
 func challengeShape(v string) string { return nonceRE.ReplaceAllString(v, `nonce="N"`) }
 
-// openDB opens the server's database directly (the tests read rows the CLI
+// serverDB opens the server's database directly (the tests read rows the CLI
 // does not show, e.g. expired bindings and journal events).
-func openDB(t *testing.T, s *Server) *sqlite.DB {
+func serverDB(t *testing.T, s *Server) *sqlite.DB {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), s.Data)
 	if err != nil {
@@ -84,7 +84,7 @@ func openDB(t *testing.T, s *Server) *sqlite.DB {
 
 func storedBindings(t *testing.T, s *Server, ext string) int {
 	t.Helper()
-	db := openDB(t, s)
+	db := serverDB(t, s)
 	bs, err := db.BindingsOf(context.Background(), "", ext)
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +94,7 @@ func storedBindings(t *testing.T, s *Server, ext string) int {
 
 func journalCount(t *testing.T, s *Server, cause, ext string) int {
 	t.Helper()
-	db := openDB(t, s)
+	db := serverDB(t, s)
 	var n int
 	err := db.SQL().QueryRowContext(context.Background(),
 		"SELECT count(*) FROM journal WHERE cause = ? AND extension = ?", cause, ext).Scan(&n)
@@ -398,6 +398,21 @@ func TestRegisterDomains(t *testing.T) {
 	s.JSON(&acme, "reg", "--domain", "acme.test")
 	if len(acme) != 1 || acme[0].Domain != "acme.test" || acme[0].AuthUser != "2001" {
 		t.Fatalf("reg --domain acme.test: got %+v", acme)
+	}
+
+	// Removing a domain removes its extensions and their registrations, and
+	// the server stops serving it at once.
+	var rm map[string]any
+	s.JSON(&rm, "domain", "rm", "acme.test")
+	if rm["domain"] != "acme.test" || rm["removed"] != true || rm["extensions"] != 1.0 {
+		t.Fatalf("domain rm --json: %v", rm)
+	}
+	if regs := s.Regs(); len(regs) != 1 || regs[0].Domain != "pbx.test" {
+		t.Fatalf("after domain rm: want only the pbx.test registration, got %+v", regs)
+	}
+	rs = reg(t, s, "reg-fail.xml", regCall{User: "2001", Password: "secret-acme-2001", Domain: "acme.test", Expires: 3600})
+	if ch := rs[0].Get("WWW-Authenticate"); len(ch) != 1 || !strings.HasPrefix(ch[0], `Digest realm="acme.test", `) {
+		t.Fatalf("a removed domain is challenged in its own realm, then refused: %q", ch)
 	}
 }
 

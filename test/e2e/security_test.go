@@ -88,6 +88,18 @@ func waitJournalWith(t *testing.T, s *Server, what string, want map[string]strin
 	return got[0]
 }
 
+// checkLog fails the test when the server log shows a data race, a panic
+// or a sipgo parse error (the filter must keep unparsable input away).
+func checkLog(t *testing.T, s *Server) {
+	t.Helper()
+	log := s.Log()
+	for _, bad := range []string{"DATA RACE", "panic", "failed to parse"} {
+		if strings.Contains(log, bad) {
+			t.Errorf("server log contains %q:\n%s", bad, log)
+		}
+	}
+}
+
 type banEntry struct {
 	IP         string `json:"ip"`
 	Reason     string `json:"reason"`
@@ -187,6 +199,7 @@ func TestRegisterACL(t *testing.T) {
 	// Clearing the register ACL lets anyone register (after digest).
 	s.CLI("profile", "set", "internal", "--register-acl", "")
 	secPhone{IP: "127.0.0.31", User: "2002", Password: "secret-2002-x"}.mustRun(t, s, "register.xml", 1)
+	checkLog(t, s)
 }
 
 // TestExtensionACL: an extension's own ACL refuses its credentials from an
@@ -297,6 +310,7 @@ func TestBruteForceBan(t *testing.T) {
 	if _, errOut, code := s.TryCLI("ban", "rm", "127.0.0.5"); code != 1 || !strings.Contains(errOut, "127.0.0.5 is not banned") {
 		t.Fatalf("second ban rm: exit %d %q", code, errOut)
 	}
+	checkLog(t, s)
 }
 
 // TestBanCLI: manual bans, and bad input answered with one line.
@@ -371,6 +385,7 @@ func TestSipvicious(t *testing.T) {
 	if log := s.Log(); strings.Contains(log, "level=ERROR") {
 		t.Errorf("errors in the server log:\n%s", log)
 	}
+	checkLog(t, s)
 }
 
 // runTool runs a scanner with a time limit and returns its output.
@@ -452,6 +467,7 @@ func TestRateLimit(t *testing.T) {
 	if n := flood("127.0.0.7"); n < 195 {
 		t.Fatalf("trusted: %d of 200 answered", n)
 	}
+	checkLog(t, s)
 }
 
 // TestACLCLI: acl commands, their JSON and their errors.

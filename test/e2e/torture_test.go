@@ -262,7 +262,7 @@ func TestTortureRFC4475(t *testing.T) {
 					t.Logf("journal:\n%s", out)
 				}
 				log := s.Log()
-				for _, bad := range []string{"failed to parse", "panic", "Read filter error", "level=ERROR"} {
+				for _, bad := range []string{"failed to parse", "panic", "Read filter error", "level=ERROR", "DATA RACE"} {
 					if strings.Contains(log, bad) {
 						t.Errorf("server log contains %q:\n%s", bad, log)
 					}

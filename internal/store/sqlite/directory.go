@@ -172,6 +172,43 @@ func (db *DB) RemoveExtension(ctx context.Context, domain, number string) error 
 	return tx.Commit()
 }
 
+// RemoveDomain deletes a domain with its extensions and their bindings in
+// one transaction and returns how many extensions went with it. The
+// extensions are deleted before the domain, so the change feed names each
+// one and a running server drops their registrations. It fails with
+// store.ErrNotFound when the domain does not exist.
+func (db *DB) RemoveDomain(ctx context.Context, name string) (int, error) {
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("remove domain %s: %w", name, err)
+	}
+	defer tx.Rollback()
+	var id int64
+	var canon string
+	err = tx.QueryRowContext(ctx, "SELECT id, name FROM domains WHERE name = ?", name).Scan(&id, &canon)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("domain %s: %w", name, store.ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("remove domain %s: %w", name, err)
+	}
+	res, err := tx.ExecContext(ctx, "DELETE FROM extensions WHERE domain_id = ?", id)
+	if err != nil {
+		return 0, fmt.Errorf("remove extensions of domain %s: %w", canon, err)
+	}
+	n, _ := res.RowsAffected()
+	if _, err := tx.ExecContext(ctx, "DELETE FROM bindings WHERE domain = ?", canon); err != nil {
+		return 0, fmt.Errorf("remove bindings of domain %s: %w", canon, err)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM domains WHERE id = ?", id); err != nil {
+		return 0, fmt.Errorf("remove domain %s: %w", canon, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("remove domain %s: commit: %w", canon, err)
+	}
+	return int(n), nil
+}
+
 // ImportError says which input row made an import fail.
 type ImportError struct {
 	Index int // 0-based index into the slice given to ImportExtensions

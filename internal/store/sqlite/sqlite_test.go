@@ -209,3 +209,60 @@ func TestDirectoryChangeFeed(t *testing.T) {
 		t.Fatalf("LastChange = %d (%v), want %d", last, err, chs[len(chs)-1].Seq)
 	}
 }
+
+// TestRemoveDomain: a domain goes with its extensions and their bindings;
+// the change feed names each extension before the domain.
+func TestRemoveDomain(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t, t.TempDir())
+	for _, d := range []string{"pbx.test", "acme.test"} {
+		if _, err := db.EnsureDomain(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.ImportExtensions(ctx, []store.Extension{ext("acme.test", "2001"), ext("acme.test", "2002"), ext("pbx.test", "2001")}); err != nil {
+		t.Fatal(err)
+	}
+	var bs []store.Binding
+	for _, d := range []string{"acme.test", "pbx.test"} {
+		bs = append(bs, store.Binding{Domain: d, Extension: "2001", Contact: "sip:2001@127.0.0.1:5062", Source: "127.0.0.1:5062", Transport: "UDP"})
+	}
+	if err := db.ApplyBindings(ctx, bs, nil); err != nil {
+		t.Fatal(err)
+	}
+	before, err := db.LastChange(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	n, err := db.RemoveDomain(ctx, "ACME.test")
+	if err != nil || n != 2 {
+		t.Fatalf("RemoveDomain = %d, %v; want 2 extensions", n, err)
+	}
+	if _, err := db.Domain(ctx, "acme.test"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("domain still there: %v", err)
+	}
+	exts, err := db.Extensions(ctx, "")
+	if err != nil || len(exts) != 1 || exts[0].Domain != "pbx.test" {
+		t.Fatalf("extensions left: %v (%v)", exts, err)
+	}
+	left, err := db.BindingsOf(ctx, "", "")
+	if err != nil || len(left) != 1 || left[0].Domain != "pbx.test" {
+		t.Fatalf("bindings left: %v (%v)", left, err)
+	}
+	chs, err := db.ChangesSince(ctx, before, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range chs {
+		got = append(got, c.Kind+":"+c.Key)
+	}
+	want := []string{"ext:acme.test/2001", "ext:acme.test/2002", "domain:acme.test"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("changes: got %v, want %v", got, want)
+	}
+	if _, err := db.RemoveDomain(ctx, "acme.test"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("removing twice: want ErrNotFound, got %v", err)
+	}
+}

@@ -1,0 +1,42 @@
+// Package security is switchboard's access control and attack resistance.
+// It wires the pure decisions of package acl to the store, the SIP stack,
+// the registrar and the proxy:
+//
+//   - ACLs like FusionPBX's access controls (a name, a default, ordered
+//     allow/deny CIDR nodes), applied by the profile as its register ACL
+//     (who may register: 403 otherwise), inbound ACL (who may place calls)
+//     and trusted ACL (networks exempt from rate limits and bans), and per
+//     extension (store.Extension.ACL: where its credentials are accepted).
+//     Service implements registrar.Policy and proxy.Policy.
+//   - Brute-force bans: BanAfter failed authentications from one address
+//     within BanWindow ban it for BanFor (default 5 in 60 s, 1 h), as
+//     FusionPBX's Event Guard does; addresses with a live registration and
+//     trusted networks are exempt. Known scanner user agents (SIPVicious's
+//     friendly-scanner, sipcli, ...) are banned at their first message.
+//     Bans are stored (table bans), so they survive restarts, and journaled
+//     (kind "ban", cause ip_banned).
+//   - Flood protection: a per-address token bucket (RateLimit messages per
+//     second, bursts of RateBurst; 0 turns it off), like Kamailio's pike.
+//   - Hardened input: Filter (the sipstack raw-packet filter) drops banned,
+//     flooding and scanner traffic before parsing, frames TCP streams, and
+//     answers malformed requests itself (400, 505, 416, 501, 420, 513)
+//     from whatever Via, From, To, Call-ID and CSeq it can salvage, so
+//     sipgo never sees a message its parser refuses (sipgo would log each
+//     with its whole payload). RFC 4475's torture messages are the test.
+//
+// Configuration lives in the database (migration 4 of store/sqlite: acls,
+// acl_nodes, profiles, bans), edited with `switchboard acl|profile|ban` and
+// applied at once through the change feed (Watch); thresholds are serve
+// flags (--ban-after, --ban-window, --ban-for, --rate-limit, --rate-burst).
+//
+// Example:
+//
+//	switchboard acl add office --default deny
+//	switchboard acl allow office 192.168.1.0/24
+//	switchboard profile set internal --register-acl office
+//
+// Dropped traffic leaves at most one journal event per address and cause
+// per minute, so an attack cannot flood the journal either. The common
+// case of Filter (a well-formed message from an address that is not
+// banned) does not allocate.
+package security
