@@ -464,7 +464,7 @@ func TestDiagnoseCall(t *testing.T) {
 	callee := sc["registered"]()
 	callee.History.Recent = append([]journal.Event{{ID: 99, Time: at("14:25:00"), Kind: journal.KindInvite, Cause: cause.ACLDenied,
 		Extension: "2002", Source: "192.168.1.50:5060", Transport: "UDP", UserAgent: gs, Status: 403,
-		Detail: "source 192.168.1.50 may not place calls (rejected by inbound acl office)"}}, callee.History.Recent...)
+		Detail: "source 192.168.1.50 rejected by inbound acl office"}}, callee.History.Recent...)
 	in = CallInputs{Caller: caller, Callee: callee, CallsAvailable: true,
 		Last: &Call{Time: at("14:20:00"), From: "2001", To: "2002", Status: 200, Cause: cause.NormalClearing, Answered: true}}
 	r = DiagnoseCall(context.Background(), in)

@@ -173,8 +173,9 @@ func (t *Table) Update(ctx context.Context, domain, ext string, fn func(cur []st
 		s.aors[k] = next
 	}
 	t.recountSources(old, next)
-	s.mu.Unlock()
+	// Copy before unlocking: Sweep and SetPing modify the stored slice.
 	out := append([]store.Binding(nil), next...)
+	s.mu.Unlock()
 	if len(o.upsert) == 0 && len(o.del) == 0 {
 		return out, nil
 	}

@@ -51,7 +51,7 @@ func (p *Proxy) serveNewCall(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	if ok, list := p.d.Policy.AllowInvite(src); !ok {
-		p.refuse(req, tx, &ev, cause.ACLDenied, "source "+src.String()+" may not place calls (rejected by "+list+")")
+		p.refuse(req, tx, &ev, cause.ACLDenied, "source "+src.String()+" rejected by "+list)
 		return
 	}
 

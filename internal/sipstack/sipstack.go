@@ -116,7 +116,7 @@ func Listen(opts Options) (*Stack, error) {
 	if name == "" {
 		name = "switchboard"
 	}
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent(name),
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent(name), sipgo.WithUserAgentDNSResolver(noDNS()),
 		sipgo.WithUserAgentTransportLayerOptions(tpOpts...),
 		sipgo.WithUserAgentTransactionLayerOptions(txOpts...))
 	if err != nil {
@@ -158,6 +158,20 @@ func bindErr(proto, addr string, err error) error {
 		return fmt.Errorf("cannot listen on %s %s: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)", proto, addr)
 	}
 	return fmt.Errorf("cannot listen on %s %s: %w", proto, addr, err)
+}
+
+// ErrNoDNS is returned when a destination is a host name: switchboard
+// reaches phones at the IP addresses they registered from and never asks DNS
+// on a peer's behalf (a message could otherwise make it look up, and then
+// connect to, any host a Via, Contact or Route names).
+var ErrNoDNS = errors.New("sipstack: host names are not resolved (no DNS)")
+
+// noDNS returns a resolver that answers from /etc/hosts only: its DNS
+// client cannot dial.
+func noDNS() *net.Resolver {
+	return &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+		return nil, ErrNoDNS
+	}}
 }
 
 // Serve reads both listeners until ctx ends, then closes everything.
