@@ -54,6 +54,9 @@ type Config struct {
 	RateBurst int `json:"rate_burst"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
+	// Pprof, when set, serves net/http/pprof on this loopback address
+	// (profiling for benchmarks; flag --pprof, e.g. 127.0.0.1:6060).
+	Pprof string `json:"pprof"`
 }
 
 // Default returns the defaults.
@@ -177,6 +180,12 @@ func (c *Config) Validate() error {
 	}
 	if c.RateLimit > 0 && c.RateBurst < 1 {
 		return fmt.Errorf("--rate-burst %d: give at least 1, e.g. --rate-burst %d", c.RateBurst, 5*c.RateLimit)
+	}
+	if c.Pprof != "" {
+		h, _, err := net.SplitHostPort(c.Pprof)
+		if ip := net.ParseIP(h); err != nil || ip == nil || !ip.IsLoopback() {
+			return fmt.Errorf("--pprof %q must be a loopback address such as 127.0.0.1:6060", c.Pprof)
+		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -4,7 +4,9 @@
 //
 // The table lives in memory for the hot path and is persisted to the store
 // by a batching writer, so bindings survive a restart, kill -9 included:
-// Update returns only after its change is committed. Expired bindings are
+// the writer commits each change within milliseconds of Update (a kill -9
+// in that window loses only those changes; the phones re-register), and
+// Flush waits for everything queued. Expired bindings are
 // removed by Run's sweeper, which reports each expiry to OnExpire.
 package location
 
@@ -134,8 +136,10 @@ func (t *Table) Lookup(domain, ext string) []store.Binding {
 
 // Update atomically replaces the bindings of one extension with what fn
 // returns (fn gets the current unexpired bindings and must not keep them),
-// persists the difference, and returns the new set once it is committed.
-// When fn returns an error nothing changes and that error is returned.
+// queues the difference for the background writer (which commits it within
+// milliseconds; Flush waits for it), and returns the new set. It blocks only
+// when the writer's queue is full. When fn returns an error nothing changes
+// and that error is returned.
 func (t *Table) Update(ctx context.Context, domain, ext string, fn func(cur []store.Binding) ([]store.Binding, error)) ([]store.Binding, error) {
 	k := aorKey{normDomain(domain), ext}
 	s := t.shard(k)
@@ -179,7 +183,24 @@ func (t *Table) Update(ctx context.Context, domain, ext string, fn func(cur []st
 	if len(o.upsert) == 0 && len(o.del) == 0 {
 		return out, nil
 	}
-	return out, t.persist(ctx, o)
+	return out, t.enqueue(ctx, o)
+}
+
+// enqueue hands o to the writer without waiting for the commit.
+func (t *Table) enqueue(ctx context.Context, o op) error {
+	select {
+	case t.ops <- o:
+		return nil
+	case <-t.stopped:
+		return ErrStopped
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Flush waits until every change queued before the call is committed.
+func (t *Table) Flush(ctx context.Context) error {
+	return t.persist(ctx, op{})
 }
 
 func containsSame(list []store.Binding, b store.Binding) bool {

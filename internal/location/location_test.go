@@ -92,6 +92,10 @@ func add(t *testing.T, tb *table, ext string, bs ...store.Binding) {
 	if len(got) < len(bs) {
 		t.Fatalf("Update returned %d bindings, want at least %d", len(got), len(bs))
 	}
+	// Update only queues the write; Flush waits for the commit.
+	if err := tb.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func stored(t *testing.T, db *sqlite.DB) []store.Binding {
@@ -144,6 +148,9 @@ func TestExpiryWithClock(t *testing.T) {
 	})
 	if err != nil || len(got) != 1 {
 		t.Fatalf("Update: %v %v", got, err)
+	}
+	if err := tb.Flush(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 	if s := contacts(stored(t, tb.db)); !slices.Equal(s, []string{"sip:b@127.0.0.1"}) {
 		t.Fatalf("stored after Update: %v, want only b", s)
@@ -252,6 +259,9 @@ func TestUpdateErrorChangesNothing(t *testing.T) {
 	}
 	if got := contacts(tb.Lookup("pbx.test", "2001")); !slices.Equal(got, []string{"sip:a@127.0.0.1"}) {
 		t.Fatalf("Lookup after a failed Update: %v", got)
+	}
+	if err := tb.Flush(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 	if s := stored(t, tb.db); len(s) != 1 {
 		t.Fatalf("stored after a failed Update: %v", contacts(s))

@@ -93,7 +93,7 @@ func New(cfg Config, dir *directory.Cache, a *auth.Authenticator, loc *location.
 // request facts shared by every answer path.
 type facts struct {
 	req       *sip.Request
-	tx        sip.ServerTransaction
+	send      func(*sip.Response) error
 	src       netip.Addr
 	ev        journal.Event
 	domain    string
@@ -104,7 +104,16 @@ type facts struct {
 
 // ServeREGISTER is the sipgo handler for REGISTER.
 func (r *Registrar) ServeREGISTER(req *sip.Request, tx sip.ServerTransaction) {
-	f := facts{req: req, tx: tx}
+	r.Serve(req, tx.Respond)
+}
+
+// Serve handles one REGISTER and answers it through send. Used directly
+// (without a server transaction) for REGISTER over UDP: the registrar is
+// idempotent for retransmissions (a repeated CSeq refreshes again and gets
+// the same 200; a repeated nonce count gets a fresh challenge), so keeping
+// each transaction for 32 s to absorb them is not needed.
+func (r *Registrar) Serve(req *sip.Request, send func(*sip.Response) error) {
+	f := facts{req: req, send: send}
 	f.src = SourceAddr(req.Source())
 	if h := req.GetHeader("User-Agent"); h != nil {
 		f.userAgent = h.Value()
@@ -134,6 +143,9 @@ func (r *Registrar) ServeREGISTER(req *sip.Request, tx sip.ServerTransaction) {
 
 	res := r.auth.Check(req, "Authorization", f.domain, f.served)
 	f.ev.AuthUser, f.ev.Realm = res.AuthUser, res.Realm
+	if res.Cause == cause.NonceReplay && r.retransmission(&f) {
+		return
+	}
 	if res.NeedsChallenge() {
 		r.challenge(&f, res)
 		return
@@ -156,6 +168,31 @@ func (r *Registrar) ServeREGISTER(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	r.policy.AuthSucceeded(f.src)
 	r.update(&f, ext, res)
+}
+
+// retransmission answers a REGISTER whose nonce count was already used when
+// it repeats, verbatim, the request that registered its Call-ID and CSeq
+// (the phone did not get our 200 in time and sent it again): it gets the
+// same 200 again. Over UDP without a transaction this is how a retransmitted
+// authenticated REGISTER is told from a replay; a real replay can only
+// re-assert the binding that the original request made.
+func (r *Registrar) retransmission(f *facts) bool {
+	callID, cseq := f.req.CallID().Value(), f.req.CSeq().SeqNo
+	bindings := r.loc.Lookup(f.domain, f.toUser)
+	for _, b := range bindings {
+		if b.CallID == callID && b.CSeq == cseq && b.Source == f.req.Source() {
+			now := r.now()
+			resp := sip.NewResponseFromRequest(f.req, 200, "OK", nil)
+			for _, b := range bindings {
+				left := int(b.ExpiresAt.Sub(now).Round(time.Second) / time.Second)
+				resp.AppendHeader(sip.NewHeader("Contact", "<"+b.Contact+">;expires="+strconv.Itoa(left)))
+			}
+			resp.AppendHeader(sip.NewHeader("Date", now.UTC().Format(http1123)))
+			r.respond(f, resp)
+			return true
+		}
+	}
+	return false
 }
 
 // SourceAddr parses "ip:port" into the IP (unmapped); zero on failure.
@@ -221,7 +258,7 @@ func (r *Registrar) refuse(f *facts, c cause.Code, detail string) {
 
 func (r *Registrar) respond(f *facts, resp *sip.Response) {
 	resp.AppendHeader(sip.NewHeader("Server", "switchboard"))
-	if err := f.tx.Respond(resp); err != nil {
+	if err := f.send(resp); err != nil {
 		r.log.Debug("registrar: respond", "status", resp.StatusCode, "error", err)
 	}
 }
@@ -306,7 +343,9 @@ func (r *Registrar) update(f *facts, ext *store.Extension, res auth.Result) {
 					break
 				}
 			}
-			if idx >= 0 && next[idx].CallID == callID && next[idx].CSeq >= cseq {
+			// RFC 3261 §10.3 step 7: an older CSeq for the same Call-ID is out
+			// of order. The same CSeq is a retransmission: refresh again.
+			if idx >= 0 && next[idx].CallID == callID && next[idx].CSeq > cseq {
 				return nil, errOutOfOrder
 			}
 			if c.expires == 0 {

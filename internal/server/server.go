@@ -73,8 +73,9 @@ type Server struct {
 	Domain  string
 	Started time.Time
 
-	lock *os.File
-	wg   sync.WaitGroup
+	lock      *os.File
+	wg        sync.WaitGroup
+	stateless *stateless
 }
 
 // LockFile is the file a running server holds locked in the data directory.
@@ -162,8 +163,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.Reg = registrar.New(registrar.Config{MinExpires: cfg.MinExpires, MaxExpires: cfg.MaxExpires,
 		DefaultExpires: cfg.DefaultExpires}, s.Dir, s.Auth, s.Loc, s.Journal, s.Sec, log)
 
+	s.stateless = newStateless(s)
 	s.Stack, err = sipstack.Listen(sipstack.Options{Addr: cfg.SIP, UserAgent: "switchboard", Logger: log,
-		Filter: s.Sec.Filter, ConnClosed: s.Sec.ConnClosed,
+		Filter: s.Sec.Filter, ConnClosed: s.Sec.ConnClosed, Intercept: s.stateless.intercept,
 		// s.Proxy is set below, before Serve starts reading.
 		UnhandledResponse: func(r *sip.Response) { s.Proxy.ForwardResponse(r) }})
 	if err != nil {
@@ -287,6 +289,9 @@ func (s *Server) Go(fn func()) {
 func (s *Server) Run(ctx context.Context) error {
 	defer s.closeStorage()
 	bg, stopBg := context.WithCancel(context.Background())
+	if s.Cfg.Pprof != "" {
+		s.servePprof(bg)
+	}
 	s.Go(func() { s.Journal.Run(bg) })
 	s.Go(func() { s.Loc.Run(bg) })
 	s.Go(func() { s.Sec.Run(bg) })
@@ -327,6 +332,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.Log.Info("switchboard started", "version", Version, "domain", s.Domain, "udp", s.Stack.Listeners[0].Addr,
 		"tcp", s.Stack.Listeners[1].Addr, "data", s.Cfg.DataDir)
 	err := s.Stack.Serve(ctx)
+	s.stateless.wg.Wait() // listeners are closed: no new ones start
 	s.Proxy.Shutdown()
 	stopBg()
 	s.wg.Wait()

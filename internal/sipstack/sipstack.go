@@ -34,6 +34,11 @@ type Options struct {
 	Addr      string
 	UserAgent string
 	Filter    Filter
+	// Intercept, when set, sees each message the Filter let through, before
+	// sipgo parses it; returning true means it took the message (sipgo
+	// never sees it). data is only valid during the call. Used for
+	// stateless handling (REGISTER over UDP) that needs no transaction.
+	Intercept func(transport string, remote net.Addr, data []byte) bool
 	Logger    *slog.Logger
 	// UnhandledResponse receives responses that match no client
 	// transaction (2xx retransmissions of a proxied INVITE).
@@ -102,10 +107,22 @@ func Listen(opts Options) (*Stack, error) {
 	// messages must not become a flood of log bytes.
 	log = slog.New(clipHandler{log.Handler()})
 	tpOpts := []sip.TransportLayerOption{sip.WithTransportLayerLogger(log)}
-	if opts.Filter != nil {
-		f := safeFilter(stackLog, opts.Filter)
+	if opts.Filter != nil || opts.Intercept != nil {
+		var f Filter
+		if opts.Filter != nil {
+			f = safeFilter(stackLog, opts.Filter)
+		}
+		intercept := opts.Intercept
 		tpOpts = append(tpOpts, sip.WithTransportLayerReadFilter(func(p sip.TransportReadProps, data []byte) ([]byte, error) {
-			return f(p.Transport, p.RemoteAddr, data), nil
+			if f != nil {
+				if data = f(p.Transport, p.RemoteAddr, data); data == nil {
+					return nil, nil
+				}
+			}
+			if intercept != nil && intercept(p.Transport, p.RemoteAddr, data) {
+				return nil, nil
+			}
+			return data, nil
 		}))
 	}
 	txOpts := []sip.TransactionLayerOption{sip.WithTransactionLayerLogger(log)}

@@ -1,0 +1,74 @@
+package server
+
+import (
+	"bytes"
+	"net"
+	"runtime/debug"
+	"sync"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// maxStatelessInFlight bounds the REGISTERs handled at once on the
+// stateless path; beyond it they take sipgo's transaction path.
+const maxStatelessInFlight = 8192
+
+// stateless answers REGISTER over UDP without a sipgo server transaction.
+// A transaction would be kept for 32 s after the answer (timer J) only to
+// absorb retransmissions, which the registrar handles idempotently anyway:
+// at 10,000 registrations/s that is 640,000 live transactions for nothing.
+// This is how Kamailio's registrar answers too (stateless replies).
+type stateless struct {
+	srv    *Server
+	parser *sip.Parser
+	sem    chan struct{}
+	wg     sync.WaitGroup // in-flight requests; waited for at shutdown
+}
+
+func newStateless(s *Server) *stateless {
+	return &stateless{srv: s, parser: sip.NewParser(), sem: make(chan struct{}, maxStatelessInFlight)}
+}
+
+var registerPrefix = []byte("REGISTER ")
+
+// intercept takes REGISTER requests that arrive over UDP (the security
+// filter has already passed them). data is only valid during the call.
+func (st *stateless) intercept(transport string, remote net.Addr, data []byte) bool {
+	if (transport != "UDP" && transport != "udp") || !bytes.HasPrefix(data, registerPrefix) {
+		return false
+	}
+	select {
+	case st.sem <- struct{}{}:
+	default:
+		return false // saturated: sipgo's transaction path takes it
+	}
+	buf := append([]byte(nil), data...)
+	st.wg.Add(1)
+	go st.handle(buf, remote)
+	return true
+}
+
+func (st *stateless) handle(buf []byte, remote net.Addr) {
+	defer st.wg.Done()
+	defer func() { <-st.sem }()
+	defer func() {
+		if r := recover(); r != nil {
+			st.srv.Log.Error("register: panic handling a message; the server goes on", "panic", r,
+				"source", remote.String(), "stack", string(debug.Stack()))
+		}
+	}()
+	msg, err := st.parser.ParseSIP(buf)
+	if err != nil {
+		st.srv.Log.Debug("register: unparsable", "source", remote.String(), "error", err)
+		return
+	}
+	req, ok := msg.(*sip.Request)
+	if !ok {
+		return
+	}
+	req.SetTransport("UDP")
+	req.SetSource(remote.String())
+	st.srv.Reg.Serve(req, func(res *sip.Response) error {
+		return st.srv.Stack.Reply("UDP", remote, []byte(res.String()))
+	})
+}
