@@ -12,7 +12,7 @@ N=${N:-100000}
 sqlite3 "$SB_DATA/switchboard.db" "DELETE FROM bindings; DELETE FROM journal;" 2>/dev/null || true
 s=$(sb_start)
 echo "fresh start: ${s}s; $(sb_mem "$(sb_pid)")"
-"$HERE/register.sh" 5000 "$N" >/dev/null
+"$HERE/register.sh" 4000 "$N" | cut -f1-12
 sleep 2
 regs() { "$SB_BIN" status --data "$SB_DATA" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["registrations"])'; }
 echo "after $N registrations: $(sb_mem "$(sb_pid)") registrations=$(regs)"

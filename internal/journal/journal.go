@@ -205,20 +205,53 @@ func Insert(ctx context.Context, db *sql.DB, events []Event) error {
 		return fmt.Errorf("journal: %w", err)
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO journal(time, kind, cause, extension, domain, auth_user, realm,
-		source, transport, user_agent, status, call_id, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`)
-	if err != nil {
-		return fmt.Errorf("journal: %w", err)
-	}
-	defer stmt.Close()
-	for i := range events {
-		e := &events[i]
-		if _, err := stmt.ExecContext(ctx, e.Time.UnixMicro(), e.Kind, string(e.Cause), e.Extension, e.Domain,
-			e.AuthUser, e.Realm, e.Source, e.Transport, e.UserAgent, e.Status, e.CallID, e.Detail); err != nil {
+	// Rows go in chunks of insertChunk per statement: one Exec per row
+	// costs more in database/sql and the driver than SQLite's own work.
+	var chunk, single *sql.Stmt
+	args := make([]any, 0, insertChunk*insertCols)
+	for len(events) > 0 {
+		n := insertChunk
+		stmt := &chunk
+		if len(events) < insertChunk {
+			n, stmt = 1, &single
+		}
+		if *stmt == nil {
+			if *stmt, err = tx.PrepareContext(ctx, insertSQL(n)); err != nil {
+				return fmt.Errorf("journal: %w", err)
+			}
+			defer (*stmt).Close()
+		}
+		args = args[:0]
+		for i := range events[:n] {
+			e := &events[i]
+			args = append(args, e.Time.UnixMicro(), e.Kind, string(e.Cause), e.Extension, e.Domain,
+				e.AuthUser, e.Realm, e.Source, e.Transport, e.UserAgent, e.Status, e.CallID, e.Detail)
+		}
+		if _, err := (*stmt).ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("journal: %w", err)
 		}
+		events = events[n:]
 	}
 	return tx.Commit()
+}
+
+const (
+	insertChunk = 32
+	insertCols  = 13
+)
+
+// insertSQL returns an INSERT of n rows.
+func insertSQL(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO journal(time, kind, cause, extension, domain, auth_user, realm,
+		source, transport, user_agent, status, call_id, detail) VALUES `)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?)")
+	}
+	return b.String()
 }
 
 func (w *Writer) prune(ctx context.Context) {

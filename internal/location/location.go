@@ -423,6 +423,12 @@ func (t *Table) Sweep(ctx context.Context) []store.Binding {
 	return gone
 }
 
+// Writer batching: a commit at most every batchWindow, or sooner at maxBatch ops.
+const (
+	batchWindow = 20 * time.Millisecond
+	maxBatch    = 4096
+)
+
 func (t *Table) drainOps(batch []op) []op {
 	for {
 		select {
@@ -457,16 +463,23 @@ func (t *Table) Run(ctx context.Context) {
 	for {
 		select {
 		case o := <-t.ops:
+			// Group commit: gather what arrives within batchWindow (or up to
+			// maxBatch ops) into one transaction. Tiny transactions cost far
+			// more than the rows they write (prepare, commit, WAL frames).
 			batch = append(batch[:0], o)
-		drain:
-			for len(batch) < 2048 {
+			window := time.NewTimer(batchWindow)
+		gather:
+			for len(batch) < maxBatch {
 				select {
 				case o := <-t.ops:
 					batch = append(batch, o)
-				default:
-					break drain
+				case <-window.C:
+					break gather
+				case <-ctx.Done():
+					break gather
 				}
 			}
+			window.Stop()
 			t.write(batch)
 		case <-ctx.Done():
 			<-sweeperDone

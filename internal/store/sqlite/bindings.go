@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 
@@ -9,6 +10,21 @@ import (
 )
 
 func stringsContains(s, sub string) bool { return strings.Contains(s, sub) }
+
+const upsertChunk = 32
+
+// upsertSQL returns an INSERT OR REPLACE of n bindings.
+func upsertSQL(n int) string {
+	var b strings.Builder
+	b.WriteString("INSERT OR REPLACE INTO bindings(" + bindingColumns + ") VALUES ")
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+	}
+	return b.String()
+}
 
 const bindingColumns = `domain, extension, contact, source, transport, user_agent, call_id, cseq, auth_user, realm,
 	registered_at, expires_at, ping_status, ping_rtt_ms, ping_at`
@@ -64,19 +80,33 @@ func (db *DB) ApplyBindings(ctx context.Context, upsert []store.Binding, del []s
 	}
 	defer tx.Rollback()
 	if len(upsert) > 0 {
-		stmt, err := tx.PrepareContext(ctx, "INSERT OR REPLACE INTO bindings("+bindingColumns+
-			") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
-		if err != nil {
-			return fmt.Errorf("save bindings: %w", err)
-		}
-		defer stmt.Close()
-		for i := range upsert {
-			b := &upsert[i]
-			if _, err := stmt.ExecContext(ctx, b.Domain, b.Extension, b.Contact, b.Source, b.Transport, b.UserAgent,
-				b.CallID, b.CSeq, b.AuthUser, b.Realm, unixMs(b.RegisteredAt), unixMs(b.ExpiresAt), b.PingStatus,
-				b.PingRTT, unixMs(b.PingAt)); err != nil {
-				return fmt.Errorf("save binding %s@%s: %w", b.Extension, b.Domain, err)
+		// Chunks of upsertChunk rows per statement: one Exec per row costs
+		// more in database/sql and the driver than SQLite's own work.
+		var chunk, single *sql.Stmt
+		args := make([]any, 0, upsertChunk*15)
+		for rest := upsert; len(rest) > 0; {
+			n := upsertChunk
+			stmt := &chunk
+			if len(rest) < upsertChunk {
+				n, stmt = 1, &single
 			}
+			if *stmt == nil {
+				if *stmt, err = tx.PrepareContext(ctx, upsertSQL(n)); err != nil {
+					return fmt.Errorf("save bindings: %w", err)
+				}
+				defer (*stmt).Close()
+			}
+			args = args[:0]
+			for i := range rest[:n] {
+				b := &rest[i]
+				args = append(args, b.Domain, b.Extension, b.Contact, b.Source, b.Transport, b.UserAgent,
+					b.CallID, b.CSeq, b.AuthUser, b.Realm, unixMs(b.RegisteredAt), unixMs(b.ExpiresAt), b.PingStatus,
+					b.PingRTT, unixMs(b.PingAt))
+			}
+			if _, err := (*stmt).ExecContext(ctx, args...); err != nil {
+				return fmt.Errorf("save bindings: %w", err)
+			}
+			rest = rest[n:]
 		}
 	}
 	if len(del) > 0 {

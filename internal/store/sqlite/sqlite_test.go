@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/store"
 )
@@ -264,5 +266,50 @@ func TestRemoveDomain(t *testing.T) {
 	}
 	if _, err := db.RemoveDomain(ctx, "acme.test"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("removing twice: want ErrNotFound, got %v", err)
+	}
+}
+
+// TestApplyBindingsChunks: an upsert batch that is not a multiple of the
+// statement chunk is stored whole; a second upsert replaces, not duplicates.
+func TestApplyBindingsChunks(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.Now().Truncate(time.Millisecond)
+	var bs []store.Binding
+	for i := 0; i < 2*upsertChunk+7; i++ {
+		n := strconv.Itoa(3000 + i)
+		bs = append(bs, store.Binding{Domain: "d", Extension: n, Contact: "sip:" + n + "@127.0.0.1", Source: "127.0.0.1:5060",
+			Transport: "UDP", CSeq: uint32(i), RegisteredAt: now, ExpiresAt: now.Add(time.Hour)})
+	}
+	if err := db.ApplyBindings(ctx, bs, nil); err != nil {
+		t.Fatal(err)
+	}
+	bs[0].CSeq = 99
+	if err := db.ApplyBindings(ctx, bs[:1], []store.BindingKey{bs[1].Key()}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.LoadBindings(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(bs)-1 {
+		t.Fatalf("stored %d bindings, want %d", len(got), len(bs)-1)
+	}
+	byExt := map[string]store.Binding{}
+	for _, b := range got {
+		byExt[b.Extension] = b
+	}
+	if byExt["3000"].CSeq != 99 {
+		t.Fatalf("replace lost: %+v", byExt["3000"])
+	}
+	if _, ok := byExt["3001"]; ok {
+		t.Fatal("deleted binding still stored")
+	}
+	if b := byExt[bs[len(bs)-1].Extension]; !b.ExpiresAt.Equal(bs[len(bs)-1].ExpiresAt) || b.Contact != bs[len(bs)-1].Contact {
+		t.Fatalf("last row: %+v", b)
 	}
 }
