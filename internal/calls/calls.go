@@ -39,6 +39,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboard-pbx/switchboard/internal/batch"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 )
@@ -124,11 +125,8 @@ type Writer struct {
 	db        *sql.DB
 	log       *slog.Logger
 	retention Retention
-	queue     chan Record
-	flushReq  chan chan struct{}
-	stopped   chan struct{}
+	q         *batch.Queue[Record]
 	nextID    atomic.Int64
-	dropped   atomic.Int64
 	now       func() time.Time
 }
 
@@ -143,8 +141,7 @@ func NewWriter(db *sql.DB, log *slog.Logger, r Retention, queueLen int) *Writer 
 	if r.MaxRecords <= 0 {
 		r.MaxRecords = DefaultRetention.MaxRecords
 	}
-	return &Writer{db: db, log: log, retention: r, queue: make(chan Record, queueLen),
-		flushReq: make(chan chan struct{}), stopped: make(chan struct{}), now: time.Now}
+	return &Writer{db: db, log: log, retention: r, q: batch.New[Record](queueLen), now: time.Now}
 }
 
 // Init prepares the writer at server start: it continues the id sequence
@@ -171,86 +168,31 @@ func (w *Writer) Save(r Record) {
 		return
 	}
 	r.Branches = slices.Clone(r.Branches)
-	select {
-	case w.queue <- r:
-	default:
-		if w.dropped.Add(1)%1000 == 1 {
-			w.log.Warn("calls: record queue full, dropping call record snapshots", "dropped", w.dropped.Load())
+	if !w.q.Add(r) {
+		if n := w.q.Dropped(); n%1000 == 1 {
+			w.log.Warn("calls: record queue full, dropping call record snapshots", "dropped", n)
 		}
 	}
 }
 
 // Dropped is how many snapshots were dropped because the queue was full.
-func (w *Writer) Dropped() int64 { return w.dropped.Load() }
+func (w *Writer) Dropped() int64 { return w.q.Dropped() }
 
 // Flush waits until every snapshot saved before the call is written (or
 // ctx ends, or the writer stopped).
-func (w *Writer) Flush(ctx context.Context) {
-	done := make(chan struct{})
-	select {
-	case w.flushReq <- done:
-	case <-ctx.Done():
-		return
-	case <-w.stopped:
-		return
-	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
-}
+func (w *Writer) Flush(ctx context.Context) { w.q.Flush(ctx) }
 
 // Run writes batches every 50 ms until ctx is done, then writes what is
 // queued and returns. It prunes old records every minute.
 func (w *Writer) Run(ctx context.Context) {
-	defer close(w.stopped)
-	batch := make([]Record, 0, 1024)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	prune := time.NewTicker(time.Minute)
-	defer prune.Stop()
-	w.prune(ctx)
-	for {
-		select {
-		case r := <-w.queue:
-			batch = append(batch, r)
-			if len(batch) >= 4096 {
-				batch = w.write(batch)
+	w.q.Run(ctx, batch.Loop[Record]{
+		Write: func(recs []Record) {
+			if err := Upsert(context.Background(), w.db, recs); err != nil {
+				w.log.Error("calls: write failed", "records", len(recs), "error", err)
 			}
-		case <-tick.C:
-			batch = w.write(batch)
-		case done := <-w.flushReq:
-			batch = w.write(w.drain(batch))
-			close(done)
-		case <-prune.C:
-			w.prune(ctx)
-		case <-ctx.Done():
-			w.write(w.drain(batch))
-			return
-		}
-	}
-}
-
-func (w *Writer) drain(batch []Record) []Record {
-	for {
-		select {
-		case r := <-w.queue:
-			batch = append(batch, r)
-		default:
-			return batch
-		}
-	}
-}
-
-func (w *Writer) write(batch []Record) []Record {
-	if len(batch) == 0 {
-		return batch
-	}
-	if err := Upsert(context.Background(), w.db, batch); err != nil {
-		w.log.Error("calls: write failed", "records", len(batch), "error", err)
-	}
-	clear(batch)
-	return batch[:0]
+		},
+		Housekeeping: func() { w.prune(ctx) },
+	})
 }
 
 // Upsert writes records in one transaction; for several snapshots of one id

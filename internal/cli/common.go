@@ -145,3 +145,27 @@ func syncServer(ctx context.Context, env Env, dir string, db *sqlite.DB) {
 	}
 	fmt.Fprintf(env.Stderr, "switchboard: warning: the running server (pid %d) has not applied the change yet; it will within seconds\n", pid)
 }
+
+// freshen makes a read of the data directory see what a running server
+// holds in memory: it asks the server (SIGUSR1) to commit its queued
+// registration writes and waits (up to 2 s) until it reports having done so
+// after the request. Without a running server there is nothing to wait for.
+func freshen(ctx context.Context, dir string, db *sqlite.DB) {
+	running, pid := server.Running(dir)
+	if !running || pid <= 0 {
+		return
+	}
+	asked := time.Now().UnixNano()
+	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+		return
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if v, ok, _ := db.Meta(ctx, "flushed_at"); ok {
+			if n, _ := strconv.ParseInt(v, 10, 64); n >= asked {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

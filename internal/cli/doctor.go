@@ -119,6 +119,7 @@ func Doctor(ctx context.Context, env Env, args []string) error {
 // serveState reads whether serve holds the data directory and the
 // listeners it published (the meta "runtime" record).
 func serveState(ctx context.Context, dir string, db *sqlite.DB) doctor.Serve {
+	freshen(ctx, dir, db)
 	running, pid := server.Running(dir)
 	s := doctor.Serve{Running: running, PID: pid}
 	raw, ok, err := db.Meta(ctx, "runtime")

@@ -150,20 +150,8 @@ func oneNumber(pos []string, cmd string) (string, error) {
 }
 
 func extAdd(ctx context.Context, env Env, args []string) error {
-	var f extFlags
-	fs := flag.NewFlagSet("ext add", flag.ContinueOnError)
-	f.common(fs)
-	f.fields(fs)
-	pos, err := parse(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		helpText(env.Stdout, fs, "Usage: switchboard ext add NUMBER [--password P] [--name NAME] [--domain D] [flags]")
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	num, err := oneNumber(pos, "add")
-	if err != nil {
+	f, fs, num, done, err := parseOne(env, args, "add", "Usage: switchboard ext add NUMBER [--password P] [--name NAME] [--domain D] [flags]", true)
+	if done || err != nil {
 		return err
 	}
 	generated := false
@@ -175,7 +163,7 @@ func extAdd(ctx context.Context, env Env, args []string) error {
 	if err := checkLimits(f.maxRegs, f.timeout); err != nil {
 		return err
 	}
-	db, dom, err := open(ctx, &f)
+	db, dom, err := open(ctx, f)
 	if err != nil {
 		return err
 	}
@@ -209,6 +197,28 @@ func extAdd(ctx context.Context, env Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "password: %s\n(shown once: it is stored only as a hash; `switchboard ext passwd %s` makes a new one)\n", f.password, num)
 	}
 	return nil
+}
+
+// parseOne parses the flags of `ext NAME NUMBER` (withFields adds the
+// extension's settable fields), prints its help when asked (done), and
+// validates the number.
+func parseOne(env Env, args []string, name, usage string, withFields bool) (f *extFlags, fs *flag.FlagSet, num string, done bool, err error) {
+	f = &extFlags{}
+	fs = flag.NewFlagSet("ext "+name, flag.ContinueOnError)
+	f.common(fs)
+	if withFields {
+		f.fields(fs)
+	}
+	pos, err := parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		helpText(env.Stdout, fs, usage)
+		return f, fs, "", true, nil
+	}
+	if err != nil {
+		return f, fs, "", false, err
+	}
+	num, err = oneNumber(pos, name)
+	return f, fs, num, false, err
 }
 
 func isSet(fs *flag.FlagSet, name string) bool {
@@ -292,22 +302,11 @@ func lookupExt(ctx context.Context, db *sqlite.DB, dom, num string) (store.Exten
 }
 
 func extShow(ctx context.Context, env Env, args []string) error {
-	var f extFlags
-	fs := flag.NewFlagSet("ext show", flag.ContinueOnError)
-	f.common(fs)
-	pos, err := parse(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		helpText(env.Stdout, fs, "Usage: switchboard ext show NUMBER [--domain D] [--json]")
-		return nil
-	}
-	if err != nil {
+	f, _, num, done, err := parseOne(env, args, "show", "Usage: switchboard ext show NUMBER [--domain D] [--json]", false)
+	if done || err != nil {
 		return err
 	}
-	num, err := oneNumber(pos, "show")
-	if err != nil {
-		return err
-	}
-	db, dom, err := open(ctx, &f)
+	db, dom, err := open(ctx, f)
 	if err != nil {
 		return err
 	}
@@ -346,20 +345,8 @@ func dash(s string) string {
 }
 
 func extSet(ctx context.Context, env Env, args []string) error {
-	var f extFlags
-	fs := flag.NewFlagSet("ext set", flag.ContinueOnError)
-	f.common(fs)
-	f.fields(fs)
-	pos, err := parse(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		helpText(env.Stdout, fs, "Usage: switchboard ext set NUMBER [--password P] [--enabled=false] [--name N] [flags]")
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	num, err := oneNumber(pos, "set")
-	if err != nil {
+	f, fs, num, done, err := parseOne(env, args, "set", "Usage: switchboard ext set NUMBER [--password P] [--enabled=false] [--name N] [flags]", true)
+	if done || err != nil {
 		return err
 	}
 	changed := 0
@@ -371,7 +358,7 @@ func extSet(ctx context.Context, env Env, args []string) error {
 	if changed == 0 {
 		return usagef("nothing to change: give at least one of --password, --enabled, --name, --cid-number, --description, --acl, --max-registrations, --call-timeout")
 	}
-	db, dom, err := open(ctx, &f)
+	db, dom, err := open(ctx, f)
 	if err != nil {
 		return err
 	}
@@ -431,22 +418,11 @@ func extSet(ctx context.Context, env Env, args []string) error {
 }
 
 func extPasswd(ctx context.Context, env Env, args []string) error {
-	var f extFlags
-	fs := flag.NewFlagSet("ext passwd", flag.ContinueOnError)
-	f.common(fs)
-	pos, err := parse(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		helpText(env.Stdout, fs, "Usage: switchboard ext passwd NUMBER [--domain D] [--json]")
-		return nil
-	}
-	if err != nil {
+	f, _, num, done, err := parseOne(env, args, "passwd", "Usage: switchboard ext passwd NUMBER [--domain D] [--json]", false)
+	if done || err != nil {
 		return err
 	}
-	num, err := oneNumber(pos, "passwd")
-	if err != nil {
-		return err
-	}
-	db, dom, err := open(ctx, &f)
+	db, dom, err := open(ctx, f)
 	if err != nil {
 		return err
 	}
@@ -469,22 +445,11 @@ func extPasswd(ctx context.Context, env Env, args []string) error {
 }
 
 func extRm(ctx context.Context, env Env, args []string) error {
-	var f extFlags
-	fs := flag.NewFlagSet("ext rm", flag.ContinueOnError)
-	f.common(fs)
-	pos, err := parse(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		helpText(env.Stdout, fs, "Usage: switchboard ext rm NUMBER [--domain D]")
-		return nil
-	}
-	if err != nil {
+	f, _, num, done, err := parseOne(env, args, "rm", "Usage: switchboard ext rm NUMBER [--domain D]", false)
+	if done || err != nil {
 		return err
 	}
-	num, err := oneNumber(pos, "rm")
-	if err != nil {
-		return err
-	}
-	db, dom, err := open(ctx, &f)
+	db, dom, err := open(ctx, f)
 	if err != nil {
 		return err
 	}

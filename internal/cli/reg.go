@@ -82,6 +82,7 @@ realm, and OPTIONS ping status.`)
 			return err
 		}
 	}
+	freshen(ctx, *data, db)
 	bs, err := db.BindingsOf(ctx, dom, num)
 	if err != nil {
 		return err
@@ -193,6 +194,7 @@ func Status(ctx context.Context, env Env, args []string) error {
 	if v.Domains, v.Extensions, err = db.Counts(ctx); err != nil {
 		return err
 	}
+	freshen(ctx, *data, db)
 	bs, err := db.BindingsOf(ctx, "", "")
 	if err != nil {
 		return err

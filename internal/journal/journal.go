@@ -16,10 +16,10 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboard-pbx/switchboard/internal/batch"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 )
 
@@ -74,13 +74,8 @@ type Writer struct {
 	db        *sql.DB
 	log       *slog.Logger
 	retention Retention
-	queue     chan Event
-	dropped   atomic.Int64
-	written   atomic.Int64
-	flushReq  chan chan struct{}
+	q         *batch.Queue[Event]
 	now       func() time.Time
-	stopped   chan struct{}
-	runOnce   sync.Once
 	// off, when set, makes Record a no-op (see Disable).
 	off atomic.Bool
 }
@@ -96,8 +91,7 @@ func NewWriter(db *sql.DB, log *slog.Logger, r Retention, queueLen int) *Writer 
 	if r.MaxEvents <= 0 {
 		r.MaxEvents = DefaultRetention.MaxEvents
 	}
-	return &Writer{db: db, log: log, retention: r, queue: make(chan Event, queueLen),
-		flushReq: make(chan chan struct{}), now: time.Now, stopped: make(chan struct{})}
+	return &Writer{db: db, log: log, retention: r, q: batch.New[Event](queueLen), now: time.Now}
 }
 
 // Disable turns recording off: Record then drops every event at once
@@ -117,85 +111,26 @@ func (w *Writer) Record(e Event) {
 	if e.Time.IsZero() {
 		e.Time = w.now()
 	}
-	select {
-	case w.queue <- e:
-	default:
-		w.dropped.Add(1)
-	}
+	w.q.Add(e)
 }
 
 // Dropped is how many events were dropped because the queue was full.
-func (w *Writer) Dropped() int64 { return w.dropped.Load() }
+func (w *Writer) Dropped() int64 { return w.q.Dropped() }
 
 // Flush waits until every event recorded before the call is written (or ctx ends).
-func (w *Writer) Flush(ctx context.Context) {
-	done := make(chan struct{})
-	select {
-	case w.flushReq <- done:
-	case <-ctx.Done():
-		return
-	case <-w.stopped:
-		return
-	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
-}
+func (w *Writer) Flush(ctx context.Context) { w.q.Flush(ctx) }
 
-// Run writes batches until ctx is done. It prunes old events every minute.
+// Run writes batches every 50 ms until ctx is done. It prunes old events
+// every minute.
 func (w *Writer) Run(ctx context.Context) {
-	defer close(w.stopped)
-	batch := make([]Event, 0, 1024)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	prune := time.NewTicker(time.Minute)
-	defer prune.Stop()
-	w.prune(ctx)
-	for {
-		select {
-		case e := <-w.queue:
-			batch = append(batch, e)
-			if len(batch) >= 4096 {
-				batch = w.write(batch)
+	w.q.Run(ctx, batch.Loop[Event]{
+		Write: func(events []Event) {
+			if err := Insert(context.Background(), w.db, events); err != nil {
+				w.log.Error("journal: write failed", "events", len(events), "error", err)
 			}
-		case <-tick.C:
-			batch = w.write(batch)
-		case done := <-w.flushReq:
-			batch = w.drain(batch)
-			batch = w.write(batch)
-			close(done)
-		case <-prune.C:
-			w.prune(ctx)
-		case <-ctx.Done():
-			batch = w.drain(batch)
-			w.write(batch)
-			return
-		}
-	}
-}
-
-func (w *Writer) drain(batch []Event) []Event {
-	for {
-		select {
-		case e := <-w.queue:
-			batch = append(batch, e)
-		default:
-			return batch
-		}
-	}
-}
-
-func (w *Writer) write(batch []Event) []Event {
-	if len(batch) == 0 {
-		return batch
-	}
-	if err := Insert(context.Background(), w.db, batch); err != nil {
-		w.log.Error("journal: write failed", "events", len(batch), "error", err)
-	} else {
-		w.written.Add(int64(len(batch)))
-	}
-	return batch[:0]
+		},
+		Housekeeping: func() { w.prune(ctx) },
+	})
 }
 
 // Insert writes events in one transaction.

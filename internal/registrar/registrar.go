@@ -181,14 +181,7 @@ func (r *Registrar) retransmission(f *facts) bool {
 	bindings := r.loc.Lookup(f.domain, f.toUser)
 	for _, b := range bindings {
 		if b.CallID == callID && b.CSeq == cseq && b.Source == f.req.Source() {
-			now := r.now()
-			resp := sip.NewResponseFromRequest(f.req, 200, "OK", nil)
-			for _, b := range bindings {
-				left := int(b.ExpiresAt.Sub(now).Round(time.Second) / time.Second)
-				resp.AppendHeader(sip.NewHeader("Contact", "<"+b.Contact+">;expires="+strconv.Itoa(left)))
-			}
-			resp.AppendHeader(sip.NewHeader("Date", now.UTC().Format(http1123)))
-			r.respond(f, resp)
+			r.ok(f, bindings, r.now())
 			return true
 		}
 	}
@@ -398,15 +391,20 @@ func (r *Registrar) update(f *facts, ext *store.Extension, res auth.Result) {
 		}
 		return
 	}
-	resp := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	r.ok(f, bindings, now)
+	f.ev.Cause, f.ev.Status, f.ev.Detail = outcome, 200, detail
+	r.journal.Record(f.ev)
+}
+
+// ok answers 200 listing every current contact with its remaining time.
+func (r *Registrar) ok(f *facts, bindings []store.Binding, now time.Time) {
+	resp := sip.NewResponseFromRequest(f.req, 200, "OK", nil)
 	for _, b := range bindings {
 		left := int(b.ExpiresAt.Sub(now).Round(time.Second) / time.Second)
 		resp.AppendHeader(sip.NewHeader("Contact", "<"+b.Contact+">;expires="+strconv.Itoa(left)))
 	}
 	resp.AppendHeader(sip.NewHeader("Date", now.UTC().Format(http1123)))
 	r.respond(f, resp)
-	f.ev.Cause, f.ev.Status, f.ev.Detail = outcome, 200, detail
-	r.journal.Record(f.ev)
 }
 
 const http1123 = "Mon, 02 Jan 2006 15:04:05 GMT"

@@ -316,6 +316,12 @@ func (s *Server) Run(ctx context.Context) error {
 			case <-bg.Done():
 				return
 			case <-sigs:
+				// The CLI asks (SIGUSR1) before it reads or after it writes:
+				// commit the queued binding writes, say so, and re-read the
+				// change feed at once.
+				if err := s.Loc.Flush(bg); err == nil {
+					_ = s.DB.SetMeta(bg, "flushed_at", strconv.FormatInt(time.Now().UnixNano(), 10))
+				}
 				select {
 				case kick <- struct{}{}:
 				default:
