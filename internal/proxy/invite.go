@@ -60,7 +60,7 @@ func (p *Proxy) serveNewCall(req *sip.Request, tx sip.ServerTransaction) {
 	res := p.d.Auth.Check(req, "Proxy-Authorization", callerDomain, served)
 	ev.AuthUser, ev.Realm = res.AuthUser, res.Realm
 	if res.NeedsChallenge() {
-		p.challenge(req, tx, &ev, res, callerDomain, src.String()+"|"+caller)
+		p.challenge(req, func(r *sip.Response) { p.respond(tx, r) }, &ev, res, callerDomain, src.String()+"|"+caller)
 		return
 	}
 	if res.Cause != "" {
@@ -98,6 +98,47 @@ func (p *Proxy) serveNewCall(req *sip.Request, tx sip.ServerTransaction) {
 	f.run()
 }
 
+// Stateless reports whether req is an INVITE that starts a call and carries
+// no credentials, from an address the inbound ACL allows, with nothing else
+// to refuse: its only answer is a 407 challenge, which ChallengeStateless
+// sends without a server transaction (as Kamailio does). A retransmission
+// just gets another 407; the ACK for the 407 matches nothing and is dropped.
+// Everything else takes the transaction path (ServeINVITE).
+func (p *Proxy) Stateless(req *sip.Request) bool {
+	if req.Method != sip.INVITE || req.CallID() == nil || req.From() == nil || req.To() == nil ||
+		req.CSeq() == nil || req.Via() == nil || hasToTag(req) || req.GetHeader("Proxy-Authorization") != nil {
+		return false
+	}
+	if req.Recipient.Scheme != "sip" && req.Recipient.Scheme != "sips" {
+		return false
+	}
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		return false
+	}
+	if p.looped(req) {
+		return false
+	}
+	ok, _ := p.d.Policy.AllowInvite(registrar.SourceAddr(req.Source()))
+	return ok
+}
+
+// ChallengeStateless answers an INVITE that Stateless accepted with a 407
+// through send, and journals it like ServeINVITE would.
+func (p *Proxy) ChallengeStateless(req *sip.Request, send func(*sip.Response) error) {
+	from := req.From()
+	src := registrar.SourceAddr(req.Source())
+	ev := journal.Event{Kind: journal.KindInvite, Extension: req.Recipient.User, Source: req.Source(),
+		Transport: strings.ToUpper(req.Transport()), UserAgent: userAgent(req), CallID: req.CallID().Value()}
+	callerDomain, _ := p.d.Dir.Resolve(from.Address.Host)
+	ev.Domain = callerDomain
+	res := auth.Result{Cause: cause.Challenged}
+	p.challenge(req, func(r *sip.Response) {
+		if err := send(r); err != nil {
+			p.log.Debug("proxy: send 407", "error", err)
+		}
+	}, &ev, res, callerDomain, src.String()+"|"+from.Address.User)
+}
+
 // looped reports whether req already carries a Via this proxy added
 // (RFC 3261 §16.3 step 4; switchboard does not spiral).
 func (p *Proxy) looped(req *sip.Request) bool {
@@ -119,11 +160,11 @@ func (p *Proxy) refuse(req *sip.Request, tx sip.ServerTransaction, ev *journal.E
 // challenge answers 407 with a Proxy-Authenticate per algorithm. A plain
 // challenge is journaled once a minute per phone and user; stale or bad
 // nonces always.
-func (p *Proxy) challenge(req *sip.Request, tx sip.ServerTransaction, ev *journal.Event, res auth.Result, realm, who string) {
+func (p *Proxy) challenge(req *sip.Request, send func(*sip.Response), ev *journal.Event, res auth.Result, realm, who string) {
 	resp := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
 	p.d.Auth.Challenge(resp, "Proxy-Authenticate", realm, res.Cause == cause.StaleNonce)
 	resp.AppendHeader(sip.NewHeader("Server", p.cfg.ServerName))
-	p.respond(tx, resp)
+	send(resp)
 	if res.Cause == cause.Challenged && res.Detail == "" && !p.firstChallenge(who) {
 		return
 	}
