@@ -108,12 +108,8 @@ func Calls(ctx context.Context, env Env, args []string) error {
 	domain := fs.String("domain", "", "only calls in this domain")
 	limit := fs.Int("limit", 50, "at most this many calls")
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parse(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		helpText(env.Stdout, fs, callsUsage)
-		return nil
-	}
-	if err != nil {
+	pos, done, err := parseHelp(env, fs, args, callsUsage)
+	if done || err != nil {
 		return err
 	}
 	show := len(pos) > 0 && pos[0] == "show"

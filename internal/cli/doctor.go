@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -42,12 +41,8 @@ func Doctor(ctx context.Context, env Env, args []string) error {
 	data := fs.String("data", defaultData(), "data directory (env SWITCHBOARD_DATA)")
 	domain := fs.String("domain", "", "the extension's domain (default: the server's default domain)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parse(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		helpText(env.Stdout, fs, doctorUsage)
-		return nil
-	}
-	if err != nil {
+	pos, done, err := parseHelp(env, fs, args, doctorUsage)
+	if done || err != nil {
 		return err
 	}
 	call := len(pos) > 0 && pos[0] == "call"

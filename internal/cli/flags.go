@@ -57,6 +57,17 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// parseHelp is parse for a command's flags that also prints its help for
+// -h/--help; done is true when it did (the command then returns err, nil).
+func parseHelp(env Env, fs *flag.FlagSet, args []string, usage string) (pos []string, done bool, err error) {
+	pos, err = parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		helpText(env.Stdout, fs, usage)
+		return nil, true, nil
+	}
+	return pos, false, err
+}
+
 // helpText writes a command's usage and its flags.
 func helpText(w io.Writer, fs *flag.FlagSet, usage string) {
 	fmt.Fprintln(w, strings.TrimSpace(usage))

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -46,12 +45,8 @@ func Journal(ctx context.Context, env Env, args []string) error {
 	fs.BoolVar(follow, "f", false, "short for --follow")
 	interval := fs.Duration("interval", 250*time.Millisecond, "with --follow: how often to look for new events")
 	asJSON := fs.Bool("json", false, "print JSON (an array; with --follow one object per line)")
-	pos, err := parse(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		helpText(env.Stdout, fs, journalUsage)
-		return nil
-	}
-	if err != nil {
+	pos, done, err := parseHelp(env, fs, args, journalUsage)
+	if done || err != nil {
 		return err
 	}
 	if len(pos) > 0 {

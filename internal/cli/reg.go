@@ -173,12 +173,8 @@ func Status(ctx context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	data := fs.String("data", defaultData(), "data directory (env SWITCHBOARD_DATA)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parse(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		helpText(env.Stdout, fs, "Usage: switchboard status [--json]\n\nShows whether the server runs, its profiles and listeners, counts and uptime.")
-		return nil
-	}
-	if err != nil {
+	pos, done, err := parseHelp(env, fs, args, "Usage: switchboard status [--json]\n\nShows whether the server runs, its profiles and listeners, counts and uptime.")
+	if done || err != nil {
 		return err
 	}
 	if len(pos) > 0 {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"log/slog"
 	"os"
@@ -44,12 +43,8 @@ func Serve(ctx context.Context, env Env, args []string, ready func(*server.Serve
 	fs.IntVar(&cfg.RateLimit, "rate-limit", cfg.RateLimit, "SIP messages per second one address may send (0 = no limit; trusted networks are exempt)")
 	fs.IntVar(&cfg.RateBurst, "rate-burst", cfg.RateBurst, "burst allowed above --rate-limit")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
-	pos, err := parse(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		helpText(env.Stdout, fs, serveUsage)
-		return nil
-	}
-	if err != nil {
+	pos, done, err := parseHelp(env, fs, args, serveUsage)
+	if done || err != nil {
 		return err
 	}
 	if len(pos) > 0 {
