@@ -348,9 +348,13 @@ func (r *Registrar) update(f *facts, ext *store.Extension, res auth.Result) {
 				}
 				continue
 			}
-			b := store.Binding{Domain: ext.Domain, Extension: ext.Number, Contact: c.uri, Source: req.Source(),
-				Transport: strings.ToUpper(req.Transport()), UserAgent: f.userAgent, CallID: callID, CSeq: cseq,
-				AuthUser: res.AuthUser, Realm: res.Realm, RegisteredAt: now,
+			// Strings kept for the binding's lifetime are copied: the parsed
+			// header values point into the whole received message, which
+			// would otherwise stay in memory with every binding.
+			b := store.Binding{Domain: ext.Domain, Extension: ext.Number, Contact: c.uri, Source: strings.Clone(req.Source()),
+				Transport: strings.ToUpper(req.Transport()), UserAgent: strings.Clone(f.userAgent),
+				CallID: strings.Clone(callID), CSeq: cseq, AuthUser: strings.Clone(res.AuthUser),
+				Realm: strings.Clone(res.Realm), RegisteredAt: now,
 				ExpiresAt: now.Add(time.Duration(c.expires) * time.Second)}
 			if idx >= 0 {
 				b.PingStatus, b.PingRTT, b.PingAt = next[idx].PingStatus, next[idx].PingRTT, next[idx].PingAt
