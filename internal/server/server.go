@@ -297,6 +297,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.Cfg.Pprof != "" {
 		s.servePprof(bg)
 	}
+	s.Go(func() { s.releaseMemory(bg) })
 	s.Go(func() { s.Journal.Run(bg) })
 	s.Go(func() { s.Loc.Run(bg) })
 	s.Go(func() { s.Sec.Run(bg) })
