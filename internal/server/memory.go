@@ -24,30 +24,36 @@ const (
 // the OS (debug.FreeOSMemory). Under steady load collections run on their
 // own and this does nothing.
 func (s *Server) releaseMemory(ctx context.Context) {
-	samples := []metrics.Sample{
-		{Name: "/gc/cycles/total:gc-cycles"},
-		{Name: "/memory/classes/heap/objects:bytes"},
-		{Name: "/memory/classes/heap/free:bytes"},
-	}
 	t := time.NewTicker(releaseEvery)
 	defer t.Stop()
-	var lastCycles uint64
+	var last uint64
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		metrics.Read(samples)
-		cycles := value(samples[0])
-		heap := value(samples[1]) + value(samples[2])
-		if cycles == lastCycles && heap > quietHeapLimit {
-			debug.FreeOSMemory()
-			metrics.Read(samples)
-			cycles = value(samples[0])
-		}
-		lastCycles = cycles
+		last, _ = releaseIfQuiet(last, quietHeapLimit)
 	}
+}
+
+// releaseIfQuiet collects and returns free memory to the OS when no
+// collection ran since the count last and the heap exceeds limit. It
+// returns the collection count to pass next time and whether it released.
+func releaseIfQuiet(last, limit uint64) (cycles uint64, released bool) {
+	samples := []metrics.Sample{
+		{Name: "/gc/cycles/total:gc-cycles"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+	}
+	metrics.Read(samples)
+	cycles = value(samples[0])
+	if cycles != last || value(samples[1])+value(samples[2]) <= limit {
+		return cycles, false
+	}
+	debug.FreeOSMemory()
+	metrics.Read(samples)
+	return value(samples[0]), true
 }
 
 func value(s metrics.Sample) uint64 {
