@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -128,10 +127,7 @@ func Calls(ctx context.Context, env Env, args []string) error {
 			}
 		}
 	}
-	if _, err := os.Stat(filepath.Join(*data, sqlite.FileName)); err != nil {
-		return usagef("no switchboard database in %s: pass --data DIR where switchboard serve keeps its data (or set SWITCHBOARD_DATA)", *data)
-	}
-	db, err := openDB(ctx, *data)
+	db, err := openExisting(ctx, *data)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -30,6 +31,15 @@ func defaultData() string {
 
 func openDB(ctx context.Context, dir string) (*sqlite.DB, error) {
 	return sqlite.Open(ctx, dir)
+}
+
+// openExisting opens the database of a data directory that must already
+// hold one (commands that only read what serve recorded).
+func openExisting(ctx context.Context, dir string) (*sqlite.DB, error) {
+	if _, err := os.Stat(filepath.Join(dir, sqlite.FileName)); err != nil {
+		return nil, usagef("no switchboard database in %s: pass --data DIR where switchboard serve keeps its data (or set SWITCHBOARD_DATA)", dir)
+	}
+	return openDB(ctx, dir)
 }
 
 // defaultDomain returns the data directory's default domain, creating it

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"flag"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -61,10 +60,7 @@ func Doctor(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 	}
-	if _, err := os.Stat(filepath.Join(*data, sqlite.FileName)); err != nil {
-		return usagef("no switchboard database in %s: pass --data DIR where switchboard serve keeps its data (or set SWITCHBOARD_DATA)", *data)
-	}
-	db, err := openDB(ctx, *data)
+	db, err := openExisting(ctx, *data)
 	if err != nil {
 		return err
 	}
