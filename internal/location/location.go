@@ -237,9 +237,11 @@ func (t *Table) persist(ctx context.Context, o op) error {
 	}
 }
 
-// SetPing records the result of an OPTIONS qualify for one binding. The
-// status is persisted only when it changes (or once a minute for the RTT).
-func (t *Table) SetPing(key store.BindingKey, reachable bool, rtt time.Duration) (changed bool, b store.Binding, ok bool) {
+// SetPing records the result of an OPTIONS qualify for one binding and
+// returns its previous status ("", "reachable" or "unreachable") and the
+// updated binding. The status is persisted only when it changes (or once a
+// minute for the RTT).
+func (t *Table) SetPing(key store.BindingKey, reachable bool, rtt time.Duration) (prev string, b store.Binding, ok bool) {
 	k := aorKey{normDomain(key.Domain), key.Extension}
 	s := t.shard(k)
 	status := "unreachable"
@@ -253,8 +255,8 @@ func (t *Table) SetPing(key store.BindingKey, reachable bool, rtt time.Duration)
 		if list[i].Contact != key.Contact {
 			continue
 		}
-		changed = list[i].PingStatus != status
-		persist := changed || now.Sub(list[i].PingAt) > time.Minute
+		prev = list[i].PingStatus
+		persist := prev != status || now.Sub(list[i].PingAt) > time.Minute
 		list[i].PingStatus = status
 		list[i].PingRTT = float64(rtt.Microseconds()) / 1000
 		if persist {
@@ -268,10 +270,10 @@ func (t *Table) SetPing(key store.BindingKey, reachable bool, rtt time.Duration)
 			default:
 			}
 		}
-		return changed, b, true
+		return prev, b, true
 	}
 	s.mu.Unlock()
-	return false, b, false
+	return "", b, false
 }
 
 // All returns every unexpired binding, ordered by domain, extension, then

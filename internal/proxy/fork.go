@@ -436,8 +436,8 @@ func rank(br *branch) int {
 // INVITE) and journals the change.
 func (f *fork) unreachable(br *branch, reason string) {
 	p := f.p
-	changed, b, ok := p.d.Loc.SetPing(br.b.Key(), false, 0)
-	if !ok || !changed {
+	prev, b, ok := p.d.Loc.SetPing(br.b.Key(), false, 0)
+	if !ok || prev == b.PingStatus {
 		return
 	}
 	p.d.Journal.Record(journal.Event{Kind: journal.KindQualify, Cause: cause.Unreachable, Extension: b.Extension,

@@ -84,7 +84,7 @@ func (AllowAll) AuthSucceeded(netip.Addr) {}
 // (location.Table satisfies it).
 type Locator interface {
 	Lookup(domain, ext string) []store.Binding
-	SetPing(key store.BindingKey, reachable bool, rtt time.Duration) (changed bool, b store.Binding, ok bool)
+	SetPing(key store.BindingKey, reachable bool, rtt time.Duration) (prev string, b store.Binding, ok bool)
 }
 
 // Config configures a Proxy.

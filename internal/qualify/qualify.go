@@ -39,7 +39,7 @@ import (
 // satisfies it).
 type Locator interface {
 	All() []store.Binding
-	SetPing(key store.BindingKey, reachable bool, rtt time.Duration) (changed bool, b store.Binding, ok bool)
+	SetPing(key store.BindingKey, reachable bool, rtt time.Duration) (prev string, b store.Binding, ok bool)
 }
 
 // Config configures the pinger.
@@ -186,8 +186,8 @@ func (q *Pinger) Qualify(ctx context.Context, b store.Binding) (reachable bool, 
 	if ctx.Err() != nil {
 		return reachable, rtt
 	}
-	changed, nb, ok := q.loc.SetPing(b.Key(), reachable, rtt)
-	if !ok || !changed {
+	prev, nb, ok := q.loc.SetPing(b.Key(), reachable, rtt)
+	if !ok || prev == nb.PingStatus {
 		return reachable, rtt
 	}
 	ev := journal.Event{Kind: journal.KindQualify, Extension: nb.Extension, Domain: nb.Domain, Source: nb.Source,
@@ -198,7 +198,7 @@ func (q *Pinger) Qualify(ctx context.Context, b store.Binding) (reachable bool, 
 		ev.Cause = cause.Unreachable
 		dest, _ := router.Destination(nb)
 		ev.Detail = "contact " + nb.Contact + " at " + dest + " did not answer OPTIONS: " + why
-	case b.PingStatus == "unreachable":
+	case prev == "unreachable": // the table's status, not b's: b may predate a concurrent ping's result
 		ev.Cause = cause.Reachable
 		ev.Detail = "contact " + nb.Contact + " answers OPTIONS again (" + strconv.Itoa(status) + ", " +
 			strconv.FormatFloat(float64(rtt.Microseconds())/1000, 'f', 1, 64) + " ms)"
