@@ -45,7 +45,7 @@ func (st *stateless) intercept(transport string, remote net.Addr, data []byte) b
 	var inv *sip.Request
 	switch {
 	case bytes.HasPrefix(data, registerPrefix):
-	case bytes.HasPrefix(data, invitePrefix) && st.srv.Proxy != nil:
+	case bytes.HasPrefix(data, invitePrefix) && st.srv.Proxy != nil && !hasCredentials(data):
 		// Decide here, while sipgo can still take it: parse, and keep only
 		// a dialog-creating INVITE without credentials.
 		msg, err := st.parser.ParseSIP(append([]byte(nil), data...))
@@ -75,6 +75,13 @@ func (st *stateless) intercept(transport string, remote net.Addr, data []byte) b
 	buf := append([]byte(nil), data...)
 	go st.handle(buf, remote)
 	return true
+}
+
+// hasCredentials is a cheap look for a Proxy-Authorization header (in its
+// usual spellings), so an authenticated INVITE is not parsed twice; one it
+// misses is still recognised by Proxy.Stateless after the parse.
+func hasCredentials(data []byte) bool {
+	return bytes.Contains(data, []byte("\nProxy-Authorization:")) || bytes.Contains(data, []byte("\nproxy-authorization:"))
 }
 
 func (st *stateless) reply(remote net.Addr) func(*sip.Response) error {
