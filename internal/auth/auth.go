@@ -9,13 +9,14 @@
 package auth
 
 import (
+	"crypto/md5"
+	"crypto/sha256"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/digest"
 	"github.com/switchboard-pbx/switchboard/internal/directory"
-	"github.com/switchboard-pbx/switchboard/internal/store"
 )
 
 // Authenticator checks credentials. Safe for concurrent use.
@@ -29,8 +30,8 @@ type Authenticator struct {
 
 // Result is the outcome of Check.
 type Result struct {
-	// Ext is the authenticated extension (nil unless Cause == "").
-	Ext *store.Extension
+	// Ext is the authenticated extension (nil unless Cause == ""); read-only.
+	Ext *directory.Entry
 	// Cause is "" on success. Challenged, StaleNonce, BadNonce and
 	// NonceReplay mean "send a (new) challenge"; anything else is a final
 	// refusal (see cause.AnswerFor).
@@ -95,23 +96,22 @@ func (a *Authenticator) Check(req *sip.Request, header, domain string, served bo
 		return res
 	}
 	ext, ok := a.Dir.Lookup(domain, creds.Username)
+	// An unknown user, or an extension without an HA1 for the algorithm, is
+	// checked against a zero HA1 and refused whatever the answer: the same
+	// work as a real check, so timing does not tell a scanner which
+	// extensions exist.
+	ha1, n, hasHA1 := storedHA1(ext, strings.EqualFold(creds.Algorithm, string(digest.SHA256)))
+	valid := digest.VerifyBinary(creds, req.Method.String(), ha1[:n]) && hasHA1
 	if !ok {
-		// Spend the same work as a real check so timing does not tell a
-		// scanner which extensions exist.
-		digest.Verify(creds, req.Method.String(), dummyHA1(strings.EqualFold(creds.Algorithm, string(digest.SHA256))))
 		res.Cause, res.Detail = cause.ExtensionMissing, "no extension "+creds.Username+" in "+domain
 		return res
 	}
-	ha1 := ext.HA1MD5
-	if strings.EqualFold(creds.Algorithm, string(digest.SHA256)) {
-		ha1 = ext.HA1SHA256
-	}
-	if !digest.Verify(creds, req.Method.String(), ha1) {
+	if !valid {
 		res.Cause, res.Detail = cause.WrongPassword, "wrong password for "+creds.Username+"@"+domain
 		return res
 	}
-	if !ext.Enabled {
-		res.Cause, res.Detail = cause.ExtensionDisabled, "extension "+ext.Number+"@"+domain+" is disabled"
+	if !ext.Enabled() {
+		res.Cause, res.Detail = cause.ExtensionDisabled, "extension "+ext.Number()+"@"+domain+" is disabled"
 		return res
 	}
 	if status == digest.NonceStale {
@@ -126,12 +126,22 @@ func (a *Authenticator) Check(req *sip.Request, header, domain string, served bo
 	return res
 }
 
-// dummyHA1 returns a well-formed HA1 for the algorithm that no password matches.
-func dummyHA1(sha256 bool) string {
-	if sha256 {
-		return "0000000000000000000000000000000000000000000000000000000000000000"
+// storedHA1 returns ext's binary HA1 for SHA-256 or MD5 as h[:n]. When ext
+// is nil or has no such HA1, h[:n] is zeros and ok is false: the caller
+// must refuse whatever answer matches it.
+func storedHA1(ext *directory.Entry, sha bool) (h [sha256.Size]byte, n int, ok bool) {
+	if sha {
+		if ext != nil {
+			h, ok = ext.HA1SHA256()
+		}
+		return h, sha256.Size, ok
 	}
-	return "00000000000000000000000000000000"
+	if ext != nil {
+		var m [md5.Size]byte
+		m, ok = ext.HA1MD5()
+		copy(h[:], m[:])
+	}
+	return h, md5.Size, ok
 }
 
 func (a *Authenticator) offered(alg string) bool {

@@ -3,10 +3,12 @@ package auth
 import (
 	"context"
 	"crypto/md5"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,9 +40,13 @@ func setup(t *testing.T) (*Authenticator, *clock) {
 	for _, e := range []store.Extension{
 		{Domain: realm, Number: "2001", Enabled: true, MaxRegistrations: 5, CallTimeout: 30},
 		{Domain: realm, Number: "2009", Enabled: false, MaxRegistrations: 5, CallTimeout: 30},
+		{Domain: realm, Number: "2010", Enabled: true, MaxRegistrations: 5, CallTimeout: 30}, // SHA-256 HA1 only
 	} {
 		e.HA1MD5 = digest.HA1(digest.MD5, e.Number, realm, "right-password")
 		e.HA1SHA256 = digest.HA1(digest.SHA256, e.Number, realm, "right-password")
+		if e.Number == "2010" {
+			e.HA1MD5 = ""
+		}
 		if _, err := db.AddExtension(ctx, e); err != nil {
 			t.Fatal(err)
 		}
@@ -62,9 +68,13 @@ func md5hex(s string) string {
 // register builds a REGISTER carrying an RFC 7616 qop=auth answer computed
 // here independently of package digest.
 func register(user, password, nonce, nc, authRealm string) *sip.Request {
+	return registerHA1(user, md5hex(user+":"+authRealm+":"+password), nonce, nc, authRealm)
+}
+
+// registerHA1 is register with the answer computed from ha1 (hex).
+func registerHA1(user, ha1, nonce, nc, authRealm string) *sip.Request {
 	uri := sip.Uri{Scheme: "sip", Host: realm}
 	req := sip.NewRequest(sip.REGISTER, uri)
-	ha1 := md5hex(user + ":" + authRealm + ":" + password)
 	ha2 := md5hex("REGISTER:sip:" + realm)
 	resp := md5hex(ha1 + ":" + nonce + ":" + nc + ":abc:auth:" + ha2)
 	req.AppendHeader(sip.NewHeader("Authorization", fmt.Sprintf(
@@ -101,7 +111,7 @@ func TestCheck(t *testing.T) {
 			if r.Cause != tc.want {
 				t.Fatalf("cause = %q (%s), want %q", r.Cause, r.Detail, tc.want)
 			}
-			if tc.want == "" && (r.Ext == nil || r.Ext.Number != "2001") {
+			if tc.want == "" && (r.Ext == nil || r.Ext.Number() != "2001") {
 				t.Fatalf("want extension 2001 authenticated, got %+v", r.Ext)
 			}
 			if tc.want != "" && r.Ext != nil {
@@ -146,5 +156,50 @@ func TestChallengeOrder(t *testing.T) {
 		if c.Algorithm != alg || c.Realm != realm {
 			t.Fatalf("challenge %d: algorithm %q realm %q", i, c.Algorithm, c.Realm)
 		}
+	}
+}
+
+func sha256hex(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+// registerSHA256 is register with algorithm SHA-256.
+func registerSHA256(user, password, nonce string) *sip.Request {
+	uri := sip.Uri{Scheme: "sip", Host: realm}
+	req := sip.NewRequest(sip.REGISTER, uri)
+	ha1 := sha256hex(user + ":" + realm + ":" + password)
+	ha2 := sha256hex("REGISTER:sip:" + realm)
+	resp := sha256hex(ha1 + ":" + nonce + ":00000001:abc:auth:" + ha2)
+	req.AppendHeader(sip.NewHeader("Authorization", fmt.Sprintf(
+		`Digest username="%s", realm="%s", nonce="%s", uri="sip:%s", response="%s", algorithm=SHA-256, qop=auth, nc=00000001, cnonce="abc"`,
+		user, realm, nonce, realm, resp)))
+	return req
+}
+
+// TestCheckSHA256AndMissingHA1: SHA-256 credentials are checked against the
+// SHA-256 HA1, and an extension without an HA1 for the algorithm refuses
+// every password.
+func TestCheckSHA256AndMissingHA1(t *testing.T) {
+	a, _ := setup(t)
+	a.Algorithms = []digest.Algorithm{digest.SHA256, digest.MD5}
+	for _, tc := range []struct {
+		name string
+		req  *sip.Request
+		want cause.Code
+	}{
+		{"sha-256 right password", registerSHA256("2001", "right-password", a.Nonces.New()), ""},
+		{"sha-256 wrong password", registerSHA256("2001", "wrong", a.Nonces.New()), cause.WrongPassword},
+		{"sha-256 unknown user", registerSHA256("2999", "right-password", a.Nonces.New()), cause.ExtensionMissing},
+		{"no md5 ha1", register("2010", "right-password", a.Nonces.New(), "00000001", realm), cause.WrongPassword},
+		{"no md5 ha1, empty password", register("2010", "", a.Nonces.New(), "00000001", realm), cause.WrongPassword},
+		{"no md5 ha1, answer made with a zero ha1", registerHA1("2010", strings.Repeat("0", 32), a.Nonces.New(), "00000001", realm), cause.WrongPassword},
+		{"sha-256 only", registerSHA256("2010", "right-password", a.Nonces.New()), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if r := a.Check(tc.req, "Authorization", realm, true); r.Cause != tc.want {
+				t.Fatalf("cause = %q (%s), want %q", r.Cause, r.Detail, tc.want)
+			}
+		})
 	}
 }

@@ -7,13 +7,22 @@ package batch
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// Queue is a bounded queue of T drained in batches. Create with New.
+// Queue is a bounded queue of T drained in batches. Create with New. Its
+// memory follows the backlog: an idle queue holds no buffer of its bound's
+// size.
 type Queue[T any] struct {
-	ch       chan T
+	size int
+
+	mu    sync.Mutex // guards items
+	items []T
+
+	max      atomic.Int64  // Run's Loop.Max: Add wakes Run when this many wait
+	wake     chan struct{} // capacity 1
 	flushReq chan chan struct{}
 	stopped  chan struct{}
 	dropped  atomic.Int64
@@ -21,19 +30,42 @@ type Queue[T any] struct {
 
 // New returns a queue holding at most size items.
 func New[T any](size int) *Queue[T] {
-	return &Queue[T]{ch: make(chan T, size), flushReq: make(chan chan struct{}), stopped: make(chan struct{})}
+	q := &Queue[T]{size: size, wake: make(chan struct{}, 1), flushReq: make(chan chan struct{}),
+		stopped: make(chan struct{})}
+	q.max.Store(defaultMax)
+	return q
 }
+
+const defaultMax = 4096
 
 // Add queues v without blocking; it reports false (and counts a drop) when
 // the queue is full.
 func (q *Queue[T]) Add(v T) bool {
-	select {
-	case q.ch <- v:
-		return true
-	default:
+	q.mu.Lock()
+	if len(q.items) >= q.size {
+		q.mu.Unlock()
 		q.dropped.Add(1)
 		return false
 	}
+	q.items = append(q.items, v)
+	n := len(q.items)
+	q.mu.Unlock()
+	if int64(n) >= q.max.Load() {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// take swaps the queued items for spare (emptied) and returns them.
+func (q *Queue[T]) take(spare []T) []T {
+	q.mu.Lock()
+	out := q.items
+	q.items = spare[:0]
+	q.mu.Unlock()
+	return out
 }
 
 // Dropped is how many items Add dropped because the queue was full.
@@ -75,8 +107,9 @@ func (q *Queue[T]) Run(ctx context.Context, l Loop[T]) {
 		l.Every = 50 * time.Millisecond
 	}
 	if l.Max <= 0 {
-		l.Max = 4096
+		l.Max = defaultMax
 	}
+	q.max.Store(int64(l.Max))
 	if l.HousekeepingEvery <= 0 {
 		l.HousekeepingEvery = time.Minute
 	}
@@ -85,22 +118,20 @@ func (q *Queue[T]) Run(ctx context.Context, l Loop[T]) {
 			l.Housekeeping()
 		}
 	}
-	batch := make([]T, 0, 1024)
+	var spare []T
+	// write hands everything queued to l.Write, at most l.Max at a time, and
+	// keeps the buffer for the next swap unless a burst made it large.
 	write := func() {
-		if len(batch) > 0 {
-			l.Write(batch)
-			clear(batch)
-			batch = batch[:0]
+		batch := q.take(spare)
+		for rest := batch; len(rest) > 0; {
+			n := min(len(rest), l.Max)
+			l.Write(rest[:n])
+			rest = rest[n:]
 		}
-	}
-	drain := func() {
-		for {
-			select {
-			case v := <-q.ch:
-				batch = append(batch, v)
-			default:
-				return
-			}
+		clear(batch)
+		spare = batch[:0]
+		if cap(spare) > 2*l.Max {
+			spare = nil
 		}
 	}
 	tick := time.NewTicker(l.Every)
@@ -110,21 +141,16 @@ func (q *Queue[T]) Run(ctx context.Context, l Loop[T]) {
 	house()
 	for {
 		select {
-		case v := <-q.ch:
-			batch = append(batch, v)
-			if len(batch) >= l.Max {
-				write()
-			}
+		case <-q.wake:
+			write()
 		case <-tick.C:
 			write()
 		case done := <-q.flushReq:
-			drain()
 			write()
 			close(done)
 		case <-hk.C:
 			house()
 		case <-ctx.Done():
-			drain()
 			write()
 			return
 		}

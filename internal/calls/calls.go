@@ -42,6 +42,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/batch"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/store"
+	"github.com/switchboard-pbx/switchboard/internal/store/multirow"
 )
 
 // Hangup parties recorded in Record.HangupBy.
@@ -185,9 +186,11 @@ func (w *Writer) Flush(ctx context.Context) { w.q.Flush(ctx) }
 // Run writes batches every 50 ms until ctx is done, then writes what is
 // queued and returns. It prunes old records every minute.
 func (w *Writer) Run(ctx context.Context) {
+	in := newUpsert(w.db)
+	defer in.Close()
 	w.q.Run(ctx, batch.Loop[Record]{
 		Write: func(recs []Record) {
-			if err := Upsert(context.Background(), w.db, recs); err != nil {
+			if err := upsert(context.Background(), in, recs); err != nil {
 				w.log.Error("calls: write failed", "records", len(recs), "error", err)
 			}
 		},
@@ -198,25 +201,28 @@ func (w *Writer) Run(ctx context.Context) {
 // Upsert writes records in one transaction; for several snapshots of one id
 // the last one wins.
 func Upsert(ctx context.Context, db *sql.DB, recs []Record) error {
+	in := newUpsert(db)
+	defer in.Close()
+	return upsert(ctx, in, recs)
+}
+
+const upsertCols = 16
+
+func newUpsert(db *sql.DB) *multirow.Insert {
+	return multirow.New(db, `INSERT INTO calls(id, call_id, caller, callee, domain, source, transport,
+		user_agent, started_at, answered_at, ended_at, sip_status, cause, hangup_by, branches, detail)`, upsertCols,
+		`ON CONFLICT(id) DO UPDATE SET answered_at = excluded.answered_at, ended_at = excluded.ended_at,
+		sip_status = excluded.sip_status, cause = excluded.cause, hangup_by = excluded.hangup_by,
+		branches = excluded.branches, detail = excluded.detail`)
+}
+
+// upsert writes records in one transaction with in's statements.
+func upsert(ctx context.Context, in *multirow.Insert, recs []Record) error {
 	last := make(map[int64]int, len(recs))
 	for i := range recs {
 		last[recs[i].ID] = i
 	}
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("calls: %w", err)
-	}
-	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO calls(id, call_id, caller, callee, domain, source, transport,
-		user_agent, started_at, answered_at, ended_at, sip_status, cause, hangup_by, branches, detail)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-		ON CONFLICT(id) DO UPDATE SET answered_at = excluded.answered_at, ended_at = excluded.ended_at,
-		sip_status = excluded.sip_status, cause = excluded.cause, hangup_by = excluded.hangup_by,
-		branches = excluded.branches, detail = excluded.detail`)
-	if err != nil {
-		return fmt.Errorf("calls: %w", err)
-	}
-	defer stmt.Close()
+	args := make([]any, 0, len(last)*upsertCols)
 	for i := range recs {
 		if last[recs[i].ID] != i {
 			continue
@@ -224,18 +230,17 @@ func Upsert(ctx context.Context, db *sql.DB, recs []Record) error {
 		r := &recs[i]
 		branches := []byte("[]")
 		if len(r.Branches) > 0 {
+			var err error
 			if branches, err = json.Marshal(r.Branches); err != nil {
 				return fmt.Errorf("calls: encode branches of call %d: %w", r.ID, err)
 			}
 		}
-		if _, err := stmt.ExecContext(ctx, r.ID, r.CallID, r.From, r.To, r.Domain, r.Source, r.Transport,
+		args = append(args, r.ID, r.CallID, r.From, r.To, r.Domain, r.Source, r.Transport,
 			r.UserAgent, micros(r.Start), micros(r.Answer), micros(r.End), r.SIPStatus, string(r.Cause), r.HangupBy,
-			string(branches), r.Detail); err != nil {
-			return fmt.Errorf("calls: save call %d: %w", r.ID, err)
-		}
+			string(branches), r.Detail)
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("calls: %w", err)
+	if err := in.Write(ctx, args); err != nil {
+		return fmt.Errorf("calls: save: %w", err)
 	}
 	return nil
 }

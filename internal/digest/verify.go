@@ -2,6 +2,7 @@ package digest
 
 import (
 	"crypto/subtle"
+	"encoding/hex"
 	"strings"
 )
 
@@ -30,6 +31,30 @@ const verifyBufSize = 512
 // c.Realm, that c.URI matches the request, Nonces.Check(c.Nonce) and
 // Nonces.UseCount(c.Nonce, c.NC).
 func Verify(c Credentials, method string, ha1 string) bool {
+	if len(ha1) > maxHexLen {
+		return false
+	}
+	var hexHA1 [maxHexLen]byte
+	return verify(c, method, appendLower(hexHA1[:0], ha1))
+}
+
+// VerifyBinary is Verify for an HA1 kept in binary: ha1 is the hash
+// H(username:realm:password) itself, 16 bytes for MD5 and 32 for SHA-256,
+// rather than its hex form. A length that does not match c's algorithm
+// yields false. Otherwise it behaves exactly as Verify with the hex form of
+// ha1, doing the same work: the response is compared in constant time, and
+// VerifyBinary does not allocate for inputs up to a few hundred bytes.
+func VerifyBinary(c Credentials, method string, ha1 []byte) bool {
+	if len(ha1) > maxHexLen/2 {
+		return false
+	}
+	var hexHA1 [maxHexLen]byte
+	n := hex.Encode(hexHA1[:], ha1)
+	return verify(c, method, hexHA1[:n])
+}
+
+// verify is Verify with ha1 as lowercase hex.
+func verify(c Credentials, method string, ha1 []byte) bool {
 	alg := algMD5
 	if c.Algorithm != "" {
 		alg = lookupAlg(c.Algorithm)
@@ -63,7 +88,7 @@ func Verify(c Credentials, method string, ha1 string) bool {
 	alg.sumHex(&ha2, b)
 
 	// response = H(HA1:nonce[:nc:cnonce:qop]:HA2)
-	b = appendLower(buf[:0], ha1)
+	b = append(buf[:0], ha1...)
 	b = append(b, ':')
 	b = append(b, c.Nonce...)
 	b = append(b, ':')

@@ -28,9 +28,9 @@ type Cache struct {
 	src Source
 	log *slog.Logger
 
-	mu      sync.RWMutex                           // guards domains, exts
-	domains map[string]store.Domain                // lower-case name -> domain
-	exts    map[string]map[string]*store.Extension // lower-case domain -> number -> ext
+	mu      sync.RWMutex                 // guards domains, exts
+	domains map[string]store.Domain      // lower-case name -> domain
+	exts    map[string]map[string]*Entry // lower-case domain -> number -> entry (read-only)
 
 	local         map[string]struct{} // guarded by mu
 	defaultDomain string              // guarded by mu
@@ -42,7 +42,7 @@ type Cache struct {
 // New returns an empty cache reading from src.
 func New(src Source, log *slog.Logger) *Cache {
 	return &Cache{src: src, log: log, domains: map[string]store.Domain{},
-		exts: map[string]map[string]*store.Extension{}, handlers: map[string][]func(string){}}
+		exts: map[string]map[string]*Entry{}, handlers: map[string][]func(string){}}
 }
 
 // OnChange registers fn for change-feed entries of another kind (e.g. "acl",
@@ -51,7 +51,9 @@ func (c *Cache) OnChange(kind string, fn func(key string)) {
 	c.handlers[kind] = append(c.handlers[kind], fn)
 }
 
-// Load reads the whole directory.
+// Load reads the whole directory. The extensions are kept as compact
+// entries (see Entry) in one slice; the rows read from the store are not
+// kept.
 func (c *Cache) Load(ctx context.Context) error {
 	seq, err := c.src.LastChange(ctx)
 	if err != nil {
@@ -65,20 +67,35 @@ func (c *Cache) Load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	entries, err := newEntries(exts)
+	if err != nil {
+		return err
+	}
+	em := make(map[string]map[string]*Entry, len(doms))
+	for i := 0; i < len(entries); {
+		// The entries of a domain are next to each other and share txt.
+		txt, n := entries[i].txt, 0
+		for i+n < len(entries) && entries[i+n].txt == txt {
+			n++
+		}
+		k := lower(txt.domain)
+		m := em[k]
+		if m == nil {
+			m = make(map[string]*Entry, n)
+			em[k] = m
+		}
+		for j := i; j < i+n; j++ {
+			m[entries[j].Number()] = &entries[j]
+		}
+		i += n
+	}
 	dm := make(map[string]store.Domain, len(doms))
-	em := make(map[string]map[string]*store.Extension, len(doms))
 	for _, d := range doms {
 		k := strings.ToLower(d.Name)
 		dm[k] = d
-		em[k] = map[string]*store.Extension{}
-	}
-	for i := range exts {
-		e := &exts[i]
-		k := strings.ToLower(e.Domain)
 		if em[k] == nil {
-			em[k] = map[string]*store.Extension{}
+			em[k] = map[string]*Entry{}
 		}
-		em[k][e.Number] = e
 	}
 	c.mu.Lock()
 	c.domains, c.exts = dm, em
@@ -106,8 +123,10 @@ func (c *Cache) Domains() []store.Domain {
 	return out
 }
 
-// Lookup returns an extension; the pointer must be treated as read-only.
-func (c *Cache) Lookup(domain, number string) (*store.Extension, bool) {
+// Lookup returns an extension by domain (case-insensitive) and number. The
+// entry is read-only and stays as it is: a later change to the extension
+// publishes a new entry.
+func (c *Cache) Lookup(domain, number string) (*Entry, bool) {
 	c.mu.RLock()
 	e, ok := c.exts[lower(domain)][number]
 	c.mu.RUnlock()
@@ -121,7 +140,7 @@ func (c *Cache) extKeys() map[string]struct{} {
 	keys := make(map[string]struct{}, len(c.exts))
 	for _, m := range c.exts {
 		for _, e := range m {
-			keys[e.Domain+"/"+e.Number] = struct{}{}
+			keys[e.Domain()+"/"+e.Number()] = struct{}{}
 		}
 	}
 	return keys
@@ -203,7 +222,7 @@ func (c *Cache) reloadExt(ctx context.Context, key string) {
 	if !ok {
 		return
 	}
-	e, err := c.src.Extension(ctx, domain, number)
+	x, err := c.src.Extension(ctx, domain, number)
 	dk := lower(domain)
 	if errors.Is(err, store.ErrNotFound) {
 		c.mu.Lock()
@@ -214,16 +233,20 @@ func (c *Cache) reloadExt(ctx context.Context, key string) {
 		}
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	var es []Entry
+	if err == nil {
+		es, err = newEntries([]store.Extension{x})
+	}
 	if err != nil {
 		c.log.Warn("directory: reload extension", "extension", key, "error", err)
 		return
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.exts[dk] == nil {
-		c.exts[dk] = map[string]*store.Extension{}
+		c.exts[dk] = map[string]*Entry{}
 	}
-	c.exts[dk][number] = &e
+	c.exts[dk][number] = &es[0]
 }
 
 func (c *Cache) reloadDomain(ctx context.Context, name string) {
@@ -242,7 +265,7 @@ func (c *Cache) reloadDomain(ctx context.Context, name string) {
 	}
 	c.domains[k] = d
 	if c.exts[k] == nil {
-		c.exts[k] = map[string]*store.Extension{}
+		c.exts[k] = map[string]*Entry{}
 	}
 }
 

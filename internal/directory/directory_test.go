@@ -74,17 +74,20 @@ func TestPollSingleChanges(t *testing.T) {
 		t.Fatalf("Poll = %d, %v", n, err)
 	}
 	e, ok := c.Lookup("PBX.test", "2001")
-	if !ok || !e.Enabled {
+	if !ok || !e.Enabled() {
 		t.Fatalf("after Poll: %+v %v", e, ok)
 	}
-	e2 := *e
+	e2 := ext("2001")
 	e2.Enabled = false
 	if err := db.UpdateExtension(ctx, e2); err != nil {
 		t.Fatal(err)
 	}
 	c.Poll(ctx)
-	if e, _ := c.Lookup("pbx.test", "2001"); e.Enabled {
+	if e, _ := c.Lookup("pbx.test", "2001"); e.Enabled() {
 		t.Fatal("update not applied")
+	}
+	if !e.Enabled() {
+		t.Fatal("a published entry changed: the update must publish a new one")
 	}
 	if err := db.RemoveExtension(ctx, "Pbx.Test", "2001"); err != nil {
 		t.Fatal(err)

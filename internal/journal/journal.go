@@ -21,6 +21,7 @@ import (
 
 	"github.com/switchboard-pbx/switchboard/internal/batch"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/store/multirow"
 )
 
 // Event kinds.
@@ -123,9 +124,11 @@ func (w *Writer) Flush(ctx context.Context) { w.q.Flush(ctx) }
 // Run writes batches every 50 ms until ctx is done. It prunes old events
 // every minute.
 func (w *Writer) Run(ctx context.Context) {
+	in := newInsert(w.db)
+	defer in.Close()
 	w.q.Run(ctx, batch.Loop[Event]{
 		Write: func(events []Event) {
-			if err := Insert(context.Background(), w.db, events); err != nil {
+			if err := insert(context.Background(), in, events); err != nil {
 				w.log.Error("journal: write failed", "events", len(events), "error", err)
 			}
 		},
@@ -135,58 +138,30 @@ func (w *Writer) Run(ctx context.Context) {
 
 // Insert writes events in one transaction.
 func Insert(ctx context.Context, db *sql.DB, events []Event) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("journal: %w", err)
-	}
-	defer tx.Rollback()
-	// Rows go in chunks of insertChunk per statement: one Exec per row
-	// costs more in database/sql and the driver than SQLite's own work.
-	var chunk, single *sql.Stmt
-	args := make([]any, 0, insertChunk*insertCols)
-	for len(events) > 0 {
-		n := insertChunk
-		stmt := &chunk
-		if len(events) < insertChunk {
-			n, stmt = 1, &single
-		}
-		if *stmt == nil {
-			if *stmt, err = tx.PrepareContext(ctx, insertSQL(n)); err != nil {
-				return fmt.Errorf("journal: %w", err)
-			}
-			defer (*stmt).Close()
-		}
-		args = args[:0]
-		for i := range events[:n] {
-			e := &events[i]
-			args = append(args, e.Time.UnixMicro(), e.Kind, string(e.Cause), e.Extension, e.Domain,
-				e.AuthUser, e.Realm, e.Source, e.Transport, e.UserAgent, e.Status, e.CallID, e.Detail)
-		}
-		if _, err := (*stmt).ExecContext(ctx, args...); err != nil {
-			return fmt.Errorf("journal: %w", err)
-		}
-		events = events[n:]
-	}
-	return tx.Commit()
+	in := newInsert(db)
+	defer in.Close()
+	return insert(ctx, in, events)
 }
 
-const (
-	insertChunk = 32
-	insertCols  = 13
-)
+func newInsert(db *sql.DB) *multirow.Insert {
+	return multirow.New(db, `INSERT INTO journal(time, kind, cause, extension, domain, auth_user, realm,
+		source, transport, user_agent, status, call_id, detail)`, insertCols, "")
+}
 
-// insertSQL returns an INSERT of n rows.
-func insertSQL(n int) string {
-	var b strings.Builder
-	b.WriteString(`INSERT INTO journal(time, kind, cause, extension, domain, auth_user, realm,
-		source, transport, user_agent, status, call_id, detail) VALUES `)
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?)")
+const insertCols = 13
+
+// insert writes events in one transaction with in's statements.
+func insert(ctx context.Context, in *multirow.Insert, events []Event) error {
+	args := make([]any, 0, len(events)*insertCols)
+	for i := range events {
+		e := &events[i]
+		args = append(args, e.Time.UnixMicro(), e.Kind, string(e.Cause), e.Extension, e.Domain,
+			e.AuthUser, e.Realm, e.Source, e.Transport, e.UserAgent, e.Status, e.CallID, e.Detail)
 	}
-	return b.String()
+	if err := in.Write(ctx, args); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
 }
 
 func (w *Writer) prune(ctx context.Context) {

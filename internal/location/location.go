@@ -8,14 +8,26 @@
 // in that window loses only those changes; the phones re-register), and
 // Flush waits for everything queued. Expired bindings are
 // removed by Run's sweeper, which reports each expiry to OnExpire.
+//
+// Memory: a server holds every registration in this table, so a binding is
+// kept compact (see node and compact) rather than as a store.Binding: its
+// numbers in fixed fields, its strings packed into one string, its domain
+// and extension shared with the map key and its user agent with the other
+// phones of the same make. With typical values that is 210–230 bytes and two
+// heap objects per binding (BenchmarkHeapPerBinding), where store.Binding
+// values took about 500 bytes and six; a refresh with unchanged strings
+// allocates no new text.
 package location
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"hash/maphash"
 	"log/slog"
+	"math"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -29,8 +41,15 @@ const shardCount = 64
 type aorKey struct{ domain, ext string }
 
 type shard struct {
-	mu   sync.RWMutex // guards aors
-	aors map[aorKey][]store.Binding
+	mu sync.RWMutex // guards aors, the nodes in it, and agents
+	// aors holds each extension's bindings, a list in registration order
+	// (the order Update's fn returned them, or the store loaded them);
+	// an extension without bindings has no entry.
+	aors map[aorKey]*node
+	// agents holds user agents the shard's bindings share by index
+	// (compact.agent), so that a fleet of phones of one make costs one copy
+	// of their user agent, not one per binding.
+	agents agents
 }
 
 // Table is the location table. Create with New; start Run.
@@ -67,7 +86,7 @@ func New(db store.Bindings, log *slog.Logger, now func() time.Time) *Table {
 	t := &Table{db: db, log: log, now: now, seed: maphash.MakeSeed(), ops: make(chan op, 4096),
 		stopped: make(chan struct{}), srcs: map[netip.Addr]int{}}
 	for i := range t.shards {
-		t.shards[i].aors = make(map[aorKey][]store.Binding)
+		t.shards[i].aors = make(map[aorKey]*node)
 	}
 	return t
 }
@@ -96,15 +115,31 @@ func (t *Table) Load(ctx context.Context) (int, error) {
 	}
 	now := t.now()
 	var stale []store.BindingKey
+	domains := map[string]string{} // one copy of each domain name for the keys
 	n := 0
-	for _, b := range all {
+	for i := range all {
+		b := &all[i]
 		if !b.ExpiresAt.After(now) {
 			stale = append(stale, b.Key())
 			continue
 		}
-		k := aorKey{normDomain(b.Domain), b.Extension}
+		d := normDomain(b.Domain)
+		if shared, ok := domains[d]; ok {
+			d = shared
+		} else {
+			domains[d] = d
+		}
+		k := aorKey{d, b.Extension}
 		s := t.shard(k)
-		s.aors[k] = append(s.aors[k], b)
+		e := &node{compact: s.pack(k, b, "")}
+		if last := s.aors[k]; last == nil {
+			s.aors[k] = e
+		} else {
+			for last.next != nil {
+				last = last.next
+			}
+			last.next = e
+		}
 		t.countSource(b.Source, 1)
 		n++
 	}
@@ -121,17 +156,10 @@ func (t *Table) Load(ctx context.Context) (int, error) {
 func (t *Table) Lookup(domain, ext string) []store.Binding {
 	k := aorKey{normDomain(domain), ext}
 	s := t.shard(k)
-	now := t.now()
+	now := unixNano(t.now())
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	cur := s.aors[k]
-	out := make([]store.Binding, 0, len(cur))
-	for _, b := range cur {
-		if b.ExpiresAt.After(now) {
-			out = append(out, b)
-		}
-	}
-	return out
+	return s.live(k, now)
 }
 
 // Update atomically replaces the bindings of one extension with what fn
@@ -143,43 +171,48 @@ func (t *Table) Lookup(domain, ext string) []store.Binding {
 func (t *Table) Update(ctx context.Context, domain, ext string, fn func(cur []store.Binding) ([]store.Binding, error)) ([]store.Binding, error) {
 	k := aorKey{normDomain(domain), ext}
 	s := t.shard(k)
-	now := t.now()
+	now := unixNano(t.now())
 	s.mu.Lock()
 	old := s.aors[k]
-	live := make([]store.Binding, 0, len(old))
-	for _, b := range old {
-		if b.ExpiresAt.After(now) {
-			live = append(live, b)
-		}
-	}
-	next, err := fn(live)
+	next, err := fn(s.live(k, now))
 	if err != nil {
 		s.mu.Unlock()
 		return nil, err
 	}
 	// Diff: upsert changed/new, delete removed (including expired ones).
+	// The new list gets new nodes; the old list is left as it was.
 	var o op
-	keep := make(map[string]struct{}, len(next))
-	for _, b := range next {
-		keep[b.Contact] = struct{}{}
-		if !containsSame(old, b) {
-			o.upsert = append(o.upsert, b)
+	var head *node
+	tail := &head
+	for i := range next {
+		b := &next[i]
+		reuse := "" // the text of an old binding of the same contact
+		for e := old; e != nil; e = e.next {
+			if e.contact() == b.Contact {
+				reuse = e.text
+				break
+			}
 		}
+		e := &node{compact: s.pack(k, b, reuse)}
+		if !containsSame(old, &e.compact) {
+			o.upsert = append(o.upsert, *b)
+		}
+		*tail, tail = e, &e.next
 	}
-	for _, b := range old {
-		if _, ok := keep[b.Contact]; !ok {
+	for e := old; e != nil; e = e.next {
+		if c := e.contact(); !slices.ContainsFunc(next, func(b store.Binding) bool { return b.Contact == c }) {
+			b := s.binding(k, &e.compact)
 			o.del = append(o.del, b.Key())
 		}
 	}
-	if len(next) == 0 {
+	if head == nil {
 		delete(s.aors, k)
 	} else {
-		s.aors[k] = next
+		s.aors[k] = head
 	}
 	t.recountSources(old, next)
-	// Copy before unlocking: Sweep and SetPing modify the stored slice.
-	out := append([]store.Binding(nil), next...)
 	s.mu.Unlock()
+	out := append([]store.Binding(nil), next...)
 	if len(o.upsert) == 0 && len(o.del) == 0 {
 		return out, nil
 	}
@@ -203,9 +236,10 @@ func (t *Table) Flush(ctx context.Context) error {
 	return t.persist(ctx, op{})
 }
 
-func containsSame(list []store.Binding, b store.Binding) bool {
-	for i := range list {
-		if list[i] == b {
+// containsSame reports whether list holds a binding equal to c.
+func containsSame(list *node, c *compact) bool {
+	for e := list; e != nil; e = e.next {
+		if e.compact == *c {
 			return true
 		}
 	}
@@ -250,19 +284,20 @@ func (t *Table) SetPing(key store.BindingKey, reachable bool, rtt time.Duration)
 	}
 	now := t.now()
 	s.mu.Lock()
-	list := s.aors[k]
-	for i := range list {
-		if list[i].Contact != key.Contact {
+	for e := s.aors[k]; e != nil; e = e.next {
+		if e.contact() != key.Contact {
 			continue
 		}
-		prev = list[i].PingStatus
-		persist := prev != status || now.Sub(list[i].PingAt) > time.Minute
-		list[i].PingStatus = status
-		list[i].PingRTT = float64(rtt.Microseconds()) / 1000
+		b = s.binding(k, &e.compact)
+		prev = b.PingStatus
+		persist := prev != status || now.Sub(b.PingAt) > time.Minute
+		e.ping = code(pingStatuses[:], status)
+		e.pingRTT = float64(rtt.Microseconds()) / 1000
 		if persist {
-			list[i].PingAt = now
+			e.pingAt = unixNano(now)
+			e.setUTC(pingAtUTC, now)
 		}
-		b, ok = list[i], true
+		b = s.binding(k, &e.compact)
 		s.mu.Unlock()
 		if persist {
 			select {
@@ -279,15 +314,15 @@ func (t *Table) SetPing(key store.BindingKey, reachable bool, rtt time.Duration)
 // All returns every unexpired binding, ordered by domain, extension, then
 // registration time.
 func (t *Table) All() []store.Binding {
-	now := t.now()
+	now := unixNano(t.now())
 	var out []store.Binding
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.RLock()
-		for _, list := range s.aors {
-			for _, b := range list {
-				if b.ExpiresAt.After(now) {
-					out = append(out, b)
+		for k, list := range s.aors {
+			for e := list; e != nil; e = e.next {
+				if e.expires > now {
+					out = append(out, s.binding(k, &e.compact))
 				}
 			}
 		}
@@ -308,14 +343,14 @@ func (t *Table) All() []store.Binding {
 
 // Count returns the number of unexpired bindings.
 func (t *Table) Count() int {
-	now := t.now()
+	now := unixNano(t.now())
 	n := 0
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.RLock()
 		for _, list := range s.aors {
-			for _, b := range list {
-				if b.ExpiresAt.After(now) {
+			for e := list; e != nil; e = e.next {
+				if e.expires > now {
 					n++
 				}
 			}
@@ -353,21 +388,16 @@ func (t *Table) countSource(source string, d int) {
 
 // recountSources moves the source counts from old bindings to next; a
 // refresh from the same addresses touches nothing.
-func (t *Table) recountSources(old, next []store.Binding) {
-	if len(old) == len(next) {
-		same := true
-		for i := range old {
-			if old[i].Source != next[i].Source {
-				same = false
-				break
-			}
-		}
-		if same {
-			return
-		}
+func (t *Table) recountSources(old *node, next []store.Binding) {
+	i := 0
+	for e := old; e != nil && i < len(next) && e.source() == next[i].Source; e = e.next {
+		i++
 	}
-	for i := range old {
-		t.countSource(old[i].Source, -1)
+	if i == len(next) && old.len() == i {
+		return
+	}
+	for e := old; e != nil; e = e.next {
+		t.countSource(e.source(), -1)
 	}
 	for i := range next {
 		t.countSource(next[i].Source, 1)
@@ -382,27 +412,29 @@ func (t *Table) RemoveExtension(ctx context.Context, domain, ext string) {
 // Sweep removes expired bindings now and reports them; Run calls it every
 // second. It returns the removed bindings.
 func (t *Table) Sweep(ctx context.Context) []store.Binding {
-	now := t.now()
+	now := unixNano(t.now())
 	var gone []store.Binding
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
-		for k, list := range s.aors {
-			n := 0
-			for _, b := range list {
-				if b.ExpiresAt.After(now) {
-					list[n] = b
-					n++
-				} else {
-					gone = append(gone, b)
-					t.countSource(b.Source, -1)
+		for k, head := range s.aors {
+			changed := false
+			for p := &head; *p != nil; {
+				e := *p
+				if e.expires > now {
+					p = &e.next
+					continue
 				}
+				b := s.binding(k, &e.compact)
+				gone = append(gone, b)
+				t.countSource(b.Source, -1)
+				*p, changed = e.next, true
 			}
-			if n == 0 {
+			switch {
+			case head == nil:
 				delete(s.aors, k)
-			} else if n != len(list) {
-				clear(list[n:])
-				s.aors[k] = list[:n]
+			case changed:
+				s.aors[k] = head
 			}
 		}
 		s.mu.Unlock()
@@ -483,6 +515,9 @@ func (t *Table) Run(ctx context.Context) {
 			}
 			window.Stop()
 			t.write(batch)
+			// Drop the written ops: the array would keep their bindings
+			// (up to maxBatch of them) in memory until overwritten.
+			clear(batch)
 		case <-ctx.Done():
 			<-sweeperDone
 			t.write(t.drainOps(batch[:0]))
@@ -541,4 +576,313 @@ func flatten(batch []op) ([]store.Binding, []store.BindingKey) {
 		}
 	}
 	return up, del
+}
+
+// A node is one binding in an extension's list (shard.aors).
+type node struct {
+	compact
+	next *node // the extension's next binding; nil for the last
+}
+
+// compact is a store.Binding as the table keeps it: 56 bytes plus one
+// string, where a store.Binding is 256 bytes plus up to nine strings. The
+// binding's Domain and Extension are those of its map key unless the flags
+// say otherwise, its UserAgent one of its shard's agents unless agent is 0.
+// shard.pack makes a compact and shard.binding turns it back: every string
+// comes back exactly, every time as the same instant (see unixNano).
+type compact struct {
+	// text holds strings, each as its uvarint length and its bytes:
+	// Contact; Source (or, when Contact contains it, its length and offset
+	// there; see appendSource); UserAgent if agent is 0; CallID; then
+	// Domain, Extension, AuthUser and Realm if their flags are set,
+	// Transport if transport is 0, and last PingStatus if ping is 0.
+	// PingStatus comes last so that SetPing can set a known status and
+	// leave the stale one unread.
+	text string
+	// registered, expires and pingAt are RegisteredAt, ExpiresAt and PingAt
+	// in Unix nanoseconds (see unixNano).
+	registered, expires, pingAt int64
+	pingRTT                     float64
+	cseq                        uint32
+	transport                   uint8 // index in transports; 0 = Transport is in text
+	ping                        uint8 // index in pingStatuses; 0 = PingStatus is in text
+	agent                       uint8 // index in the shard's agents; 0 = UserAgent is in text
+	flags                       uint8
+}
+
+// Flags of a compact binding.
+const (
+	domainInText  uint8 = 1 << iota // Domain is not the key's domain
+	extInText                       // Extension is not the key's extension
+	authInText                      // AuthUser is not the key's extension
+	realmInText                     // Realm is not the key's domain
+	registeredUTC                   // RegisteredAt is in UTC, not time.Local
+	expiresUTC                      // ExpiresAt is in UTC, not time.Local
+	pingAtUTC                       // PingAt is in UTC, not time.Local
+)
+
+// The transports and ping statuses a compact binding stores as a code (the
+// index); any other value is kept in its text under code 0.
+var (
+	transports   = [...]string{1: "", 2: "UDP", 3: "TCP", 4: "TLS", 5: "WS", 6: "WSS"}
+	pingStatuses = [...]string{1: "", 2: "reachable", 3: "unreachable"}
+)
+
+// code returns the index of s in names (ignoring names[0]), or 0.
+func code(names []string, s string) uint8 {
+	for i := 1; i < len(names); i++ {
+		if names[i] == s {
+			return uint8(i)
+		}
+	}
+	return 0
+}
+
+// pack returns b as kept under key k; s.mu must be held for writing. When
+// old (the text of a binding of the same contact, or "") holds exactly the
+// strings b needs, the new binding shares it instead of allocating its own:
+// a refresh allocates no text. The result shares no memory with b.
+func (s *shard) pack(k aorKey, b *store.Binding, old string) compact {
+	c := compact{registered: unixNano(b.RegisteredAt), expires: unixNano(b.ExpiresAt), pingAt: unixNano(b.PingAt),
+		pingRTT: b.PingRTT, cseq: b.CSeq, transport: code(transports[:], b.Transport), ping: code(pingStatuses[:], b.PingStatus),
+		agent: s.agents.code(b.UserAgent)}
+	c.setUTC(registeredUTC, b.RegisteredAt)
+	c.setUTC(expiresUTC, b.ExpiresAt)
+	c.setUTC(pingAtUTC, b.PingAt)
+	var buf [256]byte // room for a typical binding's strings, on the stack
+	text := appendString(buf[:0], b.Contact)
+	text = appendSource(text, b.Contact, b.Source)
+	if c.agent == 0 {
+		text = appendString(text, b.UserAgent)
+	}
+	text = appendString(text, b.CallID)
+	for _, f := range [...]struct {
+		flag      uint8
+		val, base string
+	}{{domainInText, b.Domain, k.domain}, {extInText, b.Extension, k.ext}, {authInText, b.AuthUser, k.ext}, {realmInText, b.Realm, k.domain}} {
+		if f.val != f.base {
+			c.flags |= f.flag
+			text = appendString(text, f.val)
+		}
+	}
+	if c.transport == 0 {
+		text = appendString(text, b.Transport)
+	}
+	if c.ping == 0 {
+		text = appendString(text, b.PingStatus)
+	}
+	if string(text) == old {
+		c.text = old
+	} else {
+		c.text = string(text)
+	}
+	return c
+}
+
+// binding returns c, kept under key k, as a store.Binding; s.mu must be
+// held. Its strings are k's, one of s.agents or substrings of c.text;
+// nothing is allocated.
+func (s *shard) binding(k aorKey, c *compact) store.Binding {
+	r := reader(c.text)
+	b := store.Binding{Domain: k.domain, Extension: k.ext, AuthUser: k.ext, Realm: k.domain,
+		CSeq: c.cseq, PingRTT: c.pingRTT, Transport: transports[c.transport], PingStatus: pingStatuses[c.ping],
+		RegisteredAt: timeOf(c.registered, c.flags&registeredUTC != 0),
+		ExpiresAt:    timeOf(c.expires, c.flags&expiresUTC != 0),
+		PingAt:       timeOf(c.pingAt, c.flags&pingAtUTC != 0)}
+	b.Contact, b.Source = r.contactSource()
+	if c.agent == 0 {
+		b.UserAgent = r.string()
+	} else {
+		b.UserAgent = s.agents.list[c.agent]
+	}
+	b.CallID = r.string()
+	for _, f := range [...]struct {
+		flag uint8
+		val  *string
+	}{{domainInText, &b.Domain}, {extInText, &b.Extension}, {authInText, &b.AuthUser}, {realmInText, &b.Realm}} {
+		if c.flags&f.flag != 0 {
+			*f.val = r.string()
+		}
+	}
+	if c.transport == 0 {
+		b.Transport = r.string()
+	}
+	if c.ping == 0 {
+		b.PingStatus = r.string()
+	}
+	return b
+}
+
+// contact returns c's Contact.
+func (c *compact) contact() string {
+	r := reader(c.text)
+	return r.string()
+}
+
+// source returns c's Source.
+func (c *compact) source() string {
+	r := reader(c.text)
+	_, source := r.contactSource()
+	return source
+}
+
+// setUTC sets flag if t's location is UTC and clears it otherwise.
+func (c *compact) setUTC(flag uint8, t time.Time) {
+	if t.Location() == time.UTC {
+		c.flags |= flag
+	} else {
+		c.flags &^= flag
+	}
+}
+
+// live returns the bindings of key k that expire after now (Unix
+// nanoseconds), in order; s.mu must be held.
+func (s *shard) live(k aorKey, now int64) []store.Binding {
+	list := s.aors[k]
+	n := 0
+	for e := list; e != nil; e = e.next {
+		if e.expires > now {
+			n++
+		}
+	}
+	out := make([]store.Binding, 0, n)
+	for e := list; e != nil; e = e.next {
+		if e.expires > now {
+			out = append(out, s.binding(k, &e.compact))
+		}
+	}
+	return out
+}
+
+// len returns how many bindings list holds.
+func (list *node) len() int {
+	n := 0
+	for e := list; e != nil; e = e.next {
+		n++
+	}
+	return n
+}
+
+// agents is a shard's table of shared user agents. It fills first come, up
+// to maxAgents strings of at most maxAgentLen bytes, and keeps them for the
+// table's life (at most about 2 MB for the 64 shards): a PBX's phones share
+// a few user agents. Once it is full, other user agents stay in each
+// binding's text, unshared.
+type agents struct {
+	list  []string         // by index; list[0] is "" and unused
+	index map[string]uint8 // the index of each string in list
+}
+
+const (
+	maxAgents   = 255 // the most indexes compact.agent holds
+	maxAgentLen = 128
+)
+
+// code returns the index of ua, adding it if there is room, or 0 when ua
+// is to be kept in the binding's text.
+func (a *agents) code(ua string) uint8 {
+	if i, ok := a.index[ua]; ok {
+		return i
+	}
+	if len(ua) > maxAgentLen || len(a.list) > maxAgents {
+		return 0
+	}
+	if a.list == nil {
+		a.list, a.index = []string{""}, map[string]uint8{}
+	}
+	ua = strings.Clone(ua) // ua may point into a whole received message
+	i := uint8(len(a.list))
+	a.list = append(a.list, ua)
+	a.index[ua] = i
+	return i
+}
+
+// appendString appends s to a compact text: its uvarint length, then s.
+func appendString(text []byte, s string) []byte {
+	text = binary.AppendUvarint(text, uint64(len(s)))
+	return append(text, s...)
+}
+
+// appendSource appends source to a compact text that holds contact: when
+// contact contains source (a phone not behind a NAT), the uvarint of
+// 2×len(source)+1 and the uvarint of its offset in contact; otherwise the
+// uvarint of 2×len(source), then source.
+func appendSource(text []byte, contact, source string) []byte {
+	if i := strings.Index(contact, source); i >= 0 && source != "" {
+		text = binary.AppendUvarint(text, uint64(len(source))<<1|1)
+		return binary.AppendUvarint(text, uint64(i))
+	}
+	text = binary.AppendUvarint(text, uint64(len(source))<<1)
+	return append(text, source...)
+}
+
+// reader reads a compact text from its start.
+type reader string
+
+// uvarint reads one uvarint.
+func (r *reader) uvarint() int {
+	v, shift := 0, 0
+	for {
+		b := (*r)[0]
+		*r = (*r)[1:]
+		v |= int(b&0x7f) << shift
+		if b < 0x80 {
+			return v
+		}
+		shift += 7
+	}
+}
+
+// string reads one string (see appendString).
+func (r *reader) string() string {
+	n := r.uvarint()
+	s := (*r)[:n]
+	*r = (*r)[n:]
+	return string(s)
+}
+
+// contactSource reads Contact and Source (see appendSource).
+func (r *reader) contactSource() (contact, source string) {
+	contact = r.string()
+	v := r.uvarint()
+	n := v >> 1
+	if v&1 != 0 {
+		i := r.uvarint()
+		return contact, contact[i : i+n]
+	}
+	source = string((*r)[:n])
+	*r = (*r)[n:]
+	return contact, source
+}
+
+// noTime stands for the zero time.Time in a compact binding.
+const noTime = math.MinInt64
+
+// unixNano returns t in Unix nanoseconds, noTime for the zero time. A time
+// outside what that holds (before 1678 or after 2262) is clamped to the
+// nearest end, which keeps any comparison with the present as it was.
+func unixNano(t time.Time) int64 {
+	switch sec := t.Unix(); {
+	case t.IsZero():
+		return noTime
+	case sec < math.MinInt64/int64(time.Second):
+		return noTime + 1
+	case sec >= math.MaxInt64/int64(time.Second):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+// timeOf returns the time ns (see unixNano) in UTC or time.Local. A compact
+// binding keeps only these two locations: a time in any other comes back as
+// the same instant in time.Local, and without a monotonic clock reading.
+func timeOf(ns int64, utc bool) time.Time {
+	if ns == noTime {
+		return time.Time{}
+	}
+	t := time.Unix(0, ns)
+	if utc {
+		t = t.UTC()
+	}
+	return t
 }

@@ -82,9 +82,9 @@ func (p *Proxy) serveNewCall(req *sip.Request, tx sip.ServerTransaction) {
 
 	now := p.now()
 	rec := calls.Record{ID: p.d.Calls.NextID(), CallID: ev.CallID, From: caller, To: req.Recipient.User,
-		Domain: ext.Domain, Source: ev.Source, Transport: ev.Transport, UserAgent: ev.UserAgent, Start: now}
-	ev.Domain = ext.Domain
-	d := p.rr.Route(router.Request{CallerDomain: ext.Domain, Host: req.Recipient.Host, User: req.Recipient.User})
+		Domain: ext.Domain(), Source: ev.Source, Transport: ev.Transport, UserAgent: ev.UserAgent, Start: now}
+	ev.Domain = ext.Domain()
+	d := p.rr.Route(router.Request{CallerDomain: ext.Domain(), Host: req.Recipient.Host, User: req.Recipient.User})
 	if d.Cause != "" {
 		status := p.answerCause(req, tx, d.Cause)
 		rec.End, rec.SIPStatus, rec.Cause, rec.HangupBy, rec.Detail = now, status, d.Cause, calls.ByServer, d.Detail

@@ -7,6 +7,7 @@ package registrar
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -30,9 +31,9 @@ type Policy interface {
 	// AllowRegister decides whether src may register at all (the profile's
 	// register ACL); list names the ACL that denied.
 	AllowRegister(src netip.Addr) (ok bool, list string)
-	// AllowExtension decides whether src may authenticate as ext (its own
-	// auth ACL).
-	AllowExtension(src netip.Addr, ext *store.Extension) (ok bool, list string)
+	// AllowExtension decides whether src may authenticate as an extension
+	// whose own auth ACL is acl ("" = none: allowed).
+	AllowExtension(src netip.Addr, acl string) (ok bool, list string)
 	// AuthFailed counts a failed authentication from src.
 	AuthFailed(src netip.Addr, reason string)
 	// AuthSucceeded clears src's failure count.
@@ -42,10 +43,10 @@ type Policy interface {
 // AllowAll is a Policy that allows everything and counts nothing.
 type AllowAll struct{}
 
-func (AllowAll) AllowRegister(netip.Addr) (bool, string)                    { return true, "" }
-func (AllowAll) AllowExtension(netip.Addr, *store.Extension) (bool, string) { return true, "" }
-func (AllowAll) AuthFailed(netip.Addr, string)                              {}
-func (AllowAll) AuthSucceeded(netip.Addr)                                   {}
+func (AllowAll) AllowRegister(netip.Addr) (bool, string)          { return true, "" }
+func (AllowAll) AllowExtension(netip.Addr, string) (bool, string) { return true, "" }
+func (AllowAll) AuthFailed(netip.Addr, string)                    {}
+func (AllowAll) AuthSucceeded(netip.Addr)                         {}
 
 // Config holds the registrar's settings.
 type Config struct {
@@ -65,10 +66,13 @@ type Registrar struct {
 	log     *slog.Logger
 	now     func() time.Time
 
-	// seenMu guards seen: when each (source IP, user) pair was last
-	// journaled as challenged, so a busy phone does not flood the journal.
-	seenMu sync.Mutex
-	seen   map[string]time.Time
+	// seenMu guards seen and seenPrune: when each (source IP, user) pair
+	// was last journaled as challenged (Unix ns, keyed by a hash of the
+	// pair), so a busy phone does not flood the journal.
+	seenMu    sync.Mutex
+	seen      map[uint64]int64
+	seenPrune int64
+	seenSeed  maphash.Seed
 }
 
 // New returns a registrar. policy may be nil (AllowAll).
@@ -87,7 +91,7 @@ func New(cfg Config, dir *directory.Cache, a *auth.Authenticator, loc *location.
 		cfg.DefaultExpires = 3600
 	}
 	return &Registrar{cfg: cfg, dir: dir, auth: a, loc: loc, journal: j, policy: policy, log: log,
-		now: time.Now, seen: map[string]time.Time{}}
+		now: time.Now, seen: map[uint64]int64{}, seenSeed: maphash.MakeSeed()}
 }
 
 // request facts shared by every answer path.
@@ -156,8 +160,8 @@ func (r *Registrar) Serve(req *sip.Request, send func(*sip.Response) error) {
 		return
 	}
 	ext := res.Ext
-	if ok, list := r.policy.AllowExtension(f.src, ext); !ok {
-		r.refuse(&f, cause.ACLDenied, "source "+f.src.String()+" rejected by acl "+list+" of extension "+ext.Number)
+	if ok, list := r.policy.AllowExtension(f.src, ext.ACL()); !ok {
+		r.refuse(&f, cause.ACLDenied, "source "+f.src.String()+" rejected by acl "+list+" of extension "+ext.Number())
 		return
 	}
 	if res.AuthUser != f.toUser {
@@ -216,23 +220,42 @@ func (r *Registrar) challenge(f *facts, res auth.Result) {
 	r.journal.Record(f.ev)
 }
 
+// firstChallenge reports whether a plain challenge of user from src is the
+// first in a minute (and remembers it). Entries older than a minute are
+// pruned once a minute; a map that emptied is rebuilt to give its memory
+// back. A hash collision between two pairs only skips a journal line.
 func (r *Registrar) firstChallenge(src netip.Addr, user string) bool {
-	key := src.String() + "|" + user
-	now := r.now()
+	var h maphash.Hash
+	h.SetSeed(r.seenSeed)
+	a16 := src.As16()
+	h.Write(a16[:])
+	h.WriteString(user)
+	key := h.Sum64()
+	now := r.now().UnixNano()
+	const window = int64(time.Minute)
 	r.seenMu.Lock()
 	defer r.seenMu.Unlock()
-	if t, ok := r.seen[key]; ok && now.Sub(t) < time.Minute {
-		return false
-	}
-	if len(r.seen) > 100_000 {
+	if now >= r.seenPrune {
+		r.seenPrune = now + window
+		before := len(r.seen)
 		for k, t := range r.seen {
-			if now.Sub(t) >= time.Minute {
+			if now-t >= window {
 				delete(r.seen, k)
 			}
 		}
-		if len(r.seen) > 100_000 {
-			clear(r.seen)
+		if len(r.seen) < before/4 { // Go maps never shrink: rebuild
+			m := make(map[uint64]int64, len(r.seen))
+			for k, t := range r.seen {
+				m[k] = t
+			}
+			r.seen = m
 		}
+	}
+	if t, ok := r.seen[key]; ok && now-t < window {
+		return false
+	}
+	if len(r.seen) >= 200_000 {
+		clear(r.seen)
 	}
 	r.seen[key] = now
 	return true
@@ -262,7 +285,7 @@ type contactReq struct {
 }
 
 // update applies the REGISTER's contacts to the location table.
-func (r *Registrar) update(f *facts, ext *store.Extension, res auth.Result) {
+func (r *Registrar) update(f *facts, ext *directory.Entry, res auth.Result) {
 	req := f.req
 	headerExpires := -1
 	if h := req.GetHeader("Expires"); h != nil {
@@ -317,7 +340,7 @@ func (r *Registrar) update(f *facts, ext *store.Extension, res auth.Result) {
 	now := r.now()
 	var outcome cause.Code = cause.Registered
 	var detail string
-	bindings, err := r.loc.Update(context.Background(), ext.Domain, ext.Number, func(cur []store.Binding) ([]store.Binding, error) {
+	bindings, err := r.loc.Update(context.Background(), ext.Domain(), ext.Number(), func(cur []store.Binding) ([]store.Binding, error) {
 		if wildcard {
 			outcome, detail = cause.Unregistered, fmt.Sprintf("removed all %d contacts", len(cur))
 			return nil, nil
@@ -351,7 +374,7 @@ func (r *Registrar) update(f *facts, ext *store.Extension, res auth.Result) {
 			// Strings kept for the binding's lifetime are copied: the parsed
 			// header values point into the whole received message, which
 			// would otherwise stay in memory with every binding.
-			b := store.Binding{Domain: ext.Domain, Extension: ext.Number, Contact: c.uri, Source: strings.Clone(req.Source()),
+			b := store.Binding{Domain: ext.Domain(), Extension: ext.Number(), Contact: c.uri, Source: strings.Clone(req.Source()),
 				Transport: strings.ToUpper(req.Transport()), UserAgent: strings.Clone(f.userAgent),
 				CallID: strings.Clone(callID), CSeq: cseq, AuthUser: strings.Clone(res.AuthUser),
 				Realm: strings.Clone(res.Realm), RegisteredAt: now,
@@ -368,8 +391,8 @@ func (r *Registrar) update(f *facts, ext *store.Extension, res auth.Result) {
 				added++
 			}
 		}
-		if added > 0 && len(next) > ext.MaxRegistrations {
-			return nil, errMaxRegistrations{have: len(cur), max: ext.MaxRegistrations}
+		if added > 0 && len(next) > ext.MaxRegistrations() {
+			return nil, errMaxRegistrations{have: len(cur), max: ext.MaxRegistrations()}
 		}
 		switch {
 		case len(next) == 0 || (removed > 0 && added == 0 && refreshed == 0):
@@ -389,7 +412,7 @@ func (r *Registrar) update(f *facts, ext *store.Extension, res auth.Result) {
 				r.refuse(f, cause.OutOfOrder, "CSeq not above the binding's for the same Call-ID")
 				return
 			}
-			r.log.Error("registrar: save binding", "extension", ext.Number, "domain", ext.Domain, "error", err)
+			r.log.Error("registrar: save binding", "extension", ext.Number(), "domain", ext.Domain(), "error", err)
 			resp := sip.NewResponseFromRequest(req, 500, "Server Internal Error", nil)
 			r.respond(f, resp)
 		}

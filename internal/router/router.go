@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/directory"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 )
 
@@ -39,8 +40,8 @@ const DefaultTimeout = 30 * time.Second
 
 // Directory looks up extensions and domains (directory.Cache satisfies it).
 type Directory interface {
-	// Lookup returns an extension; the pointer is read-only.
-	Lookup(domain, number string) (*store.Extension, bool)
+	// Lookup returns an extension (a read-only entry).
+	Lookup(domain, number string) (*directory.Entry, bool)
 	// Resolve maps a request host to the domain it belongs to; served is
 	// false for a domain we do not serve (unknown or disabled).
 	Resolve(host string) (domain string, served bool)
@@ -75,7 +76,7 @@ type Decision struct {
 	// Domain is the domain the call was routed in (the caller's).
 	Domain string
 	// Callee is the dialled extension when it exists (read-only).
-	Callee *store.Extension
+	Callee *directory.Entry
 	// Targets are the callee's bindings, oldest registration first.
 	Targets []store.Binding
 	// Timeout is how long the callee may ring before NO_ANSWER.
@@ -189,7 +190,7 @@ func (r *Router) Route(req Request) Decision {
 		return d
 	}
 	d.Callee = ext
-	if !ext.Enabled {
+	if !ext.Enabled() {
 		d.Cause, d.Detail = cause.UnallocatedNumber, "extension "+req.User+"@"+req.CallerDomain+" is disabled"
 		return d
 	}
@@ -197,8 +198,8 @@ func (r *Router) Route(req Request) Decision {
 	if d.Timeout <= 0 {
 		d.Timeout = DefaultTimeout
 	}
-	if ext.CallTimeout > 0 {
-		d.Timeout = time.Duration(ext.CallTimeout) * time.Second
+	if ext.CallTimeout() > 0 {
+		d.Timeout = time.Duration(ext.CallTimeout()) * time.Second
 	}
 	d.Targets = r.Loc.Lookup(req.CallerDomain, req.User)
 	if len(d.Targets) == 0 {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/directory"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 )
 
@@ -14,10 +15,10 @@ type fakeDir struct {
 	domains map[string]bool // lower-case name -> enabled
 	local   map[string]bool // hosts meaning the default domain
 	def     string
-	exts    map[string]*store.Extension // "domain/number"
+	exts    map[string]*directory.Entry // "domain/number"
 }
 
-func (f fakeDir) Lookup(domain, number string) (*store.Extension, bool) {
+func (f fakeDir) Lookup(domain, number string) (*directory.Entry, bool) {
 	e, ok := f.exts[strings.ToLower(domain)+"/"+number]
 	return e, ok
 }
@@ -42,12 +43,12 @@ func fixture() Router {
 		domains: map[string]bool{"pbx.test": true, "other.test": true, "off.test": false},
 		local:   map[string]bool{"127.0.0.1": true, "localhost": true},
 		def:     "pbx.test",
-		exts: map[string]*store.Extension{
-			"pbx.test/2001":   {Domain: "pbx.test", Number: "2001", Enabled: true, CallTimeout: 30},
-			"pbx.test/2002":   {Domain: "pbx.test", Number: "2002", Enabled: true, CallTimeout: 12},
-			"pbx.test/2003":   {Domain: "pbx.test", Number: "2003", Enabled: false},
-			"pbx.test/2004":   {Domain: "pbx.test", Number: "2004", Enabled: true},
-			"other.test/2002": {Domain: "other.test", Number: "2002", Enabled: true},
+		exts: map[string]*directory.Entry{
+			"pbx.test/2001":   directory.NewEntry(store.Extension{Domain: "pbx.test", Number: "2001", Enabled: true, CallTimeout: 30}),
+			"pbx.test/2002":   directory.NewEntry(store.Extension{Domain: "pbx.test", Number: "2002", Enabled: true, CallTimeout: 12}),
+			"pbx.test/2003":   directory.NewEntry(store.Extension{Domain: "pbx.test", Number: "2003", Enabled: false}),
+			"pbx.test/2004":   directory.NewEntry(store.Extension{Domain: "pbx.test", Number: "2004", Enabled: true}),
+			"other.test/2002": directory.NewEntry(store.Extension{Domain: "other.test", Number: "2002", Enabled: true}),
 		},
 	}
 	loc := fakeLoc{
@@ -112,7 +113,7 @@ func TestRouteTargetsKeepNATFacts(t *testing.T) {
 	if d.Targets[1].Source != "192.0.2.1:40000" || d.Targets[1].Transport != "TCP" {
 		t.Fatalf("target lost its source/transport: %+v", d.Targets[1])
 	}
-	if d.Callee == nil || d.Callee.Number != "2002" || d.Domain != "pbx.test" {
+	if d.Callee == nil || d.Callee.Number() != "2002" || d.Domain != "pbx.test" {
 		t.Fatalf("decision lacks callee or domain: %+v", d)
 	}
 }

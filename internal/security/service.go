@@ -17,7 +17,6 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/directory"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
-	"github.com/switchboard-pbx/switchboard/internal/store"
 )
 
 // Config holds the security settings of a running server.
@@ -332,13 +331,13 @@ func (s *Service) AllowRegister(src netip.Addr) (bool, string) {
 
 // AllowExtension implements registrar.Policy: the extension's own ACL. A
 // list that does not exist denies (the CLI refuses to set one).
-func (s *Service) AllowExtension(src netip.Addr, ext *store.Extension) (bool, string) {
-	if ext == nil || ext.ACL == "" {
+func (s *Service) AllowExtension(src netip.Addr, acl string) (bool, string) {
+	if acl == "" {
 		return true, ""
 	}
-	l, ok := s.snap.Load().set.Get(ext.ACL)
+	l, ok := s.snap.Load().set.Get(acl)
 	if !ok {
-		return false, ext.ACL
+		return false, acl
 	}
 	allowed, _ := l.Decide(src)
 	return allowed, l.Name

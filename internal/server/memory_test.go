@@ -5,6 +5,7 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"testing"
+	"time"
 )
 
 func heapObjects() uint64 {
@@ -13,11 +14,12 @@ func heapObjects() uint64 {
 	return value(s[0])
 }
 
-// TestReleaseIfQuiet: garbage left by a burst is collected and returned
-// when no collection ran since the last look; with collections running
-// (the count moved) nothing is forced.
-func TestReleaseIfQuiet(t *testing.T) {
+// TestMemWatch: garbage left by a burst is collected and returned once no
+// collection ran for the quiet time, and only once: a heap that holds only
+// live objects is left alone.
+func TestMemWatch(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // no automatic GC during the test
+	runtime.GC()
 	var sink [][]byte
 	for i := 0; i < 64; i++ {
 		sink = append(sink, make([]byte, 1<<20))
@@ -28,17 +30,21 @@ func TestReleaseIfQuiet(t *testing.T) {
 	if before < 64<<20 {
 		t.Fatalf("setup: heap objects %d, want at least 64 MiB of garbage", before)
 	}
-	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
-	metrics.Read(s)
-	cycles := value(s[0])
-	if _, released := releaseIfQuiet(cycles+1, 32<<20); released {
-		t.Fatal("released although collections ran since the last look")
+	now := time.Unix(1_800_000_000, 0)
+	var m memWatch
+	if m.check(now, 10*time.Second, 16<<20) {
+		t.Fatal("released at the first look (no quiet time observed yet)")
 	}
-	next, released := releaseIfQuiet(cycles, 32<<20)
-	if !released || next <= cycles {
-		t.Fatalf("quiet heap of %d bytes not released (cycles %d -> %d)", before, cycles, next)
+	if m.check(now.Add(5*time.Second), 10*time.Second, 16<<20) {
+		t.Fatal("released after 5 s of a 10 s quiet time")
+	}
+	if !m.check(now.Add(11*time.Second), 10*time.Second, 16<<20) {
+		t.Fatal("64 MiB of garbage not released after the quiet time")
 	}
 	if after := heapObjects(); after > before/2 {
 		t.Fatalf("heap objects %d -> %d: the garbage was not collected", before, after)
+	}
+	if m.check(now.Add(30*time.Second), 10*time.Second, 16<<20) {
+		t.Fatal("released again although the heap holds no garbage")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"syscall"
@@ -144,6 +145,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err != nil {
 		return fail(err)
 	}
+	// Loading the directory and the bindings left their database rows as
+	// garbage: hand that memory back before serving.
+	debug.FreeOSMemory()
 	s.Loc.OnExpire(func(b store.Binding) {
 		s.Journal.Record(journal.Event{Kind: journal.KindBinding, Cause: cause.Expired, Extension: b.Extension,
 			Domain: b.Domain, Source: b.Source, Transport: b.Transport, UserAgent: b.UserAgent, CallID: b.CallID,
