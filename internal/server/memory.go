@@ -7,14 +7,21 @@ import (
 	"time"
 )
 
-// Memory release after a load peak: every releaseCheck, when no garbage
-// collection ran for releaseQuiet and the heap holds more than
-// releaseSlack (and more than an eighth of the live heap) beyond its live
-// objects, the server collects and returns the free memory to the OS.
+// Memory release after a load peak. Every releaseCheck the server looks
+// at the heap; once no garbage collection ran for releaseQuiet it collects
+// and returns the free memory to the OS when the heap holds more than
+// releaseSlack (and more than an eighth of the live heap) beyond the
+// objects the last collection found live. Garbage that appears without
+// allocation (transactions that end 32 s after their call) is invisible to
+// that test, so a quiet heap is also collected every probeEvery; a probe
+// that finds little to free doubles the wait for the next one, up to
+// probeMax.
 const (
 	releaseCheck = 2 * time.Second
 	releaseQuiet = 10 * time.Second
 	releaseSlack = 16 << 20
+	probeEvery   = 30 * time.Second
+	probeMax     = 16 * time.Minute
 )
 
 // releaseMemory gives memory back after a load peak. A burst of calls or
@@ -22,32 +29,35 @@ const (
 // GOGC); when the burst is over little allocates, so the runtime runs no
 // collection and keeps the garbage, and its scavenger returns free pages
 // only slowly: the process would show its peak size for many minutes.
-// Under steady load collections run on their own and this does nothing;
-// after a quiet releaseQuiet it costs one collection.
+// Under steady load collections run on their own and this does nothing.
 func (s *Server) releaseMemory(ctx context.Context) {
 	t := time.NewTicker(releaseCheck)
 	defer t.Stop()
-	var m memWatch
+	m := memWatch{quiet: releaseQuiet, slack: releaseSlack, probe: probeEvery, probeMax: probeMax}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			m.check(now, releaseQuiet, releaseSlack)
+			m.check(now)
 		}
 	}
 }
 
-// memWatch remembers when the collection count last moved.
+// memWatch decides when to collect; see releaseMemory.
 type memWatch struct {
-	cycles  uint64
-	changed time.Time
+	quiet    time.Duration // no collection for this long before any release
+	slack    uint64        // known garbage worth a release
+	probe    time.Duration // collect a quiet heap this often (doubling up to probeMax)
+	probeMax time.Duration
+
+	cycles  uint64    // collection count at the last look
+	changed time.Time // when cycles last moved
+	wait    time.Duration
 }
 
-// check releases memory when no collection ran for quiet (as seen by
-// earlier checks) and the heap exceeds its live objects by more than slack
-// and by more than an eighth. It reports whether it released.
-func (m *memWatch) check(now time.Time, quiet time.Duration, slack uint64) bool {
+// check releases memory when due and reports whether it did.
+func (m *memWatch) check(now time.Time) bool {
 	samples := []metrics.Sample{
 		{Name: "/gc/cycles/total:gc-cycles"},
 		{Name: "/memory/classes/heap/objects:bytes"},
@@ -56,17 +66,26 @@ func (m *memWatch) check(now time.Time, quiet time.Duration, slack uint64) bool 
 	}
 	metrics.Read(samples)
 	cycles := value(samples[0])
+	if m.wait == 0 {
+		m.wait = m.probe
+	}
 	if cycles != m.cycles || m.changed.IsZero() {
 		m.cycles, m.changed = cycles, now
 		return false
 	}
-	held := value(samples[1]) + value(samples[2])
-	live := value(samples[3])
-	if now.Sub(m.changed) < quiet || held <= live+slack || held <= live+live/8 {
+	quiet := now.Sub(m.changed)
+	held, live := value(samples[1])+value(samples[2]), value(samples[3])
+	garbage := quiet >= m.quiet && held > live+m.slack && held > live+live/8
+	if !garbage && quiet < m.wait {
 		return false
 	}
 	debug.FreeOSMemory()
 	metrics.Read(samples)
+	if after := value(samples[3]); !garbage && live-min(live, after) < m.slack {
+		m.wait = min(2*m.wait, m.probeMax) // nothing much to free: probe less often
+	} else {
+		m.wait = m.probe
+	}
 	m.cycles, m.changed = value(samples[0]), now
 	return true
 }
