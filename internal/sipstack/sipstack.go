@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strconv"
 	"syscall"
 
@@ -46,6 +47,9 @@ type Options struct {
 	// ConnClosed, when set, is told about every accepted TCP connection
 	// that closes (filters keep per-connection framing state).
 	ConnClosed func(remote net.Addr)
+	// UDPReaders is how many sockets (SO_REUSEPORT, Linux) read the UDP
+	// port, each with its own goroutine; 0 means one per CPU, at most 4.
+	UDPReaders int
 }
 
 // Stack is the running SIP stack of the internal profile.
@@ -54,7 +58,8 @@ type Stack struct {
 	Server    *sipgo.Server
 	Client    *sipgo.Client
 	Listeners []Listener
-	udp       net.PacketConn
+	udp       net.PacketConn   // the first UDP socket (also used to send)
+	udpMore   []net.PacketConn // more sockets on the same port, one reader each
 	tcp       *trackingListener
 	log       *slog.Logger
 }
@@ -77,10 +82,21 @@ func Listen(opts Options) (*Stack, error) {
 		return nil, fmt.Errorf("sip address %q: %w", opts.Addr, err)
 	}
 	port, _ := strconv.Atoi(portStr)
+	readers := opts.UDPReaders
+	if readers <= 0 {
+		readers = min(runtime.GOMAXPROCS(0), 4)
+	}
+	if !haveReusePort {
+		readers = 1
+	}
+	lc := net.ListenConfig{}
+	if readers > 1 {
+		lc.Control = reusePort
+	}
 	var udp net.PacketConn
 	var tcp net.Listener
 	for attempt := 0; ; attempt++ {
-		udp, err = net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(port)))
+		udp, err = lc.ListenPacket(context.Background(), "udp", net.JoinHostPort(host, strconv.Itoa(port)))
 		if err != nil {
 			return nil, bindErr("udp", opts.Addr, err)
 		}
@@ -94,13 +110,33 @@ func Listen(opts Options) (*Stack, error) {
 			return nil, bindErr("tcp", opts.Addr, err)
 		}
 	}
-	if uc, ok := udp.(*net.UDPConn); ok {
-		_ = uc.SetReadBuffer(8 << 20)
-		_ = uc.SetWriteBuffer(8 << 20)
-	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	// More readers on the same port: one goroutine reads, filters and
+	// parses each socket's datagrams, so one socket caps the message rate
+	// at what one core parses.
+	var more []net.PacketConn
+	for i := 1; i < readers; i++ {
+		c, err := lc.ListenPacket(context.Background(), "udp", udp.LocalAddr().String())
+		if err != nil {
+			log.Warn("sip stack: one UDP reader only", "error", err)
+			break
+		}
+		more = append(more, c)
+	}
+	for _, c := range append([]net.PacketConn{udp}, more...) {
+		if uc, ok := c.(*net.UDPConn); ok {
+			_ = uc.SetReadBuffer(8 << 20)
+			_ = uc.SetWriteBuffer(8 << 20)
+		}
+	}
+	closeUDP := func() {
+		udp.Close()
+		for _, c := range more {
+			c.Close()
+		}
 	}
 	stackLog := log
 	// sipgo logs some errors with the whole message; a flood of bad
@@ -137,7 +173,7 @@ func Listen(opts Options) (*Stack, error) {
 		sipgo.WithUserAgentTransportLayerOptions(tpOpts...),
 		sipgo.WithUserAgentTransactionLayerOptions(txOpts...))
 	if err != nil {
-		udp.Close()
+		closeUDP()
 		tcp.Close()
 		return nil, fmt.Errorf("sip stack: %w", err)
 	}
@@ -161,7 +197,7 @@ func Listen(opts Options) (*Stack, error) {
 		return nil, fmt.Errorf("sip stack: %w", err)
 	}
 	tl := &trackingListener{Listener: tcp, conns: map[string]*trackedConn{}, onClose: opts.ConnClosed}
-	return &Stack{UA: ua, Server: srv, Client: cli, udp: udp, tcp: tl, log: stackLog, Listeners: []Listener{
+	return &Stack{UA: ua, Server: srv, Client: cli, udp: udp, udpMore: more, tcp: tl, log: stackLog, Listeners: []Listener{
 		{Proto: "udp", Addr: udp.LocalAddr().String()},
 		{Proto: "tcp", Addr: tcp.Addr().String()},
 	}}, nil
@@ -193,8 +229,11 @@ func noDNS() *net.Resolver {
 
 // Serve reads both listeners until ctx ends, then closes everything.
 func (s *Stack) Serve(ctx context.Context) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 2+len(s.udpMore))
 	go func() { errc <- s.Server.ServeUDP(s.udp) }()
+	for _, c := range s.udpMore {
+		go func() { errc <- s.Server.ServeUDP(c) }()
+	}
 	go func() { errc <- s.Server.ServeTCP(s.tcp) }()
 	select {
 	case <-ctx.Done():
@@ -212,6 +251,9 @@ func (s *Stack) Serve(ctx context.Context) error {
 // Close stops the listeners and the stack.
 func (s *Stack) Close() error {
 	s.udp.Close()
+	for _, c := range s.udpMore {
+		c.Close()
+	}
 	s.tcp.Close()
 	s.Client.Close()
 	return s.UA.Close()
