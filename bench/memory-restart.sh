@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Memory with 100,000 registrations and restart time with 100,000 bindings:
-#   start fresh -> mem -> register 100k users at 5,000/s -> mem ->
+#   start fresh -> mem -> register 100k users at 4,000/s -> mem -> mem 15 s later ->
 #   graceful stop + start (timed) -> kill -9 + start (timed) -> registrations
 #   still there.
 #   bench/memory-restart.sh
@@ -16,6 +16,8 @@ echo "fresh start: ${s}s; $(sb_mem "$(sb_pid)")"
 sleep 2
 regs() { "$SB_BIN" status --data "$SB_DATA" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["registrations"])'; }
 echo "after $N registrations: $(sb_mem "$(sb_pid)") registrations=$(regs)"
+sleep 15
+echo "15 s later: $(sb_mem "$(sb_pid)")"
 sb_stop >/dev/null
 s=$(sb_start)
 echo "graceful restart with $(regs) bindings: ready in ${s}s; $(sb_mem "$(sb_pid)")"

@@ -240,10 +240,11 @@ func (f *fork) answer(br *branch, res *sip.Response) {
 		calleeTag = tagOf(to.Params)
 	}
 	f.finalSent, f.finalAt, f.answered = true, now, br
-	p.respond(f.tx, upstream(res, f.upDest, f.upTransport))
 	f.rec.Answer, f.rec.SIPStatus = now, res.StatusCode
 	f.cancelOthers(br, "cancelled: answered on another phone")
 	f.rec.Branches = f.branchRecords()
+	// The dialog is followed before the 2xx goes up: the caller's ACK and
+	// an immediate BYE may arrive (on another goroutine) as soon as it has.
 	d := &dialog{callID: f.rec.CallID, callerTag: tagOf(f.req.From().Params), calleeTag: calleeTag,
 		callerDest: f.req.Source(), callerTransport: strings.ToUpper(f.req.Transport()),
 		calleeDest: br.dest, calleeTransport: br.transport, rec: f.rec, last: now}
@@ -252,6 +253,7 @@ func (f *fork) answer(br *branch, res *sip.Response) {
 	} else {
 		p.log.Warn("proxy: call not followed: too many dialogs or duplicate", "call_id", f.rec.CallID)
 	}
+	p.respond(f.tx, upstream(res, f.upDest, f.upTransport))
 	p.d.Calls.Save(f.rec)
 }
 

@@ -2,8 +2,8 @@ package proxy
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
-	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard-pbx/switchboard/internal/auth"
@@ -60,7 +60,7 @@ func (p *Proxy) serveNewCall(req *sip.Request, tx sip.ServerTransaction) {
 	res := p.d.Auth.Check(req, "Proxy-Authorization", callerDomain, served)
 	ev.AuthUser, ev.Realm = res.AuthUser, res.Realm
 	if res.NeedsChallenge() {
-		p.challenge(req, func(r *sip.Response) { p.respond(tx, r) }, &ev, res, callerDomain, src.String()+"|"+caller)
+		p.challenge(req, func(r *sip.Response) { p.respond(tx, r) }, &ev, res, callerDomain, src, caller)
 		return
 	}
 	if res.Cause != "" {
@@ -136,7 +136,7 @@ func (p *Proxy) ChallengeStateless(req *sip.Request, send func(*sip.Response) er
 		if err := send(r); err != nil {
 			p.log.Debug("proxy: send 407", "error", err)
 		}
-	}, &ev, res, callerDomain, src.String()+"|"+from.Address.User)
+	}, &ev, res, callerDomain, src, from.Address.User)
 }
 
 // looped reports whether req already carries a Via this proxy added
@@ -160,12 +160,13 @@ func (p *Proxy) refuse(req *sip.Request, tx sip.ServerTransaction, ev *journal.E
 // challenge answers 407 with a Proxy-Authenticate per algorithm. A plain
 // challenge is journaled once a minute per phone and user; stale or bad
 // nonces always.
-func (p *Proxy) challenge(req *sip.Request, send func(*sip.Response), ev *journal.Event, res auth.Result, realm, who string) {
+func (p *Proxy) challenge(req *sip.Request, send func(*sip.Response), ev *journal.Event, res auth.Result, realm string,
+	src netip.Addr, user string) {
 	resp := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
 	p.d.Auth.Challenge(resp, "Proxy-Authenticate", realm, res.Cause == cause.StaleNonce)
 	resp.AppendHeader(sip.NewHeader("Server", p.cfg.ServerName))
 	send(resp)
-	if res.Cause == cause.Challenged && res.Detail == "" && !p.firstChallenge(who) {
+	if res.Cause == cause.Challenged && res.Detail == "" && !p.challenged.First(src, user) {
 		return
 	}
 	ev.Cause, ev.Status, ev.Detail = res.Cause, 407, res.Detail
@@ -173,25 +174,4 @@ func (p *Proxy) challenge(req *sip.Request, send func(*sip.Response), ev *journa
 		ev.Detail = "call challenged with realm " + realm
 	}
 	p.d.Journal.Record(*ev)
-}
-
-func (p *Proxy) firstChallenge(key string) bool {
-	now := p.now()
-	p.seenMu.Lock()
-	defer p.seenMu.Unlock()
-	if t, ok := p.seen[key]; ok && now.Sub(t) < time.Minute {
-		return false
-	}
-	if len(p.seen) >= 100_000 {
-		for k, t := range p.seen {
-			if now.Sub(t) >= time.Minute {
-				delete(p.seen, k)
-			}
-		}
-		if len(p.seen) >= 100_000 {
-			clear(p.seen)
-		}
-	}
-	p.seen[key] = now
-	return true
 }

@@ -43,7 +43,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -149,10 +148,9 @@ type Proxy struct {
 	now     func() time.Time
 	dialogs *dialogTable
 
-	// seenMu guards seen: when each (source IP, user) pair was last
-	// journaled as challenged, so busy phones do not flood the journal.
-	seenMu sync.Mutex
-	seen   map[string]time.Time
+	// challenged journals a plain challenge once a minute per phone and
+	// user.
+	challenged *journal.Throttle
 }
 
 // New returns a proxy.
@@ -183,7 +181,7 @@ func New(cfg Config, d Deps) *Proxy {
 		}
 	}
 	p := &Proxy{cfg: cfg, host: host, port: cfg.Port, own: map[string]struct{}{}, d: d, log: d.Log,
-		now: time.Now, seen: map[string]time.Time{}}
+		now: time.Now, challenged: journal.NewThrottle(time.Minute, nil)}
 	for _, h := range append([]string{host, cfg.Host}, cfg.OwnHosts...) {
 		if h = strings.ToLower(strings.Trim(h, "[]")); h != "" {
 			p.own[h] = struct{}{}

@@ -7,13 +7,11 @@ package registrar
 import (
 	"context"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -66,13 +64,9 @@ type Registrar struct {
 	log     *slog.Logger
 	now     func() time.Time
 
-	// seenMu guards seen and seenPrune: when each (source IP, user) pair
-	// was last journaled as challenged (Unix ns, keyed by a hash of the
-	// pair), so a busy phone does not flood the journal.
-	seenMu    sync.Mutex
-	seen      map[uint64]int64
-	seenPrune int64
-	seenSeed  maphash.Seed
+	// challenged journals a plain challenge once a minute per phone and
+	// user, so a busy phone does not flood the journal.
+	challenged *journal.Throttle
 }
 
 // New returns a registrar. policy may be nil (AllowAll).
@@ -91,7 +85,7 @@ func New(cfg Config, dir *directory.Cache, a *auth.Authenticator, loc *location.
 		cfg.DefaultExpires = 3600
 	}
 	return &Registrar{cfg: cfg, dir: dir, auth: a, loc: loc, journal: j, policy: policy, log: log,
-		now: time.Now, seen: map[uint64]int64{}, seenSeed: maphash.MakeSeed()}
+		now: time.Now, challenged: journal.NewThrottle(time.Minute, nil)}
 }
 
 // request facts shared by every answer path.
@@ -210,7 +204,7 @@ func (r *Registrar) challenge(f *facts, res auth.Result) {
 	r.auth.Challenge(resp, "WWW-Authenticate", f.domain, res.Cause == cause.StaleNonce)
 	r.respond(f, resp)
 	// Journal a plain challenge only once a minute per phone and user.
-	if res.Cause == cause.Challenged && res.Detail == "" && !r.firstChallenge(f.src, f.toUser) {
+	if res.Cause == cause.Challenged && res.Detail == "" && !r.challenged.First(f.src, f.toUser) {
 		return
 	}
 	f.ev.Cause, f.ev.Status, f.ev.Detail = res.Cause, 401, res.Detail
@@ -218,47 +212,6 @@ func (r *Registrar) challenge(f *facts, res auth.Result) {
 		f.ev.Detail = "challenged with realm " + f.domain
 	}
 	r.journal.Record(f.ev)
-}
-
-// firstChallenge reports whether a plain challenge of user from src is the
-// first in a minute (and remembers it). Entries older than a minute are
-// pruned once a minute; a map that emptied is rebuilt to give its memory
-// back. A hash collision between two pairs only skips a journal line.
-func (r *Registrar) firstChallenge(src netip.Addr, user string) bool {
-	var h maphash.Hash
-	h.SetSeed(r.seenSeed)
-	a16 := src.As16()
-	h.Write(a16[:])
-	h.WriteString(user)
-	key := h.Sum64()
-	now := r.now().UnixNano()
-	const window = int64(time.Minute)
-	r.seenMu.Lock()
-	defer r.seenMu.Unlock()
-	if now >= r.seenPrune {
-		r.seenPrune = now + window
-		before := len(r.seen)
-		for k, t := range r.seen {
-			if now-t >= window {
-				delete(r.seen, k)
-			}
-		}
-		if len(r.seen) < before/4 { // Go maps never shrink: rebuild
-			m := make(map[uint64]int64, len(r.seen))
-			for k, t := range r.seen {
-				m[k] = t
-			}
-			r.seen = m
-		}
-	}
-	if t, ok := r.seen[key]; ok && now-t < window {
-		return false
-	}
-	if len(r.seen) >= 200_000 {
-		clear(r.seen)
-	}
-	r.seen[key] = now
-	return true
 }
 
 func (r *Registrar) refuse(f *facts, c cause.Code, detail string) {
