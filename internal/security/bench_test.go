@@ -64,3 +64,39 @@ func BenchmarkFilterTCP(b *testing.B) {
 		s.Filter("TCP", from, benchRegister)
 	}
 }
+
+// A 200 OK as a UAS behind the proxy sends it: both Vias echoed on one line.
+var benchAnswer = []byte("SIP/2.0 200 OK\r\n" +
+	"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-sbYL2VvCzG55p1PP2GjGli, SIP/2.0/UDP 127.0.0.1:5091;branch=z9hG4bK-20538-1-4\r\n" +
+	"From: <sip:100000@127.0.0.1>;tag=20538SIPpTag1\r\n" +
+	"To: <sip:101000@127.0.0.1>;tag=20531SIPpTag011\r\n" +
+	"Call-ID: 1-20538@127.0.0.1\r\nCSeq: 2 INVITE\r\n" +
+	"Record-Route: <sip:127.0.0.1:5070;lr;sb=abc>\r\n" +
+	"Contact: <sip:127.0.0.1:5080;transport=UDP>\r\nContent-Length: 0\r\n\r\n")
+
+// TestFastPathVias: Via lists on one line stay on the fast path when every
+// hop but the last has parameters; anything the parser might read
+// differently goes to sipgo's parser.
+func TestFastPathVias(t *testing.T) {
+	var m message
+	if res, _ := scan(benchAnswer, false, &m); res != scanOK || m.unsure {
+		t.Fatalf("a 200 OK with two Vias on one line is not on the fast path: res=%v unsure=%v", res, m.unsure)
+	}
+	for _, c := range []struct {
+		via  string
+		fast bool
+	}{
+		{"SIP/2.0/UDP a;branch=z9hG4bK1", true},
+		{"SIP/2.0/UDP a;branch=z9hG4bK1,SIP/2.0/UDP b", true},
+		{"SIP/2.0/UDP a;branch=z9hG4bK1 ,\t SIP/2.0/TCP b:5061;rport", true},
+		{"SIP/2.0/UDP a, SIP/2.0/UDP b;branch=z9hG4bK2", false},  // no parameters before the comma
+		{"SIP/2.0/UDP a;x=\"q,r\", SIP/2.0/UDP b", false},        // quoted
+		{"SIP/2.0/UDP a;branch=z9hG4bK1,, SIP/2.0/UDP b", false}, // empty hop
+		{"SIP/2.0/UDP [::1];branch=z9hG4bK1", false},             // IPv6
+		{"SIP/2.0/UDP a;branch=z9hG4bK1, garbage", false},
+	} {
+		if got := fastVia([]byte(c.via)); got != c.fast {
+			t.Errorf("fastVia(%q) = %v, want %v", c.via, got, c.fast)
+		}
+	}
+}

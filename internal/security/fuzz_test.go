@@ -18,6 +18,7 @@ func addSeeds(f *testing.F) {
 		f.Add(torture(f)[name])
 	}
 	f.Add(benchRegister)
+	f.Add(benchAnswer)
 	f.Add([]byte("OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP [::1]:5060;branch=z9hG4bK1, SIP/2.0/TCP h\r\n" +
 		"From: \"A \\\"B\\\"\" <sip:a@[::1]:5060;x=y>;tag=1\r\nTo: sip:b@h;tag=2\r\nContact: *\r\nRoute: <sip:p;lr>, <sip:q;lr>\r\n" +
 		"Call-ID: c\r\nCSeq: 7 OPTIONS\r\nContent-Length: 0\r\n\r\n"))

@@ -435,12 +435,36 @@ func fastValue(h hdr, v []byte) bool {
 	return true
 }
 
-// fastVia mirrors sipgo's Via parser for values without commas or IPv6
-// brackets: "PROTO/VERSION/TRANSPORT SP sent-by *(;param)".
+// fastVia mirrors sipgo's Via parser for values without IPv6 brackets:
+// one or more comma-separated "PROTO/VERSION/TRANSPORT SP sent-by
+// *(;param)" hops (as UAs echo the Vias of a request in their response).
+// With more than one hop every hop but the last must have parameters (the
+// parser notices a comma only among them) and no value may be quoted.
 func fastVia(v []byte) bool {
-	if bytes.IndexByte(v, ',') >= 0 || bytes.IndexByte(v, '[') >= 0 {
+	if bytes.IndexByte(v, '[') >= 0 {
 		return false
 	}
+	if bytes.IndexByte(v, ',') < 0 {
+		return fastViaHop(v)
+	}
+	if bytes.IndexByte(v, '"') >= 0 {
+		return false
+	}
+	for {
+		hop, rest, more := bytes.Cut(v, []byte(","))
+		hop = trimLWS(hop)
+		if !fastViaHop(hop) || (more && bytes.IndexByte(hop, ';') < 0) {
+			return false
+		}
+		if !more {
+			return true
+		}
+		v = rest
+	}
+}
+
+// fastViaHop checks one hop: "PROTO/VERSION/TRANSPORT SP sent-by...".
+func fastViaHop(v []byte) bool {
 	i := bytes.IndexByte(v, '/')
 	if i < 0 {
 		return false
