@@ -125,18 +125,25 @@ func BenchmarkHeapPerBinding(b *testing.B) {
 	}
 }
 
-// BenchmarkRefresh: one registration refresh (Update of an existing
-// binding) in a table of 10,000 registrations.
-func BenchmarkRefresh(b *testing.B) {
-	ps := phones(10_000, true)
+// registered returns a running table with n phones registered at now.
+func registered(b *testing.B, n int) (*location.Table, []phone, time.Time, func()) {
+	ps := phones(n, true)
 	now := time.Now()
 	tb, stop := runNop(nil)
-	defer stop()
 	for _, p := range ps {
 		if err := register(tb, p, now); err != nil {
+			stop()
 			b.Fatal(err)
 		}
 	}
+	return tb, ps, now, stop
+}
+
+// BenchmarkRefresh: one registration refresh (Update of an existing
+// binding) in a table of 10,000 registrations.
+func BenchmarkRefresh(b *testing.B) {
+	tb, ps, now, stop := registered(b, 10_000)
+	defer stop()
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
@@ -150,15 +157,8 @@ func BenchmarkRefresh(b *testing.B) {
 // BenchmarkLookup: one Lookup of a registered extension in a table of
 // 10,000 registrations.
 func BenchmarkLookup(b *testing.B) {
-	ps := phones(10_000, true)
-	now := time.Now()
-	tb, stop := runNop(nil)
+	tb, ps, _, stop := registered(b, 10_000)
 	defer stop()
-	for _, p := range ps {
-		if err := register(tb, p, now); err != nil {
-			b.Fatal(err)
-		}
-	}
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {

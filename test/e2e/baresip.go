@@ -131,7 +131,28 @@ func freeTCPPort(t testing.TB) int {
 // StartBaresip writes a config directory, starts `baresip -f DIR`, connects
 // to its ctrl_tcp interface, and stops baresip (SIGTERM, by PID) when the
 // test ends. It skips the test when baresip is missing (fails under CI).
+//
+// Ports are picked free and then handed to baresip, so another process can
+// take one in between: then baresip says "Address already in use" and it
+// is started again on other ports (at most three times).
 func StartBaresip(t testing.TB, opts BaresipOptions) *Baresip {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		b := startBaresip(t, opts)
+		// Module load errors are printed before "baresip is ready.".
+		b.WaitLog(regexp.MustCompile(`baresip is ready`), 10*time.Second)
+		if !strings.Contains(b.Log(), "Address already in use") {
+			return b
+		}
+		b.Stop()
+		if attempt == 3 {
+			t.Fatalf("baresip: a port was taken three times in a row:\n%s", b.Log())
+		}
+		t.Logf("baresip: a port was taken between picking and binding; starting again")
+	}
+}
+
+func startBaresip(t testing.TB, opts BaresipOptions) *Baresip {
 	t.Helper()
 	Need(t, "baresip")
 	if _, err := os.Stat(filepath.Join(baresipModules, "ctrl_tcp.so")); err != nil {
@@ -239,6 +260,9 @@ func StartBaresip(t testing.TB, opts BaresipOptions) *Baresip {
 		case <-b.done:
 			t.Fatalf("baresip exited at start:\n%s\nconfig:\n%s", b.Log(), cfg.String())
 		default:
+		}
+		if strings.Contains(b.Log(), "Address already in use") {
+			return b // StartBaresip starts it again on other ports
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("baresip ctrl_tcp did not listen on %s within 10 s:\n%s", b.CtrlAddr, b.Log())
