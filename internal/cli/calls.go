@@ -132,6 +132,7 @@ func Calls(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer db.Close()
+	freshen(ctx, *data, db)
 	if show {
 		return callShow(ctx, env, db, pos[1], *asJSON)
 	}

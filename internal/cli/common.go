@@ -158,7 +158,7 @@ func syncServer(ctx context.Context, env Env, dir string, db *sqlite.DB) {
 
 // freshen makes a read of the data directory see what a running server
 // holds in memory: it asks the server (SIGUSR1) to commit its queued
-// registration writes and waits (up to 2 s) until it reports having done so
+// registration, journal and call record writes and waits (up to 2 s) until it reports having done so
 // after the request. Without a running server there is nothing to wait for.
 func freshen(ctx context.Context, dir string, db *sqlite.DB) {
 	running, pid := server.Running(dir)

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -79,6 +80,9 @@ type Writer struct {
 	now       func() time.Time
 	// off, when set, makes Record a no-op (see Disable).
 	off atomic.Bool
+
+	holdMu sync.Mutex       // guards held
+	held   map[uint64]Event // see Hold
 }
 
 // NewWriter returns a writer with a queue of queueLen events (0 = 65536).
@@ -92,7 +96,8 @@ func NewWriter(db *sql.DB, log *slog.Logger, r Retention, queueLen int) *Writer 
 	if r.MaxEvents <= 0 {
 		r.MaxEvents = DefaultRetention.MaxEvents
 	}
-	return &Writer{db: db, log: log, retention: r, q: batch.New[Event](queueLen), now: time.Now}
+	return &Writer{db: db, log: log, retention: r, q: batch.New[Event](queueLen), now: time.Now,
+		held: map[uint64]Event{}}
 }
 
 // Disable turns recording off: Record then drops every event at once
@@ -118,22 +123,44 @@ func (w *Writer) Record(e Event) {
 // Dropped is how many events were dropped because the queue was full.
 func (w *Writer) Dropped() int64 { return w.q.Dropped() }
 
-// Flush waits until every event recorded before the call is written (or ctx ends).
-func (w *Writer) Flush(ctx context.Context) { w.q.Flush(ctx) }
+// Flush waits until every event recorded (or held) before the call is
+// written (or ctx ends).
+func (w *Writer) Flush(ctx context.Context) {
+	w.release(true)
+	w.q.Flush(ctx)
+}
 
-// Run writes batches every 50 ms until ctx is done. It prunes old events
-// every minute.
+// Run writes batches every 50 ms until ctx is done, then records the held
+// events and writes what is queued. It prunes old events every minute.
 func (w *Writer) Run(ctx context.Context) {
 	in := newInsert(w.db)
 	defer in.Close()
-	w.q.Run(ctx, batch.Loop[Event]{
-		Write: func(events []Event) {
-			if err := insert(context.Background(), in, events); err != nil {
-				w.log.Error("journal: write failed", "events", len(events), "error", err)
-			}
-		},
-		Housekeeping: func() { w.prune(ctx) },
-	})
+	qctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.q.Run(qctx, batch.Loop[Event]{
+			Write: func(events []Event) {
+				if err := insert(context.Background(), in, events); err != nil {
+					w.log.Error("journal: write failed", "events", len(events), "error", err)
+				}
+			},
+			Housekeeping: func() { w.prune(ctx) },
+		})
+	}()
+	t := time.NewTicker(HoldFor / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			w.release(false)
+		case <-ctx.Done():
+			w.release(true)
+			stop()
+			<-done
+			return
+		}
+	}
 }
 
 // Insert writes events in one transaction.

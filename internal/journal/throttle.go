@@ -37,16 +37,23 @@ func NewThrottle(window time.Duration, now func() time.Time) *Throttle {
 	return &Throttle{window: int64(window), now: now, seed: maphash.MakeSeed(), seen: map[uint64]int64{}}
 }
 
-// First reports whether an event of user from src is the first within the
-// window (and remembers it). Pairs are told apart by a 64-bit hash: a
-// collision only skips one journal entry.
-func (t *Throttle) First(src netip.Addr, user string) bool {
+// Key identifies the pair of src and user (a 64-bit hash; a collision only
+// skips one journal entry or settles the wrong held one).
+func (t *Throttle) Key(src netip.Addr, user string) uint64 {
 	var h maphash.Hash
 	h.SetSeed(t.seed)
 	a16 := src.As16()
 	h.Write(a16[:])
 	h.WriteString(user)
-	key := h.Sum64()
+	return h.Sum64()
+}
+
+// First reports whether an event of user from src is the first within the
+// window (and remembers it).
+func (t *Throttle) First(src netip.Addr, user string) bool { return t.FirstKey(t.Key(src, user)) }
+
+// FirstKey is First for a pair's Key.
+func (t *Throttle) FirstKey(key uint64) bool {
 	now := t.now().UnixNano()
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -75,6 +75,7 @@ func (p *Proxy) serveNewCall(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	p.d.Policy.AuthSucceeded(src)
+	p.d.Journal.Settle(p.challenged.Key(src, caller))
 	ext := res.Ext
 
 	trying := sip.NewResponseFromRequest(req, 100, "Trying", nil)
@@ -154,24 +155,32 @@ func (p *Proxy) looped(req *sip.Request) bool {
 func (p *Proxy) refuse(req *sip.Request, tx sip.ServerTransaction, ev *journal.Event, c cause.Code, detail string) {
 	ev.Status = p.answerCause(req, tx, c)
 	ev.Cause, ev.Detail = c, detail
+	if from := req.From(); from != nil { // its challenge first
+		p.d.Journal.Release(p.challenged.Key(registrar.SourceAddr(req.Source()), from.Address.User))
+	}
 	p.d.Journal.Record(*ev)
 }
 
 // challenge answers 407 with a Proxy-Authenticate per algorithm. A plain
-// challenge is journaled once a minute per phone and user; stale or bad
-// nonces always.
+// challenge is journaled once a minute per phone and user, unless the call
+// is authenticated within journal.HoldFor; stale or bad nonces always.
 func (p *Proxy) challenge(req *sip.Request, send func(*sip.Response), ev *journal.Event, res auth.Result, realm string,
 	src netip.Addr, user string) {
 	resp := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
 	p.d.Auth.Challenge(resp, "Proxy-Authenticate", realm, res.Cause == cause.StaleNonce)
 	resp.AppendHeader(sip.NewHeader("Server", p.cfg.ServerName))
 	send(resp)
-	if res.Cause == cause.Challenged && res.Detail == "" && !p.challenged.First(src, user) {
+	ev.Cause, ev.Status, ev.Detail = res.Cause, 407, res.Detail
+	if res.Cause != cause.Challenged || res.Detail != "" {
+		p.d.Journal.Release(p.challenged.Key(src, user))
+		p.d.Journal.Record(*ev)
 		return
 	}
-	ev.Cause, ev.Status, ev.Detail = res.Cause, 407, res.Detail
-	if ev.Detail == "" {
+	// Once a minute per phone and user, and only if the call is not
+	// authenticated within journal.HoldFor (its own events follow).
+	key := p.challenged.Key(src, user)
+	if p.challenged.FirstKey(key) {
 		ev.Detail = "call challenged with realm " + realm
+		p.d.Journal.Hold(key, *ev)
 	}
-	p.d.Journal.Record(*ev)
 }

@@ -203,15 +203,20 @@ func (r *Registrar) challenge(f *facts, res auth.Result) {
 	resp := sip.NewResponseFromRequest(f.req, 401, "Unauthorized", nil)
 	r.auth.Challenge(resp, "WWW-Authenticate", f.domain, res.Cause == cause.StaleNonce)
 	r.respond(f, resp)
-	// Journal a plain challenge only once a minute per phone and user.
-	if res.Cause == cause.Challenged && res.Detail == "" && !r.challenged.First(f.src, f.toUser) {
+	f.ev.Cause, f.ev.Status, f.ev.Detail = res.Cause, 401, res.Detail
+	if res.Cause != cause.Challenged || res.Detail != "" {
+		r.journal.Release(r.challenged.Key(f.src, f.toUser))
+		r.journal.Record(f.ev)
 		return
 	}
-	f.ev.Cause, f.ev.Status, f.ev.Detail = res.Cause, 401, res.Detail
-	if f.ev.Detail == "" {
+	// A plain challenge is journaled once a minute per phone and user, and
+	// only if no successful registration follows within journal.HoldFor
+	// (the registered event says the phone was challenged and answered).
+	key := r.challenged.Key(f.src, f.toUser)
+	if r.challenged.FirstKey(key) {
 		f.ev.Detail = "challenged with realm " + f.domain
+		r.journal.Hold(key, f.ev)
 	}
-	r.journal.Record(f.ev)
 }
 
 func (r *Registrar) refuse(f *facts, c cause.Code, detail string) {
@@ -222,6 +227,7 @@ func (r *Registrar) refuse(f *facts, c cause.Code, detail string) {
 	}
 	r.respond(f, resp)
 	f.ev.Cause, f.ev.Status, f.ev.Detail = c, a.Status, detail
+	r.journal.Release(r.challenged.Key(f.src, f.toUser)) // its challenge first
 	r.journal.Record(f.ev)
 }
 
@@ -373,6 +379,7 @@ func (r *Registrar) update(f *facts, ext *directory.Entry, res auth.Result) {
 	}
 	r.ok(f, bindings, now)
 	f.ev.Cause, f.ev.Status, f.ev.Detail = outcome, 200, detail
+	r.journal.Settle(r.challenged.Key(f.src, f.toUser))
 	r.journal.Record(f.ev)
 }
 

@@ -322,8 +322,11 @@ func (s *Server) Run(ctx context.Context) error {
 				return
 			case <-sigs:
 				// The CLI asks (SIGUSR1) before it reads or after it writes:
-				// commit the queued binding writes, say so, and re-read the
-				// change feed at once.
+				// commit the queued binding writes, journal events (held
+				// ones too) and call records, say so, and re-read the change
+				// feed at once.
+				s.Journal.Flush(bg)
+				s.Calls.Flush(bg)
 				if err := s.Loc.Flush(bg); err == nil {
 					_ = s.DB.SetMeta(bg, "flushed_at", strconv.FormatInt(time.Now().UnixNano(), 10))
 				}

@@ -313,3 +313,15 @@ func TestApplyBindingsChunks(t *testing.T) {
 		t.Fatalf("last row: %+v", b)
 	}
 }
+
+func TestTempStoreInMemory(t *testing.T) {
+	db, err := Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var ts int
+	if err := db.SQL().QueryRow("PRAGMA temp_store").Scan(&ts); err != nil || ts != 2 {
+		t.Fatalf("temp_store = %d (%v), want 2 (memory)", ts, err)
+	}
+}
