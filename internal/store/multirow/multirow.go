@@ -41,10 +41,11 @@ func New(db *sql.DB, head string, cols int, tail string) *Insert {
 	return &Insert{db: db, head: head, tail: tail, tuple: tuple, cols: cols, stmts: map[int]*sql.Stmt{}}
 }
 
-// prepare makes sure the statements for every size are prepared. It runs
-// before the transaction begins: preparing on the database while holding a
-// transaction's connection could wait forever for a free connection.
-func (in *Insert) prepare(ctx context.Context) error {
+// Prepare makes sure the statements for every size are prepared. Call it
+// before beginning a transaction for Exec: preparing on the database while
+// holding a transaction's connection could wait forever for a free
+// connection.
+func (in *Insert) Prepare(ctx context.Context) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	for n := MaxRows; n >= 1; n /= 2 {
@@ -84,7 +85,7 @@ func (in *Insert) Write(ctx context.Context, args []any) error {
 	if len(args) == 0 {
 		return nil
 	}
-	if err := in.prepare(ctx); err != nil {
+	if err := in.Prepare(ctx); err != nil {
 		return err
 	}
 	tx, err := in.db.BeginTx(ctx, nil)
@@ -92,6 +93,18 @@ func (in *Insert) Write(ctx context.Context, args []any) error {
 		return err
 	}
 	defer tx.Rollback()
+	if err := in.Exec(ctx, tx, args); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Exec inserts len(args)/cols rows within tx, in order. Prepare must have
+// succeeded before tx began.
+func (in *Insert) Exec(ctx context.Context, tx *sql.Tx, args []any) error {
+	if len(args)%in.cols != 0 {
+		return fmt.Errorf("multirow: %d values for %d columns", len(args), in.cols)
+	}
 	for rows := len(args) / in.cols; rows > 0; {
 		n := MaxRows
 		for n > rows {
@@ -100,13 +113,16 @@ func (in *Insert) Write(ctx context.Context, args []any) error {
 		in.mu.Lock()
 		s := in.stmts[n]
 		in.mu.Unlock()
+		if s == nil {
+			return fmt.Errorf("multirow: Exec before Prepare")
+		}
 		if _, err := tx.StmtContext(ctx, s).ExecContext(ctx, args[:n*in.cols]...); err != nil {
 			return err
 		}
 		args = args[n*in.cols:]
 		rows -= n
 	}
-	return tx.Commit()
+	return nil
 }
 
 // Close releases the prepared statements.

@@ -54,6 +54,35 @@ func TestExecWritesEveryRowInOrder(t *testing.T) {
 		t.Fatalf("upsert through the tail: %d rows updated, want 2", w)
 	}
 
+	// Exec inside a caller's transaction, after Prepare.
+	fresh := New(db, "INSERT INTO t(k, v)", 2, "")
+	defer fresh.Close()
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.Exec(ctx, tx, []any{1000, "e"}); err == nil {
+		t.Fatal("Exec before Prepare accepted")
+	}
+	tx.Rollback()
+	if err := fresh.Prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if tx, err = db.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.Exec(ctx, tx, []any{1000, "e", 1001, "e", 1002, "e"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var e int
+	db.QueryRow("SELECT count(*) FROM t WHERE v = 'e'").Scan(&e)
+	if e != 3 {
+		t.Fatalf("Exec in a transaction stored %d rows, want 3", e)
+	}
+
 	if err := in.Write(ctx, []any{1, "x", 2}); err == nil {
 		t.Fatal("3 values for 2 columns accepted")
 	}

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strings"
 
@@ -11,20 +10,8 @@ import (
 
 func stringsContains(s, sub string) bool { return strings.Contains(s, sub) }
 
-const upsertChunk = 32
-
-// upsertSQL returns an INSERT OR REPLACE of n bindings.
-func upsertSQL(n int) string {
-	var b strings.Builder
-	b.WriteString("INSERT OR REPLACE INTO bindings(" + bindingColumns + ") VALUES ")
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
-	}
-	return b.String()
-}
+// bindingCols is the number of bindingColumns.
+const bindingCols = 15
 
 const bindingColumns = `domain, extension, contact, source, transport, user_agent, call_id, cseq, auth_user, realm,
 	registered_at, expires_at, ping_status, ping_rtt_ms, ping_at`
@@ -74,39 +61,24 @@ func (db *DB) queryBindings(ctx context.Context, q string, args ...any) ([]store
 
 // ApplyBindings upserts and deletes bindings in one transaction.
 func (db *DB) ApplyBindings(ctx context.Context, upsert []store.Binding, del []store.BindingKey) error {
+	if err := db.bindUpsert.Prepare(ctx); err != nil {
+		return fmt.Errorf("save bindings: %w", err)
+	}
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("save bindings: %w", err)
 	}
 	defer tx.Rollback()
 	if len(upsert) > 0 {
-		// Chunks of upsertChunk rows per statement: one Exec per row costs
-		// more in database/sql and the driver than SQLite's own work.
-		var chunk, single *sql.Stmt
-		args := make([]any, 0, upsertChunk*15)
-		for rest := upsert; len(rest) > 0; {
-			n := upsertChunk
-			stmt := &chunk
-			if len(rest) < upsertChunk {
-				n, stmt = 1, &single
-			}
-			if *stmt == nil {
-				if *stmt, err = tx.PrepareContext(ctx, upsertSQL(n)); err != nil {
-					return fmt.Errorf("save bindings: %w", err)
-				}
-				defer (*stmt).Close()
-			}
-			args = args[:0]
-			for i := range rest[:n] {
-				b := &rest[i]
-				args = append(args, b.Domain, b.Extension, b.Contact, b.Source, b.Transport, b.UserAgent,
-					b.CallID, b.CSeq, b.AuthUser, b.Realm, unixMs(b.RegisteredAt), unixMs(b.ExpiresAt), b.PingStatus,
-					b.PingRTT, unixMs(b.PingAt))
-			}
-			if _, err := (*stmt).ExecContext(ctx, args...); err != nil {
-				return fmt.Errorf("save bindings: %w", err)
-			}
-			rest = rest[n:]
+		args := make([]any, 0, len(upsert)*bindingCols)
+		for i := range upsert {
+			b := &upsert[i]
+			args = append(args, b.Domain, b.Extension, b.Contact, b.Source, b.Transport, b.UserAgent,
+				b.CallID, b.CSeq, b.AuthUser, b.Realm, unixMs(b.RegisteredAt), unixMs(b.ExpiresAt), b.PingStatus,
+				b.PingRTT, unixMs(b.PingAt))
+		}
+		if err := db.bindUpsert.Exec(ctx, tx, args); err != nil {
+			return fmt.Errorf("save bindings: %w", err)
 		}
 	}
 	if len(del) > 0 {

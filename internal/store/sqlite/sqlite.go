@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/store"
+	"github.com/switchboard-pbx/switchboard/internal/store/multirow"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -27,8 +28,9 @@ const FileName = "switchboard.db"
 
 // DB is an open switchboard database.
 type DB struct {
-	sql  *sql.DB
-	path string
+	sql        *sql.DB
+	path       string
+	bindUpsert *multirow.Insert // ApplyBindings' upserts
 }
 
 var (
@@ -72,7 +74,8 @@ func Open(ctx context.Context, dataDir string) (*DB, error) {
 	sdb.SetMaxOpenConns(4)
 	sdb.SetMaxIdleConns(4)
 	sdb.SetConnMaxIdleTime(0)
-	db := &DB{sql: sdb, path: path}
+	db := &DB{sql: sdb, path: path,
+		bindUpsert: multirow.New(sdb, "INSERT OR REPLACE INTO bindings("+bindingColumns+")", bindingCols, "")}
 	if err := db.migrate(ctx); err != nil {
 		sdb.Close()
 		return nil, err
@@ -97,7 +100,10 @@ func (db *DB) Path() string { return db.path }
 func (db *DB) SQL() *sql.DB { return db.sql }
 
 // Close closes the database.
-func (db *DB) Close() error { return db.sql.Close() }
+func (db *DB) Close() error {
+	db.bindUpsert.Close()
+	return db.sql.Close()
+}
 
 // migrations are applied in order; PRAGMA user_version records how many ran.
 // Append only: never edit a migration that has shipped.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/store"
+	"github.com/switchboard-pbx/switchboard/internal/store/multirow"
 )
 
 func openTest(t *testing.T, dir string) *DB {
@@ -280,7 +281,7 @@ func TestApplyBindingsChunks(t *testing.T) {
 	defer db.Close()
 	now := time.Now().Truncate(time.Millisecond)
 	var bs []store.Binding
-	for i := 0; i < 2*upsertChunk+7; i++ {
+	for i := 0; i < 2*multirow.MaxRows+7; i++ {
 		n := strconv.Itoa(3000 + i)
 		bs = append(bs, store.Binding{Domain: "d", Extension: n, Contact: "sip:" + n + "@127.0.0.1", Source: "127.0.0.1:5060",
 			Transport: "UDP", CSeq: uint32(i), RegisteredAt: now, ExpiresAt: now.Add(time.Hour)})
