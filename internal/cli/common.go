@@ -143,39 +143,39 @@ func syncServer(ctx context.Context, env Env, dir string, db *sqlite.DB) {
 	if err != nil || want == 0 {
 		return
 	}
-	_ = syscall.Kill(pid, syscall.SIGUSR1)
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		if v, ok, _ := db.Meta(ctx, "applied_seq"); ok {
-			if n, _ := strconv.ParseInt(v, 10, 64); n >= want {
-				return
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
+	if askServer(ctx, db, pid, "applied_seq", want, 3*time.Second) {
+		return
 	}
 	fmt.Fprintf(env.Stderr, "switchboard: warning: the running server (pid %d) has not applied the change yet; it will within seconds\n", pid)
 }
 
 // freshen makes a read of the data directory see what a running server
 // holds in memory: it asks the server (SIGUSR1) to commit its queued
-// registration, journal and call record writes and waits (up to 2 s) until it reports having done so
-// after the request. Without a running server there is nothing to wait for.
+// registration, journal and call record writes and waits (up to 2 s)
+// until it reports having done so after the request. Without a running
+// server there is nothing to wait for.
 func freshen(ctx context.Context, dir string, db *sqlite.DB) {
 	running, pid := server.Running(dir)
 	if !running || pid <= 0 {
 		return
 	}
-	asked := time.Now().UnixNano()
+	askServer(ctx, db, pid, "flushed_at", time.Now().UnixNano(), 2*time.Second)
+}
+
+// askServer signals the server (SIGUSR1) and waits up to timeout until it
+// records the meta value key as at least target. It reports whether it did.
+func askServer(ctx context.Context, db *sqlite.DB, pid int, key string, target int64, timeout time.Duration) bool {
 	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
-		return
+		return false
 	}
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		if v, ok, _ := db.Meta(ctx, "flushed_at"); ok {
-			if n, _ := strconv.ParseInt(v, 10, 64); n >= asked {
-				return
+		if v, ok, _ := db.Meta(ctx, key); ok {
+			if n, _ := strconv.ParseInt(v, 10, 64); n >= target {
+				return true
 			}
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	return false
 }

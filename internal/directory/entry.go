@@ -94,14 +94,6 @@ func (e *Entry) HA1MD5() ([md5.Size]byte, bool) { return e.ha1MD5, e.flags&hasMD
 // none (or one that is not 64 hex digits).
 func (e *Entry) HA1SHA256() ([sha256.Size]byte, bool) { return e.ha1SHA256, e.flags&hasSHA256 != 0 }
 
-// Extension returns the entry as a store.Extension, without what an Entry
-// does not hold: the HA1 hashes, the description and the timestamps.
-func (e *Entry) Extension() store.Extension {
-	return store.Extension{ID: e.id, Domain: e.Domain(), Number: e.Number(), Enabled: e.Enabled(),
-		CallerIDName: e.CallerIDName(), CallerIDNumber: e.CallerIDNumber(),
-		MaxRegistrations: e.MaxRegistrations(), CallTimeout: e.CallTimeout(), ACL: e.ACL()}
-}
-
 func (e *Entry) str(skip, n uint32) string {
 	i := e.off + skip
 	return e.txt.arena[i : i+n]

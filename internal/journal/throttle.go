@@ -48,12 +48,9 @@ func (t *Throttle) Key(src netip.Addr, user string) uint64 {
 	return h.Sum64()
 }
 
-// First reports whether an event of user from src is the first within the
-// window (and remembers it).
-func (t *Throttle) First(src netip.Addr, user string) bool { return t.FirstKey(t.Key(src, user)) }
-
-// FirstKey is First for a pair's Key.
-func (t *Throttle) FirstKey(key uint64) bool {
+// First reports whether an event of the pair key (see Key) is the first
+// within the window, and remembers it.
+func (t *Throttle) First(key uint64) bool {
 	now := t.now().UnixNano()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -81,11 +78,4 @@ func (t *Throttle) FirstKey(key uint64) bool {
 	}
 	t.seen[key] = now
 	return true
-}
-
-// Len is how many pairs the throttle remembers.
-func (t *Throttle) Len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.seen)
 }

@@ -179,7 +179,7 @@ func (p *Proxy) challenge(req *sip.Request, send func(*sip.Response), ev *journa
 	// Once a minute per phone and user, and only if the call is not
 	// authenticated within journal.HoldFor (its own events follow).
 	key := p.challenged.Key(src, user)
-	if p.challenged.FirstKey(key) {
+	if p.challenged.First(key) {
 		ev.Detail = "call challenged with realm " + realm
 		p.d.Journal.Hold(key, *ev)
 	}

@@ -213,7 +213,7 @@ func (r *Registrar) challenge(f *facts, res auth.Result) {
 	// only if no successful registration follows within journal.HoldFor
 	// (the registered event says the phone was challenged and answered).
 	key := r.challenged.Key(f.src, f.toUser)
-	if r.challenged.FirstKey(key) {
+	if r.challenged.First(key) {
 		f.ev.Detail = "challenged with realm " + f.domain
 		r.journal.Hold(key, f.ev)
 	}
