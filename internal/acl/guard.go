@@ -1,6 +1,7 @@
 package acl
 
 import (
+	"hash/maphash"
 	"math"
 	"net/netip"
 	"slices"
@@ -105,6 +106,7 @@ type Guard struct {
 	epoch    time.Time
 	window   int64 // ns
 	seed     uint64
+	userSeed maphash.Seed
 	mask     uint64
 	trackCap int // per shard
 	banCap   int // per shard
@@ -128,6 +130,7 @@ func NewGuard(cfg GuardConfig, now func() time.Time) *Guard {
 		epoch:    now(),
 		window:   int64(cfg.Window),
 		seed:     newSeed(),
+		userSeed: maphash.MakeSeed(),
 		mask:     uint64(n - 1),
 		trackCap: min(max(1, cfg.MaxTracked/n), math.MaxInt32-1),
 		banCap:   max(1, cfg.MaxBans/n),
@@ -187,8 +190,17 @@ func (g *Guard) shard(ip netip.Addr) *guardShard {
 // the failures within Window to MaxFailures, ip is banned from now for
 // BanFor, its counter is cleared and the new Ban is returned with ok=true.
 // Otherwise ok is false. Failures from exempt, invalid or already banned IPs
-// are ignored.
+// are ignored. Fail is FailUser with no user.
 func (g *Guard) Fail(ip netip.Addr, reason string) (b Ban, ok bool) {
+	return g.FailUser(ip, "", reason)
+}
+
+// FailUser is Fail for a failure about user (for example "2002@example.com",
+// the account whose password was tried). The counter remembers whether all
+// its failures were about one user, so that [Guard.SucceedUser] clears it
+// only then: an address that knows one password cannot wipe out the record
+// of its guesses at others by logging in between them.
+func (g *Guard) FailUser(ip netip.Addr, user, reason string) (b Ban, ok bool) {
 	ip = normalize(ip)
 	if !ip.IsValid() || g.isExempt(ip) {
 		return Ban{}, false
@@ -224,6 +236,13 @@ func (g *Guard) Fail(ip netip.Addr, reason string) (b Ban, ok bool) {
 		e.count--
 	}
 	ring[(e.start+e.count)%k] = t
+	subject := g.subject(user)
+	switch {
+	case e.count == 0:
+		e.subject, e.mixed = subject, false
+	case e.subject != subject:
+		e.mixed = true
+	}
 	e.count++
 	e.last = t
 	if e.count < k {
@@ -242,18 +261,38 @@ func (g *Guard) Fail(ip netip.Addr, reason string) (b Ban, ok bool) {
 }
 
 // Succeed records a successful authentication from ip: its failure counter
-// is cleared. It does not lift a ban.
+// is cleared, whoever the failures were about. It does not lift a ban.
 func (g *Guard) Succeed(ip netip.Addr) {
+	g.succeed(ip, "", true)
+}
+
+// SucceedUser records a successful authentication of user from ip: ip's
+// failure counter is cleared only when every failure it holds was about
+// user (a phone that failed, then got its password right). Failures about
+// other users keep counting. It does not lift a ban.
+func (g *Guard) SucceedUser(ip netip.Addr, user string) {
+	g.succeed(ip, user, false)
+}
+
+func (g *Guard) succeed(ip netip.Addr, user string, all bool) {
 	if g.ntracked.Load() == 0 {
 		return
 	}
 	ip = normalize(ip)
+	subject := g.subject(user)
 	s := g.shard(ip)
 	s.mu.Lock()
 	if i, ok := s.fails[ip]; ok {
-		s.release(g, i)
+		if e := &s.ents[i]; all || !e.mixed && e.subject == subject {
+			s.release(g, i)
+		}
 	}
 	s.mu.Unlock()
+}
+
+// subject is a seeded hash of user, what a failure counter remembers of it.
+func (g *Guard) subject(user string) uint64 {
+	return maphash.String(g.userSeed, user)
 }
 
 // Banned reports whether ip is banned now. Expired bans are removed lazily.
@@ -414,8 +453,10 @@ type banRef struct {
 type failEnt struct {
 	ip           netip.Addr
 	prev, next   int32
-	start, count int32 // ring buffer window in times
-	last         int64 // last failure, ns since epoch
+	start, count int32  // ring buffer window in times
+	last         int64  // last failure, ns since epoch
+	subject      uint64 // hash of the user the failures were about
+	mixed        bool   // the failures were about more than one user
 }
 
 func (s *guardShard) init() {

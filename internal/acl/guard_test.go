@@ -377,3 +377,44 @@ func TestGuardMaxFailuresClamped(t *testing.T) {
 		t.Errorf("bans after %d failures = %d, want 1", MaxMaxFailures, bans)
 	}
 }
+
+// TestGuardSucceedUser: a success clears the counter only when every
+// failure it holds was about the same user: an address that knows one
+// password cannot reset the count of its guesses at another by logging in
+// between them.
+func TestGuardSucceedUser(t *testing.T) {
+	g, c := newTestGuard(DefaultGuardConfig())
+	// A phone fails for its own user, then gets it right: cleared.
+	for range 4 {
+		g.FailUser(ipA, "2001@pbx.test", "x")
+		c.Advance(time.Second)
+	}
+	g.SucceedUser(ipA, "2001@pbx.test")
+	if g.Tracked() != 0 {
+		t.Fatalf("Tracked = %d after the same user's success", g.Tracked())
+	}
+	// Guesses at 2002 interleaved with 2001's successes keep counting.
+	for i := range 4 {
+		if _, ok := g.FailUser(ipA, "2002@pbx.test", "guess"); ok {
+			t.Fatalf("banned after %d failures", i+1)
+		}
+		g.SucceedUser(ipA, "2001@pbx.test")
+		c.Advance(time.Second)
+	}
+	if b, ok := g.FailUser(ipA, "2002@pbx.test", "guess"); !ok || b.Failures != 5 {
+		t.Fatalf("5th guess at 2002: ban %+v, %v; want a ban", b, ok)
+	}
+	// Failures about two users: a success of either does not clear them.
+	g.FailUser(ipB, "2001@pbx.test", "x")
+	g.FailUser(ipB, "2002@pbx.test", "x")
+	g.SucceedUser(ipB, "2002@pbx.test")
+	g.SucceedUser(ipB, "2001@pbx.test")
+	if g.Tracked() != 1 {
+		t.Fatalf("Tracked = %d; mixed failures were cleared by a success", g.Tracked())
+	}
+	// Succeed (no user) clears whatever the failures were about.
+	g.Succeed(ipB)
+	if g.Tracked() != 0 {
+		t.Fatalf("Tracked = %d after Succeed", g.Tracked())
+	}
+}

@@ -11,6 +11,7 @@ package auth
 import (
 	"crypto/md5"
 	"crypto/sha256"
+	"strconv"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -26,6 +27,12 @@ type Authenticator struct {
 	// Algorithms are offered in this order; MD5 alone by default, because
 	// baresip 1.0 and SIPp 3.6 fail on SHA-256 challenges.
 	Algorithms []digest.Algorithm
+	// AllowRFC2069 accepts answers without qop (RFC 2069) although the
+	// challenge offers qop="auth". Off by default: such an answer carries
+	// no nonce count, so it cannot be told from a replay. When on, each
+	// nonce answered without qop is accepted once (digest.Nonces.UseCount),
+	// so such a phone is challenged for every request.
+	AllowRFC2069 bool
 }
 
 // Result is the outcome of Check.
@@ -78,9 +85,11 @@ func (a *Authenticator) Check(req *sip.Request, header, domain string, served bo
 	// A stale nonce with a correct answer gets a new challenge with
 	// stale=true (RFC 7616 §3.3): the phone retries without asking the
 	// user. A stale nonce with a wrong answer fails like any wrong answer.
-	status := a.Nonces.Check(creds.Nonce)
+	// Nonces are bound to the realm they were issued for: one issued for
+	// another domain is not ours here.
+	status := a.Nonces.CheckFor(creds.Nonce, domain)
 	if status == digest.NonceInvalid {
-		res.Cause, res.Detail = cause.BadNonce, "nonce not issued by this server"
+		res.Cause, res.Detail = cause.BadNonce, "nonce not issued by this server for realm "+domain
 		return res
 	}
 	if !a.offered(creds.Algorithm) {
@@ -93,6 +102,13 @@ func (a *Authenticator) Check(req *sip.Request, header, domain string, served bo
 	}
 	if !strings.EqualFold(creds.Realm, domain) {
 		res.Cause, res.Detail = cause.WrongDomain, "realm "+creds.Realm+" does not match domain "+domain
+		return res
+	}
+	// The answer must be for this request (RFC 7616 §3.4.6): checked before
+	// the user is looked up, so the outcome says nothing about who exists.
+	if !URIMatches(creds.URI, req.Recipient) {
+		res.Cause, res.Detail = cause.DigestURIMismatch,
+			"digest uri "+strconv.Quote(creds.URI)+" is not the Request-URI "+strconv.Quote(req.Recipient.String())
 		return res
 	}
 	ext, ok := a.Dir.Lookup(domain, creds.Username)
@@ -114,12 +130,20 @@ func (a *Authenticator) Check(req *sip.Request, header, domain string, served bo
 		res.Cause, res.Detail = cause.ExtensionDisabled, "extension "+ext.Number()+"@"+domain+" is disabled"
 		return res
 	}
+	if creds.QOP == "" && !a.AllowRFC2069 {
+		res.Cause, res.Detail = cause.DigestNoQOP,
+			"answer without qop (RFC 2069 digest) for "+creds.Username+"@"+domain+": the password is right, but qop=auth is required"
+		return res
+	}
 	if status == digest.NonceStale {
 		res.Cause, res.Detail = cause.StaleNonce, "nonce expired (answer correct)"
 		return res
 	}
 	if !a.Nonces.UseCount(creds.Nonce, creds.NC) {
 		res.Cause, res.Detail = cause.NonceReplay, "nonce count "+creds.NC+" reused"
+		if creds.NC == "" {
+			res.Detail = "nonce already used by an answer without qop"
+		}
 		return res
 	}
 	res.Ext = ext
@@ -144,6 +168,41 @@ func storedHA1(ext *directory.Entry, sha bool) (h [sha256.Size]byte, n int, ok b
 	return h, md5.Size, ok
 }
 
+// URIMatches reports whether the digest uri parameter names the
+// Request-URI r. Equal strings match; otherwise both are compared as SIP
+// URIs (RFC 3261 §19.1.4), tolerantly where phones differ harmlessly: the
+// scheme and host compare case-insensitively, an omitted port equals the
+// scheme's default (5060, 5061 for sips), and URI parameters and headers
+// are ignored. The user, password and host must be equal. A uri that does
+// not parse, or a non-SIP Request-URI that is not the same string
+// (case-insensitively), does not match.
+func URIMatches(uri string, r sip.Uri) bool {
+	want := r.String()
+	if uri == want || strings.EqualFold(uri, want) && r.Scheme != "sip" && r.Scheme != "sips" {
+		return true
+	}
+	if !strings.EqualFold(r.Scheme, "sip") && !strings.EqualFold(r.Scheme, "sips") {
+		return false
+	}
+	var u sip.Uri
+	if err := sip.ParseUri(uri, &u); err != nil {
+		return false
+	}
+	return strings.EqualFold(u.Scheme, r.Scheme) && u.User == r.User && u.Password == r.Password &&
+		strings.EqualFold(strings.Trim(u.Host, "[]"), strings.Trim(r.Host, "[]")) && port(u) == port(r)
+}
+
+// port is u's port, or its scheme's default.
+func port(u sip.Uri) int {
+	switch {
+	case u.Port != 0:
+		return u.Port
+	case strings.EqualFold(u.Scheme, "sips"):
+		return 5061
+	}
+	return 5060
+}
+
 func (a *Authenticator) offered(alg string) bool {
 	if alg == "" {
 		alg = string(digest.MD5)
@@ -159,7 +218,7 @@ func (a *Authenticator) offered(alg string) bool {
 // Challenge adds one challenge header per configured algorithm, in order.
 // header is "WWW-Authenticate" or "Proxy-Authenticate".
 func (a *Authenticator) Challenge(res *sip.Response, header, realm string, stale bool) {
-	nonce := a.Nonces.New()
+	nonce := a.Nonces.NewFor(realm)
 	for _, alg := range a.Algorithms {
 		res.AppendHeader(sip.NewHeader(header, digest.Challenge(realm, nonce, "", alg, stale)))
 	}

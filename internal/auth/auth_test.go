@@ -85,7 +85,7 @@ func registerHA1(user, ha1, nonce, nc, authRealm string) *sip.Request {
 
 func TestCheck(t *testing.T) {
 	a, c := setup(t)
-	fresh := a.Nonces.New()
+	fresh := a.Nonces.NewFor(realm)
 	c.t = c.t.Add(2 * time.Minute) // fresh is now past its 1-minute lifetime
 	tests := []struct {
 		name   string
@@ -95,15 +95,23 @@ func TestCheck(t *testing.T) {
 		want   cause.Code
 	}{
 		{"no credentials", sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: realm}), realm, true, cause.Challenged},
-		{"right password", register("2001", "right-password", a.Nonces.New(), "00000001", realm), realm, true, ""},
-		{"wrong password", register("2001", "wrong", a.Nonces.New(), "00000001", realm), realm, true, cause.WrongPassword},
-		{"unknown user", register("2999", "right-password", a.Nonces.New(), "00000001", realm), realm, true, cause.ExtensionMissing},
-		{"disabled", register("2009", "right-password", a.Nonces.New(), "00000001", realm), realm, true, cause.ExtensionDisabled},
-		{"realm differs", register("2001", "right-password", a.Nonces.New(), "00000001", "other"), realm, true, cause.WrongDomain},
-		{"domain not served", register("2001", "right-password", a.Nonces.New(), "00000001", "x.example"), "x.example", false, cause.WrongDomain},
-		{"forged nonce", register("2001", "right-password", "AAAA"+a.Nonces.New()[4:], "00000001", realm), realm, true, cause.BadNonce},
+		{"right password", register("2001", "right-password", a.Nonces.NewFor(realm), "00000001", realm), realm, true, ""},
+		{"wrong password", register("2001", "wrong", a.Nonces.NewFor(realm), "00000001", realm), realm, true, cause.WrongPassword},
+		{"unknown user", register("2999", "right-password", a.Nonces.NewFor(realm), "00000001", realm), realm, true, cause.ExtensionMissing},
+		{"disabled", register("2009", "right-password", a.Nonces.NewFor(realm), "00000001", realm), realm, true, cause.ExtensionDisabled},
+		{"realm differs", register("2001", "right-password", a.Nonces.NewFor(realm), "00000001", "other"), realm, true, cause.WrongDomain},
+		{"domain not served", register("2001", "right-password", a.Nonces.NewFor("x.example"), "00000001", "x.example"), "x.example", false, cause.WrongDomain},
+		{"forged nonce", register("2001", "right-password", "AAAA"+a.Nonces.NewFor(realm)[4:], "00000001", realm), realm, true, cause.BadNonce},
 		{"stale nonce, right password", register("2001", "right-password", fresh, "00000001", realm), realm, true, cause.StaleNonce},
 		{"stale nonce, wrong password", register("2001", "wrong", fresh, "00000001", realm), realm, true, cause.WrongPassword},
+		{"nonce of another realm", register("2001", "right-password", a.Nonces.NewFor("other.example"), "00000001", realm), realm, true, cause.BadNonce},
+		{"nonce of no realm", register("2001", "right-password", a.Nonces.New(), "00000001", realm), realm, true, cause.BadNonce},
+		{"no qop, right password", register2069("2001", "right-password", a.Nonces.NewFor(realm), "sip:"+realm), realm, true, cause.DigestNoQOP},
+		{"no qop, wrong password", register2069("2001", "wrong", a.Nonces.NewFor(realm), "sip:"+realm), realm, true, cause.WrongPassword},
+		{"digest uri of another host", withURI("2001", "right-password", a.Nonces.NewFor(realm), "sip:other.example"), realm, true, cause.DigestURIMismatch},
+		{"digest uri with a user", withURI("2001", "right-password", a.Nonces.NewFor(realm), "sip:2001@"+realm), realm, true, cause.DigestURIMismatch},
+		{"digest uri unparsable", withURI("2001", "right-password", a.Nonces.NewFor(realm), "sip:"), realm, true, cause.DigestURIMismatch},
+		{"digest uri, other case and default port", withURI("2001", "right-password", a.Nonces.NewFor(realm), "SIP:PBX.test:5060"), realm, true, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -124,9 +132,92 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// register2069 builds a REGISTER whose answer has no qop (RFC 2069:
+// response = MD5(HA1:nonce:HA2)) for digest uri uri.
+func register2069(user, password, nonce, uri string) *sip.Request {
+	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: realm})
+	ha1 := md5hex(user + ":" + realm + ":" + password)
+	resp := md5hex(ha1 + ":" + nonce + ":" + md5hex("REGISTER:"+uri))
+	req.AppendHeader(sip.NewHeader("Authorization", fmt.Sprintf(
+		`Digest username="%s", realm="%s", nonce="%s", uri="%s", response="%s", algorithm=MD5`,
+		user, realm, nonce, uri, resp)))
+	return req
+}
+
+// withURI builds a REGISTER for sip:pbx.test whose qop=auth answer is
+// correct for digest uri uri.
+func withURI(user, password, nonce, uri string) *sip.Request {
+	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: realm})
+	ha1 := md5hex(user + ":" + realm + ":" + password)
+	resp := md5hex(ha1 + ":" + nonce + ":00000001:abc:auth:" + md5hex("REGISTER:"+uri))
+	req.AppendHeader(sip.NewHeader("Authorization", fmt.Sprintf(
+		`Digest username="%s", realm="%s", nonce="%s", uri="%s", response="%s", algorithm=MD5, qop=auth, nc=00000001, cnonce="abc"`,
+		user, realm, nonce, uri, resp)))
+	return req
+}
+
+// TestAllowRFC2069: with AllowRFC2069 an answer without qop is accepted,
+// once per nonce: the same answer again (a replay) gets a new challenge,
+// and so does the nonce used with a count afterwards.
+func TestAllowRFC2069(t *testing.T) {
+	a, _ := setup(t)
+	a.AllowRFC2069 = true
+	n := a.Nonces.NewFor(realm)
+	req := register2069("2001", "right-password", n, "sip:"+realm)
+	if r := a.Check(req, "Authorization", realm, true); r.Cause != "" {
+		t.Fatalf("first use: %q (%s)", r.Cause, r.Detail)
+	}
+	if r := a.Check(req, "Authorization", realm, true); r.Cause != cause.NonceReplay || !r.NeedsChallenge() {
+		t.Fatalf("replay: got %q, want %q", r.Cause, cause.NonceReplay)
+	}
+	if r := a.Check(register("2001", "right-password", n, "00000001", realm), "Authorization", realm, true); r.Cause != cause.NonceReplay {
+		t.Fatalf("same nonce with a count: got %q, want %q", r.Cause, cause.NonceReplay)
+	}
+	if r := a.Check(register2069("2001", "wrong", a.Nonces.NewFor(realm), "sip:"+realm), "Authorization", realm, true); r.Cause != cause.WrongPassword {
+		t.Fatalf("wrong password without qop: got %q", r.Cause)
+	}
+}
+
+func TestURIMatches(t *testing.T) {
+	for _, tt := range []struct {
+		uri, reqURI string
+		want        bool
+	}{
+		{"sip:pbx.test", "sip:pbx.test", true},
+		{"sip:PBX.Test", "sip:pbx.test", true},
+		{"SIP:pbx.test", "sip:pbx.test", true},
+		{"sip:pbx.test:5060", "sip:pbx.test", true},
+		{"sip:pbx.test", "sip:pbx.test:5060", true},
+		{"sips:pbx.test:5061", "sips:pbx.test", true},
+		{"sip:pbx.test;transport=tcp", "sip:pbx.test", true},
+		{"sip:2002@pbx.test", "sip:2002@pbx.test;user=phone", true},
+		{"sip:127.0.0.1:5070", "sip:127.0.0.1:5070", true},
+		{"sip:[::1]:5070", "sip:[::1]:5070", true},
+		{"sip:pbx.test:5070", "sip:pbx.test", false},
+		{"sip:other.example", "sip:pbx.test", false},
+		{"sip:2003@pbx.test", "sip:2002@pbx.test", false},
+		{"sip:2002@pbx.test", "sip:pbx.test", false},
+		{"sip:pbx.test", "sip:2002@pbx.test", false},
+		{"sip:2002@pbx.test", "sip:2002@PBX.test", true},
+		{"sip:ABC@pbx.test", "sip:abc@pbx.test", false}, // users are case-sensitive
+		{"sips:pbx.test", "sip:pbx.test", false},
+		{"sip:", "sip:pbx.test", false},
+		{"", "sip:pbx.test", false},
+		{"*", "sip:pbx.test", false},
+	} {
+		var r sip.Uri
+		if err := sip.ParseUri(tt.reqURI, &r); err != nil {
+			t.Fatalf("parse %q: %v", tt.reqURI, err)
+		}
+		if got := URIMatches(tt.uri, r); got != tt.want {
+			t.Errorf("URIMatches(%q, %q) = %v, want %v", tt.uri, tt.reqURI, got, tt.want)
+		}
+	}
+}
+
 func TestReplayedNonceCount(t *testing.T) {
 	a, _ := setup(t)
-	n := a.Nonces.New()
+	n := a.Nonces.NewFor(realm)
 	if r := a.Check(register("2001", "right-password", n, "00000001", realm), "Authorization", realm, true); r.Cause != "" {
 		t.Fatalf("first use: %q", r.Cause)
 	}
@@ -188,13 +279,13 @@ func TestCheckSHA256AndMissingHA1(t *testing.T) {
 		req  *sip.Request
 		want cause.Code
 	}{
-		{"sha-256 right password", registerSHA256("2001", "right-password", a.Nonces.New()), ""},
-		{"sha-256 wrong password", registerSHA256("2001", "wrong", a.Nonces.New()), cause.WrongPassword},
-		{"sha-256 unknown user", registerSHA256("2999", "right-password", a.Nonces.New()), cause.ExtensionMissing},
-		{"no md5 ha1", register("2010", "right-password", a.Nonces.New(), "00000001", realm), cause.WrongPassword},
-		{"no md5 ha1, empty password", register("2010", "", a.Nonces.New(), "00000001", realm), cause.WrongPassword},
-		{"no md5 ha1, answer made with a zero ha1", registerHA1("2010", strings.Repeat("0", 32), a.Nonces.New(), "00000001", realm), cause.WrongPassword},
-		{"sha-256 only", registerSHA256("2010", "right-password", a.Nonces.New()), ""},
+		{"sha-256 right password", registerSHA256("2001", "right-password", a.Nonces.NewFor(realm)), ""},
+		{"sha-256 wrong password", registerSHA256("2001", "wrong", a.Nonces.NewFor(realm)), cause.WrongPassword},
+		{"sha-256 unknown user", registerSHA256("2999", "right-password", a.Nonces.NewFor(realm)), cause.ExtensionMissing},
+		{"no md5 ha1", register("2010", "right-password", a.Nonces.NewFor(realm), "00000001", realm), cause.WrongPassword},
+		{"no md5 ha1, empty password", register("2010", "", a.Nonces.NewFor(realm), "00000001", realm), cause.WrongPassword},
+		{"no md5 ha1, answer made with a zero ha1", registerHA1("2010", strings.Repeat("0", 32), a.Nonces.NewFor(realm), "00000001", realm), cause.WrongPassword},
+		{"sha-256 only", registerSHA256("2010", "right-password", a.Nonces.NewFor(realm)), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if r := a.Check(tc.req, "Authorization", realm, true); r.Cause != tc.want {

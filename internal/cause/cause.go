@@ -40,6 +40,13 @@ const (
 	OutOfOrder        Code = "out_of_order"
 	RateLimited       Code = "rate_limited"
 	Scanner           Code = "scanner"
+	// DigestNoQOP: the phone answered the challenge without qop (RFC 2069
+	// style) although qop="auth" was offered; refused unless serve runs
+	// with --digest-allow-rfc2069.
+	DigestNoQOP Code = "digest_no_qop"
+	// DigestURIMismatch: the digest uri parameter does not name the
+	// Request-URI (RFC 7616 §3.4.6): the answer was made for another request.
+	DigestURIMismatch Code = "digest_uri_mismatch"
 )
 
 // Call outcomes, FreeSWITCH hangup cause names.
@@ -84,6 +91,8 @@ var answers = map[Code]Answer{
 	IntervalTooBrief:  {423, "Interval Too Brief", 0},
 	BadRequest:        {400, "Bad Request", 0},
 	OutOfOrder:        {500, "Server Internal Error", 0},
+	DigestNoQOP:       {403, "Forbidden", 0},
+	DigestURIMismatch: {400, "Bad Request", 0},
 
 	NormalClearing:        {200, "OK", 16},
 	UserNotRegistered:     {480, "Temporarily Unavailable", 20},

@@ -255,6 +255,9 @@ func profileShow(ctx context.Context, env Env, db *sqlite.DB, st *security.Store
 	if s := v.Security; s != nil {
 		fmt.Fprintf(tw, "Brute force\tban after %d failed authentications within %s, for %s\n", s.BanAfter,
 			time.Duration(s.BanWindowS*float64(time.Second)), time.Duration(s.BanForS*float64(time.Second)))
+		if s.BanAfterReg > 0 {
+			fmt.Fprintf(tw, "Registered addresses\tban after %d failed authentications for extensions not registered from there; their own phones' failures never count\n", s.BanAfterReg)
+		}
 		if s.RateLimit > 0 {
 			fmt.Fprintf(tw, "Rate limit\t%g messages/s per address, bursts of %d\n", s.RateLimit, s.RateBurst)
 		} else {

@@ -43,10 +43,20 @@ type Config struct {
 	// BanAfter failed authentications (or scanner messages) from one
 	// address within BanWindow ban it for BanFor: its packets are dropped
 	// (flags --ban-after, --ban-window, --ban-for). Trusted networks and
-	// addresses with a live registration are never banned.
+	// addresses with a live registration are judged by BanAfterRegistered.
 	BanAfter  int           `json:"ban_after"`
 	BanWindow time.Duration `json:"ban_window"`
 	BanFor    time.Duration `json:"ban_for"`
+	// BanAfterRegistered is BanAfter for an address with a live
+	// registration: failures for extensions not registered from it (guesses
+	// at others) ban it after this many within BanWindow; its registered
+	// phones' own failures never count. 0 means 4 x BanAfter (at most 100)
+	// (flag --ban-after-registered).
+	BanAfterRegistered int `json:"ban_after_registered"`
+	// DigestAllowRFC2069 accepts digest answers without qop (RFC 2069)
+	// although qop="auth" is offered; each such nonce is then accepted once
+	// (flag --digest-allow-rfc2069; default false: they get 403).
+	DigestAllowRFC2069 bool `json:"digest_allow_rfc2069"`
 	// RateLimit is how many SIP messages per second one address may send
 	// on average, with bursts of RateBurst; more are dropped (0 = no limit;
 	// trusted networks are exempt) (flags --rate-limit, --rate-burst).
@@ -168,6 +178,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BanAfter < 1 || c.BanAfter > 100 {
 		return fmt.Errorf("--ban-after %d: give 1..100 failed authentications, e.g. --ban-after 5", c.BanAfter)
+	}
+	if c.BanAfterRegistered < 0 || c.BanAfterRegistered > 100 {
+		return fmt.Errorf("--ban-after-registered %d: give 1..100 failed authentications, or 0 for 4 x --ban-after", c.BanAfterRegistered)
 	}
 	if c.BanWindow < time.Second {
 		return fmt.Errorf("--ban-window %s: give at least 1s, e.g. --ban-window 60s", c.BanWindow)

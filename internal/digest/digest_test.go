@@ -693,10 +693,42 @@ func TestNewNoncesDefaults(t *testing.T) {
 	}
 }
 
+// TestNonceRealm: a nonce is bound to the realm it was issued for (case
+// aside): another realm, or none, finds it invalid, stale or not.
+func TestNonceRealm(t *testing.T) {
+	clk := newClock()
+	n := NewNonces(testKey, time.Minute, clk.now)
+	pbx, plain := n.NewFor("pbx.test"), n.New()
+	for _, tt := range []struct {
+		nonce, realm string
+		want         NonceStatus
+	}{
+		{pbx, "pbx.test", NonceValid},
+		{pbx, "PBX.Test", NonceValid},
+		{pbx, "other.example", NonceInvalid},
+		{pbx, "", NonceInvalid},
+		{plain, "", NonceValid},
+		{plain, "pbx.test", NonceInvalid},
+		{n.NewFor(strings.Repeat("a", 300)), strings.Repeat("A", 300), NonceValid},
+		{n.NewFor(strings.Repeat("a", 300)), strings.Repeat("a", 299), NonceInvalid},
+	} {
+		if got := n.CheckFor(tt.nonce, tt.realm); got != tt.want {
+			t.Errorf("CheckFor(%.12q, %.20q) = %v, want %v", tt.nonce, tt.realm, got, tt.want)
+		}
+	}
+	if got := n.Check(pbx); got != NonceInvalid {
+		t.Errorf("Check(realm nonce) = %v, want invalid", got)
+	}
+	clk.advance(2 * time.Minute)
+	if got, other := n.CheckFor(pbx, "pbx.test"), n.CheckFor(pbx, "other.example"); got != NonceStale || other != NonceInvalid {
+		t.Errorf("after the lifetime: own realm %v (want stale), other realm %v (want invalid)", got, other)
+	}
+}
+
 func TestUseCount(t *testing.T) {
 	clk := newClock()
 	n := NewNonces(testKey, time.Minute, clk.now)
-	a, b := n.New(), n.New()
+	a, b, c := n.New(), n.New(), n.New()
 	steps := []struct {
 		nonce, nc string
 		want      bool
@@ -713,8 +745,11 @@ func TestUseCount(t *testing.T) {
 		{a, "0000000A", false}, // same count, other case
 		{a, "0000000B", true},
 		{b, "00000002", true},
-		{a, "", true}, // no qop: reuse allowed
-		{a, "", true},
+		{a, "", false}, // no qop on a nonce already used with counts
+		{c, "", true},  // no qop: accepted once...
+		{c, "", false}, // ...then the nonce is used up
+		{c, "00000001", false},
+		{c, "ffffffff", false},
 		{a, "00000000", false}, // not greater than anything
 		{n.New(), "00000000", false},
 		{a, "1", false},         // malformed
@@ -898,7 +933,7 @@ func TestEndToEnd(t *testing.T) {
 		if err != nil || c.Realm != realm || c.Username != user {
 			return false, false
 		}
-		st := nonces.Check(c.Nonce)
+		st := nonces.CheckFor(c.Nonce, c.Realm)
 		if st == NonceInvalid || !Verify(c, "REGISTER", store[Algorithm(c.Algorithm)]) {
 			return false, false
 		}
@@ -913,7 +948,7 @@ func TestEndToEnd(t *testing.T) {
 			user, realm, nonce, realm, resp, alg, nc)
 	}
 	for _, alg := range []Algorithm{MD5, SHA256} {
-		ch := Challenge(realm, nonces.New(), "op", alg, false)
+		ch := Challenge(realm, nonces.NewFor(realm), "op", alg, false)
 		nonce := ch[strings.Index(ch, `nonce="`)+7:]
 		nonce = nonce[:strings.IndexByte(nonce, '"')]
 
@@ -929,8 +964,17 @@ func TestEndToEnd(t *testing.T) {
 		if ok, _ := authenticate(answer(alg, nonce, "00000003", "wrong")); ok {
 			t.Fatalf("%s: wrong password accepted", alg)
 		}
-		if ok, _ := authenticate(answer(alg, nonces.New()[:47]+"A", "00000001", pass)); ok {
+		forged := nonces.NewFor(realm)
+		if forged[47] == 'A' {
+			forged = forged[:47] + "B"
+		} else {
+			forged = forged[:47] + "A"
+		}
+		if ok, _ := authenticate(answer(alg, forged, "00000001", pass)); ok {
 			t.Fatalf("%s: forged nonce accepted", alg)
+		}
+		if ok, _ := authenticate(answer(alg, nonces.NewFor("other.example"), "00000001", pass)); ok {
+			t.Fatalf("%s: nonce of another realm accepted", alg)
 		}
 		clk.advance(6 * time.Minute)
 		if ok, stale := authenticate(answer(alg, nonce, "00000004", pass)); ok || !stale {
@@ -949,6 +993,7 @@ func TestAllocs(t *testing.T) {
 	ha1 := HA1(SHA256, v.user, v.realm, v.password)
 	n := NewNonces(testKey, time.Minute, nil)
 	nonce := n.New()
+	realmNonce := n.NewFor("pbx.test")
 	nc := 0
 	ncs := make([]string, 2000)
 	for i := range ncs {
@@ -963,7 +1008,9 @@ func TestAllocs(t *testing.T) {
 		{"ParseCredentials", 0, func() { ParseCredentials(hdr) }},
 		{"Verify", 0, func() { Verify(c, "GET", ha1) }},
 		{"Check", 0, func() { n.Check(nonce) }},
+		{"CheckFor", 0, func() { n.CheckFor(realmNonce, "PBX.test") }},
 		{"New", 1, func() { n.New() }},
+		{"NewFor", 1, func() { n.NewFor("pbx.test") }},
 		{"UseCount", 0, func() { nc++; n.UseCount(nonce, ncs[nc]) }},
 		{"Challenge", 1, func() { Challenge(v.realm, nonce, v.opaque, SHA256, true) }},
 	}

@@ -8,9 +8,9 @@
 // A registrar typically does, for each REGISTER/INVITE:
 //
 //	c, err := digest.ParseCredentials(req.Header("Authorization"))
-//	// no header / ErrNotDigest / ErrMalformed -> 401 with Challenge(realm, nonces.New(), opaque, alg, false)
+//	// no header / ErrNotDigest / ErrMalformed -> 401 with Challenge(realm, nonces.NewFor(realm), opaque, alg, false)
 //	// c.Realm != realm, c.Username unknown, c.URI != request-URI       -> 401 / 403
-//	switch nonces.Check(c.Nonce) {
+//	switch nonces.CheckFor(c.Nonce, realm) {
 //	case digest.NonceInvalid: // 401, fresh challenge, stale=false
 //	case digest.NonceStale:   // if Verify succeeds: 401 with stale=TRUE so the UA retries silently
 //	}
@@ -36,16 +36,18 @@
 //   - Challenge builds `Digest realm="R", nonce="N", opaque="O",
 //     algorithm=A, qop="auth"[, stale=TRUE]`, escaping quoted values.
 //   - Nonces are stateless: 48 base64url characters carrying the issue time,
-//     96 random bits and a truncated HMAC-SHA256 tag; nothing else (such as
-//     the client address) is bound in. Check reports NonceInvalid for anything
-//     not signed with this key or issued more than MaxClockSkew in the
-//     future, NonceStale once older than the lifetime, otherwise NonceValid.
-//     Servers sharing the key accept each other's nonces.
+//     96 random bits and a truncated HMAC-SHA256 tag over both and the realm
+//     (NewFor; New is the empty realm). The client address is not bound in
+//     (NAT may move a phone between challenge and answer). CheckFor reports
+//     NonceInvalid for anything not signed with this key for this realm or
+//     issued more than MaxClockSkew in the future, NonceStale once older than
+//     the lifetime, otherwise NonceValid. Servers sharing the key accept
+//     each other's nonces.
 //   - UseCount is the only stateful part: a 64-way sharded map from nonce to
 //     highest accepted nonce-count. A count must be strictly greater than all
-//     previously accepted counts for that nonce. An empty nc (client without
-//     qop) is always accepted because RFC 2069 clients reuse nonces; for them
-//     replay protection is bounded by the nonce lifetime only. Entries are
+//     previously accepted counts for that nonce. An empty nc (an RFC 2069
+//     client without qop, which a server should refuse unless configured
+//     otherwise) uses the nonce up: accepted once, never again. Entries are
 //     forgotten, lazily inside UseCount (no goroutine), once older than the
 //     lifetime, when Check already reports their nonce stale; memory is thus
 //     bounded by the nonces used within one lifetime.

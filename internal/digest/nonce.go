@@ -6,6 +6,8 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
+	"math"
+	"strings"
 	"sync"
 	"time"
 )
@@ -14,7 +16,11 @@ import (
 //
 //	[0:8]   issue time, Unix nanoseconds, big-endian
 //	[8:20]  random bits
-//	[20:36] HMAC-SHA256(key, [0:20]) truncated to 128 bits
+//	[20:36] HMAC-SHA256(key, [0:20] || SHA-256(lower(realm))) truncated to
+//	        128 bits; for the empty realm the HMAC is over [0:20] alone
+//
+// The realm is not carried in the nonce: it is bound by the tag, so a nonce
+// checks only against the realm it was issued for.
 const (
 	nonceTimeLen = 8
 	nonceRandLen = 12
@@ -137,38 +143,69 @@ func NewNonces(key []byte, lifetime time.Duration, now func() time.Time) *Nonces
 // Lifetime returns the configured nonce lifetime.
 func (n *Nonces) Lifetime() time.Duration { return n.lifetime }
 
-// mac computes HMAC-SHA256(key, msg) without allocating.
-func (n *Nonces) mac(msg []byte) [sha256.Size]byte {
-	var in [sha256.BlockSize + nonceMsgLen]byte
+// mac computes HMAC-SHA256(key, msg || SHA-256(lower(realm))), or
+// HMAC-SHA256(key, msg) when realm is "", without allocating for realms up
+// to maxRealmStack bytes.
+func (n *Nonces) mac(msg []byte, realm string) [sha256.Size]byte {
+	var in [sha256.BlockSize + nonceMsgLen + sha256.Size]byte
 	copy(in[:], n.ipad[:])
 	copy(in[sha256.BlockSize:], msg)
-	inner := sha256.Sum256(in[:sha256.BlockSize+len(msg)])
+	l := sha256.BlockSize + len(msg)
+	if realm != "" {
+		r := realmHash(realm)
+		l += copy(in[l:], r[:])
+	}
+	inner := sha256.Sum256(in[:l])
 	var out [sha256.BlockSize + sha256.Size]byte
 	copy(out[:], n.opad[:])
 	copy(out[sha256.BlockSize:], inner[:])
 	return sha256.Sum256(out[:])
 }
 
-// New returns a fresh nonce: NonceLen (48) base64url characters encoding the
-// issue time, 96 random bits and a 128-bit HMAC-SHA256 tag over both. Nothing
-// else (client address, realm, ...) is bound into it.
-func (n *Nonces) New() string {
+// maxRealmStack is the longest realm hashed without a heap allocation.
+const maxRealmStack = 256
+
+// realmHash returns SHA-256 of realm in ASCII lower case (realms are domain
+// names here, compared case-insensitively).
+func realmHash(realm string) [sha256.Size]byte {
+	if len(realm) > maxRealmStack {
+		return sha256.Sum256([]byte(strings.ToLower(realm)))
+	}
+	var buf [maxRealmStack]byte
+	return sha256.Sum256(appendLower(buf[:0], realm))
+}
+
+// New returns a fresh nonce bound to no realm; it is NewFor("").
+func (n *Nonces) New() string { return n.NewFor("") }
+
+// NewFor returns a fresh nonce for realm: NonceLen (48) base64url characters
+// encoding the issue time, 96 random bits and a 128-bit HMAC-SHA256 tag over
+// both and the realm (case-insensitive). CheckFor accepts it only with the
+// same realm, so a nonce one domain issued is not accepted in another. The
+// client address is not bound in: a phone behind NAT may change its port
+// or address between challenge and answer.
+func (n *Nonces) NewFor(realm string) string {
 	var raw [nonceRawLen]byte
 	binary.BigEndian.PutUint64(raw[:nonceTimeLen], uint64(n.now().UnixNano()))
 	rand.Read(raw[nonceTimeLen:nonceMsgLen])
-	tag := n.mac(raw[:nonceMsgLen])
+	tag := n.mac(raw[:nonceMsgLen], realm)
 	copy(raw[nonceMsgLen:], tag[:nonceTagLen])
 	var out [NonceLen]byte
 	nonceEncoding.Encode(out[:], raw[:])
 	return string(out[:])
 }
 
-// Check classifies a nonce: NonceInvalid if it is not exactly a nonce made by
-// New with this key (wrong length, bad encoding, bad tag) or its issue time is
-// more than MaxClockSkew in the future; NonceStale if it is correctly signed
-// but older than the lifetime; NonceValid otherwise. The tag is compared in
-// constant time. Check does not allocate.
-func (n *Nonces) Check(nonce string) NonceStatus {
+// Check is CheckFor(nonce, ""): it accepts only nonces made by New.
+func (n *Nonces) Check(nonce string) NonceStatus { return n.CheckFor(nonce, "") }
+
+// CheckFor classifies a nonce presented in realm: NonceInvalid if it is not
+// exactly a nonce made by NewFor(realm) with this key (wrong length, bad
+// encoding, bad tag, another realm) or its issue time is more than
+// MaxClockSkew in the future; NonceStale if it is correctly signed but
+// older than the lifetime; NonceValid otherwise. Realms compare
+// case-insensitively. The tag is compared in constant time. CheckFor does
+// not allocate for realms up to 256 bytes.
+func (n *Nonces) CheckFor(nonce, realm string) NonceStatus {
 	if len(nonce) != NonceLen {
 		return NonceInvalid
 	}
@@ -178,7 +215,7 @@ func (n *Nonces) Check(nonce string) NonceStatus {
 	if m, err := nonceEncoding.Decode(raw[:], enc[:]); err != nil || m != nonceRawLen {
 		return NonceInvalid
 	}
-	tag := n.mac(raw[:nonceMsgLen])
+	tag := n.mac(raw[:nonceMsgLen], realm)
 	if subtle.ConstantTimeCompare(tag[:nonceTagLen], raw[nonceMsgLen:]) != 1 {
 		return NonceInvalid
 	}
@@ -198,10 +235,11 @@ func (n *Nonces) Check(nonce string) NonceStatus {
 // the highest count already accepted for this nonce (i.e. a replay or an
 // out-of-order retransmission). The first accepted count must be >= 1.
 //
-// An empty nc (an RFC 2069 client that sent no qop) always returns true:
-// such clients legitimately reuse a nonce for every request until it goes
-// stale, so there is no count to guard and replay protection is limited to
-// the nonce lifetime.
+// An empty nc (an RFC 2069 client that sent no qop, accepted only when the
+// server allows it) uses the nonce up: it is accepted once, and every later
+// use of that nonce, with or without a count, returns false. Such a client
+// then gets a fresh challenge for each request; without a count there is
+// no other way to tell its next request from a replay of a captured one.
 //
 // Call it only after Check returned NonceValid and Verify returned true;
 // otherwise unauthenticated requests could burn counts.
@@ -212,12 +250,13 @@ func (n *Nonces) Check(nonce string) NonceStatus {
 // time Check reports the nonce stale. Expired entries are pruned lazily,
 // inside UseCount calls; there is no background goroutine.
 func (n *Nonces) UseCount(nonce, nc string) bool {
-	if nc == "" {
-		return true
-	}
-	count, ok := parseNC(nc)
-	if !ok || count == 0 {
-		return false
+	count := uint32(math.MaxUint32) // no nc: use the nonce up
+	if nc != "" {
+		var ok bool
+		count, ok = parseNC(nc)
+		if !ok || count == 0 {
+			return false
+		}
 	}
 	key := makeNCKey(nonce)
 	now := n.now().UnixNano()
@@ -230,7 +269,7 @@ func (n *Nonces) UseCount(nonce, nc string) bool {
 		s.nextPrune = now + int64(n.pruneInterval())
 	}
 	e, found := s.m[key]
-	if found && count <= e.highest {
+	if found && (nc == "" || count <= e.highest) {
 		return false
 	}
 	if !found {

@@ -22,6 +22,9 @@ const verifyBufSize = 512
 //   - qop=auth: response = H(HA1:nonce:nc:cnonce:qop:HA2); c.CNonce must be
 //     non-empty and c.NC must be exactly 8 hex digits.
 //   - no qop (RFC 2069): response = H(HA1:nonce:HA2); cnonce and nc are ignored.
+//     A server that offered qop="auth" should refuse such an answer even
+//     when it verifies (RFC 7616 §3.4); Verify leaves that policy to the
+//     caller (package auth refuses it unless configured otherwise).
 //
 // where HA2 = H(method:uri) and uri is c.URI. qop=auth-int and any other qop
 // yield false. The response is compared in constant time (hex case is

@@ -133,7 +133,7 @@ func (d *diag) classify(e *journal.Event) (cause.Code, bool) {
 	}
 	switch e.Cause {
 	case cause.Registered, cause.Unregistered, cause.Expired, cause.WrongDomain, cause.ACLDenied,
-		cause.IPBanned, cause.MaxRegistrations, cause.IntervalTooBrief:
+		cause.IPBanned, cause.MaxRegistrations, cause.IntervalTooBrief, cause.DigestNoQOP, cause.DigestURIMismatch:
 		return e.Cause, true
 	case cause.WrongPassword, cause.ExtensionMissing, cause.ExtensionDisabled, cause.AuthUserMismatch:
 		if e.AuthUser != "" && e.AuthUser != d.in.Number {
@@ -570,6 +570,10 @@ func (d *diag) checkHistory() {
 			}
 		}
 		f.Fix = fmt.Sprintf("fix the phone first (its password, most often), then lift the ban: %s", d.cmd("ban rm "+b.IP, false))
+		if strings.HasPrefix(b.Reason, registeredBan) {
+			f.Fix = fmt.Sprintf("something at %s (behind the same NAT as the registered phones?) guessed the passwords of other extensions: find and stop it, then lift the ban: %s; "+
+				"if an office behind one address makes honest mistakes, raise switchboard serve --ban-after-registered", b.IP, d.cmd("ban rm "+b.IP, false))
+		}
 		d.add(f)
 	}
 	for _, p := range d.failing {
@@ -631,6 +635,10 @@ func (d *diag) isBanned(ip string) bool {
 	}
 	return false
 }
+
+// registeredBan starts the reason of a ban imposed on an address with
+// registered phones for guessing other extensions (package security).
+const registeredBan = "brute force from an address with registered phones"
 
 func (d *diag) banLine(b Ban) string {
 	s := b.IP + " is banned"
@@ -761,6 +769,16 @@ func (d *diag) failureFinding(p *phone, c cause.Code, st Status) Finding {
 	case cause.ExtensionMissing:
 		f.Evidence = append(f.Evidence, fmt.Sprintf("REGISTER refused while %s did not exist (%s)", num, when), from)
 		f.Fix = "the extension exists now: re-save the account on the phone or reboot it so it registers at once"
+	case cause.DigestNoQOP:
+		f.Evidence = append(f.Evidence, fmt.Sprintf("REGISTER refused (403): the phone answers the challenge without qop, old RFC 2069 digest (%s); its password is right", when), from)
+		f.Fix = "the phone answers without qop: update its firmware, or enable \"qop\" / RFC 7616 (RFC 2617) digest in its SIP settings; " +
+			"only if neither is possible, accept such phones (each of their requests is then challenged): switchboard serve --digest-allow-rfc2069"
+	case cause.DigestURIMismatch:
+		f.Evidence = append(f.Evidence, fmt.Sprintf("REGISTER refused (400): the digest uri of the phone's answer is not the request's URI (%s)", when), from)
+		if e.Detail != "" {
+			f.Evidence = append(f.Evidence, "detail: "+e.Detail)
+		}
+		f.Fix = "a proxy or SIP ALG between the phone and the server rewrites the request URI, or the phone is buggy: disable SIP ALG on the router, or update the phone's firmware; a replayed capture from an attacker looks the same"
 	default:
 		f.Evidence = append(f.Evidence, fmt.Sprintf("REGISTER refused: %s (%s)", c, when), from)
 	}
@@ -1113,6 +1131,10 @@ func (d *diag) phoneProblem(p *phone) string {
 		return fmt.Sprintf("%s was refused while the extension was disabled and has not retried since %s", p.label(), d.clock(p.last[c]))
 	case cause.ExtensionMissing:
 		return fmt.Sprintf("%s was refused while the extension did not exist and has not retried since %s", p.label(), d.clock(p.last[c]))
+	case cause.DigestNoQOP:
+		return fmt.Sprintf("%s answers the digest challenge without qop (old RFC 2069 digest, refused %s since %s)", p.label(), times(n, partial), since)
+	case cause.DigestURIMismatch:
+		return fmt.Sprintf("%s answers with a digest uri that is not the request's URI (%s since %s)", p.label(), times(n, partial), since)
 	}
 	return fmt.Sprintf("%s is refused: %s", p.label(), c)
 }

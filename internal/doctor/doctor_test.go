@@ -167,6 +167,27 @@ func scenarios() map[string]func() Inputs {
 			in.Bans.Active = []Ban{{IP: "192.168.1.50", Reason: "wrong password", Failures: 5, Since: at("13:01:00"), Until: at("15:01:00")}}
 			return in
 		},
+		"digest_no_qop": func() Inputs {
+			in := base()
+			var evs []journal.Event
+			for i := 0; i < 4; i++ {
+				evs = append(evs, ev(at("14:02:00").Add(time.Duration(i)*time.Minute), cause.DigestNoQOP, "192.168.1.50:5060", "OldPhone 1.0",
+					func(e *journal.Event) {
+						e.Status = 403
+						e.Detail = "answer without qop (RFC 2069 digest) for 2002@127.0.0.1: the password is right, but qop=auth is required"
+					}))
+			}
+			in.History.Recent = newestFirst(evs...)
+			return in
+		},
+		"banned_registered": func() Inputs {
+			in := base()
+			in.Bindings = []store.Binding{binding("192.168.1.50:5060", gs)}
+			in.History.Recent = newestFirst(ev(at("13:00:00"), cause.Registered, "192.168.1.50:5060", gs))
+			in.Bans.Active = []Ban{{IP: "192.168.1.50", Failures: 20, Since: at("13:01:00"), Until: at("15:01:00"),
+				Reason: "brute force from an address with registered phones (2002); threshold 20; last: wrong password for 2003@127.0.0.1"}}
+			return in
+		},
 		"acl_denied": func() Inputs {
 			in := base()
 			in.History.Recent = newestFirst(ev(at("14:15:00"), cause.ACLDenied, "10.9.8.7:5060", "Cisco SPA504G", func(e *journal.Event) {
@@ -277,6 +298,8 @@ func TestCauses(t *testing.T) {
 		{"listener_down", cause.ListenerDown, false, []string{"serve is not running"}},
 		{"wrong_domain", cause.WrongDomain, false, []string{`registers to domain "pbx.example.com" instead of "127.0.0.1"`, "192.168.1.51"}},
 		{"banned", cause.IPBanned, false, []string{"192.168.1.50 is banned until 15:01 after 5 failed attempts"}},
+		{"digest_no_qop", cause.DigestNoQOP, false, []string{"192.168.1.50 (OldPhone 1.0) answers the digest challenge without qop"}},
+		{"banned_registered", cause.IPBanned, true, []string{"192.168.1.50 is banned"}},
 		{"acl_denied", cause.ACLDenied, false, []string{"rejected by ACL office", "10.9.8.7 (Cisco SPA504G)"}},
 		{"max_registrations", cause.MaxRegistrations, true, []string{"can be called", "192.168.1.60 (Linphone 5.1) is refused: 1 of 1"}},
 		{"interval_too_brief", cause.IntervalTooBrief, false, []string{"asks for a 30 s registration, the minimum is 60 s"}},

@@ -209,7 +209,8 @@ func (r *Reader) runtime(ctx context.Context) {
 // failureCauses are the causes whose counts Diagnose may need beyond the
 // recent window.
 var failureCauses = []cause.Code{cause.WrongPassword, cause.AuthUserMismatch, cause.WrongDomain, cause.ACLDenied,
-	cause.IPBanned, cause.MaxRegistrations, cause.IntervalTooBrief, cause.ExtensionMissing, cause.ExtensionDisabled}
+	cause.IPBanned, cause.MaxRegistrations, cause.IntervalTooBrief, cause.ExtensionMissing, cause.ExtensionDisabled,
+	cause.DigestNoQOP, cause.DigestURIMismatch}
 
 func (r *Reader) history(ctx context.Context, in *Inputs) error {
 	db := r.DB.SQL()

@@ -64,17 +64,21 @@ func (p *Proxy) serveNewCall(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	if res.Cause != "" {
-		p.d.Policy.AuthFailed(src, res.Detail)
+		who := res.AuthUser
+		if who == "" {
+			who = caller
+		}
+		p.d.Policy.AuthFailed(src, callerDomain, who, res.Detail)
 		p.refuse(req, tx, &ev, res.Cause, res.Detail+" (call from "+caller+")")
 		return
 	}
 	if res.AuthUser != caller {
-		p.d.Policy.AuthFailed(src, "auth user "+res.AuthUser+" calling as "+caller)
+		p.d.Policy.AuthFailed(src, callerDomain, res.AuthUser, "auth user "+res.AuthUser+" calling as "+caller)
 		p.refuse(req, tx, &ev, cause.AuthUserMismatch,
 			fmt.Sprintf("authenticated as %s but the From user is %s: a phone may only call as its own extension", res.AuthUser, caller))
 		return
 	}
-	p.d.Policy.AuthSucceeded(src)
+	p.d.Policy.AuthSucceeded(src, callerDomain, res.AuthUser)
 	p.d.Journal.Settle(p.challenged.Key(src, caller))
 	ext := res.Ext
 

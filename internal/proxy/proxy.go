@@ -61,10 +61,11 @@ type Policy interface {
 	// AllowInvite decides whether src may place calls at all; list names the
 	// ACL (or ban) that denied.
 	AllowInvite(src netip.Addr) (ok bool, list string)
-	// AuthFailed counts a failed authentication from src.
-	AuthFailed(src netip.Addr, reason string)
-	// AuthSucceeded clears src's failure count.
-	AuthSucceeded(src netip.Addr)
+	// AuthFailed counts a failed authentication from src for number@domain,
+	// the account whose password was tried.
+	AuthFailed(src netip.Addr, domain, number, reason string)
+	// AuthSucceeded records that number@domain authenticated from src.
+	AuthSucceeded(src netip.Addr, domain, number string)
 }
 
 // AllowAll is a Policy that allows every source and counts nothing.
@@ -74,10 +75,10 @@ type AllowAll struct{}
 func (AllowAll) AllowInvite(netip.Addr) (bool, string) { return true, "" }
 
 // AuthFailed does nothing.
-func (AllowAll) AuthFailed(netip.Addr, string) {}
+func (AllowAll) AuthFailed(netip.Addr, string, string, string) {}
 
 // AuthSucceeded does nothing.
-func (AllowAll) AuthSucceeded(netip.Addr) {}
+func (AllowAll) AuthSucceeded(netip.Addr, string, string) {}
 
 // Locator is what the proxy needs from the location table
 // (location.Table satisfies it).

@@ -32,10 +32,11 @@ type Policy interface {
 	// AllowExtension decides whether src may authenticate as an extension
 	// whose own auth ACL is acl ("" = none: allowed).
 	AllowExtension(src netip.Addr, acl string) (ok bool, list string)
-	// AuthFailed counts a failed authentication from src.
-	AuthFailed(src netip.Addr, reason string)
-	// AuthSucceeded clears src's failure count.
-	AuthSucceeded(src netip.Addr)
+	// AuthFailed counts a failed authentication from src for number@domain,
+	// the account whose password was tried.
+	AuthFailed(src netip.Addr, domain, number, reason string)
+	// AuthSucceeded records that number@domain authenticated from src.
+	AuthSucceeded(src netip.Addr, domain, number string)
 }
 
 // AllowAll is a Policy that allows everything and counts nothing.
@@ -43,8 +44,8 @@ type AllowAll struct{}
 
 func (AllowAll) AllowRegister(netip.Addr) (bool, string)          { return true, "" }
 func (AllowAll) AllowExtension(netip.Addr, string) (bool, string) { return true, "" }
-func (AllowAll) AuthFailed(netip.Addr, string)                    {}
-func (AllowAll) AuthSucceeded(netip.Addr)                         {}
+func (AllowAll) AuthFailed(netip.Addr, string, string, string)    {}
+func (AllowAll) AuthSucceeded(netip.Addr, string, string)         {}
 
 // Config holds the registrar's settings.
 type Config struct {
@@ -149,7 +150,7 @@ func (r *Registrar) Serve(req *sip.Request, send func(*sip.Response) error) {
 		return
 	}
 	if res.Cause != "" {
-		r.policy.AuthFailed(f.src, res.Detail)
+		r.policy.AuthFailed(f.src, f.domain, authUser(res, f.toUser), res.Detail)
 		r.refuse(&f, res.Cause, res.Detail)
 		return
 	}
@@ -159,13 +160,22 @@ func (r *Registrar) Serve(req *sip.Request, send func(*sip.Response) error) {
 		return
 	}
 	if res.AuthUser != f.toUser {
-		r.policy.AuthFailed(f.src, "auth user "+res.AuthUser+" registering "+f.toUser)
+		r.policy.AuthFailed(f.src, f.domain, res.AuthUser, "auth user "+res.AuthUser+" registering "+f.toUser)
 		r.refuse(&f, cause.AuthUserMismatch,
 			fmt.Sprintf("authenticated as %s but registering %s: the auth user must be the extension", res.AuthUser, f.toUser))
 		return
 	}
-	r.policy.AuthSucceeded(f.src)
+	r.policy.AuthSucceeded(f.src, f.domain, res.AuthUser)
 	r.update(&f, ext, res)
+}
+
+// authUser is the account a refused answer tried: the digest username, or
+// the To user when there was none.
+func authUser(res auth.Result, toUser string) string {
+	if res.AuthUser != "" {
+		return res.AuthUser
+	}
+	return toUser
 }
 
 // retransmission answers a REGISTER whose nonce count was already used when

@@ -10,8 +10,11 @@
 //     Service implements registrar.Policy and proxy.Policy.
 //   - Brute-force bans: BanAfter failed authentications from one address
 //     within BanWindow ban it for BanFor (default 5 in 60 s, 1 h), as
-//     FusionPBX's Event Guard does; addresses with a live registration and
-//     trusted networks are exempt. Known scanner user agents (SIPVicious's
+//     FusionPBX's Event Guard does; trusted networks are exempt. An address
+//     with a live registration is exempt only for the extensions registered
+//     from it; its failures for others ban it after BanAfterRegistered
+//     (default 4 x BanAfter), and a login clears a count only when all its
+//     failures were for that same extension. Known scanner user agents (SIPVicious's
 //     friendly-scanner, sipcli, ...) are banned at their first message.
 //     Bans are stored (table bans), so they survive restarts, and journaled
 //     (kind "ban", cause ip_banned).
@@ -27,7 +30,8 @@
 // Configuration lives in the database (migration 4 of store/sqlite: acls,
 // acl_nodes, profiles, bans), edited with `switchboard acl|profile|ban` and
 // applied at once through the change feed (Watch); thresholds are serve
-// flags (--ban-after, --ban-window, --ban-for, --rate-limit, --rate-burst).
+// flags (--ban-after, --ban-after-registered, --ban-window, --ban-for,
+// --rate-limit, --rate-burst).
 //
 // Example:
 //

@@ -26,6 +26,12 @@ type Config struct {
 	BanAfter  int
 	BanWindow time.Duration
 	BanFor    time.Duration
+	// BanAfterRegistered is BanAfter for an address with a live
+	// registration, counting only failures for extensions not registered
+	// from it (guesses at others; the registered phones' own failures never
+	// count). Higher, because an office behind one NAT shares an address
+	// (0 = 4 x BanAfter, at most acl.MaxMaxFailures).
+	BanAfterRegistered int
 	// RateLimit is how many messages per second one address may send on
 	// average (0: no limit), with bursts of up to RateBurst.
 	RateLimit float64
@@ -43,6 +49,10 @@ type Config struct {
 	NoteEvery time.Duration
 }
 
+// sharedTracked bounds the failure counters of addresses with live
+// registrations (each up to BanAfterRegistered timestamps).
+const sharedTracked = 100_000
+
 // Defaults of Config.
 const (
 	DefaultRateLimit     = 200
@@ -58,9 +68,16 @@ type Deps struct {
 	Store *Store
 	// Dir resolves request hosts to domains for journal events (optional).
 	Dir *directory.Cache
-	// Live reports whether an address has a live registration; such
-	// addresses are never banned (optional).
-	Live    func(netip.Addr) bool
+	// Live reports whether an address has a live registration (optional).
+	// Failures from such an address count toward BanAfterRegistered.
+	Live func(netip.Addr) bool
+	// LiveFrom reports whether number@domain has a live binding from the
+	// address (optional): that extension's failures from there are its own
+	// phone's (a changed password, a stale nonce) and never count.
+	LiveFrom func(ip netip.Addr, domain, number string) bool
+	// LiveAt lists the extensions (number@domain) with a live binding from
+	// the address, for the detail of a ban (optional; called only then).
+	LiveAt  func(ip netip.Addr) []string
 	Journal *journal.Writer
 	Log     *slog.Logger
 	// Now is the clock (nil: time.Now).
@@ -76,10 +93,13 @@ type Deps struct {
 // is the sipstack.Filter. All methods are safe for concurrent use. Create
 // with New, then Load, SetTransport before serving, and Run.
 type Service struct {
-	cfg     Config
-	d       Deps
-	now     func() time.Time
-	guard   *acl.Guard
+	cfg   Config
+	d     Deps
+	now   func() time.Time
+	guard *acl.Guard
+	// shared counts the failures from addresses with live registrations
+	// (threshold BanAfterRegistered); its bans move to guard at once.
+	shared  *acl.Guard
 	limiter *acl.RateLimiter
 	parser  *sip.Parser
 	snap    atomic.Pointer[snapshot]
@@ -136,8 +156,15 @@ func New(cfg Config, d Deps) *Service {
 	s := &Service{cfg: cfg, d: d, now: now, parser: sip.NewParser(), persist: make(chan acl.Ban, 4096)}
 	s.guard = acl.NewGuard(acl.GuardConfig{MaxFailures: cfg.BanAfter, Window: cfg.BanWindow, BanFor: cfg.BanFor}, now)
 	s.cfg.BanAfter, s.cfg.BanWindow, s.cfg.BanFor = s.guard.Config().MaxFailures, s.guard.Config().Window, s.guard.Config().BanFor
+	if s.cfg.BanAfterRegistered <= 0 {
+		s.cfg.BanAfterRegistered = 4 * s.cfg.BanAfter
+	}
+	s.shared = acl.NewGuard(acl.GuardConfig{MaxFailures: s.cfg.BanAfterRegistered, Window: s.cfg.BanWindow, BanFor: s.cfg.BanFor,
+		MaxTracked: sharedTracked, MaxBans: sharedTracked}, now)
+	s.cfg.BanAfterRegistered = s.shared.Config().MaxFailures
 	s.limiter = acl.NewRateLimiter(cfg.RateLimit, cfg.RateBurst, now)
-	s.guard.SetExempt(s.exempt)
+	s.guard.SetExempt(s.trusted)
+	s.shared.SetExempt(s.trusted)
 	s.snap.Store(&snapshot{})
 	s.notes.last = map[noteKey]int64{}
 	s.streams.m = map[netip.AddrPort]*stream{}
@@ -168,6 +195,7 @@ func (s *Service) Load(ctx context.Context) error {
 // server's security configuration (published in the meta table).
 type Settings struct {
 	BanAfter    int     `json:"ban_after"`
+	BanAfterReg int     `json:"ban_after_registered"`
 	BanWindowS  float64 `json:"ban_window_s"`
 	BanForS     float64 `json:"ban_for_s"`
 	RateLimit   float64 `json:"rate_limit"`
@@ -182,7 +210,7 @@ const MetaKey = "security"
 
 // Publish writes Settings to the meta table for the CLI.
 func (s *Service) Publish(ctx context.Context) error {
-	st := Settings{BanAfter: s.cfg.BanAfter, BanWindowS: s.cfg.BanWindow.Seconds(), BanForS: s.cfg.BanFor.Seconds(),
+	st := Settings{BanAfter: s.cfg.BanAfter, BanAfterReg: s.cfg.BanAfterRegistered, BanWindowS: s.cfg.BanWindow.Seconds(), BanForS: s.cfg.BanFor.Seconds(),
 		RateLimit: s.cfg.RateLimit, RateBurst: max(s.cfg.RateBurst, 1), MaxMessage: MaxMessage, MaxHeaders: MaxHeaders,
 		StreamWaitS: s.cfg.StreamTimeout.Seconds()}
 	if s.cfg.RateLimit <= 0 {
@@ -298,8 +326,10 @@ func (s *Service) reloadBan(ctx context.Context, key string) {
 	}
 }
 
-// exempt reports addresses that are never banned: trusted networks and
-// addresses with a live registration (as FusionPBX's Event Guard).
+// exempt reports addresses a scanner user agent does not get banned at
+// once: trusted networks and addresses with a live registration (the
+// scanner's messages are dropped all the same; the office's phones keep
+// working). Failed authentications are judged by AuthFailed.
 func (s *Service) exempt(ip netip.Addr) bool {
 	if s.trusted(ip) {
 		return true
@@ -355,22 +385,69 @@ func (s *Service) AllowInvite(src netip.Addr) (bool, string) {
 }
 
 // AuthFailed implements registrar.Policy and proxy.Policy: it counts a
-// failed authentication and bans the address after BanAfter of them
-// within BanWindow.
-func (s *Service) AuthFailed(src netip.Addr, reason string) {
-	if b, ok := s.guard.Fail(src, reason); ok {
-		s.banned(b, "")
+// failed authentication from src for number@domain (the account whose
+// password was tried) and bans src after BanAfter of them within
+// BanWindow. Trusted addresses are never counted. An address with a live
+// registration is judged apart (unlike FusionPBX's Event Guard, which
+// exempts it entirely): failures for an extension registered from it are
+// its own phone's (a changed password, a stale nonce) and do not count;
+// failures for any other extension are guesses and ban it after
+// BanAfterRegistered within BanWindow.
+func (s *Service) AuthFailed(src netip.Addr, domain, number, reason string) {
+	src = src.Unmap()
+	if s.trusted(src) {
+		return
 	}
+	user := number + "@" + domain
+	if s.d.Live == nil || !s.d.Live(src) {
+		if b, ok := s.guard.FailUser(src, user, reason); ok {
+			s.banned(b, "")
+		}
+		return
+	}
+	if s.d.LiveFrom != nil && s.d.LiveFrom(src, domain, number) {
+		return
+	}
+	b, ok := s.shared.FailUser(src, user, reason)
+	if !ok {
+		return
+	}
+	s.shared.Remove(src)
+	var phones []string
+	if s.d.LiveAt != nil {
+		phones = s.d.LiveAt(src)
+	}
+	if len(phones) > maxListed {
+		phones = append(phones[:maxListed:maxListed], fmt.Sprintf("and %d more", len(phones)-maxListed))
+	}
+	b.Reason = fmt.Sprintf("brute force from an address with registered phones (%s); threshold %d; last: %s",
+		strings.Join(phones, ", "), s.cfg.BanAfterRegistered, reason)
+	s.guard.Add(b)
+	s.banned(b, "")
 }
 
-// AuthSucceeded implements registrar.Policy and proxy.Policy.
-func (s *Service) AuthSucceeded(src netip.Addr) { s.guard.Succeed(src) }
+// maxListed bounds the registered phones named in a ban's reason.
+const maxListed = 5
+
+// AuthSucceeded implements registrar.Policy and proxy.Policy: number@domain
+// authenticated from src. src's failure count is cleared only when all
+// the failures it holds were for that same extension: knowing one password
+// does not wipe out the record of guesses at others.
+func (s *Service) AuthSucceeded(src netip.Addr, domain, number string) {
+	user := number + "@" + domain
+	s.guard.SucceedUser(src, user)
+	s.shared.SucceedUser(src, user)
+}
 
 // banned records a new automatic ban: journal, log, store.
 func (s *Service) banned(b acl.Ban, transport string) {
 	s.stats.Bans.Add(1)
 	detail := fmt.Sprintf("address %s banned until %s after %d failed authentications within %s; last: %s",
 		b.IP, b.Until.Format(time.RFC3339), b.Failures, s.cfg.BanWindow, b.Reason)
+	if strings.HasPrefix(b.Reason, "brute force from") {
+		detail = fmt.Sprintf("address %s banned until %s after %d failed authentications within %s: %s",
+			b.IP, b.Until.Format(time.RFC3339), b.Failures, s.cfg.BanWindow, b.Reason)
+	}
 	if b.Failures < s.cfg.BanAfter {
 		detail = fmt.Sprintf("address %s banned until %s: %s", b.IP, b.Until.Format(time.RFC3339), b.Reason)
 	}
@@ -419,6 +496,7 @@ func (s *Service) Run(ctx context.Context) {
 			if now := s.now(); now.Sub(lastSweep) >= time.Minute {
 				lastSweep = now
 				s.guard.Sweep()
+				s.shared.Sweep()
 				s.limiter.Sweep()
 				s.notes.sweep(now, s.cfg.NoteEvery)
 				if _, err := s.d.Store.PruneBans(ctx, now); err != nil && ctx.Err() == nil {

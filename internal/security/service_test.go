@@ -113,12 +113,12 @@ func TestBanFlow(t *testing.T) {
 	ctx := context.Background()
 	attacker := ip("203.0.113.7")
 	for i := 0; i < 2; i++ {
-		s.AuthFailed(attacker, "wrong password for 2002@example.com")
+		s.AuthFailed(attacker, "example.com", "2002", "wrong password for 2002@example.com")
 	}
 	if s.guard.Banned(attacker) {
 		t.Fatal("banned after 2 of 3")
 	}
-	s.AuthFailed(attacker, "wrong password for 2002@example.com")
+	s.AuthFailed(attacker, "example.com", "2002", "wrong password for 2002@example.com")
 	if !s.guard.Banned(attacker) {
 		t.Fatal("not banned after 3")
 	}
@@ -141,20 +141,21 @@ func TestBanFlow(t *testing.T) {
 	}
 	stop()
 	<-done
-	// Live registrations and trusted addresses are exempt.
+	// Trusted addresses are exempt; an address with a live registration
+	// counts failures for others toward 4 x BanAfter (12).
 	for i := 0; i < 10; i++ {
-		s.AuthFailed(ip("198.51.100.2"), "x")
-		s.AuthFailed(ip("127.0.0.5"), "x")
+		s.AuthFailed(ip("198.51.100.2"), "example.com", "2002", "x")
+		s.AuthFailed(ip("127.0.0.5"), "example.com", "2002", "x")
 	}
 	if s.guard.Banned(ip("198.51.100.2")) || s.guard.Banned(ip("127.0.0.5")) {
 		t.Fatal("exempt address banned")
 	}
 	// Success clears the count.
 	other := ip("203.0.113.8")
-	s.AuthFailed(other, "x")
-	s.AuthFailed(other, "x")
-	s.AuthSucceeded(other)
-	s.AuthFailed(other, "x")
+	s.AuthFailed(other, "example.com", "2002", "x")
+	s.AuthFailed(other, "example.com", "2002", "x")
+	s.AuthSucceeded(other, "example.com", "2002")
+	s.AuthFailed(other, "example.com", "2002", "x")
 	if s.guard.Banned(other) {
 		t.Fatal("count not cleared by success")
 	}
@@ -242,5 +243,63 @@ func TestUsedByAndRemove(t *testing.T) {
 	}
 	if _, err := st.Profile(ctx, "external"); !errors.Is(err, ErrNoProfile) {
 		t.Fatalf("Profile(external): %v", err)
+	}
+}
+
+// TestBanRegisteredAddress: an address with a live registration of 2001 is
+// not exempt from bans for guessing others. Its own phone's failures (2001)
+// never count; failures for 2002 ban it at BanAfterRegistered (4 x
+// BanAfter by default), and 2001's successes in between do not reset the
+// count. The ban's reason says what happened.
+func TestBanRegisteredAddress(t *testing.T) {
+	office := ip("198.51.100.2")
+	db, err := sqlite.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	clock := &fakeClock{}
+	s := New(Config{BanAfter: 3, BanWindow: time.Minute, BanFor: time.Hour}, Deps{Store: NewStore(db.SQL()),
+		Live:     func(a netip.Addr) bool { return a == office },
+		LiveFrom: func(a netip.Addr, d, n string) bool { return a == office && d == "example.com" && n == "2001" },
+		LiveAt:   func(a netip.Addr) []string { return []string{"2001@example.com"} },
+		Now:      clock.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := s.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s.Config().BanAfterRegistered != 12 {
+		t.Fatalf("BanAfterRegistered = %d, want 4 x 3", s.Config().BanAfterRegistered)
+	}
+	// The registered phone's own failures: never a ban.
+	for range 50 {
+		s.AuthFailed(office, "example.com", "2001", "wrong password for 2001@example.com")
+	}
+	if s.guard.Banned(office) {
+		t.Fatal("the registered phone's own failures banned its address")
+	}
+	// Guesses at 2002, with 2001 refreshing between them.
+	for i := range 11 {
+		s.AuthFailed(office, "example.com", "2002", "wrong password for 2002@example.com")
+		s.AuthSucceeded(office, "example.com", "2001")
+		if s.guard.Banned(office) {
+			t.Fatalf("banned after %d guesses; want 12", i+1)
+		}
+	}
+	s.AuthFailed(office, "example.com", "2002", "wrong password for 2002@example.com")
+	if !s.guard.Banned(office) {
+		t.Fatal("not banned after 12 guesses at 2002 from a registered address")
+	}
+	bs := s.guard.List()
+	if len(bs) != 1 || bs[0].Failures != 12 ||
+		bs[0].Reason != "brute force from an address with registered phones (2001@example.com); threshold 12; last: wrong password for 2002@example.com" {
+		t.Fatalf("bans %+v", bs)
+	}
+	// An address without registrations is still banned at BanAfter.
+	stranger := ip("203.0.113.7")
+	for range 3 {
+		s.AuthFailed(stranger, "example.com", "2001", "wrong password")
+	}
+	if !s.guard.Banned(stranger) {
+		t.Fatal("stranger not banned after 3")
 	}
 }

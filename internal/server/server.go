@@ -160,15 +160,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		}
 	})
 
-	s.Sec = security.New(security.Config{BanAfter: cfg.BanAfter, BanWindow: cfg.BanWindow, BanFor: cfg.BanFor,
-		RateLimit: float64(cfg.RateLimit), RateBurst: cfg.RateBurst, Allow: Allow},
-		security.Deps{Store: security.NewStore(db.SQL()), Dir: s.Dir, Live: s.Loc.HasSource, Journal: s.Journal, Log: log})
+	s.Sec = security.New(security.Config{BanAfter: cfg.BanAfter, BanAfterRegistered: cfg.BanAfterRegistered,
+		BanWindow: cfg.BanWindow, BanFor: cfg.BanFor, RateLimit: float64(cfg.RateLimit), RateBurst: cfg.RateBurst, Allow: Allow},
+		security.Deps{Store: security.NewStore(db.SQL()), Dir: s.Dir, Live: s.Loc.HasSource,
+			LiveFrom: s.liveFrom, LiveAt: s.liveAt, Journal: s.Journal, Log: log})
 	if err := s.Sec.Load(ctx); err != nil {
 		return fail(err)
 	}
 	s.Sec.Watch(ctx, s.Dir)
 
-	s.Auth = &auth.Authenticator{Dir: s.Dir, Nonces: digest.NewNonces(key, cfg.NonceLifetime, nil), Algorithms: algs}
+	s.Auth = &auth.Authenticator{Dir: s.Dir, Nonces: digest.NewNonces(key, cfg.NonceLifetime, nil), Algorithms: algs,
+		AllowRFC2069: cfg.DigestAllowRFC2069}
 	s.Reg = registrar.New(registrar.Config{MinExpires: cfg.MinExpires, MaxExpires: cfg.MaxExpires,
 		DefaultExpires: cfg.DefaultExpires}, s.Dir, s.Auth, s.Loc, s.Journal, s.Sec, log)
 
