@@ -197,7 +197,9 @@ func TestURIMatches(t *testing.T) {
 		{"sip:other.example", "sip:pbx.test", false},
 		{"sip:2003@pbx.test", "sip:2002@pbx.test", false},
 		{"sip:2002@pbx.test", "sip:pbx.test", false},
-		{"sip:pbx.test", "sip:2002@pbx.test", false},
+		{"sip:pbx.test", "sip:2002@pbx.test", true}, // SIPp's default: sip:SERVER:PORT
+		{"sip:pbx.test:5070", "sip:2002@pbx.test", false},
+		{"sip:other.example", "sip:2002@pbx.test", false},
 		{"sip:2002@pbx.test", "sip:2002@PBX.test", true},
 		{"sip:ABC@pbx.test", "sip:abc@pbx.test", false}, // users are case-sensitive
 		{"sips:pbx.test", "sip:pbx.test", false},
