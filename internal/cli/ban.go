@@ -18,8 +18,10 @@ const banUsage = `Usage: switchboard ban list | rm IP | add IP [--for 1h] [--rea
 Brute-force protection: after --ban-after failed authentications (or
 scanner messages) from one address within --ban-window, the server bans the
 address for --ban-for: its packets are dropped silently. Bans survive
-restarts. Trusted networks (profile --trusted-acl) and addresses with a live
-registration are never banned.
+restarts. Trusted networks (profile --trusted-acl) are never banned. An
+address with a live registration is never banned for the failures of the
+extensions registered from it, but guessing other extensions' passwords
+from there bans it after --ban-after-registered (default 4 x --ban-after).
 
   switchboard ban list               the bans in force
   switchboard ban rm 203.0.113.7     lift a ban at once

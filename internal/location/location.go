@@ -361,8 +361,9 @@ func (t *Table) Count() int {
 }
 
 // HasSource reports whether a binding came from ip (any port): the address
-// has a live registration. Access control exempts such addresses from
-// brute-force bans. It takes one short lock.
+// has a live registration. Access control judges such addresses' failed
+// authentications apart (their own extensions' failures never count). It
+// takes one short lock.
 func (t *Table) HasSource(ip netip.Addr) bool {
 	ip = ip.Unmap()
 	t.srcMu.Lock()
