@@ -417,6 +417,7 @@ func TestServeStartErrors(t *testing.T) {
 		{[]string{"--sip", "localhost:5060", "--data", t.TempDir()}, "host must be an IP address"},
 		{[]string{"--sip", "127.0.0.1:0", "--data", t.TempDir(), "--config", badCfg}, "config file " + badCfg},
 		{[]string{"--sip", "127.0.0.1:0", "--data", t.TempDir(), "extra"}, "takes no arguments"},
+		{[]string{"--sip", "127.0.0.1:0", "--data", t.TempDir(), "--ban-after-registered", "101"}, "--ban-after-registered 101: give 1..100"},
 	} {
 		o, e, code := serveOnce(t, c.args...)
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) { oneLineError(t, o, e, code, c.want) })
