@@ -170,12 +170,15 @@ func storedHA1(ext *directory.Entry, sha bool) (h [sha256.Size]byte, n int, ok b
 
 // URIMatches reports whether the digest uri parameter names the
 // Request-URI r. Equal strings match; otherwise both are compared as SIP
-// URIs (RFC 3261 §19.1.4), tolerantly where phones differ harmlessly: the
+// URIs (RFC 3261 §19.1.4), tolerantly where clients differ harmlessly: the
 // scheme and host compare case-insensitively, an omitted port equals the
-// scheme's default (5060, 5061 for sips), and URI parameters and headers
-// are ignored. The user, password and host must be equal. A uri that does
-// not parse, or a non-SIP Request-URI that is not the same string
-// (case-insensitively), does not match.
+// scheme's default (5060, 5061 for sips), URI parameters and headers are
+// ignored, and a uri without a user part matches a Request-URI with one
+// (SIPp, by default, answers with sip:SERVER-IP:PORT whatever the request;
+// the nonce count, not the uri, is what stops replays). A different user,
+// password, host or port does not match, nor does a uri that does not
+// parse, nor a non-SIP Request-URI that is not the same string
+// (case-insensitively).
 func URIMatches(uri string, r sip.Uri) bool {
 	want := r.String()
 	if uri == want || strings.EqualFold(uri, want) && r.Scheme != "sip" && r.Scheme != "sips" {
@@ -188,7 +191,7 @@ func URIMatches(uri string, r sip.Uri) bool {
 	if err := sip.ParseUri(uri, &u); err != nil {
 		return false
 	}
-	return strings.EqualFold(u.Scheme, r.Scheme) && u.User == r.User && u.Password == r.Password &&
+	return strings.EqualFold(u.Scheme, r.Scheme) && (u.User == r.User && u.Password == r.Password || u.User == "" && u.Password == "") &&
 		strings.EqualFold(strings.Trim(u.Host, "[]"), strings.Trim(r.Host, "[]")) && port(u) == port(r)
 }
 
