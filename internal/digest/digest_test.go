@@ -1106,3 +1106,13 @@ func TestLookupParam(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkNonceNewCheckRealm(b *testing.B) {
+	n := NewNonces(testKey, time.Minute, nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		if n.CheckFor(n.NewFor("pbx.example.com"), "PBX.example.com") != NonceValid {
+			b.Fatal("invalid")
+		}
+	}
+}
