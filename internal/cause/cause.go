@@ -40,6 +40,13 @@ const (
 	OutOfOrder        Code = "out_of_order"
 	RateLimited       Code = "rate_limited"
 	Scanner           Code = "scanner"
+	// RouteTokenRefused: an in-dialog request (a To tag, usually a Route
+	// with switchboard's Record-Route token) that the proxy will not route:
+	// forged or missing token, a dialog it does not know (ended, never
+	// set up, or set up before a restart: answered 481), a sender that is
+	// not one of the dialog's parties, or a target or route the dialog did
+	// not record. Answered 403 unless the dialog is unknown.
+	RouteTokenRefused Code = "route_token_refused"
 )
 
 // Call outcomes, FreeSWITCH hangup cause names.
@@ -84,6 +91,7 @@ var answers = map[Code]Answer{
 	IntervalTooBrief:  {423, "Interval Too Brief", 0},
 	BadRequest:        {400, "Bad Request", 0},
 	OutOfOrder:        {500, "Server Internal Error", 0},
+	RouteTokenRefused: {403, "Forbidden", 0},
 
 	NormalClearing:        {200, "OK", 16},
 	UserNotRegistered:     {480, "Temporarily Unavailable", 20},

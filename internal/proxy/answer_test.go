@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -33,7 +34,7 @@ func TestAnswerFollowsDialogFirst(t *testing.T) {
 	f := &fork{p: p, req: invite, upDest: "10.0.0.1:5060", upTransport: "UDP",
 		tx: respondSpy{respond: func(r *sip.Response) {
 			relayed = r.StatusCode == 200
-			d, _ := p.dialogs.find("call-7", "a", "b")
+			d, _, _ := p.dialogs.find("call-7", "a", "b", time.Now())
 			followed = d != nil
 		}}}
 	f.rec.CallID = "call-7"
