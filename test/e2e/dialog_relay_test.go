@@ -85,6 +85,7 @@ func (s *sinks) assertNothing(t *testing.T) {
 // dialogIDs are what an attacker learns from a callee's view of a call.
 type dialogIDs struct {
 	callID, callerTag, calleeTag, route string
+	contact                            string // the callee's Contact URI
 }
 
 // calleeView reads the Call-ID, both tags and the Record-Route of the call
@@ -100,6 +101,7 @@ func calleeView(t *testing.T, msgs string) dialogIDs {
 		}
 		if !m.Received && strings.HasPrefix(m.First, "SIP/2.0 200") && ids.calleeTag == "" {
 			ids.calleeTag = tagParam(strings.Join(m.Get("To"), ""))
+			ids.contact = strings.Trim(strings.Join(m.Get("Contact"), ""), "<>")
 		}
 	}
 	if ids.route == "" || !strings.Contains(ids.route, "sb=") || ids.calleeTag == "" || ids.callerTag == "" {
@@ -146,7 +148,8 @@ func newAttacker(t *testing.T, ip, srv string) *attacker {
 }
 
 // request builds an in-dialog request of the dialog ids whose Request-URI
-// and second Route name the sink.
+// and second Route name the sink; with sinkPort 0, a request exactly as the
+// caller would send it (to the callee's Contact, our Route only).
 func (a *attacker) request(method string, ids dialogIDs, transport string, sinkPort int) string {
 	a.cseq++
 	local := a.udp.LocalAddr().String()
@@ -160,6 +163,10 @@ func (a *attacker) request(method string, ids dialogIDs, transport string, sinkP
 		ruri += ";transport=tcp"
 		sinkRoute = fmt.Sprintf("<sip:127.0.0.29:%d;transport=tcp;lr>", sinkPort)
 	}
+	routes := ids.route + "\r\nRoute: " + sinkRoute
+	if sinkPort == 0 {
+		ruri, routes = ids.contact, ids.route
+	}
 	body := ""
 	ctype := ""
 	switch method {
@@ -171,7 +178,7 @@ func (a *attacker) request(method string, ids dialogIDs, transport string, sinkP
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s SIP/2.0\r\n", method, ruri)
 	fmt.Fprintf(&b, "Via: SIP/2.0/%s %s;branch=z9hG4bK-relay-%d-%s;rport\r\n", transport, local, a.cseq, transport)
-	fmt.Fprintf(&b, "Route: %s\r\nRoute: %s\r\n", ids.route, sinkRoute)
+	fmt.Fprintf(&b, "Route: %s\r\n", routes)
 	fmt.Fprintf(&b, "From: <sip:2001@127.0.0.1>;tag=%s\r\nTo: <sip:2002@127.0.0.1>;tag=%s\r\n", ids.callerTag, ids.calleeTag)
 	fmt.Fprintf(&b, "Call-ID: %s\r\nCSeq: %d %s\r\nMax-Forwards: 70\r\n", ids.callID, a.cseq, method)
 	fmt.Fprintf(&b, "Contact: <sip:2001@%s>\r\n", local)
@@ -214,6 +221,18 @@ func (a *attacker) send(method string, ids dialogIDs, transport string, sinkPort
 		if strings.Contains(res, cseq) && !strings.HasPrefix(first, "SIP/2.0 1") {
 			return first
 		}
+	}
+}
+
+// sendRaw sends msg over UDP as it is.
+func (a *attacker) sendRaw(msg string) {
+	a.t.Helper()
+	dst, err := net.ResolveUDPAddr("udp", a.srv)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	if _, err := a.udp.WriteToUDP([]byte(msg), dst); err != nil {
+		a.t.Fatal(err)
 	}
 }
 
@@ -302,6 +321,12 @@ func TestRouteTokenReplayRefused(t *testing.T) {
 
 	a := newAttacker(t, "127.0.0.30", s.Addr)
 	a.replay(ended, sk, "481", "403")
+	// A forged 2xx "retransmission" with the proxy's Via on top and the
+	// sink's below is not relayed either.
+	a.sendRaw(fmt.Sprintf("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-sbforged0001\r\n"+
+		"Via: SIP/2.0/UDP 127.0.0.29:%d;branch=z9hG4bK-sink\r\nFrom: <sip:2001@127.0.0.1>;tag=%s\r\n"+
+		"To: <sip:2002@127.0.0.1>;tag=%s\r\nCall-ID: %s\r\nCSeq: 2 INVITE\r\nContent-Type: text/plain\r\n"+
+		"Content-Length: 9\r\n\r\nrelay me!", s.Addr, sk.UDPPort, ended.callerTag, ended.calleeTag, ended.callID))
 	sk.assertNothing(t)
 	ev := waitJournalWith(t, s, "route_token_refused from 127.0.0.30",
 		map[string]string{"cause": "route_token_refused", "source": "127.0.0.30*", "kind": "request"})
@@ -319,7 +344,7 @@ func TestRouteTokenReplayRefused(t *testing.T) {
 	done := make(chan SIPpResult, 1)
 	go func() {
 		done <- SIPp(t, s.Addr, "call-uac.xml", 1, "-inf", CSV(t, "SEQUENTIAL", callerRow("2001", "secret-2001", "2002")),
-			"-d", "6000")
+			"-d", "10000")
 	}()
 	WaitFor(t, 10*time.Second, "the call to be up", func() bool {
 		act := s.Calls("--active")
@@ -335,6 +360,16 @@ func TestRouteTokenReplayRefused(t *testing.T) {
 	ids = calleeView(t, string(b))
 	b3 := newAttacker(t, "127.0.0.31", s.Addr)
 	b3.replay(ids, sk, "403")
+	// Even exactly as the caller would send it, a BYE from a third address
+	// is refused: the call stays up.
+	for _, tp := range []string{"UDP", "TCP"} {
+		if st := b3.send("BYE", ids, tp, 0); !strings.HasPrefix(st, "SIP/2.0 403 ") {
+			t.Fatalf("BYE from a third address over %s, as the caller would send it: %q, want 403", tp, st)
+		}
+	}
+	if act := s.Calls("--active"); len(act) != 1 || act[0].CallID != ids.callID {
+		t.Fatalf("the live call did not survive a third address's BYE: %+v", act)
+	}
 	sk.assertNothing(t)
 	waitJournalWith(t, s, "route_token_refused from 127.0.0.31",
 		map[string]string{"cause": "route_token_refused", "source": "127.0.0.31*", "sip_status": "403"})
@@ -363,5 +398,29 @@ func TestRouteTokenReplayRefused(t *testing.T) {
 		map[string]string{"cause": "acl_denied", "source": "127.0.0.32*", "kind": "request"})
 	if d := fmt.Sprint(ev["detail"]); !strings.Contains(d, "inbound acl callers") {
 		t.Fatalf("journal detail %q", d)
+	}
+}
+
+// TestCalleeHangsUpDespiteInboundACL: the inbound ACL says who may place
+// calls; it lists only the caller's address (127.0.0.40), yet the callee
+// (a phone registered from 127.0.0.1) still hangs up the call: its BYE
+// follows the Record-Route back to the caller, and the record says the
+// callee hung up.
+func TestCalleeHangsUpDespiteInboundACL(t *testing.T) {
+	s := callSetup(t)
+	s.CLI("acl", "add", "callers", "--default", "deny")
+	s.CLI("acl", "allow", "callers", "127.0.0.40/32")
+	s.CLI("profile", "set", "internal", "--inbound-acl", "callers")
+	callee := NewPhone(t, s, "2002", "secret-2002")
+	callee.Start("call-phone-hangup.xml", "-d", "100")
+	r := SIPp(t, s.Addr, "call-uac-wait-bye.xml", 1, "-inf", CSV(t, "SEQUENTIAL", callerRow("2001", "secret-2001", "2002")),
+		"-i", "127.0.0.40")
+	if r.Code != 0 {
+		t.Fatalf("caller failed (%d):\n%s\nserver log:\n%s", r.Code, r.Output, s.Log())
+	}
+	callee.MustSucceed(10 * time.Second)
+	c := waitCall(t, s, "NORMAL_CLEARING", func(c CallRecord) bool { return c.Cause == "NORMAL_CLEARING" })
+	if c.HangupBy != "callee" || !strings.HasPrefix(c.CallerSource, "127.0.0.40:") {
+		t.Fatalf("call record %+v, want hung up by the callee, caller at 127.0.0.40", c)
 	}
 }
