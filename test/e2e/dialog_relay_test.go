@@ -85,7 +85,7 @@ func (s *sinks) assertNothing(t *testing.T) {
 // dialogIDs are what an attacker learns from a callee's view of a call.
 type dialogIDs struct {
 	callID, callerTag, calleeTag, route string
-	contact                            string // the callee's Contact URI
+	contact                             string // the callee's Contact URI
 }
 
 // calleeView reads the Call-ID, both tags and the Record-Route of the call
