@@ -47,6 +47,13 @@ const (
 	// DigestURIMismatch: the digest uri parameter does not name the
 	// Request-URI (RFC 7616 §3.4.6): the answer was made for another request.
 	DigestURIMismatch Code = "digest_uri_mismatch"
+	// RouteTokenRefused: an in-dialog request (a To tag, usually a Route
+	// with switchboard's Record-Route token) that the proxy will not route:
+	// forged or missing token, a dialog it does not know (ended, never
+	// set up, or set up before a restart: answered 481), a sender that is
+	// not one of the dialog's parties, or a target or route the dialog did
+	// not record. Answered 403 unless the dialog is unknown.
+	RouteTokenRefused Code = "route_token_refused"
 )
 
 // Call outcomes, FreeSWITCH hangup cause names.
@@ -93,6 +100,7 @@ var answers = map[Code]Answer{
 	OutOfOrder:        {500, "Server Internal Error", 0},
 	DigestNoQOP:       {403, "Forbidden", 0},
 	DigestURIMismatch: {400, "Bad Request", 0},
+	RouteTokenRefused: {403, "Forbidden", 0},
 
 	NormalClearing:        {200, "OK", 16},
 	UserNotRegistered:     {480, "Temporarily Unavailable", 20},

@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/calls"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
+	"github.com/switchboard-pbx/switchboard/internal/registrar"
 	"github.com/switchboard-pbx/switchboard/internal/router"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 )
@@ -63,13 +66,15 @@ type fork struct {
 	finalAt   time.Time
 	answered  *branch
 	dlg       *dialog
+	early     map[string]*dialog // dialogs followed, by callee tag
+	keep      map[*dialog]bool   // dialogs of late 2xx: followed after the fork ends
 	cause     cause.Code
 	by        string
 }
 
 func (f *fork) run() {
 	p := f.p
-	f.token = p.token(f.rec.CallID)
+	f.token = p.newToken(f.rec.CallID, tagOf(f.req.From().Params))
 	f.events = make(chan bevent, 4*len(f.decision.Targets)+4)
 	cancelled := make(chan struct{})
 	var once sync.Once
@@ -131,7 +136,7 @@ func (f *fork) start(b store.Binding) {
 	}
 	r := f.req.Clone()
 	r.Recipient = u
-	p.popOwnRoutes(r, f.rec.CallID)
+	p.popOwnRoutes(r)
 	for r.RemoveHeader("Proxy-Authorization") {
 	}
 	p.prepareForward(r, br.dest, br.transport)
@@ -200,6 +205,8 @@ func (f *fork) onEvent(ev bevent) {
 			f.cancel(br)
 		}
 		if code > 100 && !f.finalSent {
+			// Followed first: a PRACK may come back as soon as it is sent.
+			f.follow(br, res, false)
 			f.p.respond(f.tx, upstream(res, f.upDest, f.upTransport))
 		}
 		return
@@ -217,7 +224,14 @@ func (f *fork) onEvent(ev bevent) {
 		if f.finalSent {
 			// A 2xx after the caller got its final answer (cancelled, timed
 			// out, or answered by another phone) is still relayed: RFC 3261
-			// §16.7 step 5. The caller ACKs and hangs up through us.
+			// §16.7 step 5. The caller ACKs and hangs up through us: its
+			// dialog is followed (without a call record of its own).
+			if d := f.follow(br, res, false); d != nil {
+				if f.keep == nil {
+					f.keep = map[*dialog]bool{}
+				}
+				f.keep[d] = true
+			}
 			f.p.forwardStateless(res)
 			br.reason = res.Reason + " (answered after the call was settled; relayed to the caller)"
 			return
@@ -235,26 +249,78 @@ func (f *fork) onEvent(ev bevent) {
 func (f *fork) answer(br *branch, res *sip.Response) {
 	p := f.p
 	now := p.now()
-	calleeTag := ""
-	if to := res.To(); to != nil {
-		calleeTag = tagOf(to.Params)
-	}
 	f.finalSent, f.finalAt, f.answered = true, now, br
 	f.rec.Answer, f.rec.SIPStatus = now, res.StatusCode
 	f.cancelOthers(br, "cancelled: answered on another phone")
 	f.rec.Branches = f.branchRecords()
 	// The dialog is followed before the 2xx goes up: the caller's ACK and
 	// an immediate BYE may arrive (on another goroutine) as soon as it has.
-	d := &dialog{callID: f.rec.CallID, callerTag: tagOf(f.req.From().Params), calleeTag: calleeTag,
-		callerDest: f.req.Source(), callerTransport: strings.ToUpper(f.req.Transport()),
-		calleeDest: br.dest, calleeTransport: br.transport, rec: f.rec, last: now}
-	if p.dialogs.add(d) {
-		f.dlg = d
-	} else {
+	if f.dlg = f.follow(br, res, true); f.dlg == nil {
 		p.log.Warn("proxy: call not followed: too many dialogs or duplicate", "call_id", f.rec.CallID)
 	}
 	p.respond(f.tx, upstream(res, f.upDest, f.upTransport))
 	p.d.Calls.Save(f.rec)
+}
+
+// follow records the dialog a response with a To tag from branch br
+// creates or confirms (answered: a 2xx, with the call record): both
+// parties' addresses, targets and route sets, so that its in-dialog
+// requests can be routed (nextHop). It returns nil when the table is full.
+func (f *fork) follow(br *branch, res *sip.Response, answered bool) *dialog {
+	p := f.p
+	to := res.To()
+	if to == nil {
+		return nil
+	}
+	tag := tagOf(to.Params)
+	if tag == "" {
+		return nil
+	}
+	d := f.early[tag]
+	if d == nil {
+		d = &dialog{callID: f.rec.CallID, callerTag: tagOf(f.req.From().Params), calleeTag: tag, token: f.token,
+			caller: side{dest: f.req.Source(), transport: strings.ToUpper(f.req.Transport()),
+				routes: routeSet(f.req.GetHeaders("Record-Route")),
+				ips:    []netip.Addr{registrar.SourceAddr(f.req.Source())}},
+			callee: side{dest: br.dest, transport: br.transport, routes: calleeRoutes(p, res),
+				ips: []netip.Addr{registrar.SourceAddr(br.dest)}},
+			last: p.now()}
+		if ip := registrar.SourceAddr(br.b.Source); ip.IsValid() && ip != d.callee.ips[0] {
+			d.callee.ips = append(d.callee.ips, ip)
+		}
+		d.setContact(&d.caller, f.req.Contact())
+		if !p.dialogs.add(d) {
+			return nil
+		}
+		if f.early == nil {
+			f.early = map[string]*dialog{}
+		}
+		f.early[tag] = d
+	}
+	d.addIP(&d.callee, registrar.SourceAddr(res.Source()))
+	d.setContact(&d.callee, res.Contact())
+	if answered {
+		d.mu.Lock()
+		d.confirmed, d.rec, d.last = true, f.rec, p.now()
+		d.mu.Unlock()
+	}
+	return d
+}
+
+// calleeRoutes returns the Routes that follow ours in requests to the
+// callee: the Record-Route entries above ours in its answer (proxies
+// between us and the callee), in reverse order (RFC 3261 §12.1.2).
+func calleeRoutes(p *Proxy, res *sip.Response) []string {
+	var above []string
+	for _, h := range res.GetHeaders("Record-Route") {
+		rr, ok := h.(*sip.RecordRouteHeader)
+		if ok && p.isOwnURI(&rr.Address) {
+			break
+		}
+		above = append(above, routeSet([]sip.Header{h})...)
+	}
+	slices.Reverse(above)
+	return above
 }
 
 // cancelOthers CANCELs every pending branch but except (RFC 3261 §16.7
@@ -461,6 +527,11 @@ func (f *fork) branchRecords() []calls.Branch {
 // branch has ended.
 func (f *fork) finish() {
 	p := f.p
+	for _, d := range f.early {
+		if d != f.dlg && !f.keep[d] {
+			p.dialogs.drop(d)
+		}
+	}
 	branches := f.branchRecords()
 	ev := f.ev
 	ev.Time = f.finalAt

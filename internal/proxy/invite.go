@@ -81,6 +81,12 @@ func (p *Proxy) serveNewCall(req *sip.Request, tx sip.ServerTransaction) {
 	p.d.Policy.AuthSucceeded(src, callerDomain, res.AuthUser)
 	p.d.Journal.Settle(p.challenged.Key(src, caller))
 	ext := res.Ext
+	if p.dialogs.full() {
+		// Its in-dialog requests could not be routed.
+		p.refuse(req, tx, &ev, cause.TemporaryFailure,
+			fmt.Sprintf("too many calls in progress: %d dialogs followed (the maximum)", p.cfg.MaxDialogs))
+		return
+	}
 
 	trying := sip.NewResponseFromRequest(req, 100, "Trying", nil)
 	p.respond(tx, trying)

@@ -18,12 +18,19 @@
 // its silent bindings are marked unreachable in the location table.
 //
 // Every forwarded INVITE carries a Record-Route (loose routing, ;lr) with a
-// token bound to the Call-ID, so ACK, BYE, re-INVITE, UPDATE, INFO, REFER,
-// NOTIFY, MESSAGE and PRACK of the dialog come back through the proxy and are
-// forwarded without authentication, but only for dialogs the proxy set up:
-// a Route without a valid token is refused (no open relay). In-dialog
-// requests reach each party at the address its dialog-forming request or
-// registration came from.
+// route token (a random nonce and an HMAC of the Call-ID and the caller's
+// tag), so ACK, BYE, re-INVITE, UPDATE, INFO, REFER, NOTIFY, MESSAGE and
+// PRACK of the dialog come back through the proxy. They are forwarded
+// without authentication, but only within a dialog the proxy set up and
+// still knows (an in-memory table: early from a 1xx with a To tag,
+// confirmed by the 2xx, gone DialogLinger after the BYE and at a restart),
+// only from one of its two parties (by source address, and subject to the
+// inbound ACL unless from the callee), carrying the dialog's own token and
+// recorded route set, and only to the other party, at the address and
+// transport recorded at setup: a Route or Request-URI naming anything else
+// is refused (403, or 481 for an unknown dialog; cause
+// route_token_refused, journaled once a minute per address). The proxy is
+// no relay: nothing the request names is ever contacted.
 //
 // Every INVITE decision is journaled (journal.KindInvite) and every
 // authenticated call attempt gets a call record (package calls), written
@@ -35,9 +42,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -102,8 +106,8 @@ type Config struct {
 	// OwnHosts are the names and addresses that mean this server (to
 	// recognise our own Route entries).
 	OwnHosts []string
-	// Key signs the Record-Route tokens (any secret; a restart with the
-	// same key keeps in-flight dialogs routable).
+	// Key signs the Record-Route tokens (any secret). Tokens route nothing
+	// by themselves: dialogs live in memory and do not survive a restart.
 	Key []byte
 	// NoResponseTimeout is how long a branch may stay silent (not even 100
 	// Trying) before it is given up as dead (408) and its binding marked
@@ -115,8 +119,9 @@ type Config struct {
 	// DialogIdle ends the record of an answered call after this long without
 	// any in-dialog request (a lost BYE). Default 12 h.
 	DialogIdle time.Duration
-	// MaxDialogs bounds the dialogs tracked for call records (default
-	// 1,000,000); calls above it are still routed, their end is not recorded.
+	// MaxDialogs bounds the dialogs tracked (default 1,000,000): in-dialog
+	// requests are routed only for tracked dialogs, so new calls get 503
+	// while the table is full.
 	MaxDialogs int
 	// ServerName is sent in the Server header of our own answers.
 	ServerName string
@@ -152,6 +157,9 @@ type Proxy struct {
 	// challenged journals a plain challenge once a minute per phone and
 	// user.
 	challenged *journal.Throttle
+	// refused journals refused in-dialog requests once a minute per source
+	// address and cause.
+	refused *journal.Throttle
 }
 
 // New returns a proxy.
@@ -182,7 +190,8 @@ func New(cfg Config, d Deps) *Proxy {
 		}
 	}
 	p := &Proxy{cfg: cfg, host: host, port: cfg.Port, own: map[string]struct{}{}, d: d, log: d.Log,
-		now: time.Now, challenged: journal.NewThrottle(time.Minute, nil)}
+		now: time.Now, challenged: journal.NewThrottle(time.Minute, nil),
+		refused: journal.NewThrottle(time.Minute, nil)}
 	for _, h := range append([]string{host, cfg.Host}, cfg.OwnHosts...) {
 		if h = strings.ToLower(strings.Trim(h, "[]")); h != "" {
 			p.own[h] = struct{}{}
@@ -218,7 +227,7 @@ func (p *Proxy) Register(srv Mux) {
 }
 
 // Run sweeps dialogs that saw no request for Config.DialogIdle (their BYE
-// was lost) until ctx ends.
+// was lost), and forgets ended ones after DialogLinger, until ctx ends.
 func (p *Proxy) Run(ctx context.Context) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
@@ -227,6 +236,7 @@ func (p *Proxy) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			p.dialogs.sweep(p.now())
 			for _, d := range p.dialogs.expire(p.now().Add(-p.cfg.DialogIdle)) {
 				p.endDialog(d, cause.NormalClearing, calls.ByServer,
 					"no request seen in the dialog for "+p.cfg.DialogIdle.String()+"; the BYE was probably lost")
@@ -245,16 +255,9 @@ func (p *Proxy) Shutdown() {
 	}
 }
 
-// ActiveDialogs returns how many answered calls the proxy is tracking.
+// ActiveDialogs returns how many dialogs (answered calls, and early
+// dialogs of calls ringing) the proxy is tracking.
 func (p *Proxy) ActiveDialogs() int { return p.dialogs.len() }
-
-// token returns the Record-Route token that binds a dialog to this server.
-func (p *Proxy) token(callID string) string {
-	m := hmac.New(sha256.New, p.cfg.Key)
-	m.Write([]byte("record-route\x00"))
-	m.Write([]byte(callID))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:9])
-}
 
 // isOwnURI reports whether u addresses this server.
 func (p *Proxy) isOwnURI(u *sip.Uri) bool {

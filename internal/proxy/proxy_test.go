@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-pbx/switchboard/internal/cause"
 )
 
 func testProxy() *Proxy {
@@ -47,15 +49,26 @@ func TestOwnURI(t *testing.T) {
 	}
 }
 
-func TestTokenBindsCallID(t *testing.T) {
+func TestRouteToken(t *testing.T) {
 	p := testProxy()
-	a, b := p.token("call-1"), p.token("call-2")
-	if a == b || a != p.token("call-1") || len(a) != 12 {
-		t.Fatalf("tokens %q %q", a, b)
+	a, b := p.newToken("call-1", "a"), p.newToken("call-1", "a")
+	if a == b || len(a) != 24 {
+		t.Fatalf("tokens %q %q: want a fresh 24-character token per dialog", a, b)
+	}
+	if !p.tokenSigned(a, "call-1", "a") || !p.tokenSigned(b, "call-1", "a") {
+		t.Fatal("own token not recognised")
+	}
+	for _, tc := range []struct{ tok, callID, tag string }{
+		{a, "call-2", "a"}, {a, "call-1", "b"}, {"forged", "call-1", "a"}, {"", "call-1", "a"},
+		{a[:23] + "A", "call-1", "a"}, {a + "AAAA", "call-1", "a"},
+	} {
+		if p.tokenSigned(tc.tok, tc.callID, tc.tag) {
+			t.Errorf("token %q accepted for %s/%s", tc.tok, tc.callID, tc.tag)
+		}
 	}
 	other := New(Config{Host: "127.0.0.1", Port: 5070, Key: []byte("other")}, Deps{})
-	if other.token("call-1") == a {
-		t.Fatal("a different key makes the same token")
+	if other.tokenSigned(a, "call-1", "a") {
+		t.Fatal("a token signed with another key was accepted")
 	}
 }
 
@@ -79,53 +92,208 @@ const bye = "BYE sip:2002@10.0.0.2:5062 SIP/2.0\r\n" +
 
 func TestPopOwnRoutes(t *testing.T) {
 	p := testProxy()
-	tok := p.token("call-1")
-	req := newReq(t, replace(bye, "TOKEN", tok))
-	n, ok := p.popOwnRoutes(req, "call-1")
-	if n != 2 || !ok {
-		t.Fatalf("popped %d (token ok %v), want both of our entries with a valid token", n, ok)
+	req := newReq(t, replace(bye, "TOKEN", "tok"))
+	n, toks := p.popOwnRoutes(req)
+	if n != 2 || len(toks) != 2 || toks[0] != "tok" {
+		t.Fatalf("popped %d (tokens %q), want both of our entries", n, toks)
 	}
 	if r := req.Route(); r == nil || r.Address.Host != "198.51.100.7" {
 		t.Fatalf("next route = %v", r)
 	}
-	req = newReq(t, replace(bye, "TOKEN", "forged"))
-	if _, ok := p.popOwnRoutes(req, "call-1"); ok {
-		t.Fatal("a forged token was accepted")
-	}
 }
 
-func TestNextHopRefusesUnknownDialogs(t *testing.T) {
-	p := testProxy()
-	// Our Route with a bad token and no dialog we know: 403, no relay.
-	if _, st, _ := p.nextHop(newReq(t, replace(bye, "TOKEN", "forged"))); st != 403 {
-		t.Fatalf("forged token: status %d, want 403", st)
+// denyList is a Policy whose inbound ACL denies the listed addresses.
+type denyList []string
+
+func (l denyList) AllowInvite(src netip.Addr) (bool, string) {
+	for _, a := range l {
+		if src.String() == a {
+			return false, "inbound acl test"
+		}
 	}
-	// Valid token: forwarded to the next Route.
-	h, st, _ := p.nextHop(newReq(t, replace(bye, "TOKEN", p.token("call-1"))))
-	if st != 0 || h.dest != "198.51.100.7:5060" || h.transport != "UDP" {
-		t.Fatalf("valid token: %+v %d", h, st)
-	}
-	// No Route to us and no dialog: 481.
-	noRoute := "BYE sip:2002@10.0.0.2:5062 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK2\r\n" +
-		"From: <sip:2001@pbx.example>;tag=a\r\nTo: <sip:2002@pbx.example>;tag=b\r\nCall-ID: call-9\r\n" +
-		"CSeq: 3 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-	if _, st, _ := p.nextHop(newReq(t, noRoute)); st != 481 {
-		t.Fatalf("unknown dialog without route: status %d, want 481", st)
-	}
-	// A known dialog routes each side to where it is reached (NAT).
-	d := &dialog{callID: "call-9", callerTag: "a", calleeTag: "b", callerDest: "203.0.113.1:40001",
-		callerTransport: "UDP", calleeDest: "203.0.113.2:40002", calleeTransport: "TCP", last: time.Now()}
+	return true, ""
+}
+func (denyList) AuthFailed(netip.Addr, string) {}
+func (denyList) AuthSucceeded(netip.Addr)      {}
+
+// dialogFixture is a proxy following one answered call: caller 2001 at
+// 203.0.113.1:40001 (UDP), callee 2002 reached at 203.0.113.2:40002 (TCP)
+// with Contact 10.0.0.2:5062.
+func dialogFixture(t *testing.T, deny ...string) (*Proxy, *dialog, *time.Time) {
+	t.Helper()
+	p := New(Config{Host: "192.0.2.10", Port: 5070, Key: []byte("k")}, Deps{Policy: denyList(deny)})
+	clock := time.Date(2026, 12, 3, 4, 0, 0, 0, time.UTC)
+	p.now = func() time.Time { return clock }
+	d := &dialog{callID: "call-1", callerTag: "a", calleeTag: "b", token: p.newToken("call-1", "a"),
+		caller: side{dest: "203.0.113.1:40001", transport: "UDP", ips: []netip.Addr{netip.MustParseAddr("203.0.113.1")},
+			contact: "203.0.113.1:40001"},
+		callee: side{dest: "203.0.113.2:40002", transport: "TCP", ips: []netip.Addr{netip.MustParseAddr("203.0.113.2")},
+			contact: "10.0.0.2:5062"},
+		confirmed: true, last: clock}
 	if !p.dialogs.add(d) {
 		t.Fatal("add dialog")
 	}
-	h, st, _ = p.nextHop(newReq(t, noRoute))
-	if st != 0 || h.dest != "203.0.113.2:40002" || h.transport != "TCP" || !h.fromCaller {
-		t.Fatalf("caller's BYE: %+v %d", h, st)
+	return p, d, &clock
+}
+
+// inDialog builds an in-dialog request of call-1 from src.
+func inDialog(t *testing.T, method, ruri, fromTag, toTag, routes, src string) *sip.Request {
+	t.Helper()
+	req := newReq(t, method+" "+ruri+" SIP/2.0\r\nVia: SIP/2.0/UDP "+src+";branch=z9hG4bK1;rport\r\n"+routes+
+		"From: <sip:x@pbx.example>;tag="+fromTag+"\r\nTo: <sip:y@pbx.example>;tag="+toTag+"\r\n"+
+		"Call-ID: call-1\r\nCSeq: 3 "+method+"\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+	req.SetSource(src)
+	return req
+}
+
+// TestNextHop: an in-dialog request is routed only from one of the
+// dialog's parties, with its token, its route set and the other party's
+// target, and always to the address recorded at setup.
+func TestNextHop(t *testing.T) {
+	p, d, _ := dialogFixture(t)
+	our := "Route: <sip:192.0.2.10:5070;lr;sb=" + d.token + ">\r\n"
+	other := "Route: <sip:192.0.2.10:5070;lr;sb=" + p.newToken("call-1", "a") + ">\r\n"
+	forged := "Route: <sip:192.0.2.10:5070;lr;sb=forgedtoken0>\r\n"
+	sink := "Route: <sip:127.0.0.29:5099;lr>\r\n"
+	for _, tc := range []struct {
+		name                   string
+		method, ruri, from, to string
+		routes, src            string
+		status                 int
+		dest, transport        string
+	}{
+		{"caller's BYE", "BYE", "sip:2002@10.0.0.2:5062", "a", "b", our, "203.0.113.1:40001", 0, "203.0.113.2:40002", "TCP"},
+		{"caller from another port (TCP reconnect)", "INFO", "sip:10.0.0.2:5062;transport=tcp", "a", "b", our, "203.0.113.1:5999", 0, "203.0.113.2:40002", "TCP"},
+		{"callee's BYE", "BYE", "sip:2001@203.0.113.1:40001", "b", "a", our, "203.0.113.2:40002", 0, "203.0.113.1:40001", "UDP"},
+		{"ACK", "ACK", "sip:2002@10.0.0.2:5062", "a", "b", our, "203.0.113.1:40001", 0, "203.0.113.2:40002", "TCP"},
+		{"third address with the dialog's token", "BYE", "sip:2002@10.0.0.2:5062", "a", "b", our, "198.51.100.9:5060", 403, "", ""},
+		{"third address posing as the callee", "MESSAGE", "sip:2001@203.0.113.1:40001", "b", "a", our, "198.51.100.9:5060", 403, "", ""},
+		{"caller as the callee (tags swapped)", "BYE", "sip:2001@203.0.113.1:40001", "b", "a", our, "203.0.113.1:40001", 403, "", ""},
+		{"another dialog's token", "BYE", "sip:2002@10.0.0.2:5062", "a", "b", other, "203.0.113.1:40001", 403, "", ""},
+		{"forged token", "BYE", "sip:2002@10.0.0.2:5062", "a", "b", forged, "203.0.113.1:40001", 403, "", ""},
+		{"no Route", "BYE", "sip:2002@10.0.0.2:5062", "a", "b", "", "203.0.113.1:40001", 403, "", ""},
+		{"a second Route to a sink", "INFO", "sip:2002@10.0.0.2:5062", "a", "b", our + sink, "203.0.113.1:40001", 403, "", ""},
+		{"Request-URI elsewhere", "INVITE", "sip:0044123456789@127.0.0.29:5099", "a", "b", our, "203.0.113.1:40001", 403, "", ""},
+		{"unknown dialog", "BYE", "sip:2002@10.0.0.2:5062", "a", "zz", our, "203.0.113.1:40001", 481, "", ""},
+		{"unknown dialog, forged token", "BYE", "sip:2002@10.0.0.2:5062", "a", "zz", forged, "203.0.113.1:40001", 403, "", ""},
+	} {
+		h, r := p.nextHop(inDialog(t, tc.method, tc.ruri, tc.from, tc.to, tc.routes, tc.src))
+		switch {
+		case tc.status == 0 && r != nil:
+			t.Errorf("%s: refused %+v", tc.name, r)
+		case tc.status == 0 && (h.dest != tc.dest || h.transport != tc.transport || h.dlg != d):
+			t.Errorf("%s: routed to %s %s, want %s %s", tc.name, h.dest, h.transport, tc.dest, tc.transport)
+		case tc.status != 0 && (r == nil || r.status != tc.status || r.cause != cause.RouteTokenRefused):
+			t.Errorf("%s: %+v (hop %+v), want %d route_token_refused", tc.name, r, h, tc.status)
+		}
 	}
-	back := replace(replace(replace(noRoute, "tag=a", "tag=X"), "tag=b", "tag=a"), "tag=X", "tag=b")
-	h, st, _ = p.nextHop(newReq(t, back))
-	if st != 0 || h.dest != "203.0.113.1:40001" || h.fromCaller {
-		t.Fatalf("callee's BYE: %+v %d", h, st)
+}
+
+// TestNextHopTargetRefresh: after a re-INVITE's 2xx the callee's new
+// Contact is a valid Request-URI; where it is reached does not change.
+func TestNextHopTargetRefresh(t *testing.T) {
+	p, d, _ := dialogFixture(t)
+	our := "Route: <sip:192.0.2.10:5070;lr;sb=" + d.token + ">\r\n"
+	reinv := inDialog(t, "INVITE", "sip:2002@10.0.0.2:5062", "a", "b", our, "203.0.113.1:40001")
+	h, r := p.nextHop(reinv.Clone())
+	if r != nil {
+		t.Fatal(r)
+	}
+	res := sip.NewResponseFromRequest(reinv, 200, "OK", nil)
+	res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", Host: "10.0.0.99", Port: 5064}})
+	p.targetRefresh(reinv, res, h)
+	if _, r := p.nextHop(inDialog(t, "BYE", "sip:2002@10.0.0.2:5062", "a", "b", our, "203.0.113.1:40001")); r == nil {
+		t.Fatal("the old Contact is still a valid target after a target refresh")
+	}
+	h, r = p.nextHop(inDialog(t, "BYE", "sip:10.0.0.99:5064", "a", "b", our, "203.0.113.1:40001"))
+	if r != nil || h.dest != "203.0.113.2:40002" {
+		t.Fatalf("BYE to the refreshed Contact: %+v %+v", h, r)
+	}
+}
+
+// TestNextHopAfterEnd: once the BYE ended the dialog, only a late ACK or
+// BYE is routed, and only for DialogLinger; then 481.
+func TestNextHopAfterEnd(t *testing.T) {
+	p, d, clock := dialogFixture(t)
+	our := "Route: <sip:192.0.2.10:5070;lr;sb=" + d.token + ">\r\n"
+	if !p.dialogs.remove(d, *clock) || p.dialogs.remove(d, *clock) {
+		t.Fatal("remove")
+	}
+	*clock = clock.Add(DialogLinger - time.Second)
+	for _, m := range []string{"ACK", "BYE"} {
+		if _, r := p.nextHop(inDialog(t, m, "sip:2002@10.0.0.2:5062", "a", "b", our, "203.0.113.1:40001")); r != nil {
+			t.Errorf("late %s refused: %+v", m, r)
+		}
+	}
+	if _, r := p.nextHop(inDialog(t, "INFO", "sip:2002@10.0.0.2:5062", "a", "b", our, "203.0.113.1:40001")); r == nil || r.status != 481 {
+		t.Errorf("INFO after the BYE: %+v, want 481", r)
+	}
+	if _, r := p.nextHop(inDialog(t, "BYE", "sip:2002@10.0.0.2:5062", "a", "b", our, "198.51.100.9:5060")); r == nil || r.status != 403 {
+		t.Errorf("late BYE from a third address: %+v, want 403", r)
+	}
+	*clock = clock.Add(2 * time.Second)
+	if _, r := p.nextHop(inDialog(t, "BYE", "sip:2002@10.0.0.2:5062", "a", "b", our, "203.0.113.1:40001")); r == nil || r.status != 481 {
+		t.Errorf("BYE after the linger: %+v, want 481", r)
+	}
+	p.dialogs.sweep(*clock)
+	if d, _, _ := p.dialogs.find("call-1", "a", "b", clock.Add(-time.Hour)); d != nil {
+		t.Error("sweep kept an ended dialog past its linger")
+	}
+}
+
+// TestNextHopInboundACL: the inbound ACL refuses in-dialog requests from
+// denied addresses (acl_denied), except the callee party's.
+func TestNextHopInboundACL(t *testing.T) {
+	p, d, _ := dialogFixture(t, "203.0.113.1", "203.0.113.2", "198.51.100.9")
+	our := "Route: <sip:192.0.2.10:5070;lr;sb=" + d.token + ">\r\n"
+	for _, tc := range []struct {
+		name, from, to, ruri, src string
+		ok                        bool
+	}{
+		{"denied caller", "a", "b", "sip:2002@10.0.0.2:5062", "203.0.113.1:40001", false},
+		{"denied third address", "a", "b", "sip:2002@10.0.0.2:5062", "198.51.100.9:5060", false},
+		{"denied third address posing as the callee", "b", "a", "sip:2001@203.0.113.1:40001", "198.51.100.9:5060", false},
+		{"callee", "b", "a", "sip:2001@203.0.113.1:40001", "203.0.113.2:40002", true},
+	} {
+		_, r := p.nextHop(inDialog(t, "BYE", tc.ruri, tc.from, tc.to, our, tc.src))
+		if tc.ok && r != nil {
+			t.Errorf("%s: refused %+v", tc.name, r)
+		}
+		if !tc.ok && (r == nil || r.status != 403 || r.cause != cause.ACLDenied) {
+			t.Errorf("%s: %+v, want 403 acl_denied", tc.name, r)
+		}
+	}
+}
+
+// TestResponseHop: a 2xx retransmission outside a transaction is relayed
+// only for a known dialog, from the party that answered, to the other
+// party's recorded address (never to the Via it names).
+func TestResponseHop(t *testing.T) {
+	p, _, _ := dialogFixture(t)
+	mk := func(fromTag, toTag, src string, ourVia bool) *sip.Response {
+		req := inDialog(t, "INVITE", "sip:2002@10.0.0.2:5062", fromTag, toTag, "", "127.0.0.29:5099")
+		if ourVia {
+			req.PrependHeader(p.newVia("TCP"))
+		}
+		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+		res.SetSource(src)
+		return res
+	}
+	if dest, tp, r := p.responseHop(mk("a", "b", "203.0.113.2:40002", true)); r != nil || dest != "203.0.113.1:40001" || tp != "UDP" {
+		t.Fatalf("callee's 2xx: %s %s %+v, want the caller's recorded address", dest, tp, r)
+	}
+	if dest, _, r := p.responseHop(mk("b", "a", "203.0.113.1:40001", true)); r != nil || dest != "203.0.113.2:40002" {
+		t.Fatalf("caller's 2xx to the callee's re-INVITE: %s %+v", dest, r)
+	}
+	for name, res := range map[string]*sip.Response{
+		"third address":    mk("a", "b", "198.51.100.9:5060", true),
+		"caller as callee": mk("a", "b", "203.0.113.1:40001", true),
+		"unknown dialog":   mk("a", "zz", "203.0.113.2:40002", true),
+		"not our Via":      mk("a", "b", "203.0.113.2:40002", false),
+	} {
+		if _, _, r := p.responseHop(res); r == nil || r.cause != cause.RouteTokenRefused {
+			t.Errorf("%s: relayed", name)
+		}
 	}
 }
 
@@ -143,19 +311,19 @@ func TestDialogTable(t *testing.T) {
 	if tb.add(&dialog{callID: "c1", callerTag: "a", calleeTag: "b"}) {
 		t.Fatal("duplicate accepted")
 	}
-	if d, fromCaller := tb.find("c1", "a", "b"); d != d1 || !fromCaller {
+	if d, fromCaller, _ := tb.find("c1", "a", "b", now); d != d1 || !fromCaller {
 		t.Fatal("find from caller")
 	}
-	if d, fromCaller := tb.find("c1", "b", "a"); d != d1 || fromCaller {
+	if d, fromCaller, _ := tb.find("c1", "b", "a", now); d != d1 || fromCaller {
 		t.Fatal("find from callee")
 	}
-	if d, _ := tb.find("c1", "a", "zz"); d != nil {
+	if d, _, _ := tb.find("c1", "a", "zz", now); d != nil {
 		t.Fatal("found a dialog with the wrong tag")
 	}
 	if gone := tb.expire(now.Add(-time.Minute)); len(gone) != 1 || gone[0] != d1 {
 		t.Fatalf("expire: %v", gone)
 	}
-	if !tb.remove(d2) || tb.remove(d2) || tb.len() != 0 {
+	if !tb.remove(d2, now) || tb.remove(d2, now) || tb.len() != 0 {
 		t.Fatal("remove")
 	}
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/journal"
+	"github.com/switchboard-pbx/switchboard/internal/registrar"
 )
 
 // prebuilt tells sipgo the request is complete (no header is added).
@@ -99,17 +102,63 @@ func (p *Proxy) writeResponse(res *sip.Response) error {
 	return p.d.Server.WriteResponse(res)
 }
 
-// ForwardResponse forwards statelessly a response whose transaction is
-// gone: 2xx retransmissions of an answered INVITE and 2xx that arrive
-// after the caller was answered otherwise (RFC 3261 §16.7 step 5, RFC
-// 6026). Only responses to requests we forwarded (our Via on top) are
-// relayed; anything else is dropped. Install it as the stack's unhandled
-// response handler.
+// ForwardResponse forwards statelessly a 2xx to an INVITE whose
+// transaction is gone: retransmissions of the 2xx of an answered call or
+// re-INVITE (RFC 3261 §16.7 step 5, RFC 6026). It is relayed only when it
+// matches a dialog the proxy knows (its Call-ID and tags; an ended one
+// within DialogLinger), comes from an address of the party that answered
+// and has our Via on top, and it goes to the other party at the address
+// recorded at setup, not to the Via it names. Anything else is dropped and
+// journaled (route_token_refused, once a minute per address). Install it
+// as the stack's unhandled response handler.
 func (p *Proxy) ForwardResponse(res *sip.Response) {
 	if !res.IsSuccess() || res.CSeq() == nil || res.CSeq().MethodName != sip.INVITE {
 		return
 	}
-	p.forwardStateless(res)
+	dest, tp, r := p.responseHop(res)
+	if r != nil {
+		src := registrar.SourceAddr(res.Source())
+		if p.refused.First(p.refused.Key(src, string(r.cause))) {
+			ev := journal.Event{Kind: journal.KindRequest, Cause: r.cause, Source: res.Source(),
+				Transport: strings.ToUpper(res.Transport()),
+				Detail: fmt.Sprintf("%d response to INVITE not relayed: %s (further refusals of this address are journaled once a minute)",
+					res.StatusCode, r.detail)}
+			if id := res.CallID(); id != nil {
+				ev.CallID = id.Value()
+			}
+			p.d.Journal.Record(ev)
+		}
+		return
+	}
+	out := res.Clone()
+	out.RemoveHeader("Via")
+	out.SetDestination(dest)
+	out.SetTransport(tp)
+	if err := p.writeResponse(out); err != nil {
+		p.log.Debug("proxy: forward response", "status", out.StatusCode, "to", dest, "error", err)
+	}
+}
+
+// responseHop decides where a 2xx retransmission outside any transaction
+// goes (see ForwardResponse).
+func (p *Proxy) responseHop(res *sip.Response) (dest, transport string, r *refusal) {
+	if !p.isOwnVia(res.Via()) || res.CallID() == nil || res.From() == nil || res.To() == nil {
+		return "", "", &refusal{cause: cause.RouteTokenRefused, detail: "not an answer to a request this server forwarded"}
+	}
+	// From and To are the request's: a request from the caller is answered
+	// by the callee, and the other way round.
+	d, fromCaller, _ := p.dialogs.find(res.CallID().Value(), tagOf(res.From().Params), tagOf(res.To().Params), p.now())
+	if d == nil {
+		return "", "", &refusal{cause: cause.RouteTokenRefused, detail: "no dialog with this Call-ID and tags"}
+	}
+	answerer, requester := &d.callee, &d.caller
+	if !fromCaller {
+		answerer, requester = requester, answerer
+	}
+	if src := registrar.SourceAddr(res.Source()); !d.hasIP(answerer, src) {
+		return "", "", &refusal{cause: cause.RouteTokenRefused, detail: "sender " + src.String() + " is not the party of the dialog that answered"}
+	}
+	return requester.dest, requester.transport, nil
 }
 
 func (p *Proxy) forwardStateless(res *sip.Response) {
@@ -164,22 +213,15 @@ func (p *Proxy) answer(req *sip.Request, tx sip.ServerTransaction, status int, r
 }
 
 // popOwnRoutes removes the Route entries at the top that address us and
-// reports how many it removed and whether one carried a valid token for
-// callID.
-func (p *Proxy) popOwnRoutes(req *sip.Request, callID string) (n int, tokenOK bool) {
-	want := ""
+// returns how many it removed and the route tokens (sb=) they carried.
+func (p *Proxy) popOwnRoutes(req *sip.Request) (n int, tokens []string) {
 	for {
 		r := req.Route()
 		if r == nil || !p.isOwnURI(&r.Address) {
-			return n, tokenOK
+			return n, tokens
 		}
 		if tok, ok := r.Address.UriParams.Get("sb"); ok {
-			if want == "" {
-				want = p.token(callID)
-			}
-			if tok == want {
-				tokenOK = true
-			}
+			tokens = append(tokens, tok)
 		}
 		req.RemoveHeader("Route")
 		n++
