@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/switchboard-pbx/switchboard/internal/version"
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/server"
@@ -185,7 +186,7 @@ func Status(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer db.Close()
-	v := statusView{State: "stopped", Version: server.Version, DataDir: *data, Profiles: []profileView{}}
+	v := statusView{State: "stopped", Version: version.Get().String(), DataDir: *data, Profiles: []profileView{}}
 	v.DefaultDomain, _, _ = db.Meta(ctx, "default_domain")
 	if v.Domains, v.Extensions, err = db.Counts(ctx); err != nil {
 		return err

@@ -37,10 +37,8 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/sipstack"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
+	"github.com/switchboard-pbx/switchboard/internal/version"
 )
-
-// Version is the server version, set at build time with -ldflags.
-var Version = "0.1.0-dev"
 
 // Allow lists the methods the server answers.
 const Allow = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, REFER, NOTIFY, MESSAGE, PRACK"
@@ -49,7 +47,7 @@ const Allow = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, REFER,
 type Runtime struct {
 	PID       int                 `json:"pid"`
 	StartedAt time.Time           `json:"started_at"`
-	Version   string              `json:"version"`
+	Version   string              `json:"version"` // version.Info.String() of the binary
 	Domain    string              `json:"domain"`
 	Listeners []sipstack.Listener `json:"listeners"`
 }
@@ -344,11 +342,11 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		})
 	})
-	rt := Runtime{PID: os.Getpid(), StartedAt: s.Started, Version: Version, Domain: s.Domain, Listeners: s.Stack.Listeners}
+	rt := Runtime{PID: os.Getpid(), StartedAt: s.Started, Version: version.Get().String(), Domain: s.Domain, Listeners: s.Stack.Listeners}
 	if b, err := json.Marshal(rt); err == nil {
 		_ = s.DB.SetMeta(ctx, "runtime", string(b))
 	}
-	s.Log.Info("switchboard started", "version", Version, "domain", s.Domain, "udp", s.Stack.Listeners[0].Addr,
+	s.Log.Info("switchboard started", "version", version.Get().String(), "domain", s.Domain, "udp", s.Stack.Listeners[0].Addr,
 		"tcp", s.Stack.Listeners[1].Addr, "data", s.Cfg.DataDir)
 	err := s.Stack.Serve(ctx)
 	s.stateless.wg.Wait() // listeners are closed: no new ones start

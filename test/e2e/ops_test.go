@@ -1,0 +1,184 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
+)
+
+// TestBackupRestoreUnderLoad: `backup` taken while SIPp registers phones
+// gives a file that passes integrity_check and that `restore` turns into a
+// data directory `serve` starts from, with the extensions and the
+// registrations the backup reported. `restore` refuses while a server runs
+// on the data directory, and a backup never overwrites without --force.
+func TestBackupRestoreUnderLoad(t *testing.T) {
+	Need(t, "sipp")
+	s := Start(t, "")
+	const n = 600
+	var csv strings.Builder
+	csv.WriteString("extension,password\n")
+	rows := make([][]string, 0, n)
+	for i := range n {
+		user, pw := fmt.Sprint(30000+i), fmt.Sprintf("backup-pw-%d", i)
+		fmt.Fprintf(&csv, "%s,%s\n", user, pw)
+		rows = append(rows, AuthRow(user, pw))
+	}
+	if out, errOut, code := RunCLI(t, s.Data, csv.String(), "ext", "import", "-"); code != 0 {
+		t.Fatalf("import: %d %s %s", code, out, errOut)
+	}
+	users := CSV(t, "SEQUENTIAL", rows...)
+	done := make(chan SIPpResult, 1)
+	go func() { done <- SIPp(t, s.Addr, "register.xml", n, "-inf", users, "-r", "150") }()
+
+	dir := t.TempDir()
+	var backups []string
+loop:
+	for i := 0; ; i++ {
+		file := filepath.Join(dir, fmt.Sprintf("b%d.db", i))
+		var res struct {
+			Registrations int `json:"registrations"`
+			Extensions    int `json:"extensions"`
+		}
+		s.JSON(&res, "backup", file)
+		if res.Extensions != n {
+			t.Fatalf("backup %d reports %d extensions, want %d", i, res.Extensions, n)
+		}
+		st, err := os.Stat(file)
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("backup file %s: %v mode %v, want 0600", file, err, st.Mode())
+		}
+		if err := sqlite.CheckFile(context.Background(), file); err != nil {
+			t.Fatalf("backup %d taken under load fails its check: %v", i, err)
+		}
+		backups = append(backups, file)
+		select {
+		case r := <-done:
+			if r.Code != 0 {
+				t.Fatalf("sipp: %d\n%s", r.Code, r.Output)
+			}
+			break loop
+		default:
+		}
+	}
+	if len(backups) < 2 {
+		t.Logf("only %d backup(s) were taken while SIPp ran", len(backups))
+	}
+	// The last one after the load: every registration is in it.
+	final := filepath.Join(dir, "final.db")
+	var res struct {
+		Registrations int `json:"registrations"`
+	}
+	s.JSON(&res, "backup", final)
+	if res.Registrations != n {
+		t.Fatalf("backup after the load holds %d registrations, want %d", res.Registrations, n)
+	}
+	if _, errOut, code := s.TryCLI("backup", final); code != 1 || !strings.Contains(errOut, "--force") {
+		t.Fatalf("backup over an existing file: exit %d, %q", code, errOut)
+	}
+	if _, errOut, code := s.TryCLI("restore", final); code != 1 || !strings.Contains(errOut, "is running") {
+		t.Fatalf("restore while the server runs: exit %d, %q", code, errOut)
+	}
+	s.Stop()
+
+	// Restore into a new data directory and into the old one.
+	fresh := t.TempDir()
+	if out, errOut, code := RunCLI(t, fresh, "", "restore", final); code != 0 || !strings.Contains(out, "restored") {
+		t.Fatalf("restore into a new directory: exit %d, %q %q", code, out, errOut)
+	}
+	if out, errOut, code := RunCLI(t, s.Data, "", "restore", backups[0]); code != 0 || !strings.Contains(out, ".replaced-") {
+		t.Fatalf("restore over the old database: exit %d, %q %q", code, out, errOut)
+	}
+	notDB := filepath.Join(dir, "not.db")
+	os.WriteFile(notDB, []byte("hello, this is not sqlite at all, just text padding padding padding padding padding padding padding"), 0o600)
+	if _, errOut, code := RunCLI(t, fresh, "", "restore", notDB); code != 1 || !strings.Contains(errOut, "not a switchboard backup") {
+		t.Fatalf("restore of a non-database: exit %d, %q", code, errOut)
+	}
+	r := Start(t, fresh)
+	if regs := r.Regs(); len(regs) != n {
+		t.Fatalf("restored server has %d registrations, want %d", len(regs), n)
+	}
+	var exts []map[string]any
+	r.JSON(&exts, "ext", "list")
+	if len(exts) != n {
+		t.Fatalf("restored server has %d extensions, want %d", len(exts), n)
+	}
+	// A restored password still works.
+	reg(t, r, "reg-ok.xml", regCall{User: "30007", Password: "backup-pw-7", Expires: 3600})
+}
+
+// TestVersionAndGlobalFlags: --version/-v/version print the version; --data
+// and --json may come before the command; a mistyped command gets a
+// suggestion.
+func TestVersionAndGlobalFlags(t *testing.T) {
+	data := t.TempDir()
+	for _, args := range [][]string{{"--version"}, {"-v"}, {"version"}} {
+		out, errOut, code := RunCLI(t, data, "", args...)
+		if code != 0 || !strings.HasPrefix(out, "switchboard ") || !strings.Contains(out, "go1.") {
+			t.Fatalf("%v: exit %d, %q %q", args, code, out, errOut)
+		}
+	}
+	out, _, code := RunCLI(t, data, "", "version", "--json")
+	var v map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &v) != nil || v["version"] == "" || v["go"] == nil {
+		t.Fatalf("version --json: %d %q", code, out)
+	}
+	s := Start(t, "")
+	s.AddExt("2001", "goodpass-2001")
+	out, errOut, code := runArgs(t, "--data", s.Data, "--json", "ext", "list")
+	if code != 0 || !strings.Contains(out, `"2001"`) {
+		t.Fatalf("global flags before the command: exit %d, %q %q", code, out, errOut)
+	}
+	out, errOut, code = runArgs(t, "--data="+s.Data, "status")
+	if code != 0 || !strings.Contains(out, "running") {
+		t.Fatalf("--data=DIR before the command: exit %d, %q %q", code, out, errOut)
+	}
+	for cmd, want := range map[string]string{"stauts": "did you mean `switchboard status`", "bakup": "did you mean `switchboard backup`"} {
+		_, errOut, code := RunCLI(t, data, "", cmd)
+		if code != 1 || !strings.Contains(errOut, want) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Fatalf("%s: exit %d, %q", cmd, code, errOut)
+		}
+	}
+	if _, errOut, code := runArgs(t, "--data"); code != 1 || !strings.Contains(errOut, "needs a value") {
+		t.Fatalf("--data without a value: exit %d, %q", code, errOut)
+	}
+}
+
+// TestSystemdUnitVerifies: the shipped unit passes systemd-analyze verify
+// (with ExecStart pointed at the binary under test).
+func TestSystemdUnitVerifies(t *testing.T) {
+	Need(t, "systemd-analyze")
+	unit, err := os.ReadFile(filepath.Join("..", "..", "packaging", "switchboard.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(string(unit), "/usr/local/bin/switchboard", Binary(t))
+	p := filepath.Join(t.TempDir(), "switchboard.service")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("systemd-analyze", "verify", p).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// runArgs runs the CLI with exactly args (no --data appended).
+func runArgs(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(Binary(t), args...)
+	cmd.Env = ChildEnv("SWITCHBOARD_DATA=" + filepath.Join(t.TempDir(), "not-here"))
+	var o, e strings.Builder
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if err != nil && cmd.ProcessState == nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), cmd.ProcessState.ExitCode()
+}
