@@ -29,17 +29,46 @@ func defaultData() string {
 	return "./data"
 }
 
-func openDB(ctx context.Context, dir string) (*sqlite.DB, error) {
-	return sqlite.Open(ctx, dir)
+// openDB opens the data directory's database for a command that edits it,
+// creating (and migrating) it when missing, with a note on stderr so that a
+// mistyped --data does not pass unnoticed.
+func openDB(ctx context.Context, env Env, dir string) (*sqlite.DB, error) {
+	db, err := openExisting(ctx, dir)
+	if err == nil {
+		return db, nil
+	}
+	if _, statErr := os.Stat(filepath.Join(dir, sqlite.FileName)); statErr == nil {
+		return nil, err // it exists but cannot be used as it is
+	}
+	db, err = sqlite.Open(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(env.Stderr, "switchboard: note: created a new database in %s (start the server on it with: switchboard serve --data %s)\n", dir, dir)
+	return db, nil
+}
+
+// openFor opens the database for a command that edits it (openDB) or
+// only reads it (openExisting).
+func openFor(ctx context.Context, env Env, dir string, edit bool) (*sqlite.DB, error) {
+	if edit {
+		return openDB(ctx, env, dir)
+	}
+	return openExisting(ctx, dir)
 }
 
 // openExisting opens the database of a data directory that must already
-// hold one (commands that only read what serve recorded).
+// hold one, for commands that read: it creates nothing and migrates
+// nothing.
 func openExisting(ctx context.Context, dir string) (*sqlite.DB, error) {
-	if _, err := os.Stat(filepath.Join(dir, sqlite.FileName)); err != nil {
-		return nil, usagef("no switchboard database in %s: pass --data DIR where switchboard serve keeps its data (or set SWITCHBOARD_DATA)", dir)
+	db, err := sqlite.OpenExisting(ctx, dir)
+	switch {
+	case errors.Is(err, sqlite.ErrNoDatabase):
+		return nil, usagef("no switchboard data in %s (start it with switchboard serve --data %s, or pass --data DIR where it keeps its data)", dir, dir)
+	case errors.Is(err, sqlite.ErrSchema):
+		return nil, usagef("%s: restart switchboard serve with this version (it upgrades the database at start), or use the switchboard that wrote it", strings.TrimPrefix(err.Error(), sqlite.ErrSchema.Error()+": "))
 	}
-	return openDB(ctx, dir)
+	return db, err
 }
 
 // defaultDomain returns the data directory's default domain, creating it

@@ -28,7 +28,7 @@ realm its phones authenticate against.`)
 	if err != nil {
 		return err
 	}
-	db, err := openDB(ctx, *data)
+	db, err := openFor(ctx, env, *data, pos[0] != "list")
 	if err != nil {
 		return err
 	}

@@ -129,8 +129,10 @@ func (f *extFlags) fields(fs *flag.FlagSet) {
 	fs.IntVar(&f.timeout, "call-timeout", 30, "seconds to ring before giving up (NO_ANSWER)")
 }
 
-func open(ctx context.Context, f *extFlags) (*sqlite.DB, string, error) {
-	db, err := openDB(ctx, f.data)
+// open opens the database (creating it only for edit commands, see
+// openFor) and resolves --domain.
+func open(ctx context.Context, env Env, f *extFlags, edit bool) (*sqlite.DB, string, error) {
+	db, err := openFor(ctx, env, f.data, edit)
 	if err != nil {
 		return nil, "", err
 	}
@@ -163,7 +165,7 @@ func extAdd(ctx context.Context, env Env, args []string) error {
 	if err := checkLimits(f.maxRegs, f.timeout); err != nil {
 		return err
 	}
-	db, dom, err := open(ctx, f)
+	db, dom, err := open(ctx, env, f, true)
 	if err != nil {
 		return err
 	}
@@ -256,7 +258,7 @@ func extList(ctx context.Context, env Env, args []string) error {
 	if len(pos) > 0 {
 		return usagef("`switchboard ext list` takes no arguments; to see one extension: switchboard ext show %s", pos[0])
 	}
-	db, err := openDB(ctx, f.data)
+	db, err := openExisting(ctx, f.data)
 	if err != nil {
 		return err
 	}
@@ -306,7 +308,7 @@ func extShow(ctx context.Context, env Env, args []string) error {
 	if done || err != nil {
 		return err
 	}
-	db, dom, err := open(ctx, f)
+	db, dom, err := open(ctx, env, f, false)
 	if err != nil {
 		return err
 	}
@@ -358,7 +360,7 @@ func extSet(ctx context.Context, env Env, args []string) error {
 	if changed == 0 {
 		return usagef("nothing to change: give at least one of --password, --enabled, --name, --cid-number, --description, --acl, --max-registrations, --call-timeout")
 	}
-	db, dom, err := open(ctx, f)
+	db, dom, err := open(ctx, env, f, true)
 	if err != nil {
 		return err
 	}
@@ -422,7 +424,7 @@ func extPasswd(ctx context.Context, env Env, args []string) error {
 	if done || err != nil {
 		return err
 	}
-	db, dom, err := open(ctx, f)
+	db, dom, err := open(ctx, env, f, true)
 	if err != nil {
 		return err
 	}
@@ -449,7 +451,7 @@ func extRm(ctx context.Context, env Env, args []string) error {
 	if done || err != nil {
 		return err
 	}
-	db, dom, err := open(ctx, f)
+	db, dom, err := open(ctx, env, f, true)
 	if err != nil {
 		return err
 	}
@@ -502,7 +504,7 @@ one transaction: on any bad row nothing is added and the row's line is named.`)
 		defer fh.Close()
 		in, name = fh, pos[0]
 	}
-	db, dom, err := open(ctx, &f)
+	db, dom, err := open(ctx, env, &f, true)
 	if err != nil {
 		return err
 	}
@@ -706,7 +708,7 @@ same columns come as one JSON array (for scripts; import reads CSV only).`)
 	if len(pos) > 1 {
 		return usagef("`switchboard ext export` takes at most one file name")
 	}
-	db, err := openDB(ctx, f.data)
+	db, err := openExisting(ctx, f.data)
 	if err != nil {
 		return err
 	}

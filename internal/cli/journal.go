@@ -85,7 +85,7 @@ func Journal(ctx context.Context, env Env, args []string) error {
 		return usagef("--interval must be at least 10ms")
 	}
 	f.Limit = *limit
-	db, err := openDB(ctx, *data)
+	db, err := openExisting(ctx, *data)
 	if err != nil {
 		return err
 	}

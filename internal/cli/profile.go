@@ -89,7 +89,7 @@ func Profile(ctx context.Context, env Env, args []string) error {
 	if len(rest) == 1 {
 		name = rest[0]
 	}
-	db, err := openDB(ctx, *data)
+	db, err := openFor(ctx, env, *data, cmd == "set")
 	if err != nil {
 		return err
 	}

@@ -65,7 +65,7 @@ realm, and OPTIONS ping status.`)
 	if len(pos) > 1 {
 		return usagef("`switchboard reg` takes at most one extension number, e.g. switchboard reg 2002")
 	}
-	db, err := openDB(ctx, *data)
+	db, err := openExisting(ctx, *data)
 	if err != nil {
 		return err
 	}
@@ -181,7 +181,7 @@ func Status(ctx context.Context, env Env, args []string) error {
 	if len(pos) > 0 {
 		return usagef("`switchboard status` takes no arguments")
 	}
-	db, err := openDB(ctx, *data)
+	db, err := openExisting(ctx, *data)
 	if err != nil {
 		return err
 	}

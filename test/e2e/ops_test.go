@@ -182,3 +182,29 @@ func runArgs(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	}
 	return o.String(), e.String(), cmd.ProcessState.ExitCode()
 }
+
+// TestReadCommandsCreateNothing: a read command pointed at a data directory
+// without a database (a mistyped --data) creates nothing and says where the
+// data should be; an edit command creates the database and says so.
+func TestReadCommandsCreateNothing(t *testing.T) {
+	typo := filepath.Join(t.TempDir(), "typo")
+	for _, args := range [][]string{{"reg"}, {"status"}, {"journal"}, {"calls"}, {"doctor", "2001"},
+		{"ext", "list"}, {"ext", "show", "2001"}, {"ext", "export"}, {"acl", "list"}, {"ban", "list"},
+		{"profile", "show"}, {"domain", "list"}, {"backup", filepath.Join(t.TempDir(), "b.db")}} {
+		out, errOut, code := RunCLI(t, typo, "", args...)
+		want := "switchboard: no switchboard data in " + typo + " (start it with switchboard serve --data " + typo
+		if code != 1 || out != "" || !strings.HasPrefix(errOut, want) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+		if _, err := os.Stat(typo); !os.IsNotExist(err) {
+			t.Fatalf("%v created %s (%v)", args, typo, err)
+		}
+	}
+	out, errOut, code := RunCLI(t, typo, "", "ext", "add", "2001", "--password", "goodpass-2001")
+	if code != 0 || !strings.Contains(out, "added extension 2001") || !strings.Contains(errOut, "created a new database in "+typo) {
+		t.Fatalf("ext add on a new directory: exit %d, %q %q", code, out, errOut)
+	}
+	if out, errOut, code := RunCLI(t, typo, "", "ext", "list"); code != 0 || !strings.Contains(out, "2001") || errOut != "" {
+		t.Fatalf("ext list after the add: exit %d, %q %q", code, out, errOut)
+	}
+}
