@@ -8,7 +8,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/switchboard-pbx/switchboard/internal/server"
+	"github.com/switchboard-pbx/switchboard/internal/control"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
 )
 
@@ -44,7 +44,7 @@ the server keeps running. Restore it with: switchboard restore FILE`)
 		return err
 	}
 	defer db.Close()
-	freshen(ctx, *data, db) // registrations the server still queues
+	freshen(ctx, *data) // registrations the server still queues
 	if err := db.BackupTo(ctx, file); err != nil {
 		return err
 	}
@@ -84,7 +84,7 @@ switchboard.db.replaced-DATE, and FILE is migrated to this version's schema.`)
 	if len(pos) != 1 {
 		return usagef("restore needs one FILE: switchboard restore /var/backups/switchboard.db")
 	}
-	if running, pid := server.Running(*data); running {
+	if running, pid := control.Running(*data); running {
 		return usagef("switchboard serve (pid %d) is running on %s: stop it first (e.g. systemctl stop switchboard), then run switchboard restore again", pid, *data)
 	}
 	if err := os.MkdirAll(*data, 0o700); err != nil {

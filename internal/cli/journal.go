@@ -90,7 +90,7 @@ func Journal(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer db.Close()
-	freshen(ctx, *data, db)
+	freshen(ctx, *data)
 	if *domain != "" {
 		// A domain switchboard does not serve still appears in the journal
 		// (wrong_domain), so take the name as given when it is unknown.

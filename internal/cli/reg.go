@@ -2,14 +2,14 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/switchboard-pbx/switchboard/internal/version"
 	"time"
 
-	"github.com/switchboard-pbx/switchboard/internal/server"
+	"github.com/switchboard-pbx/switchboard/internal/version"
+
+	"github.com/switchboard-pbx/switchboard/internal/control"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 )
 
@@ -83,7 +83,7 @@ realm, and OPTIONS ping status.`)
 			return err
 		}
 	}
-	freshen(ctx, *data, db)
+	freshen(ctx, *data)
 	bs, err := db.BindingsOf(ctx, dom, num)
 	if err != nil {
 		return err
@@ -103,7 +103,7 @@ realm, and OPTIONS ping status.`)
 	if *asJSON {
 		return writeJSON(env.Stdout, views)
 	}
-	running, _ := server.Running(*data)
+	running, _ := control.Running(*data)
 	if len(views) == 0 {
 		if num != "" {
 			fmt.Fprintf(env.Stdout, "%s is not registered (ask why: switchboard doctor %s)\n", num, num)
@@ -191,17 +191,14 @@ func Status(ctx context.Context, env Env, args []string) error {
 	if v.Domains, v.Extensions, err = db.Counts(ctx); err != nil {
 		return err
 	}
-	freshen(ctx, *data, db)
+	freshen(ctx, *data)
 	bs, err := db.BindingsOf(ctx, "", "")
 	if err != nil {
 		return err
 	}
 	v.Registrations = countLive(bs)
-	running, pid := server.Running(*data)
-	var rt server.Runtime
-	if s, ok, _ := db.Meta(ctx, "runtime"); ok {
-		_ = json.Unmarshal([]byte(s), &rt)
-	}
+	rt, running, _ := runtimeOf(ctx, *data, db)
+	pid := rt.PID
 	prof := profileView{Name: "internal", State: "STOPPED", Listeners: []listenerView{}}
 	if running {
 		v.State, v.PID = "running", pid

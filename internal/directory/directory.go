@@ -270,13 +270,17 @@ func (c *Cache) reloadDomain(ctx context.Context, name string) {
 }
 
 // Watch polls the change feed every interval, and at once whenever kick
-// delivers, until ctx ends. After applying changes it calls applied with the
-// newest sequence number (the CLI waits for that to report an edit as
-// live). It prunes applied entries every minute.
+// delivers, until ctx ends. It calls applied with the newest sequence
+// number applied, once at the start (what Load read) and after each poll
+// that applied changes (the CLI waits for that to report an edit as live).
+// It prunes applied entries every minute.
 func (c *Cache) Watch(ctx context.Context, interval time.Duration, kick <-chan struct{}, applied func(seq int64)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	lastPrune := time.Now()
+	if applied != nil {
+		applied(c.lastSeq) // what Load read
+	}
 	for {
 		select {
 		case <-ctx.Done():

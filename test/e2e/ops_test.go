@@ -208,3 +208,60 @@ func TestReadCommandsCreateNothing(t *testing.T) {
 		t.Fatalf("ext list after the add: exit %d, %q %q", code, out, errOut)
 	}
 }
+
+// TestControlSocketNoSignals: the CLI reaches the running server over the
+// control socket (0600, gone after a stop), never with a signal (strace
+// sees no kill()), and an edit is live when the command returns: a phone
+// registers with the extension at once.
+func TestControlSocketNoSignals(t *testing.T) {
+	Need(t, "strace", "sipp")
+	s := Start(t, "")
+	sock := filepath.Join(s.Data, "switchboard.sock")
+	if st, err := os.Stat(sock); err != nil || st.Mode().Type() != os.ModeSocket || st.Mode().Perm() != 0o600 {
+		t.Fatalf("control socket %s: %v %v, want a 0600 socket", sock, err, st)
+	}
+	trace := filepath.Join(t.TempDir(), "strace.out")
+	for i, args := range [][]string{
+		{"ext", "add", "2001", "--password", "goodpass-2001"},
+		{"reg"}, {"journal"}, {"status"}, {"calls"}, {"doctor", "2001"},
+	} {
+		full := append([]string{"-f", "-e", "trace=kill", "-o", fmt.Sprintf("%s.%d", trace, i), Binary(t)}, append(args, "--data", s.Data)...)
+		cmd := exec.Command("strace", full...)
+		cmd.Env = ChildEnv("SWITCHBOARD_DATA=")
+		out, err := cmd.CombinedOutput()
+		if code := cmd.ProcessState.ExitCode(); code != 0 && !(args[0] == "doctor" && code == 1) {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		b, err := os.ReadFile(fmt.Sprintf("%s.%d", trace, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), "kill(") {
+			t.Fatalf("%v sent a signal:\n%s", args, b)
+		}
+		if i == 0 {
+			// Live at once: no wait before the phone registers.
+			reg(t, s, "reg-ok.xml", regCall{User: "2001", Password: "goodpass-2001", Expires: 3600})
+		}
+	}
+	var st struct {
+		State    string `json:"state"`
+		PID      int    `json:"pid"`
+		Profiles []struct {
+			Listeners []struct{ Protocol, Address string }
+		}
+		Registrations int `json:"registrations"`
+	}
+	s.JSON(&st, "status")
+	if st.State != "running" || st.PID == 0 || st.Registrations != 1 || len(st.Profiles) != 1 || len(st.Profiles[0].Listeners) < 2 {
+		t.Fatalf("status over the socket: %+v", st)
+	}
+	s.Stop()
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Fatalf("the control socket outlived the server: %v", err)
+	}
+	s.JSON(&st, "status")
+	if st.State != "stopped" {
+		t.Fatalf("status after the stop: %+v", st)
+	}
+}
