@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"net/netip"
+	"strings"
 
 	"log/slog"
 	"net"
@@ -105,6 +107,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			s.Domain = config.PrimaryIPv4()
 		}
 	}
+	if cfg.Domain == "" {
+		warnLoopbackDomain(log, s.Domain)
+	}
 	if _, err := db.EnsureDomain(ctx, s.Domain); err != nil {
 		return fail(err)
 	}
@@ -145,6 +150,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			Domain: b.Domain, Source: b.Source, Transport: b.Transport, UserAgent: b.UserAgent, CallID: b.CallID,
 			AuthUser: b.AuthUser, Realm: b.Realm,
 			Detail: "contact " + b.Contact + " expired; last registered " + b.RegisteredAt.Format(time.RFC3339)})
+	})
+	s.Dir.OnChange("domain-renamed", func(key string) {
+		if old, new, ok := strings.Cut(key, " "); ok {
+			n, err := s.Loc.RenameDomain(ctx, old, new)
+			log.Info("domain renamed", "old", old, "new", new, "registrations_moved", n, "error", err)
+		}
 	})
 	s.Dir.OnChange("ext-removed", func(key string) {
 		if d, n, ok := cutSlash(key); ok {
@@ -212,6 +223,20 @@ func nonceKey(ctx context.Context, db *sqlite.DB) ([]byte, error) {
 		return nil, err
 	}
 	return hex.DecodeString(v)
+}
+
+// warnLoopbackDomain warns when the default domain is a loopback address
+// (chosen at a first start before the network was up) while the host has
+// another: phones on the network cannot use it.
+func warnLoopbackDomain(log *slog.Logger, domain string) {
+	ip, err := netip.ParseAddr(domain)
+	if err != nil || !ip.IsLoopback() {
+		return
+	}
+	if primary := config.PrimaryIPv4(); primary != domain && !strings.HasPrefix(primary, "127.") {
+		log.Warn("the default domain is a loopback address: phones on the network address this server as "+primary+
+			"; rename it (passwords keep working): switchboard domain rename "+domain+" "+primary, "domain", domain)
+	}
 }
 
 // ownHosts lists the names and addresses that mean "this server".
@@ -286,7 +311,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 // Runtime describes the running server (control.Backend).
 func (s *Server) Runtime() control.Runtime {
-	rt := control.Runtime{PID: os.Getpid(), StartedAt: s.Started, Version: version.Get().String(), Domain: s.Domain}
+	rt := control.Runtime{PID: os.Getpid(), StartedAt: s.Started, Version: version.Get().String(), Domain: s.Dir.DefaultDomain()}
 	for _, l := range s.Stack.Listeners {
 		rt.Listeners = append(rt.Listeners, control.Listener{Proto: l.Proto, Addr: l.Addr})
 	}

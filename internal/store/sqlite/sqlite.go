@@ -325,6 +325,13 @@ INSERT INTO profiles(name, trusted_acl) VALUES ('internal', 'loopback');
 	`
 CREATE INDEX journal_dom_ext_cause ON journal(domain, extension, cause, time);
 `,
+	// 6: a digest realm per domain, kept when the domain is renamed (the
+	// stored HA1 hashes are made with it); until now the realm was the
+	// domain's name.
+	`
+ALTER TABLE domains ADD COLUMN realm TEXT NOT NULL DEFAULT '';
+UPDATE domains SET realm = name;
+`,
 }
 
 // migrate brings the file up to the newest schema, one transaction per step.
