@@ -40,6 +40,9 @@ const (
 	OutOfOrder        Code = "out_of_order"
 	RateLimited       Code = "rate_limited"
 	Scanner           Code = "scanner"
+	// RemovedByAdmin: an operator dropped the registration (switchboard reg
+	// rm / reg flush); nothing was sent to the phone.
+	RemovedByAdmin Code = "removed_by_admin"
 )
 
 // Call outcomes, FreeSWITCH hangup cause names.

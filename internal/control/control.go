@@ -8,6 +8,7 @@
 //	GET  /v1/runtime            what runs: pid, start time, version, domain, listeners
 //	POST /v1/flush              commit queued registrations, journal events and call records
 //	POST /v1/sync?change=N      apply the directory's change feed up to change N
+//	POST /v1/registrations/remove {"domain","extension","contact"}: drop registrations
 //
 // A command that reads asks for a flush first so that it sees what the
 // server holds in memory; a command that edits the directory asks for a
@@ -17,6 +18,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,12 +28,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/switchboard-pbx/switchboard/internal/store"
 	"golang.org/x/sys/unix"
 )
 
@@ -67,6 +71,21 @@ type Backend interface {
 	// Sync applies the directory's change feed at least up to change and
 	// returns the change applied.
 	Sync(ctx context.Context, change int64) (int64, error)
+	// RemoveRegistrations drops the live registrations that match (""
+	// matches any domain, extension or contact) on behalf of by (who asked,
+	// for the journal) and returns them.
+	RemoveRegistrations(ctx context.Context, domain, extension, contact, by string) ([]store.Binding, error)
+}
+
+// RemoveRequest is the body of POST /v1/registrations/remove.
+type RemoveRequest struct {
+	Domain    string `json:"domain"`
+	Extension string `json:"extension"`
+	Contact   string `json:"contact"`
+	// SudoUser is $SUDO_USER of the command, named beside root in the
+	// journal ("root (sudo alice)"); the peer's own identity comes from
+	// the socket (SO_PEERCRED), not from the request.
+	SudoUser string `json:"sudo_user,omitempty"`
 }
 
 // ErrNotRunning is returned by Dial when no server serves the data
@@ -143,8 +162,25 @@ func Serve(ctx context.Context, ln net.Listener, b Backend, log *slog.Logger) er
 		}
 		reply(w, http.StatusOK, syncBody{Applied: got})
 	})
+	mux.HandleFunc("POST /v1/registrations/remove", func(w http.ResponseWriter, r *http.Request) {
+		var req RemoveRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+			reply(w, http.StatusBadRequest, errorBody{Error: "body: " + err.Error()})
+			return
+		}
+		gone, err := b.RemoveRegistrations(r.Context(), req.Domain, req.Extension, req.Contact, peerName(r, req.SudoUser))
+		if err != nil {
+			reply(w, http.StatusServiceUnavailable, errorBody{Error: err.Error()})
+			return
+		}
+		if gone == nil {
+			gone = []store.Binding{}
+		}
+		reply(w, http.StatusOK, gone)
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, connKey{}, c) },
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -155,6 +191,42 @@ func Serve(ctx context.Context, ln net.Listener, b Backend, log *slog.Logger) er
 		return fmt.Errorf("control socket: %w", err)
 	}
 	return nil
+}
+
+// connKey keys the request's connection in its context.
+type connKey struct{}
+
+// peerName names the user at the other end of the request's socket
+// (SO_PEERCRED): "alice", or "root (sudo alice)" when root ran the command
+// through sudo.
+func peerName(r *http.Request, sudoUser string) string {
+	uc, ok := r.Context().Value(connKey{}).(*net.UnixConn)
+	if !ok {
+		return "unknown"
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return "unknown"
+	}
+	var cred *unix.Ucred
+	_ = raw.Control(func(fd uintptr) { cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+	if err != nil || cred == nil {
+		return "unknown"
+	}
+	return UserName(int(cred.Uid), sudoUser)
+}
+
+// UserName names uid (its login name, or "uid N"), with the sudo user
+// beside root.
+func UserName(uid int, sudoUser string) string {
+	name := "uid " + strconv.Itoa(uid)
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		name = u.Username
+	}
+	if uid == 0 && sudoUser != "" && sudoUser != "root" {
+		name += " (sudo " + sudoUser + ")"
+	}
+	return name
 }
 
 type errorBody struct {
@@ -220,8 +292,27 @@ func (c *Client) Sync(ctx context.Context, change int64) error {
 	return c.do(ctx, http.MethodPost, "/v1/sync?change="+strconv.FormatInt(change, 10), nil)
 }
 
+// RemoveRegistrations asks the server to drop the registrations that
+// match and returns them.
+func (c *Client) RemoveRegistrations(ctx context.Context, r RemoveRequest) ([]store.Binding, error) {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	var gone []store.Binding
+	return gone, c.doBody(ctx, http.MethodPost, "/v1/registrations/remove", body, &gone)
+}
+
 func (c *Client) do(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://switchboard"+path, nil)
+	return c.doBody(ctx, method, path, nil, out)
+}
+
+func (c *Client) doBody(ctx context.Context, method, path string, in []byte, out any) error {
+	var reqBody io.Reader
+	if in != nil {
+		reqBody = bytes.NewReader(in)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://switchboard"+path, reqBody)
 	if err != nil {
 		return err
 	}

@@ -6,16 +6,25 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/store"
 )
 
 type backend struct {
 	flushes atomic.Int64
 	applied Progress
+	removed atomic.Value // the last RemoveRegistrations call, as "domain|ext|contact|by"
+}
+
+func (b *backend) RemoveRegistrations(_ context.Context, domain, ext, contact, by string) ([]store.Binding, error) {
+	b.removed.Store(strings.Join([]string{domain, ext, contact, by}, "|"))
+	return []store.Binding{{Domain: domain, Extension: ext, Contact: "sip:x@192.0.2.1"}}, nil
 }
 
 func (b *backend) Runtime() Runtime {
@@ -90,6 +99,12 @@ func TestChannel(t *testing.T) {
 			}
 			if err := c.Sync(ctx, 9); err == nil || !strings.Contains(err.Error(), "504") {
 				t.Fatalf("Sync to a change never applied: %v, want the server's 504", err)
+			}
+			gone, err := c.RemoveRegistrations(ctx, RemoveRequest{Domain: "pbx.test", Extension: "2001", SudoUser: "alice"})
+			me, _ := user.Current()
+			want := "pbx.test|2001||" + UserName(os.Getuid(), "alice")
+			if err != nil || len(gone) != 1 || b.removed.Load() != want || !strings.HasPrefix(want, "pbx.test|2001||"+me.Username) {
+				t.Fatalf("RemoveRegistrations: %v %v, backend saw %q, want %q", gone, err, b.removed.Load(), want)
 			}
 		})
 	}

@@ -341,6 +341,40 @@ func (t *Table) All() []store.Binding {
 	return out
 }
 
+// Remove drops the unexpired bindings that match and returns them: of
+// domain ("" = every domain), of extension ext ("" = every extension), with
+// Contact URI contact ("" = every contact). Nothing is sent to the phones.
+func (t *Table) Remove(ctx context.Context, domain, ext, contact string) ([]store.Binding, error) {
+	type aor struct{ domain, ext string }
+	var aors []aor
+	seen := map[aor]bool{}
+	for _, b := range t.All() {
+		a := aor{b.Domain, b.Extension}
+		if (domain == "" || strings.EqualFold(b.Domain, domain)) && (ext == "" || b.Extension == ext) && !seen[a] {
+			seen[a] = true
+			aors = append(aors, a)
+		}
+	}
+	var gone []store.Binding
+	for _, a := range aors {
+		_, err := t.Update(ctx, a.domain, a.ext, func(cur []store.Binding) ([]store.Binding, error) {
+			keep := cur[:0:0]
+			for _, b := range cur {
+				if contact == "" || b.Contact == contact {
+					gone = append(gone, b)
+				} else {
+					keep = append(keep, b)
+				}
+			}
+			return keep, nil
+		})
+		if err != nil {
+			return gone, err
+		}
+	}
+	return gone, nil
+}
+
 // Count returns the number of unexpired bindings.
 func (t *Table) Count() int {
 	now := unixNano(t.now())

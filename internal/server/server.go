@@ -318,6 +318,25 @@ func (s *Server) Runtime() control.Runtime {
 	return rt
 }
 
+// RemoveRegistrations drops the live registrations that match ("" matches
+// any domain, extension or contact) and journals each with who asked
+// (control.Backend). Nothing is sent to the phones: each registers again
+// at its next refresh.
+func (s *Server) RemoveRegistrations(ctx context.Context, domain, ext, contact, by string) ([]store.Binding, error) {
+	gone, err := s.Loc.Remove(ctx, domain, ext, contact)
+	for _, b := range gone {
+		s.Journal.Record(journal.Event{Kind: journal.KindBinding, Cause: cause.RemovedByAdmin, Extension: b.Extension,
+			Domain: b.Domain, Source: b.Source, Transport: b.Transport, UserAgent: b.UserAgent, CallID: b.CallID,
+			AuthUser: b.AuthUser, Realm: b.Realm,
+			Detail: "contact " + b.Contact + " removed by " + by + "; the phone registers again at its next refresh"})
+	}
+	if err != nil {
+		return gone, err
+	}
+	s.Journal.Flush(ctx)
+	return gone, s.Loc.Flush(ctx)
+}
+
 // Flush commits the queued binding writes, journal events (held ones too)
 // and call records (control.Backend): a command reads after it.
 func (s *Server) Flush(ctx context.Context) error {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchboard-pbx/switchboard/internal/control"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
 )
 
@@ -263,5 +264,83 @@ func TestControlSocketNoSignals(t *testing.T) {
 	s.JSON(&st, "status")
 	if st.State != "stopped" {
 		t.Fatalf("status after the stop: %+v", st)
+	}
+}
+
+// TestRegRemove: `reg rm` drops a live registration through the running
+// server (the next call to it gets 480 and the doctor names who removed
+// it), `reg rm EXT CONTACT` only that contact, `reg flush` every one; with
+// the server stopped they edit the database and journal it too.
+func TestRegRemove(t *testing.T) {
+	s := Start(t, "")
+	s.AddExt("2001", "secret-2001")
+	s.AddExt("2002", "secret-2002")
+	s.AddExt("2003", "secret-2003")
+	reg(t, s, "reg-ok.xml", regCall{User: "2002", Password: "secret-2002", Expires: 3600})
+	reg(t, s, "reg-ok.xml", regCall{User: "2002", Password: "secret-2002", Expires: 3600})
+	reg(t, s, "reg-ok.xml", regCall{User: "2003", Password: "secret-2003", Expires: 3600})
+	regs := s.Regs("2002")
+	if len(regs) != 2 {
+		t.Fatalf("want two registrations of 2002, got %+v", regs)
+	}
+	// One contact of two.
+	out := s.CLI("reg", "rm", "2002", regs[0].Contact)
+	if !strings.Contains(out, "removed 2002@127.0.0.1 "+regs[0].Contact) || len(s.Regs("2002")) != 1 {
+		t.Fatalf("reg rm EXT CONTACT: %q, left %+v", out, s.Regs("2002"))
+	}
+	if _, errOut, code := s.TryCLI("reg", "rm", "2002", "sip:nobody@192.0.2.1"); code != 1 || !strings.Contains(errOut, "no registration with contact") {
+		t.Fatalf("reg rm of an unknown contact: exit %d, %q", code, errOut)
+	}
+	out = s.CLI("reg", "rm", "2002")
+	if !strings.Contains(out, "removed 2002@127.0.0.1") || len(s.Regs("2002")) != 0 {
+		t.Fatalf("reg rm EXT: %q, left %+v", out, s.Regs("2002"))
+	}
+	// The next call to 2002 finds nobody: 480.
+	r := SIPp(t, s.Addr, "doctor-call-480.xml", 1, "-i", "127.0.0.16", "-inf", CSV(t, "SEQUENTIAL",
+		[]string{"2001", "2002", "[authentication username=2001 password=secret-2001]"}))
+	if r.Code != 0 {
+		t.Fatalf("call to the removed extension did not get 480 (%d):\n%s", r.Code, r.Output)
+	}
+	var rep struct {
+		Cause   string `json:"cause"`
+		Verdict string `json:"verdict"`
+	}
+	dout, _, _ := s.TryCLI("doctor", "2002", "--json")
+	if err := json.Unmarshal([]byte(dout), &rep); err != nil {
+		t.Fatalf("doctor --json: %v\n%s", err, dout)
+	}
+	me := control.UserName(os.Getuid(), "")
+	if rep.Cause != "removed_by_admin" || !strings.Contains(rep.Verdict, "was removed by "+me) {
+		t.Fatalf("doctor after reg rm: %+v (want removed_by_admin by %s)", rep, me)
+	}
+	var evs []struct {
+		Cause, Detail string
+	}
+	s.JSON(&evs, "journal", "--ext", "2002", "--cause", "removed_by_admin")
+	if len(evs) != 2 || !strings.Contains(evs[0].Detail, "removed by "+me) {
+		t.Fatalf("journal of the removals: %+v", evs)
+	}
+	// flush: every registration; nothing left to flush afterwards.
+	out = s.CLI("reg", "flush")
+	if !strings.Contains(out, "removed 2003@127.0.0.1") || len(s.Regs()) != 0 {
+		t.Fatalf("reg flush: %q, left %+v", out, s.Regs())
+	}
+	if out := s.CLI("reg", "flush"); !strings.Contains(out, "nothing to remove") {
+		t.Fatalf("second flush: %q", out)
+	}
+	// Server stopped: the database is edited and the journal says so.
+	reg(t, s, "reg-ok.xml", regCall{User: "2003", Password: "secret-2003", Expires: 3600})
+	s.Stop()
+	out = s.CLI("reg", "rm", "2003")
+	if !strings.Contains(out, "removed 2003@127.0.0.1") {
+		t.Fatalf("reg rm with the server stopped: %q", out)
+	}
+	s.Restart()
+	if regs := s.Regs("2003"); len(regs) != 0 {
+		t.Fatalf("a registration removed while stopped came back: %+v", regs)
+	}
+	s.JSON(&evs, "journal", "--ext", "2003", "--cause", "removed_by_admin")
+	if len(evs) != 2 || !strings.Contains(evs[1].Detail, "(server stopped)") { // oldest first
+		t.Fatalf("journal of the removal while stopped: %+v", evs)
 	}
 }
