@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/control"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
@@ -343,4 +345,60 @@ func TestRegRemove(t *testing.T) {
 	if len(evs) != 2 || !strings.Contains(evs[1].Detail, "(server stopped)") { // oldest first
 		t.Fatalf("journal of the removal while stopped: %+v", evs)
 	}
+}
+
+// TestRestartedPhoneReplacesItsGhost: a baresip phone killed (no
+// unregistration) and started again on the same address and port
+// registers again although its extension allows one registration (the old
+// binding is the same phone's), leaves one binding, and is called: no
+// 403, no ringing a ghost.
+func TestRestartedPhoneReplacesItsGhost(t *testing.T) {
+	s := callSetup(t)
+	s.CLI("ext", "set", "2002", "--max-registrations", "1")
+	port := freeTCPAndUDPPort(t)
+	phone := func() *Baresip {
+		b := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2002", "secret-2002", s.Addr, "udp", "answermode=auto")},
+			Config: []string{"sip_listen 127.0.0.1:" + strconv.Itoa(port), "ausrc_srate 48000", "ausrc_channels 2"}})
+		b.WaitRegistered("2002@127.0.0.1", 15*time.Second)
+		return b
+	}
+	first := phone()
+	before := s.Regs("2002")
+	if len(before) != 1 {
+		t.Fatalf("registrations of 2002: %+v", before)
+	}
+	// Killed: no unregistration.
+	_ = first.cmd.Process.Kill()
+	<-first.done
+	second := phone()
+	after := s.Regs("2002")
+	if len(after) != 1 || after[0].CallID == before[0].CallID || after[0].Source != before[0].Source {
+		t.Fatalf("after the restart 2002 has %+v (before: %+v); want the restarted phone's one binding", after, before)
+	}
+	var evs []struct{ Cause, Detail string }
+	s.JSON(&evs, "journal", "--ext", "2002", "--kind", "register")
+	found := false
+	for _, e := range evs {
+		found = found || strings.Contains(e.Detail, "replaced the binding of a restarted phone")
+	}
+	if !found {
+		t.Fatalf("the journal does not say the binding was replaced: %+v", evs)
+	}
+	caller := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2001", "secret-2001", s.Addr, "udp")},
+		Config: []string{"ausrc_srate 48000", "ausrc_channels 2"}})
+	caller.WaitRegistered("2001@127.0.0.1", 15*time.Second)
+	if err := caller.Dial("sip:2002@" + s.Addr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("callee log:\n%s\ncaller log:\n%s\nserver log:\n%s", second.Log(), caller.Log(), s.Log())
+		}
+	})
+	second.WaitEvent("CALL_ESTABLISHED", 0, 10*time.Second)
+	caller.WaitEvent("CALL_ESTABLISHED", 0, 10*time.Second)
+	if err := caller.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	second.WaitEvent("CALL_CLOSED", 0, 10*time.Second)
 }
