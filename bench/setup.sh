@@ -14,7 +14,6 @@ command -v sipp >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive
 (cd "$HERE/.." && go build -o "$SB_BIN" ./cmd/switchboard)
 sb_stop >/dev/null || true
 rm -rf "$SB_DATA"
-"$SB_BIN" domain list --data "$SB_DATA" >/dev/null   # creates the database
 "$SB_BIN" domain add 127.0.0.1 --data "$SB_DATA" >/dev/null
 # The weak-password rule rejects pw<N>; import the digest hashes instead
 # (what `ext export` writes), computed for realm 127.0.0.1.

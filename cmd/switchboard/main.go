@@ -30,9 +30,12 @@ Commands:
   calls      list recent calls with their SIP status and cause; calls show ID; calls --active
   doctor     why can't EXT register or be called: doctor 2002; doctor call 2001 2002
   journal    every decision with its cause: journal --ext 2002 --ip IP --since 10m --follow
-  version    print the version
+  backup     write a consistent copy of the database while the server runs: backup FILE
+  restore    replace the database with a backup (server stopped): restore FILE
+  version    print the version, commit and build date (also --version)
 
-Every command takes --data DIR (default ./data, env SWITCHBOARD_DATA) and --help.
+Every command takes --data DIR (default ./data, env SWITCHBOARD_DATA) and --help;
+--data and --json may also come before the command.
 Start here: switchboard serve   then, in another terminal: switchboard ext add 2001`
 
 func main() {

@@ -61,6 +61,7 @@ func (r Result) NeedsChallenge() bool {
 // serve, which is always refused after a challenge). header is
 // "Authorization" or "Proxy-Authorization".
 func (a *Authenticator) Check(req *sip.Request, header, domain string, served bool) Result {
+	realm := a.Dir.Realm(domain)
 	var creds digest.Credentials
 	found := false
 	var parseErr error
@@ -70,7 +71,7 @@ func (a *Authenticator) Check(req *sip.Request, header, domain string, served bo
 			parseErr = err
 			continue
 		}
-		if !found || strings.EqualFold(c.Realm, domain) {
+		if !found || strings.EqualFold(c.Realm, realm) {
 			creds, found = c, true
 		}
 	}
@@ -87,9 +88,9 @@ func (a *Authenticator) Check(req *sip.Request, header, domain string, served bo
 	// user. A stale nonce with a wrong answer fails like any wrong answer.
 	// Nonces are bound to the realm they were issued for: one issued for
 	// another domain is not ours here.
-	status := a.Nonces.CheckFor(creds.Nonce, domain)
+	status := a.Nonces.CheckFor(creds.Nonce, realm)
 	if status == digest.NonceInvalid {
-		res.Cause, res.Detail = cause.BadNonce, "nonce not issued by this server for realm "+domain
+		res.Cause, res.Detail = cause.BadNonce, "nonce not issued by this server for realm "+realm
 		return res
 	}
 	if !a.offered(creds.Algorithm) {
@@ -100,8 +101,11 @@ func (a *Authenticator) Check(req *sip.Request, header, domain string, served bo
 		res.Cause, res.Detail = cause.WrongDomain, "domain "+domain+" is not served here"
 		return res
 	}
-	if !strings.EqualFold(creds.Realm, domain) {
+	if !strings.EqualFold(creds.Realm, realm) {
 		res.Cause, res.Detail = cause.WrongDomain, "realm "+creds.Realm+" does not match domain "+domain
+		if !strings.EqualFold(realm, domain) {
+			res.Detail += " (its realm is " + realm + ")"
+		}
 		return res
 	}
 	// The answer must be for this request (RFC 7616 §3.4.6): checked before
@@ -218,9 +222,11 @@ func (a *Authenticator) offered(alg string) bool {
 	return false
 }
 
-// Challenge adds one challenge header per configured algorithm, in order.
-// header is "WWW-Authenticate" or "Proxy-Authenticate".
-func (a *Authenticator) Challenge(res *sip.Response, header, realm string, stale bool) {
+// Challenge adds one challenge header per configured algorithm, in order,
+// in the realm of domain (see directory.Cache.Realm). header is
+// "WWW-Authenticate" or "Proxy-Authenticate".
+func (a *Authenticator) Challenge(res *sip.Response, header, domain string, stale bool) {
+	realm := a.Dir.Realm(domain)
 	nonce := a.Nonces.NewFor(realm)
 	for _, alg := range a.Algorithms {
 		res.AppendHeader(sip.NewHeader(header, digest.Challenge(realm, nonce, "", alg, stale)))

@@ -54,6 +54,9 @@ const (
 	// not one of the dialog's parties, or a target or route the dialog did
 	// not record. Answered 403 unless the dialog is unknown.
 	RouteTokenRefused Code = "route_token_refused"
+	// RemovedByAdmin: an operator dropped the registration (switchboard reg
+	// rm / reg flush); nothing was sent to the phone.
+	RemovedByAdmin Code = "removed_by_admin"
 )
 
 // Call outcomes, FreeSWITCH hangup cause names.

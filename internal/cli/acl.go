@@ -133,7 +133,7 @@ func ACL(ctx context.Context, env Env, args []string) error {
 	if *def != "" && cmd != "add" && cmd != "set" {
 		return usagef("--default applies to `acl add` and `acl set` only")
 	}
-	db, err := openDB(ctx, *data)
+	db, err := openFor(ctx, env, *data, cmd != "list" && cmd != "show" && cmd != "test")
 	if err != nil {
 		return err
 	}

@@ -58,7 +58,7 @@ func Ban(ctx context.Context, env Env, args []string) error {
 	if (isSet(fs, "for") || isSet(fs, "reason")) && cmd != "add" {
 		return usagef("--for and --reason go with `switchboard ban add`")
 	}
-	db, err := openDB(ctx, *data)
+	db, err := openFor(ctx, env, *data, cmd == "add")
 	if err != nil {
 		return err
 	}

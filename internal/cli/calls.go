@@ -13,7 +13,7 @@ import (
 
 	"github.com/switchboard-pbx/switchboard/internal/calls"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
-	"github.com/switchboard-pbx/switchboard/internal/server"
+	"github.com/switchboard-pbx/switchboard/internal/control"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
 )
 
@@ -132,7 +132,7 @@ func Calls(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer db.Close()
-	freshen(ctx, *data, db)
+	freshen(ctx, *data)
 	if show {
 		return callShow(ctx, env, db, pos[1], *asJSON)
 	}
@@ -192,7 +192,7 @@ func Calls(ctx context.Context, env Env, args []string) error {
 
 // noteStopped tells that active calls cannot be current without a server.
 func noteStopped(w io.Writer, data string, active bool) {
-	if running, _ := server.Running(data); !running && active {
+	if running, _ := control.Running(data); !running && active {
 		fmt.Fprintln(w, "(switchboard serve is not running: no call can be in progress)")
 	}
 }

@@ -9,14 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/config"
-	"github.com/switchboard-pbx/switchboard/internal/server"
+	"github.com/switchboard-pbx/switchboard/internal/control"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
 )
@@ -29,17 +27,46 @@ func defaultData() string {
 	return "./data"
 }
 
-func openDB(ctx context.Context, dir string) (*sqlite.DB, error) {
-	return sqlite.Open(ctx, dir)
+// openDB opens the data directory's database for a command that edits it,
+// creating (and migrating) it when missing, with a note on stderr so that a
+// mistyped --data does not pass unnoticed.
+func openDB(ctx context.Context, env Env, dir string) (*sqlite.DB, error) {
+	db, err := openExisting(ctx, dir)
+	if err == nil {
+		return db, nil
+	}
+	if _, statErr := os.Stat(filepath.Join(dir, sqlite.FileName)); statErr == nil {
+		return nil, err // it exists but cannot be used as it is
+	}
+	db, err = sqlite.Open(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(env.Stderr, "switchboard: note: created a new database in %s (start the server on it with: switchboard serve --data %s)\n", dir, dir)
+	return db, nil
+}
+
+// openFor opens the database for a command that edits it (openDB) or
+// only reads it (openExisting).
+func openFor(ctx context.Context, env Env, dir string, edit bool) (*sqlite.DB, error) {
+	if edit {
+		return openDB(ctx, env, dir)
+	}
+	return openExisting(ctx, dir)
 }
 
 // openExisting opens the database of a data directory that must already
-// hold one (commands that only read what serve recorded).
+// hold one, for commands that read: it creates nothing and migrates
+// nothing.
 func openExisting(ctx context.Context, dir string) (*sqlite.DB, error) {
-	if _, err := os.Stat(filepath.Join(dir, sqlite.FileName)); err != nil {
-		return nil, usagef("no switchboard database in %s: pass --data DIR where switchboard serve keeps its data (or set SWITCHBOARD_DATA)", dir)
+	db, err := sqlite.OpenExisting(ctx, dir)
+	switch {
+	case errors.Is(err, sqlite.ErrNoDatabase):
+		return nil, usagef("no switchboard data in %s (start it with switchboard serve --data %s, or pass --data DIR where it keeps its data)", dir, dir)
+	case errors.Is(err, sqlite.ErrSchema):
+		return nil, usagef("%s: restart switchboard serve with this version (it upgrades the database at start), or use the switchboard that wrote it", strings.TrimPrefix(err.Error(), sqlite.ErrSchema.Error()+": "))
 	}
-	return openDB(ctx, dir)
+	return db, err
 }
 
 // defaultDomain returns the data directory's default domain, creating it
@@ -131,51 +158,51 @@ func yesno(b bool) string {
 }
 
 // syncServer makes a directory edit live before the command returns: when a
-// server runs on the data directory, it is told to re-read at once
-// (SIGUSR1) and the command waits (up to 3 s) until the server reports the
-// edit applied. Without a running server there is nothing to wait for.
+// server runs on the data directory, it is asked over the control socket
+// to apply the change feed up to this edit, and the command waits (up to
+// 3 s) until it has. Without a running server there is nothing to wait for.
 func syncServer(ctx context.Context, env Env, dir string, db *sqlite.DB) {
-	running, pid := server.Running(dir)
-	if !running || pid <= 0 {
+	c, err := control.Dial(dir)
+	if err != nil {
 		return
 	}
+	defer c.Close()
 	want, err := db.LastChange(ctx)
 	if err != nil || want == 0 {
 		return
 	}
-	if askServer(ctx, db, pid, "applied_seq", want, 3*time.Second) {
-		return
+	if err := c.Sync(ctx, want); err != nil {
+		fmt.Fprintf(env.Stderr, "switchboard: warning: the running server has not applied the change yet (%v); it will within seconds\n", err)
 	}
-	fmt.Fprintf(env.Stderr, "switchboard: warning: the running server (pid %d) has not applied the change yet; it will within seconds\n", pid)
 }
 
 // freshen makes a read of the data directory see what a running server
-// holds in memory: it asks the server (SIGUSR1) to commit its queued
-// registration, journal and call record writes and waits (up to 2 s)
-// until it reports having done so after the request. Without a running
-// server there is nothing to wait for.
-func freshen(ctx context.Context, dir string, db *sqlite.DB) {
-	running, pid := server.Running(dir)
-	if !running || pid <= 0 {
+// holds in memory: it asks the server over the control socket to commit
+// its queued registration, journal and call record writes, and returns
+// when it has. Without a running server there is nothing to ask.
+func freshen(ctx context.Context, dir string) {
+	c, err := control.Dial(dir)
+	if err != nil {
 		return
 	}
-	askServer(ctx, db, pid, "flushed_at", time.Now().UnixNano(), 2*time.Second)
+	defer c.Close()
+	_ = c.Flush(ctx)
 }
 
-// askServer signals the server (SIGUSR1) and waits up to timeout until it
-// records the meta value key as at least target. It reports whether it did.
-func askServer(ctx context.Context, db *sqlite.DB, pid int, key string, target int64, timeout time.Duration) bool {
-	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
-		return false
-	}
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if v, ok, _ := db.Meta(ctx, key); ok {
-			if n, _ := strconv.ParseInt(v, 10, 64); n >= target {
-				return true
-			}
+// runtimeOf returns what runs on the data directory: the live answer of a
+// running server, or the facts its last run left in the database (ok false
+// when there are none).
+func runtimeOf(ctx context.Context, dir string, db *sqlite.DB) (rt control.Runtime, running bool, ok bool) {
+	if c, err := control.Dial(dir); err == nil {
+		defer c.Close()
+		if rt, err := c.Runtime(ctx); err == nil {
+			return rt, true, true
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
-	return false
+	raw, found, err := db.Meta(ctx, "runtime")
+	if err != nil || !found || json.Unmarshal([]byte(raw), &rt) != nil {
+		return control.Runtime{}, false, false
+	}
+	running, _ = control.Running(dir)
+	return rt, running, true
 }

@@ -2,14 +2,12 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/doctor"
-	"github.com/switchboard-pbx/switchboard/internal/server"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
 )
 
@@ -110,15 +108,13 @@ func Doctor(ctx context.Context, env Env, args []string) error {
 // serveState reads whether serve holds the data directory and the
 // listeners it published (the meta "runtime" record).
 func serveState(ctx context.Context, dir string, db *sqlite.DB) doctor.Serve {
-	freshen(ctx, dir, db)
-	running, pid := server.Running(dir)
-	s := doctor.Serve{Running: running, PID: pid}
-	raw, ok, err := db.Meta(ctx, "runtime")
-	if err != nil || !ok {
-		return s
+	freshen(ctx, dir)
+	rt, running, ok := runtimeOf(ctx, dir, db)
+	s := doctor.Serve{Running: running}
+	if running {
+		s.PID = rt.PID
 	}
-	var rt server.Runtime
-	if json.Unmarshal([]byte(raw), &rt) != nil {
+	if !ok {
 		return s
 	}
 	s.Known, s.StartedAt = true, rt.StartedAt

@@ -100,9 +100,20 @@ func GeneratePassword() string {
 	return string(b)
 }
 
-func setHA1(e *store.Extension, password string) {
-	e.HA1MD5 = digest.HA1(digest.MD5, e.Number, e.Domain, password)
-	e.HA1SHA256 = digest.HA1(digest.SHA256, e.Number, e.Domain, password)
+// setHA1 stores the password's digest hashes, made for realm (the
+// extension's domain's realm, see realmOf).
+func setHA1(e *store.Extension, realm, password string) {
+	e.HA1MD5 = digest.HA1(digest.MD5, e.Number, realm, password)
+	e.HA1SHA256 = digest.HA1(digest.SHA256, e.Number, realm, password)
+}
+
+// realmOf returns the digest realm of a domain.
+func realmOf(ctx context.Context, db *sqlite.DB, domain string) (string, error) {
+	d, err := db.Domain(ctx, domain)
+	if err != nil {
+		return "", err
+	}
+	return d.Realm, nil
 }
 
 type extFlags struct {
@@ -129,8 +140,10 @@ func (f *extFlags) fields(fs *flag.FlagSet) {
 	fs.IntVar(&f.timeout, "call-timeout", 30, "seconds to ring before giving up (NO_ANSWER)")
 }
 
-func open(ctx context.Context, f *extFlags) (*sqlite.DB, string, error) {
-	db, err := openDB(ctx, f.data)
+// open opens the database (creating it only for edit commands, see
+// openFor) and resolves --domain.
+func open(ctx context.Context, env Env, f *extFlags, edit bool) (*sqlite.DB, string, error) {
+	db, err := openFor(ctx, env, f.data, edit)
 	if err != nil {
 		return nil, "", err
 	}
@@ -163,7 +176,7 @@ func extAdd(ctx context.Context, env Env, args []string) error {
 	if err := checkLimits(f.maxRegs, f.timeout); err != nil {
 		return err
 	}
-	db, dom, err := open(ctx, f)
+	db, dom, err := open(ctx, env, f, true)
 	if err != nil {
 		return err
 	}
@@ -176,7 +189,11 @@ func extAdd(ctx context.Context, env Env, args []string) error {
 	if e.CallerIDNumber == "" {
 		e.CallerIDNumber = num
 	}
-	setHA1(&e, f.password)
+	realm, err := realmOf(ctx, db, e.Domain)
+	if err != nil {
+		return err
+	}
+	setHA1(&e, realm, f.password)
 	e, err = db.AddExtension(ctx, e)
 	if errors.Is(err, store.ErrDuplicate) {
 		return usagef("extension %s already exists in %s: change it with `switchboard ext set %s ...`", num, dom, num)
@@ -256,7 +273,7 @@ func extList(ctx context.Context, env Env, args []string) error {
 	if len(pos) > 0 {
 		return usagef("`switchboard ext list` takes no arguments; to see one extension: switchboard ext show %s", pos[0])
 	}
-	db, err := openDB(ctx, f.data)
+	db, err := openExisting(ctx, f.data)
 	if err != nil {
 		return err
 	}
@@ -306,7 +323,7 @@ func extShow(ctx context.Context, env Env, args []string) error {
 	if done || err != nil {
 		return err
 	}
-	db, dom, err := open(ctx, f)
+	db, dom, err := open(ctx, env, f, false)
 	if err != nil {
 		return err
 	}
@@ -358,7 +375,7 @@ func extSet(ctx context.Context, env Env, args []string) error {
 	if changed == 0 {
 		return usagef("nothing to change: give at least one of --password, --enabled, --name, --cid-number, --description, --acl, --max-registrations, --call-timeout")
 	}
-	db, dom, err := open(ctx, f)
+	db, dom, err := open(ctx, env, f, true)
 	if err != nil {
 		return err
 	}
@@ -376,7 +393,11 @@ func extSet(ctx context.Context, env Env, args []string) error {
 		if err := checkPassword(num, f.password); err != nil {
 			return err
 		}
-		setHA1(&e, f.password)
+		realm, err := realmOf(ctx, db, e.Domain)
+		if err != nil {
+			return err
+		}
+		setHA1(&e, realm, f.password)
 	}
 	if isSet(fs, "enabled") {
 		e.Enabled = f.enabled
@@ -422,7 +443,7 @@ func extPasswd(ctx context.Context, env Env, args []string) error {
 	if done || err != nil {
 		return err
 	}
-	db, dom, err := open(ctx, f)
+	db, dom, err := open(ctx, env, f, true)
 	if err != nil {
 		return err
 	}
@@ -432,7 +453,11 @@ func extPasswd(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	pw := GeneratePassword()
-	setHA1(&e, pw)
+	realm, err := realmOf(ctx, db, e.Domain)
+	if err != nil {
+		return err
+	}
+	setHA1(&e, realm, pw)
 	if err := db.UpdateExtension(ctx, e); err != nil {
 		return err
 	}
@@ -449,7 +474,7 @@ func extRm(ctx context.Context, env Env, args []string) error {
 	if done || err != nil {
 		return err
 	}
-	db, dom, err := open(ctx, f)
+	db, dom, err := open(ctx, env, f, true)
 	if err != nil {
 		return err
 	}
@@ -470,7 +495,7 @@ func extRm(ctx context.Context, env Env, args []string) error {
 // CSV columns, in export order. Import needs "extension" and either
 // "password" or both ha1 columns; every other column is optional.
 var csvColumns = []string{"extension", "password", "name", "cid_number", "description", "enabled",
-	"max_registrations", "call_timeout", "acl", "domain", "ha1_md5", "ha1_sha256"}
+	"max_registrations", "call_timeout", "acl", "domain", "ha1_md5", "ha1_sha256", "realm"}
 
 func extImport(ctx context.Context, env Env, args []string) error {
 	var f extFlags
@@ -502,7 +527,7 @@ one transaction: on any bad row nothing is added and the row's line is named.`)
 		defer fh.Close()
 		in, name = fh, pos[0]
 	}
-	db, dom, err := open(ctx, &f)
+	db, dom, err := open(ctx, env, &f, true)
 	if err != nil {
 		return err
 	}
@@ -566,6 +591,8 @@ func readCSV(ctx context.Context, db *sqlite.DB, in io.Reader, name, defDomain s
 		return nil, nil, usagef("%s line 1: need a \"password\" column (or ha1_md5 and ha1_sha256 from an export)", name)
 	}
 	domains := map[string]string{}
+	realms := map[string]string{} // lower-case domain -> its realm
+	var foreign []foreignRow      // hash-only rows made for another realm
 	var exts []store.Extension
 	var lines []int
 	seen := map[string]int{}
@@ -642,13 +669,29 @@ func readCSV(ctx context.Context, db *sqlite.DB, in io.Reader, name, defDomain s
 		if err := checkLimits(e.MaxRegistrations, e.CallTimeout); err != nil {
 			return nil, nil, bad("%v", err)
 		}
+		realm, ok := realms[strings.ToLower(e.Domain)]
+		if !ok {
+			if realm, err = realmOf(ctx, db, e.Domain); err != nil {
+				return nil, nil, bad("%v", err)
+			}
+			realms[strings.ToLower(e.Domain)] = realm
+		}
 		if pw := get("password"); pw != "" {
 			if err := checkPassword(e.Number, pw); err != nil {
 				return nil, nil, bad("extension %s: %v", e.Number, err)
 			}
-			setHA1(&e, pw)
+			setHA1(&e, realm, pw)
 		} else if m, s := get("ha1_md5"), get("ha1_sha256"); len(m) == 32 && len(s) == 64 && isHex(m) && isHex(s) {
 			e.HA1MD5, e.HA1SHA256 = strings.ToLower(m), strings.ToLower(s)
+			// A hash works only in the realm it was made for: an export
+			// names it (realm, or domain in older exports).
+			made := get("realm")
+			if made == "" {
+				made = get("domain")
+			}
+			if !strings.EqualFold(made, realm) {
+				foreign = append(foreign, foreignRow{line: line, number: e.Number, realm: made})
+			}
 		} else {
 			return nil, nil, bad("extension %s has no password (and no valid ha1_md5/ha1_sha256)", e.Number)
 		}
@@ -658,7 +701,43 @@ func readCSV(ctx context.Context, db *sqlite.DB, in io.Reader, name, defDomain s
 	if len(exts) == 0 {
 		return nil, nil, usagef("%s has a header but no rows", name)
 	}
+	if len(foreign) > 0 {
+		return nil, nil, foreignError(name, foreign, exts, lines)
+	}
 	return exts, lines, nil
+}
+
+// foreignRow is an imported row whose password hashes were made for
+// another realm than the one of the domain it goes to.
+type foreignRow struct {
+	line          int
+	number, realm string
+}
+
+// foreignError explains why hash-only rows cannot go where they were asked
+// to, and what to do instead.
+func foreignError(name string, rows []foreignRow, exts []store.Extension, lines []int) error {
+	var where []string
+	for i, r := range rows {
+		if i == 5 {
+			where = append(where, fmt.Sprintf("and %d more", len(rows)-5))
+			break
+		}
+		where = append(where, fmt.Sprintf("line %d (%s)", r.line, r.number))
+	}
+	first := rows[0]
+	dom := ""
+	for i := range exts {
+		if lines[i] == first.line {
+			dom = exts[i].Domain
+		}
+	}
+	if first.realm == "" {
+		return usagef("%s: %s carry password hashes but no realm or domain column, and a hash logs a phone in only in the realm it was made for: add the export's realm (or domain) column, or give those rows a password column; nothing was imported",
+			name, strings.Join(where, ", "))
+	}
+	return usagef("%s: %s carry password hashes made for realm %s, which cannot log in to domain %s: give those rows a password column, or import them into a domain with that realm (switchboard domain add NAME --realm %s); nothing was imported",
+		name, strings.Join(where, ", "), first.realm, dom, first.realm)
 }
 
 func isHex(s string) bool {
@@ -684,6 +763,7 @@ type exportRow struct {
 	Domain           string `json:"domain"`
 	HA1MD5           string `json:"ha1_md5"`
 	HA1SHA256        string `json:"ha1_sha256"`
+	Realm            string `json:"realm"` // the digest realm the hashes are made for
 }
 
 func extExport(ctx context.Context, env Env, args []string) error {
@@ -706,7 +786,7 @@ same columns come as one JSON array (for scripts; import reads CSV only).`)
 	if len(pos) > 1 {
 		return usagef("`switchboard ext export` takes at most one file name")
 	}
-	db, err := openDB(ctx, f.data)
+	db, err := openExisting(ctx, f.data)
 	if err != nil {
 		return err
 	}
@@ -720,6 +800,14 @@ same columns come as one JSON array (for scripts; import reads CSV only).`)
 	exts, err := db.Extensions(ctx, dom)
 	if err != nil {
 		return err
+	}
+	doms, err := db.Domains(ctx)
+	if err != nil {
+		return err
+	}
+	realms := map[string]string{}
+	for _, d := range doms {
+		realms[d.Name] = d.Realm
 	}
 	out := env.Stdout
 	var fh *os.File
@@ -735,7 +823,7 @@ same columns come as one JSON array (for scripts; import reads CSV only).`)
 		rows := make([]exportRow, 0, len(exts))
 		for _, e := range exts {
 			rows = append(rows, exportRow{e.Number, e.CallerIDName, e.CallerIDNumber, e.Description, e.Enabled,
-				e.MaxRegistrations, e.CallTimeout, e.ACL, e.Domain, e.HA1MD5, e.HA1SHA256})
+				e.MaxRegistrations, e.CallTimeout, e.ACL, e.Domain, e.HA1MD5, e.HA1SHA256, realms[e.Domain]})
 		}
 		if err := writeJSON(out, rows); err != nil {
 			return err
@@ -745,7 +833,7 @@ same columns come as one JSON array (for scripts; import reads CSV only).`)
 		_ = w.Write(csvColumns)
 		for _, e := range exts {
 			_ = w.Write([]string{e.Number, "", e.CallerIDName, e.CallerIDNumber, e.Description, strconv.FormatBool(e.Enabled),
-				strconv.Itoa(e.MaxRegistrations), strconv.Itoa(e.CallTimeout), e.ACL, e.Domain, e.HA1MD5, e.HA1SHA256})
+				strconv.Itoa(e.MaxRegistrations), strconv.Itoa(e.CallTimeout), e.ACL, e.Domain, e.HA1MD5, e.HA1SHA256, realms[e.Domain]})
 		}
 		w.Flush()
 		if err := w.Error(); err != nil {

@@ -85,12 +85,12 @@ func Journal(ctx context.Context, env Env, args []string) error {
 		return usagef("--interval must be at least 10ms")
 	}
 	f.Limit = *limit
-	db, err := openDB(ctx, *data)
+	db, err := openExisting(ctx, *data)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	freshen(ctx, *data, db)
+	freshen(ctx, *data)
 	if *domain != "" {
 		// A domain switchboard does not serve still appears in the journal
 		// (wrong_domain), so take the name as given when it is unknown.

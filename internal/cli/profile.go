@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard-pbx/switchboard/internal/control"
 	"github.com/switchboard-pbx/switchboard/internal/security"
-	"github.com/switchboard-pbx/switchboard/internal/server"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
 )
 
@@ -89,7 +89,7 @@ func Profile(ctx context.Context, env Env, args []string) error {
 	if len(rest) == 1 {
 		name = rest[0]
 	}
-	db, err := openDB(ctx, *data)
+	db, err := openFor(ctx, env, *data, cmd == "set")
 	if err != nil {
 		return err
 	}
@@ -112,7 +112,7 @@ func Profile(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 		state := "STOPPED"
-		if running, _ := server.Running(*data); running {
+		if running, _ := control.Running(*data); running {
 			state = "RUNNING"
 		}
 		type row struct {
@@ -177,13 +177,9 @@ func profileShow(ctx context.Context, env Env, db *sqlite.DB, st *security.Store
 	}
 	v := profileShowView{Name: p.Name, State: "STOPPED", Listeners: []sipListenerView{}, RegisterACL: p.RegisterACL,
 		InboundACL: p.InboundACL, TrustedACL: p.TrustedACL, ACLs: map[string]aclBrief{}}
-	running, pid := server.Running(data)
-	var rt server.Runtime
-	if s, ok, _ := db.Meta(ctx, "runtime"); ok {
-		_ = json.Unmarshal([]byte(s), &rt)
-	}
+	rt, running, _ := runtimeOf(ctx, data, db)
 	if running {
-		v.State, v.PID = "RUNNING", pid
+		v.State, v.PID = "RUNNING", rt.PID
 	}
 	for _, l := range rt.Listeners {
 		v.Listeners = append(v.Listeners, sipListenerView{Protocol: l.Proto, Address: l.Addr})
@@ -226,7 +222,7 @@ func profileShow(ctx context.Context, env Env, db *sqlite.DB, st *security.Store
 	tw := table(env.Stdout)
 	state := v.State
 	if running {
-		state = fmt.Sprintf("RUNNING (pid %d)", pid)
+		state = fmt.Sprintf("RUNNING (pid %d)", v.PID)
 	} else {
 		state += " (start it with: switchboard serve --data " + data + ")"
 	}

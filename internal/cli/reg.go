@@ -2,13 +2,18 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"time"
 
-	"github.com/switchboard-pbx/switchboard/internal/server"
+	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/journal"
+	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
+	"github.com/switchboard-pbx/switchboard/internal/version"
+
+	"github.com/switchboard-pbx/switchboard/internal/control"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 )
 
@@ -31,6 +36,14 @@ type regView struct {
 	PingRTTms    float64 `json:"ping_rtt_ms"`
 }
 
+func toRegView(b store.Binding, now time.Time) regView {
+	return regView{Extension: b.Extension, Domain: b.Domain, User: b.Extension + "@" + b.Domain,
+		Contact: b.Contact, Source: b.Source, Transport: b.Transport, UserAgent: b.UserAgent, CallID: b.CallID,
+		RegisteredAt: b.RegisteredAt.UTC().Format(time.RFC3339), ExpiresAt: b.ExpiresAt.UTC().Format(time.RFC3339),
+		ExpiresIn: int(b.ExpiresAt.Sub(now).Seconds()), AuthUser: b.AuthUser, AuthRealm: b.Realm,
+		PingStatus: b.PingStatus, PingRTTms: b.PingRTT}
+}
+
 func countLive(bs []store.Binding) int {
 	n := 0
 	now := time.Now()
@@ -51,20 +64,48 @@ func Reg(ctx context.Context, env Env, args []string) error {
 	pos, err := parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		helpText(env.Stdout, fs, `Usage: switchboard reg [EXT] [--domain D] [--json]
+       switchboard reg rm EXT [CONTACT] [--domain D]
+       switchboard reg flush [--domain D]
 
 Lists current registrations, like 'sofia status profile internal reg':
 user@domain, contact, where the REGISTER came from (source ip:port and
 transport), user agent, Call-ID, expiry and seconds left, auth user and
-realm, and OPTIONS ping status.`)
+realm, and OPTIONS ping status.
+
+reg rm drops an extension's registrations (or the one with CONTACT), reg
+flush every registration (of D with --domain), like FreeSWITCH's
+flush_inbound_reg: nothing is sent to the phones, each registers again at
+its next refresh; the journal records who removed them.`)
 		return nil
 	}
 	if err != nil {
 		return err
 	}
+	if len(pos) > 0 {
+		switch pos[0] {
+		case "rm", "del", "delete", "remove":
+			if len(pos) < 2 || len(pos) > 3 {
+				return usagef("usage: switchboard reg rm EXT [CONTACT] [--domain D], e.g. switchboard reg rm 2002")
+			}
+			if err := validNumber(pos[1]); err != nil {
+				return err
+			}
+			contact := ""
+			if len(pos) == 3 {
+				contact = pos[2]
+			}
+			return regRemove(ctx, env, *data, *domain, pos[1], contact, *asJSON)
+		case "flush":
+			if len(pos) != 1 {
+				return usagef("usage: switchboard reg flush [--domain D] (drops every registration, of D only with --domain)")
+			}
+			return regRemove(ctx, env, *data, *domain, "", "", *asJSON)
+		}
+	}
 	if len(pos) > 1 {
 		return usagef("`switchboard reg` takes at most one extension number, e.g. switchboard reg 2002")
 	}
-	db, err := openDB(ctx, *data)
+	db, err := openExisting(ctx, *data)
 	if err != nil {
 		return err
 	}
@@ -82,7 +123,7 @@ realm, and OPTIONS ping status.`)
 			return err
 		}
 	}
-	freshen(ctx, *data, db)
+	freshen(ctx, *data)
 	bs, err := db.BindingsOf(ctx, dom, num)
 	if err != nil {
 		return err
@@ -93,16 +134,12 @@ realm, and OPTIONS ping status.`)
 		if !b.ExpiresAt.After(now) {
 			continue
 		}
-		views = append(views, regView{Extension: b.Extension, Domain: b.Domain, User: b.Extension + "@" + b.Domain,
-			Contact: b.Contact, Source: b.Source, Transport: b.Transport, UserAgent: b.UserAgent, CallID: b.CallID,
-			RegisteredAt: b.RegisteredAt.UTC().Format(time.RFC3339), ExpiresAt: b.ExpiresAt.UTC().Format(time.RFC3339),
-			ExpiresIn: int(b.ExpiresAt.Sub(now).Seconds()), AuthUser: b.AuthUser, AuthRealm: b.Realm,
-			PingStatus: b.PingStatus, PingRTTms: b.PingRTT})
+		views = append(views, toRegView(b, now))
 	}
 	if *asJSON {
 		return writeJSON(env.Stdout, views)
 	}
-	running, _ := server.Running(*data)
+	running, _ := control.Running(*data)
 	if len(views) == 0 {
 		if num != "" {
 			fmt.Fprintf(env.Stdout, "%s is not registered (ask why: switchboard doctor %s)\n", num, num)
@@ -180,27 +217,24 @@ func Status(ctx context.Context, env Env, args []string) error {
 	if len(pos) > 0 {
 		return usagef("`switchboard status` takes no arguments")
 	}
-	db, err := openDB(ctx, *data)
+	db, err := openExisting(ctx, *data)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	v := statusView{State: "stopped", Version: server.Version, DataDir: *data, Profiles: []profileView{}}
+	v := statusView{State: "stopped", Version: version.Get().String(), DataDir: *data, Profiles: []profileView{}}
 	v.DefaultDomain, _, _ = db.Meta(ctx, "default_domain")
 	if v.Domains, v.Extensions, err = db.Counts(ctx); err != nil {
 		return err
 	}
-	freshen(ctx, *data, db)
+	freshen(ctx, *data)
 	bs, err := db.BindingsOf(ctx, "", "")
 	if err != nil {
 		return err
 	}
 	v.Registrations = countLive(bs)
-	running, pid := server.Running(*data)
-	var rt server.Runtime
-	if s, ok, _ := db.Meta(ctx, "runtime"); ok {
-		_ = json.Unmarshal([]byte(s), &rt)
-	}
+	rt, running, _ := runtimeOf(ctx, *data, db)
+	pid := rt.PID
 	prof := profileView{Name: "internal", State: "STOPPED", Listeners: []listenerView{}}
 	if running {
 		v.State, v.PID = "running", pid
@@ -245,4 +279,87 @@ func Status(ctx context.Context, env Env, args []string) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// regRemove runs `reg rm` and `reg flush`: it drops the matching live
+// registrations (through the running server, which forgets them at once,
+// or in the database when none runs) and journals who did it. Nothing is
+// sent to the phones.
+func regRemove(ctx context.Context, env Env, data, domainFlag, ext, contact string, asJSON bool) error {
+	db, err := openExisting(ctx, data)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	dom := ""
+	if domainFlag != "" || ext != "" {
+		if dom, err = resolveDomain(ctx, db, domainFlag); err != nil {
+			return err
+		}
+	}
+	var gone []store.Binding
+	if c, err := control.Dial(data); err == nil {
+		defer c.Close()
+		gone, err = c.RemoveRegistrations(ctx, control.RemoveRequest{Domain: dom, Extension: ext, Contact: contact,
+			SudoUser: os.Getenv("SUDO_USER")})
+		if err != nil {
+			return fmt.Errorf("the running server could not remove the registrations: %w", err)
+		}
+	} else if gone, err = removeStored(ctx, db, dom, ext, contact); err != nil {
+		return err
+	}
+	if asJSON {
+		views := []regView{}
+		now := time.Now()
+		for _, b := range gone {
+			views = append(views, toRegView(b, now))
+		}
+		return writeJSON(env.Stdout, views)
+	}
+	switch {
+	case len(gone) == 0 && ext != "" && contact != "":
+		return usagef("%s has no registration with contact %s: see switchboard reg %s", ext, contact, ext)
+	case len(gone) == 0 && ext != "":
+		fmt.Fprintf(env.Stdout, "%s is not registered: nothing to remove\n", ext)
+	case len(gone) == 0:
+		fmt.Fprintln(env.Stdout, "no registrations: nothing to remove")
+	default:
+		for _, b := range gone {
+			fmt.Fprintf(env.Stdout, "removed %s@%s %s (from %s)\n", b.Extension, b.Domain, b.Contact, b.Source)
+		}
+		fmt.Fprintln(env.Stdout, "nothing was sent to the phones: each registers again at its next refresh (reboot one to make it re-register now)")
+	}
+	return nil
+}
+
+// removeStored drops matching registrations from the database of a
+// stopped server and journals it.
+func removeStored(ctx context.Context, db *sqlite.DB, dom, ext, contact string) ([]store.Binding, error) {
+	bs, err := db.BindingsOf(ctx, dom, ext)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	var gone []store.Binding
+	var keys []store.BindingKey
+	var events []journal.Event
+	by := control.UserName(os.Getuid(), os.Getenv("SUDO_USER"))
+	for _, b := range bs {
+		if !b.ExpiresAt.After(now) || (contact != "" && b.Contact != contact) {
+			continue
+		}
+		gone = append(gone, b)
+		keys = append(keys, b.Key())
+		events = append(events, journal.Event{Time: now, Kind: journal.KindBinding, Cause: cause.RemovedByAdmin,
+			Extension: b.Extension, Domain: b.Domain, Source: b.Source, Transport: b.Transport, UserAgent: b.UserAgent,
+			CallID: b.CallID, AuthUser: b.AuthUser, Realm: b.Realm,
+			Detail: "contact " + b.Contact + " removed by " + by + " (server stopped); the phone registers again at its next refresh"})
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	if err := db.ApplyBindings(ctx, nil, keys); err != nil {
+		return nil, err
+	}
+	return gone, journal.Insert(ctx, db.SQL(), events)
 }

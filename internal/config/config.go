@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -163,6 +164,11 @@ func (c *Config) Validate() error {
 	if host != "" && net.ParseIP(host) == nil {
 		return fmt.Errorf("--sip %q: host must be an IP address", c.SIP)
 	}
+	if c.Domain != "" {
+		if err := ValidDomain(c.Domain); err != nil {
+			return fmt.Errorf("--domain: %w", err)
+		}
+	}
 	if _, err := digest.ParseAlgorithms(c.Digest); err != nil {
 		return fmt.Errorf("--digest %q: %v (use md5, sha-256 or both, e.g. sha-256,md5)", c.Digest, err)
 	}
@@ -229,4 +235,15 @@ func PrimaryIPv4() string {
 		}
 	}
 	return "127.0.0.1"
+}
+
+var domainRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.?)*$|^[0-9a-fA-F:]+$`)
+
+// ValidDomain checks that name can be a domain (a SIP host and digest
+// realm): a host name like pbx.example.com, or an IP address.
+func ValidDomain(name string) error {
+	if len(name) > 253 || !domainRE.MatchString(name) {
+		return fmt.Errorf("invalid domain name %q: use a host name like pbx.example.com or an IP address", name)
+	}
+	return nil
 }

@@ -112,6 +112,19 @@ func (c *Cache) Domain(name string) (store.Domain, bool) {
 	return d, ok
 }
 
+// Realm returns the digest realm of a domain (case-insensitive name): the
+// realm its phones are challenged with and their password hashes are made
+// with. A domain the cache does not know is its own realm.
+func (c *Cache) Realm(domain string) string {
+	c.mu.RLock()
+	d, ok := c.domains[lower(domain)]
+	c.mu.RUnlock()
+	if ok && d.Realm != "" {
+		return d.Realm
+	}
+	return domain
+}
+
 // Domains returns every domain.
 func (c *Cache) Domains() []store.Domain {
 	c.mu.RLock()
@@ -180,6 +193,20 @@ func (c *Cache) Poll(ctx context.Context) (int, error) {
 		if err := c.Load(ctx); err != nil {
 			return 0, err
 		}
+		// Renames first: their bindings move before the old names'
+		// extensions are reported removed.
+		for _, ch := range changes {
+			switch ch.Kind {
+			case "domain-renamed":
+				for _, h := range c.handlers[ch.Kind] {
+					h(ch.Key)
+				}
+			case "default-domain":
+				c.mu.Lock()
+				c.defaultDomain = ch.Key
+				c.mu.Unlock()
+			}
+		}
 		after := c.extKeys()
 		for k := range before {
 			if _, ok := after[k]; !ok {
@@ -189,7 +216,7 @@ func (c *Cache) Poll(ctx context.Context) (int, error) {
 			}
 		}
 		for kind, hs := range c.handlers {
-			if kind == "ext-removed" {
+			if kind == "ext-removed" || kind == "domain-renamed" {
 				continue
 			}
 			for _, h := range hs {
@@ -204,6 +231,17 @@ func (c *Cache) Poll(ctx context.Context) (int, error) {
 			c.reloadExt(ctx, ch.Key)
 		case "domain":
 			c.reloadDomain(ctx, ch.Key)
+		case "domain-renamed":
+			if old, new, ok := strings.Cut(ch.Key, " "); ok {
+				c.renameDomain(ctx, old, new)
+			}
+			for _, h := range c.handlers[ch.Kind] {
+				h(ch.Key)
+			}
+		case "default-domain":
+			c.mu.Lock()
+			c.defaultDomain = ch.Key
+			c.mu.Unlock()
 		default:
 			for _, h := range c.handlers[ch.Kind] {
 				h(ch.Key)
@@ -249,6 +287,33 @@ func (c *Cache) reloadExt(ctx context.Context, key string) {
 	c.exts[dk][number] = &es[0]
 }
 
+// renameDomain replaces domain old by new with its extensions, read again
+// (their entries carry the domain's name).
+func (c *Cache) renameDomain(ctx context.Context, old, new string) {
+	exts, err := c.src.Extensions(ctx, new)
+	var es []Entry
+	if err == nil {
+		es, err = newEntries(exts)
+	}
+	if err != nil {
+		c.log.Warn("directory: reload renamed domain", "domain", new, "error", err)
+		return
+	}
+	c.reloadDomain(ctx, new)
+	m := make(map[string]*Entry, len(es))
+	for i := range es {
+		m[es[i].Number()] = &es[i]
+	}
+	c.mu.Lock()
+	delete(c.domains, lower(old))
+	delete(c.exts, lower(old))
+	c.exts[lower(new)] = m
+	if strings.EqualFold(c.defaultDomain, old) {
+		c.defaultDomain = new
+	}
+	c.mu.Unlock()
+}
+
 func (c *Cache) reloadDomain(ctx context.Context, name string) {
 	d, err := c.src.Domain(ctx, name)
 	k := lower(name)
@@ -270,13 +335,17 @@ func (c *Cache) reloadDomain(ctx context.Context, name string) {
 }
 
 // Watch polls the change feed every interval, and at once whenever kick
-// delivers, until ctx ends. After applying changes it calls applied with the
-// newest sequence number (the CLI waits for that to report an edit as
-// live). It prunes applied entries every minute.
+// delivers, until ctx ends. It calls applied with the newest sequence
+// number applied, once at the start (what Load read) and after each poll
+// that applied changes (the CLI waits for that to report an edit as live).
+// It prunes applied entries every minute.
 func (c *Cache) Watch(ctx context.Context, interval time.Duration, kick <-chan struct{}, applied func(seq int64)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	lastPrune := time.Now()
+	if applied != nil {
+		applied(c.lastSeq) // what Load read
+	}
 	for {
 		select {
 		case <-ctx.Done():

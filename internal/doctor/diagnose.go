@@ -133,7 +133,8 @@ func (d *diag) classify(e *journal.Event) (cause.Code, bool) {
 	}
 	switch e.Cause {
 	case cause.Registered, cause.Unregistered, cause.Expired, cause.WrongDomain, cause.ACLDenied,
-		cause.IPBanned, cause.MaxRegistrations, cause.IntervalTooBrief, cause.DigestNoQOP, cause.DigestURIMismatch:
+		cause.IPBanned, cause.MaxRegistrations, cause.IntervalTooBrief, cause.DigestNoQOP, cause.DigestURIMismatch,
+		cause.RemovedByAdmin:
 		return e.Cause, true
 	case cause.WrongPassword, cause.ExtensionMissing, cause.ExtensionDisabled, cause.AuthUserMismatch:
 		if e.AuthUser != "" && e.AuthUser != d.in.Number {
@@ -155,7 +156,7 @@ func (d *diag) existsIn(domain string) bool {
 
 func isFailure(c cause.Code) bool {
 	switch c {
-	case cause.Registered, cause.Unregistered, cause.Expired:
+	case cause.Registered, cause.Unregistered, cause.Expired, cause.RemovedByAdmin:
 		return false
 	}
 	return true
@@ -799,6 +800,10 @@ func (d *diag) expiredEvidence(lastReg journal.Event, hasReg bool) ([]string, st
 		who = fmt.Sprintf("%s %s (%s)", lastReg.Source, lastReg.Transport, uaOr(lastReg.UserAgent))
 		ev = append(ev, fmt.Sprintf("last REGISTER accepted at %s (%s ago) from %s", d.stamp(lastReg.Time), span(d.in.Now.Sub(lastReg.Time)), who))
 	}
+	if rm, ok := d.lastOf(cause.RemovedByAdmin); ok && rm.Time.After(last) {
+		ev = append(ev, fmt.Sprintf("its registration from %s was removed at %s: %s", rm.SourceIP(), d.stamp(rm.Time), rm.Detail))
+		return ev, "wait for the phone's next refresh (within its registration interval), or reboot the phone or re-save its account to register at once"
+	}
 	if unreg, ok := d.lastOf(cause.Unregistered); ok && unreg.Time.After(last) {
 		ev = append(ev, fmt.Sprintf("the phone at %s unregistered itself at %s (REGISTER with Expires: 0): switched off, rebooting or its account removed",
 			unreg.SourceIP(), d.stamp(unreg.Time)))
@@ -1042,6 +1047,15 @@ func (d *diag) verdict() verdictT {
 			if unreg, ok := d.lastOf(cause.Unregistered); ok && unreg.Time.After(lastReg.Time) {
 				s = fmt.Sprintf("%sthe phone at %s (%s) unregistered itself at %s", notReg, unreg.SourceIP(),
 					uaOr(unreg.UserAgent), d.clock(unreg.Time))
+			}
+			if rm, ok := d.lastOf(cause.RemovedByAdmin); ok && rm.Time.After(lastReg.Time) {
+				by := rm.Detail
+				if _, after, found := strings.Cut(by, " removed by "); found {
+					by, _, _ = strings.Cut(after, ";")
+				}
+				s = fmt.Sprintf("%sits registration from %s (%s) was removed by %s at %s (switchboard reg rm); the phone registers again at its next refresh",
+					notReg, rm.SourceIP(), uaOr(rm.UserAgent), by, d.clock(rm.Time))
+				return d.cannot(cause.RemovedByAdmin, s)
 			}
 		}
 		return d.cannot(cause.Expired, s)

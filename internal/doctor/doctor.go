@@ -211,6 +211,6 @@ func Diagnose(_ context.Context, in Inputs) Report {
 func Causes() []cause.Code {
 	return []cause.Code{cause.Registered, cause.ExtensionMissing, cause.ExtensionDisabled, cause.NeverSeen,
 		cause.WrongPassword, cause.AuthUserMismatch, cause.WrongDomain, cause.ACLDenied, cause.IPBanned,
-		cause.MaxRegistrations, cause.IntervalTooBrief, cause.Expired, cause.Unreachable, cause.ListenerDown,
-		cause.DigestNoQOP, cause.DigestURIMismatch}
+		cause.MaxRegistrations, cause.IntervalTooBrief, cause.Expired, cause.RemovedByAdmin, cause.Unreachable,
+		cause.ListenerDown, cause.DigestNoQOP, cause.DigestURIMismatch}
 }

@@ -228,7 +228,7 @@ func (r *Reader) history(ctx context.Context, in *Inputs) error {
 		return fmt.Errorf("doctor: %w", err)
 	}
 	h.Last = map[cause.Code]journal.Event{}
-	for _, c := range []cause.Code{cause.Registered, cause.Unregistered, cause.Expired} {
+	for _, c := range []cause.Code{cause.Registered, cause.Unregistered, cause.Expired, cause.RemovedByAdmin} {
 		e, ok, err := journal.LastOf(ctx, db, in.Number, in.Domain, c)
 		if err != nil {
 			return fmt.Errorf("doctor: %w", err)

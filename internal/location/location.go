@@ -341,6 +341,40 @@ func (t *Table) All() []store.Binding {
 	return out
 }
 
+// Remove drops the unexpired bindings that match and returns them: of
+// domain ("" = every domain), of extension ext ("" = every extension), with
+// Contact URI contact ("" = every contact). Nothing is sent to the phones.
+func (t *Table) Remove(ctx context.Context, domain, ext, contact string) ([]store.Binding, error) {
+	type aor struct{ domain, ext string }
+	var aors []aor
+	seen := map[aor]bool{}
+	for _, b := range t.All() {
+		a := aor{b.Domain, b.Extension}
+		if (domain == "" || strings.EqualFold(b.Domain, domain)) && (ext == "" || b.Extension == ext) && !seen[a] {
+			seen[a] = true
+			aors = append(aors, a)
+		}
+	}
+	var gone []store.Binding
+	for _, a := range aors {
+		_, err := t.Update(ctx, a.domain, a.ext, func(cur []store.Binding) ([]store.Binding, error) {
+			keep := cur[:0:0]
+			for _, b := range cur {
+				if contact == "" || b.Contact == contact {
+					gone = append(gone, b)
+				} else {
+					keep = append(keep, b)
+				}
+			}
+			return keep, nil
+		})
+		if err != nil {
+			return gone, err
+		}
+	}
+	return gone, nil
+}
+
 // Count returns the number of unexpired bindings.
 func (t *Table) Count() int {
 	now := unixNano(t.now())
@@ -408,6 +442,60 @@ func (t *Table) recountSources(old *node, next []store.Binding) {
 // RemoveExtension drops every binding of an extension (it was deleted).
 func (t *Table) RemoveExtension(ctx context.Context, domain, ext string) {
 	_, _ = t.Update(ctx, domain, ext, func([]store.Binding) ([]store.Binding, error) { return nil, nil })
+}
+
+// RenameDomain moves the unexpired bindings of domain old to domain new
+// (the domain was renamed) and returns how many moved (a contact already
+// registered under the new name is not added twice). The rename's own
+// transaction moved the stored rows; the writer stores them again under the
+// new name and deletes the old keys, which also covers writes that were
+// queued under the old name meanwhile.
+func (t *Table) RenameDomain(ctx context.Context, old, new string) (int, error) {
+	from := normDomain(old)
+	now := t.now()
+	moved := map[string][]store.Binding{} // extension -> its bindings
+	var o op
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		for k, head := range s.aors {
+			if k.domain != from {
+				continue
+			}
+			for e := head; e != nil; e = e.next {
+				b := s.binding(k, &e.compact)
+				o.del = append(o.del, b.Key())
+				if b.ExpiresAt.After(now) {
+					b.Domain = new
+					moved[k.ext] = append(moved[k.ext], b)
+				}
+			}
+			t.recountSources(head, nil)
+			delete(s.aors, k)
+		}
+		s.mu.Unlock()
+	}
+	if len(o.del) == 0 {
+		return 0, nil
+	}
+	if err := t.enqueue(ctx, o); err != nil {
+		return 0, err
+	}
+	n := 0
+	for ext, bs := range moved {
+		if _, err := t.Update(ctx, new, ext, func(cur []store.Binding) ([]store.Binding, error) {
+			// A phone that registered under the new name meanwhile keeps
+			// that binding.
+			bs = slices.DeleteFunc(bs, func(b store.Binding) bool {
+				return slices.ContainsFunc(cur, func(c store.Binding) bool { return c.Contact == b.Contact })
+			})
+			return append(cur, bs...), nil
+		}); err != nil {
+			return n, err
+		}
+		n += len(bs)
+	}
+	return n, nil
 }
 
 // Sweep removes expired bindings now and reports them; Run calls it every

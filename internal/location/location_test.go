@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sync"
 	"testing"
@@ -265,5 +266,62 @@ func TestUpdateErrorChangesNothing(t *testing.T) {
 	}
 	if s := stored(t, tb.db); len(s) != 1 {
 		t.Fatalf("stored after a failed Update: %v", contacts(s))
+	}
+}
+
+func TestRenameDomainMovesBindings(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{t: time.Now()}
+	tab := open(t, t.TempDir(), clk, nil)
+	db := tab.db
+	now := clk.Now()
+	add := func(domain, ext, contact, source string) {
+		t.Helper()
+		if _, err := tab.Update(ctx, domain, ext, func(cur []store.Binding) ([]store.Binding, error) {
+			return append(cur, store.Binding{Domain: domain, Extension: ext, Contact: contact, Source: source,
+				Transport: "UDP", CallID: contact, RegisteredAt: now, ExpiresAt: now.Add(time.Hour)}), nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("old.test", "2001", "sip:2001@192.0.2.1:5060", "192.0.2.1:5060")
+	add("old.test", "2001", "sip:2001@192.0.2.2:5060", "192.0.2.2:5060")
+	add("old.test", "2002", "sip:2002@192.0.2.3:5060", "192.0.2.3:5060")
+	add("other.test", "2001", "sip:2001@192.0.2.9:5060", "192.0.2.9:5060")
+	// Registered under the new name already: kept once.
+	add("new.test", "2002", "sip:2002@192.0.2.3:5060", "192.0.2.3:5060")
+	n, err := tab.RenameDomain(ctx, "OLD.test", "new.test")
+	if err != nil || n != 2 {
+		t.Fatalf("RenameDomain = %d, %v; want 2 moved (and one already there)", n, err)
+	}
+	if got := tab.Lookup("old.test", "2001"); len(got) != 0 {
+		t.Fatalf("old domain still has %v", got)
+	}
+	if got := tab.Lookup("new.test", "2001"); len(got) != 2 || got[0].Domain != "new.test" {
+		t.Fatalf("new domain 2001: %+v", got)
+	}
+	if got := tab.Lookup("new.test", "2002"); len(got) != 1 {
+		t.Fatalf("new domain 2002: %+v, want the one binding", got)
+	}
+	if got := tab.Lookup("other.test", "2001"); len(got) != 1 {
+		t.Fatalf("another domain was touched: %+v", got)
+	}
+	if !tab.HasSource(netip.MustParseAddr("192.0.2.1")) {
+		t.Fatal("source count lost in the move")
+	}
+	if err := tab.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := db.LoadBindings(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range stored {
+		if b.Domain == "old.test" {
+			t.Fatalf("a stored binding kept the old name: %+v", b)
+		}
+	}
+	if len(stored) != 4 {
+		t.Fatalf("stored %d bindings, want 4", len(stored))
 	}
 }

@@ -113,8 +113,8 @@ func (l denyList) AllowInvite(src netip.Addr) (bool, string) {
 	}
 	return true, ""
 }
-func (denyList) AuthFailed(netip.Addr, string) {}
-func (denyList) AuthSucceeded(netip.Addr)      {}
+func (denyList) AuthFailed(netip.Addr, string, string, string) {}
+func (denyList) AuthSucceeded(netip.Addr, string, string)      {}
 
 // dialogFixture is a proxy following one answered call: caller 2001 at
 // 203.0.113.1:40001 (UDP), callee 2002 reached at 203.0.113.2:40002 (TCP)

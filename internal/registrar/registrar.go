@@ -319,13 +319,14 @@ func (r *Registrar) update(f *facts, ext *directory.Entry, res auth.Result) {
 			return cur, nil
 		}
 		next := append([]store.Binding(nil), cur...)
-		var added, removed, refreshed int
+		var added, removed, refreshed, replaced int
 		for _, c := range contacts {
-			idx := -1
-			for i := range next {
-				if next[i].Contact == c.uri {
-					idx = i
-					break
+			idx, restarted := findBinding(next, c.uri, req.Source(), req.Transport(), callID)
+			if restarted {
+				if c.expires == 0 {
+					idx = -1 // removing a contact we do not have
+				} else {
+					replaced++
 				}
 			}
 			// RFC 3261 §10.3 step 7: an older CSeq for the same Call-ID is out
@@ -349,7 +350,9 @@ func (r *Registrar) update(f *facts, ext *directory.Entry, res auth.Result) {
 				Realm: strings.Clone(res.Realm), RegisteredAt: now,
 				ExpiresAt: now.Add(time.Duration(c.expires) * time.Second)}
 			if idx >= 0 {
-				b.PingStatus, b.PingRTT, b.PingAt = next[idx].PingStatus, next[idx].PingRTT, next[idx].PingAt
+				if !restarted { // a restarted phone's reachability starts afresh
+					b.PingStatus, b.PingRTT, b.PingAt = next[idx].PingStatus, next[idx].PingRTT, next[idx].PingAt
+				}
 				if next[idx].CallID == callID {
 					b.RegisteredAt = next[idx].RegisteredAt
 				}
@@ -370,6 +373,9 @@ func (r *Registrar) update(f *facts, ext *directory.Entry, res auth.Result) {
 			outcome = cause.Registered
 		}
 		detail = fmt.Sprintf("%d added, %d refreshed, %d removed, %d bound", added, refreshed, removed, len(next))
+		if replaced > 0 {
+			detail += fmt.Sprintf("; %d replaced the binding of a restarted phone (same address and port, new Call-ID)", replaced)
+		}
 		return next, nil
 	})
 	if err != nil {

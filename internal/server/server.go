@@ -9,16 +9,17 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
+	"net/netip"
+	"strings"
+
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
-	"path/filepath"
+
 	"runtime/debug"
 	"strconv"
 	"sync"
-	"syscall"
+
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -26,6 +27,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/calls"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/config"
+	"github.com/switchboard-pbx/switchboard/internal/control"
 	"github.com/switchboard-pbx/switchboard/internal/digest"
 	"github.com/switchboard-pbx/switchboard/internal/directory"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
@@ -37,22 +39,11 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/sipstack"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
+	"github.com/switchboard-pbx/switchboard/internal/version"
 )
-
-// Version is the server version, set at build time with -ldflags.
-var Version = "0.1.0-dev"
 
 // Allow lists the methods the server answers.
 const Allow = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, REFER, NOTIFY, MESSAGE, PRACK"
-
-// Runtime is what a running server publishes in the database for `status`.
-type Runtime struct {
-	PID       int                 `json:"pid"`
-	StartedAt time.Time           `json:"started_at"`
-	Version   string              `json:"version"`
-	Domain    string              `json:"domain"`
-	Listeners []sipstack.Listener `json:"listeners"`
-}
 
 // Server is a running switchboard.
 type Server struct {
@@ -75,6 +66,9 @@ type Server struct {
 	Started time.Time
 
 	lock      *os.File
+	ctl       net.Listener     // the control socket, served by Run
+	applied   control.Progress // the directory change applied (for control's Sync)
+	kick      chan struct{}    // makes the directory watcher poll at once
 	wg        sync.WaitGroup
 	stateless *stateless
 }
@@ -83,9 +77,6 @@ type Server struct {
 // they flush every 50 ms, so 16,384 holds over 300,000 events/s, and a
 // preallocated queue costs its full size in memory from the start.
 const writerQueue = 16384
-
-// LockFile is the file a running server holds locked in the data directory.
-const LockFile = "switchboard.lock"
 
 // New opens the data directory, takes its lock, binds the SIP listeners and
 // wires the handlers. Errors are one line, fit for the operator.
@@ -97,12 +88,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Cfg: cfg, Log: log, DB: db, Started: time.Now()}
+	s := &Server{Cfg: cfg, Log: log, DB: db, Started: time.Now(), kick: make(chan struct{}, 1)}
 	fail := func(err error) (*Server, error) {
 		s.closeStorage()
 		return nil, err
 	}
-	if s.lock, err = lockDataDir(cfg.DataDir); err != nil {
+	if s.lock, err = control.Lock(cfg.DataDir); err != nil {
+		return fail(err)
+	}
+	if s.ctl, err = control.Listen(cfg.DataDir); err != nil {
 		return fail(err)
 	}
 	s.Domain = cfg.Domain
@@ -112,6 +106,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		} else {
 			s.Domain = config.PrimaryIPv4()
 		}
+	}
+	if cfg.Domain == "" {
+		warnLoopbackDomain(log, s.Domain)
 	}
 	if _, err := db.EnsureDomain(ctx, s.Domain); err != nil {
 		return fail(err)
@@ -153,6 +150,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			Domain: b.Domain, Source: b.Source, Transport: b.Transport, UserAgent: b.UserAgent, CallID: b.CallID,
 			AuthUser: b.AuthUser, Realm: b.Realm,
 			Detail: "contact " + b.Contact + " expired; last registered " + b.RegisteredAt.Format(time.RFC3339)})
+	})
+	s.Dir.OnChange("domain-renamed", func(key string) {
+		if old, new, ok := strings.Cut(key, " "); ok {
+			n, err := s.Loc.RenameDomain(ctx, old, new)
+			log.Info("domain renamed", "old", old, "new", new, "registrations_moved", n, "error", err)
+		}
 	})
 	s.Dir.OnChange("ext-removed", func(key string) {
 		if d, n, ok := cutSlash(key); ok {
@@ -212,47 +215,6 @@ func cutSlash(key string) (string, string, bool) {
 	return "", "", false
 }
 
-func lockDataDir(dir string) (*os.File, error) {
-	path := filepath.Join(dir, LockFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("data directory %s is unusable: %w", dir, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		b, _ := os.ReadFile(path)
-		f.Close()
-		return nil, fmt.Errorf("another switchboard serve (pid %s) is already using data directory %s; stop it or pass another --data",
-			string(trimSpace(b)), dir)
-	}
-	_ = f.Truncate(0)
-	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())), 0)
-	return f, nil
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-// Running reports whether a server holds the data directory's lock, and its pid.
-func Running(dir string) (bool, int) {
-	path := filepath.Join(dir, LockFile)
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return false, 0
-	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		b, _ := os.ReadFile(path)
-		pid, _ := strconv.Atoi(string(trimSpace(b)))
-		return true, pid
-	}
-	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	return false, 0
-}
-
 func nonceKey(ctx context.Context, db *sqlite.DB) ([]byte, error) {
 	buf := make([]byte, 32)
 	if _, err := rand.Read(buf); err != nil {
@@ -263,6 +225,20 @@ func nonceKey(ctx context.Context, db *sqlite.DB) ([]byte, error) {
 		return nil, err
 	}
 	return hex.DecodeString(v)
+}
+
+// warnLoopbackDomain warns when the default domain is a loopback address
+// (chosen at a first start before the network was up) while the host has
+// another: phones on the network cannot use it.
+func warnLoopbackDomain(log *slog.Logger, domain string) {
+	ip, err := netip.ParseAddr(domain)
+	if err != nil || !ip.IsLoopback() {
+		return
+	}
+	if primary := config.PrimaryIPv4(); primary != domain && !strings.HasPrefix(primary, "127.") {
+		log.Warn("the default domain is a loopback address: phones on the network address this server as "+primary+
+			"; rename it (passwords keep working): switchboard domain rename "+domain+" "+primary, "domain", domain)
+	}
 }
 
 // ownHosts lists the names and addresses that mean "this server".
@@ -313,44 +289,18 @@ func (s *Server) Run(ctx context.Context) error {
 	s.Go(func() { s.Calls.Run(bg) })
 	s.Go(func() { s.Proxy.Run(bg) })
 	s.Go(func() { s.Qualify.Run(bg) })
-	kick := make(chan struct{}, 1)
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGUSR1)
-	defer signal.Stop(sigs)
-	s.Go(func() {
-		for {
-			select {
-			case <-bg.Done():
-				return
-			case <-sigs:
-				// The CLI asks (SIGUSR1) before it reads or after it writes:
-				// commit the queued binding writes, journal events (held
-				// ones too) and call records, say so, and re-read the change
-				// feed at once.
-				s.Journal.Flush(bg)
-				s.Calls.Flush(bg)
-				if err := s.Loc.Flush(bg); err == nil {
-					_ = s.DB.SetMeta(bg, "flushed_at", strconv.FormatInt(time.Now().UnixNano(), 10))
-				}
-				select {
-				case kick <- struct{}{}:
-				default:
-				}
-			}
-		}
-	})
-	s.Go(func() {
-		s.Dir.Watch(bg, 250*time.Millisecond, kick, func(seq int64) {
-			if err := s.DB.SetMeta(bg, "applied_seq", strconv.FormatInt(seq, 10)); err != nil && bg.Err() == nil {
-				s.Log.Warn("record applied change", "error", err)
-			}
-		})
-	})
-	rt := Runtime{PID: os.Getpid(), StartedAt: s.Started, Version: Version, Domain: s.Domain, Listeners: s.Stack.Listeners}
-	if b, err := json.Marshal(rt); err == nil {
+	s.Go(func() { s.Dir.Watch(bg, 250*time.Millisecond, s.kick, s.applied.Set) })
+	// The last run's facts stay in the database for commands that read
+	// while no server runs (which listeners to check, since when).
+	if b, err := json.Marshal(s.Runtime()); err == nil {
 		_ = s.DB.SetMeta(ctx, "runtime", string(b))
 	}
-	s.Log.Info("switchboard started", "version", Version, "domain", s.Domain, "udp", s.Stack.Listeners[0].Addr,
+	s.Go(func() {
+		if err := control.Serve(bg, s.ctl, s, s.Log); err != nil {
+			s.Log.Error("control socket stopped", "error", err)
+		}
+	})
+	s.Log.Info("switchboard started", "version", version.Get().String(), "domain", s.Domain, "udp", s.Stack.Listeners[0].Addr,
 		"tcp", s.Stack.Listeners[1].Addr, "data", s.Cfg.DataDir)
 	err := s.Stack.Serve(ctx)
 	s.stateless.wg.Wait() // listeners are closed: no new ones start
@@ -361,10 +311,63 @@ func (s *Server) Run(ctx context.Context) error {
 	return err
 }
 
+// Runtime describes the running server (control.Backend).
+func (s *Server) Runtime() control.Runtime {
+	rt := control.Runtime{PID: os.Getpid(), StartedAt: s.Started, Version: version.Get().String(), Domain: s.Dir.DefaultDomain()}
+	for _, l := range s.Stack.Listeners {
+		rt.Listeners = append(rt.Listeners, control.Listener{Proto: l.Proto, Addr: l.Addr})
+	}
+	return rt
+}
+
+// RemoveRegistrations drops the live registrations that match ("" matches
+// any domain, extension or contact) and journals each with who asked
+// (control.Backend). Nothing is sent to the phones: each registers again
+// at its next refresh.
+func (s *Server) RemoveRegistrations(ctx context.Context, domain, ext, contact, by string) ([]store.Binding, error) {
+	gone, err := s.Loc.Remove(ctx, domain, ext, contact)
+	for _, b := range gone {
+		s.Journal.Record(journal.Event{Kind: journal.KindBinding, Cause: cause.RemovedByAdmin, Extension: b.Extension,
+			Domain: b.Domain, Source: b.Source, Transport: b.Transport, UserAgent: b.UserAgent, CallID: b.CallID,
+			AuthUser: b.AuthUser, Realm: b.Realm,
+			Detail: "contact " + b.Contact + " removed by " + by + "; the phone registers again at its next refresh"})
+	}
+	if err != nil {
+		return gone, err
+	}
+	s.Journal.Flush(ctx)
+	return gone, s.Loc.Flush(ctx)
+}
+
+// Flush commits the queued binding writes, journal events (held ones too)
+// and call records (control.Backend): a command reads after it.
+func (s *Server) Flush(ctx context.Context) error {
+	s.Journal.Flush(ctx)
+	s.Calls.Flush(ctx)
+	return s.Loc.Flush(ctx)
+}
+
+// Sync makes the directory watcher apply the change feed up to change,
+// waiting at most 3 s (control.Backend): a command that edited the
+// directory returns once its edit is live.
+func (s *Server) Sync(ctx context.Context, change int64) (int64, error) {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	return s.applied.Wait(ctx, change)
+}
+
 func (s *Server) closeStorage() {
 	if s.DB != nil {
 		s.DB.Close()
 		s.DB = nil
+	}
+	if s.ctl != nil {
+		s.ctl.Close()
+		s.ctl = nil
 	}
 	if s.lock != nil {
 		s.lock.Close()

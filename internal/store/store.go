@@ -22,11 +22,14 @@ var (
 	ErrDuplicate = errors.New("already exists")
 )
 
-// Domain is a tenant. Extension numbers are unique within a domain; the
-// domain name is also the digest realm its phones authenticate against.
+// Domain is a tenant. Extension numbers are unique within a domain. Realm
+// is the digest realm its phones authenticate against: the name the domain
+// was created with, unless given otherwise, and kept when the domain is
+// renamed, because every stored password hash (HA1) is made with it.
 type Domain struct {
 	ID        int64     `json:"id"`
 	Name      string    `json:"name"`
+	Realm     string    `json:"realm"`
 	Enabled   bool      `json:"enabled"`
 	CreatedAt time.Time `json:"created_at"`
 }

@@ -290,7 +290,7 @@ func TestCLIExportImportRoundTrip(t *testing.T) {
 	var asJSON []map[string]any
 	a.JSON(&asJSON, "ext", "export")
 	if len(asJSON) != 3 || !slices.Equal(jsonKeys(asJSON[0]), sortedCopy("extension", "name", "cid_number", "description", "enabled",
-		"max_registrations", "call_timeout", "acl", "domain", "ha1_md5", "ha1_sha256")) {
+		"max_registrations", "call_timeout", "acl", "domain", "ha1_md5", "ha1_sha256", "realm")) {
 		t.Fatalf("ext export --json: %v", asJSON)
 	}
 

@@ -12,7 +12,7 @@ import (
 
 // Domains lists every domain, by name.
 func (db *DB) Domains(ctx context.Context) ([]store.Domain, error) {
-	rows, err := db.sql.QueryContext(ctx, "SELECT id, name, enabled, created_at FROM domains ORDER BY name")
+	rows, err := db.sql.QueryContext(ctx, "SELECT id, name, realm, enabled, created_at FROM domains ORDER BY name")
 	if err != nil {
 		return nil, fmt.Errorf("list domains: %w", err)
 	}
@@ -21,7 +21,7 @@ func (db *DB) Domains(ctx context.Context) ([]store.Domain, error) {
 	for rows.Next() {
 		var d store.Domain
 		var created int64
-		if err := rows.Scan(&d.ID, &d.Name, &d.Enabled, &created); err != nil {
+		if err := rows.Scan(&d.ID, &d.Name, &d.Realm, &d.Enabled, &created); err != nil {
 			return nil, fmt.Errorf("list domains: %w", err)
 		}
 		d.CreatedAt = fromMs(created)
@@ -34,8 +34,8 @@ func (db *DB) Domains(ctx context.Context) ([]store.Domain, error) {
 func (db *DB) Domain(ctx context.Context, name string) (store.Domain, error) {
 	var d store.Domain
 	var created int64
-	err := db.sql.QueryRowContext(ctx, "SELECT id, name, enabled, created_at FROM domains WHERE name = ?", name).
-		Scan(&d.ID, &d.Name, &d.Enabled, &created)
+	err := db.sql.QueryRowContext(ctx, "SELECT id, name, realm, enabled, created_at FROM domains WHERE name = ?", name).
+		Scan(&d.ID, &d.Name, &d.Realm, &d.Enabled, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return d, fmt.Errorf("domain %s: %w", name, store.ErrNotFound)
 	}
@@ -46,14 +46,90 @@ func (db *DB) Domain(ctx context.Context, name string) (store.Domain, error) {
 	return d, nil
 }
 
-// EnsureDomain returns the domain, creating it (enabled) when missing.
+// EnsureDomain returns the domain, creating it (enabled, its realm its
+// name) when missing.
 func (db *DB) EnsureDomain(ctx context.Context, name string) (store.Domain, error) {
+	return db.AddDomain(ctx, name, "")
+}
+
+// AddDomain returns the domain, creating it (enabled) with the given digest
+// realm ("" = its name) when missing. An existing domain is returned as it
+// is, whatever its realm.
+func (db *DB) AddDomain(ctx context.Context, name, realm string) (store.Domain, error) {
+	if realm == "" {
+		realm = name
+	}
 	if _, err := db.sql.ExecContext(ctx,
-		"INSERT INTO domains(name, enabled, created_at) VALUES (?, 1, ?) ON CONFLICT(name) DO NOTHING",
-		name, time.Now().UnixMilli()); err != nil {
+		"INSERT INTO domains(name, realm, enabled, created_at) VALUES (?, ?, 1, ?) ON CONFLICT(name) DO NOTHING",
+		name, realm, time.Now().UnixMilli()); err != nil {
 		return store.Domain{}, fmt.Errorf("create domain %s: %w", name, err)
 	}
 	return db.Domain(ctx, name)
+}
+
+// RenameDomain gives a domain a new name in one transaction: its
+// extensions, its registrations and, when it is the default domain, the
+// default follow; its digest realm stays, so every stored password hash
+// keeps working. The change feed carries a "domain-renamed" entry keyed
+// "OLD NEW" for a running server. It fails with store.ErrNotFound when old
+// does not exist and store.ErrDuplicate when new does.
+func (db *DB) RenameDomain(ctx context.Context, old, new string) (store.Domain, error) {
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return store.Domain{}, fmt.Errorf("rename domain %s: %w", old, err)
+	}
+	defer tx.Rollback()
+	var canon string
+	err = tx.QueryRowContext(ctx, "SELECT name FROM domains WHERE name = ?", old).Scan(&canon)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Domain{}, fmt.Errorf("domain %s: %w", old, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Domain{}, fmt.Errorf("rename domain %s: %w", old, err)
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE domains SET name = ? WHERE name = ?", new, canon); err != nil {
+		if isUnique(err) {
+			return store.Domain{}, fmt.Errorf("domain %s: %w", new, store.ErrDuplicate)
+		}
+		return store.Domain{}, fmt.Errorf("rename domain %s: %w", canon, err)
+	}
+	for _, q := range []string{
+		"UPDATE bindings SET domain = ? WHERE domain = ?",
+		"UPDATE meta SET value = ? WHERE key = 'default_domain' AND value = ?",
+	} {
+		if _, err := tx.ExecContext(ctx, q, new, canon); err != nil {
+			return store.Domain{}, fmt.Errorf("rename domain %s: %w", canon, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO changes(kind, key) VALUES ('domain-renamed', ?)", canon+" "+new); err != nil {
+		return store.Domain{}, fmt.Errorf("rename domain %s: %w", canon, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return store.Domain{}, fmt.Errorf("rename domain %s: commit: %w", canon, err)
+	}
+	return db.Domain(ctx, new)
+}
+
+// SetDefaultDomain makes an existing domain the default one (requests
+// addressed to the server's own names and addresses belong to it), with a
+// "default-domain" entry in the change feed for a running server.
+func (db *DB) SetDefaultDomain(ctx context.Context, name string) (store.Domain, error) {
+	d, err := db.Domain(ctx, name)
+	if err != nil {
+		return d, err
+	}
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return d, fmt.Errorf("set default domain: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "INSERT INTO meta(key, value) VALUES ('default_domain', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", d.Name); err != nil {
+		return d, fmt.Errorf("set default domain: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO changes(kind, key) VALUES ('default-domain', ?)", d.Name); err != nil {
+		return d, fmt.Errorf("set default domain: %w", err)
+	}
+	return d, tx.Commit()
 }
 
 const extColumns = `e.id, d.name, e.number, e.ha1_md5, e.ha1_sha256, e.enabled, e.cid_name, e.cid_number,

@@ -62,6 +62,56 @@ func Open(ctx context.Context, dataDir string) (*DB, error) {
 	}
 	_ = os.Remove(probe)
 	path := filepath.Join(dataDir, FileName)
+	db, err := openFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// ErrNoDatabase is returned by OpenExisting when the directory holds no
+// switchboard database.
+var ErrNoDatabase = errors.New("no switchboard database")
+
+// ErrSchema is returned by OpenExisting when the database's schema is not
+// the one this binary uses (serve migrates it at start).
+var ErrSchema = errors.New("database schema differs from this switchboard's")
+
+// OpenExisting opens the database in dataDir for commands that read what
+// serve recorded (and edit it): it creates nothing and migrates nothing.
+// It fails with ErrNoDatabase when there is no database, and with
+// ErrSchema when its schema version is not this binary's.
+func OpenExisting(ctx context.Context, dataDir string) (*DB, error) {
+	path := filepath.Join(dataDir, FileName)
+	if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: %w", dataDir, ErrNoDatabase)
+	}
+	db, err := openFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var v int
+	if err := db.sql.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("read schema version of %s: %w", path, err)
+	}
+	if v == 0 {
+		db.Close()
+		return nil, fmt.Errorf("%s: %w", dataDir, ErrNoDatabase)
+	}
+	if v != len(migrations) {
+		db.Close()
+		return nil, fmt.Errorf("%w: %s has schema version %d, this switchboard uses %d", ErrSchema, path, v, len(migrations))
+	}
+	return db, nil
+}
+
+// openFile opens the SQLite file at path with switchboard's settings.
+func openFile(path string) (*DB, error) {
 	// temp_store(MEMORY): multi-row INSERTs keep their statement journal
 	// (for a statement-level rollback) in memory instead of a temporary
 	// file; with a file, its writes were a third of the journal's cost.
@@ -74,13 +124,8 @@ func Open(ctx context.Context, dataDir string) (*DB, error) {
 	sdb.SetMaxOpenConns(4)
 	sdb.SetMaxIdleConns(4)
 	sdb.SetConnMaxIdleTime(0)
-	db := &DB{sql: sdb, path: path,
-		bindUpsert: multirow.New(sdb, "INSERT OR REPLACE INTO bindings("+bindingColumns+")", bindingCols, "")}
-	if err := db.migrate(ctx); err != nil {
-		sdb.Close()
-		return nil, err
-	}
-	return db, nil
+	return &DB{sql: sdb, path: path,
+		bindUpsert: multirow.New(sdb, "INSERT OR REPLACE INTO bindings("+bindingColumns+")", bindingCols, "")}, nil
 }
 
 func unwrapPathErr(err error) error {
@@ -279,6 +324,13 @@ INSERT INTO profiles(name, trusted_acl) VALUES ('internal', 'loopback');
 	// first) never takes this index over journal_ext and sorts.
 	`
 CREATE INDEX journal_dom_ext_cause ON journal(domain, extension, cause, time);
+`,
+	// 6: a digest realm per domain, kept when the domain is renamed (the
+	// stored HA1 hashes are made with it); until now the realm was the
+	// domain's name.
+	`
+ALTER TABLE domains ADD COLUMN realm TEXT NOT NULL DEFAULT '';
+UPDATE domains SET realm = name;
 `,
 }
 
