@@ -40,6 +40,11 @@ const (
 	OutOfOrder        Code = "out_of_order"
 	RateLimited       Code = "rate_limited"
 	Scanner           Code = "scanner"
+	// ConnectionLimit: a TCP connection was closed at accept (the
+	// per-address or total cap) or evicted; AcceptFailed: the TCP listener
+	// could not accept (file descriptors exhausted) and retries.
+	ConnectionLimit Code = "connection_limit"
+	AcceptFailed    Code = "accept_failed"
 )
 
 // Call outcomes, FreeSWITCH hangup cause names.

@@ -132,10 +132,18 @@ type trackingListener struct {
 	idleClosed atomic.Int64 // connections closed by the idle timeout
 
 	mu       sync.Mutex
-	conns    map[string]*trackedConn // guarded by mu; by remote ip:port
-	byAddr   map[netip.Addr]int      // guarded by mu; connections per address key
-	n        int                     // guarded by mu; connections held
-	old, new *trackedConn            // guarded by mu; unproven connections, oldest first
+	conns    map[string]*trackedConn   // guarded by mu; by remote ip:port
+	byAddr   map[netip.Addr]*addrConns // guarded by mu; by address key
+	n        int                       // guarded by mu; connections held
+	unproven int                       // guarded by mu; of them without a complete message
+}
+
+// addrConns are one address key's connections. Guarded by the
+// listener's mu.
+type addrConns struct {
+	n        int          // connections held
+	unproven int          // of them without a complete message
+	old, new *trackedConn // the unproven ones, oldest first
 }
 
 // listenerConfig is the part of Options the listener uses.
@@ -143,7 +151,7 @@ func newTrackingListener(l net.Listener, opts Options, log *slog.Logger) *tracki
 	tl := &trackingListener{Listener: l, onClose: opts.ConnClosed, accept: opts.AcceptConn, event: opts.ConnEvent,
 		log: log, idle: opts.TCPIdleTimeout, perAddr: opts.TCPMaxPerAddress, total: opts.TCPMaxConns,
 		ready: make(chan *trackedConn), done: make(chan struct{}), loopDone: make(chan struct{}),
-		conns: map[string]*trackedConn{}, byAddr: map[netip.Addr]int{}}
+		conns: map[string]*trackedConn{}, byAddr: map[netip.Addr]*addrConns{}}
 	if tl.idle <= 0 {
 		tl.idle = DefaultTCPIdleTimeout
 	}
@@ -306,21 +314,26 @@ func (l *trackingListener) admit(c net.Conn) {
 	var ev *ConnEvent
 	var evict *trackedConn
 	l.mu.Lock()
+	a := l.byAddr[key]
 	switch {
-	case verdict != ConnTrusted && l.perAddr > 0 && l.byAddr[key] >= l.perAddr:
-		ev = &ConnEvent{Kind: ConnOverPerAddress, Remote: ap, Held: l.byAddr[key], Limit: l.perAddr}
-	case l.n >= l.total && l.old == nil:
+	case verdict != ConnTrusted && l.perAddr > 0 && a != nil && a.n >= l.perAddr:
+		ev = &ConnEvent{Kind: ConnOverPerAddress, Remote: ap, Held: a.n, Limit: l.perAddr}
+	case l.n >= l.total && l.unproven == 0:
 		ev = &ConnEvent{Kind: ConnOverTotal, Remote: ap, Held: l.n, Limit: l.total}
 	case l.n >= l.total:
-		evict = l.old
+		evict = l.victimLocked()
 		l.unlinkLocked(evict)
 	}
 	if ev == nil {
+		if a == nil {
+			a = &addrConns{}
+			l.byAddr[key] = a
+		}
 		l.conns[tc.key] = tc
-		l.byAddr[key]++
+		a.n++
 		l.n++
 		tc.tracked = true
-		l.pushLocked(tc)
+		l.pushLocked(a, tc)
 	}
 	l.mu.Unlock()
 	if ev != nil {
@@ -346,13 +359,13 @@ func (l *trackingListener) wait(tc *trackedConn) {
 	if sc, ok := tc.Conn.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			_ = tc.Conn.SetReadDeadline(time.Unix(0, tc.deadline.Load()))
-			first := true
-			err := rc.Read(func(uintptr) bool {
-				if first { // do not read: wait until readable
-					first = false
-					return false
-				}
-				return true
+			// Peek, never consume: sipgo reads the bytes. (A readiness
+			// event from before RawRead is reset by it, so each call must
+			// look at the socket itself.)
+			var b [1]byte
+			err := rc.Read(func(fd uintptr) bool {
+				_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+				return err != syscall.EAGAIN && err != syscall.EWOULDBLOCK && err != syscall.EINTR
 			})
 			if err != nil {
 				if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -371,35 +384,67 @@ func (l *trackingListener) wait(tc *trackedConn) {
 	}
 }
 
-// pushLocked appends c to the unproven list. l.mu must be held.
-func (l *trackingListener) pushLocked(c *trackedConn) {
-	c.unproven = true
-	c.prev, c.next = l.new, nil
-	if l.new != nil {
-		l.new.next = c
-	} else {
-		l.old = c
+// victimSample is how many addresses with unproven connections an
+// eviction compares.
+const victimSample = 16
+
+// victimLocked picks the connection to evict at the total cap: the oldest
+// unproven connection of the address holding the most unproven ones among
+// a random sample of addresses (Go's map order), so a flood from a few
+// addresses evicts its own connections, not a phone's that has just
+// connected. l.unproven must be > 0; l.mu must be held.
+func (l *trackingListener) victimLocked() *trackedConn {
+	var best *addrConns
+	seen := 0
+	for _, a := range l.byAddr {
+		if a.unproven == 0 {
+			continue
+		}
+		if best == nil || a.unproven > best.unproven {
+			best = a
+		}
+		if seen++; seen == victimSample {
+			break
+		}
 	}
-	l.new = c
+	return best.old
 }
 
-// unlinkLocked removes c from the unproven list. l.mu must be held.
+// pushLocked appends c to its address's unproven list. l.mu must be held.
+func (l *trackingListener) pushLocked(a *addrConns, c *trackedConn) {
+	c.unproven, c.ac = true, a
+	c.prev, c.next = a.new, nil
+	if a.new != nil {
+		a.new.next = c
+	} else {
+		a.old = c
+	}
+	a.new = c
+	a.unproven++
+	l.unproven++
+}
+
+// unlinkLocked removes c from its address's unproven list. l.mu must be
+// held.
 func (l *trackingListener) unlinkLocked(c *trackedConn) {
 	if !c.unproven {
 		return
 	}
+	a := c.ac
 	c.unproven = false
 	if c.prev != nil {
 		c.prev.next = c.next
 	} else {
-		l.old = c.next
+		a.old = c.next
 	}
 	if c.next != nil {
 		c.next.prev = c.prev
 	} else {
-		l.new = c.prev
+		a.new = c.prev
 	}
 	c.prev, c.next = nil, nil
+	a.unproven--
+	l.unproven--
 }
 
 // forget drops a closed connection from the books.
@@ -413,11 +458,13 @@ func (l *trackingListener) forget(c *trackedConn) {
 	if l.conns[c.key] == c {
 		delete(l.conns, c.key)
 	}
-	if l.byAddr[c.addr]--; l.byAddr[c.addr] <= 0 {
-		delete(l.byAddr, c.addr)
-	}
 	l.n--
 	l.unlinkLocked(c)
+	if a := l.byAddr[c.addr]; a != nil {
+		if a.n--; a.n <= 0 {
+			delete(l.byAddr, c.addr)
+		}
+	}
 }
 
 func (l *trackingListener) get(remote string) *trackedConn {
@@ -459,6 +506,7 @@ type trackedConn struct {
 	// guarded by l.mu
 	tracked    bool
 	unproven   bool
+	ac         *addrConns // its address's books
 	prev, next *trackedConn
 }
 

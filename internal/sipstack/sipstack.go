@@ -347,3 +347,9 @@ func (s *Stack) KeepAlive(remote string, until time.Time) bool {
 func (s *Stack) TCPConns() (held int, idleClosed int64) {
 	return s.tcp.held(), s.tcp.idleClosed.Load()
 }
+
+// TCPLimits returns the connection settings in force (defaults applied):
+// the idle timeout, the per-address cap (0: none) and the total cap.
+func (s *Stack) TCPLimits() (idle time.Duration, perAddress, total int) {
+	return s.tcp.idle, s.tcp.perAddr, s.tcp.total
+}
