@@ -301,3 +301,46 @@ func TestBannedTCPClosedAtAccept(t *testing.T) {
 	}
 	waitJournalWith(t, s, "the refused connection in the journal", map[string]string{"cause": "ip_banned", "transport": "TCP", "source": "127.0.0.45:*"})
 }
+
+// established reports whether a TCP connection between the two ip:port
+// addresses is established (ss(8)).
+func established(t *testing.T, a, b string) bool {
+	t.Helper()
+	out, err := exec.Command("ss", "-Htn", "state", "established", "src", a, "dst", b).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss: %v\n%s", err, out)
+	}
+	return strings.TrimSpace(string(out)) != ""
+}
+
+// TestRegisteredTCPFlowKept: the idle timeout does not close a connection
+// a phone (baresip) registered over: it stays open until the binding
+// expires, so requests reach the phone on it.
+func TestRegisteredTCPFlowKept(t *testing.T) {
+	Need(t, "ss")
+	s := Start(t, "", "--tcp-idle-timeout", "1s")
+	s.AddExt("2001", "secret-2001")
+	b := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2001", "secret-2001", s.Addr, "tcp")}})
+	b.WaitRegistered("2001@127.0.0.1", 15*time.Second)
+	var src string
+	WaitFor(t, 5*time.Second, "the TCP binding", func() bool {
+		regs := s.Regs("2001")
+		if len(regs) == 1 && regs[0].Transport == "TCP" {
+			src = regs[0].Source
+			return true
+		}
+		return false
+	})
+	if !established(t, src, s.Addr) {
+		t.Fatalf("no established connection %s -> %s", src, s.Addr)
+	}
+	// Four idle timeouts pass without a message from the phone (it
+	// refreshes every 60 s).
+	time.Sleep(4 * time.Second)
+	if !established(t, src, s.Addr) {
+		t.Fatalf("the registered flow %s was closed by the idle timeout:\n%s", src, tail(s.Log(), 3000))
+	}
+	if regs := s.Regs("2001"); len(regs) != 1 || regs[0].Source != src {
+		t.Fatalf("binding changed: %+v (was from %s)", regs, src)
+	}
+}
