@@ -16,8 +16,8 @@ import (
 const lowFileLimit = 4096
 
 // checkFileLimit logs the TCP connection limits in force and warns when
-// the file limit is low. Go's runtime has already raised the soft limit
-// to the hard one (syscall's init, Linux and the BSDs), so only the hard
+// the file limit is low. The soft limit has been raised to the hard one
+// (Go's runtime at start, sipstack.RaiseFileLimit), so only the hard
 // limit can be too low.
 func (s *Server) checkFileLimit() {
 	idle, perAddr, total := s.Stack.TCPLimits()

@@ -175,6 +175,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		DefaultExpires: cfg.DefaultExpires}, s.Dir, s.Auth, s.Loc, s.Journal, s.Sec, log)
 
 	s.stateless = newStateless(s)
+	if err := sipstack.RaiseFileLimit(); err != nil {
+		log.Warn("file limit", "error", err)
+	}
 	perIP := cfg.TCPMaxPerIP
 	if perIP == 0 {
 		perIP = -1 // no cap

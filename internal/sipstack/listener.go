@@ -2,6 +2,7 @@ package sipstack
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -96,6 +97,24 @@ func FileLimit() (soft, hard uint64, err error) {
 		return 0, 0, err
 	}
 	return uint64(l.Cur), uint64(l.Max), nil
+}
+
+// RaiseFileLimit raises the soft RLIMIT_NOFILE to the hard limit. Go's
+// runtime has already raised it to one below the hard limit at start
+// (syscall's init, go.dev/issue/46279); this takes the last one too.
+func RaiseFileLimit() error {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return fmt.Errorf("read the file limit: %w", err)
+	}
+	if l.Cur >= l.Max {
+		return nil
+	}
+	l.Cur = l.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return fmt.Errorf("raise the file limit to %d: %w", l.Max, err)
+	}
+	return nil
 }
 
 // Accept back-off after a failed Accept, as net/http's Server.Serve.

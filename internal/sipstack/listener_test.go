@@ -324,3 +324,14 @@ func TestIdleConnMemory(t *testing.T) {
 		t.Fatalf("an idle connection costs %d bytes, want under 16 KiB", per)
 	}
 }
+
+func TestAutoMaxConns(t *testing.T) {
+	for _, c := range []struct {
+		nofile uint64
+		want   int
+	}{{64, 16}, {256, 192}, {1024, 768}, {20000, 18976}, {1 << 20, 65536}} {
+		if got := AutoMaxConns(c.nofile); got != c.want {
+			t.Errorf("AutoMaxConns(%d) = %d, want %d", c.nofile, got, c.want)
+		}
+	}
+}

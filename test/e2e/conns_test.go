@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -343,4 +344,62 @@ func TestRegisteredTCPFlowKept(t *testing.T) {
 	if regs := s.Regs("2001"); len(regs) != 1 || regs[0].Source != src {
 		t.Fatalf("binding changed: %+v (was from %s)", regs, src)
 	}
+}
+
+// TestLowFileLimitWarning: started under a hard file limit of 256, serve
+// warns once at start how to raise it and derives its TCP connection cap
+// from it (192); bad connection flags are refused with one line.
+func TestLowFileLimitWarning(t *testing.T) {
+	Need(t, "prlimit")
+	cmd := exec.Command("prlimit", "--nofile=256:256", Binary(t), "serve", "--data", t.TempDir(),
+		"--sip", "127.0.0.1:0", "--domain", "127.0.0.1")
+	cmd.Env = ChildEnv("SWITCHBOARD_DATA=")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM) // prlimit execs serve: same PID
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	WaitFor(t, 20*time.Second, "serve to start", func() bool { return strings.Contains(out.String(), "switchboard started") })
+	log := out.String()
+	if n := strings.Count(log, "the file limit is low"); n != 1 || !strings.Contains(log, "LimitNOFILE=") || !strings.Contains(log, "ulimit -n") {
+		t.Fatalf("want one warning saying how to raise the limit:\n%s", log)
+	}
+	if !strings.Contains(log, "max_conns=192") || !strings.Contains(log, "max_per_ip=128") || !strings.Contains(log, "idle_timeout=30s") {
+		t.Fatalf("limits in force not logged as derived from 256:\n%s", log)
+	}
+	for _, bad := range [][]string{{"--tcp-max-per-ip", "-1"}, {"--tcp-max-conns", "-5"}, {"--tcp-idle-timeout", "1ms"}} {
+		_, errOut, code := serveOnce(t, append([]string{"--data", t.TempDir(), "--sip", "127.0.0.1:0"}, bad...)...)
+		if code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, bad[0]) {
+			t.Errorf("%v: exit %d, stderr %q", bad, code, errOut)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
