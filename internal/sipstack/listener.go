@@ -165,7 +165,7 @@ type addrConns struct {
 	old, new *trackedConn // the unproven ones, oldest first
 }
 
-// listenerConfig is the part of Options the listener uses.
+// newTrackingListener wraps l with opts' caps and callbacks, defaults applied.
 func newTrackingListener(l net.Listener, opts Options, log *slog.Logger) *trackingListener {
 	tl := &trackingListener{Listener: l, onClose: opts.ConnClosed, accept: opts.AcceptConn, event: opts.ConnEvent,
 		log: log, idle: opts.TCPIdleTimeout, perAddr: opts.TCPMaxPerAddress, total: opts.TCPMaxConns,
