@@ -57,6 +57,11 @@ const (
 	// RemovedByAdmin: an operator dropped the registration (switchboard reg
 	// rm / reg flush); nothing was sent to the phone.
 	RemovedByAdmin Code = "removed_by_admin"
+	// ConnectionLimit: a TCP connection was closed at accept (the
+	// per-address or total cap) or evicted; AcceptFailed: the TCP listener
+	// could not accept (file descriptors exhausted) and retries.
+	ConnectionLimit Code = "connection_limit"
+	AcceptFailed    Code = "accept_failed"
 )
 
 // Call outcomes, FreeSWITCH hangup cause names.

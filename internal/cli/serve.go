@@ -44,6 +44,9 @@ func Serve(ctx context.Context, env Env, args []string, ready func(*server.Serve
 	fs.DurationVar(&cfg.BanFor, "ban-for", cfg.BanFor, "how long a ban lasts (lift one early with switchboard ban rm IP)")
 	fs.IntVar(&cfg.RateLimit, "rate-limit", cfg.RateLimit, "SIP messages per second one address may send (0 = no limit; trusted networks are exempt)")
 	fs.IntVar(&cfg.RateBurst, "rate-burst", cfg.RateBurst, "burst allowed above --rate-limit")
+	fs.DurationVar(&cfg.TCPIdleTimeout, "tcp-idle-timeout", cfg.TCPIdleTimeout, "close a TCP connection that sends no complete SIP message for this long (a registered phone's stays until its registration expires)")
+	fs.IntVar(&cfg.TCPMaxPerIP, "tcp-max-per-ip", cfg.TCPMaxPerIP, "TCP connections one address may hold (IPv6: one /64; trusted networks exempt; 0 = no cap)")
+	fs.IntVar(&cfg.TCPMaxConns, "tcp-max-conns", cfg.TCPMaxConns, "TCP connections in all (0 = from the file limit: the limit minus a reserve, at most 65536)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	pos, done, err := parseHelp(env, fs, args, serveUsage)
 	if done || err != nil {
@@ -105,5 +108,8 @@ func merge(cfg *config.Config, file config.Config, given map[string]bool) {
 	set("ban-for", func() { cfg.BanFor = file.BanFor })
 	set("rate-limit", func() { cfg.RateLimit = file.RateLimit })
 	set("rate-burst", func() { cfg.RateBurst = file.RateBurst })
+	set("tcp-idle-timeout", func() { cfg.TCPIdleTimeout = file.TCPIdleTimeout })
+	set("tcp-max-per-ip", func() { cfg.TCPMaxPerIP = file.TCPMaxPerIP })
+	set("tcp-max-conns", func() { cfg.TCPMaxConns = file.TCPMaxConns })
 	set("log-level", func() { cfg.LogLevel = file.LogLevel })
 }

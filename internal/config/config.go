@@ -63,6 +63,16 @@ type Config struct {
 	// trusted networks are exempt) (flags --rate-limit, --rate-burst).
 	RateLimit int `json:"rate_limit"`
 	RateBurst int `json:"rate_burst"`
+	// TCPIdleTimeout closes a TCP connection that delivers no complete SIP
+	// message for this long; a connection a phone registered over stays
+	// until its registration expires (flag --tcp-idle-timeout).
+	TCPIdleTimeout time.Duration `json:"tcp_idle_timeout"`
+	// TCPMaxPerIP caps the TCP connections of one address (IPv6: one /64;
+	// trusted networks are exempt; 0 = no cap) (flag --tcp-max-per-ip).
+	TCPMaxPerIP int `json:"tcp_max_per_ip"`
+	// TCPMaxConns caps the TCP connections in all (0 = derived from the
+	// file limit) (flag --tcp-max-conns).
+	TCPMaxConns int `json:"tcp_max_conns"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
 	// Pprof, when set, serves net/http/pprof on this loopback address
@@ -93,6 +103,8 @@ func Default() Config {
 		BanFor:           time.Hour,
 		RateLimit:        200,
 		RateBurst:        1000,
+		TCPIdleTimeout:   30 * time.Second,
+		TCPMaxPerIP:      128,
 		LogLevel:         "info",
 	}
 }
@@ -107,6 +119,7 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 		JournalMaxAge   any `json:"journal_max_age"`
 		BanWindow       any `json:"ban_window"`
 		BanFor          any `json:"ban_for"`
+		TCPIdleTimeout  any `json:"tcp_idle_timeout"`
 	}{plain: (*plain)(c)}
 	dec := json.NewDecoder(bytesReader(b))
 	dec.DisallowUnknownFields()
@@ -119,7 +132,8 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 		n   string
 	}{{aux.NonceLifetime, &c.NonceLifetime, "nonce_lifetime"}, {aux.QualifyInterval, &c.QualifyInterval, "qualify_interval"},
 		{aux.JournalMaxAge, &c.JournalMaxAge, "journal_max_age"},
-		{aux.BanWindow, &c.BanWindow, "ban_window"}, {aux.BanFor, &c.BanFor, "ban_for"}} {
+		{aux.BanWindow, &c.BanWindow, "ban_window"}, {aux.BanFor, &c.BanFor, "ban_for"},
+		{aux.TCPIdleTimeout, &c.TCPIdleTimeout, "tcp_idle_timeout"}} {
 		switch v := p.v.(type) {
 		case nil:
 		case float64:
@@ -199,6 +213,15 @@ func (c *Config) Validate() error {
 	}
 	if c.RateLimit > 0 && c.RateBurst < 1 {
 		return fmt.Errorf("--rate-burst %d: give at least 1, e.g. --rate-burst %d", c.RateBurst, 5*c.RateLimit)
+	}
+	if c.TCPIdleTimeout < 100*time.Millisecond {
+		return fmt.Errorf("--tcp-idle-timeout %s: give at least 100ms, e.g. --tcp-idle-timeout 30s", c.TCPIdleTimeout)
+	}
+	if c.TCPMaxPerIP < 0 {
+		return fmt.Errorf("--tcp-max-per-ip %d: give connections per address, or 0 for no cap", c.TCPMaxPerIP)
+	}
+	if c.TCPMaxConns < 0 {
+		return fmt.Errorf("--tcp-max-conns %d: give connections in all, or 0 to derive it from the file limit", c.TCPMaxConns)
 	}
 	if c.Pprof != "" {
 		h, _, err := net.SplitHostPort(c.Pprof)

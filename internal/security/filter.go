@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard-pbx/switchboard/internal/acl"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/sipstack"
 )
 
 // Transport is the part of the SIP stack the filter answers through.
@@ -446,4 +447,28 @@ func (s *Service) frames(ip netip.Addr, ap netip.AddrPort, remote net.Addr, tran
 		pos += size
 	}
 	return result(), pos, 0, false
+}
+
+// AcceptConn decides about a new TCP connection before anything is read
+// from it (the sipstack calls it at accept): a banned address is refused,
+// and so is one over its rate limit (each connection counts as one
+// message against it); trusted networks are exempt from both and from
+// the per-address connection cap. Refusals are journaled at most once a
+// minute per address and cause.
+func (s *Service) AcceptConn(remote netip.AddrPort) sipstack.ConnVerdict {
+	ip := remote.Addr().Unmap()
+	if s.trusted(ip) {
+		return sipstack.ConnTrusted
+	}
+	if s.guard.Banned(ip) {
+		s.stats.BannedDropped.Add(1)
+		s.noteBanned(ip, remote, "TCP", nil)
+		return sipstack.ConnRefuse
+	}
+	if !s.limiter.Allow(ip) {
+		s.stats.RateLimited.Add(1)
+		s.note(ip, remote, "TCP", cause.RateLimited, 0, nil, "over the rate limit; TCP connection closed at accept")
+		return sipstack.ConnRefuse
+	}
+	return sipstack.ConnAllow
 }

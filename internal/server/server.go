@@ -71,6 +71,8 @@ type Server struct {
 	kick      chan struct{}    // makes the directory watcher poll at once
 	wg        sync.WaitGroup
 	stateless *stateless
+	// connNotes journals connection refusals once a minute per address.
+	connNotes *journal.Throttle
 }
 
 // writerQueue is the queue length of the journal and call-record writers:
@@ -178,8 +180,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		DefaultExpires: cfg.DefaultExpires}, s.Dir, s.Auth, s.Loc, s.Journal, s.Sec, log)
 
 	s.stateless = newStateless(s)
+	if err := sipstack.RaiseFileLimit(); err != nil {
+		log.Warn("file limit", "error", err)
+	}
+	perIP := cfg.TCPMaxPerIP
+	if perIP == 0 {
+		perIP = -1 // no cap
+	}
+	s.connNotes = journal.NewThrottle(time.Minute, nil)
 	s.Stack, err = sipstack.Listen(sipstack.Options{Addr: cfg.SIP, UserAgent: "switchboard", Logger: log,
 		Filter: s.Sec.Filter, ConnClosed: s.Sec.ConnClosed, Intercept: s.stateless.intercept,
+		TCPIdleTimeout: cfg.TCPIdleTimeout, TCPMaxPerAddress: perIP, TCPMaxConns: cfg.TCPMaxConns,
+		AcceptConn: s.Sec.AcceptConn, ConnEvent: s.connEvent,
 		// s.Proxy is set below, before Serve starts reading.
 		UnhandledResponse: func(r *sip.Response) { s.Proxy.ForwardResponse(r) }})
 	if err != nil {
@@ -187,10 +199,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	}
 	// Logged only now, so a start that fails prints nothing but its error.
 	log.Info("bindings restored", "count", n)
+	s.checkFileLimit()
 	s.Dir.SetLocal(directory.Local{DefaultDomain: s.Domain, Hosts: ownHosts(s.Stack, s.Domain)})
 	s.Sec.SetTransport(s.Stack)
 	// Handlers go through the Stack, which contains panics (500, log, go on).
-	s.Stack.OnRegister(s.Reg.ServeREGISTER)
+	s.Stack.OnRegister(func(req *sip.Request, tx sip.ServerTransaction) {
+		s.Reg.Serve(req, s.keepFlow(req, tx.Respond))
+	})
 	s.Stack.OnOptions(s.serveOPTIONS)
 	s.Stack.NotAllowed(Allow)
 	udpAddr := s.Stack.Listeners[0].Addr

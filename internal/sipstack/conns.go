@@ -8,65 +8,12 @@ import (
 	"net"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 )
-
-// trackingListener remembers the accepted TCP connections by remote
-// address, so the raw-packet filter can answer on them and close them,
-// and reports each one that closes.
-type trackingListener struct {
-	net.Listener
-	onClose func(net.Addr)
-
-	mu    sync.Mutex
-	conns map[string]*trackedConn // guarded by mu; by remote ip:port
-}
-
-func (l *trackingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	tc := &trackedConn{Conn: c, l: l, key: c.RemoteAddr().String()}
-	l.mu.Lock()
-	l.conns[tc.key] = tc
-	l.mu.Unlock()
-	return tc, nil
-}
-
-func (l *trackingListener) get(remote string) *trackedConn {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.conns[remote]
-}
-
-type trackedConn struct {
-	net.Conn
-	l      *trackingListener
-	key    string
-	closed atomic.Bool
-}
-
-// Close closes the connection once, forgets it and reports it.
-func (c *trackedConn) Close() error {
-	err := c.Conn.Close()
-	if c.closed.CompareAndSwap(false, true) {
-		c.l.mu.Lock()
-		if c.l.conns[c.key] == c {
-			delete(c.l.conns, c.key)
-		}
-		c.l.mu.Unlock()
-		if c.l.onClose != nil {
-			c.l.onClose(c.Conn.RemoteAddr())
-		}
-	}
-	return err
-}
 
 // Reply writes b, a complete SIP message, to remote: for UDP from the
 // listening socket, for TCP on the accepted connection from remote (or
@@ -94,6 +41,8 @@ func (s *Stack) Reply(transport string, remote net.Addr, b []byte) error {
 		if err != nil {
 			return fmt.Errorf("reply to %s over tcp: %w", remote, err)
 		}
+		// GetConnection took a reference: give it back.
+		defer conn.TryClose()
 		if w, ok := conn.(interface{ Write([]byte) (int, error) }); ok {
 			_, err = w.Write(b)
 			return err
@@ -242,9 +191,12 @@ type clipHandler struct{ slog.Handler }
 const maxLogAttr = 200
 
 func (c clipHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level == slog.LevelError && r.Message == "Read error" {
+	if (r.Level == slog.LevelError && r.Message == "Read error") || r.Message == "TCP ref went negative" {
 		// A peer resetting its TCP connection is not a server error; at
 		// ERROR a client could fill the log by connecting and resetting.
+		// sipgo's pool hard-closes a connection (reference count 0) that
+		// server transactions still hold; their later releases take the
+		// count below 0, which is harmless (nothing is closed twice).
 		if !c.Handler.Enabled(ctx, slog.LevelDebug) {
 			return nil
 		}

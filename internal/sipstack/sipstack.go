@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"strconv"
 	"sync"
@@ -52,6 +53,28 @@ type Options struct {
 	// UDPReaders is how many sockets (SO_REUSEPORT, Linux) read the UDP
 	// port, each with its own goroutine; 0 means one per CPU, at most 4.
 	UDPReaders int
+
+	// TCPIdleTimeout closes an accepted TCP connection that has not
+	// delivered a complete SIP message for this long (0: the default,
+	// DefaultTCPIdleTimeout). Each message keeps it open that long again
+	// (an INVITE for 3 minutes, Timer C); KeepAlive keeps a registered
+	// flow open until its binding expires.
+	TCPIdleTimeout time.Duration
+	// TCPMaxPerAddress caps the connections of one address (IPv6: one
+	// /64); over it a new connection is closed at once. 0: the default,
+	// DefaultTCPMaxPerAddress; negative: no cap.
+	TCPMaxPerAddress int
+	// TCPMaxConns caps the accepted connections in all. At the cap, the
+	// oldest connection that has not delivered a complete message yet is
+	// closed to admit a new one; with none, the new one is closed. 0:
+	// AutoMaxConns of the file limit.
+	TCPMaxConns int
+	// AcceptConn, when set, decides about each new TCP connection before
+	// anything is read from it (bans, rate limits, trusted networks).
+	AcceptConn func(remote netip.AddrPort) ConnVerdict
+	// ConnEvent, when set, is told about connections closed by the caps
+	// and about failing Accepts (once per burst). It must not block.
+	ConnEvent func(ConnEvent)
 }
 
 // Stack is the running SIP stack of the internal profile.
@@ -95,6 +118,13 @@ func Listen(opts Options) (*Stack, error) {
 		// before the first stack serves (no stack reads them earlier).
 		sip.UDPMTUSize = MaxUDPMessage + 200
 		sip.Timer_L, sip.Timer_M, sip.Timer_J = TxLinger, TxLinger, TxLinger
+		// sipgo's connections log through its package logger: clip and
+		// demote its noise there as on the stack's logger.
+		l := opts.Logger
+		if l == nil {
+			l = slog.Default()
+		}
+		sip.SetDefaultLogger(slog.New(clipHandler{l.Handler()}))
 	})
 	host, portStr, err := net.SplitHostPort(opts.Addr)
 	if err != nil {
@@ -215,7 +245,19 @@ func Listen(opts Options) (*Stack, error) {
 		ua.Close()
 		return nil, fmt.Errorf("sip stack: %w", err)
 	}
-	tl := &trackingListener{Listener: tcp, conns: map[string]*trackedConn{}, onClose: opts.ConnClosed}
+	tl := newTrackingListener(tcp, opts, stackLog)
+	// Every complete message over TCP keeps its connection open (and no
+	// longer evictable); sipgo calls this in the connection's read loop.
+	ua.TransportLayer().OnMessage(func(m sip.Message) {
+		if m.Transport() != "TCP" {
+			return
+		}
+		hold := tl.idle
+		if req, ok := m.(*sip.Request); ok && req.IsInvite() {
+			hold = inviteHold
+		}
+		tl.delivered(m.Source(), hold)
+	})
 	return &Stack{UA: ua, Server: srv, Client: cli, udp: udp, udpMore: more, tcp: tl, log: stackLog, Listeners: []Listener{
 		{Proto: "udp", Addr: udp.LocalAddr().String()},
 		{Proto: "tcp", Addr: tcp.Addr().String()},
@@ -267,13 +309,47 @@ func (s *Stack) Serve(ctx context.Context) error {
 	}
 }
 
-// Close stops the listeners and the stack.
+// Close stops the listeners and the stack. The accepted TCP connections
+// are closed first and sipgo's readers given a moment to drop them, so
+// sipgo's pool does not hard-close them under their readers (each such
+// connection would log "TCP ref went negative").
 func (s *Stack) Close() error {
 	s.udp.Close()
 	for _, c := range s.udpMore {
 		c.Close()
 	}
 	s.tcp.Close()
+	handed := s.tcp.closeAll()
+	pool := s.UA.TransportLayer().Pool("tcp")
+	for deadline := time.Now().Add(time.Second); handed > 0 && pool != nil && pool.Size() > 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	s.Client.Close()
 	return s.UA.Close()
+}
+
+// KeepAlive keeps the TCP connection from remote ("ip:port", as
+// sip.Request.Source) open at least until until; it reports whether there
+// is such a connection. The server calls it when a REGISTER over the
+// connection succeeds, with the binding's expiry, so a registered phone's
+// flow stays open for requests to it.
+func (s *Stack) KeepAlive(remote string, until time.Time) bool {
+	c := s.tcp.get(remote)
+	if c == nil {
+		return false
+	}
+	c.extend(until)
+	return true
+}
+
+// TCPConns returns the number of accepted TCP connections held and the
+// number closed so far by the idle timeout.
+func (s *Stack) TCPConns() (held int, idleClosed int64) {
+	return s.tcp.held(), s.tcp.idleClosed.Load()
+}
+
+// TCPLimits returns the connection settings in force (defaults applied):
+// the idle timeout, the per-address cap (0: none) and the total cap.
+func (s *Stack) TCPLimits() (idle time.Duration, perAddress, total int) {
+	return s.tcp.idle, s.tcp.perAddr, s.tcp.total
 }
