@@ -219,7 +219,7 @@ func TestCLIJSONShapes(t *testing.T) {
 
 	var doms []map[string]any
 	s.JSON(&doms, "domain", "list")
-	if len(doms) == 0 || !slices.Equal(jsonKeys(doms[0]), []string{"created_at", "default", "enabled", "name"}) {
+	if len(doms) == 0 || !slices.Equal(jsonKeys(doms[0]), []string{"created_at", "default", "enabled", "name", "realm"}) {
 		t.Fatalf("domain list --json: %v", doms)
 	}
 }
@@ -529,20 +529,30 @@ func TestServeConfigAndEnv(t *testing.T) {
 	}
 
 	data := filepath.Join(t.TempDir(), "envdata")
-	cmd := exec.Command(Binary(t), "domain", "list", "--json")
+	cmd := exec.Command(Binary(t), "domain", "add", "pbx.test", "--json")
 	cmd.Env = ChildEnv("SWITCHBOARD_DATA=" + data)
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("domain list with SWITCHBOARD_DATA: %v", err)
+		t.Fatalf("domain add with SWITCHBOARD_DATA: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(data, "switchboard.db")); err != nil {
 		t.Fatalf("SWITCHBOARD_DATA not used as the data directory: %v", err)
+	}
+	cmd = exec.Command(Binary(t), "domain", "list", "--json")
+	cmd.Env = ChildEnv("SWITCHBOARD_DATA=" + data)
+	if out, err = cmd.Output(); err != nil {
+		t.Fatalf("domain list with SWITCHBOARD_DATA: %v", err)
 	}
 	var doms []struct {
 		Name    string `json:"name"`
 		Default bool   `json:"default"`
 	}
-	if err := json.Unmarshal(out, &doms); err != nil || len(doms) != 1 || !doms[0].Default || doms[0].Name != config.PrimaryIPv4() {
+	if err := json.Unmarshal(out, &doms); err != nil || len(doms) != 2 || !slices.ContainsFunc(doms, func(d struct {
+		Name    string `json:"name"`
+		Default bool   `json:"default"`
+	}) bool {
+		return d.Default && d.Name == config.PrimaryIPv4()
+	}) {
 		t.Fatalf("fresh data directory: want the primary IPv4 %s as the default domain, got %s", config.PrimaryIPv4(), out)
 	}
 }

@@ -190,7 +190,9 @@ func TestRegisterUnregister(t *testing.T) {
 
 	c.Expires = 3600
 	reg(t, s, "reg-ok.xml", c)
-	c.Contact = "2001-desk"
+	// A second phone: another socket (one socket is one phone: a new
+	// Call-ID from the same address and port is that phone restarted).
+	c.Contact, c.Port = "2001-desk", FreeUDPPort(t)
 	reg(t, s, "reg-ok.xml", c)
 	if n := len(s.Regs("2001")); n != 2 {
 		t.Fatalf("want 2 registrations, got %d", n)
@@ -229,7 +231,7 @@ func TestRegisterExpiresBounds(t *testing.T) {
 		t.Fatalf("want the 200 to grant the maximum 600 s, got %q", c)
 	}
 	rs = reg(t, s, "reg-ok.xml", regCall{User: "2001", Password: "secret-2001", Expires: 3600, Contact: "2001-b",
-		ContactParams: ";expires=120", Port: port})
+		ContactParams: ";expires=120", Port: FreeUDPPort(t)})
 	contacts := rs[len(rs)-1].Get("Contact")
 	if len(contacts) != 2 {
 		t.Fatalf("want both contacts in the 200, got %q", contacts)
@@ -279,9 +281,10 @@ func TestRegisterExpiry(t *testing.T) {
 func TestRegisterSeveralContacts(t *testing.T) {
 	s := Start(t, "")
 	s.AddExt("2003", "secret-2003", "--max-registrations", "2")
-	c := regCall{User: "2003", Password: "secret-2003", Expires: 3600, Contact: "desk", Port: FreeUDPPort(t)}
+	desk := FreeUDPPort(t)
+	c := regCall{User: "2003", Password: "secret-2003", Expires: 3600, Contact: "desk", Port: desk}
 	reg(t, s, "reg-ok.xml", c)
-	c.Contact = "mobile"
+	c.Contact, c.Port = "mobile", FreeUDPPort(t)
 	rs := reg(t, s, "reg-ok.xml", c)
 	contacts := strings.Join(rs[len(rs)-1].Get("Contact"), "\n")
 	for _, want := range []string{"<sip:desk@127.0.0.1:", "<sip:mobile@127.0.0.1:"} {
@@ -302,7 +305,7 @@ func TestRegisterSeveralContacts(t *testing.T) {
 		}
 	}
 
-	c.Contact = "third"
+	c.Contact, c.Port = "third", FreeUDPPort(t)
 	rs = reg(t, s, "reg-fail.xml", c)
 	if got := rs[len(rs)-1].Status(); got != "403 Forbidden" {
 		t.Fatalf("third contact: want 403 Forbidden, got %s", got)
@@ -310,7 +313,7 @@ func TestRegisterSeveralContacts(t *testing.T) {
 	if n := len(s.Regs("2003")); n != 2 {
 		t.Fatalf("want still 2 registrations, got %d", n)
 	}
-	c.Contact = "desk"
+	c.Contact, c.Port = "desk", desk
 	reg(t, s, "reg-ok.xml", c)
 	WaitFor(t, 5*time.Second, "max_registrations in the journal", func() bool {
 		return journalCount(t, s, "max_registrations", "2003") == 1
@@ -403,7 +406,7 @@ func TestRegisterDomains(t *testing.T) {
 	// Removing a domain removes its extensions and their registrations, and
 	// the server stops serving it at once.
 	var rm map[string]any
-	s.JSON(&rm, "domain", "rm", "acme.test")
+	s.JSON(&rm, "domain", "rm", "acme.test", "--yes")
 	if rm["domain"] != "acme.test" || rm["removed"] != true || rm["extensions"] != 1.0 {
 		t.Fatalf("domain rm --json: %v", rm)
 	}
