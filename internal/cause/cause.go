@@ -40,6 +40,10 @@ const (
 	OutOfOrder        Code = "out_of_order"
 	RateLimited       Code = "rate_limited"
 	Scanner           Code = "scanner"
+	// StoreUnavailable: the database cannot write (a full disk, a
+	// read-only file system), so a binding change could not be made
+	// durable and was refused: 503 with Retry-After, never a 200.
+	StoreUnavailable Code = "store_unavailable"
 )
 
 // Call outcomes, FreeSWITCH hangup cause names.
@@ -84,6 +88,7 @@ var answers = map[Code]Answer{
 	IntervalTooBrief:  {423, "Interval Too Brief", 0},
 	BadRequest:        {400, "Bad Request", 0},
 	OutOfOrder:        {500, "Server Internal Error", 0},
+	StoreUnavailable:  {503, "Service Unavailable", 0},
 
 	NormalClearing:        {200, "OK", 16},
 	UserNotRegistered:     {480, "Temporarily Unavailable", 20},
