@@ -534,9 +534,29 @@ func (t *Table) recountSources(old *node, next []store.Binding) {
 	}
 }
 
-// RemoveExtension drops every binding of an extension (it was deleted).
+// RemoveExtension drops every binding of an extension (it was deleted)
+// from memory at once, and from the store with the next write; while the
+// store cannot write, the delete is kept and retried (the extension is
+// gone, so its bindings must not stay in memory meanwhile).
 func (t *Table) RemoveExtension(ctx context.Context, domain, ext string) {
-	_, _ = t.Update(ctx, domain, ext, func([]store.Binding) ([]store.Binding, error) { return nil, nil })
+	k := aorKey{normDomain(domain), ext}
+	s := t.shard(k)
+	s.mu.Lock()
+	old := s.aors[k]
+	var keys []store.BindingKey
+	for e := old; e != nil; e = e.next {
+		b := s.binding(k, &e.compact)
+		keys = append(keys, b.Key())
+	}
+	delete(s.aors, k)
+	t.recountSources(old, nil)
+	s.mu.Unlock()
+	if len(keys) == 0 {
+		return
+	}
+	if err := t.persist(ctx, op{del: keys}); err != nil && !errors.Is(err, ErrStopped) && !errors.Is(err, ErrUnavailable) {
+		t.log.Error("location: delete the bindings of a removed extension", "extension", ext, "domain", domain, "error", err)
+	}
 }
 
 // Sweep removes expired bindings now and reports them; Run calls it every
