@@ -118,6 +118,10 @@ func (r *Registrar) ServeREGISTER(req *sip.Request, tx sip.ServerTransaction) {
 // idempotent for retransmissions (a repeated CSeq refreshes again and gets
 // the same 200; a repeated nonce count gets a fresh challenge), so keeping
 // each transaction for 32 s to absorb them is not needed.
+//
+// Serve returns once the answer is sent; a change it accepts is committed
+// to the database first (a few milliseconds, one shared fsync), so call it
+// on a goroutine of its own, never on a socket's reader.
 func (r *Registrar) Serve(req *sip.Request, send func(*sip.Response) error) {
 	f := facts{req: req, send: send}
 	f.src = SourceAddr(req.Source())
