@@ -121,14 +121,30 @@ func TestFullStoreRefusesAndRollsBack(t *testing.T) {
 	b := bind("2001", "sip:b@192.0.2.2", exp)
 	refreshed := a
 	refreshed.ExpiresAt = exp.Add(time.Hour)
-	for name, bs := range map[string][]store.Binding{"add": {a, b}, "refresh": {refreshed}, "remove": nil} {
-		err := set(tb, "2001", bs...)
-		var ue *location.UnavailableError
-		if !errors.Is(err, location.ErrUnavailable) || !errors.As(err, &ue) {
-			t.Fatalf("%s on a full store: err = %v, want ErrUnavailable", name, err)
-		}
-		if got, want := inMemory(tb), disk.committed(); fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Fatalf("%s on a full store: memory %v, store %v", name, got, want)
+	// Each change goes through a failed write (Failures grows), not only
+	// the early refusal while the writer backs off.
+	for _, c := range []struct {
+		name string
+		bs   []store.Binding
+	}{{"add", []store.Binding{a, b}}, {"refresh", []store.Binding{refreshed}}, {"remove", nil}} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			failures := tb.Health().Failures
+			err := set(tb, "2001", c.bs...)
+			var ue *location.UnavailableError
+			if !errors.Is(err, location.ErrUnavailable) || !errors.As(err, &ue) {
+				t.Fatalf("%s on a full store: err = %v, want ErrUnavailable", c.name, err)
+			}
+			if got, want := inMemory(tb), disk.committed(); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("%s on a full store: memory %v, store %v", c.name, got, want)
+			}
+			if tb.Health().Failures > failures {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the writer never tried the store again", c.name)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	if h := tb.Health(); !h.Down || h.Err == nil || h.Failures == 0 {

@@ -252,9 +252,9 @@ func (t *Table) Lookup(domain, ext string) []store.Binding {
 // error means the change is durable. An unchanged set returns at once.
 //
 // When fn returns an error nothing changes and that error is returned.
-// When the store cannot write, the change is not made (or, if its write
-// failed, taken back out of memory) and the error is an *UnavailableError
-// (errors.Is ErrUnavailable). ErrStopped: the table stopped, nothing
+// While the store cannot write, Update refuses at once (fn is not called);
+// a change whose write failed is taken back out of memory. Both return an
+// *UnavailableError (errors.Is ErrUnavailable). ErrStopped: the table stopped, nothing
 // changed. If ctx ends while waiting for the commit, ctx.Err() is
 // returned and the change may still be committed (or rolled back).
 func (t *Table) Update(ctx context.Context, domain, ext string, fn func(cur []store.Binding) ([]store.Binding, error)) ([]store.Binding, error) {
@@ -268,6 +268,9 @@ func (t *Table) Update(ctx context.Context, domain, ext string, fn func(cur []st
 			t.applying.Add(-1)
 		}
 	}()
+	if t.down.Load() { // refused early: the writer waits for no refused Update
+		return nil, t.unavailable()
+	}
 	s.mu.Lock()
 	old := s.aors[k]
 	next, err := fn(s.live(k, now))
