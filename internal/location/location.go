@@ -137,7 +137,8 @@ type Health struct {
 	Since time.Time
 	// Err is the store's last write error while Down.
 	Err error
-	// RetryAt is when the writer tries the store again while Down.
+	// RetryAt is when the writer tries the store again while Down (by the
+	// system clock, not the table's).
 	RetryAt time.Time
 	// Failures counts batches that failed after their retries.
 	Failures int64
@@ -254,9 +255,10 @@ func (t *Table) Lookup(domain, ext string) []store.Binding {
 // When fn returns an error nothing changes and that error is returned.
 // While the store cannot write, Update refuses at once (fn is not called);
 // a change whose write failed is taken back out of memory. Both return an
-// *UnavailableError (errors.Is ErrUnavailable). ErrStopped: the table stopped, nothing
-// changed. If ctx ends while waiting for the commit, ctx.Err() is
-// returned and the change may still be committed (or rolled back).
+// *UnavailableError (errors.Is ErrUnavailable). ErrStopped: the table
+// stopped and the change was not saved. If ctx ends while waiting for the
+// commit, ctx.Err() is returned and the change may still be committed (or
+// rolled back).
 func (t *Table) Update(ctx context.Context, domain, ext string, fn func(cur []store.Binding) ([]store.Binding, error)) ([]store.Binding, error) {
 	k := aorKey{normDomain(domain), ext}
 	s := t.shard(k)
@@ -749,7 +751,7 @@ func (t *Table) goDown(err error) {
 	now := t.now()
 	t.upAt = time.Now().Add(t.backoff)
 	t.healthMu.Lock()
-	t.health = Health{Down: true, Since: now, Err: err, RetryAt: now.Add(t.backoff), Failures: t.health.Failures + 1}
+	t.health = Health{Down: true, Since: now, Err: err, RetryAt: t.upAt, Failures: t.health.Failures + 1}
 	t.healthMu.Unlock()
 	t.down.Store(true)
 	t.log.Error("location: the store cannot write; registrations are refused (503) until it can",
