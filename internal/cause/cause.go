@@ -62,6 +62,10 @@ const (
 	// could not accept (file descriptors exhausted) and retries.
 	ConnectionLimit Code = "connection_limit"
 	AcceptFailed    Code = "accept_failed"
+	// StoreUnavailable: the database cannot write (a full disk, a
+	// read-only file system), so a binding change could not be made
+	// durable and was refused: 503 with Retry-After, never a 200.
+	StoreUnavailable Code = "store_unavailable"
 )
 
 // Call outcomes, FreeSWITCH hangup cause names.
@@ -109,6 +113,7 @@ var answers = map[Code]Answer{
 	DigestNoQOP:       {403, "Forbidden", 0},
 	DigestURIMismatch: {400, "Bad Request", 0},
 	RouteTokenRefused: {403, "Forbidden", 0},
+	StoreUnavailable:  {503, "Service Unavailable", 0},
 
 	NormalClearing:        {200, "OK", 16},
 	UserNotRegistered:     {480, "Temporarily Unavailable", 20},

@@ -67,7 +67,7 @@ func Doctor(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	r := &doctor.Reader{DB: db, Serve: serveState(ctx, *data, db), Probe: true, Firewall: true,
+	r := &doctor.Reader{DB: db, Serve: serveState(ctx, *data, db), Probe: true, Firewall: true, Disk: true,
 		Calls: doctor.CallsFromDB(ctx, db.SQL()), Bans: doctor.BansFromDB(ctx, db.SQL()), Loc: time.Local}
 	if *data != defaultData() {
 		r.DataDir = *data

@@ -71,6 +71,7 @@ func (d *diag) run() Report {
 	d.checkDirectory()
 	d.checkListeners()
 	d.checkFirewall()
+	d.checkStorage()
 	reg := d.checkRegistration()
 	d.checkHistory()
 	d.checkReachability()
@@ -134,7 +135,7 @@ func (d *diag) classify(e *journal.Event) (cause.Code, bool) {
 	switch e.Cause {
 	case cause.Registered, cause.Unregistered, cause.Expired, cause.WrongDomain, cause.ACLDenied,
 		cause.IPBanned, cause.MaxRegistrations, cause.IntervalTooBrief, cause.DigestNoQOP, cause.DigestURIMismatch,
-		cause.RemovedByAdmin:
+		cause.RemovedByAdmin, cause.StoreUnavailable:
 		return e.Cause, true
 	case cause.WrongPassword, cause.ExtensionMissing, cause.ExtensionDisabled, cause.AuthUserMismatch:
 		if e.AuthUser != "" && e.AuthUser != d.in.Number {
@@ -780,6 +781,9 @@ func (d *diag) failureFinding(p *phone, c cause.Code, st Status) Finding {
 			f.Evidence = append(f.Evidence, "detail: "+e.Detail)
 		}
 		f.Fix = "a proxy or SIP ALG between the phone and the server rewrites the request URI, or the phone is buggy: disable SIP ALG on the router, or update the phone's firmware; a replayed capture from an attacker looks the same"
+	case cause.StoreUnavailable:
+		f.Evidence = append(f.Evidence, fmt.Sprintf("REGISTER answered 503: the server could not save the binding, its database could not write (%s)", when), from)
+		f.Fix = "free space on the file system of the data directory (see the storage finding, df -h); the phone registers again after its Retry-After"
 	default:
 		f.Evidence = append(f.Evidence, fmt.Sprintf("REGISTER refused: %s (%s)", c, when), from)
 	}
@@ -1023,6 +1027,10 @@ func (d *diag) verdict() verdictT {
 		return d.registeredVerdict()
 	}
 	notReg := "not registered — "
+	if s := in.Storage; s.WriteErr != "" {
+		return d.cannot(cause.StoreUnavailable, notReg+"switchboard cannot save registrations: writing to "+s.Dir+
+			" fails ("+s.WriteErr+"), so REGISTERs get 503")
+	}
 	if len(d.banned) > 0 {
 		b := d.banned[0]
 		s := notReg + "the phone's address " + b.IP + " is banned"

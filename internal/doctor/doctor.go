@@ -107,6 +107,8 @@ type Inputs struct {
 	History  History
 	Bans     Bans
 	Calls    Calls
+	// Storage is the data directory's file system (full disk).
+	Storage Storage
 }
 
 // Serve is what is known about `switchboard serve` on the data directory.
@@ -212,5 +214,5 @@ func Causes() []cause.Code {
 	return []cause.Code{cause.Registered, cause.ExtensionMissing, cause.ExtensionDisabled, cause.NeverSeen,
 		cause.WrongPassword, cause.AuthUserMismatch, cause.WrongDomain, cause.ACLDenied, cause.IPBanned,
 		cause.MaxRegistrations, cause.IntervalTooBrief, cause.Expired, cause.RemovedByAdmin, cause.Unreachable,
-		cause.ListenerDown, cause.DigestNoQOP, cause.DigestURIMismatch}
+		cause.ListenerDown, cause.DigestNoQOP, cause.DigestURIMismatch, cause.StoreUnavailable}
 }

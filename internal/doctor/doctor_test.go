@@ -228,6 +228,14 @@ func scenarios() map[string]func() Inputs {
 				ev(at("10:10:00"), cause.Expired, "192.168.1.50:5060", gs, func(e *journal.Event) { e.Kind = journal.KindBinding }))
 			return in
 		},
+		"store_unavailable": func() Inputs {
+			in := base()
+			in.Storage = Storage{Checked: true, Dir: "/var/lib/switchboard", Known: true, Free: 0, Total: 8 << 20,
+				WriteErr: "no space left on device"}
+			in.History.Recent = newestFirst(
+				ev(at("09:10:00"), cause.StoreUnavailable, "192.168.1.50:5060", gs, func(e *journal.Event) { e.Status = 503 }))
+			return in
+		},
 		"firewall_blocks": func() Inputs {
 			in := base()
 			in.Bindings = []store.Binding{binding("192.168.1.50:5060", gs)}
@@ -306,6 +314,7 @@ func TestCauses(t *testing.T) {
 		{"auth_user_mismatch", cause.AuthUserMismatch, false, []string{`authenticates as "admin" instead of "2002"`}},
 		{"expired", cause.Expired, false, []string{"last registered at 09:10 and stopped refreshing"}},
 		{"firewall_blocks", cause.Registered, true, []string{"can be called"}},
+		{"store_unavailable", cause.StoreUnavailable, false, []string{"cannot save registrations: writing to /var/lib/switchboard fails (no space left on device)"}},
 	}
 	sc := scenarios()
 	for _, c := range cases {

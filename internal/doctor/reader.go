@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,8 +54,10 @@ type Reader struct {
 	Probe bool
 	// Firewall reads the host firewall rulesets.
 	Firewall bool
-	Calls    CallSource
-	Bans     BanSource
+	// Disk checks the database's file system (free space, a test write).
+	Disk  bool
+	Calls CallSource
+	Bans  BanSource
 	// RecentLimit bounds the journal events read (0 = DefaultRecent).
 	RecentLimit int
 	Now         func() time.Time
@@ -63,6 +66,7 @@ type Reader struct {
 	// runtimeDone records that probing and the firewall were done.
 	runtimeDone bool
 	firewall    Firewall
+	storage     Storage
 }
 
 func (r *Reader) now() time.Time {
@@ -87,7 +91,7 @@ func (r *Reader) Gather(ctx context.Context, number, domain string) (Inputs, err
 		return in, err
 	}
 	r.runtime(ctx)
-	in.Serve, in.Firewall = r.Serve, r.firewall
+	in.Serve, in.Firewall, in.Storage = r.Serve, r.firewall, r.storage
 	var err error
 	if in.Bindings, err = r.DB.BindingsOf(ctx, domain, number); err != nil {
 		return in, fmt.Errorf("doctor: %w", err)
@@ -185,6 +189,9 @@ func (r *Reader) runtime(ctx context.Context) {
 		return
 	}
 	r.runtimeDone = true
+	if r.Disk {
+		r.storage = ReadStorage(filepath.Dir(r.DB.Path()))
+	}
 	if r.Probe && r.Serve.Running {
 		for i, l := range r.Serve.Listeners {
 			r.Serve.Listeners[i] = ProbeListener(ctx, l, time.Second)

@@ -80,6 +80,8 @@ type Writer struct {
 	now       func() time.Time
 	// off, when set, makes Record a no-op (see Disable).
 	off atomic.Bool
+	// lost counts events dropped because their write kept failing.
+	lost atomic.Int64
 
 	holdMu sync.Mutex       // guards held
 	held   map[uint64]Event // see Hold
@@ -120,8 +122,14 @@ func (w *Writer) Record(e Event) {
 	w.q.Add(e)
 }
 
-// Dropped is how many events were dropped because the queue was full.
-func (w *Writer) Dropped() int64 { return w.q.Dropped() }
+// Dropped is how many events were dropped: the queue was full, or they
+// could not be written (the store failed for longer than maxUnsaved events
+// took to arrive).
+func (w *Writer) Dropped() int64 { return w.q.Dropped() + w.lost.Load() }
+
+// maxUnsaved is how many events whose write failed the writer keeps to
+// try again.
+const maxUnsaved = 10000
 
 // Flush waits until every event recorded (or held) before the call is
 // written (or ctx ends).
@@ -137,13 +145,33 @@ func (w *Writer) Run(ctx context.Context) {
 	defer in.Close()
 	qctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	// unsaved holds the newest events (at most maxUnsaved) whose write
+	// failed (a full disk): they go first in the next write; older ones
+	// are dropped and counted. Only the queue's goroutine uses it.
+	var unsaved []Event
 	go func() {
 		defer close(done)
 		w.q.Run(qctx, batch.Loop[Event]{
 			Write: func(events []Event) {
-				if err := insert(context.Background(), in, events); err != nil {
-					w.log.Error("journal: write failed", "events", len(events), "error", err)
+				if len(unsaved) > 0 {
+					events = append(unsaved, events...)
 				}
+				if err := insert(context.Background(), in, events); err != nil {
+					if len(unsaved) == 0 {
+						w.log.Error("journal: write failed; keeping the newest events to try again", "events", len(events),
+							"error", err)
+					}
+					if n := len(events) - maxUnsaved; n > 0 {
+						w.lost.Add(int64(n))
+						events = events[n:]
+					}
+					unsaved = append([]Event(nil), events...)
+					return
+				}
+				if len(unsaved) > 0 {
+					w.log.Info("journal: writes again", "events", len(events), "lost", w.lost.Load())
+				}
+				unsaved = nil
 			},
 			Housekeeping: func() { w.prune(ctx) },
 		})

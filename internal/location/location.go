@@ -3,11 +3,14 @@
 // and through which source address and transport.
 //
 // The table lives in memory for the hot path and is persisted to the store
-// by a batching writer, so bindings survive a restart, kill -9 included:
-// the writer commits each change within milliseconds of Update (a kill -9
-// in that window loses only those changes; the phones re-register), and
-// Flush waits for everything queued. Expired bindings are
-// removed by Run's sweeper, which reports each expiry to OnExpire.
+// by a group-committing writer: Update returns only once its change is
+// committed (many concurrent Updates share one transaction), so a change
+// Update reported is on disk and survives a restart, kill -9 included. When
+// the store cannot write (a full disk), the writer retries, then rolls the
+// failed changes back out of memory, returns ErrUnavailable for them and
+// refuses new ones with ErrUnavailable until a retry, after a back-off,
+// succeeds: memory never holds a change the store refused. Expired bindings
+// are removed by Run's sweeper, which reports each expiry to OnExpire.
 //
 // Memory: a server holds every registration in this table, so a binding is
 // kept compact (see node and compact) rather than as a store.Binding: its
@@ -31,6 +34,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/store"
@@ -67,16 +71,78 @@ type Table struct {
 	// swept) came from each source address. Taken inside a shard lock.
 	srcMu sync.Mutex
 	srcs  map[netip.Addr]int
+
+	// down is set while the store cannot write: Update and SetPing refuse
+	// changes. applying counts Updates and SetPings between their check of
+	// down and their enqueue, so that the writer, once it set down, can
+	// wait for every change already made in memory to reach its queue.
+	down     atomic.Bool
+	applying atomic.Int64
+	// healthMu guards health.
+	healthMu sync.Mutex
+	health   Health
+	// Only Run's goroutine uses these: deletes of expired bindings whose
+	// write failed (retried with the next batch), the current back-off and
+	// the time down ends.
+	retryDel []store.BindingKey
+	backoff  time.Duration
+	upAt     time.Time
 }
 
+// An op is one change for the writer. An Update's op carries what it
+// replaced (before, after: the extension's lists under key in shard), so a
+// change the store refused can be taken back out of memory.
 type op struct {
 	upsert []store.Binding
 	del    []store.BindingKey
 	done   chan error
+
+	shard         *shard
+	key           aorKey
+	undo          bool // before and after are set
+	before, after *node
 }
 
 // ErrStopped is returned by Update after the table stopped.
 var ErrStopped = errors.New("location table stopped")
+
+// ErrUnavailable is returned (wrapped in an *UnavailableError) by Update
+// when the store cannot write: the change was not made, in memory or on
+// disk.
+var ErrUnavailable = errors.New("location: the store cannot write")
+
+// UnavailableError is the error for a change refused or rolled back because
+// the store cannot write. Err is the store's last error; RetryAfter is how
+// long until the writer tries again.
+type UnavailableError struct {
+	Err        error
+	RetryAfter time.Duration
+}
+
+func (e *UnavailableError) Error() string {
+	return "location: the store cannot write, binding not saved: " + e.Err.Error()
+}
+
+// Is makes errors.Is(err, ErrUnavailable) true.
+func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailable }
+
+// Unwrap returns the store's error.
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// Health is the state of the table's writer.
+type Health struct {
+	// Down is true while the store cannot write (changes are refused).
+	Down bool
+	// Since is when the writer last failed (down) or recovered.
+	Since time.Time
+	// Err is the store's last write error while Down.
+	Err error
+	// RetryAt is when the writer tries the store again while Down (by the
+	// system clock, not the table's).
+	RetryAt time.Time
+	// Failures counts batches that failed after their retries.
+	Failures int64
+}
 
 // New returns an empty table persisting to db. now is the clock (nil = time.Now).
 func New(db store.Bindings, log *slog.Logger, now func() time.Time) *Table {
@@ -94,6 +160,24 @@ func New(db store.Bindings, log *slog.Logger, now func() time.Time) *Table {
 // OnExpire sets the function told about each binding the sweeper removes.
 // Call before Run.
 func (t *Table) OnExpire(f func(store.Binding)) { t.onExpire = f }
+
+// Health returns the state of the writer.
+func (t *Table) Health() Health {
+	t.healthMu.Lock()
+	defer t.healthMu.Unlock()
+	return t.health
+}
+
+// unavailable returns the error for a change refused while down.
+func (t *Table) unavailable() error {
+	t.healthMu.Lock()
+	defer t.healthMu.Unlock()
+	err := t.health.Err
+	if err == nil {
+		err = errors.New("store write failed")
+	}
+	return &UnavailableError{Err: err, RetryAfter: max(time.Until(t.health.RetryAt), 0)}
+}
 
 func normDomain(d string) string { return strings.ToLower(d) }
 
@@ -163,15 +247,32 @@ func (t *Table) Lookup(domain, ext string) []store.Binding {
 }
 
 // Update atomically replaces the bindings of one extension with what fn
-// returns (fn gets the current unexpired bindings and must not keep them),
-// queues the difference for the background writer (which commits it within
-// milliseconds; Flush waits for it), and returns the new set. It blocks only
-// when the writer's queue is full. When fn returns an error nothing changes
-// and that error is returned.
+// returns (fn gets the current unexpired bindings and must not keep them)
+// and returns the new set once the change is committed to the store (it
+// shares a transaction with the other changes queued meanwhile): a nil
+// error means the change is durable. An unchanged set returns at once.
+//
+// When fn returns an error nothing changes and that error is returned.
+// While the store cannot write, Update refuses at once (fn is not called);
+// a change whose write failed is taken back out of memory. Both return an
+// *UnavailableError (errors.Is ErrUnavailable). ErrStopped: the table
+// stopped and the change was not saved. If ctx ends while waiting for the
+// commit, ctx.Err() is returned and the change may still be committed (or
+// rolled back).
 func (t *Table) Update(ctx context.Context, domain, ext string, fn func(cur []store.Binding) ([]store.Binding, error)) ([]store.Binding, error) {
 	k := aorKey{normDomain(domain), ext}
 	s := t.shard(k)
 	now := unixNano(t.now())
+	t.applying.Add(1)
+	applying := true
+	defer func() {
+		if applying {
+			t.applying.Add(-1)
+		}
+	}()
+	if t.down.Load() { // refused early: the writer waits for no refused Update
+		return nil, t.unavailable()
+	}
 	s.mu.Lock()
 	old := s.aors[k]
 	next, err := fn(s.live(k, now))
@@ -181,7 +282,7 @@ func (t *Table) Update(ctx context.Context, domain, ext string, fn func(cur []st
 	}
 	// Diff: upsert changed/new, delete removed (including expired ones).
 	// The new list gets new nodes; the old list is left as it was.
-	var o op
+	o := op{shard: s, key: k, undo: true, before: old}
 	var head *node
 	tail := &head
 	for i := range next {
@@ -205,33 +306,76 @@ func (t *Table) Update(ctx context.Context, domain, ext string, fn func(cur []st
 			o.del = append(o.del, b.Key())
 		}
 	}
-	if head == nil {
-		delete(s.aors, k)
-	} else {
-		s.aors[k] = head
-	}
-	t.recountSources(old, next)
-	s.mu.Unlock()
 	out := append([]store.Binding(nil), next...)
 	if len(o.upsert) == 0 && len(o.del) == 0 {
+		s.mu.Unlock()
 		return out, nil
 	}
-	return out, t.enqueue(ctx, o)
-}
-
-// enqueue hands o to the writer without waiting for the commit.
-func (t *Table) enqueue(ctx context.Context, o op) error {
+	// Checked after the applying count went up: either the writer sees
+	// this Update in flight, or this Update sees down (see fail).
+	if t.down.Load() {
+		s.mu.Unlock()
+		return nil, t.unavailable()
+	}
+	s.set(k, head)
+	o.after = head
+	t.recountSources(old, next)
+	// Queued under the shard lock, so that the changes of one extension
+	// reach the writer in the order they were made.
+	o.done = make(chan error, 1)
 	select {
 	case t.ops <- o:
-		return nil
 	case <-t.stopped:
-		return ErrStopped
+		s.set(k, old)
+		t.recountSources(head, s.list(k, old))
+		s.mu.Unlock()
+		return nil, ErrStopped
+	}
+	s.mu.Unlock()
+	t.applying.Add(-1)
+	applying = false
+	return out, t.wait(ctx, o.done)
+}
+
+// set makes list the bindings of k (none when nil); s.mu must be held.
+func (s *shard) set(k aorKey, list *node) {
+	if list == nil {
+		delete(s.aors, k)
+	} else {
+		s.aors[k] = list
+	}
+}
+
+// list returns every binding of list (expired ones included) under key k;
+// s.mu must be held.
+func (s *shard) list(k aorKey, list *node) []store.Binding {
+	var out []store.Binding
+	for e := list; e != nil; e = e.next {
+		out = append(out, s.binding(k, &e.compact))
+	}
+	return out
+}
+
+// wait waits for the writer's answer on done.
+func (t *Table) wait(ctx context.Context, done chan error) error {
+	select {
+	case err := <-done:
+		return err
+	case <-t.stopped:
+		// Run may have written it in its final batch; wait briefly for that.
+		select {
+		case err := <-done:
+			return err
+		default:
+			return ErrStopped
+		}
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-// Flush waits until every change queued before the call is committed.
+// Flush waits until every change queued before the call is committed. It
+// returns an *UnavailableError while the store cannot write.
 func (t *Table) Flush(ctx context.Context) error {
 	return t.persist(ctx, op{})
 }
@@ -255,20 +399,7 @@ func (t *Table) persist(ctx context.Context, o op) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	select {
-	case err := <-o.done:
-		return err
-	case <-t.stopped:
-		// Run may have written it in its final batch; wait briefly for that.
-		select {
-		case err := <-o.done:
-			return err
-		default:
-			return ErrStopped
-		}
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return t.wait(ctx, o.done)
 }
 
 // SetPing records the result of an OPTIONS qualify for one binding and
@@ -283,6 +414,8 @@ func (t *Table) SetPing(key store.BindingKey, reachable bool, rtt time.Duration)
 		status = "reachable"
 	}
 	now := t.now()
+	t.applying.Add(1)
+	defer t.applying.Add(-1)
 	s.mu.Lock()
 	for e := s.aors[k]; e != nil; e = e.next {
 		if e.contact() != key.Contact {
@@ -298,13 +431,15 @@ func (t *Table) SetPing(key store.BindingKey, reachable bool, rtt time.Duration)
 			e.setUTC(pingAtUTC, now)
 		}
 		b = s.binding(k, &e.compact)
-		s.mu.Unlock()
-		if persist {
+		if persist && !t.down.Load() {
+			// Queued under the shard lock, like Update's changes (see there);
+			// dropped when the queue is full.
 			select {
 			case t.ops <- op{upsert: []store.Binding{b}}:
 			default:
 			}
 		}
+		s.mu.Unlock()
 		return prev, b, true
 	}
 	s.mu.Unlock()
@@ -439,9 +574,29 @@ func (t *Table) recountSources(old *node, next []store.Binding) {
 	}
 }
 
-// RemoveExtension drops every binding of an extension (it was deleted).
+// RemoveExtension drops every binding of an extension (it was deleted)
+// from memory at once, and from the store with the next write; while the
+// store cannot write, the delete is kept and retried (the extension is
+// gone, so its bindings must not stay in memory meanwhile).
 func (t *Table) RemoveExtension(ctx context.Context, domain, ext string) {
-	_, _ = t.Update(ctx, domain, ext, func([]store.Binding) ([]store.Binding, error) { return nil, nil })
+	k := aorKey{normDomain(domain), ext}
+	s := t.shard(k)
+	s.mu.Lock()
+	old := s.aors[k]
+	var keys []store.BindingKey
+	for e := old; e != nil; e = e.next {
+		b := s.binding(k, &e.compact)
+		keys = append(keys, b.Key())
+	}
+	delete(s.aors, k)
+	t.recountSources(old, nil)
+	s.mu.Unlock()
+	if len(keys) == 0 {
+		return
+	}
+	if err := t.persist(ctx, op{del: keys}); err != nil && !errors.Is(err, ErrStopped) && !errors.Is(err, ErrUnavailable) {
+		t.log.Error("location: delete the bindings of a removed extension", "extension", ext, "domain", domain, "error", err)
+	}
 }
 
 // RenameDomain moves the unexpired bindings of domain old to domain new
@@ -478,7 +633,7 @@ func (t *Table) RenameDomain(ctx context.Context, old, new string) (int, error) 
 	if len(o.del) == 0 {
 		return 0, nil
 	}
-	if err := t.enqueue(ctx, o); err != nil {
+	if err := t.persist(ctx, o); err != nil {
 		return 0, err
 	}
 	n := 0
@@ -546,14 +701,28 @@ func (t *Table) Sweep(ctx context.Context) []store.Binding {
 	return gone
 }
 
-// Writer batching: a commit at most every batchWindow, or sooner at maxBatch ops.
+// Writer: group commit. The writer takes every change queued (up to
+// maxBatch) into one transaction as soon as the previous commit is done;
+// while a commit runs the next batch gathers, so the busier the server the
+// larger the batches, and a lone change waits for no timer.
+const maxBatch = 4096
+
+// A failed write is tried again after each of retryPauses; when it still
+// fails the store is down: its changes are rolled back and refused, and
+// new ones are refused, for a back-off from minBackoff doubling up to
+// maxBackoff, after which the next batch tries again.
 const (
-	batchWindow = 20 * time.Millisecond
-	maxBatch    = 4096
+	minBackoff = 250 * time.Millisecond
+	maxBackoff = 5 * time.Second
 )
 
+// retryPauses are the pauses between the tries of one batch.
+func retryPauses() [3]time.Duration {
+	return [...]time.Duration{10 * time.Millisecond, 50 * time.Millisecond, 200 * time.Millisecond}
+}
+
 func (t *Table) drainOps(batch []op) []op {
-	for {
+	for len(batch) < maxBatch {
 		select {
 		case o := <-t.ops:
 			batch = append(batch, o)
@@ -561,6 +730,7 @@ func (t *Table) drainOps(batch []op) []op {
 			return batch
 		}
 	}
+	return batch
 }
 
 // Run persists changes in batches and sweeps expired bindings every second
@@ -583,52 +753,165 @@ func (t *Table) Run(ctx context.Context) {
 	}()
 	defer close(t.stopped)
 	batch := make([]op, 0, 256)
+	var up *time.Timer // ends a down period
+	var upC <-chan time.Time
 	for {
+		if t.down.Load() && up == nil {
+			up = time.NewTimer(time.Until(t.upAt))
+			upC = up.C
+		}
 		select {
 		case o := <-t.ops:
-			// Group commit: gather what arrives within batchWindow (or up to
-			// maxBatch ops) into one transaction. Tiny transactions cost far
-			// more than the rows they write (prepare, commit, WAL frames).
-			batch = append(batch[:0], o)
-			window := time.NewTimer(batchWindow)
-		gather:
-			for len(batch) < maxBatch {
-				select {
-				case o := <-t.ops:
-					batch = append(batch, o)
-				case <-window.C:
-					break gather
-				case <-ctx.Done():
-					break gather
-				}
-			}
-			window.Stop()
+			batch = t.drainOps(append(batch[:0], o))
 			t.write(batch)
 			// Drop the written ops: the array would keep their bindings
 			// (up to maxBatch of them) in memory until overwritten.
 			clear(batch)
+		case <-upC:
+			up, upC = nil, nil
+			t.down.Store(false) // the next batch tries the store again
 		case <-ctx.Done():
+			if up != nil {
+				up.Stop()
+			}
 			<-sweeperDone
+			t.down.Store(false) // a last try for what is queued
 			t.write(t.drainOps(batch[:0]))
 			return
 		}
 	}
 }
 
+// write commits batch, retrying, and answers its ops; when the store
+// refuses it, the table goes down (see fail).
 func (t *Table) write(batch []op) {
 	if len(batch) == 0 {
 		return
 	}
-	up, del := flatten(batch)
-	err := t.db.ApplyBindings(context.Background(), up, del)
+	if t.down.Load() {
+		// Only changes that ask no answer of memory arrive now (Updates
+		// and SetPings are refused while down): a Flush, a sweep.
+		t.fail(batch)
+		return
+	}
+	ops := batch
+	if len(t.retryDel) > 0 {
+		// First, so that a binding registered again since wins.
+		ops = append([]op{{del: t.retryDel}}, batch...)
+	}
+	up, del := flatten(ops)
+	var err error
+	for i, pause := range retryPauses() {
+		if err = t.db.ApplyBindings(context.Background(), up, del); err == nil {
+			break
+		}
+		t.log.Warn("location: save bindings failed; trying again", "try", i+1, "error", err)
+		time.Sleep(pause)
+	}
 	if err != nil {
-		t.log.Error("location: save bindings", "error", err)
+		err = t.db.ApplyBindings(context.Background(), up, del)
+	}
+	if err != nil {
+		t.goDown(err)
+		t.fail(batch)
+		return
+	}
+	t.retryDel = nil
+	t.backoff = 0
+	t.healthMu.Lock()
+	if t.health.Down {
+		t.health.Down, t.health.Since, t.health.Err = false, t.now(), nil
+		t.healthMu.Unlock()
+		t.log.Info("location: the store writes again; registrations are accepted")
+	} else {
+		t.healthMu.Unlock()
 	}
 	for _, o := range batch {
+		if o.done != nil {
+			o.done <- nil
+		}
+	}
+}
+
+// goDown marks the store down after a failed write (err): Updates and
+// SetPings are refused from now until the back-off ends.
+func (t *Table) goDown(err error) {
+	t.backoff = min(max(2*t.backoff, minBackoff), maxBackoff)
+	now := t.now()
+	t.upAt = time.Now().Add(t.backoff)
+	t.healthMu.Lock()
+	t.health = Health{Down: true, Since: now, Err: err, RetryAt: t.upAt, Failures: t.health.Failures + 1}
+	t.healthMu.Unlock()
+	t.down.Store(true)
+	t.log.Error("location: the store cannot write; registrations are refused (503) until it can",
+		"error", err, "retry_in", t.backoff)
+}
+
+// fail answers batch's ops with an *UnavailableError after taking their
+// changes back out of memory, together with every change already made in
+// memory and queued (or about to be) behind them: down is set, so once
+// the Updates in flight are queued none can follow. Rolled back newest
+// first, the table is again what the store holds. Deletes of expired
+// bindings are kept and retried with the next batch.
+func (t *Table) fail(batch []op) {
+	failed := batch
+	for t.applying.Load() > 0 || len(t.ops) > 0 {
+		select {
+		case o := <-t.ops:
+			failed = append(failed, o)
+		default:
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+	for i := len(failed) - 1; i >= 0; i-- {
+		o := &failed[i]
+		switch {
+		case o.undo:
+			t.undo(o)
+		case o.upsert == nil:
+			t.retryDel = append(t.retryDel, o.del...)
+		}
+	}
+	err := t.unavailable()
+	for _, o := range failed {
 		if o.done != nil {
 			o.done <- err
 		}
 	}
+}
+
+// undo takes o's change back out of memory.
+func (t *Table) undo(o *op) {
+	s, k := o.shard, o.key
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.aors[k]
+	if cur == o.after {
+		s.set(k, o.before)
+		t.recountSources(cur, s.list(k, o.before))
+		return
+	}
+	// The sweeper removed an expired binding since: put back o's contacts
+	// as they were before it, leave the others as they are.
+	touched := map[string]bool{}
+	for _, b := range o.upsert {
+		touched[b.Contact] = true
+	}
+	for _, d := range o.del {
+		touched[d.Contact] = true
+	}
+	var head *node
+	tail := &head
+	for _, list := range [...]*node{cur, o.before} {
+		for e := list; e != nil; e = e.next {
+			if touched[e.contact()] == (list == o.before) {
+				n := &node{compact: e.compact}
+				*tail, tail = n, &n.next
+			}
+		}
+	}
+	t.recountSources(cur, s.list(k, head))
+	s.set(k, head)
 }
 
 // flatten merges ops in order so that the last operation on a key wins.

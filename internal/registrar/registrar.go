@@ -2,10 +2,16 @@
 // authentication, ownership of the address of record, Expires bounds (423),
 // adding, refreshing and removing bindings in the location table, and a
 // journal event for every decision.
+//
+// Durability: a 200 that adds, refreshes or removes a binding is sent only
+// after the location table committed the change to the store (see
+// location.Table.Update); when the store cannot write, the REGISTER gets
+// 503 with Retry-After (cause store_unavailable) and nothing changes.
 package registrar
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -99,6 +105,8 @@ type facts struct {
 	served    bool
 	toUser    string
 	userAgent string
+	// retryAfter is the Retry-After (seconds) of a store_unavailable 503.
+	retryAfter int
 }
 
 // ServeREGISTER is the sipgo handler for REGISTER.
@@ -111,6 +119,10 @@ func (r *Registrar) ServeREGISTER(req *sip.Request, tx sip.ServerTransaction) {
 // idempotent for retransmissions (a repeated CSeq refreshes again and gets
 // the same 200; a repeated nonce count gets a fresh challenge), so keeping
 // each transaction for 32 s to absorb them is not needed.
+//
+// Serve returns once the answer is sent; a change it accepts is committed
+// to the database first (a few milliseconds, one shared fsync), so call it
+// on a goroutine of its own, never on a socket's reader.
 func (r *Registrar) Serve(req *sip.Request, send func(*sip.Response) error) {
 	f := facts{req: req, send: send}
 	f.src = SourceAddr(req.Source())
@@ -184,14 +196,31 @@ func authUser(res auth.Result, toUser string) string {
 // same 200 again. Over UDP without a transaction this is how a retransmitted
 // authenticated REGISTER is told from a replay; a real replay can only
 // re-assert the binding that the original request made.
+//
+// Its 200 too waits until what is queued (the original's change, when it
+// is still in flight) is committed; while the store cannot write it gets
+// 503 like any other REGISTER.
 func (r *Registrar) retransmission(f *facts) bool {
 	callID, cseq := f.req.CallID().Value(), f.req.CSeq().SeqNo
-	bindings := r.loc.Lookup(f.domain, f.toUser)
-	for _, b := range bindings {
-		if b.CallID == callID && b.CSeq == cseq && b.Source == f.req.Source() {
-			r.ok(f, bindings, r.now())
-			return true
+	registered := func(bindings []store.Binding) bool {
+		for _, b := range bindings {
+			if b.CallID == callID && b.CSeq == cseq && b.Source == f.req.Source() {
+				return true
+			}
 		}
+		return false
+	}
+	if !registered(r.loc.Lookup(f.domain, f.toUser)) {
+		return false
+	}
+	if err := r.loc.Flush(context.Background()); err != nil {
+		r.storeFailed(f, err)
+		return true
+	}
+	// Looked up again: the change may have been rolled back meanwhile.
+	if bindings := r.loc.Lookup(f.domain, f.toUser); registered(bindings) {
+		r.ok(f, bindings, r.now())
+		return true
 	}
 	return false
 }
@@ -234,6 +263,9 @@ func (r *Registrar) refuse(f *facts, c cause.Code, detail string) {
 	resp := sip.NewResponseFromRequest(f.req, a.Status, a.Reason, nil)
 	if c == cause.IntervalTooBrief {
 		resp.AppendHeader(sip.NewHeader("Min-Expires", strconv.Itoa(r.cfg.MinExpires)))
+	}
+	if c == cause.StoreUnavailable {
+		resp.AppendHeader(sip.NewHeader("Retry-After", strconv.Itoa(f.retryAfter)))
 	}
 	r.respond(f, resp)
 	f.ev.Cause, f.ev.Status, f.ev.Detail = c, a.Status, detail
@@ -387,6 +419,10 @@ func (r *Registrar) update(f *facts, ext *directory.Entry, res auth.Result) {
 				r.refuse(f, cause.OutOfOrder, "CSeq not above the binding's for the same Call-ID")
 				return
 			}
+			if errors.Is(err, location.ErrUnavailable) {
+				r.storeFailed(f, err)
+				return
+			}
 			r.log.Error("registrar: save binding", "extension", ext.Number(), "domain", ext.Domain(), "error", err)
 			resp := sip.NewResponseFromRequest(req, 500, "Server Internal Error", nil)
 			r.respond(f, resp)
@@ -397,6 +433,22 @@ func (r *Registrar) update(f *facts, ext *directory.Entry, res auth.Result) {
 	f.ev.Cause, f.ev.Status, f.ev.Detail = outcome, 200, detail
 	r.journal.Settle(r.challenged.Key(f.src, f.toUser))
 	r.journal.Record(f.ev)
+}
+
+// storeFailed answers 503 with Retry-After when the location table could
+// not make a change durable (err wraps location.ErrUnavailable), or 500 for
+// any other error: no 200 without a committed binding.
+func (r *Registrar) storeFailed(f *facts, err error) {
+	var ue *location.UnavailableError
+	if !errors.As(err, &ue) {
+		r.log.Error("registrar: save binding", "extension", f.toUser, "domain", f.domain, "error", err)
+		r.respond(f, sip.NewResponseFromRequest(f.req, 500, "Server Internal Error", nil))
+		return
+	}
+	// At least 1 s; a little more than the writer's back-off, so the phone
+	// comes back once it has tried again.
+	f.retryAfter = max(1, int(ue.RetryAfter.Round(time.Second)/time.Second)+1)
+	r.refuse(f, cause.StoreUnavailable, "the binding could not be saved, the database cannot write: "+ue.Err.Error())
 }
 
 // ok answers 200 listing every current contact with its remaining time.

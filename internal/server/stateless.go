@@ -73,6 +73,8 @@ func (st *stateless) intercept(transport string, remote net.Addr, data []byte) b
 		return true
 	}
 	buf := append([]byte(nil), data...)
+	// On its own goroutine: the registrar's 200 waits for the binding's
+	// commit, which must not hold up the socket's reader.
 	go st.handle(buf, remote)
 	return true
 }
