@@ -173,6 +173,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		DefaultExpires: cfg.DefaultExpires}, s.Dir, s.Auth, s.Loc, s.Journal, s.Sec, log)
 
 	s.stateless = newStateless(s)
+	// Requests sipgo cannot match to a transaction (RFC 2543 ones without
+	// a From tag) may still be answered without one.
+	s.Sec.SetStateless(s.stateless.intercept)
 	s.Stack, err = sipstack.Listen(sipstack.Options{Addr: cfg.SIP, UserAgent: "switchboard", Logger: log,
 		Filter: s.Sec.Filter, ConnClosed: s.Sec.ConnClosed, Intercept: s.stateless.intercept,
 		// s.Proxy is set below, before Serve starts reading.
