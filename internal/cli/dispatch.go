@@ -29,6 +29,7 @@ func commands() map[string]func(context.Context, Env, []string) error {
 		"acl":     ACL,
 		"profile": Profile,
 		"ban":     Ban,
+		"key":     Key,
 		"version": func(ctx context.Context, env Env, args []string) error {
 			fmt.Fprintln(env.Stdout, "switchboard", server.Version)
 			return nil

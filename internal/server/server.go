@@ -5,8 +5,6 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -33,6 +32,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/proxy"
 	"github.com/switchboard-pbx/switchboard/internal/qualify"
 	"github.com/switchboard-pbx/switchboard/internal/registrar"
+	"github.com/switchboard-pbx/switchboard/internal/secret"
 	"github.com/switchboard-pbx/switchboard/internal/security"
 	"github.com/switchboard-pbx/switchboard/internal/sipstack"
 	"github.com/switchboard-pbx/switchboard/internal/store"
@@ -105,6 +105,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if s.lock, err = lockDataDir(cfg.DataDir); err != nil {
 		return fail(err)
 	}
+	// The database holds password hashes and the key file signs nonces:
+	// nobody but the server's user may read them.
+	if fixed, err := sqlite.Tighten(cfg.DataDir, secret.FileName, LockFile); err != nil {
+		log.Warn("data directory: cannot make it private; fix its permissions (chmod 700 DIR, chmod 600 its files)", "error", err)
+	} else if len(fixed) > 0 {
+		list := make([]string, len(fixed))
+		for i, f := range fixed {
+			list[i] = f.String()
+		}
+		log.Warn("data directory was readable by other users; made private (it holds password hashes and the signing key)",
+			"changed", strings.Join(list, ", "))
+	}
 	s.Domain = cfg.Domain
 	if s.Domain == "" {
 		if v, ok, _ := db.Meta(ctx, "default_domain"); ok {
@@ -119,9 +131,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err := db.SetMeta(ctx, "default_domain", s.Domain); err != nil {
 		return fail(err)
 	}
-	key, err := nonceKey(ctx, db)
+	key, origin, err := secret.Load(ctx, cfg.DataDir, db)
 	if err != nil {
 		return fail(err)
+	}
+	if origin == secret.Migrated {
+		log.Info("signing key moved from the database to its own file", "path", secret.Path(cfg.DataDir))
 	}
 	algs, _ := digest.ParseAlgorithms(cfg.Digest)
 
@@ -252,18 +267,6 @@ func Running(dir string) (bool, int) {
 	}
 	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 	return false, 0
-}
-
-func nonceKey(ctx context.Context, db *sqlite.DB) ([]byte, error) {
-	buf := make([]byte, 32)
-	if _, err := rand.Read(buf); err != nil {
-		return nil, err
-	}
-	v, err := db.SetMetaIfAbsent(ctx, "nonce_key", hex.EncodeToString(buf))
-	if err != nil {
-		return nil, err
-	}
-	return hex.DecodeString(v)
 }
 
 // ownHosts lists the names and addresses that mean "this server".
