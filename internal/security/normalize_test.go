@@ -155,3 +155,33 @@ func TestFilterNormalizedStream(t *testing.T) {
 		t.Fatalf("sipgo reads %d messages: %v", n, err)
 	}
 }
+
+// FuzzNormalize: on any message that scans, normalize does not panic,
+// keeps the start line and the body, and a second pass changes nothing.
+//
+//	go test -run '^$' -fuzz '^FuzzNormalize$' -fuzztime 20s ./internal/security/
+func FuzzNormalize(f *testing.F) {
+	addSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var m message
+		if res, _ := scan(data, false, &m); res != scanOK {
+			return
+		}
+		msg := data[:m.size]
+		n := normalize(msg, m.bodyStart)
+		if n == nil {
+			return
+		}
+		eol := bytes.Index(msg, []byte("\r\n"))
+		if !bytes.HasPrefix(n, msg[:eol+2]) || !bytes.HasSuffix(n, msg[m.bodyStart-4:]) {
+			t.Fatalf("start line or body changed:\n%q\n%q", msg, n)
+		}
+		var m2 message
+		if res, err := scan(n, false, &m2); res != scanOK {
+			t.Fatalf("the normalized message does not scan (%v):\n%q\n%q", err, msg, n)
+		}
+		if again := normalize(n, m2.bodyStart); again != nil {
+			t.Fatalf("normalizing twice changes it again:\n%q\n%q", n, again)
+		}
+	})
+}
