@@ -106,16 +106,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return fail(err)
 	}
 	// The database holds password hashes and the key file signs nonces:
-	// nobody but the server's user may read them.
+	// nobody but the server's user may read them. Said once the start
+	// succeeded (a start that fails prints nothing but its error).
+	var tightened []slog.Attr
+	var tightenErr error
 	if fixed, err := sqlite.Tighten(cfg.DataDir, secret.FileName, LockFile); err != nil {
-		log.Warn("data directory: cannot make it private; fix its permissions (chmod 700 DIR, chmod 600 its files)", "error", err)
+		tightenErr = err
 	} else if len(fixed) > 0 {
 		list := make([]string, len(fixed))
 		for i, f := range fixed {
 			list[i] = f.String()
 		}
-		log.Warn("data directory was readable by other users; made private (it holds password hashes and the signing key)",
-			"changed", strings.Join(list, ", "))
+		tightened = append(tightened, slog.String("changed", strings.Join(list, ", ")))
 	}
 	s.Domain = cfg.Domain
 	if s.Domain == "" {
@@ -134,9 +136,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	key, origin, err := secret.Load(ctx, cfg.DataDir, db)
 	if err != nil {
 		return fail(err)
-	}
-	if origin == secret.Migrated {
-		log.Info("signing key moved from the database to its own file", "path", secret.Path(cfg.DataDir))
 	}
 	algs, _ := digest.ParseAlgorithms(cfg.Digest)
 
@@ -199,6 +198,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return fail(err)
 	}
 	// Logged only now, so a start that fails prints nothing but its error.
+	if tightenErr != nil {
+		log.Warn("data directory: cannot make it private; fix its permissions (chmod 700 DIR, chmod 600 its files)", "error", tightenErr)
+	} else if tightened != nil {
+		log.LogAttrs(ctx, slog.LevelWarn, "data directory was readable by other users; made private (it holds password hashes and the signing key)", tightened...)
+	}
+	if origin == secret.Migrated {
+		log.Info("signing key moved from the database to its own file", "path", secret.Path(cfg.DataDir))
+	}
 	log.Info("bindings restored", "count", n)
 	s.Dir.SetLocal(directory.Local{DefaultDomain: s.Domain, Hosts: ownHosts(s.Stack, s.Domain)})
 	s.Sec.SetTransport(s.Stack)
