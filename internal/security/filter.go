@@ -38,9 +38,13 @@ type Transport interface {
 //     (a connection stalled mid-message is closed after StreamTimeout);
 //   - answers malformed requests itself (400, 505 bad version, 416 unknown
 //     URI scheme, 501 unknown method, 420 unsupported extension, 513 too
-//     large) with a stateless response built from the request's Via,
-//     From, To, Call-ID and CSeq, and drops malformed responses and ACKs,
-//     so sipgo never sees a message its parser refuses.
+//     large, UDP datagrams of MaxDatagram bytes or more included) with a
+//     stateless response built from the request's Via, From, To, Call-ID
+//     and CSeq, and drops malformed responses and ACKs, so sipgo never
+//     sees a message its parser refuses;
+//   - hands sipgo valid requests it misreads in normalized form
+//     (normalize), and offers requests it cannot key to a transaction to
+//     the stateless handler (SetStateless).
 //
 // Trusted networks skip the ban and the rate limit. Dropped traffic leaves
 // at most one journal event per address and cause per NoteEvery.
