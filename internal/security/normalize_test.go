@@ -185,3 +185,17 @@ func FuzzNormalize(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkNormalizeWsinv is the slow path's extra cost for a message
+// sipgo misreads (the fast path never calls normalize).
+func BenchmarkNormalizeWsinv(b *testing.B) {
+	data := torture(b)["wsinv"]
+	var m message
+	scan(data, false, &m)
+	b.ReportAllocs()
+	for b.Loop() {
+		if normalize(data[:m.size], m.bodyStart) == nil {
+			b.Fatal("nothing normalized")
+		}
+	}
+}
