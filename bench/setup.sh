@@ -16,7 +16,7 @@ sb_stop >/dev/null || true
 rm -rf "$SB_DATA"
 "$SB_BIN" domain add 127.0.0.1 --data "$SB_DATA" >/dev/null
 # The weak-password rule rejects pw<N>; import the digest hashes instead
-# (what `ext export` writes), computed for realm 127.0.0.1.
+# (what `ext export --with-hashes` writes), computed for realm 127.0.0.1.
 python3 - "$FIRST" "$LAST" >"$RUN_DIR/exts.csv" <<'PY'
 import sys, hashlib
 first, last = int(sys.argv[1]), int(sys.argv[2])

@@ -27,6 +27,7 @@ Commands:
   acl        access control lists: list, show, add, allow, deny, rm, test
   profile    the SIP profile: show (like sofia status profile internal), set its ACLs
   ban        brute-force bans: list, rm IP, add IP
+  key        the key that signs nonces and route tokens: key rotate
   calls      list recent calls with their SIP status and cause; calls show ID; calls --active
   doctor     why can't EXT register or be called: doctor 2002; doctor call 2001 2002
   journal    every decision with its cause: journal --ext 2002 --ip IP --since 10m --follow

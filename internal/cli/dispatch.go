@@ -32,6 +32,7 @@ func commands() map[string]func(context.Context, Env, []string) error {
 		"ban":     Ban,
 		"backup":  Backup,
 		"restore": Restore,
+		"key":     Key,
 		"version": Version,
 	}
 }

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/csv"
@@ -10,12 +12,14 @@ import (
 	"io"
 	"math/big"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/switchboard-pbx/switchboard/internal/digest"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
+	"golang.org/x/term"
 )
 
 const extUsage = `
@@ -24,14 +28,15 @@ Usage: switchboard ext COMMAND [ARGS] [--data DIR] [--json]
 Manage the extension directory. Changes reach a running server at once.
 
 Commands:
-  add NUMBER [--password P] [--name NAME] [--domain D] ...   add an extension (prints a generated password when none is given)
+  add NUMBER [--password P|-] [--name NAME] [--domain D] ... add an extension (prints a generated password when none is given;
+                                                              --password - reads it from standard input)
   list [--domain D]                                           list extensions
   show NUMBER [--domain D]                                    show one extension
-  set NUMBER [--password P] [--enabled=false] [--name N] ...  change an extension
+  set NUMBER [--password P|-] [--enabled=false] [--name N] ... change an extension
   passwd NUMBER [--domain D]                                  set a new generated password and print it
   rm NUMBER [--domain D]                                      remove an extension and its registrations
   import FILE.csv|-                                           bulk add from CSV in one transaction (all or nothing)
-  export [FILE.csv|-]                                         write the directory as CSV (password hashes, no passwords)
+  export [FILE.csv|-] [--with-hashes] [--force]               write the directory as CSV (no password hashes unless --with-hashes)
 
 Run 'switchboard ext COMMAND --help' for a command's flags.`
 
@@ -130,7 +135,7 @@ func (f *extFlags) common(fs *flag.FlagSet) {
 }
 
 func (f *extFlags) fields(fs *flag.FlagSet) {
-	fs.StringVar(&f.password, "password", "", "SIP password (at least 8 characters)")
+	fs.StringVar(&f.password, "password", "", "SIP password (at least 8 characters); - reads it from standard input, keeping it out of ps")
 	fs.StringVar(&f.name, "name", "", "caller-ID name, e.g. \"Front desk\"")
 	fs.StringVar(&f.cidNumber, "cid-number", "", "caller-ID number (default: the extension)")
 	fs.StringVar(&f.desc, "description", "", "free text")
@@ -170,6 +175,8 @@ func extAdd(ctx context.Context, env Env, args []string) error {
 	generated := false
 	if !isSet(fs, "password") {
 		f.password, generated = GeneratePassword(), true
+	} else if f.password, err = passwordArg(env, num, f.password); err != nil {
+		return err
 	} else if err := checkPassword(num, f.password); err != nil {
 		return err
 	}
@@ -390,6 +397,9 @@ func extSet(ctx context.Context, env Env, args []string) error {
 		}
 	}
 	if isSet(fs, "password") {
+		if f.password, err = passwordArg(env, num, f.password); err != nil {
+			return err
+		}
 		if err := checkPassword(num, f.password); err != nil {
 			return err
 		}
@@ -761,23 +771,35 @@ type exportRow struct {
 	CallTimeout      int    `json:"call_timeout"`
 	ACL              string `json:"acl"`
 	Domain           string `json:"domain"`
-	HA1MD5           string `json:"ha1_md5"`
-	HA1SHA256        string `json:"ha1_sha256"`
-	Realm            string `json:"realm"` // the digest realm the hashes are made for
+	HA1MD5           string `json:"ha1_md5,omitempty"`
+	HA1SHA256        string `json:"ha1_sha256,omitempty"`
+	Realm            string `json:"realm,omitempty"` // with the hashes: the digest realm they are made for
 }
+
+const exportHelp = `Usage: switchboard ext export [FILE.csv|-] [--with-hashes] [--force] [--domain D] [--json]
+
+Writes every extension as CSV: to FILE.csv (created with mode 0600; an
+existing file is kept unless --force), or to standard output without a
+file name or with -. With --json the same columns come as one JSON array
+(for scripts; import reads CSV only).
+
+Passwords are not stored, only their digest hashes, and the export leaves
+those out: its password column is empty, to be filled in before an import.
+--with-hashes adds ha1_md5 and ha1_sha256, so that 'switchboard ext import'
+takes the file back unchanged (a backup, a move to another server). Keep
+such a file as secret as the passwords: a hash logs a phone in as well as
+its password does (an HA1 is what a SIP digest is computed from), whoever
+holds it can register as the extension and call out as it.`
 
 func extExport(ctx context.Context, env Env, args []string) error {
 	var f extFlags
 	fs := flag.NewFlagSet("ext export", flag.ContinueOnError)
 	f.common(fs)
+	withHashes := fs.Bool("with-hashes", false, "include the password hashes (ha1_md5, ha1_sha256): password-equivalent secrets")
+	force := fs.Bool("force", false, "overwrite FILE.csv when it exists")
 	pos, err := parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
-		helpText(env.Stdout, fs, `Usage: switchboard ext export [FILE.csv|-] [--domain D] [--json]
-
-Writes every extension as CSV (to standard output by default). Passwords are
-not stored, so the export carries their digest hashes (ha1_md5, ha1_sha256);
-'switchboard ext import' takes such a file back unchanged. With --json the
-same columns come as one JSON array (for scripts; import reads CSV only).`)
+		helpText(env.Stdout, fs, exportHelp)
 		return nil
 	}
 	if err != nil {
@@ -785,6 +807,12 @@ same columns come as one JSON array (for scripts; import reads CSV only).`)
 	}
 	if len(pos) > 1 {
 		return usagef("`switchboard ext export` takes at most one file name")
+	}
+	toFile := len(pos) == 1 && pos[0] != "-"
+	if toFile && !*force {
+		if _, err := os.Lstat(pos[0]); err == nil {
+			return usagef("%s already exists: pass --force to overwrite it, or choose another file name", pos[0])
+		}
 	}
 	db, err := openExisting(ctx, f.data)
 	if err != nil {
@@ -809,42 +837,121 @@ same columns come as one JSON array (for scripts; import reads CSV only).`)
 	for _, d := range doms {
 		realms[d.Name] = d.Realm
 	}
-	out := env.Stdout
-	var fh *os.File
-	if len(pos) == 1 && pos[0] != "-" {
-		if fh, err = os.Create(pos[0]); err != nil {
-			return usagef("cannot write %s: %v", pos[0], errors.Unwrap(err))
-		}
-		out = fh
+	var buf bytes.Buffer
+	out := io.Writer(env.Stdout)
+	if toFile {
+		out = &buf
 	}
 	if f.json {
 		// The same columns as the CSV (without the always empty password),
 		// as one JSON array.
 		rows := make([]exportRow, 0, len(exts))
 		for _, e := range exts {
-			rows = append(rows, exportRow{e.Number, e.CallerIDName, e.CallerIDNumber, e.Description, e.Enabled,
-				e.MaxRegistrations, e.CallTimeout, e.ACL, e.Domain, e.HA1MD5, e.HA1SHA256, realms[e.Domain]})
+			r := exportRow{e.Number, e.CallerIDName, e.CallerIDNumber, e.Description, e.Enabled,
+				e.MaxRegistrations, e.CallTimeout, e.ACL, e.Domain, "", "", ""}
+			if *withHashes {
+				r.HA1MD5, r.HA1SHA256, r.Realm = e.HA1MD5, e.HA1SHA256, realms[e.Domain]
+			}
+			rows = append(rows, r)
 		}
 		if err := writeJSON(out, rows); err != nil {
 			return err
 		}
 	} else {
+		cols := csvColumns
+		if !*withHashes {
+			cols = cols[:len(cols)-3] // ha1_md5, ha1_sha256 and realm come last
+		}
 		w := csv.NewWriter(out)
-		_ = w.Write(csvColumns)
+		_ = w.Write(cols)
 		for _, e := range exts {
-			_ = w.Write([]string{e.Number, "", e.CallerIDName, e.CallerIDNumber, e.Description, strconv.FormatBool(e.Enabled),
-				strconv.Itoa(e.MaxRegistrations), strconv.Itoa(e.CallTimeout), e.ACL, e.Domain, e.HA1MD5, e.HA1SHA256, realms[e.Domain]})
+			row := []string{e.Number, "", e.CallerIDName, e.CallerIDNumber, e.Description, strconv.FormatBool(e.Enabled),
+				strconv.Itoa(e.MaxRegistrations), strconv.Itoa(e.CallTimeout), e.ACL, e.Domain, e.HA1MD5, e.HA1SHA256, realms[e.Domain]}
+			_ = w.Write(row[:len(cols)])
 		}
 		w.Flush()
 		if err := w.Error(); err != nil {
 			return err
 		}
 	}
-	if fh != nil {
-		if err := fh.Close(); err != nil {
-			return err
-		}
-		fmt.Fprintf(env.Stderr, "exported %d extension(s) to %s\n", len(exts), pos[0])
+	if !toFile {
+		return nil
+	}
+	if err := writePrivate(pos[0], buf.Bytes(), *force); err != nil {
+		return err
+	}
+	note := ""
+	if *withHashes {
+		note = " with password hashes (password-equivalent: keep the file private)"
+	}
+	fmt.Fprintf(env.Stderr, "exported %d extension(s) to %s%s\n", len(exts), pos[0], note)
+	return nil
+}
+
+// writePrivate writes b to path with mode 0600, whatever the umask:
+// through a temporary file in the same directory, linked to path (which
+// fails when path exists) or, with overwrite, renamed over it. Nobody can
+// read the file between its creation and its mode being set.
+func writePrivate(path string, b []byte, overwrite bool) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return usagef("cannot write %s: %v", path, errors.Unwrap(err))
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(b)
+	if err == nil {
+		err = tmp.Chmod(0o600)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if overwrite {
+		err = os.Rename(tmp.Name(), path)
+	} else {
+		err = os.Link(tmp.Name(), path)
+	}
+	if errors.Is(err, os.ErrExist) {
+		return usagef("%s already exists: pass --force to overwrite it, or choose another file name", path)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// passwordArg resolves --password: "-" means one line from standard input
+// (its line break removed), so the password shows neither in ps nor in the
+// shell's history; on a terminal it is asked for without echo. Any other
+// value is the password itself.
+func passwordArg(env Env, number, pw string) (string, error) {
+	if pw != "-" {
+		return pw, nil
+	}
+	if f, ok := env.Stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprintf(env.Stderr, "password for %s: ", number)
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(env.Stderr)
+		if err != nil {
+			return "", fmt.Errorf("read the password from the terminal: %w", err)
+		}
+		return string(b), nil
+	}
+	if env.Stdin == nil {
+		return "", usagef("--password -: no standard input; pipe the password in, e.g. printf '%%s\\n' \"$PW\" | switchboard ext add %s --password -", number)
+	}
+	line, err := bufio.NewReaderSize(io.LimitReader(env.Stdin, 4096), 4096).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read the password from standard input: %w", err)
+	}
+	if line == "" {
+		return "", usagef("--password -: standard input is empty; pipe the password in, e.g. printf '%%s\\n' \"$PW\" | switchboard ext add %s --password -", number)
+	}
+	line = strings.TrimSuffix(line, "\n")
+	return strings.TrimSuffix(line, "\r"), nil
 }

@@ -27,7 +27,8 @@ access-control lists and counts, like 'sofia status profile internal'.
 --register-acl  only addresses this ACL allows may register (others: 403)
 --inbound-acl   only addresses this ACL allows may place calls (others: 403)
 --trusted-acl   networks exempt from rate limits and brute-force bans
-                (load generators, SBCs in front of switchboard); default loopback
+                (load generators, SBCs in front of switchboard); default
+                loopback; --trusted-acl "" trusts no address, loopback included
 Changes apply to a running server at once. Ban thresholds and the rate
 limit are serve flags (--ban-after, --ban-window, --ban-for, --rate-limit).`
 

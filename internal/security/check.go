@@ -335,11 +335,14 @@ func parsesInSipgo(p *sip.Parser, msg []byte) error {
 	}
 	if req, ok := parsed.(*sip.Request); ok {
 		if _, err := sip.ServerTxKeyMake(req); err != nil {
-			return errors.New("no RFC 3261 branch in Via and no From tag: the request cannot be matched to a transaction")
+			return errNoTxKey
 		}
 	}
 	return nil
 }
+
+// errNoTxKey: sipgo's transaction layer cannot key the request.
+var errNoTxKey = errors.New("no RFC 3261 branch in Via and no From tag: the request cannot be matched to a transaction")
 
 // fastBranch reports whether a Via value surely gives sipgo an RFC 3261
 // branch ("z9hG4bK" and more) in its first hop, as its parser reads it.

@@ -25,7 +25,12 @@
 //     answers malformed requests itself (400, 505, 416, 501, 420, 513)
 //     from whatever Via, From, To, Call-ID and CSeq it can salvage, so
 //     sipgo never sees a message its parser refuses (sipgo would log each
-//     with its whole payload). RFC 4475's torture messages are the test.
+//     with its whole payload). Valid syntax sipgo misreads (line folding,
+//     white space around ';' and '=') is normalized first, on the slow
+//     path only (normalize), and requests sipgo cannot key to a
+//     transaction (RFC 2543: no branch, no From tag) are offered to the
+//     stateless handler (SetStateless). RFC 4475's torture messages are
+//     the test.
 //
 // Configuration lives in the database (migration 4 of store/sqlite: acls,
 // acl_nodes, profiles, bans), edited with `switchboard acl|profile|ban` and

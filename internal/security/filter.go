@@ -2,6 +2,7 @@ package security
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"net/netip"
 	"strings"
@@ -10,7 +11,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard-pbx/switchboard/internal/acl"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/sipstack"
@@ -39,9 +39,13 @@ type Transport interface {
 //     (a connection stalled mid-message is closed after StreamTimeout);
 //   - answers malformed requests itself (400, 505 bad version, 416 unknown
 //     URI scheme, 501 unknown method, 420 unsupported extension, 513 too
-//     large) with a stateless response built from the request's Via,
-//     From, To, Call-ID and CSeq, and drops malformed responses and ACKs,
-//     so sipgo never sees a message its parser refuses.
+//     large, UDP datagrams of MaxDatagram bytes or more included) with a
+//     stateless response built from the request's Via, From, To, Call-ID
+//     and CSeq, and drops malformed responses and ACKs, so sipgo never
+//     sees a message its parser refuses;
+//   - hands sipgo valid requests it misreads in normalized form
+//     (normalize), and offers requests it cannot key to a transaction to
+//     the stateless handler (SetStateless).
 //
 // Trusted networks skip the ban and the rate limit. Dropped traffic leaves
 // at most one journal event per address and cause per NoteEvery.
@@ -102,12 +106,15 @@ func (s *Service) filterDatagram(ip netip.Addr, ap netip.AddrPort, remote net.Ad
 		s.note(ip, ap, transport, cause.RateLimited, 0, data, "over the rate limit; messages dropped")
 		return nil
 	}
+	if len(data) >= MaxDatagram {
+		// The datagram filled sipgo's read buffer, so the kernel may have
+		// cut it: refuse it as too large before its truncated body is
+		// taken for a Content-Length error.
+		s.refuseScan(ip, ap, remote, transport, data, errDatagramTooLarge, false)
+		return nil
+	}
 	var m message
 	res, serr := scan(data, false, &m)
-	if res == scanOK && len(data) >= int(sip.TransportBufferReadSize) {
-		// The datagram filled the read buffer: the kernel cut it.
-		res, serr = scanBad, errTooLarge
-	}
 	if res != scanOK {
 		if serr == nil {
 			serr = errNoCRLF
@@ -115,26 +122,46 @@ func (s *Service) filterDatagram(ip netip.Addr, ap netip.AddrPort, remote net.Ad
 		s.refuseScan(ip, ap, remote, transport, data, serr, false)
 		return nil
 	}
-	if !s.inspect(ip, ap, remote, transport, data[:m.size], &m) {
+	out, ok := s.inspect(ip, ap, remote, transport, data[:m.size], &m)
+	if !ok {
 		return nil
 	}
-	return data[:m.size]
+	return out
 }
 
 // inspect applies the per-message rules after a successful scan: scanner
 // user agents, the semantic checks and, when the fast path was not sure,
-// sipgo's own parser. It answers or drops what it refuses and reports
-// whether msg may go on.
-func (s *Service) inspect(ip netip.Addr, ap netip.AddrPort, remote net.Addr, transport string, msg []byte, m *message) bool {
+// sipgo's own parser. It answers or drops what it refuses and returns
+// what may go on: msg itself or, when sipgo reads only the normalized
+// form correctly, a normalized copy (see normalize). ok is false when the
+// message was refused, or answered by the stateless handler (see
+// SetStateless).
+func (s *Service) inspect(ip netip.Addr, ap netip.AddrPort, remote net.Addr, transport string, msg []byte, m *message) (out []byte, ok bool) {
 	if ua := m.f[hUserAgent]; ua.n > 0 && len(ua.value) > 0 && acl.IsScanner(unsafe.String(&ua.value[0], len(ua.value))) {
 		s.scanner(ip, ap, transport, msg, ua.value)
-		return false
+		return nil, false
 	}
+	out = msg
 	v := check(m, msg, s.cfg.Allow)
 	if v.pass() && (m.unsure || (m.request && !fastBranch(m.f[hVia].value))) {
 		// Rare: ask sipgo's parser, and whether its transaction layer can
 		// key the request (without an RFC 3261 branch it needs a From tag).
-		if err := parsesInSipgo(s.parser, msg); err != nil {
+		err := parsesInSipgo(s.parser, msg)
+		if err != nil && m.request {
+			// Line folding and white space around separators are valid
+			// (RFC 4475's wsinv) but trip sipgo: try the normalized form.
+			if n := normalize(msg, m.bodyStart); n != nil {
+				if nerr := parsesInSipgo(s.parser, n); nerr == nil || errors.Is(nerr, errNoTxKey) {
+					out, err = n, nerr
+				}
+			}
+			// An RFC 2543 request without a From tag (RFC 4475's inv2543)
+			// can still be answered without a transaction.
+			if errors.Is(err, errNoTxKey) && s.offerStateless(transport, remote, out) {
+				return nil, false
+			}
+		}
+		if err != nil {
 			v = verdict{status: 400, reason: "Bad Request", detail: err.Error()}
 		}
 		if !m.request || string(m.method) == "ACK" {
@@ -142,10 +169,30 @@ func (s *Service) inspect(ip netip.Addr, ap netip.AddrPort, remote net.Addr, tra
 		}
 	}
 	if v.pass() {
-		return true
+		return out, true
 	}
 	s.refuse(ip, ap, remote, transport, msg[:min(m.bodyStart, len(msg))], v)
-	return false
+	return nil, false
+}
+
+// statelessBox holds the handler installed by SetStateless.
+type statelessBox struct {
+	fn func(transport string, remote net.Addr, msg []byte) bool
+}
+
+// SetStateless installs the handler the filter offers the requests that
+// sipgo's transaction layer cannot key (no RFC 3261 branch and no From
+// tag: RFC 2543 requests, RFC 4475 §3.4.1). fn reports whether it took the
+// request, to answer it without a transaction (REGISTER, or an INVITE's
+// 407 challenge, over UDP); it must copy msg to keep it. Requests it
+// declines get 400 from the filter, as without a handler.
+func (s *Service) SetStateless(fn func(transport string, remote net.Addr, msg []byte) bool) {
+	s.stateless.Store(&statelessBox{fn})
+}
+
+func (s *Service) offerStateless(transport string, remote net.Addr, msg []byte) bool {
+	b := s.stateless.Load()
+	return b != nil && b.fn(transport, remote, msg)
 }
 
 // clip shortens a parser error for a journal detail (it may quote input).
@@ -407,6 +454,17 @@ func (s *Service) frames(ip netip.Addr, ap netip.AddrPort, remote net.Addr, tran
 			copied = append(copied, buf[a:b]...)
 		}
 	}
+	// keepCopy keeps a message that replaces buf's bytes (a normalized one).
+	keepCopy := func(msg []byte) {
+		if copied == nil {
+			copied = make([]byte, 0, len(buf))
+			if start >= 0 {
+				copied = append(copied, buf[start:end]...)
+			}
+		}
+		copied = append(copied, msg...)
+		start = max(start, 0)
+	}
 	result := func() []byte {
 		if copied != nil {
 			return copied
@@ -441,8 +499,12 @@ func (s *Service) frames(ip netip.Addr, ap netip.AddrPort, remote net.Addr, tran
 		if !trusted && !s.limiter.Allow(ip) {
 			s.stats.RateLimited.Add(1)
 			s.note(ip, ap, transport, cause.RateLimited, 0, buf[msgStart:pos+size], "over the rate limit; messages dropped")
-		} else if s.inspect(ip, ap, remote, transport, buf[msgStart:pos+size], &m) {
-			keep(pos, pos+size)
+		} else if msg, ok := s.inspect(ip, ap, remote, transport, buf[msgStart:pos+size], &m); ok {
+			if len(msg) == pos+size-msgStart && &msg[0] == &buf[msgStart] {
+				keep(pos, pos+size)
+			} else {
+				keepCopy(msg)
+			}
 		}
 		pos += size
 	}

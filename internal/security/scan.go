@@ -8,10 +8,15 @@ import (
 // 400 (header count) before sipgo parses them.
 const (
 	// MaxMessage is the largest message accepted, in bytes (sipgo's
-	// sip.ParseMaxMessageLength). UDP datagrams are also bounded by
-	// sip.TransportBufferReadSize; a datagram that fills the read buffer was
-	// truncated by the kernel and is refused as too large.
+	// sip.ParseMaxMessageLength).
 	MaxMessage = 65535
+	// MaxDatagram bounds a message in one UDP datagram: a datagram of this
+	// size or more gets 513. It is sipgo's read buffer
+	// (sip.TransportBufferReadSize, 32 KiB), which the kernel fills with
+	// the first bytes of a larger datagram, dropping the rest; a message
+	// that large belongs on TCP anyway (RFC 3261 §18.1.1). The buffer also
+	// sizes every TCP connection's reads, so it is not raised.
+	MaxDatagram = 32768
 	// MaxHeaders is the largest number of header fields (lines, counting
 	// folded lines once) one message may carry.
 	MaxHeaders = 256
@@ -87,10 +92,13 @@ const (
 )
 
 var (
-	errNoCRLF      = &scanError{status: 400, reason: "Bad Request", detail: "a line does not end in CRLF", fatal: true}
-	errBareLF      = &scanError{status: 400, reason: "Bad Request", detail: "bare LF inside the header section"}
-	errStartLine   = &scanError{status: 400, reason: "Bad Request", detail: "malformed start line"}
-	errTooLarge    = &scanError{status: 513, reason: "Message Too Large", detail: "message larger than 65535 bytes", fatal: true}
+	errNoCRLF    = &scanError{status: 400, reason: "Bad Request", detail: "a line does not end in CRLF", fatal: true}
+	errBareLF    = &scanError{status: 400, reason: "Bad Request", detail: "bare LF inside the header section"}
+	errStartLine = &scanError{status: 400, reason: "Bad Request", detail: "malformed start line"}
+	errTooLarge  = &scanError{status: 513, reason: "Message Too Large", detail: "message larger than 65535 bytes", fatal: true}
+	// errDatagramTooLarge: see MaxDatagram.
+	errDatagramTooLarge = &scanError{status: 513, reason: "Message Too Large",
+		detail: "UDP datagram of 32768 bytes or more: send messages that large over TCP", fatal: true}
 	errTooMany     = &scanError{status: 400, reason: "Bad Request", detail: "more than 256 header fields"}
 	errHeaderLine  = &scanError{status: 400, reason: "Bad Request", detail: "header line without a field name and colon"}
 	errCLBad       = &scanError{status: 400, reason: "Bad Request", detail: "Content-Length is not a number", fatal: true}

@@ -104,9 +104,11 @@ type Service struct {
 	parser  *sip.Parser
 	snap    atomic.Pointer[snapshot]
 	tr      atomic.Pointer[transportBox]
-	notes   noter
-	streams streams
-	persist chan acl.Ban
+	// stateless is the handler of requests sipgo cannot key (SetStateless).
+	stateless atomic.Pointer[statelessBox]
+	notes     noter
+	streams   streams
+	persist   chan acl.Ban
 	// reloadMu serializes reloads from the change feed.
 	reloadMu sync.Mutex
 	stats    Stats

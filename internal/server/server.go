@@ -5,21 +5,16 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"net/netip"
-	"strings"
-
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
-
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
-
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -35,6 +30,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/proxy"
 	"github.com/switchboard-pbx/switchboard/internal/qualify"
 	"github.com/switchboard-pbx/switchboard/internal/registrar"
+	"github.com/switchboard-pbx/switchboard/internal/secret"
 	"github.com/switchboard-pbx/switchboard/internal/security"
 	"github.com/switchboard-pbx/switchboard/internal/sipstack"
 	"github.com/switchboard-pbx/switchboard/internal/store"
@@ -101,6 +97,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if s.ctl, err = control.Listen(cfg.DataDir); err != nil {
 		return fail(err)
 	}
+	// The database holds password hashes and the key file signs nonces:
+	// nobody but the server's user may read them. Said once the start
+	// succeeded (a start that fails prints nothing but its error).
+	var tightened []slog.Attr
+	var tightenErr error
+	if fixed, err := sqlite.Tighten(cfg.DataDir, secret.FileName, control.LockFile); err != nil {
+		tightenErr = err
+	} else if len(fixed) > 0 {
+		list := make([]string, len(fixed))
+		for i, f := range fixed {
+			list[i] = f.String()
+		}
+		tightened = append(tightened, slog.String("changed", strings.Join(list, ", ")))
+	}
 	s.Domain = cfg.Domain
 	if s.Domain == "" {
 		if v, ok, _ := db.Meta(ctx, "default_domain"); ok {
@@ -118,7 +128,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err := db.SetMeta(ctx, "default_domain", s.Domain); err != nil {
 		return fail(err)
 	}
-	key, err := nonceKey(ctx, db)
+	key, origin, err := secret.Load(ctx, cfg.DataDir, db)
 	if err != nil {
 		return fail(err)
 	}
@@ -188,6 +198,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		perIP = -1 // no cap
 	}
 	s.connNotes = journal.NewThrottle(time.Minute, nil)
+	// Requests sipgo cannot match to a transaction (RFC 2543 ones without
+	// a From tag) may still be answered without one.
+	s.Sec.SetStateless(s.stateless.intercept)
 	s.Stack, err = sipstack.Listen(sipstack.Options{Addr: cfg.SIP, UserAgent: "switchboard", Logger: log,
 		Filter: s.Sec.Filter, ConnClosed: s.Sec.ConnClosed, Intercept: s.stateless.intercept,
 		TCPIdleTimeout: cfg.TCPIdleTimeout, TCPMaxPerAddress: perIP, TCPMaxConns: cfg.TCPMaxConns,
@@ -198,6 +211,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return fail(err)
 	}
 	// Logged only now, so a start that fails prints nothing but its error.
+	if tightenErr != nil {
+		log.Warn("data directory: cannot make it private; fix its permissions (chmod 700 DIR, chmod 600 its files)", "error", tightenErr)
+	} else if tightened != nil {
+		log.LogAttrs(ctx, slog.LevelWarn, "data directory was readable by other users; made private (it holds password hashes and the signing key)", tightened...)
+	}
+	if origin == secret.Migrated {
+		log.Info("signing key moved from the database to its own file", "path", secret.Path(cfg.DataDir))
+	}
 	log.Info("bindings restored", "count", n)
 	s.checkFileLimit()
 	s.Dir.SetLocal(directory.Local{DefaultDomain: s.Domain, Hosts: ownHosts(s.Stack, s.Domain)})
@@ -228,18 +249,6 @@ func cutSlash(key string) (string, string, bool) {
 		}
 	}
 	return "", "", false
-}
-
-func nonceKey(ctx context.Context, db *sqlite.DB) ([]byte, error) {
-	buf := make([]byte, 32)
-	if _, err := rand.Read(buf); err != nil {
-		return nil, err
-	}
-	v, err := db.SetMetaIfAbsent(ctx, "nonce_key", hex.EncodeToString(buf))
-	if err != nil {
-		return nil, err
-	}
-	return hex.DecodeString(v)
 }
 
 // warnLoopbackDomain warns when the default domain is a loopback address

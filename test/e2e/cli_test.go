@@ -279,16 +279,37 @@ func TestCLIExportImportRoundTrip(t *testing.T) {
 	a.CLI("domain", "add", "acme.test")
 	a.AddExt("2001", "goodpass-acme", "--domain", "acme.test")
 	file := filepath.Join(t.TempDir(), "export.csv")
-	a.CLI("ext", "export", file)
-	stdout := a.CLI("ext", "export")
+	a.CLI("ext", "export", file, "--with-hashes")
+	stdout := a.CLI("ext", "export", "--with-hashes")
 	if b, _ := os.ReadFile(file); string(b) != stdout {
 		t.Fatalf("export to a file and to stdout differ:\n%s\n---\n%s", b, stdout)
 	}
 	if strings.Contains(stdout, "goodpass") {
 		t.Fatalf("the export contains a password:\n%s", stdout)
 	}
+	// The file is private and is not overwritten without --force.
+	if st, err := os.Stat(file); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("export file: %v %v, want mode 0600", st, err)
+	}
+	if _, e, code := a.TryCLI("ext", "export", file); code != 1 || !strings.Contains(e, "--force") {
+		t.Fatalf("export over an existing file: exit %d, stderr %q", code, e)
+	}
+	if b, _ := os.ReadFile(file); string(b) != stdout {
+		t.Fatal("the export file changed without --force")
+	}
+	// Without --with-hashes the password-equivalent hashes stay out.
+	for _, args := range [][]string{{"ext", "export"}, {"ext", "export", "--json"}} {
+		if out := a.CLI(args...); strings.Contains(out, "ha1") || strings.Contains(out, "ha1_md5") {
+			t.Fatalf("%v without --with-hashes:\n%s", args, out)
+		}
+	}
+	plain := filepath.Join(t.TempDir(), "plain.csv")
+	a.CLI("ext", "export", plain)
+	if b, _ := os.ReadFile(plain); strings.Contains(string(b), "ha1") || len(b) == 0 {
+		t.Fatalf("export file without --with-hashes:\n%s", b)
+	}
 	var asJSON []map[string]any
-	a.JSON(&asJSON, "ext", "export")
+	a.JSON(&asJSON, "ext", "export", "--with-hashes")
 	if len(asJSON) != 3 || !slices.Equal(jsonKeys(asJSON[0]), sortedCopy("extension", "name", "cid_number", "description", "enabled",
 		"max_registrations", "call_timeout", "acl", "domain", "ha1_md5", "ha1_sha256", "realm")) {
 		t.Fatalf("ext export --json: %v", asJSON)

@@ -42,11 +42,17 @@ var (
 // Open opens (creating the directory and file when missing) and migrates the
 // database in dataDir. It fails with a one-line error when the directory is
 // unusable (not a directory, not writable).
+//
+// What Open creates is private whatever the umask: the directory 0700 and
+// the database file 0600, before SQLite opens it, so that the -wal and
+// -shm files SQLite creates beside it take the same mode (SQLite gives
+// them its database file's permissions). Modes of files that already
+// exist are left alone here; `serve` tightens them (see Tighten).
 func Open(ctx context.Context, dataDir string) (*DB, error) {
 	if dataDir == "" {
 		return nil, errors.New("data directory is empty: pass --data DIR")
 	}
-	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory %s is unusable: %w", dataDir, unwrapPathErr(err))
 	}
 	st, err := os.Stat(dataDir)
@@ -62,6 +68,9 @@ func Open(ctx context.Context, dataDir string) (*DB, error) {
 	}
 	_ = os.Remove(probe)
 	path := filepath.Join(dataDir, FileName)
+	if err := createPrivate(path); err != nil {
+		return nil, fmt.Errorf("create database %s: %w", path, unwrapPathErr(err))
+	}
 	db, err := openFile(path)
 	if err != nil {
 		return nil, err
@@ -126,6 +135,76 @@ func openFile(path string) (*DB, error) {
 	sdb.SetConnMaxIdleTime(0)
 	return &DB{sql: sdb, path: path,
 		bindUpsert: multirow.New(sdb, "INSERT OR REPLACE INTO bindings("+bindingColumns+")", bindingCols, "")}, nil
+}
+
+// createPrivate creates path empty with mode 0600 when it does not exist
+// (an empty file is an empty SQLite database).
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	err = f.Chmod(0o600)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Files are the database's files in the data directory: the database and
+// SQLite's write-ahead log and shared-memory index beside it.
+var Files = []string{FileName, FileName + "-wal", FileName + "-shm"}
+
+// Loosened is a file or directory whose mode Tighten changed.
+type Loosened struct {
+	Path     string
+	Old, New os.FileMode
+}
+
+func (l Loosened) String() string { return fmt.Sprintf("%s %04o->%04o", l.Path, l.Old, l.New) }
+
+// Tighten makes dataDir private: the directory 0700 and each of names in
+// it that exists (the database's Files, and whatever the caller adds) 0600
+// when they allow more (group or others, or execute). It returns what it
+// changed; names that do not exist are skipped.
+func Tighten(dataDir string, names ...string) ([]Loosened, error) {
+	var out []Loosened
+	fix := func(path string, want os.FileMode) error {
+		stat := os.Lstat
+		if want == 0o700 {
+			stat = os.Stat // the directory may be a symbolic link to one
+		}
+		st, err := stat(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if st.Mode()&os.ModeSymlink != 0 {
+			return fmt.Errorf("%s is a symbolic link: keep the data directory's files in it", path)
+		}
+		if st.Mode().Perm()&^want == 0 {
+			return nil
+		}
+		if err := os.Chmod(path, want); err != nil {
+			return err
+		}
+		out = append(out, Loosened{Path: path, Old: st.Mode().Perm(), New: want})
+		return nil
+	}
+	if err := fix(dataDir, 0o700); err != nil {
+		return out, fmt.Errorf("make data directory %s private: %w", dataDir, err)
+	}
+	for _, n := range append(append([]string(nil), Files...), names...) {
+		if err := fix(filepath.Join(dataDir, n), 0o600); err != nil {
+			return out, fmt.Errorf("make data directory %s private: %w", dataDir, err)
+		}
+	}
+	return out, nil
 }
 
 func unwrapPathErr(err error) error {
@@ -385,15 +464,23 @@ func (db *DB) SetMeta(ctx context.Context, key, value string) error {
 	return nil
 }
 
-// SetMetaIfAbsent writes a setting only when it is not set yet and returns
-// the value in force afterwards (used for generated secrets).
-func (db *DB) SetMetaIfAbsent(ctx context.Context, key, value string) (string, error) {
-	if _, err := db.sql.ExecContext(ctx,
-		"INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING", key, value); err != nil {
-		return "", fmt.Errorf("write setting %s: %w", key, err)
+// DeleteMeta removes a setting (nothing when it is not set). The row's
+// bytes are overwritten in the database file (PRAGMA secure_delete), so a
+// secret that lived there does not linger in a free page.
+func (db *DB) DeleteMeta(ctx context.Context, key string) error {
+	conn, err := db.sql.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("delete setting %s: %w", key, err)
 	}
-	v, _, err := db.Meta(ctx, key)
-	return v, err
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA secure_delete = ON"); err != nil {
+		return fmt.Errorf("delete setting %s: %w", key, err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA secure_delete = OFF")
+	if _, err := conn.ExecContext(ctx, "DELETE FROM meta WHERE key = ?", key); err != nil {
+		return fmt.Errorf("delete setting %s: %w", key, err)
+	}
+	return nil
 }
 
 func isUnique(err error) bool {
