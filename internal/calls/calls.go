@@ -50,6 +50,7 @@ const (
 	ByCaller = "caller" // the caller hung up (BYE) or cancelled (CANCEL)
 	ByCallee = "callee" // the callee hung up or refused
 	ByServer = "server" // switchboard ended it: ring timeout, no response, shutdown
+	ByAdmin  = "admin"  // an operator hung it up (switchboard calls hangup)
 )
 
 // Branch is one binding the call was forked to and what it answered.

@@ -20,6 +20,7 @@ import (
 const callsUsage = `
 Usage: switchboard calls [--active] [--failed] [--ext N] [--from N] [--to N] [--domain D] [--limit N] [--json]
        switchboard calls show ID [--json]
+       switchboard calls hangup ID
 
 Lists recent call attempts, newest first: who called whom, when, how long
 they talked, the final SIP status sent to the caller and the hangup cause
@@ -29,7 +30,9 @@ RECOVERY_ON_TIMER_EXPIRE, SYSTEM_SHUTDOWN), and who hung up.
 
 --active lists the calls in progress (ringing or up). 'calls show ID' shows
 one call with every phone (binding) it rang and what each answered; ID is
-the number in the first column, or the call's SIP Call-ID.
+the number in the first column, or the call's SIP Call-ID. 'calls hangup ID'
+ends an answered call: the server sends a BYE to both phones and records
+the call as hung up by the admin (who, in its detail).
 
 Only authenticated calls are recorded; refused credentials are in the
 journal (and explained by 'switchboard doctor').`
@@ -112,10 +115,13 @@ func Calls(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	show := len(pos) > 0 && pos[0] == "show"
+	hangup := len(pos) > 0 && pos[0] == "hangup"
 	switch {
 	case show && len(pos) != 2:
 		return usagef("`switchboard calls show` takes one call id, e.g. switchboard calls show 12 (list ids with: switchboard calls)")
-	case !show && len(pos) > 0:
+	case hangup && len(pos) != 2:
+		return usagef("`switchboard calls hangup` takes one call id, e.g. switchboard calls hangup 12 (list calls in progress with: switchboard calls --active)")
+	case !show && !hangup && len(pos) > 0:
 		return usagef("unknown argument %q: use `switchboard calls [--active] [--json]` or `switchboard calls show ID`", pos[0])
 	case *limit < 1 || *limit > 100000:
 		return usagef("--limit %d is out of range: give 1 to 100000, e.g. --limit 100", *limit)
@@ -135,6 +141,9 @@ func Calls(ctx context.Context, env Env, args []string) error {
 	freshen(ctx, *data)
 	if show {
 		return callShow(ctx, env, db, pos[1], *asJSON)
+	}
+	if hangup {
+		return callHangup(ctx, env, db, *data, pos[1], *asJSON)
 	}
 	dom := ""
 	if *domain != "" {
@@ -207,29 +216,69 @@ func clock(s float64) string {
 	return fmt.Sprintf("%d:%02d", m, sec)
 }
 
-func callShow(ctx context.Context, env Env, db *sqlite.DB, id string, asJSON bool) error {
-	var rec calls.Record
+// callRecord finds a call record by its id (the number `calls` lists) or
+// its SIP Call-ID.
+func callRecord(ctx context.Context, db *sqlite.DB, id string) (calls.Record, error) {
 	if n, err := strconv.ParseInt(id, 10, 64); err == nil && n > 0 {
 		r, err := calls.Get(ctx, db.SQL(), n)
 		if errors.Is(err, calls.ErrNotFound) {
-			return usagef("no call %d: list recent calls and their ids with `switchboard calls`", n)
+			return r, usagef("no call %d: list recent calls and their ids with `switchboard calls`", n)
 		}
-		if err != nil {
-			return err
+		return r, err
+	}
+	if strings.ContainsAny(id, " \t\r\n") || id == "" {
+		return calls.Record{}, usagef("invalid call id %q: give the number from `switchboard calls` or a SIP Call-ID", id)
+	}
+	rs, err := calls.Query(ctx, db.SQL(), calls.Filter{CallID: id, Limit: 1})
+	if err != nil {
+		return calls.Record{}, err
+	}
+	if len(rs) == 0 {
+		return calls.Record{}, usagef("no call with id or Call-ID %q: list recent calls and their ids with `switchboard calls`", id)
+	}
+	return rs[0], nil
+}
+
+// callHangup runs `calls hangup ID`: the running server sends a BYE to
+// both parties of the answered call.
+func callHangup(ctx context.Context, env Env, db *sqlite.DB, data, id string, asJSON bool) error {
+	rec, err := callRecord(ctx, db, id)
+	if err != nil {
+		return err
+	}
+	c, err := control.Dial(data)
+	if err != nil {
+		return usagef("switchboard serve is not running on %s: no call can be in progress", data)
+	}
+	defer c.Close()
+	if !rec.Active() {
+		return usagef("call %d (%s -> %s) already ended (%s): nothing to hang up", rec.ID, rec.From, rec.To, rec.Cause)
+	}
+	if rec.Answer.IsZero() {
+		return usagef("call %d (%s -> %s) is still ringing: only answered calls are hung up (the caller can cancel it)", rec.ID, rec.From, rec.To)
+	}
+	res, err := c.Hangup(ctx, control.HangupRequest{CallID: rec.CallID, SudoUser: os.Getenv("SUDO_USER")})
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(env.Stdout, map[string]any{"id": rec.ID, "call_id": rec.CallID, "caller_status": res.Caller, "callee_status": res.Callee})
+	}
+	answer := func(st int) string {
+		if st == 0 {
+			return "no answer"
 		}
-		rec = r
-	} else {
-		if strings.ContainsAny(id, " \t\r\n") || id == "" {
-			return usagef("invalid call id %q: give the number from `switchboard calls` or a SIP Call-ID", id)
-		}
-		rs, err := calls.Query(ctx, db.SQL(), calls.Filter{CallID: id, Limit: 1})
-		if err != nil {
-			return err
-		}
-		if len(rs) == 0 {
-			return usagef("no call with id or Call-ID %q: list recent calls and their ids with `switchboard calls`", id)
-		}
-		rec = rs[0]
+		return "answered " + strconv.Itoa(st)
+	}
+	fmt.Fprintf(env.Stdout, "hung up call %d (%s -> %s): BYE to %s %s, to %s %s\n", rec.ID, rec.From, rec.To,
+		rec.To, answer(res.Callee), rec.From, answer(res.Caller))
+	return nil
+}
+
+func callShow(ctx context.Context, env Env, db *sqlite.DB, id string, asJSON bool) error {
+	rec, err := callRecord(ctx, db, id)
+	if err != nil {
+		return err
 	}
 	v := callViewOf(rec, time.Now())
 	if asJSON {

@@ -9,6 +9,7 @@
 //	POST /v1/flush              commit queued registrations, journal events and call records
 //	POST /v1/sync?change=N      apply the directory's change feed up to change N
 //	POST /v1/registrations/remove {"domain","extension","contact"}: drop registrations
+//	POST /v1/calls/hangup {"call_id"}: BYE to both parties of an answered call
 //
 // A command that reads asks for a flush first so that it sees what the
 // server holds in memory; a command that edits the directory asks for a
@@ -75,7 +76,27 @@ type Backend interface {
 	// matches any domain, extension or contact) on behalf of by (who asked,
 	// for the journal) and returns them.
 	RemoveRegistrations(ctx context.Context, domain, extension, contact, by string) ([]store.Binding, error)
+	// HangupCall ends the answered call with Call-ID callID on behalf of
+	// by, and returns the final status each party answered its BYE with
+	// (0: none in time); ErrNoSuchCall when no such call is up.
+	HangupCall(ctx context.Context, callID, by string) (HangupResult, error)
 }
+
+// HangupRequest is the body of POST /v1/calls/hangup.
+type HangupRequest struct {
+	CallID   string `json:"call_id"`
+	SudoUser string `json:"sudo_user,omitempty"` // as in RemoveRequest
+}
+
+// HangupResult is the answer to POST /v1/calls/hangup.
+type HangupResult struct {
+	Caller int `json:"caller_status"`
+	Callee int `json:"callee_status"`
+}
+
+// ErrNoSuchCall is returned (wrapped) by Backend.HangupCall for a Call-ID
+// no answered call has; the channel answers it 404.
+var ErrNoSuchCall = errors.New("no call in progress with this Call-ID")
 
 // RemoveRequest is the body of POST /v1/registrations/remove.
 type RemoveRequest struct {
@@ -177,6 +198,22 @@ func Serve(ctx context.Context, ln net.Listener, b Backend, log *slog.Logger) er
 			gone = []store.Binding{}
 		}
 		reply(w, http.StatusOK, gone)
+	})
+	mux.HandleFunc("POST /v1/calls/hangup", func(w http.ResponseWriter, r *http.Request) {
+		var req HangupRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil || req.CallID == "" {
+			reply(w, http.StatusBadRequest, errorBody{Error: "body: want {\"call_id\": \"...\"}"})
+			return
+		}
+		res, err := b.HangupCall(r.Context(), req.CallID, peerName(r, req.SudoUser))
+		switch {
+		case errors.Is(err, ErrNoSuchCall):
+			reply(w, http.StatusNotFound, errorBody{Error: err.Error()})
+		case err != nil:
+			reply(w, http.StatusServiceUnavailable, errorBody{Error: err.Error()})
+		default:
+			reply(w, http.StatusOK, res)
+		}
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, connKey{}, c) },
@@ -301,6 +338,16 @@ func (c *Client) RemoveRegistrations(ctx context.Context, r RemoveRequest) ([]st
 	}
 	var gone []store.Binding
 	return gone, c.doBody(ctx, http.MethodPost, "/v1/registrations/remove", body, &gone)
+}
+
+// Hangup asks the server to end an answered call.
+func (c *Client) Hangup(ctx context.Context, r HangupRequest) (HangupResult, error) {
+	var res HangupResult
+	body, err := json.Marshal(r)
+	if err != nil {
+		return res, err
+	}
+	return res, c.doBody(ctx, http.MethodPost, "/v1/calls/hangup", body, &res)
 }
 
 func (c *Client) do(ctx context.Context, method, path string, out any) error {

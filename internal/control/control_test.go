@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -20,6 +21,13 @@ type backend struct {
 	flushes atomic.Int64
 	applied Progress
 	removed atomic.Value // the last RemoveRegistrations call, as "domain|ext|contact|by"
+}
+
+func (b *backend) HangupCall(_ context.Context, callID, by string) (HangupResult, error) {
+	if callID != "up" {
+		return HangupResult{}, fmt.Errorf("%w: %s", ErrNoSuchCall, callID)
+	}
+	return HangupResult{Caller: 200, Callee: 481}, nil
 }
 
 func (b *backend) RemoveRegistrations(_ context.Context, domain, ext, contact, by string) ([]store.Binding, error) {
@@ -99,6 +107,12 @@ func TestChannel(t *testing.T) {
 			}
 			if err := c.Sync(ctx, 9); err == nil || !strings.Contains(err.Error(), "504") {
 				t.Fatalf("Sync to a change never applied: %v, want the server's 504", err)
+			}
+			if res, err := c.Hangup(ctx, HangupRequest{CallID: "up"}); err != nil || res != (HangupResult{Caller: 200, Callee: 481}) {
+				t.Fatalf("Hangup: %+v %v", res, err)
+			}
+			if _, err := c.Hangup(ctx, HangupRequest{CallID: "gone"}); err == nil || !strings.Contains(err.Error(), "404") {
+				t.Fatalf("Hangup of an unknown call: %v, want the server's 404", err)
 			}
 			gone, err := c.RemoveRegistrations(ctx, RemoveRequest{Domain: "pbx.test", Extension: "2001", SudoUser: "alice"})
 			me, _ := user.Current()

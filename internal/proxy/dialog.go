@@ -41,8 +41,14 @@ type side struct {
 	// ips are the addresses this party's requests may come from.
 	ips []netip.Addr
 	// contact is the party's remote target (normalised host:port of its
-	// Contact), refreshed by a 2xx to a re-INVITE or UPDATE.
-	contact string
+	// Contact), refreshed by a 2xx to a re-INVITE or UPDATE; target is
+	// that Contact's whole URI (the Request-URI of a request to it).
+	contact, target string
+	// addr is the party's From or To header value in the dialog (its URI
+	// and tag), and cseq the highest CSeq of its requests the proxy saw:
+	// what a BYE on its behalf needs (Proxy.Hangup).
+	addr string
+	cseq uint32
 }
 
 // dialog is a call the proxy follows (early from a 1xx with a To tag,
@@ -97,8 +103,24 @@ func (d *dialog) setContact(s *side, c *sip.ContactHeader) {
 		return
 	}
 	hp := uriHostPort(&c.Address)
+	target := c.Address.String()
 	d.mu.Lock()
-	s.contact = hp
+	s.contact, s.target = hp, target
+	d.mu.Unlock()
+}
+
+// sawCSeq records the CSeq of a request from the caller (fromCaller) or
+// the callee, so a BYE on its behalf can go above it.
+func (d *dialog) sawCSeq(fromCaller bool, cs *sip.CSeqHeader) {
+	if cs == nil {
+		return
+	}
+	s := &d.callee
+	if fromCaller {
+		s = &d.caller
+	}
+	d.mu.Lock()
+	s.cseq = max(s.cseq, cs.SeqNo)
 	d.mu.Unlock()
 }
 
@@ -506,6 +528,7 @@ func (p *Proxy) ServeACK(req *sip.Request, _ sip.ServerTransaction) {
 		return
 	}
 	h.dlg.touch(p.now())
+	h.dlg.sawCSeq(h.fromCaller, req.CSeq())
 	if !p.prepareForward(fwd, h.dest, h.transport) {
 		return
 	}

@@ -285,6 +285,10 @@ func (f *fork) follow(br *branch, res *sip.Response, answered bool) *dialog {
 			callee: side{dest: br.dest, transport: br.transport, routes: calleeRoutes(p, res),
 				ips: []netip.Addr{registrar.SourceAddr(br.dest)}},
 			last: p.now()}
+		d.caller.addr, d.callee.addr = f.req.From().Value(), to.Value()
+		if cs := f.req.CSeq(); cs != nil {
+			d.caller.cseq = cs.SeqNo
+		}
 		if ip := registrar.SourceAddr(br.b.Source); ip.IsValid() && ip != d.callee.ips[0] {
 			d.callee.ips = append(d.callee.ips, ip)
 		}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -361,6 +362,17 @@ func (s *Server) RemoveRegistrations(ctx context.Context, domain, ext, contact, 
 	}
 	s.Journal.Flush(ctx)
 	return gone, s.Loc.Flush(ctx)
+}
+
+// HangupCall ends an answered call (control.Backend): a BYE to both
+// parties, the call record ended as hung up by the admin.
+func (s *Server) HangupCall(ctx context.Context, callID, by string) (control.HangupResult, error) {
+	res, err := s.Proxy.Hangup(ctx, callID, by)
+	if errors.Is(err, proxy.ErrNoSuchCall) {
+		return control.HangupResult{}, fmt.Errorf("%w: %s", control.ErrNoSuchCall, callID)
+	}
+	s.Calls.Flush(ctx)
+	return control.HangupResult{Caller: res.Caller, Callee: res.Callee}, err
 }
 
 // Flush commits the queued binding writes, journal events (held ones too)

@@ -402,3 +402,48 @@ func TestRestartedPhoneReplacesItsGhost(t *testing.T) {
 	}
 	second.WaitEvent("CALL_CLOSED", 0, 10*time.Second)
 }
+
+// TestCallsHangup: `calls hangup ID` ends a live call between two baresip
+// phones: both see the BYE, the record ends NORMAL_CLEARING hung up by the
+// admin (named in its detail); a ringing, ended or unknown call is refused
+// with a line that says why.
+func TestCallsHangup(t *testing.T) {
+	s := callSetup(t)
+	audio := []string{"ausrc_srate 48000", "ausrc_channels 2"}
+	a := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2001", "secret-2001", s.Addr, "udp")}, Config: audio})
+	b := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2002", "secret-2002", s.Addr, "udp", "answermode=auto")}, Config: audio})
+	a.WaitRegistered("2001@127.0.0.1", 15*time.Second)
+	b.WaitRegistered("2002@127.0.0.1", 15*time.Second)
+	if err := a.Dial("sip:2002@" + s.Addr); err != nil {
+		t.Fatal(err)
+	}
+	a.WaitEvent("CALL_ESTABLISHED", 0, 10*time.Second)
+	b.WaitEvent("CALL_ESTABLISHED", 0, 10*time.Second)
+	var act []CallRecord
+	WaitFor(t, 5*time.Second, "the call in `calls --active`", func() bool {
+		act = s.Calls("--active")
+		return len(act) == 1 && act[0].State == "up"
+	})
+	out := s.CLI("calls", "hangup", strconv.FormatInt(act[0].ID, 10))
+	if !strings.Contains(out, "BYE to 2002 answered 200, to 2001 answered 200") {
+		t.Fatalf("calls hangup: %q", out)
+	}
+	a.WaitEvent("CALL_CLOSED", 0, 5*time.Second)
+	b.WaitEvent("CALL_CLOSED", 0, 5*time.Second)
+	c := waitCall(t, s, "NORMAL_CLEARING", func(c CallRecord) bool { return c.Cause == "NORMAL_CLEARING" })
+	me := control.UserName(os.Getuid(), "")
+	if c.HangupBy != "admin" || !strings.Contains(c.Detail, "hung up by "+me) {
+		t.Fatalf("call record after the hangup: %+v", c)
+	}
+	if len(s.Calls("--active")) != 0 {
+		t.Fatal("the call is still active")
+	}
+	for _, c := range []struct{ id, want string }{
+		{strconv.FormatInt(act[0].ID, 10), "already ended"},
+		{"99999", "no call 99999"},
+	} {
+		if _, errOut, code := s.TryCLI("calls", "hangup", c.id); code != 1 || !strings.Contains(errOut, c.want) {
+			t.Fatalf("calls hangup %s: exit %d, %q (want %q)", c.id, code, errOut, c.want)
+		}
+	}
+}
