@@ -28,7 +28,11 @@ realm its phones authenticate against.`)
 	if err != nil {
 		return err
 	}
-	db, err := openFor(ctx, env, *data, pos[0] != "list")
+	sub, err := subcommand("domain", pos[0], "add", "list", "rm")
+	if err != nil {
+		return err
+	}
+	db, err := openFor(ctx, env, *data, sub != "list")
 	if err != nil {
 		return err
 	}
@@ -37,8 +41,8 @@ realm its phones authenticate against.`)
 	if err != nil {
 		return err
 	}
-	switch pos[0] {
-	case "list", "ls":
+	switch sub {
+	case "list":
 		ds, err := db.Domains(ctx)
 		if err != nil {
 			return err
@@ -82,7 +86,7 @@ realm its phones authenticate against.`)
 		}
 		fmt.Fprintf(env.Stdout, "added domain %s\n", d.Name)
 		return nil
-	case "rm", "remove":
+	case "rm":
 		if len(pos) != 2 {
 			return usagef("usage: switchboard domain rm NAME")
 		}
@@ -107,5 +111,5 @@ realm its phones authenticate against.`)
 		fmt.Fprintf(env.Stdout, "removed domain %s and its %d extension(s)\n", d.Name, n)
 		return nil
 	}
-	return usagef("unknown command `domain %s`: use add, list or rm", pos[0])
+	return usagef("unknown command `domain %s`: use add, list or rm", sub)
 }
