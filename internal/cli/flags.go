@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -44,6 +45,8 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 			if strings.HasPrefix(msg, "flag provided but not defined: ") {
 				msg = "unknown flag " + strings.TrimPrefix(msg, "flag provided but not defined: ")
 			}
+			// Go names flags -name; the help and the README write --name.
+			msg = goFlagName.ReplaceAllString(msg, "$1--$2")
 			return nil, usagef("%s (see: switchboard %s --help)", msg, fs.Name())
 		}
 		rest := fs.Args()
@@ -71,6 +74,9 @@ func parseHelp(env Env, fs *flag.FlagSet, args []string, usage string) (pos []st
 	}
 	return pos, false, err
 }
+
+// goFlagName matches a flag name as Go's flag package writes it in errors.
+var goFlagName = regexp.MustCompile(`(^|[ :])-([A-Za-z][A-Za-z0-9-]+)`)
 
 // boolWithValue catches `--enabled false`: a bool flag takes no separate
 // value, so Go's flag package would read "false" as the next argument.
