@@ -184,6 +184,9 @@ func TestBoolFlagSeparateValue(t *testing.T) {
 		{[]string{"ext", "set", "2004", "--enabled", "no"}, "write --enabled=false"},
 		{[]string{"ext", "set", "--enabled", "true", "2004"}, "write --enabled=true"},
 		{[]string{"ext", "list", "--json", "true"}, "--json takes no separate value: write --json=true"},
+		// Go's own flag errors name the flag as the help does, --name.
+		{[]string{"ext", "show", "2004", "--bogus"}, "unknown flag --bogus (see: switchboard ext show --help)"},
+		{[]string{"ext", "set", "2004", "--max-registrations=x"}, `invalid value "x" for flag --max-registrations`},
 	} {
 		_, err := run(t, data, "", c.args...)
 		wantUsage(t, c.args, err, c.want)
