@@ -113,6 +113,9 @@ func Calls(ctx context.Context, env Env, args []string) error {
 	}
 	if len(pos) > 0 {
 		pos[0] = subAlias(pos[0])
+		if pos[0] == "list" { // calls list = calls
+			pos = pos[1:]
+		}
 	}
 	show := len(pos) > 0 && pos[0] == "show"
 	switch {

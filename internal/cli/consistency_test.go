@@ -138,7 +138,8 @@ func TestSubcommandAliases(t *testing.T) {
 	mustRun(t, data, "ban", "add", "203.0.113.8")
 	mustRun(t, data, "ban", "lift", "203.0.113.8") // ban's own alias stays
 	for _, args := range [][]string{{"domain", "ls"}, {"acl", "ls"}, {"acl", "get", "office"}, {"ban", "ls"},
-		{"profile", "ls"}, {"profile", "get"}, {"profile", "status"}, {"extensions", "ls"}, {"domains", "list"}} {
+		{"profile", "ls"}, {"profile", "get"}, {"profile", "status"}, {"extensions", "ls"}, {"domains", "list"},
+		{"reg", "ls"}, {"reg", "list"}, {"calls", "ls"}, {"calls", "list"}} {
 		mustRun(t, data, args...)
 	}
 	if out := mustRun(t, data, "ext", "ls", "--json"); strings.TrimSpace(out) != "[]" {

@@ -65,6 +65,9 @@ realm, and OPTIONS ping status.`)
 	if err != nil {
 		return err
 	}
+	if len(pos) > 0 && subAlias(pos[0]) == "list" { // reg list [EXT] = reg [EXT]
+		pos = pos[1:]
+	}
 	if len(pos) > 1 {
 		return usagef("`switchboard reg` takes at most one extension number, e.g. switchboard reg 2002")
 	}
