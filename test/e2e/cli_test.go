@@ -528,7 +528,14 @@ func TestServeConfigAndEnv(t *testing.T) {
 		t.Fatalf("min_expires from the config file: want Min-Expires 120, got %q", got)
 	}
 
+	// A read command creates nothing (TestReadCommandsCreateNothing), so an
+	// edit makes the database first.
 	data := filepath.Join(t.TempDir(), "envdata")
+	add := exec.Command(Binary(t), "ext", "add", "2001")
+	add.Env = ChildEnv("SWITCHBOARD_DATA=" + data)
+	if out, err := add.CombinedOutput(); err != nil {
+		t.Fatalf("ext add with SWITCHBOARD_DATA: %v\n%s", err, out)
+	}
 	cmd := exec.Command(Binary(t), "domain", "list", "--json")
 	cmd.Env = ChildEnv("SWITCHBOARD_DATA=" + data)
 	out, err := cmd.Output()
