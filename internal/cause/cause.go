@@ -169,3 +169,15 @@ func FromCalleeStatus(status int) Code {
 		return TemporaryFailure
 	}
 }
+
+// All returns every cause code, registration outcomes first, then call
+// outcomes. A new Code constant belongs here too (journal --cause accepts
+// the codes listed here and those already in the journal).
+func All() []Code {
+	return []Code{Registered, Unregistered, Challenged, StaleNonce, BadNonce, NonceReplay, ExtensionMissing,
+		ExtensionDisabled, NeverSeen, WrongPassword, AuthUserMismatch, WrongDomain, ACLDenied, IPBanned,
+		MaxRegistrations, IntervalTooBrief, Expired, Unreachable, Reachable, ListenerDown, BadRequest, OutOfOrder,
+		RateLimited, Scanner,
+		NormalClearing, UserNotRegistered, UserBusy, NoAnswer, NoUserResponse, UnallocatedNumber, CallRejected,
+		OriginatorCancel, RecoveryOnTimerExpire, TooManyHops, TemporaryFailure, LoopDetected, SystemShutdown}
+}

@@ -129,7 +129,11 @@ func ACL(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cmd, rest := pos[0], pos[1:]
+	cmd, err := subcommand("acl", pos[0], "list", "show", "add", "set", "allow", "deny", "rm", "test")
+	if err != nil {
+		return err
+	}
+	rest := pos[1:]
 	if *def != "" && cmd != "add" && cmd != "set" {
 		return usagef("--default applies to `acl add` and `acl set` only")
 	}
@@ -140,7 +144,7 @@ func ACL(ctx context.Context, env Env, args []string) error {
 	defer db.Close()
 	st := security.NewStore(db.SQL())
 	switch cmd {
-	case "list", "ls":
+	case "list":
 		if len(rest) > 0 {
 			return usagef("`switchboard acl list` takes no arguments; see one list with `switchboard acl show NAME`")
 		}
@@ -231,7 +235,7 @@ func ACL(ctx context.Context, env Env, args []string) error {
 		}
 		fmt.Fprintln(env.Stdout, strings.Join(msgs, "\n"))
 		return nil
-	case "rm", "remove", "del":
+	case "rm":
 		if len(rest) < 1 {
 			return usagef("usage: switchboard acl rm NAME (the whole list) or switchboard acl rm NAME CIDR... (some nodes)")
 		}

@@ -54,7 +54,11 @@ func Ban(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cmd, rest := pos[0], pos[1:]
+	cmd, err := subcommand("ban", banAlias(pos[0]), "list", "rm", "add")
+	if err != nil {
+		return err
+	}
+	rest := pos[1:]
 	if (isSet(fs, "for") || isSet(fs, "reason")) && cmd != "add" {
 		return usagef("--for and --reason go with `switchboard ban add`")
 	}
@@ -66,7 +70,7 @@ func Ban(ctx context.Context, env Env, args []string) error {
 	st := security.NewStore(db.SQL())
 	now := time.Now()
 	switch cmd {
-	case "list", "ls":
+	case "list":
 		if len(rest) > 0 {
 			return usagef("`switchboard ban list` takes no arguments")
 		}
@@ -93,15 +97,15 @@ func Ban(ctx context.Context, env Env, args []string) error {
 		}
 		tw := table(env.Stdout)
 		fmt.Fprintln(tw, "IP\tSINCE\tEXPIRES IN\tFAILURES\tREASON")
-		for _, v := range vs {
+		for i, v := range vs {
 			left := "never"
 			if !v.Permanent {
 				left = ago(time.Duration(v.ExpiresInS) * time.Second)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", v.IP, v.Since, left, v.Failures, v.Reason)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", v.IP, localTime(bans[i].Since), left, v.Failures, v.Reason)
 		}
 		return tw.Flush()
-	case "rm", "remove", "del", "lift":
+	case "rm":
 		if len(rest) != 1 {
 			return usagef("usage: switchboard ban rm IP, e.g. switchboard ban rm 203.0.113.7")
 		}
@@ -150,7 +154,7 @@ func Ban(ctx context.Context, env Env, args []string) error {
 		if b.Until.IsZero() {
 			fmt.Fprintf(env.Stdout, "banned %s permanently\n", ip)
 		} else {
-			fmt.Fprintf(env.Stdout, "banned %s until %s\n", ip, b.Until.Format(time.RFC3339))
+			fmt.Fprintf(env.Stdout, "banned %s until %s\n", ip, localTime(b.Until))
 		}
 		return nil
 	}
@@ -163,4 +167,12 @@ func parseBanIP(s string) (netip.Addr, error) {
 		return netip.Addr{}, usagef("%q is not an IP address (e.g. 203.0.113.7 or 2001:db8::7)", s)
 	}
 	return ip.Unmap(), nil
+}
+
+// banAlias is ban's own alias: `ban lift IP` is `ban rm IP`.
+func banAlias(sub string) string {
+	if sub == "lift" {
+		return "rm"
+	}
+	return sub
 }

@@ -114,6 +114,12 @@ func Calls(ctx context.Context, env Env, args []string) error {
 	if done || err != nil {
 		return err
 	}
+	if len(pos) > 0 {
+		pos[0] = subAlias(pos[0])
+		if pos[0] == "list" { // calls list = calls
+			pos = pos[1:]
+		}
+	}
 	show := len(pos) > 0 && pos[0] == "show"
 	hangup := len(pos) > 0 && pos[0] == "hangup"
 	switch {
@@ -189,7 +195,7 @@ func Calls(ctx context.Context, env Env, args []string) error {
 		if hang == "" {
 			hang = "-"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.ID, recs[i].Start.Local().Format("2006-01-02 15:04:05"),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.ID, localTime(recs[i].Start),
 			v.From, v.To, clock(v.DurationS), status, c, hang)
 	}
 	if err := tw.Flush(); err != nil {

@@ -150,6 +150,18 @@ func ago(d time.Duration) string {
 	}
 }
 
+// timeLayout is the one time format of text output (tables, show views):
+// local time to the second. JSON uses RFC 3339 in UTC everywhere.
+const timeLayout = "2006-01-02 15:04:05"
+
+// localTime formats t for text output, "-" when it is zero.
+func localTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format(timeLayout)
+}
+
 func yesno(b bool) string {
 	if b {
 		return "yes"

@@ -4,7 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/switchboard-pbx/switchboard/internal/version"
@@ -16,25 +16,71 @@ type ExitCode struct{ Code int }
 
 func (e *ExitCode) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
 
-// commands maps each subcommand to its function.
-func commands() map[string]func(context.Context, Env, []string) error {
-	return map[string]func(context.Context, Env, []string) error{
-		"serve":   func(ctx context.Context, env Env, args []string) error { return Serve(ctx, env, args, nil) },
-		"ext":     Ext,
-		"domain":  Domain,
-		"reg":     Reg,
-		"status":  Status,
-		"calls":   Calls,
-		"doctor":  Doctor,
-		"journal": Journal,
-		"acl":     ACL,
-		"profile": Profile,
-		"ban":     Ban,
-		"backup":  Backup,
-		"restore": Restore,
-		"key":     Key,
-		"version": Version,
+// command is one entry of the command table: it dispatches, writes the
+// top-level help and feeds "did you mean".
+type command struct {
+	name    string
+	aliases []string // other names that run it (plurals)
+	summary string   // one line in `switchboard --help`
+	run     func(context.Context, Env, []string) error
+}
+
+// commands is the command table, in the order --help lists it.
+func commands() []command {
+	return []command{
+		{"serve", nil, "run the server (SIP on UDP+TCP, SQLite in --data DIR)",
+			func(ctx context.Context, env Env, args []string) error { return Serve(ctx, env, args, nil) }},
+		{"ext", []string{"extension", "extensions"}, "manage extensions: add, list, show, set, passwd, rm, import, export", Ext},
+		{"domain", []string{"domains"}, "manage domains (tenants): add, list, rm, rename, default", Domain},
+		{"reg", nil, "list current registrations (like sofia status profile internal reg); reg rm EXT; reg flush", Reg},
+		{"status", nil, "show whether the server runs, its listeners, counts and uptime", Status},
+		{"acl", []string{"acls"}, "access control lists: list, show, add, set, allow, deny, rm, test", ACL},
+		{"profile", []string{"profiles"}, "the SIP profile: list, show (like sofia status profile internal), set its ACLs", Profile},
+		{"ban", []string{"bans"}, "brute-force bans: list, rm IP, add IP", Ban},
+		{"key", nil, "the key that signs nonces and route tokens: key rotate", Key},
+		{"calls", nil, "list recent calls with their SIP status and cause; calls show ID; calls hangup ID; calls --active", Calls},
+		{"doctor", nil, "why can't EXT register or be called: doctor 2002; doctor call 2001 2002", Doctor},
+		{"journal", nil, "every decision with its cause: journal --ext 2002 --ip IP --since 10m --follow", Journal},
+		{"backup", nil, "write a consistent copy of the database while the server runs: backup FILE", Backup},
+		{"restore", nil, "replace the database with a backup (server stopped): restore FILE", Restore},
+		{"version", nil, "print the version, commit and build date (also --version)", Version},
 	}
+}
+
+// lookup returns the command named (or aliased) name.
+func lookup(name string) (command, bool) {
+	for _, c := range commands() {
+		if c.name == name || slices.Contains(c.aliases, name) {
+			return c, true
+		}
+	}
+	return command{}, false
+}
+
+// Usage is the top-level help, `switchboard --help`, made from the command
+// table.
+func Usage() string {
+	var b strings.Builder
+	b.WriteString(`switchboard: a PBX in one binary that says why a phone can't register or be called.
+
+Usage: switchboard COMMAND [ARGS] [--data DIR] [--json]
+
+Commands:
+`)
+	width := 0
+	for _, c := range commands() {
+		width = max(width, len(c.name))
+	}
+	for _, c := range commands() {
+		fmt.Fprintf(&b, "  %-*s  %s\n", width, c.name, c.summary)
+	}
+	b.WriteString(`
+Subcommands take the same aliases everywhere: list = ls, show = get,
+rm = del = delete = remove. Every command takes --data DIR (default ./data,
+env SWITCHBOARD_DATA) and --help; --data and --json may also come before
+the command. Run 'switchboard COMMAND --help' for a command's flags.
+Start here: switchboard serve   then, in another terminal: switchboard ext add 2001`)
+	return b.String()
 }
 
 // globalFlag reports whether name is a flag every command takes (written
@@ -52,27 +98,31 @@ func globalFlag(name string) (takesValue, ok bool) {
 
 // Dispatch runs the subcommand named by the first argument that is not a
 // global flag.
-func Dispatch(ctx context.Context, env Env, args []string, usage string) error {
+func Dispatch(ctx context.Context, env Env, args []string) error {
 	args, err := hoistGlobalFlags(args)
 	if err != nil {
 		return err
 	}
+	if len(args) == 0 {
+		fmt.Fprintln(env.Stderr, Usage())
+		return &ExitCode{Code: 2}
+	}
 	name := args[0]
 	switch name {
 	case "-h", "--help", "help":
-		fmt.Fprintln(env.Stdout, usage)
+		fmt.Fprintln(env.Stdout, Usage())
 		return nil
 	case "-v", "--version":
 		return Version(ctx, env, args[1:])
 	}
-	cmd, ok := commands()[name]
+	cmd, ok := lookup(name)
 	if !ok {
 		if near := closest(name, commandNames()); near != "" {
 			return usagef("unknown command %q: did you mean `switchboard %s`? (run `switchboard --help` for the list)", name, near)
 		}
 		return usagef("unknown command %q: run `switchboard --help` for the list of commands", name)
 	}
-	err = cmd(ctx, env, args[1:])
+	err = cmd.run(ctx, env, args[1:])
 	if err != nil && strings.TrimSpace(err.Error()) == "" {
 		return &ExitCode{Code: 1}
 	}
@@ -116,11 +166,48 @@ func hoistGlobalFlags(args []string) ([]string, error) {
 
 func commandNames() []string {
 	var names []string
-	for n := range commands() {
-		names = append(names, n)
+	for _, c := range commands() {
+		names = append(names, c.name)
 	}
-	sort.Strings(names)
 	return names
+}
+
+// subAlias maps the aliases every command with subcommands accepts to the
+// canonical subcommand: ls = list, get = show, del = delete = remove = rm.
+func subAlias(sub string) string {
+	switch sub {
+	case "ls":
+		return "list"
+	case "get":
+		return "show"
+	case "del", "delete", "remove":
+		return "rm"
+	}
+	return sub
+}
+
+// subcommand resolves the subcommand sub of `switchboard cmd` against the
+// canonical names valid (aliases per subAlias): it returns the canonical
+// name, or a usage error that suggests the nearest one.
+func subcommand(cmd, sub string, valid ...string) (string, error) {
+	if c := subAlias(sub); slices.Contains(valid, c) {
+		return c, nil
+	}
+	list := valid[len(valid)-1]
+	if len(valid) > 1 {
+		list = strings.Join(valid[:len(valid)-1], ", ") + " or " + list
+	}
+	cands := append([]string{}, valid...)
+	for _, a := range []string{"ls", "get", "del", "delete", "remove"} {
+		if slices.Contains(valid, subAlias(a)) {
+			cands = append(cands, a)
+		}
+	}
+	if near := closest(sub, cands); near != "" {
+		return "", usagef("unknown command `%s %s`: did you mean `switchboard %s %s`? (use %s; see switchboard %s --help)",
+			cmd, sub, cmd, subAlias(near), list, cmd)
+	}
+	return "", usagef("unknown command `%s %s`: use %s (see switchboard %s --help)", cmd, sub, list, cmd)
 }
 
 // closest returns the candidate nearest to s by edit distance when it is

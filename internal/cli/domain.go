@@ -36,10 +36,14 @@ func Domain(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if isSet(fs, "realm") && pos[0] != "add" {
+	cmd, err := subcommand("domain", pos[0], "add", "list", "rm", "rename", "default")
+	if err != nil {
+		return err
+	}
+	if isSet(fs, "realm") && cmd != "add" {
 		return usagef("--realm goes with `switchboard domain add NAME --realm R`")
 	}
-	db, err := openFor(ctx, env, *data, pos[0] != "list" && pos[0] != "ls")
+	db, err := openFor(ctx, env, *data, cmd != "list")
 	if err != nil {
 		return err
 	}
@@ -61,8 +65,8 @@ func Domain(ctx context.Context, env Env, args []string) error {
 		}
 		return d, err
 	}
-	switch pos[0] {
-	case "list", "ls":
+	switch cmd {
+	case "list":
 		return domainList(ctx, env, db, def, *asJSON)
 	case "add":
 		if err := arg(1, "switchboard domain add NAME [--realm R], e.g. switchboard domain add pbx.example.com"); err != nil {
@@ -93,7 +97,7 @@ func Domain(ctx context.Context, env Env, args []string) error {
 			fmt.Fprintf(env.Stdout, "added domain %s\n", d.Name)
 		}
 		return nil
-	case "rename", "mv":
+	case "rename":
 		if err := arg(2, "switchboard domain rename OLD NEW, e.g. switchboard domain rename 127.0.0.1 192.0.2.10"); err != nil {
 			return err
 		}
@@ -141,7 +145,7 @@ func Domain(ctx context.Context, env Env, args []string) error {
 		}
 		fmt.Fprintf(env.Stdout, "%s is the default domain (a serve --domain flag still overrides it at start)\n", d.Name)
 		return nil
-	case "rm", "del", "delete", "remove":
+	case "rm":
 		if err := arg(1, "switchboard domain rm NAME --yes"); err != nil {
 			return err
 		}
@@ -171,9 +175,6 @@ func Domain(ctx context.Context, env Env, args []string) error {
 		}
 		fmt.Fprintf(env.Stdout, "removed domain %s and its %d extension(s)\n", d.Name, n)
 		return nil
-	}
-	if near := closest(pos[0], []string{"add", "list", "rm", "rename", "default"}); near != "" {
-		return usagef("unknown command `domain %s`: did you mean `switchboard domain %s`?", pos[0], near)
 	}
 	return usagef("unknown command `domain %s`: use add, list, rm, rename or default", pos[0])
 }

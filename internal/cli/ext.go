@@ -46,10 +46,14 @@ func Ext(ctx context.Context, env Env, args []string) error {
 		fmt.Fprintln(env.Stdout, strings.TrimSpace(extUsage))
 		return nil
 	}
-	switch args[0] {
+	sub, err := subcommand("ext", args[0], "add", "list", "show", "set", "passwd", "rm", "import", "export")
+	if err != nil {
+		return err
+	}
+	switch sub {
 	case "add":
 		return extAdd(ctx, env, args[1:])
-	case "list", "ls":
+	case "list":
 		return extList(ctx, env, args[1:])
 	case "show":
 		return extShow(ctx, env, args[1:])
@@ -57,17 +61,18 @@ func Ext(ctx context.Context, env Env, args []string) error {
 		return extSet(ctx, env, args[1:])
 	case "passwd":
 		return extPasswd(ctx, env, args[1:])
-	case "rm", "remove", "del":
+	case "rm":
 		return extRm(ctx, env, args[1:])
 	case "import":
 		return extImport(ctx, env, args[1:])
-	case "export":
+	default:
 		return extExport(ctx, env, args[1:])
 	}
-	return usagef("unknown command `ext %s`: use add, list, show, set, passwd, rm, import or export", args[0])
 }
 
-// extView is the JSON shape of an extension (no secrets).
+// extView is the JSON shape of an extension (no secrets). Its names are
+// the extension vocabulary shared by ext show, ext list, ext export (JSON
+// keys and CSV columns) and ext import.
 type extView struct {
 	Extension        string `json:"extension"`
 	Domain           string `json:"domain"`
@@ -134,15 +139,22 @@ func (f *extFlags) common(fs *flag.FlagSet) {
 	fs.BoolVar(&f.json, "json", false, "print JSON")
 }
 
-func (f *extFlags) fields(fs *flag.FlagSet) {
+// fields registers the extension's settable fields. With defaults (ext
+// add) they carry the defaults add applies; without (ext set, which changes
+// only the flags given) they carry none, so --help shows none.
+func (f *extFlags) fields(fs *flag.FlagSet, defaults bool) {
+	enabled, maxRegs, timeout, cid := true, 5, 30, "caller-ID number (default: the extension)"
+	if !defaults {
+		enabled, maxRegs, timeout, cid = false, 0, 0, "caller-ID number"
+	}
 	fs.StringVar(&f.password, "password", "", "SIP password (at least 8 characters); - reads it from standard input, keeping it out of ps")
 	fs.StringVar(&f.name, "name", "", "caller-ID name, e.g. \"Front desk\"")
-	fs.StringVar(&f.cidNumber, "cid-number", "", "caller-ID number (default: the extension)")
+	fs.StringVar(&f.cidNumber, "cid-number", "", cid)
 	fs.StringVar(&f.desc, "description", "", "free text")
 	fs.StringVar(&f.acl, "acl", "", "ACL the phone's address must match to authenticate")
-	fs.BoolVar(&f.enabled, "enabled", true, "whether the extension may register and be called")
-	fs.IntVar(&f.maxRegs, "max-registrations", 5, "how many phones may register at once")
-	fs.IntVar(&f.timeout, "call-timeout", 30, "seconds to ring before giving up (NO_ANSWER)")
+	fs.BoolVar(&f.enabled, "enabled", enabled, "whether the extension may register and be called (--enabled=false to disable)")
+	fs.IntVar(&f.maxRegs, "max-registrations", maxRegs, "how many phones may register at once (1-100)")
+	fs.IntVar(&f.timeout, "call-timeout", timeout, "seconds to ring before giving up (NO_ANSWER; 1-3600)")
 }
 
 // open opens the database (creating it only for edit commands, see
@@ -231,7 +243,7 @@ func parseOne(env Env, args []string, name, usage string, withFields bool) (f *e
 	fs = flag.NewFlagSet("ext "+name, flag.ContinueOnError)
 	f.common(fs)
 	if withFields {
-		f.fields(fs)
+		f.fields(fs, name == "add")
 	}
 	pos, err := parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -354,8 +366,8 @@ func extShow(ctx context.Context, env Env, args []string) error {
 	for _, kv := range [][2]string{{"Extension", v.Extension}, {"Domain", v.Domain}, {"Enabled", yesno(v.Enabled)},
 		{"Caller-ID name", v.Name}, {"Caller-ID number", v.CallerIDNumber}, {"Description", v.Description},
 		{"Max registrations", strconv.Itoa(v.MaxRegistrations)}, {"Call timeout", strconv.Itoa(v.CallTimeout) + " s"},
-		{"ACL", dash(v.ACL)}, {"Registrations", strconv.Itoa(countLive(regs))}, {"Created", v.CreatedAt},
-		{"Updated", v.UpdatedAt}} {
+		{"ACL", dash(v.ACL)}, {"Registrations", strconv.Itoa(countLive(regs))}, {"Created", localTime(e.CreatedAt)},
+		{"Updated", localTime(e.UpdatedAt)}} {
 		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
 	}
 	return tw.Flush()
@@ -502,10 +514,34 @@ func extRm(ctx context.Context, env Env, args []string) error {
 	return nil
 }
 
-// CSV columns, in export order. Import needs "extension" and either
-// "password" or both ha1 columns; every other column is optional.
-var csvColumns = []string{"extension", "password", "name", "cid_number", "description", "enabled",
-	"max_registrations", "call_timeout", "acl", "domain", "ha1_md5", "ha1_sha256", "realm"}
+// CSV columns, in export order, named like extView's JSON keys. Import
+// needs "extension" and either "password" or both ha1 columns; every other
+// column is optional.
+var csvColumns = []string{"extension", "password", "name", "caller_id_number", "description", "enabled",
+	"max_registrations", "call_timeout_s", "acl", "domain", "ha1_md5", "ha1_sha256", "realm"}
+
+// csvAlias maps the column names of older exports to today's.
+func csvAlias(col string) string {
+	switch col {
+	case "cid_number":
+		return "caller_id_number"
+	case "call_timeout":
+		return "call_timeout_s"
+	}
+	return col
+}
+
+// parseEnabled reads the enabled column: what ext list prints (yes/no) and
+// what export writes (true/false), or 1/0.
+func parseEnabled(v string) (bool, bool) {
+	switch strings.ToLower(v) {
+	case "yes", "y", "true", "t", "1", "on":
+		return true, true
+	case "no", "n", "false", "f", "0", "off":
+		return false, true
+	}
+	return false, false
+}
 
 func extImport(ctx context.Context, env Env, args []string) error {
 	var f extFlags
@@ -516,9 +552,12 @@ func extImport(ctx context.Context, env Env, args []string) error {
 		helpText(env.Stdout, fs, `Usage: switchboard ext import FILE.csv|- [--domain D]
 
 The first row names the columns: extension (required), password (or ha1_md5
-and ha1_sha256 from an export), and optionally name, cid_number, description,
-enabled, max_registrations, call_timeout, acl, domain. All rows are added in
-one transaction: on any bad row nothing is added and the row's line is named.`)
+and ha1_sha256 from an export), and optionally name, caller_id_number,
+description, enabled (yes/no, true/false or 1/0), max_registrations,
+call_timeout_s, acl, domain: the names of 'ext show --json'. Exports of
+older versions (cid_number, call_timeout) import unchanged. All rows are
+added in one transaction: on any bad row nothing is added and the row's
+line is named.`)
 		return nil
 	}
 	if err != nil {
@@ -578,7 +617,7 @@ func readCSV(ctx context.Context, db *sqlite.DB, in io.Reader, name, defDomain s
 	}
 	col := map[string]int{}
 	for i, h := range header {
-		h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
+		h = csvAlias(strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))))
 		known := false
 		for _, c := range csvColumns {
 			known = known || c == h
@@ -628,7 +667,7 @@ func readCSV(ctx context.Context, db *sqlite.DB, in io.Reader, name, defDomain s
 			continue
 		}
 		e := store.Extension{Number: get("extension"), Domain: defDomain, Enabled: true, MaxRegistrations: 5, CallTimeout: 30,
-			CallerIDName: get("name"), CallerIDNumber: get("cid_number"), Description: get("description"), ACL: get("acl")}
+			CallerIDName: get("name"), CallerIDNumber: get("caller_id_number"), Description: get("description"), ACL: get("acl")}
 		if err := validNumber(e.Number); err != nil {
 			return nil, nil, bad("%v", err)
 		}
@@ -658,16 +697,16 @@ func readCSV(ctx context.Context, db *sqlite.DB, in io.Reader, name, defDomain s
 			e.CallerIDNumber = e.Number
 		}
 		if v := get("enabled"); v != "" {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				return nil, nil, bad("enabled must be true or false, not %q", v)
+			b, ok := parseEnabled(v)
+			if !ok {
+				return nil, nil, bad("enabled must be yes or no (or true/false, 1/0), not %q", v)
 			}
 			e.Enabled = b
 		}
 		for _, p := range []struct {
 			c   string
 			dst *int
-		}{{"max_registrations", &e.MaxRegistrations}, {"call_timeout", &e.CallTimeout}} {
+		}{{"max_registrations", &e.MaxRegistrations}, {"call_timeout_s", &e.CallTimeout}} {
 			if v := get(p.c); v != "" {
 				n, err := strconv.Atoi(v)
 				if err != nil {
@@ -764,11 +803,11 @@ func isHex(s string) bool {
 type exportRow struct {
 	Extension        string `json:"extension"`
 	Name             string `json:"name"`
-	CIDNumber        string `json:"cid_number"`
+	CIDNumber        string `json:"caller_id_number"`
 	Description      string `json:"description"`
 	Enabled          bool   `json:"enabled"`
 	MaxRegistrations int    `json:"max_registrations"`
-	CallTimeout      int    `json:"call_timeout"`
+	CallTimeout      int    `json:"call_timeout_s"`
 	ACL              string `json:"acl"`
 	Domain           string `json:"domain"`
 	HA1MD5           string `json:"ha1_md5,omitempty"`

@@ -35,7 +35,7 @@ func TestExtExportSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	head := strings.SplitN(out, "\n", 2)[0]
-	if head != "extension,password,name,cid_number,description,enabled,max_registrations,call_timeout,acl,domain" ||
+	if head != "extension,password,name,caller_id_number,description,enabled,max_registrations,call_timeout_s,acl,domain" ||
 		strings.Count(out, "\n") != 2 || strings.Contains(out, "ha1") {
 		t.Fatalf("export without --with-hashes:\n%s", out)
 	}

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
@@ -90,6 +93,11 @@ func Journal(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer db.Close()
+	if *causeFlag != "" {
+		if f.Cause, err = knownCause(ctx, db.SQL(), *causeFlag); err != nil {
+			return err
+		}
+	}
 	freshen(ctx, *data)
 	if *domain != "" {
 		// A domain switchboard does not serve still appears in the journal
@@ -121,12 +129,13 @@ func Journal(ctx context.Context, env Env, args []string) error {
 			fmt.Fprintln(env.Stdout, "no journal events match")
 			return nil
 		}
-		return writeEvents(env.Stdout, evs, true)
+		return (&eventTable{}).write(env.Stdout, evs, true)
 	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	header := true
+	tab := &eventTable{}
 	emit := func(evs []journal.Event) error {
 		if *asJSON {
 			enc := json.NewEncoder(env.Stdout)
@@ -137,7 +146,7 @@ func Journal(ctx context.Context, env Env, args []string) error {
 			}
 			return nil
 		}
-		err := writeEvents(env.Stdout, evs, header)
+		err := tab.write(env.Stdout, evs, header)
 		header = false
 		return err
 	}
@@ -182,34 +191,30 @@ func reverse(evs []journal.Event) {
 	}
 }
 
-// journalCols are the text columns and their minimum widths, so the rows of
-// successive --follow batches line up.
+// journalCols are the text columns and their minimum widths.
 var journalCols = []struct {
 	name string
 	min  int
 }{{"TIME", 23}, {"KIND", 8}, {"CAUSE", 18}, {"SIP", 3}, {"USER", 18}, {"SOURCE", 21}, {"TRANSPORT", 9},
 	{"USER-AGENT", 16}, {"DETAIL", 0}}
 
-func writeEvents(w io.Writer, evs []journal.Event, header bool) error {
-	tw := table(w)
-	row := func(cells ...string) {
-		for i, c := range cells {
-			if i < len(cells)-1 {
-				if pad := journalCols[i].min - len([]rune(c)); pad > 0 {
-					c += strings.Repeat(" ", pad)
-				}
-				c += "\t"
-			}
-			fmt.Fprint(tw, c)
-		}
-		fmt.Fprintln(tw)
-	}
+// eventTable writes journal events as a table whose columns keep their
+// widths from one write to the next, so the rows of successive --follow
+// batches line up under the header: the first write sizes the columns
+// (at least journalCols' minimum widths); a later, longer value widens only
+// its own row.
+type eventTable struct {
+	widths []int // set by the first write
+}
+
+func (t *eventTable) write(w io.Writer, evs []journal.Event, header bool) error {
+	rows := make([][]string, 0, len(evs)+1)
 	if header {
 		names := make([]string, len(journalCols))
 		for i, c := range journalCols {
 			names[i] = c.name
 		}
-		row(names...)
+		rows = append(rows, names)
 	}
 	for _, e := range evs {
 		user := e.Extension
@@ -220,10 +225,73 @@ func writeEvents(w io.Writer, evs []journal.Event, header bool) error {
 		if e.Status > 0 {
 			status = strconv.Itoa(e.Status)
 		}
-		row(e.Time.Local().Format("2006-01-02 15:04:05.000"), e.Kind, string(e.Cause), status, cell(user),
-			cell(e.Source), cell(e.Transport), cell(e.UserAgent), oneLine(e.Detail))
+		rows = append(rows, []string{e.Time.Local().Format(timeLayout + ".000"), e.Kind, cell(string(e.Cause)), status,
+			cell(user), cell(e.Source), cell(e.Transport), cell(e.UserAgent), oneLine(e.Detail)})
 	}
-	return tw.Flush()
+	if t.widths == nil {
+		t.widths = make([]int, len(journalCols))
+		for i, c := range journalCols {
+			t.widths[i] = c.min
+		}
+		for _, r := range rows {
+			for i, c := range r {
+				t.widths[i] = max(t.widths[i], utf8.RuneCountInString(c))
+			}
+		}
+	}
+	var b strings.Builder
+	for _, r := range rows {
+		for i, c := range r {
+			b.WriteString(c)
+			if i < len(r)-1 {
+				b.WriteString(strings.Repeat(" ", max(t.widths[i]-utf8.RuneCountInString(c), 0)+2))
+			}
+		}
+		b.WriteString("\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// knownCause checks --cause against the causes switchboard records (and
+// those already in the journal, written by another version), matching
+// case-insensitively; it returns the canonical code.
+func knownCause(ctx context.Context, db *sql.DB, s string) (cause.Code, error) {
+	all := cause.All()
+	for _, c := range all {
+		if strings.EqualFold(string(c), s) {
+			return c, nil
+		}
+	}
+	var one int
+	err := db.QueryRowContext(ctx, "SELECT 1 FROM journal WHERE cause = ? LIMIT 1", s).Scan(&one)
+	if err == nil {
+		return cause.Code(s), nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("journal: look up cause: %w", err)
+	}
+	names := make([]string, len(all))
+	for i, c := range all {
+		names[i] = string(c)
+	}
+	if near := closest(strings.ToLower(s), lower(names)); near != "" {
+		for _, c := range all {
+			if strings.EqualFold(string(c), near) {
+				near = string(c)
+			}
+		}
+		return "", usagef("--cause %q is unknown: did you mean --cause %s? (causes: %s)", s, near, strings.Join(names, ", "))
+	}
+	return "", usagef("--cause %q is unknown: use one of %s", s, strings.Join(names, ", "))
+}
+
+func lower(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = strings.ToLower(s)
+	}
+	return out
 }
 
 // cell writes a value on one line, "-" when empty.

@@ -78,7 +78,11 @@ func Profile(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cmd, rest := pos[0], pos[1:]
+	cmd, err := subcommand("profile", profileAlias(pos[0]), "list", "show", "set")
+	if err != nil {
+		return err
+	}
+	rest := pos[1:]
 	setFlags := isSet(fs, "register-acl") || isSet(fs, "inbound-acl") || isSet(fs, "trusted-acl")
 	if setFlags && cmd != "set" {
 		return usagef("--register-acl, --inbound-acl and --trusted-acl go with `switchboard profile set`")
@@ -96,7 +100,7 @@ func Profile(ctx context.Context, env Env, args []string) error {
 	}
 	defer db.Close()
 	st := security.NewStore(db.SQL())
-	if cmd != "list" && cmd != "ls" {
+	if cmd != "list" {
 		if _, err := st.Profile(ctx, name); errors.Is(err, security.ErrNoProfile) {
 			return usagef("there is no profile %s: switchboard runs one profile, internal (see switchboard profile list)", name)
 		} else if err != nil {
@@ -104,7 +108,7 @@ func Profile(ctx context.Context, env Env, args []string) error {
 		}
 	}
 	switch cmd {
-	case "list", "ls":
+	case "list":
 		if len(rest) > 0 {
 			return usagef("`switchboard profile list` takes no arguments")
 		}
@@ -133,7 +137,7 @@ func Profile(ctx context.Context, env Env, args []string) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.State, dash(r.RegisterACL), dash(r.InboundACL), dash(r.TrustedACL))
 		}
 		return tw.Flush()
-	case "show", "status":
+	case "show":
 		return profileShow(ctx, env, db, st, *data, name, *asJSON)
 	case "set":
 		if !setFlags {
@@ -266,4 +270,13 @@ func profileShow(ctx context.Context, env Env, db *sqlite.DB, st *security.Store
 	fmt.Fprintf(tw, "Active calls\t%d\n", v.ActiveCalls)
 	fmt.Fprintf(tw, "Active bans\t%d\n", v.ActiveBans)
 	return tw.Flush()
+}
+
+// profileAlias is profile's own alias: `profile status` is `profile show`, as
+// in sofia status profile internal.
+func profileAlias(sub string) string {
+	if sub == "status" {
+		return "show"
+	}
+	return sub
 }

@@ -33,7 +33,10 @@ type regView struct {
 	AuthUser     string  `json:"auth_user"`
 	AuthRealm    string  `json:"auth_realm"`
 	PingStatus   string  `json:"ping_status"`
-	PingRTTms    float64 `json:"ping_rtt_ms"`
+	PingRTTms    float64 `json:"ping_rtt_ms"` // 0 unless pinged
+	// Pinged is false while the server has not sent the binding an
+	// OPTIONS ping (TCP bindings, or not yet): ping_status is "" then.
+	Pinged bool `json:"pinged"`
 }
 
 func toRegView(b store.Binding, now time.Time) regView {
@@ -41,7 +44,7 @@ func toRegView(b store.Binding, now time.Time) regView {
 		Contact: b.Contact, Source: b.Source, Transport: b.Transport, UserAgent: b.UserAgent, CallID: b.CallID,
 		RegisteredAt: b.RegisteredAt.UTC().Format(time.RFC3339), ExpiresAt: b.ExpiresAt.UTC().Format(time.RFC3339),
 		ExpiresIn: int(b.ExpiresAt.Sub(now).Seconds()), AuthUser: b.AuthUser, AuthRealm: b.Realm,
-		PingStatus: b.PingStatus, PingRTTms: b.PingRTT}
+		PingStatus: b.PingStatus, PingRTTms: b.PingRTT, Pinged: b.PingStatus != "" || !b.PingAt.IsZero()}
 }
 
 func countLive(bs []store.Binding) int {
@@ -81,9 +84,11 @@ its next refresh; the journal records who removed them.`)
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		switch pos[0] {
-		case "rm", "del", "delete", "remove":
+	if len(pos) > 0 && subAlias(pos[0]) == "list" { // reg list [EXT] = reg [EXT]
+		pos = pos[1:]
+	} else if len(pos) > 0 {
+		switch subAlias(pos[0]) {
+		case "rm":
 			if len(pos) < 2 || len(pos) > 3 {
 				return usagef("usage: switchboard reg rm EXT [CONTACT] [--domain D], e.g. switchboard reg rm 2002")
 			}
@@ -149,14 +154,17 @@ its next refresh; the journal records who removed them.`)
 	}
 	for _, v := range views {
 		status := "Registered(" + v.Transport + ")"
-		ping := v.PingStatus
+		ping, rtt := v.PingStatus, "-"
 		if ping == "" {
 			ping = "-"
+		}
+		if v.Pinged && v.PingStatus == "reachable" {
+			rtt = fmt.Sprintf("%.2f ms", v.PingRTTms)
 		}
 		tw := table(env.Stdout)
 		for _, kv := range [][2]string{{"User", v.User}, {"Contact", v.Contact}, {"Agent", v.UserAgent},
 			{"Status", fmt.Sprintf("%s EXP(%s) EXPSECS(%d)", status, b2l(v.ExpiresAt), v.ExpiresIn)},
-			{"Ping-Status", ping}, {"Ping-Time", fmt.Sprintf("%.2f ms", v.PingRTTms)}, {"Source", v.Source},
+			{"Ping-Status", ping}, {"Ping-Time", rtt}, {"Source", v.Source},
 			{"Call-ID", v.CallID}, {"Auth-User", v.AuthUser}, {"Auth-Realm", v.AuthRealm}} {
 			fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
 		}
@@ -175,7 +183,7 @@ func b2l(rfc string) string {
 	if err != nil {
 		return rfc
 	}
-	return t.Local().Format("2006-01-02 15:04:05")
+	return localTime(t)
 }
 
 // statusView is the JSON shape of `switchboard status`.

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -130,7 +131,7 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"ext", "set", "2001", "--password", "11111111", "--domain", "pbx.test"}, "password is too weak"},
 		{[]string{"ext", "set", "2001", "--domain", "pbx.test"}, "nothing to change"},
 		{[]string{"ext", "add", "2002", "--max-registrations", "0", "--domain", "pbx.test"}, "--max-registrations must be 1..100"},
-		{[]string{"ext", "add", "2002", "--bogus"}, "unknown flag -bogus"},
+		{[]string{"ext", "add", "2002", "--bogus"}, "unknown flag --bogus"},
 		{[]string{"ext", "add"}, "takes one extension number"},
 		{[]string{"ext", "frobnicate"}, "unknown command `ext frobnicate`"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
@@ -242,7 +243,7 @@ func TestCLIImportAllOrNothing(t *testing.T) {
 		{"extension,password\n3001,goodpass-3001\n2001,goodpass-2001\n", "exts.csv line 3: extension 2001 already exists"},
 		{"extension,password\n3001,goodpass-3001\n3002,goodpass-3002\n3001,goodpass-3005\n", "exts.csv line 4: extension 3001 appears again (first on line 2)"},
 		{"extension,password\n3001,goodpass-3001\n3002,short\n", "exts.csv line 3: extension 3002: password is too weak"},
-		{"extension,password,enabled\n3001,goodpass-3001,true\n3002,goodpass-3002,maybe\n", "exts.csv line 3: enabled must be true or false"},
+		{"extension,password,enabled\n3001,goodpass-3001,true\n3002,goodpass-3002,maybe\n", "exts.csv line 3: enabled must be yes or no"},
 		{"extension,password,domain\n3001,goodpass-3001,nope.example\n", "exts.csv line 2: unknown domain nope.example"},
 		{"extension,secret\n3001,goodpass-3001\n", `exts.csv line 1: unknown column "secret"`},
 		{"extension,name\n3001,A\n", `need a "password" column`},
@@ -310,8 +311,8 @@ func TestCLIExportImportRoundTrip(t *testing.T) {
 	}
 	var asJSON []map[string]any
 	a.JSON(&asJSON, "ext", "export", "--with-hashes")
-	if len(asJSON) != 3 || !slices.Equal(jsonKeys(asJSON[0]), sortedCopy("extension", "name", "cid_number", "description", "enabled",
-		"max_registrations", "call_timeout", "acl", "domain", "ha1_md5", "ha1_sha256", "realm")) {
+	if len(asJSON) != 3 || !slices.Equal(jsonKeys(asJSON[0]), sortedCopy("extension", "name", "caller_id_number", "description", "enabled",
+		"max_registrations", "call_timeout_s", "acl", "domain", "ha1_md5", "ha1_sha256", "realm")) {
 		t.Fatalf("ext export --json: %v", asJSON)
 	}
 
@@ -549,31 +550,28 @@ func TestServeConfigAndEnv(t *testing.T) {
 		t.Fatalf("min_expires from the config file: want Min-Expires 120, got %q", got)
 	}
 
+	// A read command creates nothing (TestReadCommandsCreateNothing), so an
+	// edit makes the database first.
 	data := filepath.Join(t.TempDir(), "envdata")
-	cmd := exec.Command(Binary(t), "domain", "add", "pbx.test", "--json")
+	add := exec.Command(Binary(t), "ext", "add", "2001")
+	add.Env = ChildEnv("SWITCHBOARD_DATA=" + data)
+	if out, err := add.CombinedOutput(); err != nil {
+		t.Fatalf("ext add with SWITCHBOARD_DATA: %v\n%s", err, out)
+	}
+	cmd := exec.Command(Binary(t), "domain", "list", "--json")
 	cmd.Env = ChildEnv("SWITCHBOARD_DATA=" + data)
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("domain add with SWITCHBOARD_DATA: %v", err)
+		t.Fatalf("domain list with SWITCHBOARD_DATA: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(data, "switchboard.db")); err != nil {
 		t.Fatalf("SWITCHBOARD_DATA not used as the data directory: %v", err)
-	}
-	cmd = exec.Command(Binary(t), "domain", "list", "--json")
-	cmd.Env = ChildEnv("SWITCHBOARD_DATA=" + data)
-	if out, err = cmd.Output(); err != nil {
-		t.Fatalf("domain list with SWITCHBOARD_DATA: %v", err)
 	}
 	var doms []struct {
 		Name    string `json:"name"`
 		Default bool   `json:"default"`
 	}
-	if err := json.Unmarshal(out, &doms); err != nil || len(doms) != 2 || !slices.ContainsFunc(doms, func(d struct {
-		Name    string `json:"name"`
-		Default bool   `json:"default"`
-	}) bool {
-		return d.Default && d.Name == config.PrimaryIPv4()
-	}) {
+	if err := json.Unmarshal(out, &doms); err != nil || len(doms) != 1 || !doms[0].Default || doms[0].Name != config.PrimaryIPv4() {
 		t.Fatalf("fresh data directory: want the primary IPv4 %s as the default domain, got %s", config.PrimaryIPv4(), out)
 	}
 }
@@ -614,5 +612,133 @@ func TestCLIImport100k(t *testing.T) {
 	out, _, _ = RunCLI(t, data, "", "status", "--json")
 	if !strings.Contains(out, fmt.Sprintf(`"extensions": %d`, rows)) {
 		t.Fatalf("status after import: %s", out)
+	}
+}
+
+// TestCLIConsistency: the binary's command line is uniform: one alias set
+// for subcommands, did-you-mean for mistyped ones, --flag in help, a clear
+// line for `--enabled false`, old export columns and yes/no accepted by
+// import, an unknown --cause rejected, no arguments print the help.
+func TestCLIConsistency(t *testing.T) {
+	data := t.TempDir()
+	run := func(stdin string, args ...string) (string, string, int) { return RunCLI(t, data, stdin, args...) }
+	ok := func(args ...string) string {
+		t.Helper()
+		o, e, code := run("", args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d, %q %q", args, code, o, e)
+		}
+		return o
+	}
+	ok("ext", "add", "2004", "--password", "goodpass-2004")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"ext", "set", "2004", "--enabled", "false"}, "--enabled takes no separate value: write --enabled=false"},
+		{[]string{"ext", "delet", "2004"}, "did you mean `switchboard ext rm`?"},
+		{[]string{"acl", "shwo", "x"}, "did you mean `switchboard acl show`?"},
+		{[]string{"journal", "--cause", "nosuchcause"}, `--cause "nosuchcause" is unknown: use one of registered,`},
+		{[]string{"ext", "show", "2004", "--bogus"}, "unknown flag --bogus"},
+	} {
+		o, e, code := run("", c.args...)
+		oneLineError(t, o, e, code, c.want)
+	}
+	if help := ok("ext", "set", "--help"); !strings.Contains(help, "  --max-registrations N ") || strings.Contains(help, "(default 5)") ||
+		strings.Contains(help, "\n  -data") {
+		t.Errorf("ext set --help:\n%s", help)
+	}
+	if _, e, code := runArgs(t); code != 2 || !strings.Contains(e, "\n  journal ") {
+		t.Errorf("no arguments: exit %d, stderr %q", code, e)
+	}
+	o, e, code := run("extension,password,cid_number,call_timeout,enabled\n3001,goodpass-3001,555,45,no\n", "ext", "import", "-")
+	if code != 0 {
+		t.Fatalf("import of old column names: exit %d %q %q", code, o, e)
+	}
+	var shown map[string]any
+	if err := json.Unmarshal([]byte(ok("ext", "get", "3001", "--json")), &shown); err != nil {
+		t.Fatal(err)
+	}
+	if shown["caller_id_number"] != "555" || shown["call_timeout_s"] != 45.0 || shown["enabled"] != false {
+		t.Fatalf("ext get 3001 after import: %v", shown)
+	}
+	if head, _, _ := strings.Cut(ok("ext", "export"), "\n"); !strings.Contains(head, ",caller_id_number,") || !strings.Contains(head, ",call_timeout_s,") {
+		t.Errorf("export header %q does not use the names of ext show", head)
+	}
+	for _, rm := range []string{"delete", "remove", "del"} {
+		ok("ext", "add", "2005", "--password", "goodpass-2005")
+		ok("ext", rm, "2005")
+	}
+	if list := ok("ext", "ls"); strings.Contains(list, "2005") || !strings.Contains(list, "2004") {
+		t.Errorf("ext ls after rm aliases:\n%s", list)
+	}
+}
+
+// TestJournalFollowAligned: `journal --follow` rows printed after the
+// first batch line up under the header the first batch sized, even when
+// that batch held wider values (a long domain) than the new rows.
+func TestJournalFollowAligned(t *testing.T) {
+	s := Start(t, "")
+	long := "a-rather-long-tenant-name.example.test"
+	s.CLI("domain", "add", long)
+	s.AddExt("2001", "goodpass-2001")
+	s.AddExt("2001", "goodpass-long", "--domain", long)
+	reg(t, s, "reg-ok.xml", regCall{User: "2001", Password: "goodpass-long", Domain: long, Expires: 3600})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, Binary(t), "journal", "--follow", "--kind", "register", "--data", s.Data)
+	cmd.Env = ChildEnv("SWITCHBOARD_DATA=")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	}()
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	next := func(what string) string {
+		t.Helper()
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("journal --follow ended before %s", what)
+			}
+			return l
+		case <-time.After(10 * time.Second):
+			t.Fatalf("journal --follow printed no %s within 10 s", what)
+		}
+		return ""
+	}
+	header := next("header")
+	var first []string
+	for len(first) == 0 || !strings.Contains(first[len(first)-1], "registered") {
+		first = append(first, next("first batch"))
+	}
+	// The first batch is out, so the follower has read the journal's end:
+	// a registration now is a new batch.
+	reg(t, s, "reg-ok.xml", regCall{User: "2001", Password: "goodpass-2001", Expires: 3600})
+	var later string
+	for !strings.Contains(later, "registered") {
+		later = next("new row")
+	}
+	for _, col := range []string{"SOURCE", "TRANSPORT", "USER-AGENT"} {
+		at := strings.Index(header, col)
+		for _, l := range append(first, later) {
+			if at >= len(l) || l[at-1] != ' ' || l[at] == ' ' {
+				t.Fatalf("column %s does not line up:\n%s\n%s\n%s", col, header, strings.Join(first, "\n"), later)
+			}
+		}
 	}
 }
