@@ -42,6 +42,18 @@ const (
 	Scanner           Code = "scanner"
 )
 
+// Operator actions, journaled by the CLI (journal kind "admin", the OS user
+// who ran it in the event's auth_user) so the doctor can tell past evidence
+// from the state in force: a ban lifted or added, an ACL or the profile
+// edited. The doctor also answers BanLifted and ACLChanged when a phone was
+// refused for a reason that no longer holds and has not retried since.
+const (
+	BanLifted      Code = "ban_lifted"
+	BanAdded       Code = "ban_added"
+	ACLChanged     Code = "acl_changed"
+	ProfileChanged Code = "profile_changed"
+)
+
 // Call outcomes, FreeSWITCH hangup cause names.
 const (
 	NormalClearing        Code = "NORMAL_CLEARING"

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/control"
 	"github.com/switchboard-pbx/switchboard/internal/security"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
@@ -142,6 +143,7 @@ func Profile(ctx context.Context, env Env, args []string) error {
 		if err != nil {
 			return err
 		}
+		before := p
 		for _, f := range []struct {
 			flag string
 			val  *string
@@ -159,6 +161,7 @@ func Profile(ctx context.Context, env Env, args []string) error {
 		if err := st.SetProfile(ctx, p); err != nil {
 			return err
 		}
+		journalAdmin(ctx, env, db, cause.ProfileChanged, "", profileChange(before, p))
 		syncServer(ctx, env, *data, db)
 		if *asJSON {
 			return profileShow(ctx, env, db, st, *data, name, true)
@@ -262,4 +265,27 @@ func profileShow(ctx context.Context, env Env, db *sqlite.DB, st *security.Store
 	fmt.Fprintf(tw, "Active calls\t%d\n", v.ActiveCalls)
 	fmt.Fprintf(tw, "Active bans\t%d\n", v.ActiveBans)
 	return tw.Flush()
+}
+
+// profileChange describes a profile edit for the journal, e.g. "profile
+// internal: inbound acl office -> none".
+func profileChange(before, after security.Profile) string {
+	var ch []string
+	for _, f := range []struct{ what, old, new string }{{"register acl", before.RegisterACL, after.RegisterACL},
+		{"inbound acl", before.InboundACL, after.InboundACL}, {"trusted acl", before.TrustedACL, after.TrustedACL}} {
+		if f.old != f.new {
+			ch = append(ch, f.what+" "+noneIfEmpty(f.old)+" -> "+noneIfEmpty(f.new))
+		}
+	}
+	if len(ch) == 0 {
+		ch = append(ch, "unchanged")
+	}
+	return "profile " + after.Name + ": " + strings.Join(ch, ", ")
+}
+
+func noneIfEmpty(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
