@@ -52,11 +52,11 @@ type CallView struct {
 	// InProgress is true while the call is still up; Status and Cause
 	// are then what it has reached so far ("" cause).
 	InProgress bool       `json:"in_progress"`
-	From   string     `json:"from"`
-	To     string     `json:"to"`
-	Status int        `json:"sip_status"`
-	Cause  cause.Code `json:"cause"`
-	Detail string     `json:"detail"`
+	From       string     `json:"from"`
+	To         string     `json:"to"`
+	Status     int        `json:"sip_status"`
+	Cause      cause.Code `json:"cause"`
+	Detail     string     `json:"detail"`
 }
 
 // authFailure reports whether a cause means the caller cannot
