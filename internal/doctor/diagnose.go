@@ -782,7 +782,17 @@ func uaOr(ua string) string {
 // it has not tried for longer than recentFailure (a one-off client, e.g. a
 // softphone tried once a week ago).
 func (d *diag) pastOnly(p *phone) bool {
-	return p.latestC == cause.BanLifted || p.latestC == cause.ACLChanged || d.in.Now.Sub(p.latest.Time) > recentFailure
+	switch p.latestC {
+	case cause.BanLifted, cause.ACLChanged:
+		return true
+	case cause.ExtensionDisabled, cause.ExtensionMissing:
+		// Refused while the extension was disabled or missing: it exists
+		// and is enabled now (or the directory check says otherwise).
+		if d.in.Ext != nil && d.in.Ext.Enabled && d.in.DomainEnabled {
+			return true
+		}
+	}
+	return d.in.Now.Sub(p.latest.Time) > recentFailure
 }
 
 // asHistory turns a failure finding into history: shown, but neither a

@@ -627,6 +627,13 @@ func TestRightNow(t *testing.T) {
 			t.Errorf("old_warning: %+v", f)
 		}
 	}
+	// A phone refused while 2002 was disabled, which is enabled now, is
+	// history for the working extension.
+	in = sc["old_warning"]()
+	in.History.Recent[1].Time, in.History.Recent[1].Cause = now.Add(-time.Hour), cause.ExtensionDisabled
+	if r := Diagnose(context.Background(), in); r.Cause != cause.Registered || !r.Callable {
+		t.Errorf("refused while disabled, enabled now: %s %v %q", r.Cause, r.Callable, r.Verdict)
+	}
 	// The same failure an hour ago is still a warning.
 	in = sc["old_warning"]()
 	in.History.Recent[1].Time = now.Add(-time.Hour)
