@@ -749,8 +749,15 @@ func (d *diag) checkHistory() {
 	case registered:
 		f.Status = OK
 		if hasReg {
-			f.Evidence = append(f.Evidence, fmt.Sprintf("last REGISTER accepted at %s from %s (%s); no failed attempt since",
-				d.stamp(lastReg.Time), lastReg.Source, uaOr(lastReg.UserAgent)))
+			since := "no failed attempt since"
+			for _, p := range d.failing {
+				if p.latest.Time.After(lastReg.Time) {
+					since = "the refusals since, above, are history"
+					break
+				}
+			}
+			f.Evidence = append(f.Evidence, fmt.Sprintf("last REGISTER accepted at %s from %s (%s); %s",
+				d.stamp(lastReg.Time), lastReg.Source, uaOr(lastReg.UserAgent), since))
 		} else {
 			f.Evidence = append(f.Evidence, "no failed REGISTER attempt in the journal")
 		}
