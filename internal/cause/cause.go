@@ -68,6 +68,18 @@ const (
 	StoreUnavailable Code = "store_unavailable"
 )
 
+// Operator actions, journaled by the CLI (journal kind "admin", the OS user
+// who ran it in the event's auth_user) so the doctor can tell past evidence
+// from the state in force: a ban lifted or added, an ACL or the profile
+// edited. The doctor also answers BanLifted and ACLChanged when a phone was
+// refused for a reason that no longer holds and has not retried since.
+const (
+	BanLifted      Code = "ban_lifted"
+	BanAdded       Code = "ban_added"
+	ACLChanged     Code = "acl_changed"
+	ProfileChanged Code = "profile_changed"
+)
+
 // Call outcomes, FreeSWITCH hangup cause names.
 const (
 	NormalClearing        Code = "NORMAL_CLEARING"
@@ -177,7 +189,8 @@ func All() []Code {
 	return []Code{Registered, Unregistered, Challenged, StaleNonce, BadNonce, NonceReplay, ExtensionMissing,
 		ExtensionDisabled, NeverSeen, WrongPassword, AuthUserMismatch, WrongDomain, ACLDenied, IPBanned,
 		MaxRegistrations, IntervalTooBrief, Expired, Unreachable, Reachable, ListenerDown, BadRequest, OutOfOrder,
-		RateLimited, Scanner,
+		RateLimited, Scanner, DigestNoQOP, DigestURIMismatch, RouteTokenRefused, RemovedByAdmin, ConnectionLimit,
+		AcceptFailed, StoreUnavailable, BanLifted, BanAdded, ACLChanged, ProfileChanged,
 		NormalClearing, UserNotRegistered, UserBusy, NoAnswer, NoUserResponse, UnallocatedNumber, CallRejected,
 		OriginatorCancel, RecoveryOnTimerExpire, TooManyHops, TemporaryFailure, LoopDetected, SystemShutdown}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/switchboard-pbx/switchboard/internal/acl"
+	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/security"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
 )
@@ -173,6 +174,7 @@ func ACL(ctx context.Context, env Env, args []string) error {
 		} else if err != nil {
 			return err
 		}
+		journalAdmin(ctx, env, db, cause.ACLChanged, "", fmt.Sprintf("acl %s: added (default %s)", name, action(allow)))
 		syncServer(ctx, env, *data, db)
 		if *asJSON {
 			return aclShow(ctx, env, st, name, true)
@@ -192,6 +194,7 @@ func ACL(ctx context.Context, env Env, args []string) error {
 		} else if err != nil {
 			return err
 		}
+		journalAdmin(ctx, env, db, cause.ACLChanged, "", fmt.Sprintf("acl %s: default %s", rest[0], action(allow)))
 		syncServer(ctx, env, *data, db)
 		if *asJSON {
 			return aclShow(ctx, env, st, rest[0], true)
@@ -216,12 +219,13 @@ func ACL(ctx context.Context, env Env, args []string) error {
 		} else if err != nil {
 			return err
 		}
-		var msgs []string
+		var msgs, changed []string
 		for _, n := range nodes {
 			added, err := st.AddNode(ctx, name, n)
 			if err != nil {
 				return err
 			}
+			changed = append(changed, n.String())
 			switch {
 			case added:
 				msgs = append(msgs, fmt.Sprintf("acl %s: %s", name, n))
@@ -229,6 +233,7 @@ func ACL(ctx context.Context, env Env, args []string) error {
 				msgs = append(msgs, fmt.Sprintf("acl %s: %s (node already present; its action is now %s)", name, n, action(n.Allow)))
 			}
 		}
+		journalAdmin(ctx, env, db, cause.ACLChanged, "", fmt.Sprintf("acl %s: %s", name, strings.Join(changed, ", ")))
 		syncServer(ctx, env, *data, db)
 		if *asJSON {
 			return aclShow(ctx, env, st, name, true)
@@ -257,6 +262,7 @@ func ACL(ctx context.Context, env Env, args []string) error {
 					return err
 				}
 			}
+			journalAdmin(ctx, env, db, cause.ACLChanged, "", fmt.Sprintf("acl %s: removed %s", name, strings.Join(rest[1:], ", ")))
 			syncServer(ctx, env, *data, db)
 			fmt.Fprintf(env.Stdout, "acl %s: removed %s\n", name, strings.Join(rest[1:], ", "))
 			return nil
@@ -272,6 +278,7 @@ func ACL(ctx context.Context, env Env, args []string) error {
 		if err := st.RemoveACL(ctx, name); err != nil {
 			return err
 		}
+		journalAdmin(ctx, env, db, cause.ACLChanged, "", fmt.Sprintf("acl %s: removed (the whole list)", name))
 		syncServer(ctx, env, *data, db)
 		fmt.Fprintf(env.Stdout, "removed acl %s\n", name)
 		return nil

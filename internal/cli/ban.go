@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/acl"
+	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/security"
 )
 
@@ -113,11 +114,13 @@ func Ban(ctx context.Context, env Env, args []string) error {
 		if err != nil {
 			return err
 		}
+		was, _ := st.Ban(ctx, ip, now)
 		if err := st.RemoveBan(ctx, ip, now); errors.Is(err, security.ErrNoBan) {
 			return usagef("%s is not banned: see the bans in force with `switchboard ban list`", ip)
 		} else if err != nil {
 			return err
 		}
+		journalAdmin(ctx, env, db, cause.BanLifted, ip.String(), "ban of "+ip.String()+banTerms(was)+" lifted")
 		syncServer(ctx, env, *data, db)
 		fmt.Fprintf(env.Stdout, "lifted the ban of %s\n", ip)
 		return nil
@@ -150,6 +153,7 @@ func Ban(ctx context.Context, env Env, args []string) error {
 		if err := st.PutBan(ctx, b); err != nil {
 			return err
 		}
+		journalAdmin(ctx, env, db, cause.BanAdded, ip.String(), "ban of "+ip.String()+banTerms(b)+" added")
 		syncServer(ctx, env, *data, db)
 		if b.Until.IsZero() {
 			fmt.Fprintf(env.Stdout, "banned %s permanently\n", ip)
@@ -175,4 +179,20 @@ func banAlias(sub string) string {
 		return "rm"
 	}
 	return sub
+}
+
+// banTerms describes a ban for the journal: " (until 2026-01-15T15:01:00Z:
+// wrong password)", or "" for the zero Ban.
+func banTerms(b acl.Ban) string {
+	if !b.IP.IsValid() {
+		return ""
+	}
+	until := "permanent"
+	if !b.Until.IsZero() {
+		until = "until " + b.Until.UTC().Format(time.RFC3339)
+	}
+	if b.Reason == "" {
+		return " (" + until + ")"
+	}
+	return " (" + until + ": " + b.Reason + ")"
 }

@@ -40,7 +40,7 @@ func Journal(ctx context.Context, env Env, args []string) error {
 	ext := fs.String("ext", "", "only events about this extension number")
 	domain := fs.String("domain", "", "only events in this domain")
 	ip := fs.String("ip", "", "only events from this source IP (any port)")
-	kind := fs.String("kind", "", "only this kind: register, invite, binding, qualify, ban, request")
+	kind := fs.String("kind", "", "only this kind: register, invite, binding, qualify, ban, request, admin")
 	causeFlag := fs.String("cause", "", "only this cause, e.g. wrong_password")
 	since := fs.String("since", "", "only events at or after this time or this long ago (10m, 2h, 7d, 2026-01-15 14:02)")
 	limit := fs.Int("limit", 100, "at most this many events (the newest); with --follow, how many to show first")
@@ -71,9 +71,9 @@ func Journal(ctx context.Context, env Env, args []string) error {
 	}
 	if *kind != "" {
 		switch *kind {
-		case journal.KindRegister, journal.KindInvite, journal.KindBinding, journal.KindQualify, journal.KindBan, journal.KindRequest:
+		case journal.KindRegister, journal.KindInvite, journal.KindBinding, journal.KindQualify, journal.KindBan, journal.KindRequest, journal.KindAdmin:
 		default:
-			return usagef("--kind %q is unknown: use register, invite, binding, qualify, ban or request", *kind)
+			return usagef("--kind %q is unknown: use register, invite, binding, qualify, ban, request or admin", *kind)
 		}
 	}
 	if *since != "" {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/control"
 	"github.com/switchboard-pbx/switchboard/internal/security"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
@@ -147,6 +148,7 @@ func Profile(ctx context.Context, env Env, args []string) error {
 		if err != nil {
 			return err
 		}
+		before := p
 		for _, f := range []struct {
 			flag string
 			val  *string
@@ -164,6 +166,7 @@ func Profile(ctx context.Context, env Env, args []string) error {
 		if err := st.SetProfile(ctx, p); err != nil {
 			return err
 		}
+		journalAdmin(ctx, env, db, cause.ProfileChanged, "", profileChange(before, p))
 		syncServer(ctx, env, *data, db)
 		if *asJSON {
 			return profileShow(ctx, env, db, st, *data, name, true)
@@ -279,4 +282,27 @@ func profileAlias(sub string) string {
 		return "show"
 	}
 	return sub
+}
+
+// profileChange describes a profile edit for the journal, e.g. "profile
+// internal: inbound acl office -> none".
+func profileChange(before, after security.Profile) string {
+	var ch []string
+	for _, f := range []struct{ what, old, new string }{{"register acl", before.RegisterACL, after.RegisterACL},
+		{"inbound acl", before.InboundACL, after.InboundACL}, {"trusted acl", before.TrustedACL, after.TrustedACL}} {
+		if f.old != f.new {
+			ch = append(ch, f.what+" "+noneIfEmpty(f.old)+" -> "+noneIfEmpty(f.new))
+		}
+	}
+	if len(ch) == 0 {
+		ch = append(ch, "unchanged")
+	}
+	return "profile " + after.Name + ": " + strings.Join(ch, ", ")
+}
+
+func noneIfEmpty(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }

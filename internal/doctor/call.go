@@ -31,7 +31,10 @@ type CallReport struct {
 	Verdict string     `json:"verdict"`
 	Cause   cause.Code `json:"cause"`
 	// WouldWork is true when nothing found stops the call (exit 0).
-	WouldWork    bool `json:"would_work"`
+	WouldWork bool `json:"would_work"`
+	// Callable is the same as WouldWork, under the name `doctor EXT`
+	// uses, so scripts read one boolean either way (never null).
+	Callable     bool `json:"callable"`
 	ServeRunning bool `json:"serve_running"`
 	// Caller holds the caller-side checks (directory, registration,
 	// authentication history, bans); Callee the full doctor report.
@@ -45,12 +48,15 @@ type CallReport struct {
 
 // CallView is the JSON shape of a call record.
 type CallView struct {
-	Time   time.Time  `json:"time"`
-	From   string     `json:"from"`
-	To     string     `json:"to"`
-	Status int        `json:"sip_status"`
-	Cause  cause.Code `json:"cause"`
-	Detail string     `json:"detail"`
+	Time time.Time `json:"time"`
+	// InProgress is true while the call is still up; Status and Cause
+	// are then what it has reached so far ("" cause).
+	InProgress bool       `json:"in_progress"`
+	From       string     `json:"from"`
+	To         string     `json:"to"`
+	Status     int        `json:"sip_status"`
+	Cause      cause.Code `json:"cause"`
+	Detail     string     `json:"detail"`
 }
 
 // authFailure reports whether a cause means the caller cannot
@@ -93,18 +99,28 @@ func DiagnoseCall(_ context.Context, in CallInputs) CallReport {
 		}
 		caller.Findings = append(caller.Findings, f)
 	}
-	refusals := callerRefusals(in, cd)
+	refusals, lifted := callerRefusals(in, cd)
 	if len(refusals) > 0 {
 		caller.Findings = append(caller.Findings, cd.refusalFinding(in, refusals))
+	}
+	if len(lifted) > 0 && (len(refusals) == 0 || lifted[0].Time.After(refusals[0].Time)) {
+		e := lifted[0]
+		why, _ := cd.aclLifted(e)
+		caller.Findings = append(caller.Findings, Finding{Check: CheckHistory, Status: OK, Evidence: []string{
+			"history, not the answer now:",
+			fmt.Sprintf("%s to %s refused (%d) at %s from %s %s (%s): %s", plural(len(lifted), "INVITE", "INVITEs"),
+				in.Callee.Number, e.Status, cd.stamp(e.Time), e.Source, e.Transport, uaOr(e.UserAgent), e.Detail),
+			"no longer in force: " + why}})
 	}
 	r := CallReport{From: in.Caller.Number, To: in.Callee.Number, Domain: in.Callee.Domain,
 		ServeRunning: in.Callee.Serve.Running, Caller: caller, Callee: callee}
 	r.Findings = []Finding{cd.lastCallFinding(in)}
 	if in.Last != nil {
 		l := in.Last
-		r.LastCall = &CallView{Time: l.Time, From: l.From, To: l.To, Status: l.Status, Cause: l.Cause, Detail: l.Detail}
+		r.LastCall = &CallView{Time: l.Time, InProgress: l.Active, From: l.From, To: l.To, Status: l.Status, Cause: l.Cause, Detail: l.Detail}
 	}
 	r.Cause, r.Verdict, r.WouldWork = callVerdict(cd, ed, in, refusals)
+	r.Callable = r.WouldWork
 	return r
 }
 
@@ -112,8 +128,10 @@ func DiagnoseCall(_ context.Context, in CallInputs) CallReport {
 // refused before they became calls (credentials, inbound ACL), newest
 // first. The proxy journals them under the dialled extension with the
 // caller's auth user and "(call from N)"; an ACL denial names only the
-// address, matched against the caller's phones.
-func callerRefusals(in CallInputs, cd *diag) []journal.Event {
+// address, matched against the caller's phones. ACL denials that no longer
+// hold (the list allows the address now, or the profile applies another
+// or none) are returned apart, in lifted: history, not the answer.
+func callerRefusals(in CallInputs, cd *diag) (out, lifted []journal.Event) {
 	from := in.Caller.Number
 	ips := map[string]bool{}
 	for _, p := range cd.phones {
@@ -122,7 +140,6 @@ func callerRefusals(in CallInputs, cd *diag) []journal.Event {
 	for _, b := range in.Caller.Bindings {
 		ips[ipOf(b.Source)] = true
 	}
-	var out []journal.Event
 	for _, e := range in.Callee.History.Recent {
 		if e.Kind != journal.KindInvite {
 			continue
@@ -133,12 +150,17 @@ func callerRefusals(in CallInputs, cd *diag) []journal.Event {
 				out = append(out, e)
 			}
 		case cause.ACLDenied:
-			if ips[e.SourceIP()] {
+			if !ips[e.SourceIP()] {
+				continue
+			}
+			if _, ok := cd.aclLifted(e); ok {
+				lifted = append(lifted, e)
+			} else {
 				out = append(out, e)
 			}
 		}
 	}
-	return out
+	return out, lifted
 }
 
 func (d *diag) refusalFinding(in CallInputs, refusals []journal.Event) Finding {
@@ -194,6 +216,15 @@ func (d *diag) lastCallFinding(in CallInputs) Finding {
 	case in.Last == nil:
 		f.Status = Skip
 		f.Evidence = []string{fmt.Sprintf("no call from %s to %s on record", in.Caller.Number, in.Callee.Number)}
+	case in.Last.Active:
+		l := in.Last
+		state := "ringing"
+		if l.Answered {
+			state = "answered"
+		}
+		f.Status = OK
+		f.Evidence = []string{fmt.Sprintf("the last call from %s to %s is in progress since %s (%s)",
+			in.Caller.Number, in.Callee.Number, d.stamp(l.Time), state)}
 	default:
 		l := in.Last
 		f.Evidence = []string{fmt.Sprintf("the last call from %s to %s, at %s, ended with %d %s",
@@ -202,11 +233,23 @@ func (d *diag) lastCallFinding(in CallInputs) Finding {
 			f.Evidence = append(f.Evidence, "detail: "+l.Detail)
 		}
 		f.Status, f.Cause = OK, l.Cause
-		if !l.Answered && l.Cause != cause.NormalClearing {
+		switch {
+		case callerChoice(l.Cause):
+			f.Evidence = append(f.Evidence, "the caller hung up before the answer: its choice, not a fault")
+		case !l.Answered && l.Cause != cause.NormalClearing:
 			f.Status = Warn
 		}
 	}
 	return f
+}
+
+// lastCallPhrase says how the last call went, for the verdict: "ended
+// with 486 USER_BUSY" or "is in progress since 14:20".
+func (d *diag) lastCallPhrase(l *Call) string {
+	if l.Active {
+		return fmt.Sprintf("the last call is in progress since %s", d.clock(l.Time))
+	}
+	return fmt.Sprintf("the last call, at %s, ended with %d %s", d.clock(l.Time), l.Status, l.Cause)
 }
 
 func callVerdict(cd, ed *diag, in CallInputs, refusals []journal.Event) (cause.Code, string, bool) {
@@ -260,7 +303,7 @@ func callVerdict(cd, ed *diag, in CallInputs, refusals []journal.Event) (cause.C
 		s += " (" + from + " is not registered, but nothing shows it cannot authenticate)"
 	}
 	if in.Last != nil {
-		s += fmt.Sprintf("; the last call, at %s, ended with %d %s", cd.clock(in.Last.Time), in.Last.Status, in.Last.Cause)
+		s += "; " + cd.lastCallPhrase(in.Last)
 	}
 	return cause.Registered, s, true
 }

@@ -3,6 +3,7 @@ package doctor
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"regexp"
 	"sort"
 	"strconv"
@@ -42,6 +43,12 @@ type phone struct {
 	last    map[cause.Code]time.Time
 	sample  map[cause.Code]journal.Event // newest event of the cause
 	partial map[cause.Code]bool          // the count may be higher (window full or capped)
+	// was is the refusal the phone got last when it no longer holds now
+	// (a ban lifted or expired, an ACL that allows the address now);
+	// wasWhy says what changed. latestC is then what still holds: the
+	// failure that got the phone banned, else BanLifted or ACLChanged.
+	was    cause.Code
+	wasWhy string
 }
 
 func newDiag(in Inputs) *diag {
@@ -220,6 +227,7 @@ func (d *diag) buildPhones() {
 				p.partial[c] = st.Capped
 			}
 		}
+		d.recheck(p)
 		d.failing = append(d.failing, p)
 	}
 }
@@ -230,6 +238,141 @@ func (p *phone) reset() {
 	p.last = map[cause.Code]time.Time{}
 	p.sample = map[cause.Code]journal.Event{}
 	p.partial = map[cause.Code]bool{}
+}
+
+// recheck weighs the phone's latest refusal against the state in force
+// now: a ban that is lifted or has expired, an ACL refusal whose list now
+// allows the address or is no longer applied. Such a refusal becomes
+// history (p.was, p.wasWhy) and the phone's cause becomes what still
+// holds: for a ban, the failure that got the address banned; otherwise
+// BanLifted or ACLChanged (nothing stops it now; it has not retried).
+func (d *diag) recheck(p *phone) {
+	switch p.latestC {
+	case cause.IPBanned:
+		if !d.in.Bans.Available || d.banActive(p.ip) {
+			return
+		}
+		p.was, p.wasWhy = cause.IPBanned, d.banHistory(p.ip, p.first[cause.IPBanned])
+		if r := p.reason(); r != "" {
+			p.latestC = r
+		} else {
+			p.latestC = cause.BanLifted
+		}
+	case cause.ACLDenied:
+		if why, ok := d.aclLifted(p.sample[cause.ACLDenied]); ok {
+			p.was, p.wasWhy, p.latestC = cause.ACLDenied, why, cause.ACLChanged
+		}
+	}
+}
+
+// banActive reports whether ip is banned now.
+func (d *diag) banActive(ip string) bool {
+	for _, b := range d.in.Bans.Active {
+		if b.IP == ip && (b.Until.IsZero() || b.Until.After(d.in.Now)) {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	untilRE    = regexp.MustCompile(`until (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:Z|[+-]\d\d:\d\d))`)
+	aclRoleRE  = regexp.MustCompile(`rejected by (register acl|inbound acl|acl) (\S+?)(?: of extension \S+)?\)?$`)
+	aclAdminRE = regexp.MustCompile(`^acl (\S+?):`)
+)
+
+// banHistory says how a past ban of ip ended, e.g. "127.0.0.20 was banned
+// until 15:01; lifted by root at 14:03", from the newest ban_lifted event
+// for the address since the phone was first dropped (since).
+func (d *diag) banHistory(ip string, since time.Time) string {
+	for _, e := range d.in.History.Admin {
+		if e.Cause != cause.BanLifted || ipOf(e.Source) != ip || e.Time.Before(since.Add(-time.Minute)) {
+			continue
+		}
+		s := ip + " was banned"
+		if m := untilRE.FindStringSubmatch(e.Detail); m != nil {
+			if t, err := time.Parse(time.RFC3339, m[1]); err == nil {
+				s += " until " + d.clock(t)
+			}
+		}
+		return s + "; lifted by " + whoOr(e.AuthUser) + " at " + d.clock(e.Time)
+	}
+	return ip + " was banned; the ban is no longer in force (it expired or was lifted)"
+}
+
+func whoOr(u string) string {
+	if u == "" {
+		return "an operator"
+	}
+	return u
+}
+
+// aclLifted reports whether an acl_denied event no longer holds: the list
+// that refused the address now allows it, or the profile (or the
+// extension) no longer applies that list; why says which, with who changed
+// it when the journal knows. ok is false when the refusal still holds or
+// the doctor cannot tell.
+func (d *diag) aclLifted(e journal.Event) (why string, ok bool) {
+	a := d.in.Access
+	m := aclRoleRE.FindStringSubmatch(e.Detail)
+	ip, err := netip.ParseAddr(e.SourceIP())
+	if !a.Available || m == nil || err != nil {
+		return "", false
+	}
+	role, name := m[1], m[2]
+	var current string
+	switch role {
+	case "register acl":
+		current = a.RegisterACL
+	case "inbound acl":
+		current = a.InboundACL
+	default:
+		if d.in.Ext == nil {
+			return "", false
+		}
+		current = d.in.Ext.ACL
+	}
+	allows := func(list string) bool {
+		l, found := a.Lists[list]
+		if !found {
+			return false
+		}
+		ok, _ := l.Decide(ip)
+		return ok
+	}
+	switch {
+	case current == "" && role == "acl":
+		return fmt.Sprintf("%s has no acl of its own now", d.in.Number), true
+	case current == "":
+		return fmt.Sprintf("the profile applies no %s now%s", role, d.changedBy(name, role, e.Time)), true
+	case current != name && allows(current):
+		return fmt.Sprintf("the %s is %s now, which allows %s%s", role, current, ip, d.changedBy(name, role, e.Time)), true
+	case current == name && allows(name):
+		return fmt.Sprintf("acl %s allows %s now%s", name, ip, d.changedBy(name, role, e.Time)), true
+	}
+	return "", false
+}
+
+// changedBy names the newest operator change after t to acl name or to
+// the profile's role, e.g. " (changed by alice at 14:20)", or "".
+func (d *diag) changedBy(name, role string, t time.Time) string {
+	for _, e := range d.in.History.Admin {
+		if e.Time.Before(t) {
+			break
+		}
+		hit := false
+		switch e.Cause {
+		case cause.ACLChanged:
+			m := aclAdminRE.FindStringSubmatch(e.Detail)
+			hit = m != nil && m[1] == name
+		case cause.ProfileChanged:
+			hit = role != "acl" && strings.Contains(e.Detail, role+" ")
+		}
+		if hit {
+			return " (changed by " + whoOr(e.AuthUser) + " at " + d.clock(e.Time) + ": " + strings.TrimSuffix(e.Detail, " by "+e.AuthUser) + ")"
+		}
+	}
+	return ""
 }
 
 // findBans keeps the active bans of addresses this extension's phones used
@@ -580,6 +723,12 @@ func (d *diag) checkHistory() {
 	}
 	for _, p := range d.failing {
 		c := p.latestC
+		if registered && d.pastOnly(p) {
+			// The extension works: a refusal that no longer holds, or a
+			// phone that has not tried for a day, is history.
+			d.add(d.asHistory(d.failureFinding(p, c, status), p))
+			continue
+		}
 		if c == cause.IPBanned {
 			// The ban finding (or this one) says the packets are dropped;
 			// what got the phone banned is the problem to fix first.
@@ -592,8 +741,13 @@ func (d *diag) checkHistory() {
 		}
 		d.add(d.failureFinding(p, c, status))
 	}
-	if len(d.failing) > 0 || len(d.banned) > 0 {
+	if len(d.banned) > 0 {
 		return
+	}
+	for _, p := range d.failing {
+		if !registered || !d.pastOnly(p) {
+			return
+		}
 	}
 	f := Finding{Check: CheckHistory}
 	lastReg, hasReg := d.lastOf(cause.Registered)
@@ -601,8 +755,15 @@ func (d *diag) checkHistory() {
 	case registered:
 		f.Status = OK
 		if hasReg {
-			f.Evidence = append(f.Evidence, fmt.Sprintf("last REGISTER accepted at %s from %s (%s); no failed attempt since",
-				d.stamp(lastReg.Time), lastReg.Source, uaOr(lastReg.UserAgent)))
+			since := "no failed attempt since"
+			for _, p := range d.failing {
+				if p.latest.Time.After(lastReg.Time) {
+					since = "the refusals since, above, are history"
+					break
+				}
+			}
+			f.Evidence = append(f.Evidence, fmt.Sprintf("last REGISTER accepted at %s from %s (%s); %s",
+				d.stamp(lastReg.Time), lastReg.Source, uaOr(lastReg.UserAgent), since))
 		} else {
 			f.Evidence = append(f.Evidence, "no failed REGISTER attempt in the journal")
 		}
@@ -627,6 +788,37 @@ func uaOr(ua string) string {
 		return "no User-Agent"
 	}
 	return ua
+}
+
+// pastOnly reports whether a failing phone is history once the extension
+// is registered: its refusal no longer holds (ban lifted, ACL changed), or
+// it has not tried for longer than recentFailure (a one-off client, e.g. a
+// softphone tried once a week ago).
+func (d *diag) pastOnly(p *phone) bool {
+	switch p.latestC {
+	case cause.BanLifted, cause.ACLChanged:
+		return true
+	case cause.ExtensionDisabled, cause.ExtensionMissing:
+		// Refused while the extension was disabled or missing: it exists
+		// and is enabled now (or the directory check says otherwise).
+		if d.in.Ext != nil && d.in.Ext.Enabled && d.in.DomainEnabled {
+			return true
+		}
+	}
+	return d.in.Now.Sub(p.latest.Time) > recentFailure
+}
+
+// asHistory turns a failure finding into history: shown, but neither a
+// warning nor a cause, and without a fix.
+func (d *diag) asHistory(f Finding, p *phone) Finding {
+	why := "history, not the answer now"
+	if d.in.Now.Sub(p.latest.Time) > recentFailure {
+		why = fmt.Sprintf("history, not the answer now: this phone has not tried for %s (older than %s)",
+			span(d.in.Now.Sub(p.latest.Time)), span(recentFailure))
+	}
+	f.Evidence = append([]string{why + ":"}, f.Evidence...)
+	f.Status, f.Cause, f.Fix = OK, "", ""
+	return f
 }
 
 func (d *diag) isBanned(ip string) bool {
@@ -784,8 +976,27 @@ func (d *diag) failureFinding(p *phone, c cause.Code, st Status) Finding {
 	case cause.StoreUnavailable:
 		f.Evidence = append(f.Evidence, fmt.Sprintf("REGISTER answered 503: the server could not save the binding, its database could not write (%s)", when), from)
 		f.Fix = "free space on the file system of the data directory (see the storage finding, df -h); the phone registers again after its Retry-After"
+	case cause.BanLifted:
+		e = p.sample[cause.IPBanned]
+		n, partial = p.counts[cause.IPBanned], p.partial[cause.IPBanned]
+		f.Evidence = append(f.Evidence, fmt.Sprintf("requests from %s were dropped while the address was banned (%s, last at %s)",
+			p.ip, times(n, partial), d.stamp(p.last[cause.IPBanned])), fmt.Sprintf("from %s %s (%s)", e.Source, e.Transport, uaOr(e.UserAgent)))
+		f.Fix = retryFix
+	case cause.ACLChanged:
+		e = p.sample[cause.ACLDenied]
+		n, partial = p.counts[cause.ACLDenied], p.partial[cause.ACLDenied]
+		when = fmt.Sprintf("%s, last at %s", times(n, partial), d.stamp(p.last[cause.ACLDenied]))
+		f.Evidence = append(f.Evidence, fmt.Sprintf("REGISTER from %s was rejected by an ACL (%s)", p.ip, when),
+			fmt.Sprintf("from %s %s (%s)", e.Source, e.Transport, uaOr(e.UserAgent)))
+		if e.Detail != "" {
+			f.Evidence = append(f.Evidence, "detail: "+e.Detail)
+		}
+		f.Fix = retryFix
 	default:
 		f.Evidence = append(f.Evidence, fmt.Sprintf("REGISTER refused: %s (%s)", c, when), from)
+	}
+	if p.was != "" {
+		f.Evidence = append(f.Evidence, "no longer in force: "+p.wasWhy)
 	}
 	if p.lastOK.IsZero() {
 		f.Evidence = append(f.Evidence, "this phone has never registered")
@@ -794,6 +1005,9 @@ func (d *diag) failureFinding(p *phone, c cause.Code, st Status) Finding {
 	}
 	return f
 }
+
+// retryFix is the fix when what refused a phone no longer holds.
+const retryFix = "nothing to change on the server: the phone registers at its next attempt; to hurry it, re-save the account on the phone or reboot it"
 
 func (d *diag) expiredEvidence(lastReg journal.Event, hasReg bool) ([]string, string) {
 	var ev []string
@@ -930,7 +1144,8 @@ func (d *diag) checkReachability() {
 		f.Evidence = append(f.Evidence, "not qualified yet: the server has not pinged the phone with OPTIONS (serve --qualify-interval)")
 	}
 	if f.Cause == cause.Unreachable {
-		f.Fix = "the phone registers but cannot be reached between REGISTERs: a NAT or firewall closes the path, or a SIP ALG rewrites it. " +
+		f.Fix = "first check the phone is on and plugged in: a phone switched off or unplugged without unregistering looks just like this until its registration expires. " +
+			"If it is on, it registers but cannot be reached between REGISTERs: a NAT or firewall closes the path, or a SIP ALG rewrites it. " +
 			"On the phone enable NAT keepalives (OPTIONS or CRLF every 15-30 s) and rport, or switch it to TCP; shorten its registration interval (e.g. 120 s); disable SIP ALG on the router"
 	}
 	d.add(f)
@@ -954,16 +1169,16 @@ func (d *diag) checkCalls() {
 	}
 	f.Status = OK
 	for i, c := range d.in.Calls.Failed {
-		if i == 5 {
-			break
+		if i < 5 {
+			f.Evidence = append(f.Evidence, d.callLine(c))
 		}
-		f.Evidence = append(f.Evidence, d.callLine(c))
-		if d.in.Now.Sub(c.Time) < recentFailure {
-			f.Status = Warn
+		// A caller hanging up before the answer is its choice, not a
+		// fault; an old failure is history.
+		if f.Status == OK && !callerChoice(c.Cause) && d.in.Now.Sub(c.Time) < recentFailure {
+			f.Status, f.Cause = Warn, c.Cause
 		}
 	}
 	if f.Status == Warn {
-		f.Cause = d.in.Calls.Failed[0].Cause
 		f.Fix = "the checks above say why calls fail; list them with: " + d.cmd("calls --failed --to "+d.in.Number, false)
 	}
 	d.add(f)
@@ -981,8 +1196,15 @@ func (d *diag) callLine(c Call) string {
 	if c.Detail != "" {
 		s += ": " + c.Detail
 	}
+	if callerChoice(c.Cause) {
+		s += " (the caller hung up before the answer: its choice, not a fault)"
+	}
 	return s
 }
+
+// callerChoice reports whether a call cause is the caller's own decision
+// (it cancelled before the answer) rather than a failure.
+func callerChoice(c cause.Code) bool { return c == cause.OriginatorCancel }
 
 // ---- verdict ----
 
@@ -1089,7 +1311,7 @@ func (d *diag) registeredVerdict() verdictT {
 				break
 			}
 		}
-		return d.cannot(cause.Unreachable, fmt.Sprintf("registered from %s but it does not answer OPTIONS since %s — NAT, firewall or SIP ALG",
+		return d.cannot(cause.Unreachable, fmt.Sprintf("registered from %s but it does not answer OPTIONS since %s — switched off or unplugged, or NAT, firewall or SIP ALG",
 			bindingPhone(b), d.clock(d.unreachableSince(b))))
 	}
 	s := fmt.Sprintf("%s can be called: registered from %s", d.in.Number, bindingPhone(b))
@@ -1101,7 +1323,7 @@ func (d *diag) registeredVerdict() verdictT {
 	}
 	v := verdictT{cause: cause.Registered, callable: true, text: s}
 	for _, p := range d.failing {
-		if d.in.Now.Sub(p.latest.Time) > recentFailure {
+		if d.pastOnly(p) {
 			continue
 		}
 		v.cause, v.text = p.latestC, s+", but "+d.phoneProblem(p)
@@ -1115,8 +1337,17 @@ func (d *diag) registeredVerdict() verdictT {
 	return v
 }
 
-// phoneProblem says in a few words what is wrong with a failing phone.
+// phoneProblem says in a few words what is wrong with a failing phone,
+// and what no longer holds when its last refusal was lifted.
 func (d *diag) phoneProblem(p *phone) string {
+	s := d.problem(p)
+	if p.was == cause.IPBanned && p.latestC != cause.BanLifted {
+		s += " (" + p.wasWhy + ")"
+	}
+	return s
+}
+
+func (d *diag) problem(p *phone) string {
 	c := p.latestC
 	e := p.sample[c]
 	n, partial := p.counts[c], p.partial[c]
@@ -1157,6 +1388,12 @@ func (d *diag) phoneProblem(p *phone) string {
 		return fmt.Sprintf("%s answers the digest challenge without qop (old RFC 2069 digest, refused %s since %s)", p.label(), times(n, partial), since)
 	case cause.DigestURIMismatch:
 		return fmt.Sprintf("%s answers with a digest uri that is not the request's URI (%s since %s)", p.label(), times(n, partial), since)
+	case cause.BanLifted:
+		return fmt.Sprintf("%s was dropped while its address was banned (%s) and has not retried since %s", p.label(), p.wasWhy,
+			d.clock(p.last[cause.IPBanned]))
+	case cause.ACLChanged:
+		return fmt.Sprintf("%s was rejected by an ACL, which no longer holds: %s; it has not retried since %s", p.label(), p.wasWhy,
+			d.clock(p.last[cause.ACLDenied]))
 	}
 	return fmt.Sprintf("%s is refused: %s", p.label(), c)
 }

@@ -19,6 +19,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/switchboard-pbx/switchboard/internal/acl"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
 	"github.com/switchboard-pbx/switchboard/internal/store"
@@ -109,6 +110,20 @@ type Inputs struct {
 	Calls    Calls
 	// Storage is the data directory's file system (full disk).
 	Storage Storage
+	// Access is the access control in force now, against which the
+	// doctor weighs past ACL refusals.
+	Access Access
+}
+
+// Access is the access control in force when the doctor looked.
+type Access struct {
+	// Available is false when it could not be read: past ACL refusals
+	// are then reported as they were.
+	Available bool
+	// RegisterACL and InboundACL are the profile's lists ("" = none).
+	RegisterACL, InboundACL string
+	// Lists are the ACLs by name.
+	Lists map[string]acl.List
 }
 
 // Serve is what is known about `switchboard serve` on the data directory.
@@ -163,6 +178,10 @@ type History struct {
 	// registration_expired for Number in Domain, even when older than
 	// Recent reaches.
 	Last map[cause.Code]journal.Event
+	// Admin are the newest operator changes (journal kind "admin": bans
+	// lifted or added, ACL and profile edits), newest first: the doctor
+	// names who lifted what a past refusal was about.
+	Admin []journal.Event
 }
 
 // Bans are the active bans of the addresses the extension's phones use.
@@ -189,7 +208,9 @@ type Calls struct {
 
 // Call is one call record.
 type Call struct {
-	Time     time.Time
+	Time time.Time
+	// Active is true while the call is still up (no end yet).
+	Active   bool
 	From, To string
 	Domain   string
 	Status   int        // final SIP status the caller got
@@ -214,5 +235,6 @@ func Causes() []cause.Code {
 	return []cause.Code{cause.Registered, cause.ExtensionMissing, cause.ExtensionDisabled, cause.NeverSeen,
 		cause.WrongPassword, cause.AuthUserMismatch, cause.WrongDomain, cause.ACLDenied, cause.IPBanned,
 		cause.MaxRegistrations, cause.IntervalTooBrief, cause.Expired, cause.RemovedByAdmin, cause.Unreachable,
-		cause.ListenerDown, cause.DigestNoQOP, cause.DigestURIMismatch, cause.StoreUnavailable}
+		cause.ListenerDown, cause.DigestNoQOP, cause.DigestURIMismatch, cause.StoreUnavailable, cause.BanLifted,
+		cause.ACLChanged}
 }

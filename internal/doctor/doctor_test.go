@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-pbx/switchboard/internal/acl"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
 	"github.com/switchboard-pbx/switchboard/internal/store"
@@ -80,6 +81,11 @@ func binding(src, ua string, mods ...func(*store.Binding)) store.Binding {
 }
 
 const gs = "Grandstream GXP1625"
+
+// adminEv builds an operator's change as the CLI journals it (by alice).
+func adminEv(t time.Time, c cause.Code, src, detail string) journal.Event {
+	return journal.Event{Time: t, Kind: journal.KindAdmin, Cause: c, AuthUser: "alice", Source: src, Detail: detail}
+}
 
 func scenarios() map[string]func() Inputs {
 	return map[string]func() Inputs{
@@ -236,6 +242,53 @@ func scenarios() map[string]func() Inputs {
 				ev(at("09:10:00"), cause.StoreUnavailable, "192.168.1.50:5060", gs, func(e *journal.Event) { e.Status = 503 }))
 			return in
 		},
+		// ban_then_unban: banned after wrong passwords, then `ban rm` by
+		// alice: not banned any more, the wrong password is the answer.
+		"ban_then_unban": func() Inputs {
+			in := base()
+			in.History.Recent = newestFirst(
+				ev(at("13:00:00"), cause.WrongPassword, "192.168.1.50:5060", gs),
+				ev(at("13:00:30"), cause.WrongPassword, "192.168.1.50:5060", gs),
+				ev(at("13:05:00"), cause.IPBanned, "192.168.1.50:5060", gs))
+			in.History.Admin = []journal.Event{adminEv(at("14:03:00"), cause.BanLifted, "192.168.1.50",
+				"ban of 192.168.1.50 (until 2026-01-15T15:01:00Z: wrong password) lifted by alice")}
+			return in
+		},
+		// ban_lifted: an operator's ban (no failures) lifted again; the
+		// phone has not retried.
+		"ban_lifted": func() Inputs {
+			in := base()
+			in.History.Recent = newestFirst(ev(at("13:05:00"), cause.IPBanned, "192.168.1.50:5060", gs))
+			in.History.Admin = []journal.Event{
+				adminEv(at("14:03:00"), cause.BanLifted, "192.168.1.50", "ban of 192.168.1.50 (until 2026-01-15T15:00:00Z: banned by the operator) lifted by alice"),
+				adminEv(at("13:00:00"), cause.BanAdded, "192.168.1.50", "ban of 192.168.1.50 (until 2026-01-15T15:00:00Z: banned by the operator) added by alice")}
+			return in
+		},
+		// acl_removed: rejected by the register ACL, which the profile no
+		// longer applies.
+		"acl_removed": func() Inputs {
+			in := base()
+			in.History.Recent = newestFirst(ev(at("14:15:00"), cause.ACLDenied, "10.9.8.7:5060", "Cisco SPA504G", func(e *journal.Event) {
+				e.AuthUser, e.Realm, e.Status = "", "", 403
+				e.Detail = "source 10.9.8.7 rejected by register acl office"
+			}))
+			in.Access = Access{Available: true, Lists: map[string]acl.List{"office": {Name: "office"}}}
+			in.History.Admin = []journal.Event{adminEv(at("14:20:00"), cause.ProfileChanged, "",
+				"profile internal: register acl office -> none by alice")}
+			return in
+		},
+		// old_warning: 2002 works; a softphone tried once with a wrong
+		// password a week ago: history, not the verdict.
+		"old_warning": func() Inputs {
+			in := base()
+			in.Bindings = []store.Binding{binding("192.168.1.50:5060", gs, func(b *store.Binding) {
+				b.PingStatus, b.PingRTT, b.PingAt = "reachable", 12.5, at("14:29:40")
+			})}
+			in.History.Recent = newestFirst(
+				ev(now.Add(-7*24*time.Hour+time.Hour), cause.WrongPassword, "192.168.1.99:5060", "Zoiper rv2.10"),
+				ev(at("14:10:00"), cause.Registered, "192.168.1.50:5060", gs))
+			return in
+		},
 		"firewall_blocks": func() Inputs {
 			in := base()
 			in.Bindings = []store.Binding{binding("192.168.1.50:5060", gs)}
@@ -315,6 +368,13 @@ func TestCauses(t *testing.T) {
 		{"expired", cause.Expired, false, []string{"last registered at 09:10 and stopped refreshing"}},
 		{"firewall_blocks", cause.Registered, true, []string{"can be called"}},
 		{"store_unavailable", cause.StoreUnavailable, false, []string{"cannot save registrations: writing to /var/lib/switchboard fails (no space left on device)"}},
+		{"ban_then_unban", cause.WrongPassword, false, []string{"has sent a wrong password 2 times since 13:00",
+			"192.168.1.50 was banned until 15:01; lifted by alice at 14:03"}},
+		{"ban_lifted", cause.BanLifted, false, []string{"was dropped while its address was banned", "lifted by alice at 14:03",
+			"has not retried since 13:05"}},
+		{"acl_removed", cause.ACLChanged, false, []string{"10.9.8.7 (Cisco SPA504G) was rejected by an ACL, which no longer holds",
+			"the profile applies no register acl now", "changed by alice at 14:20"}},
+		{"old_warning", cause.Registered, true, []string{"2002 can be called: registered from 192.168.1.50 (Grandstream GXP1625)"}},
 	}
 	sc := scenarios()
 	for _, c := range cases {
@@ -549,5 +609,146 @@ func TestCausesDocumented(t *testing.T) {
 				t.Errorf("%s: finding cause %s is not a stable doctor cause: %+v", name, f.Cause, f)
 			}
 		}
+	}
+}
+
+// TestRightNow: a refusal that no longer holds is history, never the
+// verdict or a fix: after the ban is lifted nothing says banned or
+// suggests `ban rm`; after the ACL is no longer applied nothing suggests
+// `acl allow`; a week-old one-off failure leaves a working extension with
+// no warning at all.
+func TestRightNow(t *testing.T) {
+	sc := scenarios()
+	for _, name := range []string{"ban_then_unban", "ban_lifted"} {
+		r := Diagnose(context.Background(), sc[name]())
+		for _, f := range r.Findings {
+			if f.Cause == cause.IPBanned || strings.Contains(f.Fix, "ban rm") {
+				t.Errorf("%s: finding still says banned: %+v", name, f)
+			}
+		}
+		if strings.Contains(r.Verdict, "is banned") {
+			t.Errorf("%s: verdict %q", name, r.Verdict)
+		}
+	}
+	r := Diagnose(context.Background(), sc["acl_removed"]())
+	for _, f := range r.Findings {
+		if f.Cause == cause.ACLDenied || strings.Contains(f.Fix, "acl allow") {
+			t.Errorf("acl_removed: finding still blames the ACL: %+v", f)
+		}
+	}
+	// The same refusal while the profile still applies the list that
+	// denies the address is the answer.
+	in := sc["acl_removed"]()
+	in.Access.RegisterACL = "office"
+	if r := Diagnose(context.Background(), in); r.Cause != cause.ACLDenied {
+		t.Errorf("acl still applied: %s %q", r.Cause, r.Verdict)
+	}
+	// ... and once the list allows the address, it no longer is.
+	in.Access.Lists["office"] = acl.List{Name: "office", Nodes: []acl.Node{mustNode(t, true, "10.9.8.0/24")}}
+	bob := adminEv(at("14:21:00"), cause.ACLChanged, "", "acl office: allow 10.9.8.0/24 by bob")
+	bob.AuthUser = "bob"
+	in.History.Admin = []journal.Event{bob}
+	if r := Diagnose(context.Background(), in); r.Cause != cause.ACLChanged ||
+		!strings.Contains(r.Verdict, "acl office allows 10.9.8.7 now (changed by bob at 14:21") {
+		t.Errorf("acl allows now: %s %q", r.Cause, r.Verdict)
+	}
+
+	r = Diagnose(context.Background(), sc["old_warning"]())
+	for _, f := range r.Findings {
+		if f.Status == Warn || f.Status == Fail || f.Fix != "" {
+			t.Errorf("old_warning: %+v", f)
+		}
+	}
+	// A phone refused while 2002 was disabled, which is enabled now, is
+	// history for the working extension.
+	in = sc["old_warning"]()
+	in.History.Recent[1].Time, in.History.Recent[1].Cause = now.Add(-time.Hour), cause.ExtensionDisabled
+	if r := Diagnose(context.Background(), in); r.Cause != cause.Registered || !r.Callable {
+		t.Errorf("refused while disabled, enabled now: %s %v %q", r.Cause, r.Callable, r.Verdict)
+	}
+	// The same failure an hour ago is still a warning.
+	in = sc["old_warning"]()
+	in.History.Recent[1].Time = now.Add(-time.Hour)
+	if r := Diagnose(context.Background(), in); r.Cause != cause.WrongPassword || !r.Callable {
+		t.Errorf("recent one-off: %s %v %q", r.Cause, r.Callable, r.Verdict)
+	}
+}
+
+func mustNode(t *testing.T, allow bool, cidr string) acl.Node {
+	t.Helper()
+	n, err := acl.ParseNode(allow, cidr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestCallWording: a call still up is "in progress", not "ended with 200";
+// the caller's own CANCEL is not a failure; the JSON has callable as a
+// boolean; an inbound ACL refusal that no longer holds is history.
+func TestCallWording(t *testing.T) {
+	sc := scenarios()
+	caller := sc["registered"]()
+	caller.Number, caller.Ext.Number = "2001", "2001"
+	for i := range caller.Bindings {
+		caller.Bindings[i].Extension = "2001"
+	}
+	in := CallInputs{Caller: caller, Callee: sc["registered"](), CallsAvailable: true,
+		Last: &Call{Time: at("14:25:00"), Active: true, Answered: true, From: "2001", To: "2002", Status: 200}}
+	r := DiagnoseCall(context.Background(), in)
+	if !r.WouldWork || !r.Callable || !strings.Contains(r.Verdict, "the last call is in progress since 14:25") ||
+		strings.Contains(r.Verdict, "ended with") || !r.LastCall.InProgress {
+		t.Fatalf("in progress: %+v", r)
+	}
+	if ev := strings.Join(r.Findings[0].Evidence, "\n"); !strings.Contains(ev, "in progress since 14:25:00 (answered)") {
+		t.Fatalf("last call finding: %s", ev)
+	}
+	b, _ := json.Marshal(r)
+	if !strings.Contains(string(b), `"callable":true`) {
+		t.Fatalf("JSON lacks callable: %s", b)
+	}
+	r.Callable = false
+	if b, _ := json.Marshal(r); !strings.Contains(string(b), `"callable":false`) {
+		t.Fatalf("JSON lacks callable false: %s", b)
+	}
+
+	// The caller cancelled: not a warning, here or in the callee's calls.
+	cancelled := Call{Time: at("14:26:00"), From: "2001", To: "2002", Status: 487, Cause: cause.OriginatorCancel}
+	in.Last = &cancelled
+	in.Callee.Calls.Failed = []Call{cancelled}
+	r = DiagnoseCall(context.Background(), in)
+	if r.Findings[0].Status != OK || !strings.Contains(strings.Join(r.Findings[0].Evidence, "\n"), "not a fault") {
+		t.Fatalf("cancelled last call: %+v", r.Findings[0])
+	}
+	for _, f := range r.Callee.Findings {
+		if f.Check == CheckCalls && (f.Status != OK || f.Cause != "") {
+			t.Fatalf("cancelled call flagged: %+v", f)
+		}
+	}
+	if r.Callee.Cause != cause.Registered {
+		t.Fatalf("callee cause %s", r.Callee.Cause)
+	}
+
+	// An inbound ACL refusal, then the profile stops applying the list.
+	callee := sc["registered"]()
+	callee.History.Recent = append([]journal.Event{{ID: 99, Time: at("14:25:00"), Kind: journal.KindInvite, Cause: cause.ACLDenied,
+		Extension: "2002", Source: "192.168.1.50:5060", Transport: "UDP", UserAgent: gs, Status: 403,
+		Detail: "source 192.168.1.50 rejected by inbound acl office"}}, callee.History.Recent...)
+	caller.Access = Access{Available: true, InboundACL: "office", Lists: map[string]acl.List{"office": {Name: "office"}}}
+	in = CallInputs{Caller: caller, Callee: callee, CallsAvailable: true}
+	if r := DiagnoseCall(context.Background(), in); r.Cause != cause.ACLDenied || r.WouldWork {
+		t.Fatalf("inbound acl in force: %+v", r)
+	}
+	caller.Access.InboundACL = ""
+	caller.History.Admin = []journal.Event{adminEv(at("14:27:00"), cause.ProfileChanged, "", "profile internal: inbound acl office -> none by alice")}
+	in.Caller = caller
+	r = DiagnoseCall(context.Background(), in)
+	if r.Cause != cause.Registered || !r.WouldWork || strings.Contains(r.Verdict, "may not place calls") {
+		t.Fatalf("inbound acl removed: %+v", r)
+	}
+	last := r.Caller.Findings[len(r.Caller.Findings)-1]
+	if last.Status != OK || last.Cause != "" || last.Fix != "" ||
+		!strings.Contains(strings.Join(last.Evidence, "\n"), "the profile applies no inbound acl now (changed by alice at 14:27") {
+		t.Fatalf("history finding %+v", last)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard-pbx/switchboard/internal/acl"
 	"github.com/switchboard-pbx/switchboard/internal/calls"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
@@ -100,6 +101,7 @@ func (r *Reader) Gather(ctx context.Context, number, domain string) (Inputs, err
 		return in, err
 	}
 	r.bans(ctx, &in)
+	in.Access = ReadAccess(ctx, r.DB.SQL())
 	if r.Calls != nil {
 		failed, err := r.Calls(ctx, CallQuery{To: number, Domain: domain, Failed: true, Limit: 20})
 		if err == nil {
@@ -231,6 +233,9 @@ func (r *Reader) history(ctx context.Context, in *Inputs) error {
 		return fmt.Errorf("doctor: %w", err)
 	}
 	h.Available = true
+	// Operator changes are context: a journal too old for the query
+	// leaves them out rather than failing the doctor.
+	h.Admin, _ = journal.Admin(ctx, db, 200)
 	if h.Oldest, err = journal.OldestTime(ctx, db); err != nil {
 		return fmt.Errorf("doctor: %w", err)
 	}
@@ -378,7 +383,7 @@ func CallsFromDB(ctx context.Context, db *sql.DB) CallSource {
 		}
 		out := make([]Call, 0, len(recs))
 		for _, r := range recs {
-			out = append(out, Call{Time: r.Start, From: r.From, To: r.To, Domain: r.Domain, Status: r.SIPStatus,
+			out = append(out, Call{Time: r.Start, Active: r.Active(), From: r.From, To: r.To, Domain: r.Domain, Status: r.SIPStatus,
 				Cause: r.Cause, Source: r.Source, Detail: r.Detail, Answered: !r.Answer.IsZero()})
 		}
 		return out, nil
@@ -426,4 +431,52 @@ func fromMilli(ms int64) time.Time {
 		return time.Time{}
 	}
 	return time.UnixMilli(ms)
+}
+
+// ReadAccess reads the access control in force: the profile "internal"'s
+// register and inbound ACLs and every list (tables of package security,
+// migration 4). Access.Available is false when they cannot be read.
+func ReadAccess(ctx context.Context, db *sql.DB) Access {
+	var a Access
+	if !TableExists(ctx, db, "profiles") || !TableExists(ctx, db, "acl_nodes") {
+		return a
+	}
+	err := db.QueryRowContext(ctx, "SELECT register_acl, inbound_acl FROM profiles WHERE name = 'internal'").
+		Scan(&a.RegisterACL, &a.InboundACL)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return Access{}
+	}
+	rows, err := db.QueryContext(ctx, `SELECT a.name, a.default_allow, n.allow, n.cidr
+		FROM acls a LEFT JOIN acl_nodes n ON n.acl = a.name ORDER BY a.name, n.position`)
+	if err != nil {
+		return Access{}
+	}
+	defer rows.Close()
+	a.Lists = map[string]acl.List{}
+	for rows.Next() {
+		var name string
+		var def bool
+		var allow sql.NullBool
+		var cidr sql.NullString
+		if err := rows.Scan(&name, &def, &allow, &cidr); err != nil {
+			return Access{}
+		}
+		l, ok := a.Lists[name]
+		if !ok {
+			l = acl.List{Name: name, DefaultAllow: def}
+		}
+		if cidr.Valid {
+			n, err := acl.ParseNode(allow.Bool, cidr.String)
+			if err != nil {
+				return Access{}
+			}
+			l.Nodes = append(l.Nodes, n)
+		}
+		a.Lists[name] = l
+	}
+	if rows.Err() != nil {
+		return Access{}
+	}
+	a.Available = true
+	return a
 }

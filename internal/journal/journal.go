@@ -33,7 +33,16 @@ const (
 	KindQualify  = "qualify"
 	KindBan      = "ban"
 	KindRequest  = "request"
+	// KindAdmin is an operator's change made with the CLI (ban add/rm, acl
+	// and profile edits); AuthUser holds the OS user who made it, Source the
+	// address a ban names, Detail what changed. See AdminCauses.
+	KindAdmin = "admin"
 )
+
+// AdminCauses returns the causes of KindAdmin events.
+func AdminCauses() []cause.Code {
+	return []cause.Code{cause.BanLifted, cause.BanAdded, cause.ACLChanged, cause.ProfileChanged}
+}
 
 // Event is one decision.
 type Event struct {
@@ -339,4 +348,46 @@ func Query(ctx context.Context, db *sql.DB, f Filter) ([]Event, error) {
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// Admin returns the newest operator changes (KindAdmin events, which name
+// no extension and no domain), newest first, at most limit (0 = 200). It
+// seeks the journal_dom_ext_cause index, so it costs the same however
+// large the journal is.
+func Admin(ctx context.Context, db *sql.DB, limit int) ([]Event, error) {
+	if limit <= 0 {
+		limit = 200
+	}
+	causes := AdminCauses()
+	q := `SELECT id, time, kind, cause, extension, domain, auth_user, realm, source, transport, user_agent, status,
+		call_id, detail FROM journal INDEXED BY journal_dom_ext_cause
+		WHERE domain = '' AND extension = '' AND cause IN (?` + strings.Repeat(",?", len(causes)-1) + `) AND kind = ?
+		ORDER BY time DESC, id DESC LIMIT ?`
+	args := make([]any, 0, len(causes)+2)
+	for _, c := range causes {
+		args = append(args, string(c))
+	}
+	args = append(args, KindAdmin, limit)
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("journal: read admin events: %w", err)
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var e Event
+		var t int64
+		var c string
+		if err := rows.Scan(&e.ID, &t, &e.Kind, &c, &e.Extension, &e.Domain, &e.AuthUser, &e.Realm, &e.Source,
+			&e.Transport, &e.UserAgent, &e.Status, &e.CallID, &e.Detail); err != nil {
+			return nil, fmt.Errorf("journal: read admin events: %w", err)
+		}
+		e.Time = time.UnixMicro(t)
+		e.Cause = cause.Code(c)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("journal: read admin events: %w", err)
+	}
+	return out, nil
 }

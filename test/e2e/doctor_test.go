@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -712,5 +713,143 @@ func TestJournalDisabled(t *testing.T) {
 	}
 	if !strings.Contains(s.Log(), "journal disabled") {
 		t.Fatalf("the server does not warn that the journal is off:\n%s", s.Log())
+	}
+}
+
+// cliAs runs a switchboard command like TryCLI with extra environment
+// (e.g. SUDO_USER) and fails the test on a non-zero exit.
+func cliAs(t *testing.T, s *Server, env []string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, Binary(t), append(args, "--data", s.Data)...)
+	cmd.Env = ChildEnv(append([]string{"SWITCHBOARD_DATA="}, env...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("switchboard %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// wantOperator is who the CLI journals as the operator when run with
+// SUDO_USER=alice: alice when the tests run as root (as under sudo),
+// else the OS user running them.
+func wantOperator(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return "alice"
+	}
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Username
+}
+
+// TestDoctorBanLifted: a phone banned after three wrong passwords, then
+// `ban rm` (journaled with who lifted it): before the phone retries, the
+// doctor no longer says it is banned nor suggests `ban rm`; it shows the
+// lifted ban as history (who, when) and the wrong password as the answer.
+func TestDoctorBanLifted(t *testing.T) {
+	s := Start(t, "", "--ban-after", "3")
+	s.AddExt("2002", "secret-2002")
+	s.CLI("profile", "set", "internal", "--trusted-acl", "")
+	p := docPhone{IP: "127.0.0.27", UA: "Grandstream GXP2135", User: "2002", Password: "wrong-password"}
+	p.register(t, s, 403, 3)
+	WaitFor(t, 5*time.Second, "the ban to be saved", func() bool {
+		var bans []map[string]any
+		s.JSON(&bans, "ban", "list")
+		return len(bans) == 1
+	})
+	p.Password = "secret-2002"
+	p.run(t, s, "doctor-reg-dropped.xml", 1)
+	waitJournal(t, s, "2002", "ip_banned", 1)
+	if r, _ := doctor(t, s, "2002"); r.Cause != "ip_banned" {
+		t.Fatalf("while banned: %+v", r)
+	}
+
+	cliAs(t, s, []string{"SUDO_USER=alice"}, "ban", "rm", "127.0.0.27")
+	who := wantOperator(t)
+	evs := journalEvents(t, s, "--kind", "admin", "--cause", "ban_lifted")
+	if len(evs) != 1 || evs[0]["auth_user"] != who || !strings.Contains(evs[0]["detail"].(string), "lifted by "+who) ||
+		!strings.HasPrefix(evs[0]["source"].(string), "127.0.0.27") {
+		t.Fatalf("journal of the lifted ban: %v", evs)
+	}
+	r, code := doctor(t, s, "2002")
+	if code != 1 || r.Cause != "wrong_password" || strings.Contains(r.Verdict, "is banned") ||
+		!strings.Contains(r.Verdict, "lifted by "+who) {
+		t.Fatalf("after ban rm: %+v (exit %d)", r, code)
+	}
+	for _, f := range r.Findings {
+		if f.Cause == "ip_banned" || strings.Contains(f.Fix, "ban rm") {
+			t.Fatalf("after ban rm a finding still says banned: %+v", f)
+		}
+	}
+	if f := r.finding(t, "wrong_password"); !strings.Contains(f.text(), "127.0.0.27 was banned") {
+		t.Fatalf("the lifted ban is not shown as history: %s", f.text())
+	}
+	// The phone, fixed, registers at its next attempt.
+	p.register(t, s, 200, 1)
+	WaitFor(t, 5*time.Second, "the binding", func() bool { return len(s.Regs("2002")) == 1 })
+	if r, code := doctor(t, s, "2002"); r.Cause != "registered" || code != 0 {
+		t.Fatalf("registered: %+v (exit %d)", r, code)
+	}
+}
+
+// TestDoctorCallACLRemoved: the caller's INVITEs are denied by the inbound
+// ACL; once the profile no longer applies it (profile set, journaled with
+// who did it), `doctor call` no longer blames the ACL: the call would
+// work, and the refusal is history naming the change.
+func TestDoctorCallACLRemoved(t *testing.T) {
+	s := Start(t, "")
+	s.AddExt("2001", "secret-2001")
+	s.AddExt("2002", "secret-2002")
+	docPhone{IP: "127.0.0.28", UA: "Caller phone", User: "2001", Password: "secret-2001"}.register(t, s, 200, 1)
+	docPhone{IP: "127.0.0.29", UA: "Callee phone", User: "2002", Password: "secret-2002"}.register(t, s, 200, 1)
+	WaitFor(t, 5*time.Second, "both bindings", func() bool { return len(s.Regs()) == 2 })
+	s.CLI("acl", "add", "office", "--default", "deny")
+	s.CLI("acl", "allow", "office", "127.0.0.1/32")
+	s.CLI("profile", "set", "internal", "--inbound-acl", "office")
+	r := SIPp(t, s.Addr, "doctor-call-denied.xml", 1, "-i", "127.0.0.28", "-inf", CSV(t, "SEQUENTIAL",
+		[]string{"2001", "2002", "[authentication username=2001 password=secret-2001]"}))
+	if r.Code != 0 {
+		t.Fatalf("sipp failed (%d):\n%s\nserver log:\n%s", r.Code, r.Output, s.Log())
+	}
+	var rep docCall
+	var code int
+	WaitFor(t, 5*time.Second, "the denied INVITE in the journal", func() bool {
+		rep, code = doctorCall(t, s, "2001", "2002")
+		return rep.Cause == "acl_denied"
+	})
+	if code != 1 || rep.WouldWork {
+		t.Fatalf("denied: %+v (exit %d)", rep, code)
+	}
+
+	cliAs(t, s, []string{"SUDO_USER=alice"}, "profile", "set", "internal", "--inbound-acl", "")
+	who := wantOperator(t)
+	evs := journalEvents(t, s, "--kind", "admin")
+	if len(evs) == 0 || evs[len(evs)-1]["cause"] != "profile_changed" || evs[len(evs)-1]["auth_user"] != who ||
+		!strings.Contains(evs[len(evs)-1]["detail"].(string), "inbound acl office -> none by "+who) {
+		t.Fatalf("journal of the profile change: %v", evs)
+	}
+	out, errOut, code := s.TryCLI("doctor", "call", "2001", "2002", "--json")
+	var full struct {
+		docCall
+		Callable *bool `json:"callable"`
+	}
+	if err := json.Unmarshal([]byte(out), &full); err != nil || errOut != "" {
+		t.Fatalf("doctor call: %v %s\n%s", err, errOut, out)
+	}
+	if code != 0 || full.Cause != "registered" || !full.WouldWork || full.Callable == nil || !*full.Callable ||
+		strings.Contains(full.Verdict, "ACL") || strings.Contains(full.Verdict, "may not place calls") {
+		t.Fatalf("after removing the inbound ACL: exit %d\n%s", code, out)
+	}
+	for _, f := range full.Caller.Findings {
+		if f.Cause == "acl_denied" || strings.Contains(f.Fix, "acl allow") {
+			t.Fatalf("a finding still blames the removed ACL: %+v", f)
+		}
+	}
+	if !strings.Contains(out, "the profile applies no inbound acl now (changed by "+who) {
+		t.Fatalf("the refusal is not shown as history with the change:\n%s", out)
 	}
 }
