@@ -12,11 +12,11 @@ import (
 	"io"
 	"math/big"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/switchboard-pbx/switchboard/internal/digest"
+	"github.com/switchboard-pbx/switchboard/internal/privfile"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
 	"golang.org/x/term"
@@ -927,41 +927,14 @@ func extExport(ctx context.Context, env Env, args []string) error {
 	return nil
 }
 
-// writePrivate writes b to path with mode 0600, whatever the umask:
-// through a temporary file in the same directory, linked to path (which
-// fails when path exists) or, with overwrite, renamed over it. Nobody can
-// read the file between its creation and its mode being set.
+// writePrivate writes b to path with mode 0600 (privfile.Write); an
+// existing path is kept unless overwrite.
 func writePrivate(path string, b []byte, overwrite bool) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return usagef("cannot write %s: %v", path, errors.Unwrap(err))
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(b)
-	if err == nil {
-		err = tmp.Chmod(0o600)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if overwrite {
-		err = os.Rename(tmp.Name(), path)
-	} else {
-		err = os.Link(tmp.Name(), path)
-	}
+	err := privfile.Write(path, b, overwrite)
 	if errors.Is(err, os.ErrExist) {
 		return usagef("%s already exists: pass --force to overwrite it, or choose another file name", path)
 	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return err
 }
 
 // passwordArg resolves --password: "-" means one line from standard input

@@ -333,6 +333,16 @@ func Query(ctx context.Context, db *sql.DB, f Filter) ([]Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: query: %w", err)
 	}
+	out, err := scanEvents(rows)
+	if err != nil {
+		return nil, fmt.Errorf("journal: query: %w", err)
+	}
+	return out, nil
+}
+
+// scanEvents reads the rows of a query that selects the journal's columns
+// in table order, and closes them.
+func scanEvents(rows *sql.Rows) ([]Event, error) {
 	defer rows.Close()
 	var out []Event
 	for rows.Next() {
@@ -341,7 +351,7 @@ func Query(ctx context.Context, db *sql.DB, f Filter) ([]Event, error) {
 		var c string
 		if err := rows.Scan(&e.ID, &t, &e.Kind, &c, &e.Extension, &e.Domain, &e.AuthUser, &e.Realm, &e.Source,
 			&e.Transport, &e.UserAgent, &e.Status, &e.CallID, &e.Detail); err != nil {
-			return nil, fmt.Errorf("journal: query: %w", err)
+			return nil, err
 		}
 		e.Time = time.UnixMicro(t)
 		e.Cause = cause.Code(c)
@@ -372,21 +382,8 @@ func Admin(ctx context.Context, db *sql.DB, limit int) ([]Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: read admin events: %w", err)
 	}
-	defer rows.Close()
-	var out []Event
-	for rows.Next() {
-		var e Event
-		var t int64
-		var c string
-		if err := rows.Scan(&e.ID, &t, &e.Kind, &c, &e.Extension, &e.Domain, &e.AuthUser, &e.Realm, &e.Source,
-			&e.Transport, &e.UserAgent, &e.Status, &e.CallID, &e.Detail); err != nil {
-			return nil, fmt.Errorf("journal: read admin events: %w", err)
-		}
-		e.Time = time.UnixMicro(t)
-		e.Cause = cause.Code(c)
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := scanEvents(rows)
+	if err != nil {
 		return nil, fmt.Errorf("journal: read admin events: %w", err)
 	}
 	return out, nil

@@ -23,6 +23,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/switchboard-pbx/switchboard/internal/privfile"
 )
 
 // FileName is the key file inside the data directory.
@@ -133,31 +135,8 @@ func read(path string) ([]byte, error) {
 // write replaces dataDir's key file with key: a temporary file (0600)
 // written and synced, renamed over the old one, and the directory synced.
 func write(dataDir string, key []byte) error {
-	path := Path(dataDir)
-	tmp, err := os.CreateTemp(dataDir, "."+FileName+".*")
-	if err != nil {
-		return fmt.Errorf("write signing key %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename: nothing to remove
-	_, err = tmp.WriteString(hex.EncodeToString(key) + "\n")
-	if err == nil {
-		err = tmp.Chmod(0o600)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("write signing key %s: %w", path, err)
-	}
-	if d, err := os.Open(dataDir); err == nil {
-		_ = d.Sync()
-		d.Close()
+	if err := privfile.Write(Path(dataDir), []byte(hex.EncodeToString(key)+"\n"), true); err != nil {
+		return fmt.Errorf("signing key: %w", err)
 	}
 	return nil
 }
