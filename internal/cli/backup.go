@@ -63,7 +63,7 @@ the server keeps running. Restore it with: switchboard restore FILE`)
 	if *asJSON {
 		return writeJSON(env.Stdout, map[string]any{"file": file, "bytes": st.Size(), "extensions": exts, "registrations": len(bs)})
 	}
-	fmt.Fprintf(env.Stdout, "backed up %s to %s (%d extensions, %d registrations, %d bytes; it holds password hashes: keep it private)\n",
+	fmt.Fprintf(env.Stdout, "backed up %s to %s (%d extension(s), %d registration(s), %d bytes; it holds password hashes: keep it private)\n",
 		*data, file, exts, len(bs), st.Size())
 	return nil
 }
