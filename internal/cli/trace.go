@@ -8,14 +8,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
+	"sort"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/control"
+	"github.com/switchboard-pbx/switchboard/internal/doctor"
 	"github.com/switchboard-pbx/switchboard/internal/trace"
 )
 
@@ -173,3 +178,72 @@ func traceLine(m *trace.Message) string {
 
 // writeJSONLine writes v as one line of JSON.
 func writeJSONLine(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }
+
+// lastSIPCount is how many buffered messages the doctor shows.
+const lastSIPCount = 10
+
+// lastSIP asks the running server for the last messages it buffered (from
+// a recent trace) with the extension of in, or from the addresses its
+// phone registered or was refused from; nil when none or no server.
+func lastSIP(ctx context.Context, data string, in doctor.Inputs) []trace.Message {
+	c, err := control.Dial(data)
+	if err != nil {
+		return nil
+	}
+	defer c.Close()
+	queries := []url.Values{{"ext": {in.Number}}}
+	seen := map[string]bool{}
+	addIP := func(source string) {
+		ip := source
+		if h, _, err := net.SplitHostPort(source); err == nil {
+			ip = h
+		}
+		if _, err := netip.ParseAddr(ip); err != nil || seen[ip] || len(seen) >= 3 {
+			return
+		}
+		seen[ip] = true
+		queries = append(queries, url.Values{"ip": {ip}})
+	}
+	for _, b := range in.Bindings {
+		addIP(b.Source)
+	}
+	for _, e := range in.History.Recent {
+		addIP(e.Source)
+	}
+	type key struct {
+		at        time.Time
+		dir, text string
+	}
+	var all []trace.Message
+	dup := map[key]bool{}
+	for _, q := range queries {
+		q.Set("limit", strconv.Itoa(lastSIPCount))
+		ms, err := c.RecentTrace(ctx, q)
+		if err != nil {
+			return nil
+		}
+		for _, m := range ms {
+			k := key{m.Time, m.Direction, m.Text}
+			if !dup[k] {
+				dup[k] = true
+				all = append(all, m)
+			}
+		}
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
+	if len(all) > lastSIPCount {
+		all = all[len(all)-lastSIPCount:]
+	}
+	return all
+}
+
+// writeLastSIP writes the doctor's "last SIP messages" evidence.
+func writeLastSIP(w io.Writer, ms []trace.Message) error {
+	fmt.Fprintf(w, "\nLast SIP messages with this phone (buffered by the server from a recent `switchboard trace`):\n")
+	for i := range ms {
+		if _, err := fmt.Fprintln(w, "  "+strings.TrimRight(traceLine(&ms[i]), " ")); err != nil {
+			return err
+		}
+	}
+	return nil
+}

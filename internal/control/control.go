@@ -11,6 +11,7 @@
 //	POST /v1/registrations/remove {"domain","extension","contact"}: drop registrations
 //	POST /v1/calls/hangup {"call_id"}: BYE to both parties of an answered call
 //	GET  /v1/trace?ext=&ip=&call_id=&method=  SIP messages as they pass, as JSON lines
+//	GET  /v1/trace/recent?ext=&ip=&call_id=&method=&limit=  the matching messages still buffered
 //
 // A command that reads asks for a flush first so that it sees what the
 // server holds in memory; a command that edits the directory asks for a
@@ -90,6 +91,9 @@ type Backend interface {
 type TraceBackend interface {
 	Tracer() *trace.Tracer
 }
+
+// maxRecent is the most messages GET /v1/trace/recent answers.
+const maxRecent = 100
 
 // TraceLine is one line of GET /v1/trace: a message, or (Lost > 0 and
 // no message) how many messages this trace lost so far because it read
@@ -245,6 +249,28 @@ func Serve(ctx context.Context, ln net.Listener, b Backend, log *slog.Logger) er
 			return
 		}
 		streamTrace(ctx, w, r, tb.Tracer(), f)
+	})
+	mux.HandleFunc("GET /v1/trace/recent", func(w http.ResponseWriter, r *http.Request) {
+		tb, ok := b.(TraceBackend)
+		if !ok || tb.Tracer() == nil {
+			reply(w, http.StatusNotFound, errorBody{Error: "this server does not trace"})
+			return
+		}
+		q := r.URL.Query()
+		f, err := trace.ParseFilter(q.Get("ext"), q.Get("ip"), q.Get("call_id"), q.Get("method"))
+		if err != nil {
+			reply(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+			return
+		}
+		limit, err := strconv.Atoi(q.Get("limit"))
+		if err != nil || limit < 1 || limit > maxRecent {
+			limit = maxRecent
+		}
+		ms := tb.Tracer().Recent(f, limit)
+		if ms == nil {
+			ms = []trace.Message{}
+		}
+		reply(w, http.StatusOK, ms)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, connKey{}, c) },
@@ -467,6 +493,14 @@ func (c *Client) Trace(ctx context.Context, q url.Values, started func(), fn fun
 			return err
 		}
 	}
+}
+
+// RecentTrace returns the buffered messages (the server keeps them while
+// a trace runs and trace.RingKeep after) that match the query (ext, ip,
+// call_id, method, limit ≤ 100), oldest first.
+func (c *Client) RecentTrace(ctx context.Context, q url.Values) ([]trace.Message, error) {
+	var ms []trace.Message
+	return ms, c.do(ctx, http.MethodGet, "/v1/trace/recent?"+q.Encode(), &ms)
 }
 
 func (c *Client) do(ctx context.Context, method, path string, out any) error {

@@ -145,7 +145,8 @@ func registerExchange(s *Server) []string {
 // CSeq method; it ends cleanly on SIGTERM; its pcap opens in tshark with
 // SIP decoded. The REGISTER of 2002 shows in no --ext 2001 trace, a trace
 // whose filter matches nothing prints nothing and ends after --duration,
-// and --method REGISTER also shows the responses.
+// and --method REGISTER also shows the responses. Afterwards the doctor
+// shows the buffered exchange as evidence (and none before any trace).
 func TestTrace(t *testing.T) {
 	Need(t, "sipp", "tshark")
 	s := Start(t, "")
@@ -153,6 +154,11 @@ func TestTrace(t *testing.T) {
 	s.AddExt("2002", "trace-pass-2002")
 	pcap := filepath.Join(t.TempDir(), "sip.pcap")
 	wantRegister := registerExchange(s)
+	// Nobody traced yet: the doctor has no SIP evidence (capture was off).
+	reg(t, s, "reg-ok.xml", regCall{User: "2001", Password: "trace-pass-2001", Expires: 3600})
+	if doc, _, _ := s.TryCLI("doctor", "2001"); strings.Contains(doc, "Last SIP messages") {
+		t.Fatalf("doctor shows SIP messages nobody traced:\n%s", doc)
+	}
 
 	js := startTrace(t, s, "--ext", "2001", "--json", "--pcap", pcap, "--duration", "60s")
 	text := startTrace(t, s, "--ext", "2001", "--duration", "60s")
@@ -227,6 +233,23 @@ func TestTrace(t *testing.T) {
 	if got := strings.Fields(string(out)); strings.Join(got, " ") != "REGISTER 401 REGISTER 200" {
 		t.Fatalf("tshark decodes %q, want REGISTER 401 REGISTER 200", got)
 	}
+	// The doctor shows the buffered exchange as evidence.
+	doc, _, _ := s.TryCLI("doctor", "2001")
+	if !strings.Contains(doc, "Last SIP messages with this phone") || !strings.Contains(doc, "SIP/2.0 401 Unauthorized") ||
+		!strings.Contains(doc, "<-- UDP "+remote+" ") || !strings.Contains(doc, "--> UDP "+remote+" ") {
+		t.Errorf("doctor 2001 after a trace shows no SIP evidence:\n%s", doc)
+	}
+	var rep struct {
+		LastSIP []traceMsg `json:"last_sip"`
+	}
+	docJSON, _, _ := s.TryCLI("doctor", "2001", "--json")
+	if err := json.Unmarshal([]byte(docJSON), &rep); err != nil {
+		t.Fatalf("doctor --json: %v\n%s", err, docJSON)
+	}
+	if len(rep.LastSIP) < 4 || rep.LastSIP[len(rep.LastSIP)-1].FirstLine != "SIP/2.0 200 OK" {
+		t.Errorf("doctor --json last_sip: %+v", rep.LastSIP)
+	}
+
 	// An existing pcap file is not overwritten without --force.
 	_, errOut, code := s.TryCLI("trace", "--pcap", pcap, "--duration", "1s")
 	if code != 1 || !strings.Contains(errOut, "--force") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
