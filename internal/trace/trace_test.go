@@ -327,3 +327,25 @@ func TestPcapSplitsLongTCP(t *testing.T) {
 		t.Fatalf("segments %v carrying %d bytes", seqs, total)
 	}
 }
+
+// BenchmarkRecordInactive is the cost on the SIP path while nobody traces.
+func BenchmarkRecordInactive(b *testing.B) {
+	tr := New(0, 0)
+	data := []byte(register)
+	b.ReportAllocs()
+	for b.Loop() {
+		tr.Record(In, "UDP", server, phone, data)
+	}
+}
+
+// BenchmarkRecordActive is the cost per message while one trace runs.
+func BenchmarkRecordActive(b *testing.B) {
+	tr := New(0, 0)
+	s := tr.Subscribe(1)
+	defer s.Close()
+	data := []byte(register)
+	b.ReportAllocs()
+	for b.Loop() {
+		tr.Record(In, "UDP", server, phone, data)
+	}
+}
