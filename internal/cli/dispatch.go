@@ -40,6 +40,7 @@ func commands() []command {
 		{"key", nil, "the key that signs nonces and route tokens: key rotate", Key},
 		{"calls", nil, "list recent calls with their SIP status and cause; calls show ID; calls hangup ID; calls --active", Calls},
 		{"doctor", nil, "why can't EXT register or be called: doctor 2002; doctor call 2001 2002", Doctor},
+		{"trace", nil, "live SIP messages in and out, like sngrep: trace --ext 2001 [--full] [--pcap FILE]", Trace},
 		{"journal", nil, "every decision with its cause: journal --ext 2002 --ip IP --since 10m --follow", Journal},
 		{"backup", nil, "write a consistent copy of the database while the server runs: backup FILE", Backup},
 		{"restore", nil, "replace the database with a backup (server stopped): restore FILE", Restore},

@@ -94,10 +94,14 @@ func Doctor(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	rep := doctor.Diagnose(ctx, in)
+	rep.LastSIP = lastSIP(ctx, *data, in)
 	if *asJSON {
 		err = writeJSON(env.Stdout, rep)
 	} else {
 		err = doctor.WriteText(env.Stdout, rep, opts)
+		if err == nil && len(rep.LastSIP) > 0 {
+			err = writeLastSIP(env.Stdout, rep.LastSIP)
+		}
 	}
 	if err == nil && !rep.Callable {
 		return &ExitCode{Code: 1}

@@ -10,6 +10,8 @@
 //	POST /v1/sync?change=N      apply the directory's change feed up to change N
 //	POST /v1/registrations/remove {"domain","extension","contact"}: drop registrations
 //	POST /v1/calls/hangup {"call_id"}: BYE to both parties of an answered call
+//	GET  /v1/trace?ext=&ip=&call_id=&method=  SIP messages as they pass, as JSON lines
+//	GET  /v1/trace/recent?ext=&ip=&call_id=&method=&limit=  the matching messages still buffered
 //
 // A command that reads asks for a flush first so that it sees what the
 // server holds in memory; a command that edits the directory asks for a
@@ -28,6 +30,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -37,6 +40,7 @@ import (
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/store"
+	"github.com/switchboard-pbx/switchboard/internal/trace"
 	"golang.org/x/sys/unix"
 )
 
@@ -80,6 +84,23 @@ type Backend interface {
 	// by, and returns the final status each party answered its BYE with
 	// (0: none in time); ErrNoSuchCall when no such call is up.
 	HangupCall(ctx context.Context, callID, by string) (HangupResult, error)
+}
+
+// TraceBackend is a Backend that captures SIP messages; GET /v1/trace
+// answers 404 for a Backend that does not.
+type TraceBackend interface {
+	Tracer() *trace.Tracer
+}
+
+// maxRecent is the most messages GET /v1/trace/recent answers.
+const maxRecent = 100
+
+// TraceLine is one line of GET /v1/trace: a message, or (Lost > 0 and
+// no message) how many messages this trace lost so far because it read
+// too slowly.
+type TraceLine struct {
+	*trace.Message
+	Lost int64 `json:"lost,omitempty"`
 }
 
 // HangupRequest is the body of POST /v1/calls/hangup.
@@ -215,6 +236,42 @@ func Serve(ctx context.Context, ln net.Listener, b Backend, log *slog.Logger) er
 			reply(w, http.StatusOK, res)
 		}
 	})
+	mux.HandleFunc("GET /v1/trace", func(w http.ResponseWriter, r *http.Request) {
+		tb, ok := b.(TraceBackend)
+		if !ok || tb.Tracer() == nil {
+			reply(w, http.StatusNotFound, errorBody{Error: "this server does not trace"})
+			return
+		}
+		q := r.URL.Query()
+		f, err := trace.ParseFilter(q.Get("ext"), q.Get("ip"), q.Get("call_id"), q.Get("method"))
+		if err != nil {
+			reply(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+			return
+		}
+		streamTrace(ctx, w, r, tb.Tracer(), f)
+	})
+	mux.HandleFunc("GET /v1/trace/recent", func(w http.ResponseWriter, r *http.Request) {
+		tb, ok := b.(TraceBackend)
+		if !ok || tb.Tracer() == nil {
+			reply(w, http.StatusNotFound, errorBody{Error: "this server does not trace"})
+			return
+		}
+		q := r.URL.Query()
+		f, err := trace.ParseFilter(q.Get("ext"), q.Get("ip"), q.Get("call_id"), q.Get("method"))
+		if err != nil {
+			reply(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+			return
+		}
+		limit, err := strconv.Atoi(q.Get("limit"))
+		if err != nil || limit < 1 || limit > maxRecent {
+			limit = maxRecent
+		}
+		ms := tb.Tracer().Recent(f, limit)
+		if ms == nil {
+			ms = []trace.Message{}
+		}
+		reply(w, http.StatusOK, ms)
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, connKey{}, c) },
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
@@ -228,6 +285,46 @@ func Serve(ctx context.Context, ln net.Listener, b Backend, log *slog.Logger) er
 		return fmt.Errorf("control socket: %w", err)
 	}
 	return nil
+}
+
+// streamTrace writes the messages f matches as JSON lines, flushing after
+// each, until the client goes away or ctx (the server's) ends. Capture is
+// on while it runs.
+func streamTrace(ctx context.Context, w http.ResponseWriter, r *http.Request, t *trace.Tracer, f trace.Filter) {
+	rc := http.NewResponseController(w)
+	// The request was read; a trace runs for as long as the client wants.
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
+	sub := t.Subscribe(0)
+	defer sub.Close()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	enc := json.NewEncoder(w)
+	var lost int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.Context().Done():
+			return
+		case m := <-sub.C():
+			if l := sub.Lost(); l != lost {
+				lost = l
+				if enc.Encode(TraceLine{Lost: lost}) != nil {
+					return
+				}
+			}
+			if !f.Match(&m) {
+				continue
+			}
+			if enc.Encode(TraceLine{Message: &m}) != nil || rc.Flush() != nil {
+				return
+			}
+		}
+	}
 }
 
 // connKey keys the request's connection in its context.
@@ -348,6 +445,62 @@ func (c *Client) Hangup(ctx context.Context, r HangupRequest) (HangupResult, err
 		return res, err
 	}
 	return res, c.doBody(ctx, http.MethodPost, "/v1/calls/hangup", body, &res)
+}
+
+// Trace streams the SIP messages the server sees that match the query
+// (ext, ip, call_id, method) to fn until ctx ends (then it returns nil),
+// the server goes away, or fn fails. started, when set, is called once
+// the server captures.
+func (c *Client) Trace(ctx context.Context, q url.Values, started func(), fn func(TraceLine) error) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://switchboard/v1/trace?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	hc := *c.hc
+	hc.Timeout = 0 // as long as ctx lasts
+	res, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("ask the server: %w", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		var e errorBody
+		body, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return fmt.Errorf("the server answered %s: %s", res.Status, e.Error)
+		}
+		return fmt.Errorf("the server answered %s", res.Status)
+	}
+	if started != nil {
+		started()
+	}
+	dec := json.NewDecoder(res.Body)
+	for {
+		var l TraceLine
+		if err := dec.Decode(&l); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, io.EOF) {
+				return errors.New("the server ended the trace (it stopped?)")
+			}
+			return fmt.Errorf("trace: %w", err)
+		}
+		if err := fn(l); err != nil {
+			return err
+		}
+	}
+}
+
+// RecentTrace returns the buffered messages (the server keeps them while
+// a trace runs and trace.RingKeep after) that match the query (ext, ip,
+// call_id, method, limit ≤ 100), oldest first.
+func (c *Client) RecentTrace(ctx context.Context, q url.Values) ([]trace.Message, error) {
+	var ms []trace.Message
+	return ms, c.do(ctx, http.MethodGet, "/v1/trace/recent?"+q.Encode(), &ms)
 }
 
 func (c *Client) do(ctx context.Context, method, path string, out any) error {

@@ -23,6 +23,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
 	"github.com/switchboard-pbx/switchboard/internal/store"
+	"github.com/switchboard-pbx/switchboard/internal/trace"
 )
 
 // Status is the outcome of one finding.
@@ -77,6 +78,10 @@ type Report struct {
 	// directory while the doctor looked.
 	ServeRunning bool      `json:"serve_running"`
 	Findings     []Finding `json:"findings"`
+	// LastSIP are the last SIP messages with the extension or its phone's
+	// addresses that the running server still buffers from a recent
+	// `switchboard trace` (none when nobody traced); the CLI fills it.
+	LastSIP []trace.Message `json:"last_sip,omitempty"`
 }
 
 // Inputs are the facts Diagnose reasons about. Reader.Gather fills them;

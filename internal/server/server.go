@@ -36,6 +36,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/sipstack"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
+	"github.com/switchboard-pbx/switchboard/internal/trace"
 	"github.com/switchboard-pbx/switchboard/internal/version"
 )
 
@@ -44,6 +45,8 @@ const Allow = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, REFER,
 
 // Server is a running switchboard.
 type Server struct {
+	// Trace captures SIP messages while `switchboard trace` runs.
+	Trace   *trace.Tracer
 	Cfg     config.Config
 	Log     *slog.Logger
 	DB      *sqlite.DB
@@ -202,7 +205,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	// Requests sipgo cannot match to a transaction (RFC 2543 ones without
 	// a From tag) may still be answered without one.
 	s.Sec.SetStateless(s.stateless.intercept)
-	s.Stack, err = sipstack.Listen(sipstack.Options{Addr: cfg.SIP, UserAgent: "switchboard", Logger: log,
+	s.Trace = trace.New(0, 0)
+	s.Stack, err = sipstack.Listen(sipstack.Options{Addr: cfg.SIP, UserAgent: "switchboard", Logger: log, Tracer: s.Trace,
 		Filter: s.Sec.Filter, ConnClosed: s.Sec.ConnClosed, Intercept: s.stateless.intercept,
 		TCPIdleTimeout: cfg.TCPIdleTimeout, TCPMaxPerAddress: perIP, TCPMaxConns: cfg.TCPMaxConns,
 		AcceptConn: s.Sec.AcceptConn, ConnEvent: s.connEvent,
@@ -335,6 +339,9 @@ func (s *Server) Run(ctx context.Context) error {
 	s.Log.Info("switchboard stopped")
 	return err
 }
+
+// Tracer returns the server's SIP capture (control.TraceBackend).
+func (s *Server) Tracer() *trace.Tracer { return s.Trace }
 
 // Runtime describes the running server (control.Backend).
 func (s *Server) Runtime() control.Runtime {

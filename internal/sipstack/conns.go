@@ -13,6 +13,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-pbx/switchboard/internal/trace"
 )
 
 // Reply writes b, a complete SIP message, to remote: for UDP from the
@@ -44,6 +45,7 @@ func (s *Stack) Reply(transport string, remote net.Addr, b []byte) error {
 		// GetConnection took a reference: give it back.
 		defer conn.TryClose()
 		if w, ok := conn.(interface{ Write([]byte) (int, error) }); ok {
+			s.tr.Record(trace.Out, "TCP", conn.LocalAddr(), remote, b)
 			_, err = w.Write(b)
 			return err
 		}

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/trace"
 )
 
 // ConnVerdict is what Options.AcceptConn decides about a new TCP
@@ -137,6 +139,7 @@ type trackingListener struct {
 	onClose func(net.Addr)
 	accept  func(netip.AddrPort) ConnVerdict
 	event   func(ConnEvent)
+	tr      *trace.Tracer
 	log     *slog.Logger
 	idle    time.Duration
 	perAddr int // 0: no per-address cap
@@ -168,7 +171,7 @@ type addrConns struct {
 // newTrackingListener wraps l with opts' caps and callbacks, defaults applied.
 func newTrackingListener(l net.Listener, opts Options, log *slog.Logger) *trackingListener {
 	tl := &trackingListener{Listener: l, onClose: opts.ConnClosed, accept: opts.AcceptConn, event: opts.ConnEvent,
-		log: log, idle: opts.TCPIdleTimeout, perAddr: opts.TCPMaxPerAddress, total: opts.TCPMaxConns,
+		tr: opts.Tracer, log: log, idle: opts.TCPIdleTimeout, perAddr: opts.TCPMaxPerAddress, total: opts.TCPMaxConns,
 		ready: make(chan *trackedConn), done: make(chan struct{}), loopDone: make(chan struct{}),
 		conns: map[string]*trackedConn{}, byAddr: map[netip.Addr]*addrConns{}}
 	if tl.idle <= 0 {
@@ -559,6 +562,12 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 		}
 		return n, err
 	}
+}
+
+// Write hands b to the tracer and writes it.
+func (c *trackedConn) Write(b []byte) (int, error) {
+	c.l.tr.Record(trace.Out, "TCP", c.Conn.LocalAddr(), c.Conn.RemoteAddr(), b)
+	return c.Conn.Write(b)
 }
 
 // Close closes the connection once, forgets it and reports it.

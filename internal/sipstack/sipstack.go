@@ -20,6 +20,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-pbx/switchboard/internal/trace"
 )
 
 // Filter inspects a raw message before it is parsed. Returning nil drops it
@@ -75,6 +76,12 @@ type Options struct {
 	// ConnEvent, when set, is told about connections closed by the caps
 	// and about failing Accepts (once per burst). It must not block.
 	ConnEvent func(ConnEvent)
+	// Tracer, when set, is handed every message received (before the
+	// Filter, so also those it drops) and every write on the UDP sockets,
+	// on accepted TCP connections and by Reply, just before the write (so
+	// that the trace keeps the order of cause and effect). Writes on TCP
+	// connections sipgo dials itself are not seen.
+	Tracer *trace.Tracer
 }
 
 // Stack is the running SIP stack of the internal profile.
@@ -87,6 +94,7 @@ type Stack struct {
 	udpMore   []net.PacketConn // more sockets on the same port, one reader each
 	tcp       *trackingListener
 	log       *slog.Logger
+	tr        *trace.Tracer
 }
 
 // TxLinger is how long a transaction that got its final answer stays to
@@ -181,6 +189,13 @@ func Listen(opts Options) (*Stack, error) {
 			_ = uc.SetWriteBuffer(8 << 20)
 		}
 	}
+	if opts.Tracer != nil {
+		// Every datagram sipgo or Reply sends goes through these.
+		udp = tracedPacketConn{udp, opts.Tracer}
+		for i, c := range more {
+			more[i] = tracedPacketConn{c, opts.Tracer}
+		}
+	}
 	closeUDP := func() {
 		udp.Close()
 		for _, c := range more {
@@ -192,13 +207,17 @@ func Listen(opts Options) (*Stack, error) {
 	// messages must not become a flood of log bytes.
 	log = slog.New(clipHandler{log.Handler()})
 	tpOpts := []sip.TransportLayerOption{sip.WithTransportLayerLogger(log)}
-	if opts.Filter != nil || opts.Intercept != nil {
+	if opts.Filter != nil || opts.Intercept != nil || opts.Tracer != nil {
+		tr := opts.Tracer
 		var f Filter
 		if opts.Filter != nil {
 			f = safeFilter(stackLog, opts.Filter)
 		}
 		intercept := opts.Intercept
 		tpOpts = append(tpOpts, sip.WithTransportLayerReadFilter(func(p sip.TransportReadProps, data []byte) ([]byte, error) {
+			// Recorded before the filter, so that an answer the filter
+			// sends comes after it in the trace.
+			tr.Record(trace.In, p.Transport, p.LocalAddr, p.RemoteAddr, data)
 			if f != nil {
 				if data = f(p.Transport, p.RemoteAddr, data); data == nil {
 					return nil, nil
@@ -258,7 +277,7 @@ func Listen(opts Options) (*Stack, error) {
 		}
 		tl.delivered(m.Source(), hold)
 	})
-	return &Stack{UA: ua, Server: srv, Client: cli, udp: udp, udpMore: more, tcp: tl, log: stackLog, Listeners: []Listener{
+	return &Stack{UA: ua, Server: srv, Client: cli, udp: udp, udpMore: more, tcp: tl, log: stackLog, tr: opts.Tracer, Listeners: []Listener{
 		{Proto: "udp", Addr: udp.LocalAddr().String()},
 		{Proto: "tcp", Addr: tcp.Addr().String()},
 	}}, nil
@@ -352,4 +371,18 @@ func (s *Stack) TCPConns() (held int, idleClosed int64) {
 // the idle timeout, the per-address cap (0: none) and the total cap.
 func (s *Stack) TCPLimits() (idle time.Duration, perAddress, total int) {
 	return s.tcp.idle, s.tcp.perAddr, s.tcp.total
+}
+
+// tracedPacketConn hands every datagram written to the tracer (sipgo
+// takes any net.PacketConn; it reads through ReadFrom and writes through
+// WriteTo).
+type tracedPacketConn struct {
+	net.PacketConn
+	tr *trace.Tracer
+}
+
+// WriteTo writes b to addr and records what was written.
+func (c tracedPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	c.tr.Record(trace.Out, "UDP", c.PacketConn.LocalAddr(), addr, b)
+	return c.PacketConn.WriteTo(b, addr)
 }
