@@ -40,8 +40,9 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/version"
 )
 
-// Allow lists the methods the server answers.
-const Allow = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, REFER, NOTIFY, MESSAGE, PRACK"
+// Allow lists the methods the server answers (MESSAGE is relayed within a
+// call only; outside one it gets 405, so it is not listed).
+const Allow = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, REFER, NOTIFY, PRACK"
 
 // Server is a running switchboard.
 type Server struct {

@@ -1,6 +1,7 @@
 package sipstack
 
 import (
+	"net"
 	"runtime"
 	"strconv"
 	"testing"
@@ -48,5 +49,21 @@ func TestTxLinger(t *testing.T) {
 	startStack(t, Options{}, nil)
 	if sip.Timer_L != TxLinger || sip.Timer_M != TxLinger || sip.Timer_J != TxLinger {
 		t.Fatalf("Timers L, M, J = %v, %v, %v; want %v", sip.Timer_L, sip.Timer_M, sip.Timer_J, TxLinger)
+	}
+}
+
+func TestBoundAddrKeepsTheWildcardAsked(t *testing.T) {
+	for _, c := range []struct{ host, got, want string }{
+		{"0.0.0.0", "[::]:5060", "0.0.0.0:5060"},
+		{"::", "[::]:5061", "[::]:5061"},
+		{"127.0.0.1", "127.0.0.1:5062", "127.0.0.1:5062"},
+	} {
+		a, err := net.ResolveUDPAddr("udp", c.got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := boundAddr(c.host, a); got != c.want {
+			t.Errorf("boundAddr(%q, %s) = %s, want %s", c.host, c.got, got, c.want)
+		}
 	}
 }

@@ -278,9 +278,20 @@ func Listen(opts Options) (*Stack, error) {
 		tl.delivered(m.Source(), hold)
 	})
 	return &Stack{UA: ua, Server: srv, Client: cli, udp: udp, udpMore: more, tcp: tl, log: stackLog, tr: opts.Tracer, Listeners: []Listener{
-		{Proto: "udp", Addr: udp.LocalAddr().String()},
-		{Proto: "tcp", Addr: tcp.Addr().String()},
+		{Proto: "udp", Addr: boundAddr(host, udp.LocalAddr())},
+		{Proto: "tcp", Addr: boundAddr(host, tcp.Addr())},
 	}}, nil
+}
+
+// boundAddr names a bound socket as the operator asked for it: Go reports
+// a socket bound to 0.0.0.0 (dual stack) as [::], so the requested host is
+// kept when it is a wildcard, with the port actually bound.
+func boundAddr(host string, a net.Addr) string {
+	_, port, err := net.SplitHostPort(a.String())
+	if ip := net.ParseIP(host); err == nil && ip != nil && ip.IsUnspecified() {
+		return net.JoinHostPort(host, port)
+	}
+	return a.String()
 }
 
 func bindErr(proto, addr string, err error) error {

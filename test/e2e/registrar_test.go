@@ -372,6 +372,10 @@ func TestOptions(t *testing.T) {
 				t.Errorf("-t %s: Allow %q lacks %s", tr, allow, m)
 			}
 		}
+		// A MESSAGE outside a call gets 405: not advertised.
+		if strings.Contains(allow, "MESSAGE") {
+			t.Errorf("-t %s: Allow %q lists MESSAGE, which is answered 405 outside a call", tr, allow)
+		}
 	}
 }
 
