@@ -18,6 +18,7 @@ func fastConfig() Config {
 // BYE reach the callee along the Record-Route, and the call record ends
 // NORMAL_CLEARING hung up by the caller.
 func TestCallAnsweredAndHungUp(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fastConfig())
 	a, b := e.phone("127.0.0.1"), e.phone("127.0.0.1")
 	e.register("2002", b)
@@ -63,6 +64,7 @@ func cancelFor(inv *sip.Request) *sip.Request {
 // TestForkFirstAnswerWins: an extension with two phones gets the INVITE on
 // both; the first 200 goes to the caller and the other phone is CANCELled.
 func TestForkFirstAnswerWins(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fastConfig())
 	a, b1, b2 := e.phone("127.0.0.1"), e.phone("127.0.0.1"), e.phone("127.0.0.1")
 	e.register("2002", b1)
@@ -98,6 +100,7 @@ func TestForkFirstAnswerWins(t *testing.T) {
 // INVITE 487, the ringing phone is CANCELled, and the record ends
 // ORIGINATOR_CANCEL by the caller.
 func TestCallerCancelsWhileRinging(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fastConfig())
 	a, b := e.phone("127.0.0.1"), e.phone("127.0.0.1")
 	e.register("2002", b)
@@ -123,6 +126,7 @@ func TestCallerCancelsWhileRinging(t *testing.T) {
 // relayed (RFC 3261 §16.7 step 5), and the caller's ACK and BYE of that
 // dialog are routed to the phone.
 func TestCancelRacesAnswer(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fastConfig())
 	a, b := e.phone("127.0.0.1"), e.phone("127.0.0.1")
 	e.register("2002", b)
@@ -149,6 +153,7 @@ func TestCancelRacesAnswer(t *testing.T) {
 // TestBusy: a 486 reaches the caller with a Reason header; the record ends
 // USER_BUSY by the callee.
 func TestBusy(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fastConfig())
 	a, b := e.phone("127.0.0.1"), e.phone("127.0.0.1")
 	e.register("2002", b)
@@ -170,6 +175,7 @@ func TestBusy(t *testing.T) {
 // TestDeclineCancelsOtherPhones: a 6xx from one phone ends the call: the
 // other phone is CANCELled and the caller gets the 603.
 func TestDeclineCancelsOtherPhones(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fastConfig())
 	a, b1, b2 := e.phone("127.0.0.1"), e.phone("127.0.0.1"), e.phone("127.0.0.1")
 	e.register("2002", b1)
@@ -192,6 +198,7 @@ func TestDeclineCancelsOtherPhones(t *testing.T) {
 // TestNoAnswer: a phone that rings past the extension's call timeout (1 s
 // for 2004) is CANCELled and the caller gets 480 NO_ANSWER.
 func TestNoAnswer(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fastConfig())
 	a, b := e.phone("127.0.0.1"), e.phone("127.0.0.1")
 	e.register("2004", b)
@@ -213,6 +220,7 @@ func TestNoAnswer(t *testing.T) {
 // NoResponseTimeout: 408 to the caller and its binding marked unreachable
 // (journaled).
 func TestNoResponse(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fastConfig())
 	a, b := e.phone("127.0.0.1"), e.phone("127.0.0.1")
 	e.register("2002", b)

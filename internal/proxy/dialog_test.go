@@ -17,6 +17,7 @@ import (
 // ended (ForwardResponse), but only for a known dialog and from the party
 // that answered.
 func TestAnswerRetransmissions(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fastConfig())
 	a, b := e.phone("127.0.0.1"), e.phone("127.0.0.1")
 	e.register("2002", b)
@@ -69,6 +70,7 @@ func TestAnswerRetransmissions(t *testing.T) {
 // one and its answer comes back; the 2xx refreshes the remote target, so a
 // request to the new Contact is routed only after it.
 func TestReInviteBothWays(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fastConfig())
 	a, b := e.phone("127.0.0.1"), e.phone("127.0.0.1")
 	e.register("2002", b)
@@ -117,6 +119,7 @@ func TestReInviteBothWays(t *testing.T) {
 // record hung up by the callee; a BYE crossing it gets the caller's answer
 // while the dialog lingers, then 481.
 func TestCalleeHangsUp(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fastConfig())
 	a, b := e.phone("127.0.0.1"), e.phone("127.0.0.1")
 	e.register("2002", b)
@@ -146,6 +149,7 @@ func TestCalleeHangsUp(t *testing.T) {
 // set up, or do not come from one of its parties with its token, are
 // refused and journaled; nothing reaches the phones.
 func TestInDialogRefusals(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fastConfig())
 	a, b, x := e.phone("127.0.0.1"), e.phone("127.0.0.1"), e.phone("127.0.0.2")
 	e.register("2002", b)
@@ -220,13 +224,18 @@ func TestInDialogRefusals(t *testing.T) {
 	}
 }
 
-func (l leg) withCallID(of *leg) *leg { l.callID = of.callID; l.local, l.remote = of.local, of.remote; return &l }
+func (l leg) withCallID(of *leg) *leg {
+	l.callID = of.callID
+	l.local, l.remote = of.local, of.remote
+	return &l
+}
 
 func slicesClone(s []string) []string { return append([]string(nil), s...) }
 
 // TestHangup: Proxy.Hangup sends a BYE to each party (each as if from the
 // other) and ends the record hung up by the administrator.
 func TestHangup(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fastConfig())
 	a, b := e.phone("127.0.0.1"), e.phone("127.0.0.1")
 	e.register("2002", b)
@@ -261,6 +270,7 @@ func TestHangup(t *testing.T) {
 // TestShutdownEndsCalls: calls still up when the proxy stops end
 // SYSTEM_SHUTDOWN.
 func TestShutdownEndsCalls(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fastConfig())
 	a, b := e.phone("127.0.0.1"), e.phone("127.0.0.1")
 	e.register("2002", b)

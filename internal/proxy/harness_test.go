@@ -540,8 +540,12 @@ func (e *env) setupCall(a, b *phone, callID string) *answered {
 	return c
 }
 
-func hasPrefixFold(s, p string) bool { return strings.HasPrefix(strings.ToLower(s), strings.ToLower(p)) }
+func hasPrefixFold(s, p string) bool {
+	return strings.HasPrefix(strings.ToLower(s), strings.ToLower(p))
+}
 
 type journalEvent = journal.Event
 
-func journalFilter(ext string) journal.Filter { return journal.Filter{Extension: ext, Domain: testDomain} }
+func journalFilter(ext string) journal.Filter {
+	return journal.Filter{Extension: ext, Domain: testDomain}
+}

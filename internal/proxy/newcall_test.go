@@ -13,6 +13,7 @@ import (
 // TestNewCallRefusals: the answers a new call gets before it is forked,
 // each with its cause journaled.
 func TestNewCallRefusals(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fastConfig())
 	a := e.phone("127.0.0.1")
 
@@ -66,6 +67,7 @@ func TestNewCallRefusals(t *testing.T) {
 
 // TestWrongPassword: a wrong answer to the challenge gets 403.
 func TestWrongPassword(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fastConfig())
 	a := e.phone("127.0.0.1")
 	inv := a.invite("2001", "2002", "call-badpw", 1)
@@ -81,6 +83,7 @@ func TestWrongPassword(t *testing.T) {
 
 // TestTooManyDialogs: with the dialog table full a new call gets 503.
 func TestTooManyDialogs(t *testing.T) {
+	t.Parallel()
 	cfg := fastConfig()
 	cfg.MaxDialogs = 1
 	e := newEnv(t, cfg)
