@@ -201,8 +201,9 @@ func TestInDialogRefusals(t *testing.T) {
 	a.send(orphan)
 	a.response(sip.BYE, 481)
 	// A CANCEL matching no transaction.
-	a.send(cancelFor(c.inv))
-	a.response(sip.CANCEL, 481, 200)
+	never := a.invite("2001", "2002", "call-never-sent", 1)
+	a.send(cancelFor(never))
+	a.response(sip.CANCEL, 481)
 	// A refused ACK is dropped silently.
 	x.send(c.aLeg.request(x, sip.ACK))
 
@@ -280,4 +281,42 @@ func TestShutdownEndsCalls(t *testing.T) {
 	if r.Cause != cause.SystemShutdown || r.HangupBy != calls.ByServer {
 		t.Fatalf("record = %+v", r)
 	}
+}
+
+// TestReInviteCancelledAndRefused: a re-INVITE the caller CANCELs while the
+// callee rings is CANCELled towards the callee, and an error answer to a
+// re-INVITE is relayed without ending the call.
+func TestReInviteCancelledAndRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fastConfig())
+	a, b := e.phone("127.0.0.1"), e.phone("127.0.0.1")
+	e.register("2002", b)
+	c := e.setupCall(a, b, "call-recancel")
+
+	re := c.aLeg.request(a, sip.INVITE)
+	a.send(re)
+	got := b.request(sip.INVITE)
+	b.reply(got, 180, "")
+	a.response(sip.INVITE, 180)
+	a.send(cancelFor(re))
+	a.response(sip.CANCEL, 200)
+	res := a.response(sip.INVITE, 487)
+	a.send(ackFor(re, res))
+	cancel := b.request(sip.CANCEL)
+	b.reply(cancel, 200, "")
+	b.reply(got, 487, "")
+
+	re = c.aLeg.request(a, sip.INVITE)
+	a.send(re)
+	got = b.request(sip.INVITE)
+	b.reply(got, 488, "")
+	res = a.response(sip.INVITE, 488)
+	a.send(ackFor(re, res))
+	if n := e.p.ActiveDialogs(); n != 1 {
+		t.Fatalf("dialogs = %d after a refused re-INVITE, want the call still up", n)
+	}
+	a.send(c.aLeg.request(a, sip.BYE))
+	bye := b.request(sip.BYE)
+	b.reply(bye, 200, "")
+	a.response(sip.BYE, 200)
 }

@@ -94,3 +94,45 @@ func TestTooManyDialogs(t *testing.T) {
 	res := a.response(sip.INVITE, 503)
 	a.send(ackFor(inv, res))
 }
+
+// TestStatelessChallenge: Stateless takes only a plain first INVITE with
+// nothing to refuse, and ChallengeStateless answers it 407 with a
+// Proxy-Authenticate of the caller's realm.
+func TestStatelessChallenge(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fastConfig())
+	a := e.phone("127.0.0.1")
+	plain := func() *sip.Request {
+		r := a.invite("2001", "2002", "call-stateless", 1)
+		r.SetSource(a.addr)
+		return r
+	}
+	if !e.p.Stateless(plain()) {
+		t.Fatal("a plain INVITE was not taken statelessly")
+	}
+	for name, mutate := range map[string]func(*sip.Request){
+		"credentials": func(r *sip.Request) { r.AppendHeader(sip.NewHeader("Proxy-Authorization", "Digest x")) },
+		"to tag":      func(r *sip.Request) { r.To().Params.Add("tag", "x") },
+		"max-forwards 0": func(r *sip.Request) {
+			mf := sip.MaxForwardsHeader(0)
+			r.ReplaceHeader(&mf)
+		},
+		"tel uri": func(r *sip.Request) { sip.ParseUri("tel:+1555", &r.Recipient) },
+		"looped":  func(r *sip.Request) { r.AppendHeader(e.p.newVia("UDP")) },
+		"bye":     func(r *sip.Request) { r.Method = sip.BYE },
+	} {
+		r := plain()
+		mutate(r)
+		if e.p.Stateless(r) {
+			t.Errorf("%s: taken statelessly", name)
+		}
+	}
+	var got *sip.Response
+	e.p.ChallengeStateless(plain(), func(r *sip.Response) error { got = r; return nil })
+	if got == nil || got.StatusCode != 407 {
+		t.Fatalf("answer %v, want 407", got)
+	}
+	if h := got.GetHeader("Proxy-Authenticate"); h == nil || !strings.Contains(h.Value(), `realm="pbx.test"`) {
+		t.Fatalf("Proxy-Authenticate = %v", h)
+	}
+}
