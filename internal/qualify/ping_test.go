@@ -154,7 +154,8 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // recovery is journaled; steady states are not.
 func TestQualifyChanges(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Config{Interval: time.Second, Timeout: 300 * time.Millisecond})
+	// Timeout: long enough for an answering phone on a loaded machine.
+	e := newEnv(t, Config{Interval: time.Second, Timeout: time.Second})
 	ph := e.phone(true)
 	b := e.register("2001", ph, "UDP")
 	if ok, rtt := e.q.Qualify(e.ctx, b); !ok || rtt <= 0 {
@@ -197,7 +198,7 @@ func TestPingUnusableContact(t *testing.T) {
 // when its context ends.
 func TestRunQualifiesEveryBinding(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Config{Interval: 400 * time.Millisecond, Timeout: 200 * time.Millisecond})
+	e := newEnv(t, Config{Interval: 500 * time.Millisecond, Timeout: time.Second})
 	up, down := e.phone(true), e.phone(false)
 	e.register("2001", up, "UDP")
 	e.register("2002", down, "UDP")
