@@ -86,7 +86,8 @@ func fillMillion(b *testing.B) *sqlite.DB {
 // probing the network and reading the firewall: Reader.Gather over the data
 // directory and Diagnose, with 1,000,000 journal events. It fails when an
 // answer takes longer than doctorBudget on average (outside -race builds).
-// Filling the journal takes about 25 s. Run it with
+// Filling the journal (through the store, 10,000 events per write) takes
+// about 90 s on the shared box. Run it with
 //
 //	go test -run XXX -bench BenchmarkDoctor1M -benchtime 20x ./internal/doctor/
 //
