@@ -25,24 +25,19 @@
 //
 // Readers (CLI, doctor, web console) use Query and Get on the same database:
 //
-//	recs, err := calls.Query(ctx, db.SQL(), calls.Filter{To: "2002", Failed: true, Limit: 10})
+//	recs, err := calls.Query(ctx, db, calls.Filter{To: "2002", Failed: true, Limit: 10})
 package calls
 
 import (
 	"context"
-	"database/sql"
-	"encoding/json"
-	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/batch"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/store"
-	"github.com/switchboard-pbx/switchboard/internal/store/multirow"
 )
 
 // Hangup parties recorded in Record.HangupBy.
@@ -54,63 +49,11 @@ const (
 )
 
 // Branch is one binding the call was forked to and what it answered.
-type Branch struct {
-	// Contact is the binding's contact URI (the INVITE's Request-URI).
-	Contact string `json:"contact"`
-	// Destination is the address the INVITE was sent to (where the phone
-	// registered from) and Transport how.
-	Destination string `json:"destination"`
-	Transport   string `json:"transport"`
-	UserAgent   string `json:"user_agent"`
-	// Status is the final SIP status the branch answered (0: none; 408 is
-	// also used when it never answered at all).
-	Status int `json:"sip_status"`
-	// Reason is the reason phrase, or what happened ("no response",
-	// "cancelled: another phone answered", ...).
-	Reason string `json:"reason"`
-	// Ringing is true once the branch sent 180/183.
-	Ringing bool `json:"ringing"`
-}
+type Branch = store.CallBranch
 
-// Record is one call attempt.
-type Record struct {
-	ID        int64  `json:"id"`
-	CallID    string `json:"call_id"`
-	From      string `json:"from"` // caller's user part, e.g. "2001"
-	To        string `json:"to"`   // dialled user part, e.g. "2002"
-	Domain    string `json:"domain"`
-	Source    string `json:"caller_source"` // ip:port the INVITE came from
-	Transport string `json:"transport"`
-	UserAgent string `json:"user_agent"`
-	// Start, Answer and End are zero when not (yet) reached.
-	Start     time.Time  `json:"start"`
-	Answer    time.Time  `json:"answer"`
-	End       time.Time  `json:"end"`
-	SIPStatus int        `json:"sip_status"` // final status sent to the caller (0 while ringing)
-	Cause     cause.Code `json:"cause"`      // "" while in progress
-	HangupBy  string     `json:"hangup_by"`  // ByCaller, ByCallee, ByServer; "" while in progress
-	Branches  []Branch   `json:"branches"`
-	Detail    string     `json:"detail"`
-}
-
-// Active reports whether the call is still in progress.
-func (r *Record) Active() bool { return r.End.IsZero() }
-
-// Duration is the talk time: from answer to end (or to now while the call
-// is up); 0 for a call that was never answered.
-func (r *Record) Duration(now time.Time) time.Duration {
-	if r.Answer.IsZero() {
-		return 0
-	}
-	end := r.End
-	if end.IsZero() {
-		end = now
-	}
-	if end.Before(r.Answer) {
-		return 0
-	}
-	return end.Sub(r.Answer)
-}
+// Record is one call attempt (its fields are defined with the store,
+// which keeps them).
+type Record = store.Call
 
 // Retention bounds the table.
 type Retention struct {
@@ -124,7 +67,7 @@ var DefaultRetention = Retention{MaxAge: 90 * 24 * time.Hour, MaxRecords: 1_000_
 // Writer batches records into the database. Create with NewWriter, call
 // Init once before use, then Run drains the queue until its context ends.
 type Writer struct {
-	db        *sql.DB
+	db        store.Calls
 	log       *slog.Logger
 	retention Retention
 	q         *batch.Queue[Record]
@@ -133,7 +76,7 @@ type Writer struct {
 }
 
 // NewWriter returns a writer with a queue of queueLen snapshots (0 = 65536).
-func NewWriter(db *sql.DB, log *slog.Logger, r Retention, queueLen int) *Writer {
+func NewWriter(db store.Calls, log *slog.Logger, r Retention, queueLen int) *Writer {
 	if queueLen <= 0 {
 		queueLen = 65536
 	}
@@ -150,11 +93,11 @@ func NewWriter(db *sql.DB, log *slog.Logger, r Retention, queueLen int) *Writer 
 // after the newest stored call and ends the calls a previous run left in
 // progress (cause SYSTEM_SHUTDOWN). It returns how many it ended.
 func (w *Writer) Init(ctx context.Context) (int64, error) {
-	var maxID sql.NullInt64
-	if err := w.db.QueryRowContext(ctx, "SELECT max(id) FROM calls").Scan(&maxID); err != nil {
-		return 0, fmt.Errorf("calls: read last id: %w", err)
+	maxID, err := w.db.LastCallID(ctx)
+	if err != nil {
+		return 0, err
 	}
-	w.nextID.Store(maxID.Int64)
+	w.nextID.Store(maxID)
 	return EndActive(ctx, w.db, w.now(), cause.SystemShutdown, ByServer,
 		"switchboard stopped while this call was in progress; its real end time is unknown")
 }
@@ -187,11 +130,9 @@ func (w *Writer) Flush(ctx context.Context) { w.q.Flush(ctx) }
 // Run writes batches every 50 ms until ctx is done, then writes what is
 // queued and returns. It prunes old records every minute.
 func (w *Writer) Run(ctx context.Context) {
-	in := newUpsert(w.db)
-	defer in.Close()
 	w.q.Run(ctx, batch.Loop[Record]{
 		Write: func(recs []Record) {
-			if err := upsert(context.Background(), in, recs); err != nil {
+			if err := w.db.SaveCalls(context.Background(), recs); err != nil {
 				w.log.Error("calls: write failed", "records", len(recs), "error", err)
 			}
 		},
@@ -201,202 +142,36 @@ func (w *Writer) Run(ctx context.Context) {
 
 // Upsert writes records in one transaction; for several snapshots of one id
 // the last one wins.
-func Upsert(ctx context.Context, db *sql.DB, recs []Record) error {
-	in := newUpsert(db)
-	defer in.Close()
-	return upsert(ctx, in, recs)
-}
-
-const upsertCols = 16
-
-func newUpsert(db *sql.DB) *multirow.Insert {
-	return multirow.New(db, `INSERT INTO calls(id, call_id, caller, callee, domain, source, transport,
-		user_agent, started_at, answered_at, ended_at, sip_status, cause, hangup_by, branches, detail)`, upsertCols,
-		`ON CONFLICT(id) DO UPDATE SET answered_at = excluded.answered_at, ended_at = excluded.ended_at,
-		sip_status = excluded.sip_status, cause = excluded.cause, hangup_by = excluded.hangup_by,
-		branches = excluded.branches, detail = excluded.detail`)
-}
-
-// upsert writes records in one transaction with in's statements.
-func upsert(ctx context.Context, in *multirow.Insert, recs []Record) error {
-	last := make(map[int64]int, len(recs))
-	for i := range recs {
-		last[recs[i].ID] = i
-	}
-	args := make([]any, 0, len(last)*upsertCols)
-	for i := range recs {
-		if last[recs[i].ID] != i {
-			continue
-		}
-		r := &recs[i]
-		branches := []byte("[]")
-		if len(r.Branches) > 0 {
-			var err error
-			if branches, err = json.Marshal(r.Branches); err != nil {
-				return fmt.Errorf("calls: encode branches of call %d: %w", r.ID, err)
-			}
-		}
-		args = append(args, r.ID, r.CallID, r.From, r.To, r.Domain, r.Source, r.Transport,
-			r.UserAgent, micros(r.Start), micros(r.Answer), micros(r.End), r.SIPStatus, string(r.Cause), r.HangupBy,
-			string(branches), r.Detail)
-	}
-	if err := in.Write(ctx, args); err != nil {
-		return fmt.Errorf("calls: save: %w", err)
-	}
-	return nil
+func Upsert(ctx context.Context, db store.Calls, recs []Record) error {
+	return db.SaveCalls(ctx, recs)
 }
 
 func (w *Writer) prune(ctx context.Context) {
-	cutoff := micros(w.now().Add(-w.retention.MaxAge))
-	if _, err := w.db.ExecContext(ctx, "DELETE FROM calls WHERE started_at < ? AND ended_at != 0", cutoff); err != nil && ctx.Err() == nil {
-		w.log.Warn("calls: prune by age failed", "error", err)
-	}
-	if _, err := w.db.ExecContext(ctx,
-		"DELETE FROM calls WHERE id <= (SELECT max(id) FROM calls) - ? AND ended_at != 0", w.retention.MaxRecords); err != nil && ctx.Err() == nil {
-		w.log.Warn("calls: prune by count failed", "error", err)
+	err := w.db.PruneCalls(ctx, w.now().Add(-w.retention.MaxAge), w.retention.MaxRecords)
+	if err != nil && ctx.Err() == nil {
+		w.log.Warn("calls: prune failed", "error", err)
 	}
 }
 
 // EndActive ends every call recorded as in progress with cause c at time
 // at, and returns how many it ended.
-func EndActive(ctx context.Context, db *sql.DB, at time.Time, c cause.Code, by, detail string) (int64, error) {
-	res, err := db.ExecContext(ctx, `UPDATE calls SET ended_at = ?, cause = ?, hangup_by = ?,
-		detail = CASE WHEN detail = '' THEN ? ELSE detail || '; ' || ? END WHERE ended_at = 0`,
-		micros(at), string(c), by, detail, detail)
-	if err != nil {
-		return 0, fmt.Errorf("calls: end calls left in progress: %w", err)
-	}
-	n, _ := res.RowsAffected()
-	return n, nil
+func EndActive(ctx context.Context, db store.Calls, at time.Time, c cause.Code, by, detail string) (int64, error) {
+	return db.EndActiveCalls(ctx, at, c, by, detail)
 }
 
 // Filter selects records. Zero fields match everything.
-type Filter struct {
-	From   string // caller user part
-	To     string // dialled user part
-	Ext    string // either side
-	Domain string
-	CallID string
-	// Active selects calls in progress only.
-	Active bool
-	// Failed selects ended calls whose cause is not NORMAL_CLEARING.
-	Failed bool
-	Since  time.Time
-	Limit  int // default 100
-}
-
-const columns = `id, call_id, caller, callee, domain, source, transport, user_agent, started_at, answered_at,
-	ended_at, sip_status, cause, hangup_by, branches, detail`
+type Filter = store.CallFilter
 
 // Query returns the records matching f, newest first.
-func Query(ctx context.Context, db *sql.DB, f Filter) ([]Record, error) {
-	var where []string
-	var args []any
-	add := func(cond string, a ...any) {
-		where = append(where, cond)
-		args = append(args, a...)
-	}
-	if f.From != "" {
-		add("caller = ?", f.From)
-	}
-	if f.To != "" {
-		add("callee = ?", f.To)
-	}
-	if f.Ext != "" {
-		add("(caller = ? OR callee = ?)", f.Ext, f.Ext)
-	}
-	if f.Domain != "" {
-		add("domain = ? COLLATE NOCASE", f.Domain)
-	}
-	if f.CallID != "" {
-		add("call_id = ?", f.CallID)
-	}
-	if f.Active {
-		add("ended_at = 0")
-	}
-	if f.Failed {
-		add("ended_at != 0 AND cause != ?", string(cause.NormalClearing))
-	}
-	if !f.Since.IsZero() {
-		add("started_at >= ?", micros(f.Since))
-	}
-	q := "SELECT " + columns + " FROM calls"
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 100
-	}
-	q += fmt.Sprintf(" ORDER BY id DESC LIMIT %d", limit)
-	rows, err := db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("calls: query: %w", err)
-	}
-	defer rows.Close()
-	out := []Record{}
-	for rows.Next() {
-		r, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("calls: query: %w", err)
-	}
-	return out, nil
+func Query(ctx context.Context, db store.Calls, f Filter) ([]Record, error) {
+	return db.QueryCalls(ctx, f)
 }
 
 // Get returns one record; the error wraps store.ErrNotFound when there is
 // no call with that id.
-func Get(ctx context.Context, db *sql.DB, id int64) (Record, error) {
-	rows, err := db.QueryContext(ctx, "SELECT "+columns+" FROM calls WHERE id = ?", id)
-	if err != nil {
-		return Record{}, fmt.Errorf("calls: get %d: %w", id, err)
-	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return Record{}, fmt.Errorf("calls: get %d: %w", id, err)
-		}
-		return Record{}, fmt.Errorf("call %d: %w", id, store.ErrNotFound)
-	}
-	return scan(rows)
-}
-
-func scan(rows *sql.Rows) (Record, error) {
-	var r Record
-	var start, answer, end int64
-	var c, branches string
-	if err := rows.Scan(&r.ID, &r.CallID, &r.From, &r.To, &r.Domain, &r.Source, &r.Transport, &r.UserAgent,
-		&start, &answer, &end, &r.SIPStatus, &c, &r.HangupBy, &branches, &r.Detail); err != nil {
-		return r, fmt.Errorf("calls: read: %w", err)
-	}
-	r.Start, r.Answer, r.End = fromMicros(start), fromMicros(answer), fromMicros(end)
-	r.Cause = cause.Code(c)
-	r.Branches = []Branch{}
-	if branches != "" && branches != "[]" {
-		if err := json.Unmarshal([]byte(branches), &r.Branches); err != nil {
-			return r, fmt.Errorf("calls: read branches of call %d: %w", r.ID, err)
-		}
-	}
-	return r, nil
+func Get(ctx context.Context, db store.Calls, id int64) (Record, error) {
+	return db.CallByID(ctx, id)
 }
 
 // ErrNotFound is store.ErrNotFound, for callers that only import calls.
 var ErrNotFound = store.ErrNotFound
-
-func micros(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMicro()
-}
-
-func fromMicros(us int64) time.Time {
-	if us == 0 {
-		return time.Time{}
-	}
-	return time.UnixMicro(us)
-}

@@ -29,7 +29,7 @@ func TestWriterLifecycle(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	db := openDB(t, dir)
-	w := NewWriter(db.SQL(), quiet(), Retention{}, 0)
+	w := NewWriter(db, quiet(), Retention{}, 0)
 	if n, err := w.Init(ctx); err != nil || n != 0 {
 		t.Fatalf("Init: %d %v", n, err)
 	}
@@ -48,7 +48,7 @@ func TestWriterLifecycle(t *testing.T) {
 	// Mutating the caller's slice after Save must not change what is stored.
 	r.Branches[0].Status = 999
 	w.Flush(ctx)
-	act, err := Query(ctx, db.SQL(), Filter{Active: true})
+	act, err := Query(ctx, db, Filter{Active: true})
 	if err != nil || len(act) != 1 || !act[0].Active() || act[0].Branches[0].Status != 0 {
 		t.Fatalf("active calls: %+v %v", act, err)
 	}
@@ -63,7 +63,7 @@ func TestWriterLifecycle(t *testing.T) {
 		End: t0.Add(time.Second), SIPStatus: 480, Cause: cause.UserNotRegistered, HangupBy: ByServer})
 	w.Flush(ctx)
 
-	got, err := Get(ctx, db.SQL(), 1)
+	got, err := Get(ctx, db, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,18 +71,18 @@ func TestWriterLifecycle(t *testing.T) {
 		got.Branches[0].Status != 200 || !got.Start.Equal(t0) || got.HangupBy != ByCaller {
 		t.Fatalf("unexpected record %+v", got)
 	}
-	all, _ := Query(ctx, db.SQL(), Filter{})
+	all, _ := Query(ctx, db, Filter{})
 	if len(all) != 2 || all[0].ID != 2 || all[1].ID != 1 {
 		t.Fatalf("want newest first, got %+v", all)
 	}
-	failed, _ := Query(ctx, db.SQL(), Filter{To: "2003", Failed: true})
+	failed, _ := Query(ctx, db, Filter{To: "2003", Failed: true})
 	if len(failed) != 1 || failed[0].Cause != cause.UserNotRegistered {
 		t.Fatalf("failed calls to 2003: %+v", failed)
 	}
-	if act, _ := Query(ctx, db.SQL(), Filter{Active: true}); len(act) != 0 {
+	if act, _ := Query(ctx, db, Filter{Active: true}); len(act) != 0 {
 		t.Fatalf("no call should be active: %+v", act)
 	}
-	if _, err := Get(ctx, db.SQL(), 42); !errors.Is(err, store.ErrNotFound) {
+	if _, err := Get(ctx, db, 42); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Get(42) = %v, want not found", err)
 	}
 
@@ -93,7 +93,7 @@ func TestWriterLifecycle(t *testing.T) {
 	stop()
 	<-done
 
-	w2 := NewWriter(db.SQL(), quiet(), Retention{}, 0)
+	w2 := NewWriter(db, quiet(), Retention{}, 0)
 	n, err := w2.Init(ctx)
 	if err != nil || n != 1 {
 		t.Fatalf("Init ended %d (%v), want 1", n, err)
@@ -101,7 +101,7 @@ func TestWriterLifecycle(t *testing.T) {
 	if id := w2.NextID(); id != 4 {
 		t.Fatalf("next id after restart = %d, want 4", id)
 	}
-	left, _ := Get(ctx, db.SQL(), 3)
+	left, _ := Get(ctx, db, 3)
 	if left.Active() || left.Cause != cause.SystemShutdown || left.HangupBy != ByServer || left.Detail == "" {
 		t.Fatalf("left-over call not ended: %+v", left)
 	}
@@ -109,7 +109,7 @@ func TestWriterLifecycle(t *testing.T) {
 
 func TestSaveNeverBlocks(t *testing.T) {
 	db := openDB(t, t.TempDir())
-	w := NewWriter(db.SQL(), quiet(), Retention{}, 2)
+	w := NewWriter(db, quiet(), Retention{}, 2)
 	for i := 0; i < 10; i++ {
 		w.Save(Record{ID: int64(i + 1)})
 	}

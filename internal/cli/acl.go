@@ -103,7 +103,7 @@ func checkACLRef(ctx context.Context, db *sqlite.DB, flagName, name string) erro
 	if err := acl.ValidName(name); err != nil {
 		return usagef("%s %q: %s", flagName, name, strings.TrimPrefix(err.Error(), "acl: "))
 	}
-	ok, err := security.NewStore(db.SQL()).HasACL(ctx, name)
+	ok, err := security.NewStore(db).HasACL(ctx, name)
 	if err == nil && !ok {
 		return usagef("%s %s: there is no acl %s: list them with `switchboard acl list`, or create it with `switchboard acl add %s --default deny`",
 			flagName, name, name, name)
@@ -143,7 +143,7 @@ func ACL(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer db.Close()
-	st := security.NewStore(db.SQL())
+	st := security.NewStore(db)
 	switch cmd {
 	case "list":
 		if len(rest) > 0 {

@@ -38,7 +38,7 @@ func operator() string {
 func journalAdmin(ctx context.Context, env Env, db *sqlite.DB, c cause.Code, source, what string) {
 	who := operator()
 	e := journal.Event{Time: time.Now(), Kind: journal.KindAdmin, Cause: c, AuthUser: who, Source: source, Detail: what + " by " + who}
-	if err := journal.Insert(ctx, db.SQL(), []journal.Event{e}); err != nil {
+	if err := journal.Insert(ctx, db, []journal.Event{e}); err != nil {
 		fmt.Fprintf(env.Stderr, "switchboard: warning: the change is made but could not be journaled: %v\n", err)
 	}
 }

@@ -68,7 +68,7 @@ func Ban(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer db.Close()
-	st := security.NewStore(db.SQL())
+	st := security.NewStore(db)
 	now := time.Now()
 	switch cmd {
 	case "list":

@@ -157,7 +157,7 @@ func Calls(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 	}
-	recs, err := calls.Query(ctx, db.SQL(), calls.Filter{From: *from, To: *to, Ext: *ext, Domain: dom,
+	recs, err := calls.Query(ctx, db, calls.Filter{From: *from, To: *to, Ext: *ext, Domain: dom,
 		Active: *active, Failed: *failed, Limit: *limit})
 	if err != nil {
 		return err
@@ -226,7 +226,7 @@ func clock(s float64) string {
 // its SIP Call-ID.
 func callRecord(ctx context.Context, db *sqlite.DB, id string) (calls.Record, error) {
 	if n, err := strconv.ParseInt(id, 10, 64); err == nil && n > 0 {
-		r, err := calls.Get(ctx, db.SQL(), n)
+		r, err := calls.Get(ctx, db, n)
 		if errors.Is(err, calls.ErrNotFound) {
 			return r, usagef("no call %d: list recent calls and their ids with `switchboard calls`", n)
 		}
@@ -235,7 +235,7 @@ func callRecord(ctx context.Context, db *sqlite.DB, id string) (calls.Record, er
 	if strings.ContainsAny(id, " \t\r\n") || id == "" {
 		return calls.Record{}, usagef("invalid call id %q: give the number from `switchboard calls` or a SIP Call-ID", id)
 	}
-	rs, err := calls.Query(ctx, db.SQL(), calls.Filter{CallID: id, Limit: 1})
+	rs, err := calls.Query(ctx, db, calls.Filter{CallID: id, Limit: 1})
 	if err != nil {
 		return calls.Record{}, err
 	}

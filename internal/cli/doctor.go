@@ -68,7 +68,7 @@ func Doctor(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	r := &doctor.Reader{DB: db, Serve: serveState(ctx, *data, db), Probe: true, Firewall: true, Disk: true,
-		Calls: doctor.CallsFromDB(ctx, db.SQL()), Bans: doctor.BansFromDB(ctx, db.SQL()), Loc: time.Local}
+		Calls: doctor.CallsFromDB(db), Bans: doctor.BansFromDB(db), Loc: time.Local}
 	if *data != defaultData() {
 		r.DataDir = *data
 	}

@@ -2,9 +2,7 @@ package cli
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
+	"github.com/switchboard-pbx/switchboard/internal/store"
 )
 
 const journalUsage = `
@@ -94,7 +93,7 @@ func Journal(ctx context.Context, env Env, args []string) error {
 	}
 	defer db.Close()
 	if *causeFlag != "" {
-		if f.Cause, err = knownCause(ctx, db.SQL(), *causeFlag); err != nil {
+		if f.Cause, err = knownCause(ctx, db, *causeFlag); err != nil {
 			return err
 		}
 	}
@@ -109,11 +108,11 @@ func Journal(ctx context.Context, env Env, args []string) error {
 	}
 	// --follow continues after the newest event at start, read before the
 	// first query so nothing recorded in between is missed.
-	after, err := journal.LastID(ctx, db.SQL())
+	after, err := journal.LastID(ctx, db)
 	if err != nil {
 		return err
 	}
-	evs, err := journal.Query(ctx, db.SQL(), f)
+	evs, err := journal.Query(ctx, db, f)
 	if err != nil {
 		return err
 	}
@@ -168,7 +167,7 @@ func Journal(ctx context.Context, env Env, args []string) error {
 		case <-tick.C:
 		}
 		f.AfterID = after
-		evs, err := journal.Query(ctx, db.SQL(), f)
+		evs, err := journal.Query(ctx, db, f)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -256,20 +255,17 @@ func (t *eventTable) write(w io.Writer, evs []journal.Event, header bool) error 
 // knownCause checks --cause against the causes switchboard records (and
 // those already in the journal, written by another version), matching
 // case-insensitively; it returns the canonical code.
-func knownCause(ctx context.Context, db *sql.DB, s string) (cause.Code, error) {
+func knownCause(ctx context.Context, db store.Journal, s string) (cause.Code, error) {
 	all := cause.All()
 	for _, c := range all {
 		if strings.EqualFold(string(c), s) {
 			return c, nil
 		}
 	}
-	var one int
-	err := db.QueryRowContext(ctx, "SELECT 1 FROM journal WHERE cause = ? LIMIT 1", s).Scan(&one)
-	if err == nil {
+	if seen, err := db.HasCause(ctx, cause.Code(s)); err != nil {
+		return "", err
+	} else if seen {
 		return cause.Code(s), nil
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("journal: look up cause: %w", err)
 	}
 	names := make([]string, len(all))
 	for i, c := range all {

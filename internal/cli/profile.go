@@ -100,7 +100,7 @@ func Profile(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer db.Close()
-	st := security.NewStore(db.SQL())
+	st := security.NewStore(db)
 	if cmd != "list" {
 		if _, err := st.Profile(ctx, name); errors.Is(err, security.ErrNoProfile) {
 			return usagef("there is no profile %s: switchboard runs one profile, internal (see switchboard profile list)", name)
@@ -204,18 +204,18 @@ func profileShow(ctx context.Context, env Env, db *sqlite.DB, st *security.Store
 	if v.Domains, v.Extensions, err = db.Counts(ctx); err != nil {
 		return err
 	}
-	q := db.SQL()
 	now := time.Now()
-	if err := q.QueryRowContext(ctx, "SELECT count(*) FROM bindings WHERE expires_at > ?", now.UnixMilli()).Scan(&v.Registrations); err != nil {
-		return fmt.Errorf("count registrations: %w", err)
+	if v.Registrations, err = db.CountRegistrations(ctx, now); err != nil {
+		return err
 	}
 	bans, err := st.Bans(ctx, now)
 	if err != nil {
 		return err
 	}
 	v.ActiveBans = len(bans)
-	// The calls table belongs to another feature; count when it exists.
-	_ = q.QueryRowContext(ctx, "SELECT count(*) FROM calls WHERE ended_at = 0").Scan(&v.ActiveCalls)
+	if v.ActiveCalls, err = db.CountActiveCalls(ctx); err != nil {
+		return err
+	}
 	for _, n := range []string{p.RegisterACL, p.InboundACL, p.TrustedACL} {
 		if n == "" {
 			continue

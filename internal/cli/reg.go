@@ -369,5 +369,5 @@ func removeStored(ctx context.Context, db *sqlite.DB, dom, ext, contact string) 
 	if err := db.ApplyBindings(ctx, nil, keys); err != nil {
 		return nil, err
 	}
-	return gone, journal.Insert(ctx, db.SQL(), events)
+	return gone, journal.Insert(ctx, db, events)
 }

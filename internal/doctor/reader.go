@@ -2,10 +2,10 @@ package doctor
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -17,7 +17,6 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
 	"github.com/switchboard-pbx/switchboard/internal/store"
-	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
 )
 
 // DefaultRecent is how many of an extension's newest journal events the
@@ -38,6 +37,26 @@ type CallSource func(ctx context.Context, q CallQuery) ([]Call, error)
 // BanSource reads the active bans of the given addresses.
 type BanSource func(ctx context.Context, ips []string) ([]Ban, error)
 
+// Store is what a Reader reads: the directory, the registrations, the
+// journal, the access control and the published settings (store/sqlite.DB
+// implements it).
+type Store interface {
+	store.Doctor
+	store.Journal
+	store.Meta
+	AccessStore
+	Domain(ctx context.Context, name string) (store.Domain, error)
+	Extension(ctx context.Context, domain, number string) (store.Extension, error)
+	// Path is the database file's path (its file system is checked).
+	Path() string
+}
+
+// AccessStore reads the access control in force (see ReadAccess).
+type AccessStore interface {
+	ACLs(ctx context.Context) ([]acl.List, error)
+	Profile(ctx context.Context, name string) (store.Profile, error)
+}
+
 // Reader gathers the facts Diagnose needs from a data directory and the
 // running server. It only reads. The zero values of the optional fields
 // turn their part off: Calls and Bans nil mean "not available" (a skip
@@ -45,7 +64,7 @@ type BanSource func(ctx context.Context, ips []string) ([]Ban, error)
 // A Reader probes and reads the firewall once, on its first Gather; it is
 // not safe for concurrent use.
 type Reader struct {
-	DB      *sqlite.DB
+	DB      Store
 	DataDir string // shown in fixes ("" leaves --data out)
 	// DefaultDomain is the server's default domain ("" = read it).
 	DefaultDomain string
@@ -101,7 +120,7 @@ func (r *Reader) Gather(ctx context.Context, number, domain string) (Inputs, err
 		return in, err
 	}
 	r.bans(ctx, &in)
-	in.Access = ReadAccess(ctx, r.DB.SQL())
+	in.Access = ReadAccess(ctx, r.DB)
 	if r.Calls != nil {
 		failed, err := r.Calls(ctx, CallQuery{To: number, Domain: domain, Failed: true, Limit: 20})
 		if err == nil {
@@ -148,10 +167,9 @@ func (r *Reader) directory(ctx context.Context, in *Inputs) error {
 	case errors.Is(err, store.ErrNotFound):
 		// Only the numbers: reading 100,000 whole extensions to find typos
 		// would cost the doctor its answer time.
-		nums, err := column(ctx, r.DB.SQL(), `SELECT e.number FROM extensions e JOIN domains d ON d.id = e.domain_id
-			WHERE d.name = ?`, in.Domain)
+		nums, err := r.DB.ExtensionNumbers(ctx, in.Domain)
 		if err != nil {
-			return err
+			return fmt.Errorf("doctor: %w", err)
 		}
 		in.Similar = Similar(in.Number, nums, 3)
 	case err != nil:
@@ -159,30 +177,10 @@ func (r *Reader) directory(ctx context.Context, in *Inputs) error {
 	default:
 		in.Ext = &e
 	}
-	in.OtherDomains, err = column(ctx, r.DB.SQL(), `SELECT d.name FROM extensions e JOIN domains d ON d.id = e.domain_id
-		WHERE e.number = ? AND d.name != ? ORDER BY d.name`, in.Number, in.Domain)
-	return err
-}
-
-// column runs a query that returns one text column.
-func column(ctx context.Context, db *sql.DB, q string, args ...any) ([]string, error) {
-	rows, err := db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("doctor: read directory: %w", err)
+	if in.OtherDomains, err = r.DB.DomainsWithExtension(ctx, in.Number, in.Domain); err != nil {
+		return fmt.Errorf("doctor: %w", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var v string
-		if err := rows.Scan(&v); err != nil {
-			return nil, fmt.Errorf("doctor: read directory: %w", err)
-		}
-		out = append(out, v)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("doctor: read directory: %w", err)
-	}
-	return out, nil
+	return nil
 }
 
 // runtime probes the listeners and reads the firewall, once per Reader.
@@ -222,7 +220,7 @@ var failureCauses = []cause.Code{cause.WrongPassword, cause.AuthUserMismatch, ca
 	cause.DigestNoQOP, cause.DigestURIMismatch}
 
 func (r *Reader) history(ctx context.Context, in *Inputs) error {
-	db := r.DB.SQL()
+	db := r.DB
 	h := &in.History
 	h.Limit = r.RecentLimit
 	if h.Limit <= 0 {
@@ -300,14 +298,6 @@ func (r *Reader) bans(ctx context.Context, in *Inputs) {
 	in.Bans = Bans{Available: true, Active: bans}
 }
 
-// TableExists reports whether the database has table name (parts of the
-// schema other features add may be missing in an older data directory).
-func TableExists(ctx context.Context, db *sql.DB, name string) bool {
-	var n int
-	err := db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", name).Scan(&n)
-	return err == nil && n > 0
-}
-
 // Similar returns up to max numbers from candidates that look like a typo
 // of number: one digit changed, added or dropped, or two neighbours
 // swapped. The result is sorted.
@@ -370,12 +360,8 @@ func deletes(long, short string) bool {
 	return long[i+1:] == short[i:]
 }
 
-// CallsFromDB reads call records from the calls table (package calls); it
-// returns nil (not available) when the database has no such table.
-func CallsFromDB(ctx context.Context, db *sql.DB) CallSource {
-	if !TableExists(ctx, db, "calls") {
-		return nil
-	}
+// CallsFromDB reads call records from the store (package calls).
+func CallsFromDB(db store.Calls) CallSource {
 	return func(ctx context.Context, q CallQuery) ([]Call, error) {
 		recs, err := calls.Query(ctx, db, calls.Filter{From: q.From, To: q.To, Domain: q.Domain, Failed: q.Failed, Limit: q.Limit})
 		if err != nil {
@@ -390,92 +376,52 @@ func CallsFromDB(ctx context.Context, db *sql.DB) CallSource {
 	}
 }
 
-// BansFromDB reads the bans of the given addresses from the bans table
-// (package security, migration 4: since and until in Unix milliseconds,
-// until 0 = permanent); Diagnose keeps the active ones. It returns nil (not
-// available) when the table is missing.
-func BansFromDB(ctx context.Context, db *sql.DB) BanSource {
-	if !TableExists(ctx, db, "bans") {
-		return nil
-	}
+// BansFromDB reads the stored bans (expired or not) of the given addresses
+// from the store; Diagnose keeps the active ones. Strings that are not
+// addresses match nothing.
+func BansFromDB(db store.Security) BanSource {
 	return func(ctx context.Context, ips []string) ([]Ban, error) {
-		if len(ips) == 0 {
+		addrs := make([]netip.Addr, 0, len(ips))
+		for _, s := range ips {
+			if a, err := netip.ParseAddr(s); err == nil {
+				addrs = append(addrs, a)
+			}
+		}
+		if len(addrs) == 0 {
 			return nil, nil
 		}
-		q := "SELECT ip, reason, failures, since, until FROM bans WHERE ip IN (?" + strings.Repeat(",?", len(ips)-1) + ")"
-		args := make([]any, len(ips))
-		for i, ip := range ips {
-			args[i] = ip
-		}
-		rows, err := db.QueryContext(ctx, q, args...)
+		bans, err := db.BansOf(ctx, addrs)
 		if err != nil {
-			return nil, fmt.Errorf("doctor: read bans: %w", err)
+			return nil, fmt.Errorf("doctor: %w", err)
 		}
-		defer rows.Close()
-		var out []Ban
-		for rows.Next() {
-			var b Ban
-			var since, until int64
-			if err := rows.Scan(&b.IP, &b.Reason, &b.Failures, &since, &until); err != nil {
-				return nil, fmt.Errorf("doctor: read bans: %w", err)
-			}
-			b.Since, b.Until = fromMilli(since), fromMilli(until)
-			out = append(out, b)
+		out := make([]Ban, 0, len(bans))
+		for _, b := range bans {
+			out = append(out, Ban{IP: b.IP.String(), Reason: b.Reason, Failures: b.Failures, Since: b.Since, Until: b.Until})
 		}
-		return out, rows.Err()
+		return out, nil
 	}
-}
-
-func fromMilli(ms int64) time.Time {
-	if ms == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(ms)
 }
 
 // ReadAccess reads the access control in force: the profile "internal"'s
-// register and inbound ACLs and every list (tables of package security,
-// migration 4). Access.Available is false when they cannot be read.
-func ReadAccess(ctx context.Context, db *sql.DB) Access {
+// register and inbound ACLs and every list. Access.Available is false when
+// they cannot be read.
+func ReadAccess(ctx context.Context, db AccessStore) Access {
 	var a Access
-	if !TableExists(ctx, db, "profiles") || !TableExists(ctx, db, "acl_nodes") {
-		return a
-	}
-	err := db.QueryRowContext(ctx, "SELECT register_acl, inbound_acl FROM profiles WHERE name = 'internal'").
-		Scan(&a.RegisterACL, &a.InboundACL)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	p, err := db.Profile(ctx, "internal")
+	switch {
+	case errors.Is(err, store.ErrNoProfile):
+	case err != nil:
 		return Access{}
+	default:
+		a.RegisterACL, a.InboundACL = p.RegisterACL, p.InboundACL
 	}
-	rows, err := db.QueryContext(ctx, `SELECT a.name, a.default_allow, n.allow, n.cidr
-		FROM acls a LEFT JOIN acl_nodes n ON n.acl = a.name ORDER BY a.name, n.position`)
+	lists, err := db.ACLs(ctx)
 	if err != nil {
 		return Access{}
 	}
-	defer rows.Close()
-	a.Lists = map[string]acl.List{}
-	for rows.Next() {
-		var name string
-		var def bool
-		var allow sql.NullBool
-		var cidr sql.NullString
-		if err := rows.Scan(&name, &def, &allow, &cidr); err != nil {
-			return Access{}
-		}
-		l, ok := a.Lists[name]
-		if !ok {
-			l = acl.List{Name: name, DefaultAllow: def}
-		}
-		if cidr.Valid {
-			n, err := acl.ParseNode(allow.Bool, cidr.String)
-			if err != nil {
-				return Access{}
-			}
-			l.Nodes = append(l.Nodes, n)
-		}
-		a.Lists[name] = l
-	}
-	if rows.Err() != nil {
-		return Access{}
+	a.Lists = make(map[string]acl.List, len(lists))
+	for _, l := range lists {
+		a.Lists[l.Name] = l
 	}
 	a.Available = true
 	return a

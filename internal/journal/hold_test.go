@@ -27,7 +27,7 @@ func TestHold(t *testing.T) {
 	now := time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	w := NewWriter(db.SQL(), slog.New(slog.NewTextHandler(io.Discard, nil)), Retention{}, 0)
+	w := NewWriter(db, slog.New(slog.NewTextHandler(io.Discard, nil)), Retention{}, 0)
 	w.now = clock
 	th := NewThrottle(time.Minute, clock)
 	runCtx, stop := context.WithCancel(ctx)
@@ -41,7 +41,7 @@ func TestHold(t *testing.T) {
 	count := func(ext string) int {
 		t.Helper()
 		w.q.Flush(ctx) // what was released, not what is held
-		evs, err := Query(ctx, db.SQL(), Filter{Extension: ext})
+		evs, err := Query(ctx, db, Filter{Extension: ext})
 		if err != nil {
 			t.Fatal(err)
 		}

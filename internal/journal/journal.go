@@ -11,18 +11,14 @@ package journal
 
 import (
 	"context"
-	"database/sql"
-	"fmt"
 	"log/slog"
-	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/batch"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
-	"github.com/switchboard-pbx/switchboard/internal/store/multirow"
+	"github.com/switchboard-pbx/switchboard/internal/store"
 )
 
 // Event kinds.
@@ -44,31 +40,9 @@ func AdminCauses() []cause.Code {
 	return []cause.Code{cause.BanLifted, cause.BanAdded, cause.ACLChanged, cause.ProfileChanged}
 }
 
-// Event is one decision.
-type Event struct {
-	ID        int64      `json:"id"`
-	Time      time.Time  `json:"time"`
-	Kind      string     `json:"kind"`
-	Cause     cause.Code `json:"cause"`
-	Extension string     `json:"extension"`
-	Domain    string     `json:"domain"`
-	AuthUser  string     `json:"auth_user"`
-	Realm     string     `json:"realm"`
-	Source    string     `json:"source"`
-	Transport string     `json:"transport"`
-	UserAgent string     `json:"user_agent"`
-	Status    int        `json:"sip_status"`
-	CallID    string     `json:"call_id"`
-	Detail    string     `json:"detail"`
-}
-
-// SourceIP returns the IP part of Source.
-func (e *Event) SourceIP() string {
-	if h, _, err := net.SplitHostPort(e.Source); err == nil {
-		return h
-	}
-	return e.Source
-}
+// Event is one decision (its fields are defined with the store, which
+// keeps them).
+type Event = store.Event
 
 // Retention bounds the journal.
 type Retention struct {
@@ -82,7 +56,7 @@ var DefaultRetention = Retention{MaxAge: 7 * 24 * time.Hour, MaxEvents: 1_000_00
 // Writer batches events into the database. Create with NewWriter; Run
 // drains the queue until its context ends, then flushes what is left.
 type Writer struct {
-	db        *sql.DB
+	db        store.Journal
 	log       *slog.Logger
 	retention Retention
 	q         *batch.Queue[Event]
@@ -97,7 +71,7 @@ type Writer struct {
 }
 
 // NewWriter returns a writer with a queue of queueLen events (0 = 65536).
-func NewWriter(db *sql.DB, log *slog.Logger, r Retention, queueLen int) *Writer {
+func NewWriter(db store.Journal, log *slog.Logger, r Retention, queueLen int) *Writer {
 	if queueLen <= 0 {
 		queueLen = 65536
 	}
@@ -150,8 +124,6 @@ func (w *Writer) Flush(ctx context.Context) {
 // Run writes batches every 50 ms until ctx is done, then records the held
 // events and writes what is queued. It prunes old events every minute.
 func (w *Writer) Run(ctx context.Context) {
-	in := newInsert(w.db)
-	defer in.Close()
 	qctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	// unsaved holds the newest events (at most maxUnsaved) whose write
@@ -165,7 +137,7 @@ func (w *Writer) Run(ctx context.Context) {
 				if len(unsaved) > 0 {
 					events = append(unsaved, events...)
 				}
-				if err := insert(context.Background(), in, events); err != nil {
+				if err := w.db.InsertEvents(context.Background(), events); err != nil {
 					if len(unsaved) == 0 {
 						w.log.Error("journal: write failed; keeping the newest events to try again", "events", len(events),
 							"error", err)
@@ -201,190 +173,26 @@ func (w *Writer) Run(ctx context.Context) {
 }
 
 // Insert writes events in one transaction.
-func Insert(ctx context.Context, db *sql.DB, events []Event) error {
-	in := newInsert(db)
-	defer in.Close()
-	return insert(ctx, in, events)
-}
-
-func newInsert(db *sql.DB) *multirow.Insert {
-	return multirow.New(db, `INSERT INTO journal(time, kind, cause, extension, domain, auth_user, realm,
-		source, transport, user_agent, status, call_id, detail)`, insertCols, "")
-}
-
-const insertCols = 13
-
-// insert writes events in one transaction with in's statements.
-func insert(ctx context.Context, in *multirow.Insert, events []Event) error {
-	args := make([]any, 0, len(events)*insertCols)
-	for i := range events {
-		e := &events[i]
-		args = append(args, e.Time.UnixMicro(), e.Kind, string(e.Cause), e.Extension, e.Domain,
-			e.AuthUser, e.Realm, e.Source, e.Transport, e.UserAgent, e.Status, e.CallID, e.Detail)
-	}
-	if err := in.Write(ctx, args); err != nil {
-		return fmt.Errorf("journal: %w", err)
-	}
-	return nil
+func Insert(ctx context.Context, db store.Journal, events []Event) error {
+	return db.InsertEvents(ctx, events)
 }
 
 func (w *Writer) prune(ctx context.Context) {
-	cutoff := w.now().Add(-w.retention.MaxAge).UnixMicro()
-	if _, err := w.db.ExecContext(ctx, "DELETE FROM journal WHERE time < ?", cutoff); err != nil {
-		w.log.Warn("journal: prune by age failed", "error", err)
-	}
-	if _, err := w.db.ExecContext(ctx,
-		"DELETE FROM journal WHERE id <= (SELECT max(id) FROM journal) - ?", w.retention.MaxEvents); err != nil {
-		w.log.Warn("journal: prune by count failed", "error", err)
+	if err := w.db.PruneEvents(ctx, w.now().Add(-w.retention.MaxAge), w.retention.MaxEvents); err != nil {
+		w.log.Warn("journal: prune failed", "error", err)
 	}
 }
 
 // Filter selects events. Zero fields match everything.
-type Filter struct {
-	Extension string
-	Domain    string
-	IP        string // source IP (any port)
-	Kind      string
-	Cause     cause.Code
-	Since     time.Time
-	AfterID   int64
-	Limit     int // default 1000
-	// Oldest returns the oldest first (default newest first), by time and
-	// then id.
-	Oldest bool
-}
+type Filter = store.JournalFilter
 
-// Query returns events matching f.
-func Query(ctx context.Context, db *sql.DB, f Filter) ([]Event, error) {
-	var where []string
-	var args []any
-	// col names a filtered column. Following (AfterID) reads the few rows
-	// past a known id through the primary key: a unary + keeps SQLite from
-	// walking an extension's (or address's) whole index instead.
-	col := func(name string) string {
-		if f.AfterID > 0 {
-			return "+" + name
-		}
-		return name
-	}
-	if f.Extension != "" {
-		where = append(where, col("extension")+" = ?")
-		args = append(args, f.Extension)
-	}
-	if f.Domain != "" {
-		where = append(where, "domain = ? COLLATE NOCASE")
-		args = append(args, f.Domain)
-	}
-	if f.IP != "" {
-		// Ranges instead of LIKE so the journal_source index serves them:
-		// "ip:" <= source < "ip;" matches every "ip:port" (';' follows ':').
-		src := col("source")
-		where = append(where, "("+src+" = ? OR ("+src+" >= ? AND "+src+" < ?) OR ("+src+" >= ? AND "+src+" < ?))")
-		args = append(args, f.IP, f.IP+":", f.IP+";", "["+f.IP+"]:", "["+f.IP+"];")
-	}
-	if f.Kind != "" {
-		where = append(where, col("kind")+" = ?")
-		args = append(args, f.Kind)
-	}
-	if f.Cause != "" {
-		where = append(where, col("cause")+" = ?")
-		args = append(args, string(f.Cause))
-	}
-	if !f.Since.IsZero() {
-		where = append(where, col("time")+" >= ?")
-		args = append(args, f.Since.UnixMicro())
-	}
-	if f.AfterID > 0 {
-		where = append(where, "id > ?")
-		args = append(args, f.AfterID)
-	}
-	q := `SELECT id, time, kind, cause, extension, domain, auth_user, realm, source, transport, user_agent, status,
-		call_id, detail FROM journal`
-	if f.Extension != "" && f.AfterID == 0 {
-		// An extension's newest events come straight off journal_ext in
-		// order. Pinned because with ANALYZE statistics SQLite may prefer a
-		// skip-scan of journal_dom_ext_cause and sort hundreds of thousands
-		// of rows (seconds, not milliseconds); a schema change that drops
-		// the index then fails loudly instead of slowly.
-		q += " INDEXED BY journal_ext"
-	}
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	// By time, then id: the order of the journal_ext and journal_time
-	// indexes (whose entries end with the rowid), so an extension's newest
-	// events come straight off journal_ext however many it has. Following
-	// (AfterID) reads the few rows past a known id in id order.
-	order := "time %[1]s, id %[1]s"
-	if f.AfterID > 0 {
-		order = "id %[1]s"
-	}
-	dir := "DESC"
-	if f.Oldest {
-		dir = "ASC"
-	}
-	q += " ORDER BY " + fmt.Sprintf(order, dir)
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 1000
-	}
-	q += fmt.Sprintf(" LIMIT %d", limit)
-	rows, err := db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("journal: query: %w", err)
-	}
-	out, err := scanEvents(rows)
-	if err != nil {
-		return nil, fmt.Errorf("journal: query: %w", err)
-	}
-	return out, nil
-}
-
-// scanEvents reads the rows of a query that selects the journal's columns
-// in table order, and closes them.
-func scanEvents(rows *sql.Rows) ([]Event, error) {
-	defer rows.Close()
-	var out []Event
-	for rows.Next() {
-		var e Event
-		var t int64
-		var c string
-		if err := rows.Scan(&e.ID, &t, &e.Kind, &c, &e.Extension, &e.Domain, &e.AuthUser, &e.Realm, &e.Source,
-			&e.Transport, &e.UserAgent, &e.Status, &e.CallID, &e.Detail); err != nil {
-			return nil, err
-		}
-		e.Time = time.UnixMicro(t)
-		e.Cause = cause.Code(c)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+// Query returns events matching f (see store.Journal.QueryEvents).
+func Query(ctx context.Context, db store.Journal, f Filter) ([]Event, error) {
+	return db.QueryEvents(ctx, f)
 }
 
 // Admin returns the newest operator changes (KindAdmin events, which name
-// no extension and no domain), newest first, at most limit (0 = 200). It
-// seeks the journal_dom_ext_cause index, so it costs the same however
-// large the journal is.
-func Admin(ctx context.Context, db *sql.DB, limit int) ([]Event, error) {
-	if limit <= 0 {
-		limit = 200
-	}
-	causes := AdminCauses()
-	q := `SELECT id, time, kind, cause, extension, domain, auth_user, realm, source, transport, user_agent, status,
-		call_id, detail FROM journal INDEXED BY journal_dom_ext_cause
-		WHERE domain = '' AND extension = '' AND cause IN (?` + strings.Repeat(",?", len(causes)-1) + `) AND kind = ?
-		ORDER BY time DESC, id DESC LIMIT ?`
-	args := make([]any, 0, len(causes)+2)
-	for _, c := range causes {
-		args = append(args, string(c))
-	}
-	args = append(args, KindAdmin, limit)
-	rows, err := db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("journal: read admin events: %w", err)
-	}
-	out, err := scanEvents(rows)
-	if err != nil {
-		return nil, fmt.Errorf("journal: read admin events: %w", err)
-	}
-	return out, nil
+// no extension and no domain), newest first, at most limit (0 = 200).
+func Admin(ctx context.Context, db store.Journal, limit int) ([]Event, error) {
+	return db.AdminEvents(ctx, KindAdmin, AdminCauses(), limit)
 }

@@ -222,9 +222,7 @@ func (s *Service) Publish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.d.Store.db.ExecContext(ctx,
-		"INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", MetaKey, string(b))
-	if err != nil {
+	if err := s.d.Store.b.SetMeta(ctx, MetaKey, string(b)); err != nil {
 		return fmt.Errorf("publish security settings: %w", err)
 	}
 	return nil

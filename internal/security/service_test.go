@@ -22,7 +22,7 @@ func newDBService(t *testing.T, cfg Config, live func(netip.Addr) bool) (*Servic
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	st := NewStore(db.SQL())
+	st := NewStore(db)
 	clock := &fakeClock{}
 	s := New(cfg, Deps{Store: st, Live: live, Now: clock.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err := s.Load(context.Background()); err != nil {
@@ -259,7 +259,7 @@ func TestBanRegisteredAddress(t *testing.T) {
 	}
 	t.Cleanup(func() { db.Close() })
 	clock := &fakeClock{}
-	s := New(Config{BanAfter: 3, BanWindow: time.Minute, BanFor: time.Hour}, Deps{Store: NewStore(db.SQL()),
+	s := New(Config{BanAfter: 3, BanWindow: time.Minute, BanFor: time.Hour}, Deps{Store: NewStore(db),
 		Live:     func(a netip.Addr) bool { return a == office },
 		LiveFrom: func(a netip.Addr, d, n string) bool { return a == office && d == "example.com" && n == "2001" },
 		LiveAt:   func(a netip.Addr) []string { return []string{"2001@example.com"} },

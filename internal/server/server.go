@@ -143,12 +143,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err := s.Dir.Load(ctx); err != nil {
 		return fail(err)
 	}
-	s.Journal = journal.NewWriter(db.SQL(), log, journal.Retention{MaxAge: cfg.JournalMaxAge, MaxEvents: cfg.JournalMaxEvents}, writerQueue)
+	s.Journal = journal.NewWriter(db, log, journal.Retention{MaxAge: cfg.JournalMaxAge, MaxEvents: cfg.JournalMaxEvents}, writerQueue)
 	if !cfg.Journal {
 		s.Journal.Disable()
 		log.Warn("journal disabled (--journal=false): decisions are not recorded and the doctor cannot explain them")
 	}
-	s.Calls = calls.NewWriter(db.SQL(), log, calls.Retention{}, writerQueue)
+	s.Calls = calls.NewWriter(db, log, calls.Retention{}, writerQueue)
 	if ended, err := s.Calls.Init(ctx); err != nil {
 		return fail(err)
 	} else if ended > 0 {
@@ -182,7 +182,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 
 	s.Sec = security.New(security.Config{BanAfter: cfg.BanAfter, BanAfterRegistered: cfg.BanAfterRegistered,
 		BanWindow: cfg.BanWindow, BanFor: cfg.BanFor, RateLimit: float64(cfg.RateLimit), RateBurst: cfg.RateBurst, Allow: Allow},
-		security.Deps{Store: security.NewStore(db.SQL()), Dir: s.Dir, Live: s.Loc.HasSource,
+		security.Deps{Store: security.NewStore(db), Dir: s.Dir, Live: s.Loc.HasSource,
 			LiveFrom: s.liveFrom, LiveAt: s.liveAt, Journal: s.Journal, Log: log})
 	if err := s.Sec.Load(ctx); err != nil {
 		return fail(err)

@@ -1,6 +1,10 @@
 // Package store defines switchboard's persistent data model: domains (tenants),
 // extensions, registrations (bindings), the change feed that tells a running
-// server what the CLI changed, and the interfaces a storage backend implements.
+// server what the CLI changed, the journal, call records, access control
+// (ACLs, profiles, bans), and the interfaces a storage backend implements.
+// Only backends speak their database's language (SQL); every other package
+// uses these interfaces, and package storetest is the contract a backend
+// passes.
 //
 // The default backend is store/sqlite (an embedded database in the data
 // directory). Every method returns a wrapped error; the sentinel errors below

@@ -31,12 +31,21 @@ type DB struct {
 	sql        *sql.DB
 	path       string
 	bindUpsert *multirow.Insert // ApplyBindings' upserts
+	// journalInsert and callUpsert are InsertEvents' and SaveCalls'
+	// statements, prepared once and reused by every batch.
+	journalInsert *multirow.Insert
+	callUpsert    *multirow.Insert
 }
 
 var (
 	_ store.Directory = (*DB)(nil)
 	_ store.Bindings  = (*DB)(nil)
 	_ store.Changes   = (*DB)(nil)
+	_ store.Journal   = (*DB)(nil)
+	_ store.Calls     = (*DB)(nil)
+	_ store.Security  = (*DB)(nil)
+	_ store.Meta      = (*DB)(nil)
+	_ store.Doctor    = (*DB)(nil)
 )
 
 // Open opens (creating the directory and file when missing) and migrates the
@@ -134,7 +143,8 @@ func openFile(path string) (*DB, error) {
 	sdb.SetMaxIdleConns(4)
 	sdb.SetConnMaxIdleTime(0)
 	return &DB{sql: sdb, path: path,
-		bindUpsert: multirow.New(sdb, "INSERT OR REPLACE INTO bindings("+bindingColumns+")", bindingCols, "")}, nil
+		bindUpsert:    multirow.New(sdb, "INSERT OR REPLACE INTO bindings("+bindingColumns+")", bindingCols, ""),
+		journalInsert: newJournalInsert(sdb), callUpsert: newCallUpsert(sdb)}, nil
 }
 
 // createPrivate creates path empty with mode 0600 when it does not exist
@@ -218,14 +228,26 @@ func unwrapPathErr(err error) error {
 // Path is the database file's path.
 func (db *DB) Path() string { return db.path }
 
-// SQL exposes the handle to packages that keep their own tables in this
-// database (journal, calls, acl). They add their schema through migrations
-// in this package so one version number covers the whole file.
+// SQL exposes the handle for tests and tools that inspect the file (the
+// e2e tests count rows and checkpoint the WAL with it). Switchboard's own
+// packages never use it: every statement they need is a method of DB,
+// behind the interfaces of package store.
 func (db *DB) SQL() *sql.DB { return db.sql }
+
+// Analyze gathers the statistics SQLite's query planner uses (ANALYZE),
+// so that the plans are those of a database that has been in use.
+func (db *DB) Analyze(ctx context.Context) error {
+	if _, err := db.sql.ExecContext(ctx, "ANALYZE"); err != nil {
+		return fmt.Errorf("analyze %s: %w", db.path, err)
+	}
+	return nil
+}
 
 // Close closes the database.
 func (db *DB) Close() error {
 	db.bindUpsert.Close()
+	db.journalInsert.Close()
+	db.callUpsert.Close()
 	return db.sql.Close()
 }
 
