@@ -87,8 +87,8 @@ func newEnv(t *testing.T, cfg Config) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, ctx: ctx, db: db}
-	e.jw = journal.NewWriter(db.SQL(), log, journal.Retention{}, 0)
-	e.cw = calls.NewWriter(db.SQL(), log, calls.Retention{}, 0)
+	e.jw = journal.NewWriter(db, log, journal.Retention{}, 0)
+	e.cw = calls.NewWriter(db, log, calls.Retention{}, 0)
 	if _, err := e.cw.Init(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func (e *env) record(callID string, ok func(calls.Record) bool) calls.Record {
 	var last []calls.Record
 	for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		e.cw.Flush(e.ctx)
-		recs, err := calls.Query(e.ctx, e.db.SQL(), calls.Filter{CallID: callID})
+		recs, err := calls.Query(e.ctx, e.db, calls.Filter{CallID: callID})
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -167,7 +167,7 @@ func (e *env) event(f journal.Filter, ok func(journal.Event) bool) journal.Event
 	var last []journal.Event
 	for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		e.jw.Flush(e.ctx)
-		evs, err := journal.Query(e.ctx, e.db.SQL(), f)
+		evs, err := journal.Query(e.ctx, e.db, f)
 		if err != nil {
 			e.t.Fatal(err)
 		}
