@@ -69,6 +69,7 @@ func TestHelpGolden(t *testing.T) {
 		"journal":  {"journal", "--help"},
 		"calls":    {"calls", "--help"},
 		"ext-list": {"ext", "list", "--help"},
+		"serve":    {"serve", "--help"},
 	} {
 		out := mustRun(t, "", args...)
 		golden := filepath.Join("testdata", "help-"+name+".golden")
