@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/switchboard-pbx/switchboard/internal/config"
@@ -39,6 +40,14 @@ func Serve(ctx context.Context, env Env, args []string, ready func(*server.Serve
 		if err := cfg.LoadFile(*configFile, given); err != nil {
 			return err
 		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if cfg.MemoryLimit != "" {
+		// Process-wide, like GOMEMLIMIT, which it overrides.
+		n, _ := config.ParseSize(cfg.MemoryLimit) // checked by Validate
+		debug.SetMemoryLimit(n)
 	}
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))

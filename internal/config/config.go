@@ -7,10 +7,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/digest"
@@ -78,6 +80,12 @@ type Config struct {
 	// Pprof, when set, serves net/http/pprof on this loopback address
 	// (profiling for benchmarks; flag --pprof, e.g. 127.0.0.1:6060).
 	Pprof string
+	// MemoryLimit is the Go runtime's soft memory limit, as GOMEMLIMIT
+	// writes it (e.g. "512MiB"; flag --memory-limit). "" leaves the
+	// runtime's: the GOMEMLIMIT environment variable, or none. Near the
+	// limit the runtime collects more often and returns freed memory to
+	// the OS at once.
+	MemoryLimit string
 }
 
 // Default returns the defaults.
@@ -175,6 +183,11 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("--pprof %q must be a loopback address such as 127.0.0.1:6060", c.Pprof)
 		}
 	}
+	if c.MemoryLimit != "" {
+		if _, err := ParseSize(c.MemoryLimit); err != nil {
+			return fmt.Errorf("--memory-limit %q: %v (e.g. --memory-limit 512MiB)", c.MemoryLimit, err)
+		}
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -215,4 +228,25 @@ func ValidDomain(name string) error {
 		return fmt.Errorf("invalid domain name %q: use a host name like pbx.example.com or an IP address", name)
 	}
 	return nil
+}
+
+// ParseSize reads a size in bytes as GOMEMLIMIT writes it: a whole number
+// with an optional unit B, KiB, MiB, GiB or TiB (e.g. "512MiB").
+func ParseSize(v string) (int64, error) {
+	units := []struct {
+		suffix string
+		shift  uint
+	}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}, {"B", 0}}
+	num, shift := v, uint(0)
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(v, u.suffix); ok {
+			num, shift = n, u.shift
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64>>shift {
+		return 0, errors.New("want a positive size in B, KiB, MiB, GiB or TiB")
+	}
+	return n << shift, nil
 }

@@ -84,6 +84,8 @@ func Settings() []Setting {
 			field: func(c *Config) any { return &c.TCPMaxConns }},
 		{Name: "log-level", Help: "debug, info, warn or error",
 			field: func(c *Config) any { return &c.LogLevel }},
+		{Name: "memory-limit", Help: "soft memory limit of the Go runtime, a `SIZE` such as 512MiB (default: $GOMEMLIMIT, else none)",
+			field: func(c *Config) any { return &c.MemoryLimit }},
 	}
 }
 

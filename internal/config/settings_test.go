@@ -185,3 +185,22 @@ func TestLoadFile(t *testing.T) {
 		t.Errorf("keys: %v", keys)
 	}
 }
+
+// TestParseSize: sizes are written as GOMEMLIMIT writes them.
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"512MiB": 512 << 20, "1GiB": 1 << 30, "100": 100, "64KiB": 64 << 10, "2TiB": 2 << 40, "7B": 7} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "0", "-1MiB", "1.5GiB", "12XB", "MiB", "512mb", "99999999999TiB"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) accepted", in)
+		}
+	}
+	c := Default()
+	c.MemoryLimit = "lots"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--memory-limit") {
+		t.Errorf("Validate: %v", err)
+	}
+}
