@@ -70,6 +70,7 @@ func TestHelpGolden(t *testing.T) {
 		"calls":    {"calls", "--help"},
 		"ext-list": {"ext", "list", "--help"},
 		"trace":    {"trace", "--help"},
+		"serve":    {"serve", "--help"},
 	} {
 		out := mustRun(t, "", args...)
 		golden := filepath.Join("testdata", "help-"+name+".golden")

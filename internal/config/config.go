@@ -1,16 +1,18 @@
 // Package config holds switchboard's settings: one Config struct with every
-// field documented, its defaults, and Validate. Flags and the optional JSON
-// config file (same names as the flags) fill the same struct.
+// field documented, its defaults, and Validate. Settings describes each
+// setting once; the serve flags and the optional JSON config file (same
+// names as the flags, snake_case) are made from it.
 package config
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/digest"
@@ -19,65 +21,71 @@ import (
 // Config is the server's configuration.
 type Config struct {
 	// DataDir holds the SQLite database and lock file (flag --data, env SWITCHBOARD_DATA).
-	DataDir string `json:"data"`
+	DataDir string
 	// SIP is the internal profile's listen address, UDP and TCP (flag --sip).
-	SIP string `json:"sip"`
+	SIP string
 	// Domain is the default domain; "" means the host's primary IPv4 address.
-	Domain string `json:"domain"`
+	Domain string
 	// Digest lists the digest algorithms challenged, in order (flag --digest).
-	Digest string `json:"digest"`
+	Digest string
 	// MinExpires, MaxExpires and DefaultExpires bound registrations (seconds).
-	MinExpires     int `json:"min_expires"`
-	MaxExpires     int `json:"max_expires"`
-	DefaultExpires int `json:"default_expires"`
+	MinExpires     int
+	MaxExpires     int
+	DefaultExpires int
 	// NonceLifetime is how long a digest nonce is fresh before stale=true.
-	NonceLifetime time.Duration `json:"nonce_lifetime"`
+	NonceLifetime time.Duration
 	// QualifyInterval is how often each UDP binding is pinged with OPTIONS
 	// (0 disables); TCP bindings are pinged at twice this interval.
-	QualifyInterval time.Duration `json:"qualify_interval"`
+	QualifyInterval time.Duration
 	// JournalMaxAge and JournalMaxEvents bound the journal.
-	JournalMaxAge    time.Duration `json:"journal_max_age"`
-	JournalMaxEvents int           `json:"journal_max_events"`
+	JournalMaxAge    time.Duration
+	JournalMaxEvents int
 	// Journal records decisions (default true). Advanced: false exists only
 	// to measure the journal's cost; the doctor has nothing to read then.
-	Journal bool `json:"journal"`
+	Journal bool
 	// BanAfter failed authentications (or scanner messages) from one
 	// address within BanWindow ban it for BanFor: its packets are dropped
 	// (flags --ban-after, --ban-window, --ban-for). Trusted networks and
 	// addresses with a live registration are judged by BanAfterRegistered.
-	BanAfter  int           `json:"ban_after"`
-	BanWindow time.Duration `json:"ban_window"`
-	BanFor    time.Duration `json:"ban_for"`
+	BanAfter  int
+	BanWindow time.Duration
+	BanFor    time.Duration
 	// BanAfterRegistered is BanAfter for an address with a live
 	// registration: failures for extensions not registered from it (guesses
 	// at others) ban it after this many within BanWindow; its registered
 	// phones' own failures never count. 0 means 4 x BanAfter (at most 100)
 	// (flag --ban-after-registered).
-	BanAfterRegistered int `json:"ban_after_registered"`
+	BanAfterRegistered int
 	// DigestAllowRFC2069 accepts digest answers without qop (RFC 2069)
 	// although qop="auth" is offered; each such nonce is then accepted once
 	// (flag --digest-allow-rfc2069; default false: they get 403).
-	DigestAllowRFC2069 bool `json:"digest_allow_rfc2069"`
+	DigestAllowRFC2069 bool
 	// RateLimit is how many SIP messages per second one address may send
 	// on average, with bursts of RateBurst; more are dropped (0 = no limit;
 	// trusted networks are exempt) (flags --rate-limit, --rate-burst).
-	RateLimit int `json:"rate_limit"`
-	RateBurst int `json:"rate_burst"`
+	RateLimit int
+	RateBurst int
 	// TCPIdleTimeout closes a TCP connection that delivers no complete SIP
 	// message for this long; a connection a phone registered over stays
 	// until its registration expires (flag --tcp-idle-timeout).
-	TCPIdleTimeout time.Duration `json:"tcp_idle_timeout"`
+	TCPIdleTimeout time.Duration
 	// TCPMaxPerIP caps the TCP connections of one address (IPv6: one /64;
 	// trusted networks are exempt; 0 = no cap) (flag --tcp-max-per-ip).
-	TCPMaxPerIP int `json:"tcp_max_per_ip"`
+	TCPMaxPerIP int
 	// TCPMaxConns caps the TCP connections in all (0 = derived from the
 	// file limit) (flag --tcp-max-conns).
-	TCPMaxConns int `json:"tcp_max_conns"`
+	TCPMaxConns int
 	// LogLevel is debug, info, warn or error.
-	LogLevel string `json:"log_level"`
+	LogLevel string
 	// Pprof, when set, serves net/http/pprof on this loopback address
 	// (profiling for benchmarks; flag --pprof, e.g. 127.0.0.1:6060).
-	Pprof string `json:"pprof"`
+	Pprof string
+	// MemoryLimit is the Go runtime's soft memory limit, as GOMEMLIMIT
+	// writes it (e.g. "512MiB"; flag --memory-limit). "" leaves the
+	// runtime's: the GOMEMLIMIT environment variable, or none. Near the
+	// limit the runtime collects more often and returns freed memory to
+	// the OS at once.
+	MemoryLimit string
 }
 
 // Default returns the defaults.
@@ -107,60 +115,6 @@ func Default() Config {
 		TCPMaxPerIP:      128,
 		LogLevel:         "info",
 	}
-}
-
-// UnmarshalJSON accepts durations as Go strings ("30s") or seconds.
-func (c *Config) UnmarshalJSON(b []byte) error {
-	type plain Config
-	aux := struct {
-		*plain
-		NonceLifetime   any `json:"nonce_lifetime"`
-		QualifyInterval any `json:"qualify_interval"`
-		JournalMaxAge   any `json:"journal_max_age"`
-		BanWindow       any `json:"ban_window"`
-		BanFor          any `json:"ban_for"`
-		TCPIdleTimeout  any `json:"tcp_idle_timeout"`
-	}{plain: (*plain)(c)}
-	dec := json.NewDecoder(bytesReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&aux); err != nil {
-		return err
-	}
-	for _, p := range []struct {
-		v   any
-		dst *time.Duration
-		n   string
-	}{{aux.NonceLifetime, &c.NonceLifetime, "nonce_lifetime"}, {aux.QualifyInterval, &c.QualifyInterval, "qualify_interval"},
-		{aux.JournalMaxAge, &c.JournalMaxAge, "journal_max_age"},
-		{aux.BanWindow, &c.BanWindow, "ban_window"}, {aux.BanFor, &c.BanFor, "ban_for"},
-		{aux.TCPIdleTimeout, &c.TCPIdleTimeout, "tcp_idle_timeout"}} {
-		switch v := p.v.(type) {
-		case nil:
-		case float64:
-			*p.dst = time.Duration(v * float64(time.Second))
-		case string:
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				return fmt.Errorf("%s: %w", p.n, err)
-			}
-			*p.dst = d
-		default:
-			return fmt.Errorf("%s: want a duration such as \"30s\"", p.n)
-		}
-	}
-	return nil
-}
-
-// LoadFile overlays the JSON file at path onto c.
-func (c *Config) LoadFile(path string) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("config file: %w", err)
-	}
-	if err := json.Unmarshal(b, c); err != nil {
-		return fmt.Errorf("config file %s: %w", path, err)
-	}
-	return nil
 }
 
 // Validate checks every field and returns the first problem in one line.
@@ -229,6 +183,11 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("--pprof %q must be a loopback address such as 127.0.0.1:6060", c.Pprof)
 		}
 	}
+	if c.MemoryLimit != "" {
+		if _, err := ParseSize(c.MemoryLimit); err != nil {
+			return fmt.Errorf("--memory-limit %q: %v (e.g. --memory-limit 512MiB)", c.MemoryLimit, err)
+		}
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -269,4 +228,25 @@ func ValidDomain(name string) error {
 		return fmt.Errorf("invalid domain name %q: use a host name like pbx.example.com or an IP address", name)
 	}
 	return nil
+}
+
+// ParseSize reads a size in bytes as GOMEMLIMIT writes it: a whole number
+// with an optional unit B, KiB, MiB, GiB or TiB (e.g. "512MiB").
+func ParseSize(v string) (int64, error) {
+	units := []struct {
+		suffix string
+		shift  uint
+	}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}, {"B", 0}}
+	num, shift := v, uint(0)
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(v, u.suffix); ok {
+			num, shift = n, u.shift
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64>>shift {
+		return 0, errors.New("want a positive size in B, KiB, MiB, GiB or TiB")
+	}
+	return n << shift, nil
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -35,20 +36,29 @@ type Cache struct {
 	local         map[string]struct{} // guarded by mu
 	defaultDomain string              // guarded by mu
 
-	lastSeq  int64 // owned by Load/Poll's caller (Watch's goroutine)
-	handlers map[string][]func(key string)
+	lastSeq int64         // owned by Load/Poll's caller (Watch's goroutine)
+	subs    []func(Event) // set by Subscribe before Watch starts; read by Poll
 }
 
 // New returns an empty cache reading from src.
 func New(src Source, log *slog.Logger) *Cache {
 	return &Cache{src: src, log: log, domains: map[string]store.Domain{},
-		exts: map[string]map[string]*Entry{}, handlers: map[string][]func(string){}}
+		exts: map[string]map[string]*Entry{}}
 }
 
-// OnChange registers fn for change-feed entries of another kind (e.g. "acl",
-// "ban", "profile"). Call before Watch.
-func (c *Cache) OnChange(kind string, fn func(key string)) {
-	c.handlers[kind] = append(c.handlers[kind], fn)
+// Subscribe registers fn to receive every Event the cache applies from the
+// change feed, in feed order, on the goroutine that runs Poll (Watch's),
+// after the cache itself shows the change. fn must return soon: the next
+// changes wait for it. Call before Watch starts.
+func (c *Cache) Subscribe(fn func(Event)) {
+	c.subs = append(c.subs, fn)
+}
+
+// emit delivers e to every subscriber.
+func (c *Cache) emit(e Event) {
+	for _, fn := range c.subs {
+		fn(e)
+	}
 }
 
 // Load reads the whole directory. The extensions are kept as compact
@@ -146,14 +156,14 @@ func (c *Cache) Lookup(domain, number string) (*Entry, bool) {
 	return e, ok
 }
 
-// extKeys returns "domain/number" for every loaded extension.
-func (c *Cache) extKeys() map[string]struct{} {
+// extKeys returns every loaded extension's domain and number.
+func (c *Cache) extKeys() map[ExtensionRemoved]struct{} {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	keys := make(map[string]struct{}, len(c.exts))
+	keys := make(map[ExtensionRemoved]struct{}, len(c.exts))
 	for _, m := range c.exts {
 		for _, e := range m {
-			keys[e.Domain()+"/"+e.Number()] = struct{}{}
+			keys[ExtensionRemoved{Domain: e.Domain(), Number: e.Number()}] = struct{}{}
 		}
 	}
 	return keys
@@ -182,7 +192,14 @@ func lower(s string) string {
 
 const fullReloadAbove = 1000
 
-// Poll applies the change feed once. It returns how many changes it applied.
+// Poll applies the change feed once and delivers an Event for each change
+// to the subscribers. It returns how many changes it applied.
+//
+// An event equal to the one delivered just before it in the same poll is
+// not delivered again (an ACL written with 50 entries is one ACLChanged):
+// subscribers read the current state, which already holds both changes.
+// More than fullReloadAbove changes reload the whole directory instead;
+// see Reloaded for what is delivered then.
 func (c *Cache) Poll(ctx context.Context) (int, error) {
 	changes, err := c.src.ChangesSince(ctx, c.lastSeq, fullReloadAbove+1)
 	if err != nil || len(changes) == 0 {
@@ -198,67 +215,80 @@ func (c *Cache) Poll(ctx context.Context) (int, error) {
 		for _, ch := range changes {
 			switch ch.Kind {
 			case "domain-renamed":
-				for _, h := range c.handlers[ch.Kind] {
-					h(ch.Key)
+				if old, new, ok := strings.Cut(ch.Key, " "); ok {
+					c.emit(DomainRenamed{Old: old, New: new})
 				}
 			case "default-domain":
 				c.mu.Lock()
 				c.defaultDomain = ch.Key
 				c.mu.Unlock()
+				c.emit(DefaultDomainChanged{Name: ch.Key})
 			}
 		}
 		after := c.extKeys()
 		for k := range before {
 			if _, ok := after[k]; !ok {
-				for _, h := range c.handlers["ext-removed"] {
-					h(k)
-				}
+				c.emit(k)
 			}
 		}
-		for kind, hs := range c.handlers {
-			if kind == "ext-removed" || kind == "domain-renamed" {
-				continue
-			}
-			for _, h := range hs {
-				h("*" + kind)
-			}
-		}
+		c.emit(Reloaded{})
 		return len(changes), nil
 	}
+	var last Event
 	for _, ch := range changes {
-		switch ch.Kind {
-		case "ext":
-			c.reloadExt(ctx, ch.Key)
-		case "domain":
-			c.reloadDomain(ctx, ch.Key)
-		case "domain-renamed":
-			if old, new, ok := strings.Cut(ch.Key, " "); ok {
-				c.renameDomain(ctx, old, new)
-			}
-			for _, h := range c.handlers[ch.Kind] {
-				h(ch.Key)
-			}
-		case "default-domain":
-			c.mu.Lock()
-			c.defaultDomain = ch.Key
-			c.mu.Unlock()
-		default:
-			for _, h := range c.handlers[ch.Kind] {
-				h(ch.Key)
-			}
-		}
-		for _, h := range c.handlers["*"] {
-			h(ch.Kind + ":" + ch.Key)
+		if e := c.apply(ctx, ch); e != nil && e != last {
+			c.emit(e)
+			last = e
 		}
 		c.lastSeq = ch.Seq
 	}
 	return len(changes), nil
 }
 
-func (c *Cache) reloadExt(ctx context.Context, key string) {
+// apply applies one change to the cache and returns its event (nil: none,
+// e.g. a kind this version does not know, or a change it could not read).
+func (c *Cache) apply(ctx context.Context, ch store.Change) Event {
+	switch ch.Kind {
+	case "ext":
+		return c.reloadExt(ctx, ch.Key)
+	case "domain":
+		c.reloadDomain(ctx, ch.Key)
+		return DomainChanged{Name: ch.Key}
+	case "domain-renamed":
+		old, new, ok := strings.Cut(ch.Key, " ")
+		if !ok {
+			c.log.Warn("directory: malformed domain rename in the change feed", "key", ch.Key)
+			return nil
+		}
+		c.renameDomain(ctx, old, new)
+		return DomainRenamed{Old: old, New: new}
+	case "default-domain":
+		c.mu.Lock()
+		c.defaultDomain = ch.Key
+		c.mu.Unlock()
+		return DefaultDomainChanged{Name: ch.Key}
+	case "acl":
+		return ACLChanged{Name: ch.Key}
+	case "profile":
+		return ProfileChanged{Name: ch.Key}
+	case "ban":
+		ip, err := netip.ParseAddr(ch.Key)
+		if err != nil {
+			c.log.Warn("directory: malformed ban address in the change feed", "key", ch.Key)
+			return nil
+		}
+		return BanChanged{IP: ip}
+	}
+	c.log.Debug("directory: change of an unknown kind ignored", "kind", ch.Kind, "key", ch.Key)
+	return nil
+}
+
+// reloadExt reads one extension again and returns ExtensionChanged, or
+// ExtensionRemoved when it no longer exists (nil when it cannot be read).
+func (c *Cache) reloadExt(ctx context.Context, key string) Event {
 	domain, number, ok := strings.Cut(key, "/")
 	if !ok {
-		return
+		return nil
 	}
 	x, err := c.src.Extension(ctx, domain, number)
 	dk := lower(domain)
@@ -266,10 +296,7 @@ func (c *Cache) reloadExt(ctx context.Context, key string) {
 		c.mu.Lock()
 		delete(c.exts[dk], number)
 		c.mu.Unlock()
-		for _, h := range c.handlers["ext-removed"] {
-			h(key)
-		}
-		return
+		return ExtensionRemoved{Domain: domain, Number: number}
 	}
 	var es []Entry
 	if err == nil {
@@ -277,7 +304,7 @@ func (c *Cache) reloadExt(ctx context.Context, key string) {
 	}
 	if err != nil {
 		c.log.Warn("directory: reload extension", "extension", key, "error", err)
-		return
+		return nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -285,6 +312,7 @@ func (c *Cache) reloadExt(ctx context.Context, key string) {
 		c.exts[dk] = map[string]*Entry{}
 	}
 	c.exts[dk][number] = &es[0]
+	return ExtensionChanged{Domain: domain, Number: number}
 }
 
 // renameDomain replaces domain old by new with its extensions, read again

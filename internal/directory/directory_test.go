@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/netip"
+	"reflect"
 	"sort"
 	"strconv"
 	"testing"
@@ -58,12 +60,16 @@ func TestResolve(t *testing.T) {
 }
 
 // TestPollSingleChanges: CLI-style edits reach the cache through the change
-// feed, and removals are reported to "ext-removed" handlers.
+// feed, and removals are delivered as ExtensionRemoved.
 func TestPollSingleChanges(t *testing.T) {
 	ctx := context.Background()
 	db, c := open(t)
 	var removed []string
-	c.OnChange("ext-removed", func(k string) { removed = append(removed, k) })
+	c.Subscribe(func(e Event) {
+		if r, ok := e.(ExtensionRemoved); ok {
+			removed = append(removed, r.Domain+"/"+r.Number)
+		}
+	})
 	if _, err := db.AddExtension(ctx, ext("2001")); err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +103,7 @@ func TestPollSingleChanges(t *testing.T) {
 		t.Fatal("removal not applied")
 	}
 	if len(removed) != 1 || removed[0] != "Pbx.Test/2001" {
-		t.Fatalf("ext-removed handlers got %v", removed)
+		t.Fatalf("ExtensionRemoved events: %v", removed)
 	}
 }
 
@@ -114,8 +120,13 @@ func TestPollFullReloadReportsRemovals(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Poll(ctx)
+	got := record(c)
 	var removed []string
-	c.OnChange("ext-removed", func(k string) { removed = append(removed, k) })
+	c.Subscribe(func(e Event) {
+		if r, ok := e.(ExtensionRemoved); ok {
+			removed = append(removed, r.Domain+"/"+r.Number)
+		}
+	})
 	var bulk []store.Extension
 	for i := 0; i < fullReloadAbove+5; i++ {
 		bulk = append(bulk, ext(strconv.Itoa(5000+i)))
@@ -133,9 +144,87 @@ func TestPollFullReloadReportsRemovals(t *testing.T) {
 	}
 	sort.Strings(removed)
 	if len(removed) != 2 || removed[0] != "Pbx.Test/3001" || removed[1] != "Pbx.Test/3002" {
-		t.Fatalf("ext-removed handlers got %v", removed)
+		t.Fatalf("ExtensionRemoved events: %v", removed)
+	}
+	reloads := 0
+	for _, e := range *got {
+		if _, ok := e.(Reloaded); ok {
+			reloads++
+		}
+	}
+	if reloads != 1 || (*got)[len(*got)-1] != (Reloaded{}) {
+		t.Errorf("a full reload delivers one Reloaded, last; got %d in %v", reloads, *got)
 	}
 	if c.Count() != 8+fullReloadAbove+5 {
 		t.Fatalf("Count = %d", c.Count())
+	}
+}
+
+// record subscribes to c and returns the events delivered so far.
+func record(c *Cache) *[]Event {
+	var got []Event
+	c.Subscribe(func(e Event) { got = append(got, e) })
+	return &got
+}
+
+// TestPollEvents: each change-feed entry is delivered as its typed event,
+// in feed order, after the cache shows it; repeats of the event just
+// delivered (an ACL written entry by entry) are delivered once; entries
+// that cannot be read (a ban of no address, an unknown kind) are skipped.
+func TestPollEvents(t *testing.T) {
+	ctx := context.Background()
+	db, c := open(t)
+	got := record(c)
+	var seen bool
+	c.Subscribe(func(e Event) {
+		if x, ok := e.(ExtensionChanged); ok {
+			_, seen = c.Lookup(x.Domain, x.Number)
+		}
+	})
+	for _, n := range [][2]string{{"acl", "office"}, {"acl", "office"}, {"acl", "office"}, {"profile", "internal"},
+		{"ban", "192.0.2.7"}, {"ban", "not-an-ip"}, {"future-kind", "x"}, {"acl", "office"}} {
+		if err := db.Notify(ctx, n[0], n[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.AddExtension(ctx, ext("2001")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RemoveExtension(ctx, "Pbx.Test", "2001"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []Event{ACLChanged{"office"}, ProfileChanged{"internal"}, BanChanged{netip.MustParseAddr("192.0.2.7")},
+		ACLChanged{"office"}, ExtensionChanged{"Pbx.Test", "2001"}, ExtensionRemoved{"Pbx.Test", "2001"}}
+	if !reflect.DeepEqual(*got, want) {
+		t.Fatalf("events\n got %v\nwant %v", *got, want)
+	}
+	if !seen {
+		t.Error("ExtensionChanged delivered before Lookup shows the extension")
+	}
+	*got = nil
+	if _, err := db.RenameDomain(ctx, "Pbx.Test", "pbx.example"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SetDefaultDomain(ctx, "pbx.example"); err != nil {
+		t.Fatal(err)
+	}
+	c.Poll(ctx)
+	var renamed, def bool
+	for _, e := range *got {
+		switch e := e.(type) {
+		case DomainRenamed:
+			renamed = e == DomainRenamed{"Pbx.Test", "pbx.example"}
+		case DefaultDomainChanged:
+			def = e.Name == "pbx.example"
+		}
+	}
+	if !renamed || !def || c.DefaultDomain() != "pbx.example" {
+		t.Fatalf("rename: events %v, default domain %q", *got, c.DefaultDomain())
 	}
 }

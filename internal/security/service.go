@@ -228,24 +228,31 @@ func (s *Service) Publish(ctx context.Context) error {
 	return nil
 }
 
-// Watch registers the change-feed handlers ("acl", "profile", "ban") on
-// dir, so CLI edits apply at once. Call before dir.Watch starts.
+// Watch subscribes to dir's change events, so CLI edits apply at once: a
+// changed ACL or profile reloads the access-control configuration, a
+// changed ban reloads that ban, and a full reload of the directory
+// (directory.Reloaded) reloads both whole, once each. Call before
+// dir.Watch starts.
 func (s *Service) Watch(ctx context.Context, dir *directory.Cache) {
-	cfg := func(string) {
-		if err := s.reloadConfig(ctx); err != nil && ctx.Err() == nil {
-			s.d.Log.Warn("security: reload acls", "error", err)
-		}
-	}
-	dir.OnChange("acl", cfg)
-	dir.OnChange("*acl", cfg)
-	dir.OnChange("profile", cfg)
-	dir.OnChange("*profile", cfg)
-	dir.OnChange("ban", func(key string) { s.reloadBan(ctx, key) })
-	dir.OnChange("*ban", func(string) {
-		if err := s.reloadBans(ctx); err != nil && ctx.Err() == nil {
-			s.d.Log.Warn("security: reload bans", "error", err)
+	dir.Subscribe(func(e directory.Event) {
+		switch e := e.(type) {
+		case directory.ACLChanged, directory.ProfileChanged:
+			s.reloadConfigLogged(ctx)
+		case directory.BanChanged:
+			s.reloadBan(ctx, e.IP)
+		case directory.Reloaded:
+			s.reloadConfigLogged(ctx)
+			if err := s.reloadBans(ctx); err != nil && ctx.Err() == nil {
+				s.d.Log.Warn("security: reload bans", "error", err)
+			}
 		}
 	})
+}
+
+func (s *Service) reloadConfigLogged(ctx context.Context) {
+	if err := s.reloadConfig(ctx); err != nil && ctx.Err() == nil {
+		s.d.Log.Warn("security: reload acls", "error", err)
+	}
 }
 
 func (s *Service) reloadConfig(ctx context.Context) error {
@@ -308,11 +315,7 @@ func (s *Service) reloadBans(ctx context.Context) error {
 	return nil
 }
 
-func (s *Service) reloadBan(ctx context.Context, key string) {
-	ip, err := netip.ParseAddr(key)
-	if err != nil {
-		return
-	}
+func (s *Service) reloadBan(ctx context.Context, ip netip.Addr) {
 	b, err := s.d.Store.Ban(ctx, ip, s.now())
 	switch {
 	case err == nil:

@@ -163,14 +163,14 @@ func TestBanFlow(t *testing.T) {
 	if err := st.RemoveBan(ctx, attacker, clock.Now()); err != nil {
 		t.Fatal(err)
 	}
-	s.reloadBan(ctx, attacker.String())
+	s.reloadBan(ctx, attacker)
 	if s.guard.Banned(attacker) {
 		t.Fatal("ban rm not applied")
 	}
 	if err := st.PutBan(ctx, acl.Ban{IP: other, Reason: "operator", Since: clock.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	s.reloadBan(ctx, other.String())
+	s.reloadBan(ctx, other)
 	if !s.guard.Banned(other) {
 		t.Fatal("ban add not applied")
 	}

@@ -12,10 +12,16 @@ import (
 // and returns the free memory to the OS when the heap holds more than
 // releaseSlack (and more than an eighth of the live heap) beyond the
 // objects the last collection found live. Garbage that appears without
-// allocation (transactions that end 32 s after their call) is invisible to
-// that test, so a quiet heap is also collected every probeEvery; a probe
-// that finds little to free doubles the wait for the next one, up to
-// probeMax.
+// allocation (transactions that end sipstack.TxLinger after their answer)
+// is invisible to that test, so a quiet heap is also collected every
+// probeEvery; a probe that finds little to free doubles the wait for the
+// next one, up to probeMax.
+//
+// A soft memory limit (GOMEMLIMIT, serve --memory-limit) does not do this
+// job: measured after 20,000 REGISTERs at 2,000/s, RSS stayed at its peak
+// (44.5 MiB) for over 2 minutes without these probes, 45.4 MiB with
+// GOMEMLIMIT=36MiB, and fell to 34.8 MiB within 60 s with them (README,
+// "Memory").
 const (
 	releaseCheck = 2 * time.Second
 	releaseQuiet = 10 * time.Second

@@ -168,15 +168,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			AuthUser: b.AuthUser, Realm: b.Realm,
 			Detail: "contact " + b.Contact + " expired; last registered " + b.RegisteredAt.Format(time.RFC3339)})
 	})
-	s.Dir.OnChange("domain-renamed", func(key string) {
-		if old, new, ok := strings.Cut(key, " "); ok {
-			n, err := s.Loc.RenameDomain(ctx, old, new)
-			log.Info("domain renamed", "old", old, "new", new, "registrations_moved", n, "error", err)
-		}
-	})
-	s.Dir.OnChange("ext-removed", func(key string) {
-		if d, n, ok := cutSlash(key); ok {
-			s.Loc.RemoveExtension(ctx, d, n)
+	s.Dir.Subscribe(func(e directory.Event) {
+		switch e := e.(type) {
+		case directory.DomainRenamed:
+			n, err := s.Loc.RenameDomain(ctx, e.Old, e.New)
+			log.Info("domain renamed", "old", e.Old, "new", e.New, "registrations_moved", n, "error", err)
+		case directory.ExtensionRemoved:
+			s.Loc.RemoveExtension(ctx, e.Domain, e.Number)
 		}
 	})
 
@@ -246,15 +244,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.Qualify = qualify.New(qualify.Config{Interval: cfg.QualifyInterval, Host: s.Proxy.Host(), Port: port,
 		UDPLocal: udpAddr}, s.Loc, s.Stack.Client, s.Journal, log)
 	return s, nil
-}
-
-func cutSlash(key string) (string, string, bool) {
-	for i := len(key) - 1; i >= 0; i-- {
-		if key[i] == '/' {
-			return key[:i], key[i+1:], true
-		}
-	}
-	return "", "", false
 }
 
 // warnLoopbackDomain warns when the default domain is a loopback address

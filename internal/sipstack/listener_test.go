@@ -47,6 +47,16 @@ func (e *events) add(ev ConnEvent) {
 	e.mu.Unlock()
 }
 
+// wait returns the count of events of kind k once it is n, or after 3 s:
+// an event is reported just after the close a client sees.
+func (e *events) wait(k ConnEventKind, n int) int {
+	deadline := time.Now().Add(3 * time.Second)
+	for e.count(k) != n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return e.count(k)
+}
+
 func (e *events) count(k ConnEventKind) int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -193,7 +203,7 @@ func TestConnCaps(t *testing.T) {
 	if c := dialFrom(t, "127.0.0.1", addr); !closedByServer(c, 3*time.Second) {
 		t.Fatal("third connection from 127.0.0.1 kept over the per-address cap of 2")
 	}
-	if evs.count(ConnOverPerAddress) != 1 {
+	if evs.wait(ConnOverPerAddress, 1) != 1 {
 		t.Fatalf("ConnOverPerAddress events: %d", evs.count(ConnOverPerAddress))
 	}
 	// The trusted address is not capped per address.
@@ -215,14 +225,23 @@ func TestConnCaps(t *testing.T) {
 	if got := optionsOver(t, b1, "b1"); got != "SIP/2.0 200 OK" {
 		t.Fatalf("new connection after eviction: %q", got)
 	}
-	if evs.count(ConnEvicted) != 1 {
+	if evs.wait(ConnEvicted, 1) != 1 {
 		t.Fatalf("ConnEvicted events: %d", evs.count(ConnEvicted))
 	}
-	// Every held connection has delivered a message: a new one is closed.
+	// Every held connection has delivered a message (b1's is marked after
+	// sipgo dispatched it, maybe after its answer): a new one is closed.
+	unproven := func() int {
+		st.tcp.mu.Lock()
+		defer st.tcp.mu.Unlock()
+		return st.tcp.unproven
+	}
+	for deadline := time.Now().Add(3 * time.Second); unproven() > 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if c := dialFrom(t, "127.0.0.3", addr); !closedByServer(c, 3*time.Second) {
 		t.Fatal("connection kept over the total cap")
 	}
-	if evs.count(ConnOverTotal) != 1 {
+	if evs.wait(ConnOverTotal, 1) != 1 {
 		t.Fatalf("ConnOverTotal events: %d", evs.count(ConnOverTotal))
 	}
 	for i, c := range []net.Conn{a2, t1, t2, t3, b1} {

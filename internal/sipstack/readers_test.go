@@ -4,7 +4,10 @@ import (
 	"net"
 	"runtime"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -44,7 +47,7 @@ func TestUDPReaders(t *testing.T) {
 }
 
 // TestTxLinger: transactions with a final answer linger TxLinger, not
-// RFC 3261's 64*T1.
+// RFC 3261's 64*T1 (sipgo's package timers; see setSipgoGlobals).
 func TestTxLinger(t *testing.T) {
 	startStack(t, Options{}, nil)
 	if sip.Timer_L != TxLinger || sip.Timer_M != TxLinger || sip.Timer_J != TxLinger {
@@ -65,5 +68,78 @@ func TestBoundAddrKeepsTheWildcardAsked(t *testing.T) {
 		if got := boundAddr(c.host, a); got != c.want {
 			t.Errorf("boundAddr(%q, %s) = %s, want %s", c.host, c.got, got, c.want)
 		}
+	}
+}
+
+// TestTxLingerEnds: a retransmitted request is absorbed by its completed
+// transaction (answered again, the handler not called), and once TxLinger
+// has passed the transaction is gone: the same request reaches the handler
+// again. With sipgo's default Timer J that takes 32 s, past the deadline.
+// It waits TxLinger (8 s), so it runs in parallel and not with -short.
+func TestTxLingerEnds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits TxLinger (8 s)")
+	}
+	t.Parallel()
+	var calls atomic.Int32
+	st, _ := startStack(t, Options{UDPReaders: 1}, func(st *Stack) {
+		st.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+			calls.Add(1)
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+		})
+	})
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dst, _ := net.ResolveUDPAddr("udp", st.Listeners[0].Addr)
+	msg := options("linger")
+	send := func() string {
+		t.Helper()
+		if _, err := c.WriteTo(msg, dst); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 8192)
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		n, _, err := c.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		line, _, _ := strings.Cut(string(buf[:n]), "\r\n")
+		return line
+	}
+	if got := send(); got != "SIP/2.0 200 OK" || calls.Load() != 1 {
+		t.Fatalf("first: %q, %d handler calls", got, calls.Load())
+	}
+	if got := send(); got != "SIP/2.0 200 OK" || calls.Load() != 1 {
+		t.Fatalf("a retransmission must be answered by the transaction: %q, %d handler calls", got, calls.Load())
+	}
+	deadline := time.Now().Add(TxLinger + 4*time.Second)
+	for calls.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the transaction still absorbs the request %v after its answer (sipgo's default is 32 s)", TxLinger+4*time.Second)
+		}
+		time.Sleep(250 * time.Millisecond)
+		send()
+	}
+}
+
+// TestLargeUDPMessage: an answer longer than sipgo's default UDP limit
+// (1300 bytes; a 200 with a WebRTC SDP) is sent whole over UDP.
+func TestLargeUDPMessage(t *testing.T) {
+	body := []byte("v=0\r\n" + strings.Repeat("a=candidate:1 1 udp 2122260223 192.0.2.1 54400 typ host\r\n", 70))
+	st, _ := startStack(t, Options{}, func(st *Stack) {
+		st.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+			res := sip.NewResponseFromRequest(req, 200, "OK", body)
+			res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+			_ = tx.Respond(res)
+		})
+	})
+	if len(body) < 3000 {
+		t.Fatalf("body of %d bytes; the test needs more than 1300", len(body))
+	}
+	if got := exchange(t, st.Listeners[0].Addr, options("large")); got != "SIP/2.0 200 OK" {
+		t.Fatalf("got %q", got)
 	}
 }

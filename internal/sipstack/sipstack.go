@@ -14,7 +14,6 @@ import (
 	"net/netip"
 	"runtime"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
@@ -97,43 +96,13 @@ type Stack struct {
 	tr        *trace.Tracer
 }
 
-// TxLinger is how long a transaction that got its final answer stays to
-// absorb retransmissions (sipgo's Timers L, M and J): RFC 3261/6026 say
-// 64*T1 (32 s), which at 1,000 calls/s keeps 32,000 calls' messages (about
-// 1 GiB) in memory. Kamailio keeps its transactions 5 s (tm's wt_timer).
-// 8 s covers four retransmissions (0.5, 1.5, 3.5, 7.5 s). Later ones are
-// still handled: a 2xx retransmission without a transaction is forwarded
-// statelessly (RFC 3261 §16.7), an authenticated INVITE retransmitted
-// later fails the nonce-count replay check instead of starting a second
-// call, and a late BYE retransmission reaches the callee, which answers
-// 481.
-const TxLinger = 8 * time.Second
-
-var configureSipgo sync.Once
-
-// MaxUDPMessage is the largest UDP message sent (sipgo defaults to about
-// 1300 bytes, too small for WebRTC and multi-codec SDPs).
-const MaxUDPMessage = 65000
-
 // ErrAddrInUse is returned (wrapped) when the SIP port is taken.
 var ErrAddrInUse = errors.New("address already in use")
 
 // Listen binds UDP and TCP on opts.Addr and builds the sipgo stack. Serve
 // must be called to start reading.
 func Listen(opts Options) (*Stack, error) {
-	configureSipgo.Do(func() {
-		// sipgo keeps these settings in package variables: set them once,
-		// before the first stack serves (no stack reads them earlier).
-		sip.UDPMTUSize = MaxUDPMessage + 200
-		sip.Timer_L, sip.Timer_M, sip.Timer_J = TxLinger, TxLinger, TxLinger
-		// sipgo's connections log through its package logger: clip and
-		// demote its noise there as on the stack's logger.
-		l := opts.Logger
-		if l == nil {
-			l = slog.Default()
-		}
-		sip.SetDefaultLogger(slog.New(clipHandler{l.Handler()}))
-	})
+	setSipgoGlobals(opts.Logger)
 	host, portStr, err := net.SplitHostPort(opts.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("sip address %q: %w", opts.Addr, err)

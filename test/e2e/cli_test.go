@@ -440,6 +440,7 @@ func TestServeStartErrors(t *testing.T) {
 		{[]string{"--sip", "127.0.0.1:0", "--data", t.TempDir(), "--config", badCfg}, "config file " + badCfg},
 		{[]string{"--sip", "127.0.0.1:0", "--data", t.TempDir(), "extra"}, "takes no arguments"},
 		{[]string{"--sip", "127.0.0.1:0", "--data", t.TempDir(), "--ban-after-registered", "101"}, "--ban-after-registered 101: give 1..100"},
+		{[]string{"--sip", "127.0.0.1:0", "--data", t.TempDir(), "--memory-limit", "lots"}, `--memory-limit "lots"`},
 	} {
 		o, e, code := serveOnce(t, c.args...)
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) { oneLineError(t, o, e, code, c.want) })
