@@ -58,6 +58,11 @@ func newEnv(t *testing.T, cfg Config) *env {
 		go func() { defer wg.Done(); run(ctx) }()
 	}
 	t.Cleanup(func() { cancel(); wg.Wait(); db.Close() })
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	if err := stack.WaitServing(wctx); err != nil {
+		t.Fatalf("the stack does not serve: %v", err)
+	}
 	return e
 }
 
@@ -158,13 +163,9 @@ func TestQualifyChanges(t *testing.T) {
 	e := newEnv(t, Config{Interval: time.Second, Timeout: time.Second})
 	ph := e.phone(true)
 	b := e.register("2001", ph, "UDP")
-	// The stack starts serving on its own goroutine: until sipgo has taken
-	// the socket, a ping may fail to go out (as a real phone's next ping
-	// would, it is retried).
-	eventually(t, "the answering phone reachable with an RTT", func() bool {
-		ok, rtt := e.q.Qualify(e.ctx, b)
-		return ok && rtt > 0
-	})
+	if ok, rtt := e.q.Qualify(e.ctx, b); !ok || rtt <= 0 {
+		t.Fatalf("answering phone: reachable %v rtt %s", ok, rtt)
+	}
 	if s := e.status("2001"); s != "reachable" {
 		t.Fatalf("status %q", s)
 	}

@@ -307,7 +307,14 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.Go(func() { s.Calls.Run(bg) })
 	s.Go(func() { s.Proxy.Run(bg) })
-	s.Go(func() { s.Qualify.Run(bg) })
+	s.Go(func() {
+		// Pings leave from the listening socket only once Serve runs; give
+		// up waiting after 2 s (e.g. loopback banned) and ping anyway.
+		wctx, cancel := context.WithTimeout(bg, 2*time.Second)
+		_ = s.Stack.WaitServing(wctx)
+		cancel()
+		s.Qualify.Run(bg)
+	})
 	s.Go(func() { s.Dir.Watch(bg, 250*time.Millisecond, s.kick, s.applied.Set) })
 	// The last run's facts stay in the database for commands that read
 	// while no server runs (which listeners to check, since when).

@@ -1,6 +1,9 @@
 package sipstack
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"net"
 	"runtime"
 	"strconv"
@@ -141,5 +144,28 @@ func TestLargeUDPMessage(t *testing.T) {
 	}
 	if got := exchange(t, st.Listeners[0].Addr, options("large")); got != "SIP/2.0 200 OK" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// TestWaitServing: before Serve nothing answers the probe (WaitServing
+// returns with ctx's error); once Serve runs it returns nil.
+func TestWaitServing(t *testing.T) {
+	st, err := Listen(Options{Addr: "127.0.0.1:0", UDPReaders: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := st.WaitServing(ctx); err == nil {
+		t.Fatal("WaitServing returned nil before Serve")
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- st.Serve(runCtx) }()
+	defer func() { stop(); <-done }()
+	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer wcancel()
+	if err := st.WaitServing(wctx); err != nil {
+		t.Fatalf("WaitServing after Serve: %v", err)
 	}
 }

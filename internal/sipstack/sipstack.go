@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -365,4 +366,39 @@ type tracedPacketConn struct {
 func (c tracedPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	c.tr.Record(trace.Out, "UDP", c.PacketConn.LocalAddr(), addr, b)
 	return c.PacketConn.WriteTo(b, addr)
+}
+
+// WaitServing returns once Serve has handed the UDP socket to sipgo, so
+// that requests the stack sends leave from the listening socket (before
+// that, sipgo would try to open another socket on the same port and fail),
+// or when ctx ends. It probes the stack's own UDP port with OPTIONS from
+// loopback until anything answers.
+func (s *Stack) WaitServing(ctx context.Context) error {
+	la := s.udp.LocalAddr().(*net.UDPAddr)
+	dst := &net.UDPAddr{IP: la.IP, Port: la.Port}
+	if la.IP.IsUnspecified() {
+		dst.IP = net.IPv4(127, 0, 0, 1) // Go's wildcard sockets are dual-stack
+	}
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: dst.IP})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	buf := make([]byte, 2048)
+	for i := 0; ; i++ {
+		branch := "z9hG4bK-ready-" + strconv.Itoa(i)
+		msg := "OPTIONS sip:" + dst.String() + " SIP/2.0\r\nVia: SIP/2.0/UDP " + c.LocalAddr().String() + ";branch=" + branch +
+			"\r\nFrom: <sip:ready@switchboard>;tag=ready\r\nTo: <sip:" + dst.String() + ">\r\nCall-ID: ready-" + branch +
+			"\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nUser-Agent: switchboard\r\nContent-Length: 0\r\n\r\n"
+		if _, err := c.WriteToUDP([]byte(msg), dst); err != nil {
+			return err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if n, _, err := c.ReadFromUDP(buf); err == nil && strings.HasPrefix(string(buf[:n]), "SIP/2.0 ") {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
 }
