@@ -2,7 +2,7 @@
 // binds the profile's UDP and TCP listeners, shares one sipgo.UserAgent
 // between the server and the client side (so requests and replies leave from
 // the listening socket, which phones behind NAT require), and installs the
-// raw-packet filter that access control uses to drop traffic before parsing.
+// raw-packet filter (package guard's) that drops traffic before parsing.
 package sipstack
 
 import (
