@@ -30,56 +30,21 @@ func (p *Proxy) ServeINVITE(req *sip.Request, tx sip.ServerTransaction) {
 	p.serveNewCall(req, tx)
 }
 
-// serveNewCall authenticates and routes a dialog-creating INVITE.
+// serveNewCall authenticates and routes a dialog-creating INVITE: the
+// gates of a new call (admit, then authorize), then the router.
 func (p *Proxy) serveNewCall(req *sip.Request, tx sip.ServerTransaction) {
-	from := req.From()
 	src := registrar.SourceAddr(req.Source())
-	ev := journal.Event{Kind: journal.KindInvite, Extension: req.Recipient.User, Source: req.Source(),
-		Transport: strings.ToUpper(req.Transport()), UserAgent: userAgent(req), CallID: req.CallID().Value()}
-	caller := from.Address.User
-
-	if req.Recipient.Scheme != "sip" && req.Recipient.Scheme != "sips" {
-		p.refuse(req, tx, &ev, cause.BadRequest, "request URI must be a SIP URI, not "+req.Recipient.Scheme)
+	ev := callEvent(req)
+	caller := req.From().Address.User
+	if c, detail := p.admit(req, src); c != "" {
+		p.refuse(req, tx, &ev, c, detail)
 		return
 	}
-	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
-		p.refuse(req, tx, &ev, cause.TooManyHops, "Max-Forwards reached 0 (call from "+caller+")")
+	res, ok := p.authorize(req, &ev, src, func(r *sip.Response) { p.respond(tx, r) },
+		func(c cause.Code, detail string) { p.refuse(req, tx, &ev, c, detail) })
+	if !ok {
 		return
 	}
-	if p.looped(req) {
-		p.refuse(req, tx, &ev, cause.LoopDetected, "the INVITE already passed through this server")
-		return
-	}
-	if ok, list := p.d.Policy.AllowInvite(src); !ok {
-		p.refuse(req, tx, &ev, cause.ACLDenied, "source "+src.String()+" rejected by "+list)
-		return
-	}
-
-	callerDomain, served := p.d.Dir.Resolve(from.Address.Host)
-	ev.Domain = callerDomain
-	res := p.d.Auth.Check(req, "Proxy-Authorization", callerDomain, served)
-	ev.AuthUser, ev.Realm = res.AuthUser, res.Realm
-	if res.NeedsChallenge() {
-		p.challenge(req, func(r *sip.Response) { p.respond(tx, r) }, &ev, res, callerDomain, src, caller)
-		return
-	}
-	if res.Cause != "" {
-		who := res.AuthUser
-		if who == "" {
-			who = caller
-		}
-		p.d.Policy.AuthFailed(src, callerDomain, who, res.Detail)
-		p.refuse(req, tx, &ev, res.Cause, res.Detail+" (call from "+caller+")")
-		return
-	}
-	if res.AuthUser != caller {
-		p.d.Policy.AuthFailed(src, callerDomain, res.AuthUser, "auth user "+res.AuthUser+" calling as "+caller)
-		p.refuse(req, tx, &ev, cause.AuthUserMismatch,
-			fmt.Sprintf("authenticated as %s but the From user is %s: a phone may only call as its own extension", res.AuthUser, caller))
-		return
-	}
-	p.d.Policy.AuthSucceeded(src, callerDomain, res.AuthUser)
-	p.d.Journal.Settle(p.challenged.Key(src, caller))
 	ext := res.Ext
 	if p.dialogs.full() {
 		// Its in-dialog requests could not be routed.
@@ -109,45 +74,98 @@ func (p *Proxy) serveNewCall(req *sip.Request, tx sip.ServerTransaction) {
 	f.run()
 }
 
+// callEvent starts the journal event of a new call.
+func callEvent(req *sip.Request) journal.Event {
+	return journal.Event{Kind: journal.KindInvite, Extension: req.Recipient.User, Source: req.Source(),
+		Transport: strings.ToUpper(req.Transport()), UserAgent: userAgent(req), CallID: req.CallID().Value()}
+}
+
+// admit applies the gates a new call passes before its credentials are
+// looked at, on both paths (ServeINVITE and Stateless), in order: a SIP
+// Request-URI, Max-Forwards above 0, no loop through this proxy, the
+// inbound ACL. It returns the cause and detail of the first that fails,
+// or "" when all pass. It answers nothing.
+func (p *Proxy) admit(req *sip.Request, src netip.Addr) (cause.Code, string) {
+	if req.Recipient.Scheme != "sip" && req.Recipient.Scheme != "sips" {
+		return cause.BadRequest, "request URI must be a SIP URI, not " + req.Recipient.Scheme
+	}
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		return cause.TooManyHops, "Max-Forwards reached 0 (call from " + req.From().Address.User + ")"
+	}
+	if p.looped(req) {
+		return cause.LoopDetected, "the INVITE already passed through this server"
+	}
+	if ok, list := p.d.Policy.AllowInvite(src); !ok {
+		return cause.ACLDenied, "source " + src.String() + " rejected by " + list
+	}
+	return "", ""
+}
+
+// authorize is the authentication gate of a new call that admit let
+// through, on both paths: missing, stale or foreign credentials get a 407
+// through send; wrong ones, and a From user other than the authenticated
+// one, are refused through refuse and counted against src (see
+// Policy.AuthFailed). ok reports that the caller authenticated as its own
+// extension (res.Ext); ev gets the domain, auth user and realm.
+func (p *Proxy) authorize(req *sip.Request, ev *journal.Event, src netip.Addr, send func(*sip.Response),
+	refuse func(cause.Code, string)) (res auth.Result, ok bool) {
+	caller := req.From().Address.User
+	callerDomain, served := p.d.Dir.Resolve(req.From().Address.Host)
+	ev.Domain = callerDomain
+	res = p.d.Auth.Check(req, "Proxy-Authorization", callerDomain, served)
+	ev.AuthUser, ev.Realm = res.AuthUser, res.Realm
+	if res.NeedsChallenge() {
+		p.challenge(req, send, ev, res, callerDomain, src, caller)
+		return res, false
+	}
+	if res.Cause != "" {
+		who := res.AuthUser
+		if who == "" {
+			who = caller
+		}
+		p.d.Policy.AuthFailed(src, callerDomain, who, res.Detail)
+		refuse(res.Cause, res.Detail+" (call from "+caller+")")
+		return res, false
+	}
+	if res.AuthUser != caller {
+		p.d.Policy.AuthFailed(src, callerDomain, res.AuthUser, "auth user "+res.AuthUser+" calling as "+caller)
+		refuse(cause.AuthUserMismatch,
+			fmt.Sprintf("authenticated as %s but the From user is %s: a phone may only call as its own extension", res.AuthUser, caller))
+		return res, false
+	}
+	p.d.Policy.AuthSucceeded(src, callerDomain, res.AuthUser)
+	p.d.Journal.Settle(p.challenged.Key(src, caller))
+	return res, true
+}
+
 // Stateless reports whether req is an INVITE that starts a call and carries
-// no credentials, from an address the inbound ACL allows, with nothing else
-// to refuse: its only answer is a 407 challenge, which ChallengeStateless
-// sends without a server transaction (as Kamailio does). A retransmission
-// just gets another 407; the ACK for the 407 matches nothing and is dropped.
-// Everything else takes the transaction path (ServeINVITE).
+// no credentials, and passes admit: its only answer is a 407 challenge,
+// which ChallengeStateless sends without a server transaction (as
+// Kamailio does). A retransmission just gets another 407; the ACK for the
+// 407 matches nothing and is dropped. Everything else takes the
+// transaction path (ServeINVITE).
 func (p *Proxy) Stateless(req *sip.Request) bool {
 	if req.Method != sip.INVITE || req.CallID() == nil || req.From() == nil || req.To() == nil ||
 		req.CSeq() == nil || req.Via() == nil || hasToTag(req) || req.GetHeader("Proxy-Authorization") != nil {
 		return false
 	}
-	if req.Recipient.Scheme != "sip" && req.Recipient.Scheme != "sips" {
-		return false
-	}
-	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
-		return false
-	}
-	if p.looped(req) {
-		return false
-	}
-	ok, _ := p.d.Policy.AllowInvite(registrar.SourceAddr(req.Source()))
-	return ok
+	c, _ := p.admit(req, registrar.SourceAddr(req.Source()))
+	return c == ""
 }
 
-// ChallengeStateless answers an INVITE that Stateless accepted with a 407
-// through send, and journals it like ServeINVITE would.
+// ChallengeStateless answers an INVITE that Stateless accepted through
+// send, by the same gate as ServeINVITE (authorize: without credentials,
+// a 407), and journals it alike.
 func (p *Proxy) ChallengeStateless(req *sip.Request, send func(*sip.Response) error) {
-	from := req.From()
-	src := registrar.SourceAddr(req.Source())
-	ev := journal.Event{Kind: journal.KindInvite, Extension: req.Recipient.User, Source: req.Source(),
-		Transport: strings.ToUpper(req.Transport()), UserAgent: userAgent(req), CallID: req.CallID().Value()}
-	callerDomain, _ := p.d.Dir.Resolve(from.Address.Host)
-	ev.Domain = callerDomain
-	res := auth.Result{Cause: cause.Challenged}
-	p.challenge(req, func(r *sip.Response) {
+	ev := callEvent(req)
+	p.authorize(req, &ev, registrar.SourceAddr(req.Source()), func(r *sip.Response) {
 		if err := send(r); err != nil {
 			p.log.Debug("proxy: send 407", "error", err)
 		}
-	}, &ev, res, callerDomain, src, from.Address.User)
+	}, func(c cause.Code, detail string) {
+		// Not reached: without credentials the answer is a 407.
+		p.log.Error("proxy: stateless INVITE refused; dropped", "cause", c, "detail", detail)
+	})
 }
 
 // looped reports whether req already carries a Via this proxy added

@@ -1,5 +1,5 @@
 // Package security is switchboard's access control and attack resistance.
-// It wires the pure decisions of package acl to the store, the SIP stack,
+// It wires the pure decisions of package acl to the store, the packet guard,
 // the registrar and the proxy:
 //
 //   - ACLs like FusionPBX's access controls (a name, a default, ordered
@@ -20,17 +20,11 @@
 //     (kind "ban", cause ip_banned).
 //   - Flood protection: a per-address token bucket (RateLimit messages per
 //     second, bursts of RateBurst; 0 turns it off), like Kamailio's pike.
-//   - Hardened input: Filter (the sipstack raw-packet filter) drops banned,
-//     flooding and scanner traffic before parsing, frames TCP streams, and
-//     answers malformed requests itself (400, 505, 416, 501, 420, 513)
-//     from whatever Via, From, To, Call-ID and CSeq it can salvage, so
-//     sipgo never sees a message its parser refuses (sipgo would log each
-//     with its whole payload). Valid syntax sipgo misreads (line folding,
-//     white space around ';' and '=') is normalized first, on the slow
-//     path only (normalize), and requests sipgo cannot key to a
-//     transaction (RFC 2543: no branch, no From tag) are offered to the
-//     stateless handler (SetStateless). RFC 4475's torture messages are
-//     the test.
+//   - The packet guard's Policy (guard.Policy): package guard does the
+//     byte-level work before parsing (size limits, TCP framing, syntax
+//     checks, normalization, stateless answers) and asks this package who
+//     is trusted, banned, over the rate limit or a scanner; this package
+//     counts and journals what the guard drops or refuses.
 //
 // Configuration lives in the database (migration 4 of store/sqlite: acls,
 // acl_nodes, profiles, bans), edited with `switchboard acl|profile|ban` and
@@ -45,7 +39,7 @@
 //	switchboard profile set internal --register-acl office
 //
 // Dropped traffic leaves at most one journal event per address and cause
-// per minute, so an attack cannot flood the journal either. The common
-// case of Filter (a well-formed message from an address that is not
-// banned) does not allocate.
+// per minute, so an attack cannot flood the journal either. The checks the
+// guard asks on every message (Trusted, Banned, RateLimited, Scanner) do
+// not allocate.
 package security

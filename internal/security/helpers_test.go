@@ -4,10 +4,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -43,53 +39,16 @@ func (r *recorder) take() (replies [][]byte, closed []string) {
 	return
 }
 
-// torture returns the RFC 4475 messages by file name.
-func torture(t testing.TB) map[string][]byte {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join("..", "..", "test", "e2e", "testdata", "rfc4475", "*.dat"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("rfc4475 corpus missing: %v", err)
-	}
-	out := map[string][]byte{}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[strings.TrimSuffix(filepath.Base(f), ".dat")] = b
-	}
-	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
-}
-
 func newTestService(t testing.TB, cfg Config) (*Service, *recorder) {
 	t.Helper()
 	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	var mu sync.Mutex
 	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
 	s := New(cfg, Deps{Now: now, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	r := &recorder{}
-	s.SetTransport(r)
-	return s, r
+	return s, &recorder{}
 }
 
-var (
-	udpFrom = &net.UDPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 5060}
-	tcpFrom = &net.TCPAddr{IP: net.IPv4(192, 0, 2, 8), Port: 40000}
-)
-
-func statusOf(reply []byte) string {
-	line, _, _ := strings.Cut(string(reply), "\r\n")
-	return line
-}
+var udpFrom = &net.UDPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 5060}
 
 // fakeClock is a settable clock, safe for concurrent use.
 type fakeClock struct {

@@ -12,10 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard-pbx/switchboard/internal/acl"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/directory"
+	"github.com/switchboard-pbx/switchboard/internal/guard"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
 )
 
@@ -39,10 +39,8 @@ type Config struct {
 	// Profile names the profile whose ACL settings apply (default
 	// DefaultProfile).
 	Profile string
-	// Allow is the Allow header value of 501 Not Implemented answers.
-	Allow string
-	// StreamTimeout is how long a TCP connection may hold an incomplete
-	// message before the filter closes it (default 10 s).
+	// StreamTimeout is the packet guard's (guard.Config.StreamTimeout),
+	// reported by Publish (default guard.DefaultStreamTimeout).
 	StreamTimeout time.Duration
 	// NoteEvery bounds the journal events about dropped traffic: at most
 	// one per address and cause per NoteEvery (default 1 min).
@@ -57,10 +55,8 @@ const sharedTracked = 100_000
 const (
 	DefaultRateLimit     = 200
 	DefaultRateBurst     = 1000
-	DefaultStreamTimeout = 10 * time.Second
+	DefaultStreamTimeout = guard.DefaultStreamTimeout
 	DefaultNoteEvery     = time.Minute
-	// DefaultAllow is the Allow header of 501 answers.
-	DefaultAllow = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, REFER, NOTIFY, MESSAGE, PRACK"
 )
 
 // Deps are the parts of the server a Service works with.
@@ -86,12 +82,13 @@ type Deps struct {
 
 // Service is switchboard's access control and attack resistance: the
 // profile's ACLs (register, inbound, trusted), per-extension ACLs,
-// brute-force bans, flood protection and the raw-packet filter that
-// hardens the SIP stack against malformed input.
+// brute-force bans, flood protection and scanner bans, and the journal
+// events of these decisions.
 //
-// It implements registrar.Policy and proxy.Policy, and its Filter method
-// is the sipstack.Filter. All methods are safe for concurrent use. Create
-// with New, then Load, SetTransport before serving, and Run.
+// It implements registrar.Policy, proxy.Policy and guard.Policy (the
+// packet guard asks it about addresses and reports what it drops), and
+// its AcceptConn is the sipstack's. All methods are safe for concurrent
+// use. Create with New, then Load, and Run.
 type Service struct {
 	cfg   Config
 	d     Deps
@@ -101,20 +98,15 @@ type Service struct {
 	// (threshold BanAfterRegistered); its bans move to guard at once.
 	shared  *acl.Guard
 	limiter *acl.RateLimiter
-	parser  *sip.Parser
 	snap    atomic.Pointer[snapshot]
-	tr      atomic.Pointer[transportBox]
-	// stateless is the handler of requests sipgo cannot key (SetStateless).
-	stateless atomic.Pointer[statelessBox]
-	notes     noter
-	streams   streams
-	persist   chan acl.Ban
+	notes   noter
+	persist chan acl.Ban
 	// reloadMu serializes reloads from the change feed.
 	reloadMu sync.Mutex
 	stats    Stats
 }
 
-// Stats counts what the filter and the policy refused since start.
+// Stats counts what the packet guard and the policy refused since start.
 type Stats struct {
 	BannedDropped atomic.Int64 // messages from banned addresses
 	RateLimited   atomic.Int64 // messages over the rate limit
@@ -132,15 +124,10 @@ type snapshot struct {
 	missingRegister, missingInb bool
 }
 
-type transportBox struct{ t Transport }
-
 // New returns a Service; Load must run before it is used.
 func New(cfg Config, d Deps) *Service {
 	if cfg.Profile == "" {
 		cfg.Profile = DefaultProfile
-	}
-	if cfg.Allow == "" {
-		cfg.Allow = DefaultAllow
 	}
 	if cfg.StreamTimeout <= 0 {
 		cfg.StreamTimeout = DefaultStreamTimeout
@@ -155,7 +142,7 @@ func New(cfg Config, d Deps) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Service{cfg: cfg, d: d, now: now, parser: sip.NewParser(), persist: make(chan acl.Ban, 4096)}
+	s := &Service{cfg: cfg, d: d, now: now, persist: make(chan acl.Ban, 4096)}
 	s.guard = acl.NewGuard(acl.GuardConfig{MaxFailures: cfg.BanAfter, Window: cfg.BanWindow, BanFor: cfg.BanFor}, now)
 	s.cfg.BanAfter, s.cfg.BanWindow, s.cfg.BanFor = s.guard.Config().MaxFailures, s.guard.Config().Window, s.guard.Config().BanFor
 	if s.cfg.BanAfterRegistered <= 0 {
@@ -169,7 +156,6 @@ func New(cfg Config, d Deps) *Service {
 	s.shared.SetExempt(s.trusted)
 	s.snap.Store(&snapshot{})
 	s.notes.last = map[noteKey]int64{}
-	s.streams.m = map[netip.AddrPort]*stream{}
 	return s
 }
 
@@ -181,9 +167,6 @@ func (s *Service) Stats() *Stats { return &s.stats }
 
 // Guard exposes the ban list (read it; use Ban and Unban to change it).
 func (s *Service) Guard() *acl.Guard { return s.guard }
-
-// SetTransport sets where the filter's answers go. Call before serving.
-func (s *Service) SetTransport(t Transport) { s.tr.Store(&transportBox{t}) }
 
 // Load reads the ACLs, the profile and the bans from the store.
 func (s *Service) Load(ctx context.Context) error {
@@ -213,7 +196,7 @@ const MetaKey = "security"
 // Publish writes Settings to the meta table for the CLI.
 func (s *Service) Publish(ctx context.Context) error {
 	st := Settings{BanAfter: s.cfg.BanAfter, BanAfterReg: s.cfg.BanAfterRegistered, BanWindowS: s.cfg.BanWindow.Seconds(), BanForS: s.cfg.BanFor.Seconds(),
-		RateLimit: s.cfg.RateLimit, RateBurst: max(s.cfg.RateBurst, 1), MaxMessage: MaxMessage, MaxHeaders: MaxHeaders,
+		RateLimit: s.cfg.RateLimit, RateBurst: max(s.cfg.RateBurst, 1), MaxMessage: guard.MaxMessage, MaxHeaders: guard.MaxHeaders,
 		StreamWaitS: s.cfg.StreamTimeout.Seconds()}
 	if s.cfg.RateLimit <= 0 {
 		st.RateLimit, st.RateBurst = 0, 0
@@ -475,8 +458,7 @@ func (s *Service) Ban(ctx context.Context, ip netip.Addr, d time.Duration, reaso
 	return s.d.Store.PutBan(ctx, b)
 }
 
-// Run persists bans, expires old ones and closes stalled stream
-// connections until ctx ends.
+// Run persists bans and expires old ones until ctx ends.
 func (s *Service) Run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -495,7 +477,6 @@ func (s *Service) Run(ctx context.Context) {
 		case b := <-s.persist:
 			s.save(ctx, b)
 		case <-tick.C:
-			s.expireStreams()
 			if now := s.now(); now.Sub(lastSweep) >= time.Minute {
 				lastSweep = now
 				s.guard.Sweep()
@@ -584,44 +565,24 @@ func eventFor(now time.Time, ap netip.AddrPort, transport string, c cause.Code, 
 // describe fills an event's method-dependent kind, extension, domain,
 // user agent and Call-ID from a raw message, tolerating any bytes.
 func (s *Service) describe(ev *journal.Event, head []byte) {
-	if len(head) > MaxMessage {
-		head = head[:MaxMessage]
+	m := guard.Summarize(head)
+	method := string(m.Method)
+	if ev.UserAgent == "" && m.UserAgent != nil {
+		ev.UserAgent = guard.Printable(m.UserAgent)
 	}
-	method := ""
-	if sp := indexByte(head, ' '); sp > 0 && sp < 32 {
-		method = string(head[:sp])
+	if ev.CallID == "" && m.CallID != nil {
+		ev.CallID = guard.Printable(m.CallID)
 	}
-	var to, from []byte
-	eachRawHeader(head, func(h hdr, value, _ []byte) {
-		switch h {
-		case hTo:
-			if to == nil {
-				to = value
-			}
-		case hFrom:
-			if from == nil {
-				from = value
-			}
-		case hUserAgent:
-			if ev.UserAgent == "" {
-				ev.UserAgent = printable(value)
-			}
-		case hCallID:
-			if ev.CallID == "" {
-				ev.CallID = printable(value)
-			}
-		}
-	})
-	who := from // the caller for calls and other requests
+	user, host := m.FromUser, m.FromHost // the caller for calls and other requests
 	switch method {
 	case "REGISTER":
-		ev.Kind, who = journal.KindRegister, to
+		ev.Kind, user, host = journal.KindRegister, m.ToUser, m.ToHost
 	case "INVITE":
 		ev.Kind = journal.KindInvite
 	}
-	if user, host := uriUserHost(who); len(user) > 0 {
-		ev.Extension = printable(user)
-		ev.Domain = printable(host)
+	if len(user) > 0 {
+		ev.Extension = guard.Printable(user)
+		ev.Domain = guard.Printable(host)
 		if s.d.Dir != nil && host != nil {
 			if d, ok := s.d.Dir.Resolve(string(host)); ok {
 				ev.Domain = d
@@ -629,62 +590,6 @@ func (s *Service) describe(ev *journal.Event, head []byte) {
 		}
 	}
 	if method != "" && !strings.HasPrefix(method, "SIP/") && ev.Detail != "" {
-		ev.Detail = printable([]byte(method)) + ": " + ev.Detail
+		ev.Detail = guard.Printable(m.Method) + ": " + ev.Detail
 	}
-}
-
-func indexByte(b []byte, c byte) int {
-	for i := range b {
-		if b[i] == c {
-			return i
-		}
-	}
-	return -1
-}
-
-// uriUserHost returns the user and host of the first sip:/sips: URI in an
-// address header value.
-func uriUserHost(v []byte) (user, host []byte) {
-	lv := v
-	i := -1
-	for j := 0; j+4 <= len(lv); j++ {
-		if eqFold(lv[j:j+4], "sip:") {
-			i = j + 4
-			break
-		}
-		if j+5 <= len(lv) && eqFold(lv[j:j+5], "sips:") {
-			i = j + 5
-			break
-		}
-	}
-	if i < 0 {
-		return nil, nil
-	}
-	rest := v[i:]
-	end := len(rest)
-	for k, c := range rest {
-		if c == '>' || c == ';' || c == '?' || c == ' ' || c == '"' {
-			end = k
-			break
-		}
-	}
-	rest = rest[:end]
-	at := -1
-	for k, c := range rest {
-		if c == '@' {
-			at = k
-			break
-		}
-	}
-	if at < 0 {
-		return nil, nil
-	}
-	user, host = rest[:at], rest[at+1:]
-	if c := indexByte(user, ':'); c >= 0 {
-		user = user[:c] // user:password
-	}
-	if h := indexByte(host, ':'); h >= 0 && (len(host) == 0 || host[0] != '[') {
-		host = host[:h]
-	}
-	return user, host
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/acl"
+	"github.com/switchboard-pbx/switchboard/internal/guard"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
 )
 
@@ -218,7 +219,7 @@ func TestScannerFromTrustedNotBanned(t *testing.T) {
 		"From: <sip:100@1.1.1.1>;tag=1\r\nTo: <sip:100@1.1.1.1>\r\nCall-ID: 1\r\nCSeq: 1 OPTIONS\r\n" +
 		"User-Agent: friendly-scanner\r\nContent-Length: 0\r\n\r\n")
 	local := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5060}
-	if s.Filter("UDP", local, msg) != nil {
+	if guard.New(guard.Config{}, guard.Deps{Policy: s}).Filter("UDP", local, msg) != nil {
 		t.Fatal("scanner passed")
 	}
 	if s.guard.Banned(ip("127.0.0.1")) {

@@ -26,6 +26,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/control"
 	"github.com/switchboard-pbx/switchboard/internal/digest"
 	"github.com/switchboard-pbx/switchboard/internal/directory"
+	"github.com/switchboard-pbx/switchboard/internal/guard"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
 	"github.com/switchboard-pbx/switchboard/internal/location"
 	"github.com/switchboard-pbx/switchboard/internal/proxy"
@@ -57,8 +58,11 @@ type Server struct {
 	Stack   *sipstack.Stack
 	Auth    *auth.Authenticator
 	Reg     *registrar.Registrar
-	// Sec is access control: ACLs, bans, flood protection, the packet filter.
+	// Sec is access control: ACLs, bans, flood protection, scanners.
 	Sec *security.Service
+	// Guard is the packet guard and the stateless path (REGISTER, a
+	// call's first 407), deciding about addresses with Sec.
+	Guard *guard.Guard
 	// Calls records call attempts; Proxy routes calls; Qualify pings bindings.
 	Calls   *calls.Writer
 	Proxy   *proxy.Proxy
@@ -66,12 +70,11 @@ type Server struct {
 	Domain  string
 	Started time.Time
 
-	lock      *os.File
-	ctl       net.Listener     // the control socket, served by Run
-	applied   control.Progress // the directory change applied (for control's Sync)
-	kick      chan struct{}    // makes the directory watcher poll at once
-	wg        sync.WaitGroup
-	stateless *stateless
+	lock    *os.File
+	ctl     net.Listener     // the control socket, served by Run
+	applied control.Progress // the directory change applied (for control's Sync)
+	kick    chan struct{}    // makes the directory watcher poll at once
+	wg      sync.WaitGroup
 	// connNotes journals connection refusals once a minute per address.
 	connNotes *journal.Throttle
 }
@@ -179,7 +182,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	})
 
 	s.Sec = security.New(security.Config{BanAfter: cfg.BanAfter, BanAfterRegistered: cfg.BanAfterRegistered,
-		BanWindow: cfg.BanWindow, BanFor: cfg.BanFor, RateLimit: float64(cfg.RateLimit), RateBurst: cfg.RateBurst, Allow: Allow},
+		BanWindow: cfg.BanWindow, BanFor: cfg.BanFor, RateLimit: float64(cfg.RateLimit), RateBurst: cfg.RateBurst},
 		security.Deps{Store: security.NewStore(db), Dir: s.Dir, Live: s.Loc.HasSource,
 			LiveFrom: s.liveFrom, LiveAt: s.liveAt, Journal: s.Journal, Log: log})
 	if err := s.Sec.Load(ctx); err != nil {
@@ -192,7 +195,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.Reg = registrar.New(registrar.Config{MinExpires: cfg.MinExpires, MaxExpires: cfg.MaxExpires,
 		DefaultExpires: cfg.DefaultExpires}, s.Dir, s.Auth, s.Loc, s.Journal, s.Sec, log)
 
-	s.stateless = newStateless(s)
+	s.Guard = guard.New(guard.Config{Allow: Allow, StreamTimeout: s.Sec.Config().StreamTimeout},
+		guard.Deps{Policy: s.Sec, Registrar: s.Reg, Log: log})
 	if err := sipstack.RaiseFileLimit(); err != nil {
 		log.Warn("file limit", "error", err)
 	}
@@ -201,12 +205,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		perIP = -1 // no cap
 	}
 	s.connNotes = journal.NewThrottle(time.Minute, nil)
-	// Requests sipgo cannot match to a transaction (RFC 2543 ones without
-	// a From tag) may still be answered without one.
-	s.Sec.SetStateless(s.stateless.intercept)
 	s.Trace = trace.New(0, 0)
 	s.Stack, err = sipstack.Listen(sipstack.Options{Addr: cfg.SIP, UserAgent: "switchboard", Logger: log, Tracer: s.Trace,
-		Filter: s.Sec.Filter, ConnClosed: s.Sec.ConnClosed, Intercept: s.stateless.intercept,
+		Filter: s.Guard.Filter, ConnClosed: s.Guard.ConnClosed,
 		TCPIdleTimeout: cfg.TCPIdleTimeout, TCPMaxPerAddress: perIP, TCPMaxConns: cfg.TCPMaxConns,
 		AcceptConn: s.Sec.AcceptConn, ConnEvent: s.connEvent,
 		// s.Proxy is set below, before Serve starts reading.
@@ -226,7 +227,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	log.Info("bindings restored", "count", n)
 	s.checkFileLimit()
 	s.Dir.SetLocal(directory.Local{DefaultDomain: s.Domain, Hosts: ownHosts(s.Stack, s.Domain)})
-	s.Sec.SetTransport(s.Stack)
+	s.Guard.SetTransport(s.Stack)
 	// Handlers go through the Stack, which contains panics (500, log, go on).
 	s.Stack.OnRegister(func(req *sip.Request, tx sip.ServerTransaction) {
 		s.Reg.Serve(req, s.keepFlow(req, tx.Respond))
@@ -241,6 +242,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		proxy.Deps{Dir: s.Dir, Auth: s.Auth, Loc: s.Loc, Journal: s.Journal, Calls: s.Calls, Client: s.Stack.Client,
 			Server: s.Stack.Server, Policy: s.Sec, Log: log})
 	s.Proxy.Register(s.Stack)
+	s.Guard.SetCalls(s.Proxy)
 	s.Qualify = qualify.New(qualify.Config{Interval: cfg.QualifyInterval, Host: s.Proxy.Host(), Port: port,
 		UDPLocal: udpAddr}, s.Loc, s.Stack.Client, s.Journal, log)
 	return s, nil
@@ -302,6 +304,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.Go(func() { s.Journal.Run(bg) })
 	s.Go(func() { s.Loc.Run(bg) })
 	s.Go(func() { s.Sec.Run(bg) })
+	s.Go(func() { s.Guard.Run(bg) })
 	if err := s.Sec.Publish(ctx); err != nil {
 		s.Log.Warn("publish security settings", "error", err)
 	}
@@ -329,7 +332,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.Log.Info("switchboard started", "version", version.Get().String(), "domain", s.Domain, "udp", s.Stack.Listeners[0].Addr,
 		"tcp", s.Stack.Listeners[1].Addr, "data", s.Cfg.DataDir)
 	err := s.Stack.Serve(ctx)
-	s.stateless.wg.Wait() // listeners are closed: no new ones start
+	s.Guard.Wait() // listeners are closed: no new stateless requests start
 	s.Proxy.Shutdown()
 	stopBg()
 	s.wg.Wait()

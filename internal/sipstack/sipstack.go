@@ -2,7 +2,7 @@
 // binds the profile's UDP and TCP listeners, shares one sipgo.UserAgent
 // between the server and the client side (so requests and replies leave from
 // the listening socket, which phones behind NAT require), and installs the
-// raw-packet filter that access control uses to drop traffic before parsing.
+// raw-packet filter (package guard's) that drops traffic before parsing.
 package sipstack
 
 import (
@@ -38,13 +38,11 @@ type Options struct {
 	// Addr is host:port; port 0 picks a free port, the same for UDP and TCP.
 	Addr      string
 	UserAgent string
-	Filter    Filter
-	// Intercept, when set, sees each message the Filter let through, before
-	// sipgo parses it; returning true means it took the message (sipgo
-	// never sees it). data is only valid during the call. Used for
-	// stateless handling (REGISTER over UDP) that needs no transaction.
-	Intercept func(transport string, remote net.Addr, data []byte) bool
-	Logger    *slog.Logger
+	// Filter, when set, sees every UDP datagram and TCP read before sipgo
+	// parses it (package guard's: it also takes the messages answered
+	// without a transaction).
+	Filter Filter
+	Logger *slog.Logger
 	// UnhandledResponse receives responses that match no client
 	// transaction (2xx retransmissions of a proxied INVITE).
 	UnhandledResponse func(*sip.Response)
@@ -177,13 +175,12 @@ func Listen(opts Options) (*Stack, error) {
 	// messages must not become a flood of log bytes.
 	log = slog.New(clipHandler{log.Handler()})
 	tpOpts := []sip.TransportLayerOption{sip.WithTransportLayerLogger(log)}
-	if opts.Filter != nil || opts.Intercept != nil || opts.Tracer != nil {
+	if opts.Filter != nil || opts.Tracer != nil {
 		tr := opts.Tracer
 		var f Filter
 		if opts.Filter != nil {
 			f = safeFilter(stackLog, opts.Filter)
 		}
-		intercept := opts.Intercept
 		tpOpts = append(tpOpts, sip.WithTransportLayerReadFilter(func(p sip.TransportReadProps, data []byte) ([]byte, error) {
 			// Recorded before the filter, so that an answer the filter
 			// sends comes after it in the trace.
@@ -192,9 +189,6 @@ func Listen(opts Options) (*Stack, error) {
 				if data = f(p.Transport, p.RemoteAddr, data); data == nil {
 					return nil, nil
 				}
-			}
-			if intercept != nil && intercept(p.Transport, p.RemoteAddr, data) {
-				return nil, nil
 			}
 			return data, nil
 		}))

@@ -1,4 +1,4 @@
-package security_test
+package guard_test
 
 import (
 	"bytes"
@@ -20,7 +20,7 @@ import (
 
 // Run a short pass with:
 //
-//	go test -run '^$' -fuzz '^FuzzServer$' -fuzztime 20s ./internal/security/
+//	go test -run '^$' -fuzz '^FuzzServer$' -fuzztime 20s ./internal/guard/
 
 // logSink collects the server's log; safe for concurrent use.
 type logSink struct {

@@ -1,4 +1,4 @@
-package security
+package guard
 
 import (
 	"bytes"
@@ -10,8 +10,8 @@ import (
 
 // Run a short pass with, e.g.:
 //
-//	go test -run '^$' -fuzz '^FuzzFilter$' -fuzztime 20s ./internal/security/
-//	go test -run '^$' -fuzz '^FuzzFastPath$' -fuzztime 20s ./internal/security/
+//	go test -run '^$' -fuzz '^FuzzFilter$' -fuzztime 20s ./internal/guard/
+//	go test -run '^$' -fuzz '^FuzzFastPath$' -fuzztime 20s ./internal/guard/
 
 func addSeeds(f *testing.F) {
 	for _, name := range sortedKeys(torture(f)) {
@@ -55,7 +55,7 @@ func FuzzFilter(f *testing.F) {
 	addSeeds(f)
 	p := sip.NewParser()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s, rec := newTestService(t, Config{})
+		s, rec := newTestGuard(t, Config{})
 		out := s.Filter("UDP", udpFrom, data)
 		if out != nil {
 			if !bytes.HasPrefix(data, out) {
@@ -73,7 +73,7 @@ func FuzzFilter(f *testing.F) {
 		checkReplies(t, rec)
 
 		for _, cut := range []int{len(data), len(data) / 2} {
-			s, rec := newTestService(t, Config{})
+			s, rec := newTestGuard(t, Config{})
 			var got []byte
 			got = append(got, s.Filter("TCP", tcpFrom, data[:cut])...)
 			if cut < len(data) {

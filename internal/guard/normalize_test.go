@@ -1,9 +1,9 @@
-package security
+package guard
 
 import (
 	"bytes"
-	"net"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
@@ -102,35 +102,65 @@ func headerValues(req *sip.Request, name string) []string {
 	return out
 }
 
+// testCalls is a Calls that takes (or declines) every INVITE offered and
+// keeps them (a fake: this tests the guard's hand-off, not the proxy).
+type testCalls struct {
+	take bool
+	mu   sync.Mutex
+	seen []*sip.Request
+	sent int
+}
+
+func (c *testCalls) Stateless(req *sip.Request) bool {
+	c.mu.Lock()
+	c.seen = append(c.seen, req)
+	c.mu.Unlock()
+	return c.take
+}
+
+func (c *testCalls) ChallengeStateless(_ *sip.Request, _ func(*sip.Response) error) {
+	c.mu.Lock()
+	c.sent++
+	c.mu.Unlock()
+}
+
 // TestFilterRFC2543Stateless: a request sipgo cannot key (RFC 4475's
-// inv2543: no branch, no From tag) is offered to the stateless handler;
-// taken, the filter neither answers nor passes it; declined, 400.
+// inv2543: no branch, no From tag) is offered to the stateless path;
+// taken, the filter neither answers nor passes it (the proxy answers);
+// declined, or with no proxy yet, 400.
 func TestFilterRFC2543Stateless(t *testing.T) {
 	data := torture(t)["inv2543"]
 	for _, take := range []bool{true, false} {
-		s, rec := newTestService(t, Config{})
-		var offered [][]byte
-		s.SetStateless(func(transport string, remote net.Addr, msg []byte) bool {
-			if transport != "UDP" || remote.String() != udpFrom.String() {
-				t.Errorf("offered from %s %s", transport, remote)
-			}
-			offered = append(offered, append([]byte(nil), msg...))
-			return take
-		})
+		s, rec := newTestGuard(t, Config{})
+		calls := &testCalls{take: take}
+		s.SetCalls(calls)
 		got, _, _ := runFilter(t, s, rec, "UDP", data)
+		s.Wait()
 		want := outcome{}
 		if !take {
 			want = outcome{status: 400}
 		}
-		if got != want || len(offered) != 1 || !bytes.Equal(offered[0], data) {
-			t.Fatalf("take=%v: got %v, offered %d, want %v", take, got, len(offered), want)
+		if got != want || len(calls.seen) != 1 || calls.seen[0].CallID().Value() != "inv2543.1717@ift.client.example.com" {
+			t.Fatalf("take=%v: got %v, offered %d, want %v", take, got, len(calls.seen), want)
+		}
+		if n := map[bool]int{true: 1, false: 0}[take]; calls.sent != n {
+			t.Fatalf("take=%v: %d challenges, want %d", take, calls.sent, n)
 		}
 	}
-	// A request sipgo can key is never offered.
-	s, rec := newTestService(t, Config{})
-	s.SetStateless(func(string, net.Addr, []byte) bool { t.Error("offered"); return true })
-	if got, _, _ := runFilter(t, s, rec, "UDP", torture(t)["wsinv"]); got.pass == 0 {
-		t.Fatalf("wsinv: %v", got)
+	s, rec := newTestGuard(t, Config{})
+	if got, _, _ := runFilter(t, s, rec, "UDP", data); got != (outcome{status: 400}) {
+		t.Fatalf("without a proxy: %v", got)
+	}
+	// A request sipgo can key that the proxy declines goes on to sipgo;
+	// over TCP nothing is offered.
+	s, rec = newTestGuard(t, Config{})
+	calls := &testCalls{}
+	s.SetCalls(calls)
+	if got, _, _ := runFilter(t, s, rec, "UDP", torture(t)["wsinv"]); got.pass == 0 || len(calls.seen) != 1 {
+		t.Fatalf("wsinv: %v, offered %d", got, len(calls.seen))
+	}
+	if got, _, _ := runFilter(t, s, rec, "TCP", torture(t)["wsinv"]); got.pass == 0 || len(calls.seen) != 1 {
+		t.Fatalf("wsinv over TCP: %v, offered %d", got, len(calls.seen))
 	}
 }
 
@@ -144,7 +174,7 @@ func TestFilterNormalizedStream(t *testing.T) {
 	scan(wsinv, false, &m)
 	norm := normalize(wsinv, m.bodyStart)
 	in := append(append(append([]byte(nil), plain...), wsinv...), plain...)
-	s, rec := newTestService(t, Config{})
+	s, rec := newTestGuard(t, Config{})
 	got, out, _ := runFilter(t, s, rec, "TCP", in)
 	want := append(append(append([]byte(nil), plain...), norm...), plain...)
 	if got.status != 0 || got.closed || !bytes.Equal(out, want) {
@@ -159,7 +189,7 @@ func TestFilterNormalizedStream(t *testing.T) {
 // FuzzNormalize: on any message that scans, normalize does not panic,
 // keeps the start line and the body, and a second pass changes nothing.
 //
-//	go test -run '^$' -fuzz '^FuzzNormalize$' -fuzztime 20s ./internal/security/
+//	go test -run '^$' -fuzz '^FuzzNormalize$' -fuzztime 20s ./internal/guard/
 func FuzzNormalize(f *testing.F) {
 	addSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -1,4 +1,4 @@
-package security
+package guard
 
 import (
 	"bytes"
@@ -21,7 +21,7 @@ func TestFilterLinearTime(t *testing.T) {
 		"nocrlfcrlf": append([]byte(head), bytes.Repeat([]byte("Y: z\r\n"), 9000)...),
 	}
 	for name, in := range inputs {
-		s, _ := newTestService(t, Config{})
+		s, _ := newTestGuard(t, Config{})
 		start := time.Now()
 		s.Filter("UDP", udpFrom, in)
 		for i := 0; i < len(in); i += 1000 {

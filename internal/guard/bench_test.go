@@ -1,4 +1,4 @@
-package security
+package guard
 
 import (
 	"net"
@@ -22,7 +22,7 @@ var benchRegister = []byte("REGISTER sip:pbx.example.com SIP/2.0\r\n" +
 	"Content-Length: 0\r\n\r\n")
 
 func TestFilterHotPathDoesNotAllocate(t *testing.T) {
-	s, _ := newTestService(t, Config{RateLimit: 1e9, RateBurst: 1e9})
+	s, _ := newTestGuard(t, Config{})
 	var m message
 	if res, _ := scan(benchRegister, false, &m); res != scanOK || m.unsure {
 		t.Fatalf("the benchmark REGISTER is not on the fast path: res=%v unsure=%v", res, m.unsure)
@@ -46,7 +46,7 @@ func TestFilterHotPathDoesNotAllocate(t *testing.T) {
 }
 
 func BenchmarkFilterUDP(b *testing.B) {
-	s, _ := newTestService(b, Config{RateLimit: 1e9, RateBurst: 1e9})
+	s, _ := newTestGuard(b, Config{})
 	from := &net.UDPAddr{IP: net.IPv4(192, 168, 1, 23), Port: 5062}
 	b.ReportAllocs()
 	b.SetBytes(int64(len(benchRegister)))
@@ -56,7 +56,7 @@ func BenchmarkFilterUDP(b *testing.B) {
 }
 
 func BenchmarkFilterTCP(b *testing.B) {
-	s, _ := newTestService(b, Config{RateLimit: 1e9, RateBurst: 1e9})
+	s, _ := newTestGuard(b, Config{})
 	from := &net.TCPAddr{IP: net.IPv4(192, 168, 1, 23), Port: 40000}
 	b.ReportAllocs()
 	b.SetBytes(int64(len(benchRegister)))

@@ -1,0 +1,162 @@
+package guard
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// maxStatelessInFlight bounds the requests handled at once on the
+// stateless path; beyond it they take sipgo's transaction path.
+const maxStatelessInFlight = 8192
+
+// Registrar answers a REGISTER; reply sends the answer.
+type Registrar interface {
+	Serve(req *sip.Request, reply func(*sip.Response) error)
+}
+
+// Calls decides and answers, without a transaction, the first INVITE of a
+// call whose only answer is a 407 challenge (the proxy).
+type Calls interface {
+	// Stateless reports whether req is such an INVITE.
+	Stateless(req *sip.Request) bool
+	// ChallengeStateless answers an INVITE Stateless accepted.
+	ChallengeStateless(req *sip.Request, send func(*sip.Response) error)
+}
+
+type callsBox struct{ c Calls }
+
+// Stateless is the one entry of the stateless path: the guard hands it
+// every UDP message it passed (and the requests sipgo cannot key to a
+// transaction: RFC 2543 ones without a branch or a From tag), and it
+// decides: a REGISTER goes to the registrar, a call's first INVITE
+// without credentials to the proxy's 407 challenge, anything else on to
+// sipgo. A transaction would be kept for 32 s after the answer (timer J)
+// only to absorb retransmissions, which the registrar handles idempotently
+// anyway: at 10,000 registrations/s that is 640,000 live transactions for
+// nothing. This is how Kamailio's registrar answers too (stateless
+// replies).
+type Stateless struct {
+	g      *Guard
+	reg    Registrar
+	calls  atomic.Pointer[callsBox]
+	parser *sip.Parser
+	sem    chan struct{}
+	wg     sync.WaitGroup // in-flight requests; waited for at shutdown
+}
+
+func newStateless(g *Guard, reg Registrar) *Stateless {
+	return &Stateless{g: g, reg: reg, parser: sip.NewParser(), sem: make(chan struct{}, maxStatelessInFlight)}
+}
+
+var (
+	registerPrefix = []byte("REGISTER ")
+	invitePrefix   = []byte("INVITE ")
+)
+
+// take reports whether the stateless path took msg (over UDP: a REGISTER,
+// or an INVITE whose only answer is a 407); false hands it to sipgo. msg
+// is only valid during the call.
+func (st *Stateless) take(transport string, remote net.Addr, data []byte) bool {
+	if transport != "UDP" && transport != "udp" {
+		return false
+	}
+	var inv *sip.Request
+	var calls Calls
+	switch {
+	case bytes.HasPrefix(data, registerPrefix) && st.reg != nil:
+	case bytes.HasPrefix(data, invitePrefix) && !hasCredentials(data):
+		b := st.calls.Load()
+		if b == nil {
+			return false
+		}
+		calls = b.c
+		// Decide here, while sipgo can still take it: parse, and keep only
+		// a dialog-creating INVITE without credentials.
+		msg, err := st.parser.ParseSIP(append([]byte(nil), data...))
+		req, ok := msg.(*sip.Request)
+		if err != nil || !ok {
+			return false
+		}
+		req.SetTransport("UDP")
+		req.SetSource(remote.String())
+		if !calls.Stateless(req) {
+			return false
+		}
+		inv = req
+	default:
+		return false
+	}
+	select {
+	case st.sem <- struct{}{}:
+	default:
+		return false // saturated: sipgo's transaction path takes it
+	}
+	st.wg.Add(1)
+	if inv != nil {
+		go st.challenge(calls, inv, remote)
+		return true
+	}
+	buf := append([]byte(nil), data...)
+	// On its own goroutine: the registrar's 200 waits for the binding's
+	// commit, which must not hold up the socket's reader.
+	go st.register(buf, remote)
+	return true
+}
+
+// hasCredentials is a cheap look for a Proxy-Authorization header (in its
+// usual spellings), so an authenticated INVITE is not parsed twice; one it
+// misses is still recognised by Calls.Stateless after the parse.
+func hasCredentials(data []byte) bool {
+	return bytes.Contains(data, []byte("\nProxy-Authorization:")) || bytes.Contains(data, []byte("\nproxy-authorization:"))
+}
+
+func (st *Stateless) reply(remote net.Addr) func(*sip.Response) error {
+	return func(res *sip.Response) error {
+		t := st.g.tr.Load()
+		if t == nil {
+			return errNoTransport
+		}
+		return t.t.Reply("UDP", remote, []byte(res.String()))
+	}
+}
+
+func (st *Stateless) challenge(calls Calls, req *sip.Request, remote net.Addr) {
+	defer st.wg.Done()
+	defer func() { <-st.sem }()
+	defer st.recover(remote)
+	calls.ChallengeStateless(req, st.reply(remote))
+}
+
+func (st *Stateless) recover(remote net.Addr) {
+	if r := recover(); r != nil {
+		st.g.log.Error("stateless: panic handling a message; the server goes on", "panic", r,
+			"source", remote.String(), "stack", string(debug.Stack()))
+	}
+}
+
+func (st *Stateless) register(buf []byte, remote net.Addr) {
+	defer st.wg.Done()
+	defer func() { <-st.sem }()
+	defer st.recover(remote)
+	msg, err := st.parser.ParseSIP(buf)
+	if err != nil {
+		st.g.log.Debug("register: unparsable", "source", remote.String(), "error", err)
+		return
+	}
+	req, ok := msg.(*sip.Request)
+	if !ok {
+		return
+	}
+	req.SetTransport("UDP")
+	req.SetSource(remote.String())
+	st.reg.Serve(req, st.reply(remote))
+}
+
+// errNoTransport: SetTransport was not called.
+var errNoTransport = errors.New("guard: no transport to answer through (SetTransport)")
