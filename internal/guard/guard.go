@@ -77,7 +77,7 @@ type Config struct {
 const (
 	DefaultStreamTimeout = 10 * time.Second
 	// DefaultAllow is the Allow header of 501 answers.
-	DefaultAllow = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, REFER, NOTIFY, MESSAGE, PRACK"
+	DefaultAllow = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, REFER, NOTIFY, PRACK"
 )
 
 // Deps are what a Guard works with.
