@@ -7,10 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
 	"github.com/switchboard-pbx/switchboard/internal/cli"
+	"github.com/switchboard-pbx/switchboard/internal/config"
+	"github.com/switchboard-pbx/switchboard/internal/server"
 	"golang.org/x/term"
 )
 
@@ -19,7 +22,8 @@ func main() {
 }
 
 func run(args []string) int {
-	env := cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, TTY: term.IsTerminal(int(os.Stdout.Fd()))}
+	env := cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, TTY: term.IsTerminal(int(os.Stdout.Fd())),
+		Serve: serve}
 	err := cli.Dispatch(context.Background(), env, args)
 	if err == nil {
 		return 0
@@ -31,4 +35,14 @@ func run(args []string) int {
 	msg := err.Error()
 	fmt.Fprintln(os.Stderr, "switchboard: "+strings.TrimSpace(msg))
 	return 1
+}
+
+// serve builds the server from the settings `switchboard serve` read and
+// runs it until ctx ends.
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	srv, err := server.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	return srv.Run(ctx)
 }

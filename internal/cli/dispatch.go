@@ -29,7 +29,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", nil, "run the server (SIP on UDP+TCP, SQLite in --data DIR)",
-			func(ctx context.Context, env Env, args []string) error { return Serve(ctx, env, args, nil) }},
+			Serve},
 		{"ext", []string{"extension", "extensions"}, "manage extensions: add, list, show, set, passwd, rm, import, export", Ext},
 		{"domain", []string{"domains"}, "manage domains (tenants): add, list, rm, rename, default", Domain},
 		{"reg", nil, "list current registrations (like sofia status profile internal reg); reg rm EXT; reg flush", Reg},

@@ -4,13 +4,17 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/switchboard-pbx/switchboard/internal/config"
 )
 
 // Env is where a command reads and writes.
@@ -20,6 +24,9 @@ type Env struct {
 	Stderr io.Writer
 	// TTY reports whether Stdout is a terminal (color and marks).
 	TTY bool
+	// Serve builds and runs the server with the settings `serve` read
+	// (main links in internal/server; the command line does not import it).
+	Serve func(ctx context.Context, cfg config.Config, log *slog.Logger) error
 }
 
 // UsageError is a mistake in the command line; main prints it with a hint

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"log/slog"
 	"os"
@@ -10,7 +11,6 @@ import (
 	"syscall"
 
 	"github.com/switchboard-pbx/switchboard/internal/config"
-	"github.com/switchboard-pbx/switchboard/internal/server"
 )
 
 const serveUsage = `Usage: switchboard serve [--data DIR] [--sip ADDR] [--domain NAME] [flags]
@@ -19,9 +19,10 @@ Runs the PBX: the internal SIP profile on UDP and TCP, with its directory,
 registrar and journal in DIR (an embedded SQLite database, created on first
 start). Stops gracefully on SIGINT or SIGTERM.`
 
-// Serve runs `switchboard serve` until a signal or ctx ends it. ready, when
-// not nil, is called with the started server (tests use it).
-func Serve(ctx context.Context, env Env, args []string, ready func(*server.Server)) error {
+// Serve runs `switchboard serve` until a signal or ctx ends it: it reads
+// the settings (flags, config file), then hands them to env.Serve, which
+// builds and runs the server (the command line does not import it).
+func Serve(ctx context.Context, env Env, args []string) error {
 	cfg := config.Default()
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	configFile := fs.String("config", "", "optional JSON file with the same settings as these flags (snake_case names)")
@@ -55,12 +56,8 @@ func Serve(ctx context.Context, env Env, args []string, ready func(*server.Serve
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	srv, err := server.New(ctx, cfg, log)
-	if err != nil {
-		return err
+	if env.Serve == nil {
+		return errors.New("this build of switchboard cannot serve (no server linked in)")
 	}
-	if ready != nil {
-		ready(srv)
-	}
-	return srv.Run(ctx)
+	return env.Serve(ctx, cfg, log)
 }
