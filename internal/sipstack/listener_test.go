@@ -255,6 +255,7 @@ func TestConnCaps(t *testing.T) {
 // message, is closed after the idle timeout; one that keeps delivering
 // messages stays; KeepAlive keeps one open past the timeout.
 func TestIdleTimeout(t *testing.T) {
+	t.Parallel() // waits for idle timeouts: beside TestTxLingerEnds
 	const idle = time.Second
 	st, _ := startStack(t, Options{TCPIdleTimeout: idle}, answerOptions)
 	addr := st.Listeners[1].Addr
