@@ -85,7 +85,7 @@ func runFilter(t *testing.T, s *Guard, rec *recorder, transport string, data []b
 		from = tcpFrom
 	}
 	out := s.Filter(transport, from, data)
-	replies, closed := rec.take()
+	replies, closed := rec.Take()
 	o := outcome{pass: len(out), closed: len(closed) > 0, pending: s.streams.n.Load() > 0}
 	if len(replies) > 1 {
 		t.Errorf("%d answers, want at most 1", len(replies))
@@ -212,7 +212,7 @@ func TestFilterTCPByteByByte(t *testing.T) {
 			for i := range data {
 				got = append(got, s.Filter("TCP", tcpFrom, data[i:i+1])...)
 			}
-			replies, closed := rec.take()
+			replies, closed := rec.Take()
 			if len(replies) > 0 || len(closed) > 0 {
 				t.Fatalf("replies %d, closed %v", len(replies), closed)
 			}
@@ -240,7 +240,7 @@ func TestFilterTCPPipelined(t *testing.T) {
 	if !bytes.Equal(out, want) {
 		t.Fatalf("passed %q\nwant %q", out, want)
 	}
-	replies, closed := rec.take()
+	replies, closed := rec.Take()
 	if len(replies) != 1 || statusOf(replies[0]) != "SIP/2.0 501 Not Implemented" || len(closed) != 0 {
 		t.Fatalf("replies %q closed %v", replies, closed)
 	}
@@ -272,12 +272,12 @@ func TestFilterStalledStreamClosed(t *testing.T) {
 		t.Fatalf("passed %q", out)
 	}
 	s.expireStreams()
-	if _, closed := rec.take(); len(closed) != 0 {
+	if _, closed := rec.Take(); len(closed) != 0 {
 		t.Fatal("closed too early")
 	}
 	clock.advance(6_000_000_000)
 	s.expireStreams()
-	if _, closed := rec.take(); len(closed) != 1 || closed[0] != tcpFrom.String() {
+	if _, closed := rec.Take(); len(closed) != 1 || closed[0] != tcpFrom.String() {
 		t.Fatalf("closed %v", closed)
 	}
 	if s.streams.n.Load() != 0 {
@@ -347,7 +347,7 @@ func TestFilterScanner(t *testing.T) {
 	if out := s.Filter("UDP", udpFrom, msg); out != nil {
 		t.Fatal("scanner passed")
 	}
-	if replies, _ := rec.take(); len(replies) != 0 {
+	if replies, _ := rec.Take(); len(replies) != 0 {
 		t.Fatalf("answered a scanner: %q", replies)
 	}
 	if p := s.policy.(*testPolicy); p.scanners != 1 {

@@ -91,7 +91,7 @@ func FuzzFilter(f *testing.F) {
 
 func checkReplies(t *testing.T, rec *recorder) {
 	t.Helper()
-	replies, _ := rec.take()
+	replies, _ := rec.Take()
 	for _, r := range replies {
 		if !crlfClean(r) {
 			t.Fatalf("answer with a bare CR or LF:\n%q", r)

@@ -89,7 +89,7 @@ func TestFilterScannerBanned(t *testing.T) {
 	if out := g.Filter("UDP", udpFrom, msg); out != nil {
 		t.Fatal("scanner passed")
 	}
-	if replies, _ := rec.take(); len(replies) != 0 {
+	if replies, _ := rec.Take(); len(replies) != 0 {
 		t.Fatalf("answered a scanner: %q", replies)
 	}
 	ip := netip.MustParseAddr("192.0.2.7")

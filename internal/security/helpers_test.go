@@ -7,37 +7,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/guard/guardtest"
 )
 
-// recorder is a Transport that keeps what the filter sent (a fake is fine
-// here: these are unit tests of the filter's own logic).
-type recorder struct {
-	mu      sync.Mutex
-	replies [][]byte
-	closed  []string
-}
-
-func (r *recorder) Reply(_ string, _ net.Addr, b []byte) error {
-	r.mu.Lock()
-	r.replies = append(r.replies, append([]byte(nil), b...))
-	r.mu.Unlock()
-	return nil
-}
-
-func (r *recorder) CloseConn(remote net.Addr) error {
-	r.mu.Lock()
-	r.closed = append(r.closed, remote.String())
-	r.mu.Unlock()
-	return nil
-}
-
-func (r *recorder) take() (replies [][]byte, closed []string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	replies, closed = r.replies, r.closed
-	r.replies, r.closed = nil, nil
-	return
-}
+// recorder keeps what the guard sent (see guardtest.Recorder).
+type recorder = guardtest.Recorder
 
 func newTestService(t testing.TB, cfg Config) (*Service, *recorder) {
 	t.Helper()
