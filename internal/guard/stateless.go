@@ -5,15 +5,25 @@ import (
 	"errors"
 	"net"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
 
 // maxStatelessInFlight bounds the requests handled at once on the
-// stateless path; beyond it they take sipgo's transaction path.
+// stateless path. Beyond it a REGISTER is shed (503 with Retry-After, see
+// shedRetryAfter) and an INVITE takes sipgo's transaction path.
 const maxStatelessInFlight = 8192
+
+// shedRetryAfter is the Retry-After (seconds) of the 503 that sheds a
+// REGISTER while maxStatelessInFlight requests are in hand.
+const shedRetryAfter = 5
+
+// shedLogEvery is how often, at most, shedding is logged (with the count).
+const shedLogEvery = 10 * time.Second
 
 // Registrar answers a REGISTER; reply sends the answer.
 type Registrar interface {
@@ -48,10 +58,23 @@ type Stateless struct {
 	parser *sip.Parser
 	sem    chan struct{}
 	wg     sync.WaitGroup // in-flight requests; waited for at shutdown
+	rtx    *retrans       // REGISTERs in hand and answered lately
+
+	shed       atomic.Int64 // REGISTERs shed with 503 so far
+	absorbed   atomic.Int64 // retransmissions dropped or answered from rtx
+	shedLogged atomic.Int64 // unix ns of the last shedding log line
 }
 
 func newStateless(g *Guard, reg Registrar) *Stateless {
-	return &Stateless{g: g, reg: reg, parser: sip.NewParser(), sem: make(chan struct{}, maxStatelessInFlight)}
+	return &Stateless{g: g, reg: reg, parser: sip.NewParser(), sem: make(chan struct{}, maxStatelessInFlight),
+		rtx: newRetrans(time.Now)}
+}
+
+// Stats returns how many REGISTERs were shed (503, overload) and how many
+// retransmissions were absorbed (dropped while their original was in
+// hand, or answered again with its answer) so far.
+func (st *Stateless) Stats() (shed, absorbed int64) {
+	return st.shed.Load(), st.absorbed.Load()
 }
 
 var (
@@ -61,8 +84,17 @@ var (
 
 // take reports whether the stateless path took msg (over UDP: a REGISTER,
 // or an INVITE whose only answer is a 407); false hands it to sipgo. msg
-// is only valid during the call.
-func (st *Stateless) take(transport string, remote net.Addr, data []byte) bool {
+// is only valid during the call; m is its scan.
+//
+// A REGISTER is never handed to sipgo: a retransmission of one in hand is
+// dropped (its original's answer is coming), a retransmission of one
+// answered in the last second or two gets that same answer again (not a
+// new challenge, whose fresh nonce a phone that moved on would take for
+// an unexpected message), and beyond maxStatelessInFlight a new one gets
+// 503 with Retry-After at once: under overload the socket readers keep
+// draining the sockets, each retransmission costs a map lookup instead of
+// becoming new work, and throughput stays at what the cores can do.
+func (st *Stateless) take(transport string, remote net.Addr, data []byte, m *message) bool {
 	if transport != "UDP" && transport != "udp" {
 		return false
 	}
@@ -92,21 +124,67 @@ func (st *Stateless) take(transport string, remote net.Addr, data []byte) bool {
 	default:
 		return false
 	}
-	select {
-	case st.sem <- struct{}{}:
-	default:
-		return false // saturated: sipgo's transaction path takes it
-	}
-	st.wg.Add(1)
 	if inv != nil {
+		select {
+		case st.sem <- struct{}{}:
+		default:
+			return false // saturated: sipgo's transaction path takes it
+		}
+		st.wg.Add(1)
 		go st.challenge(calls, inv, remote)
 		return true
 	}
-	buf := append([]byte(nil), data...)
-	// On its own goroutine: the registrar's 200 waits for the binding's
-	// commit, which must not hold up the socket's reader.
-	go st.register(buf, remote)
+	ap := addrPort(remote)
+	key := st.rtx.key(ap, m)
+	if e, answer, ok := st.rtx.begin(key); !ok {
+		st.absorbed.Add(1)
+		if answer != nil {
+			st.send(remote, answer)
+		}
+		return true
+	} else {
+		select {
+		case st.sem <- struct{}{}:
+		default:
+			st.rtx.end(key, e)
+			st.shedOne(remote, data)
+			return true
+		}
+		st.wg.Add(1)
+		buf := append([]byte(nil), data...)
+		// On its own goroutine: the registrar's 200 waits for the binding's
+		// commit, which must not hold up the socket's reader.
+		go st.register(buf, remote, key, e)
+	}
 	return true
+}
+
+// shedOne answers a REGISTER 503 with Retry-After without parsing it.
+func (st *Stateless) shedOne(remote net.Addr, data []byte) {
+	n := st.shed.Add(1)
+	head := data
+	if i := bytes.Index(data, crlfcrlf); i >= 0 {
+		head = data[:i+4]
+	}
+	if reply := buildReply(head, 503, "Service Unavailable", "overloaded, try again later",
+		"Retry-After: "+strconv.Itoa(shedRetryAfter)+"\r\n"); reply != nil {
+		st.send(remote, reply)
+	}
+	now := time.Now().UnixNano()
+	if last := st.shedLogged.Load(); now-last >= int64(shedLogEvery) && st.shedLogged.CompareAndSwap(last, now) {
+		st.g.log.Warn("overloaded: REGISTERs answered 503 with Retry-After instead of being handled",
+			"in_hand", maxStatelessInFlight, "shed_so_far", n)
+	}
+}
+
+func (st *Stateless) send(remote net.Addr, b []byte) {
+	t := st.g.tr.Load()
+	if t == nil {
+		return
+	}
+	if err := t.t.Reply("UDP", remote, b); err != nil {
+		st.g.log.Debug("stateless: send", "to", remote, "error", err)
+	}
 }
 
 // hasCredentials is a cheap look for a Proxy-Authorization header (in its
@@ -140,9 +218,10 @@ func (st *Stateless) recover(remote net.Addr) {
 	}
 }
 
-func (st *Stateless) register(buf []byte, remote net.Addr) {
+func (st *Stateless) register(buf []byte, remote net.Addr, key rtxKey, e *rtxEntry) {
 	defer st.wg.Done()
 	defer func() { <-st.sem }()
+	defer st.rtx.end(key, e)
 	defer st.recover(remote)
 	msg, err := st.parser.ParseSIP(buf)
 	if err != nil {
@@ -155,7 +234,17 @@ func (st *Stateless) register(buf []byte, remote net.Addr) {
 	}
 	req.SetTransport("UDP")
 	req.SetSource(remote.String())
-	st.reg.Serve(req, st.reply(remote))
+	st.reg.Serve(req, func(res *sip.Response) error {
+		b := []byte(res.String())
+		// Kept before it is sent, so a retransmission arriving after the
+		// answer finds it.
+		st.rtx.answered(e, b)
+		t := st.g.tr.Load()
+		if t == nil {
+			return errNoTransport
+		}
+		return t.t.Reply("UDP", remote, b)
+	})
 }
 
 // errNoTransport: SetTransport was not called.

@@ -23,7 +23,7 @@ import (
 func (s *Stack) Reply(transport string, remote net.Addr, b []byte) error {
 	switch strings.ToUpper(transport) {
 	case "UDP":
-		_, err := s.udp.WriteTo(b, remote)
+		_, err := s.udpWriter().WriteTo(b, remote)
 		if err != nil {
 			return fmt.Errorf("reply to %s over udp: %w", remote, err)
 		}
@@ -52,6 +52,21 @@ func (s *Stack) Reply(transport string, remote net.Addr, b []byte) error {
 		return fmt.Errorf("reply to %s over tcp: connection not writable", remote)
 	}
 	return fmt.Errorf("reply over %s: unsupported transport", transport)
+}
+
+// udpWriter picks the socket of the SIP port a reply leaves from, in turn:
+// every socket is bound to the same address and port (SO_REUSEPORT), and
+// writes on one socket take turns on its lock (one sendto at a time), so
+// answers from many goroutines would queue behind one socket.
+func (s *Stack) udpWriter() net.PacketConn {
+	if len(s.udpMore) == 0 {
+		return s.udp
+	}
+	i := s.udpNext.Add(1) % uint32(len(s.udpMore)+1)
+	if i == 0 {
+		return s.udp
+	}
+	return s.udpMore[i-1]
 }
 
 // CloseConn closes the TCP connection from remote, if there is one.

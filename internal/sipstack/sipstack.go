@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -90,6 +91,7 @@ type Stack struct {
 	Listeners []Listener
 	udp       net.PacketConn   // the first UDP socket (also used to send)
 	udpMore   []net.PacketConn // more sockets on the same port, one reader each
+	udpNext   atomic.Uint32    // Reply's next socket (see udpWriter)
 	tcp       *trackingListener
 	log       *slog.Logger
 	tr        *trace.Tracer

@@ -1,0 +1,159 @@
+package guard
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// holdRegistrar is a Registrar that counts the REGISTERs it is handed and
+// answers each (200, numbered) only when released.
+type holdRegistrar struct {
+	mu      sync.Mutex
+	served  int
+	release chan struct{}
+}
+
+func (h *holdRegistrar) Serve(req *sip.Request, reply func(*sip.Response) error) {
+	h.mu.Lock()
+	h.served++
+	n := h.served
+	h.mu.Unlock()
+	<-h.release
+	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	res.AppendHeader(sip.NewHeader("X-Served", strconv.Itoa(n)))
+	_ = reply(res)
+}
+
+func (h *holdRegistrar) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.served
+}
+
+func registerMsg(cseq int, branch string) []byte {
+	return []byte("REGISTER sip:192.0.2.1 SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bK" + branch + "\r\n" +
+		"From: <sip:1001@192.0.2.1>;tag=abc\r\nTo: <sip:1001@192.0.2.1>\r\n" +
+		"Call-ID: rtx-test@192.0.2.7\r\nCSeq: " + strconv.Itoa(cseq) + " REGISTER\r\n" +
+		"Contact: <sip:1001@192.0.2.7:5060>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+}
+
+func newStatelessGuard(t *testing.T, inHand int) (*Guard, *recorder, *holdRegistrar) {
+	t.Helper()
+	reg := &holdRegistrar{release: make(chan struct{})}
+	g := New(Config{}, Deps{Policy: &testPolicy{}, Registrar: reg, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if inHand > 0 {
+		g.stateless.sem = make(chan struct{}, inHand)
+	}
+	r := &recorder{}
+	g.SetTransport(r)
+	t.Cleanup(func() {
+		select {
+		case <-reg.release:
+		default:
+			close(reg.release)
+		}
+		g.Wait()
+	})
+	return g, r, reg
+}
+
+// waitFor polls cond until it holds or 5 s pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestRegisterRetransmissionsAbsorbed: over UDP a retransmitted REGISTER
+// is not handled again: while its original is in hand it is dropped, and
+// once answered it gets the very same answer, without the registrar.
+func TestRegisterRetransmissionsAbsorbed(t *testing.T) {
+	g, r, reg := newStatelessGuard(t, 0)
+	msg := registerMsg(1, "first")
+	if out := g.Filter("UDP", udpFrom, msg); out != nil {
+		t.Fatal("REGISTER not taken by the stateless path")
+	}
+	waitFor(t, "the registrar to get the REGISTER", func() bool { return reg.count() == 1 })
+	for range 3 {
+		if out := g.Filter("UDP", udpFrom, bytes.Clone(msg)); out != nil {
+			t.Fatal("retransmission handed to sipgo")
+		}
+	}
+	close(reg.release)
+	var answers [][]byte
+	waitFor(t, "the answer", func() bool {
+		got, _ := r.Take()
+		answers = append(answers, got...)
+		return len(answers) > 0
+	})
+	g.Wait()
+	if reg.count() != 1 {
+		t.Fatalf("registrar handled %d REGISTERs, want 1 (retransmissions in hand must be dropped)", reg.count())
+	}
+	if len(answers) != 1 || !strings.Contains(string(answers[0]), "X-Served: 1") {
+		t.Fatalf("answers while in hand: %q", answers)
+	}
+	g.Filter("UDP", udpFrom, bytes.Clone(msg))
+	again, _ := r.Take()
+	if len(again) != 1 || !bytes.Equal(again[0], answers[0]) {
+		t.Fatalf("retransmission after the answer got %q, want the same answer %q", again, answers[0])
+	}
+	if reg.count() != 1 {
+		t.Fatalf("registrar handled %d REGISTERs, want 1", reg.count())
+	}
+	if _, absorbed := g.Stateless().Stats(); absorbed != 4 {
+		t.Fatalf("absorbed %d retransmissions, want 4", absorbed)
+	}
+	// A new request (next CSeq, new branch) and the same request from
+	// another port are not retransmissions.
+	g.Filter("UDP", udpFrom, registerMsg(2, "second"))
+	other := &net.UDPAddr{IP: udpFrom.IP, Port: udpFrom.Port + 1}
+	g.Filter("UDP", other, bytes.Clone(msg))
+	waitFor(t, "two more REGISTERs handled", func() bool { return reg.count() == 3 })
+	g.Wait()
+	if n := g.Stateless().rtx.size(); n != 3 {
+		t.Fatalf("remembered %d REGISTERs, want 3", n)
+	}
+}
+
+// TestRegisterShedWhenSaturated: with the stateless path full, a new
+// REGISTER over UDP is answered 503 with Retry-After at once (not handed
+// to sipgo, not queued), and its retransmission is handled once there is
+// room again.
+func TestRegisterShedWhenSaturated(t *testing.T) {
+	g, r, reg := newStatelessGuard(t, 1)
+	if out := g.Filter("UDP", udpFrom, registerMsg(1, "busy")); out != nil {
+		t.Fatal("REGISTER not taken")
+	}
+	waitFor(t, "the first REGISTER in hand", func() bool { return reg.count() == 1 })
+	shed := registerMsg(2, "shed")
+	if out := g.Filter("UDP", udpFrom, shed); out != nil {
+		t.Fatal("REGISTER handed to sipgo while saturated")
+	}
+	got, _ := r.Take()
+	if len(got) != 1 || statusOf(got[0]) != "SIP/2.0 503 Service Unavailable" ||
+		!strings.Contains(string(got[0]), "\r\nRetry-After: ") || !strings.Contains(string(got[0]), "\r\nCSeq: 2 REGISTER\r\n") {
+		t.Fatalf("saturated: got %q, want one 503 with Retry-After", got)
+	}
+	if s, _ := g.Stateless().Stats(); s != 1 {
+		t.Fatalf("shed %d, want 1", s)
+	}
+	close(reg.release)
+	g.Wait()
+	g.Filter("UDP", udpFrom, bytes.Clone(shed))
+	waitFor(t, "the shed REGISTER handled when sent again", func() bool { return reg.count() == 2 })
+}
