@@ -105,7 +105,7 @@ func (g *Guard) filterDatagram(ip netip.Addr, ap netip.AddrPort, remote net.Addr
 		return nil
 	}
 	out, ok := g.inspect(ip, ap, remote, transport, data[:m.size], &m)
-	if !ok || g.stateless.take(transport, remote, out, &m) {
+	if !ok || g.stateless.take(transport, remote, out) {
 		return nil
 	}
 	return out
@@ -137,7 +137,7 @@ func (g *Guard) inspect(ip netip.Addr, ap netip.AddrPort, remote net.Addr, trans
 			}
 			// An RFC 2543 request without a From tag (RFC 4475's inv2543)
 			// can still be answered without a transaction.
-			if errors.Is(err, errNoTxKey) && g.stateless.take(transport, remote, out, m) {
+			if errors.Is(err, errNoTxKey) && g.stateless.take(transport, remote, out) {
 				return nil, false
 			}
 		}

@@ -18,17 +18,21 @@ import (
 // again, as a server transaction would do.
 const (
 	// rtxKeep is how long an answer is kept at least (at most twice
-	// that): retransmissions crossing the answer on the wire, and those
-	// of a phone whose answer was lost once.
-	rtxKeep = time.Second
-	// rtxMax caps the REGISTERs remembered per generation; beyond it new
-	// ones are not remembered (they are handled as before: idempotently).
-	rtxMax = 1 << 17
+	// that): retransmissions crossing a late answer on the wire (a phone
+	// retransmits 0.5, 1.5, 3.5 s after its first try), and those of a
+	// phone whose answer was lost once.
+	rtxKeep = 2 * time.Second
+	// rtxMax caps the REGISTERs remembered per generation (with their
+	// answers, at most about 40 MiB each); beyond it new ones are not
+	// remembered (they are handled as before: idempotently).
+	rtxMax = 1 << 16
 )
 
-// rtxKey names one REGISTER: the address it came from and a hash of its
-// Via, Call-ID and CSeq (a retransmission repeats them verbatim). The
-// source is part of the key, so no address ever gets another's answer.
+// rtxKey names one REGISTER: the address it came from and a hash of the
+// whole datagram. A retransmission repeats its request byte for byte (RFC
+// 3261 §17.1.2.2); anything that differs, even only in its credentials, is
+// a new request. The source is part of the key, so no address ever gets
+// another's answer.
 type rtxKey struct {
 	ap netip.AddrPort
 	h  uint64
@@ -56,16 +60,9 @@ func newRetrans(now func() time.Time) *retrans {
 		old: map[rtxKey]*rtxEntry{}, rotated: now()}
 }
 
-// key returns the key of the request from ap that m describes.
-func (r *retrans) key(ap netip.AddrPort, m *message) rtxKey {
-	var h maphash.Hash
-	h.SetSeed(r.seed)
-	h.Write(m.f[hVia].value)
-	h.WriteByte(0)
-	h.Write(m.f[hCallID].value)
-	h.WriteByte(0)
-	h.Write(m.f[hCSeq].value)
-	return rtxKey{ap: ap, h: h.Sum64()}
+// key returns the key of the datagram msg from ap.
+func (r *retrans) key(ap netip.AddrPort, msg []byte) rtxKey {
+	return rtxKey{ap: ap, h: maphash.Bytes(r.seed, msg)}
 }
 
 // begin looks k up. A new REGISTER is remembered as in hand: ok is true

@@ -84,17 +84,17 @@ var (
 
 // take reports whether the stateless path took msg (over UDP: a REGISTER,
 // or an INVITE whose only answer is a 407); false hands it to sipgo. msg
-// is only valid during the call; m is its scan.
+// is only valid during the call.
 //
 // A REGISTER is never handed to sipgo: a retransmission of one in hand is
 // dropped (its original's answer is coming), a retransmission of one
-// answered in the last second or two gets that same answer again (not a
+// answered in the last two to four seconds gets that same answer again (not a
 // new challenge, whose fresh nonce a phone that moved on would take for
 // an unexpected message), and beyond maxStatelessInFlight a new one gets
 // 503 with Retry-After at once: under overload the socket readers keep
 // draining the sockets, each retransmission costs a map lookup instead of
 // becoming new work, and throughput stays at what the cores can do.
-func (st *Stateless) take(transport string, remote net.Addr, data []byte, m *message) bool {
+func (st *Stateless) take(transport string, remote net.Addr, data []byte) bool {
 	if transport != "UDP" && transport != "udp" {
 		return false
 	}
@@ -134,28 +134,27 @@ func (st *Stateless) take(transport string, remote net.Addr, data []byte, m *mes
 		go st.challenge(calls, inv, remote)
 		return true
 	}
-	ap := addrPort(remote)
-	key := st.rtx.key(ap, m)
-	if e, answer, ok := st.rtx.begin(key); !ok {
+	key := st.rtx.key(addrPort(remote), data)
+	e, answer, isNew := st.rtx.begin(key)
+	if !isNew {
 		st.absorbed.Add(1)
 		if answer != nil {
 			st.send(remote, answer)
 		}
 		return true
-	} else {
-		select {
-		case st.sem <- struct{}{}:
-		default:
-			st.rtx.end(key, e)
-			st.shedOne(remote, data)
-			return true
-		}
-		st.wg.Add(1)
-		buf := append([]byte(nil), data...)
-		// On its own goroutine: the registrar's 200 waits for the binding's
-		// commit, which must not hold up the socket's reader.
-		go st.register(buf, remote, key, e)
 	}
+	select {
+	case st.sem <- struct{}{}:
+	default:
+		st.rtx.end(key, e)
+		st.shedOne(remote, data)
+		return true
+	}
+	st.wg.Add(1)
+	buf := append([]byte(nil), data...)
+	// On its own goroutine: the registrar's 200 waits for the binding's
+	// commit, which must not hold up the socket's reader.
+	go st.register(buf, remote, key, e)
 	return true
 }
 
@@ -235,7 +234,7 @@ func (st *Stateless) register(buf []byte, remote net.Addr, key rtxKey, e *rtxEnt
 	req.SetTransport("UDP")
 	req.SetSource(remote.String())
 	st.reg.Serve(req, func(res *sip.Response) error {
-		b := []byte(res.String())
+		b := appendResponse(res)
 		// Kept before it is sent, so a retransmission arriving after the
 		// answer finds it.
 		st.rtx.answered(e, b)
@@ -246,6 +245,20 @@ func (st *Stateless) register(buf []byte, remote net.Addr, key rtxKey, e *rtxEnt
 		return t.t.Reply("UDP", remote, b)
 	})
 }
+
+// appendResponse serialises res into one buffer of the right size:
+// sipgo's String grows a strings.Builder several times and the bytes are
+// then copied again for the socket.
+func appendResponse(res *sip.Response) []byte {
+	var buf bytes.Buffer
+	buf.Grow(responseSizeHint)
+	res.StringWrite(&buf)
+	return buf.Bytes()
+}
+
+// responseSizeHint covers a REGISTER's 401 (two challenges) or 200 with a
+// few contacts.
+const responseSizeHint = 1024
 
 // errNoTransport: SetTransport was not called.
 var errNoTransport = errors.New("guard: no transport to answer through (SetTransport)")

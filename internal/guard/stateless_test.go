@@ -118,15 +118,17 @@ func TestRegisterRetransmissionsAbsorbed(t *testing.T) {
 	if _, absorbed := g.Stateless().Stats(); absorbed != 4 {
 		t.Fatalf("absorbed %d retransmissions, want 4", absorbed)
 	}
-	// A new request (next CSeq, new branch) and the same request from
-	// another port are not retransmissions.
+	// A new request (next CSeq, new branch), the same request from
+	// another port, and one that repeats Via, Call-ID and CSeq but not the
+	// rest (a replay with other credentials) are not retransmissions.
 	g.Filter("UDP", udpFrom, registerMsg(2, "second"))
 	other := &net.UDPAddr{IP: udpFrom.IP, Port: udpFrom.Port + 1}
 	g.Filter("UDP", other, bytes.Clone(msg))
-	waitFor(t, "two more REGISTERs handled", func() bool { return reg.count() == 3 })
+	g.Filter("UDP", udpFrom, bytes.Replace(msg, []byte("Max-Forwards: 70"), []byte("Max-Forwards: 69"), 1))
+	waitFor(t, "three more REGISTERs handled", func() bool { return reg.count() == 4 })
 	g.Wait()
-	if n := g.Stateless().rtx.size(); n != 3 {
-		t.Fatalf("remembered %d REGISTERs, want 3", n)
+	if n := g.Stateless().rtx.size(); n != 4 {
+		t.Fatalf("remembered %d REGISTERs, want 4", n)
 	}
 }
 
@@ -156,4 +158,38 @@ func TestRegisterShedWhenSaturated(t *testing.T) {
 	g.Wait()
 	g.Filter("UDP", udpFrom, bytes.Clone(shed))
 	waitFor(t, "the shed REGISTER handled when sent again", func() bool { return reg.count() == 2 })
+}
+
+// TestRetransGenerations: an answer is remembered at least rtxKeep and
+// then forgotten (a later copy is a new request), while a REGISTER still
+// in hand is remembered however long it takes.
+func TestRetransGenerations(t *testing.T) {
+	clock := &fakeClock{}
+	r := newRetrans(clock.Now)
+	ap := addrPort(udpFrom)
+	answeredKey, slowKey := r.key(ap, registerMsg(1, "a")), r.key(ap, registerMsg(1, "b"))
+	e, _, ok := r.begin(answeredKey)
+	if !ok {
+		t.Fatal("first sight not new")
+	}
+	r.answered(e, []byte("SIP/2.0 200 OK\r\n\r\n"))
+	r.end(answeredKey, e)
+	slow, _, _ := r.begin(slowKey)
+	clock.advance(rtxKeep - time.Millisecond)
+	if _, ans, ok := r.begin(answeredKey); ok || string(ans) != "SIP/2.0 200 OK\r\n\r\n" {
+		t.Fatalf("within rtxKeep: new=%v answer=%q, want the kept answer", ok, ans)
+	}
+	for range 3 {
+		clock.advance(rtxKeep)
+		if _, ans, ok := r.begin(slowKey); ok || ans != nil {
+			t.Fatalf("in hand: new=%v answer=%q, want a known request without answer", ok, ans)
+		}
+	}
+	if _, _, ok := r.begin(answeredKey); !ok {
+		t.Fatal("answer still remembered after 2*rtxKeep")
+	}
+	r.end(slowKey, slow) // handled without an answer: forgotten at once
+	if _, _, ok := r.begin(slowKey); !ok {
+		t.Fatal("a REGISTER that got no answer is still remembered")
+	}
 }
