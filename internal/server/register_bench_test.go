@@ -11,6 +11,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -216,4 +217,34 @@ func BenchmarkRegisterRefresh(b *testing.B) {
 			b.Fatalf("authenticated refresh: %d\n%s", code, ans)
 		}
 	}
+}
+
+// BenchmarkRegisterFlowParallel is BenchmarkRegisterFlow from 64 phones at
+// once (each its own socket), so that the commits are shared as under
+// load: ns/op is the server's throughput, not one registration's latency.
+func BenchmarkRegisterFlowParallel(b *testing.B) {
+	srv := startBenchServer(b)
+	uri := "sip:" + srv.String()
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(32) // 64 phones on 2 CPUs
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		rc := newRegClient(b, srv)
+		for pb.Next() {
+			i := next.Add(1)
+			user := strconv.Itoa(1000 + int(i)%benchUsers)
+			callID := "bench-p-" + strconv.FormatInt(i, 10)
+			code, ans := rc.roundTrip(rc.request(user, callID, 1, ""))
+			if code != 401 {
+				b.Errorf("first REGISTER: %d\n%s", code, ans)
+				return
+			}
+			code, ans = rc.roundTrip(rc.request(user, callID, 2, authorize(ans, user, uri)))
+			if code != 200 {
+				b.Errorf("authenticated REGISTER: %d\n%s", code, ans)
+				return
+			}
+		}
+	})
 }
