@@ -65,7 +65,10 @@ func (a *Authenticator) Check(req *sip.Request, header, domain string, served bo
 	var creds digest.Credentials
 	found := false
 	var parseErr error
-	for _, h := range req.GetHeaders(header) {
+	for _, h := range req.Headers() {
+		if !headerIs(h.Name(), header) {
+			continue
+		}
 		c, err := digest.ParseCredentials(h.Value())
 		if err != nil {
 			parseErr = err
@@ -231,4 +234,26 @@ func (a *Authenticator) Challenge(res *sip.Response, header, domain string, stal
 	for _, alg := range a.Algorithms {
 		res.AppendHeader(sip.NewHeader(header, digest.Challenge(realm, nonce, "", alg, stale)))
 	}
+}
+
+// headerIs reports whether a header's name is name, ignoring ASCII case
+// (as sipgo's GetHeaders, which lowercases every header name of the
+// message at each lookup, an allocation per name with a capital).
+func headerIs(got, name string) bool {
+	if len(got) != len(name) {
+		return false
+	}
+	for i := 0; i < len(got); i++ {
+		a, b := got[i], name[i]
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
 }

@@ -126,7 +126,7 @@ func (r *Registrar) ServeREGISTER(req *sip.Request, tx sip.ServerTransaction) {
 func (r *Registrar) Serve(req *sip.Request, send func(*sip.Response) error) {
 	f := facts{req: req, send: send}
 	f.src = SourceAddr(req.Source())
-	if h := req.GetHeader("User-Agent"); h != nil {
+	if h := firstHeader(req, "User-Agent"); h != nil {
 		f.userAgent = h.Value()
 	}
 	f.ev = journal.Event{Kind: journal.KindRegister, Source: req.Source(), Transport: req.Transport(),
@@ -289,7 +289,7 @@ type contactReq struct {
 func (r *Registrar) update(f *facts, ext *directory.Entry, res auth.Result) {
 	req := f.req
 	headerExpires := -1
-	if h := req.GetHeader("Expires"); h != nil {
+	if h := firstHeader(req, "Expires"); h != nil {
 		v, err := strconv.Atoi(strings.TrimSpace(h.Value()))
 		if err != nil || v < 0 {
 			r.refuse(f, cause.BadRequest, "bad Expires header "+strconv.Quote(h.Value()))
@@ -299,7 +299,10 @@ func (r *Registrar) update(f *facts, ext *directory.Entry, res auth.Result) {
 	}
 	var wildcard bool
 	var contacts []contactReq
-	for _, h := range req.GetHeaders("Contact") {
+	for _, h := range req.Headers() {
+		if !headerIs(h.Name(), "Contact") {
+			continue
+		}
 		c, ok := h.(*sip.ContactHeader)
 		if !ok {
 			r.refuse(f, cause.BadRequest, "unparsable Contact")
@@ -460,6 +463,38 @@ func (r *Registrar) ok(f *facts, bindings []store.Binding, now time.Time) {
 	}
 	resp.AppendHeader(sip.NewHeader("Date", now.UTC().Format(http1123)))
 	r.respond(f, resp)
+}
+
+// firstHeader returns req's first header named name (ASCII case ignored),
+// or nil. sipgo's GetHeader lowercases the name of every header of the
+// message at each lookup: an allocation per name with a capital letter.
+func firstHeader(req *sip.Request, name string) sip.Header {
+	for _, h := range req.Headers() {
+		if headerIs(h.Name(), name) {
+			return h
+		}
+	}
+	return nil
+}
+
+// headerIs reports whether a header's name is name, ignoring ASCII case.
+func headerIs(got, name string) bool {
+	if len(got) != len(name) {
+		return false
+	}
+	for i := 0; i < len(got); i++ {
+		a, b := got[i], name[i]
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
 }
 
 const http1123 = "Mon, 02 Jan 2006 15:04:05 GMT"
