@@ -23,9 +23,10 @@ const (
 	// phone whose answer was lost once.
 	rtxKeep = 2 * time.Second
 	// rtxMax caps the REGISTERs remembered per generation (with their
-	// answers, at most about 40 MiB each); beyond it new ones are not
-	// remembered (they are handled as before: idempotently).
-	rtxMax = 1 << 16
+	// answers, about 20 MiB at most each: 8,000 answers/s fit); beyond it
+	// new ones are not remembered (they are handled as before:
+	// idempotently).
+	rtxMax = 1 << 15
 )
 
 // rtxKey names one REGISTER: the address it came from and a hash of the

@@ -59,6 +59,8 @@ type Stateless struct {
 	sem    chan struct{}
 	wg     sync.WaitGroup // in-flight requests; waited for at shutdown
 	rtx    *retrans       // REGISTERs in hand and answered lately
+	// scratch holds *bytes.Buffer for serialize.
+	scratch sync.Pool
 
 	shed       atomic.Int64 // REGISTERs shed with 503 so far
 	absorbed   atomic.Int64 // retransmissions dropped or answered from rtx
@@ -234,7 +236,7 @@ func (st *Stateless) register(buf []byte, remote net.Addr, key rtxKey, e *rtxEnt
 	req.SetTransport("UDP")
 	req.SetSource(remote.String())
 	st.reg.Serve(req, func(res *sip.Response) error {
-		b := appendResponse(res)
+		b := st.serialize(res)
 		// Kept before it is sent, so a retransmission arriving after the
 		// answer finds it.
 		st.rtx.answered(e, b)
@@ -246,14 +248,23 @@ func (st *Stateless) register(buf []byte, remote net.Addr, key rtxKey, e *rtxEnt
 	})
 }
 
-// appendResponse serialises res into one buffer of the right size:
-// sipgo's String grows a strings.Builder several times and the bytes are
-// then copied again for the socket.
-func appendResponse(res *sip.Response) []byte {
-	var buf bytes.Buffer
-	buf.Grow(responseSizeHint)
-	res.StringWrite(&buf)
-	return buf.Bytes()
+// serialize writes res into one buffer of its size: sipgo's String grows
+// a strings.Builder several times and the bytes are then copied again for
+// the socket. The bytes are kept for retransmissions (see retrans), so
+// they are built in a pooled scratch buffer and copied out at their size.
+func (st *Stateless) serialize(res *sip.Response) []byte {
+	buf, _ := st.scratch.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
+		buf.Grow(responseSizeHint)
+	}
+	buf.Reset()
+	res.StringWrite(buf)
+	b := bytes.Clone(buf.Bytes())
+	if buf.Cap() <= 4*responseSizeHint {
+		st.scratch.Put(buf)
+	}
+	return b
 }
 
 // responseSizeHint covers a REGISTER's 401 (two challenges) or 200 with a
