@@ -14,12 +14,18 @@ import (
 )
 
 // maxStatelessInFlight bounds the requests handled at once on the
-// stateless path. Beyond it a REGISTER is shed (503 with Retry-After, see
-// shedRetryAfter) and an INVITE takes sipgo's transaction path.
+// stateless path. Beyond it a REGISTER without credentials is shed (503
+// with Retry-After, see shedRetryAfter) and an INVITE takes sipgo's
+// transaction path; a REGISTER with credentials (the second half of a
+// registration whose challenge was already paid for) may still use
+// credentialReserve more.
 const maxStatelessInFlight = 8192
 
+// credentialReserve is the room kept for REGISTERs with credentials.
+const credentialReserve = 1024
+
 // shedRetryAfter is the Retry-After (seconds) of the 503 that sheds a
-// REGISTER while maxStatelessInFlight requests are in hand.
+// REGISTER.
 const shedRetryAfter = 5
 
 // shedLogEvery is how often, at most, shedding is logged (with the count).
@@ -56,9 +62,11 @@ type Stateless struct {
 	reg    Registrar
 	calls  atomic.Pointer[callsBox]
 	parser *sip.Parser
-	sem    chan struct{}
-	wg     sync.WaitGroup // in-flight requests; waited for at shutdown
-	rtx    *retrans       // REGISTERs in hand and answered lately
+	sem    chan struct{} // one per request in hand
+	// reserve is how much of sem only REGISTERs with credentials use.
+	reserve int
+	wg      sync.WaitGroup // in-flight requests; waited for at shutdown
+	rtx     *retrans       // REGISTERs in hand and answered lately
 	// scratch holds *bytes.Buffer for serialize.
 	scratch sync.Pool
 
@@ -68,8 +76,9 @@ type Stateless struct {
 }
 
 func newStateless(g *Guard, reg Registrar) *Stateless {
-	return &Stateless{g: g, reg: reg, parser: sip.NewParser(), sem: make(chan struct{}, maxStatelessInFlight),
-		rtx: newRetrans(time.Now)}
+	return &Stateless{g: g, reg: reg, parser: sip.NewParser(), sem: make(chan struct{}, maxStatelessInFlight+credentialReserve),
+		reserve: credentialReserve,
+		rtx:     newRetrans(time.Now)}
 }
 
 // Stats returns how many REGISTERs were shed (503, overload) and how many
@@ -93,7 +102,8 @@ var (
 // answered in the last two to four seconds gets that same answer again (not a
 // new challenge, whose fresh nonce a phone that moved on would take for
 // an unexpected message), and beyond maxStatelessInFlight a new one gets
-// 503 with Retry-After at once: under overload the socket readers keep
+// 503 with Retry-After at once (one with credentials only beyond the
+// credentialReserve more): under overload the socket readers keep
 // draining the sockets, each retransmission costs a map lookup instead of
 // becoming new work, and throughput stays at what the cores can do.
 func (st *Stateless) take(transport string, remote net.Addr, data []byte) bool {
@@ -127,6 +137,9 @@ func (st *Stateless) take(transport string, remote net.Addr, data []byte) bool {
 		return false
 	}
 	if inv != nil {
+		if len(st.sem) >= cap(st.sem)-st.reserve {
+			return false // saturated: sipgo's transaction path takes it
+		}
 		select {
 		case st.sem <- struct{}{}:
 		default:
@@ -145,9 +158,15 @@ func (st *Stateless) take(transport string, remote net.Addr, data []byte) bool {
 		}
 		return true
 	}
-	select {
-	case st.sem <- struct{}{}:
-	default:
+	admitted := false
+	if len(st.sem) < cap(st.sem)-st.reserve || hasAuthorization(data) {
+		select {
+		case st.sem <- struct{}{}:
+			admitted = true
+		default:
+		}
+	}
+	if !admitted {
 		st.rtx.end(key, e)
 		st.shedOne(remote, data)
 		return true
@@ -174,7 +193,7 @@ func (st *Stateless) shedOne(remote net.Addr, data []byte) {
 	now := time.Now().UnixNano()
 	if last := st.shedLogged.Load(); now-last >= int64(shedLogEvery) && st.shedLogged.CompareAndSwap(last, now) {
 		st.g.log.Warn("overloaded: REGISTERs answered 503 with Retry-After instead of being handled",
-			"in_hand", maxStatelessInFlight, "shed_so_far", n)
+			"in_hand", len(st.sem), "shed_so_far", n)
 	}
 }
 
@@ -186,6 +205,12 @@ func (st *Stateless) send(remote net.Addr, b []byte) {
 	if err := t.t.Reply("UDP", remote, b); err != nil {
 		st.g.log.Debug("stateless: send", "to", remote, "error", err)
 	}
+}
+
+// hasAuthorization is a cheap look for an Authorization header (in its
+// usual spellings): a REGISTER answering our challenge.
+func hasAuthorization(data []byte) bool {
+	return bytes.Contains(data, []byte("\nAuthorization:")) || bytes.Contains(data, []byte("\nauthorization:"))
 }
 
 // hasCredentials is a cheap look for a Proxy-Authorization header (in its

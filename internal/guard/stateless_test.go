@@ -47,12 +47,13 @@ func registerMsg(cseq int, branch string) []byte {
 		"Contact: <sip:1001@192.0.2.7:5060>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
 }
 
-func newStatelessGuard(t *testing.T, inHand int) (*Guard, *recorder, *holdRegistrar) {
+func newStatelessGuard(t *testing.T, inHand, reserve int) (*Guard, *recorder, *holdRegistrar) {
 	t.Helper()
 	reg := &holdRegistrar{release: make(chan struct{})}
 	g := New(Config{}, Deps{Policy: &testPolicy{}, Registrar: reg, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if inHand > 0 {
 		g.stateless.sem = make(chan struct{}, inHand)
+		g.stateless.reserve = reserve
 	}
 	r := &recorder{}
 	g.SetTransport(r)
@@ -82,7 +83,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // is not handled again: while its original is in hand it is dropped, and
 // once answered it gets the very same answer, without the registrar.
 func TestRegisterRetransmissionsAbsorbed(t *testing.T) {
-	g, r, reg := newStatelessGuard(t, 0)
+	g, r, reg := newStatelessGuard(t, 0, 0)
 	msg := registerMsg(1, "first")
 	if out := g.Filter("UDP", udpFrom, msg); out != nil {
 		t.Fatal("REGISTER not taken by the stateless path")
@@ -137,7 +138,7 @@ func TestRegisterRetransmissionsAbsorbed(t *testing.T) {
 // to sipgo, not queued), and its retransmission is handled once there is
 // room again.
 func TestRegisterShedWhenSaturated(t *testing.T) {
-	g, r, reg := newStatelessGuard(t, 1)
+	g, r, reg := newStatelessGuard(t, 1, 0)
 	if out := g.Filter("UDP", udpFrom, registerMsg(1, "busy")); out != nil {
 		t.Fatal("REGISTER not taken")
 	}
@@ -158,6 +159,35 @@ func TestRegisterShedWhenSaturated(t *testing.T) {
 	g.Wait()
 	g.Filter("UDP", udpFrom, bytes.Clone(shed))
 	waitFor(t, "the shed REGISTER handled when sent again", func() bool { return reg.count() == 2 })
+}
+
+// TestRegisterShedKeepsCredentials: near saturation the REGISTERs shed
+// first are new ones (without credentials); one answering a challenge
+// still gets the reserved room, and is shed only when that is full too.
+func TestRegisterShedKeepsCredentials(t *testing.T) {
+	g, r, reg := newStatelessGuard(t, 2, 1)
+	g.Filter("UDP", udpFrom, registerMsg(1, "held"))
+	waitFor(t, "the first REGISTER in hand", func() bool { return reg.count() == 1 })
+	withAuth := func(cseq int, branch string) []byte {
+		return bytes.Replace(registerMsg(cseq, branch), []byte("Max-Forwards: 70\r\n"),
+			[]byte("Max-Forwards: 70\r\nAuthorization: Digest username=\"1001\", realm=\"192.0.2.1\", nonce=\"n\", uri=\"sip:192.0.2.1\", response=\"0123456789abcdef0123456789abcdef\"\r\n"), 1)
+	}
+	g.Filter("UDP", udpFrom, registerMsg(2, "new"))
+	if got, _ := r.Take(); len(got) != 1 || statusOf(got[0]) != "SIP/2.0 503 Service Unavailable" {
+		t.Fatalf("a new REGISTER at the reserve: got %q, want 503", got)
+	}
+	g.Filter("UDP", udpFrom, withAuth(3, "auth"))
+	waitFor(t, "the REGISTER with credentials in hand", func() bool { return reg.count() == 2 })
+	if got, _ := r.Take(); len(got) != 0 {
+		t.Fatalf("REGISTER with credentials answered %q, want it handled", got)
+	}
+	g.Filter("UDP", udpFrom, withAuth(4, "auth2"))
+	if got, _ := r.Take(); len(got) != 1 || statusOf(got[0]) != "SIP/2.0 503 Service Unavailable" {
+		t.Fatalf("with the reserve full: got %q, want 503", got)
+	}
+	if s, _ := g.Stateless().Stats(); s != 2 || reg.count() != 2 {
+		t.Fatalf("shed %d, handled %d; want 2 and 2", s, reg.count())
+	}
 }
 
 // TestRetransGenerations: an answer is remembered at least rtxKeep and
