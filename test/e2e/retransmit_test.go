@@ -110,3 +110,27 @@ func TestRegisterRetransmission(t *testing.T) {
 		t.Fatalf("replayed nonce count in a new request: %s, want 401", status)
 	}
 }
+
+// TestRegisterRetransmittedChallenge: a retransmitted first REGISTER (the
+// same datagram again, as a phone sends it when the 401 is late) gets the
+// very same 401, not a second challenge with a fresh nonce, which a phone
+// that already answered the first would take for an unexpected message.
+// A new request (next CSeq) gets a challenge of its own.
+func TestRegisterRetransmittedChallenge(t *testing.T) {
+	s := Start(t, "")
+	s.AddExt("2001", "secret-2001")
+	p := newUDPPhone(t, s.Addr)
+	first := p.register("rtxc", 1, "")
+	status, resp := p.roundTrip(first)
+	if !strings.HasPrefix(status, "SIP/2.0 401") {
+		t.Fatalf("first REGISTER: %s", status)
+	}
+	status, again := p.roundTrip(first)
+	if again != resp {
+		t.Fatalf("retransmitted REGISTER got another answer (%s):\n%s\nwant the same as:\n%s", status, again, resp)
+	}
+	_, other := p.roundTrip(p.register("rtxc", 2, ""))
+	if nonceValueRE.FindStringSubmatch(other)[1] == nonceValueRE.FindStringSubmatch(resp)[1] {
+		t.Fatal("a new REGISTER got the nonce of the earlier one's challenge")
+	}
+}
