@@ -46,7 +46,7 @@ const (
 
 // env is one running proxy and its services.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	ctx   context.Context
 	db    *sqlite.DB
 	loc   *location.Table
@@ -60,7 +60,7 @@ type env struct {
 // newEnv starts a proxy with cfg (Host, Port, UDPLocal, OwnHosts and Key
 // are filled in) and extensions 2001..2004 (password testPassword; 2004
 // has a call timeout of 1 s).
-func newEnv(t *testing.T, cfg Config) *env {
+func newEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -206,7 +206,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 // phone is a scripted SIP endpoint on a UDP socket.
 type phone struct {
-	t     *testing.T
+	t     testing.TB
 	conn  *net.UDPConn
 	addr  string
 	proxy *net.UDPAddr
