@@ -517,9 +517,20 @@ func (p *Proxy) refuseInDialog(req *sip.Request, tx sip.ServerTransaction, r *re
 // (an ACK for a non-2xx answer is absorbed by its transaction and never
 // reaches this handler), under the same rules as any in-dialog request
 // (nextHop). ACKs are never answered; refused ones are journaled.
+//
+// An ACK with no Route header of a dialog the proxy does not know is the
+// ACK of an answer sent without a transaction (the stateless 407 of a
+// call's first INVITE, a refusal of the packet guard): it could never be
+// routed, so it is dropped at once, without a copy or a journal event
+// (every call sends one).
 func (p *Proxy) ServeACK(req *sip.Request, _ sip.ServerTransaction) {
 	if req.CallID() == nil || req.From() == nil || req.To() == nil || req.CSeq() == nil {
 		return
+	}
+	if req.GetHeader("Route") == nil {
+		if d, _, _ := p.dialogs.find(req.CallID().Value(), tagOf(req.From().Params), tagOf(req.To().Params), p.now()); d == nil {
+			return
+		}
 	}
 	fwd := req.Clone()
 	h, r := p.nextHop(fwd)
