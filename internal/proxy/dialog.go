@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -155,8 +156,7 @@ type dialogTable struct {
 		m    map[string]*dialog
 		gone map[string]*dialog // ended within DialogLinger (or the last sweep)
 	}
-	count sync.Mutex // guards n
-	n     int        // dialogs in the m maps
+	n atomic.Int64 // dialogs in the m maps
 }
 
 func newDialogTable(max int) *dialogTable {
@@ -175,30 +175,21 @@ func (t *dialogTable) shard(callID string) int {
 }
 
 // full reports whether the table holds its maximum of dialogs.
-func (t *dialogTable) full() bool {
-	t.count.Lock()
-	defer t.count.Unlock()
-	return t.n >= t.max
-}
+func (t *dialogTable) full() bool { return t.n.Load() >= int64(t.max) }
 
 // add stores d unless the table is full or holds the same dialog; it
 // reports whether it did.
 func (t *dialogTable) add(d *dialog) bool {
-	t.count.Lock()
-	if t.n >= t.max {
-		t.count.Unlock()
+	if t.n.Add(1) > int64(t.max) {
+		t.n.Add(-1)
 		return false
 	}
-	t.n++
-	t.count.Unlock()
 	s := &t.shards[t.shard(d.callID)]
 	k := dialogKey(d.callID, d.calleeTag)
 	s.mu.Lock()
 	if _, dup := s.m[k]; dup {
 		s.mu.Unlock()
-		t.count.Lock()
-		t.n--
-		t.count.Unlock()
+		t.n.Add(-1)
 		return false
 	}
 	delete(s.gone, k)
@@ -268,9 +259,7 @@ func (t *dialogTable) take(d *dialog) bool {
 	if !ok || cur != d {
 		return false
 	}
-	t.count.Lock()
-	t.n--
-	t.count.Unlock()
+	t.n.Add(-1)
 	return true
 }
 
@@ -310,17 +299,11 @@ func (t *dialogTable) expire(cutoff time.Time) []*dialog {
 		}
 		s.mu.Unlock()
 	}
-	t.count.Lock()
-	t.n -= len(out)
-	t.count.Unlock()
+	t.n.Add(-int64(len(out)))
 	return out
 }
 
-func (t *dialogTable) len() int {
-	t.count.Lock()
-	defer t.count.Unlock()
-	return t.n
-}
+func (t *dialogTable) len() int { return int(t.n.Load()) }
 
 // endDialog finishes the call record of a dialog.
 func (p *Proxy) endDialog(d *dialog, c cause.Code, by, detail string) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -88,6 +89,21 @@ func (f *fork) run() {
 	for _, b := range f.decision.Targets {
 		f.start(b)
 	}
+	// A single branch (the usual call) is read by this loop directly;
+	// with more, each gets a watch goroutine feeding f.events.
+	var one *branch
+	var oneRes <-chan *sip.Response
+	var oneDone <-chan struct{}
+	for _, br := range f.branches {
+		if br.tx == nil {
+			continue
+		}
+		if f.live == 1 {
+			one, oneRes, oneDone = br, br.tx.Responses(), br.tx.Done()
+			break
+		}
+		go f.watch(br)
+	}
 	f.rec.Branches = f.branchRecords()
 	p.d.Calls.Save(f.rec)
 
@@ -107,6 +123,14 @@ func (f *fork) run() {
 		select {
 		case ev := <-f.events:
 			f.onEvent(ev)
+		case res := <-oneRes:
+			if res.StatusCode >= 200 {
+				oneRes, oneDone = nil, nil
+			}
+			f.onEvent(bevent{br: one, res: res})
+		case <-oneDone:
+			oneRes, oneDone = nil, nil
+			f.onEvent(bevent{br: one})
 		case <-ringC:
 			ringC = nil
 			f.onRingTimeout()
@@ -156,11 +180,11 @@ func (f *fork) start(b store.Binding) {
 	br.req, br.tx = r, tx
 	tx.OnRetransmission(p.forwardStateless)
 	f.live++
-	go f.watch(br)
 }
 
 // watch passes a branch's responses to the fork until the final one or
-// the end of its transaction.
+// the end of its transaction (when the call is forked to more than one
+// branch; run reads a single branch itself).
 func (f *fork) watch(br *branch) {
 	for {
 		select {
@@ -259,7 +283,10 @@ func (f *fork) answer(br *branch, res *sip.Response) {
 		p.log.Warn("proxy: call not followed: too many dialogs or duplicate", "call_id", f.rec.CallID)
 	}
 	p.respond(f.tx, upstream(res, f.upDest, f.upTransport))
-	p.d.Calls.Save(f.rec)
+	if f.live > 0 {
+		// Else finish saves the record right away.
+		p.d.Calls.Save(f.rec)
+	}
 }
 
 // follow records the dialog a response with a To tag from branch br
@@ -542,7 +569,7 @@ func (f *fork) finish() {
 	ev.Status = f.rec.SIPStatus
 	var tried []string
 	for _, b := range branches {
-		s := fmt.Sprintf("%s %d", b.Contact, b.Status)
+		s := b.Contact + " " + strconv.Itoa(b.Status)
 		if b.Reason != "" {
 			s += " " + b.Reason
 		}
