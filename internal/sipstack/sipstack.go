@@ -157,6 +157,12 @@ func Listen(opts Options) (*Stack, error) {
 			_ = uc.SetWriteBuffer(8 << 20)
 		}
 	}
+	// Sends without Go's one-write-at-a-time lock per socket (see
+	// directUDP).
+	udp = directWrites(udp)
+	for i, c := range more {
+		more[i] = directWrites(c)
+	}
 	if opts.Tracer != nil {
 		// Every datagram sipgo or Reply sends goes through these.
 		udp = tracedPacketConn{udp, opts.Tracer}
