@@ -71,6 +71,16 @@ type fork struct {
 	keep      map[*dialog]bool   // dialogs of late 2xx: followed after the fork ends
 	cause     cause.Code
 	by        string
+	pending   bool // counted in Proxy.setups: no callee answered yet
+}
+
+// settled ends the fork's count in Proxy.setups (a callee answered
+// something, or the fork ended).
+func (f *fork) settled() {
+	if f.pending {
+		f.pending = false
+		f.p.setups.Add(-1)
+	}
 }
 
 func (f *fork) run() {
@@ -86,6 +96,10 @@ func (f *fork) run() {
 		f.finish()
 		return
 	}
+	// Waiting for a callee's first answer (Config.MaxSetups).
+	f.pending = true
+	p.setups.Add(1)
+	defer f.settled()
 	for _, b := range f.decision.Targets {
 		f.start(b)
 	}
@@ -219,6 +233,7 @@ func (f *fork) onEvent(ev bevent) {
 		return
 	}
 	br.responded = true
+	f.settled()
 	code := res.StatusCode
 	if code < 200 {
 		br.provisional = true

@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -50,6 +51,19 @@ func (p *Proxy) serveNewCall(req *sip.Request, tx sip.ServerTransaction) {
 		// Its in-dialog requests could not be routed.
 		p.refuse(req, tx, &ev, cause.TemporaryFailure,
 			fmt.Sprintf("too many calls in progress: %d dialogs followed (the maximum)", p.cfg.MaxDialogs))
+		return
+	}
+
+	if n := p.setups.Load(); n >= int64(p.cfg.MaxSetups) {
+		// Overloaded: a fast answer instead of one more call to carry.
+		ev.Status = p.answerCause(req, tx, cause.TemporaryFailure, sip.NewHeader("Retry-After", "5"))
+		ev.Cause = cause.TemporaryFailure
+		ev.Detail = "server overloaded: " + strconv.FormatInt(n, 10) +
+			" forwarded calls are still waiting for their callees' first answer (the maximum); " +
+			"answered 503 with Retry-After (further refusals of this phone are journaled once a minute)"
+		if p.shed.First(p.shed.Key(src, caller)) {
+			p.d.Journal.Record(ev)
+		}
 		return
 	}
 
