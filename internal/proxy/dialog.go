@@ -60,6 +60,7 @@ type dialog struct {
 	callID, callerTag, calleeTag string
 	token                        string // the sb= parameter of our Record-Route
 	caller, callee               side
+	inviteCSeq                   uint32 // the CSeq number of the INVITE that set it up
 
 	// mu guards confirmed, rec, last, ended and the sides' ips and contact.
 	mu        sync.Mutex
@@ -515,7 +516,12 @@ func (p *Proxy) ServeACK(req *sip.Request, _ sip.ServerTransaction) {
 			return
 		}
 	}
-	fwd := req.Clone()
+	p.forwardACK(req, req.Clone())
+}
+
+// forwardACK forwards fwd, the ACK req or a copy of it that it may change,
+// along the dialog's route (nextHop), or journals its refusal.
+func (p *Proxy) forwardACK(req, fwd *sip.Request) {
 	h, r := p.nextHop(fwd)
 	if r != nil {
 		p.refuseInDialog(req, nil, r)

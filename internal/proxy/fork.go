@@ -329,7 +329,7 @@ func (f *fork) follow(br *branch, res *sip.Response, answered bool) *dialog {
 			last: p.now()}
 		d.caller.addr, d.callee.addr = f.req.From().Value(), to.Value()
 		if cs := f.req.CSeq(); cs != nil {
-			d.caller.cseq = cs.SeqNo
+			d.caller.cseq, d.inviteCSeq = cs.SeqNo, cs.SeqNo
 		}
 		if ip := registrar.SourceAddr(br.b.Source); ip.IsValid() && ip != d.callee.ips[0] {
 			d.callee.ips = append(d.callee.ips, ip)

@@ -100,6 +100,13 @@ func newEnv(t testing.TB, cfg Config) *env {
 	au := &auth.Authenticator{Dir: dir, Nonces: digest.NewNonces(key, time.Minute, nil),
 		Algorithms: []digest.Algorithm{digest.MD5}}
 	e.stack, err = sipstack.Listen(sipstack.Options{Addr: "127.0.0.1:0", UDPReaders: 1, Logger: log,
+		// As internal/server wires it (after its packet guard).
+		Filter: func(transport string, remote net.Addr, data []byte) []byte {
+			if e.p.TakeACK(transport, remote, data) {
+				return nil
+			}
+			return data
+		},
 		UnhandledResponse: func(r *sip.Response) { e.p.ForwardResponse(r) }})
 	if err != nil {
 		t.Fatal(err)

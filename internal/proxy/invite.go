@@ -173,6 +173,10 @@ func (p *Proxy) Stateless(req *sip.Request) bool {
 func (p *Proxy) ChallengeStateless(req *sip.Request, send func(*sip.Response) error) {
 	ev := callEvent(req)
 	p.authorize(req, &ev, registrar.SourceAddr(req.Source()), func(r *sip.Response) {
+		if to := r.To(); to != nil {
+			// Its ACK is then recognised before sipgo parses it (TakeACK).
+			to.Params.Add("tag", statelessTagPrefix+sip.GenerateTagN(12))
+		}
 		if err := send(r); err != nil {
 			p.log.Debug("proxy: send 407", "error", err)
 		}
