@@ -12,7 +12,11 @@ import (
 // sends without a transaction, so that their ACKs are known (TakeACK).
 const statelessTagPrefix = "sb407-"
 
-var ackPrefix = []byte("ACK ")
+var (
+	ackPrefix         = []byte("ACK ")
+	routeTokenParam   = []byte(";sb=")
+	statelessTagParam = []byte("tag=" + statelessTagPrefix)
+)
 
 // TakeACK handles an ACK received over UDP that needs no transaction, on
 // the socket's reader, before sipgo parses it and makes a server
@@ -33,6 +37,11 @@ var ackPrefix = []byte("ACK ")
 // read filter, after the packet guard.
 func (p *Proxy) TakeACK(transport string, remote net.Addr, data []byte) bool {
 	if (transport != "UDP" && transport != "udp") || !bytes.HasPrefix(data, ackPrefix) {
+		return false
+	}
+	// Only an ACK naming a route token or a stateless 407's tag can be
+	// taken: any other is left to sipgo unparsed (parsed once, not twice).
+	if !bytes.Contains(data, routeTokenParam) && !bytes.Contains(data, statelessTagParam) {
 		return false
 	}
 	msg, err := sip.ParseMessage(append([]byte(nil), data...))
