@@ -95,6 +95,16 @@ type Stack struct {
 	tr        *trace.Tracer
 }
 
+// readLoopsPerSocket is how many of sipgo's read loops read each UDP
+// socket. A loop filters and parses every datagram it reads before it
+// reads the next, and the kernel puts all of one peer's datagrams on one
+// socket (SO_REUSEPORT hashes the sender's address): with one loop, a busy
+// peer (a trunk, a SIPp load, a NAT gateway in front of many phones) is
+// read by one goroutine, which falls behind while the other cores idle.
+// Two loops take turns on the socket; the order of one peer's messages was
+// never kept anyway (sipgo hands each message to a goroutine of its own).
+const readLoopsPerSocket = 2
+
 // ErrAddrInUse is returned (wrapped) when the SIP port is taken.
 var ErrAddrInUse = errors.New("address already in use")
 
@@ -290,10 +300,12 @@ func noDNS() *net.Resolver {
 
 // Serve reads both listeners until ctx ends, then closes everything.
 func (s *Stack) Serve(ctx context.Context) error {
-	errc := make(chan error, 2+len(s.udpMore))
-	go func() { errc <- s.Server.ServeUDP(s.udp) }()
-	for _, c := range s.udpMore {
-		go func() { errc <- s.Server.ServeUDP(c) }()
+	socks := append([]net.PacketConn{s.udp}, s.udpMore...)
+	errc := make(chan error, 1+readLoopsPerSocket*len(socks))
+	for _, c := range socks {
+		for range readLoopsPerSocket {
+			go func() { errc <- s.Server.ServeUDP(c) }()
+		}
 	}
 	go func() { errc <- s.Server.ServeTCP(s.tcp) }()
 	select {
