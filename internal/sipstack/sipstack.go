@@ -50,7 +50,8 @@ type Options struct {
 	// that closes (filters keep per-connection framing state).
 	ConnClosed func(remote net.Addr)
 	// UDPReaders is how many sockets (SO_REUSEPORT, Linux) read the UDP
-	// port, each with its own goroutine; 0 means one per CPU, at most 4.
+	// port, each with its own read loops (readLoopsPerSocket); 0 means
+	// one per CPU, at most 4.
 	UDPReaders int
 
 	// TCPIdleTimeout closes an accepted TCP connection that has not
@@ -149,9 +150,10 @@ func Listen(opts Options) (*Stack, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	// More readers on the same port: one goroutine reads, filters and
-	// parses each socket's datagrams, so one socket caps the message rate
-	// at what one core parses.
+	// More readers on the same port: a read loop reads, filters and
+	// parses each datagram before the next (readLoopsPerSocket loops per
+	// socket), so one socket caps the message rate at what a few
+	// goroutines parse.
 	var more []net.PacketConn
 	for i := 1; i < readers; i++ {
 		c, err := lc.ListenPacket(context.Background(), "udp", udp.LocalAddr().String())
