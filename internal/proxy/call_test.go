@@ -8,6 +8,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard-pbx/switchboard/internal/calls"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/journal"
 )
 
 func fastConfig() Config {
@@ -237,5 +238,39 @@ func TestNoResponse(t *testing.T) {
 	r := e.record("call-silent", func(r calls.Record) bool { return !r.Active() })
 	if r.Cause != cause.RecoveryOnTimerExpire || r.SIPStatus != 408 {
 		t.Fatalf("record = %+v", r)
+	}
+}
+
+// TestOverloadShedsNewCalls: while Config.MaxSetups forwarded calls wait
+// for their callees' first answer, a new call gets a fast 503 with
+// Retry-After (journaled NORMAL_TEMPORARY_FAILURE) and is not forwarded;
+// once the callee answers anything, calls go through again.
+func TestOverloadShedsNewCalls(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{NoResponseTimeout: 5 * time.Second, MaxSetups: 1})
+	a, b := e.phone("127.0.0.1"), e.phone("127.0.0.1")
+	e.register("2002", b)
+	a.call("2001", "2002", "shed-1")
+	binv := b.request(sip.INVITE)
+	a.call("2001", "2002", "shed-2")
+	busy := a.response(sip.INVITE, 503)
+	if busy.CallID().Value() != "shed-2" || busy.GetHeader("Retry-After") == nil {
+		t.Fatalf("503 of %s without Retry-After: %s", busy.CallID().Value(), busy.String())
+	}
+	e.event(journal.Filter{Cause: cause.TemporaryFailure}, func(ev journal.Event) bool {
+		return ev.CallID == "shed-2" && ev.Status == 503 && strings.Contains(ev.Detail, "overloaded")
+	})
+	b.reply(binv, 180, "callee-1")
+	a.response(sip.INVITE, 180)
+	a.call("2001", "2002", "shed-3")
+	b.next("the INVITE of shed-3", func(m sip.Message) bool {
+		r, ok := m.(*sip.Request)
+		return ok && r.Method == sip.INVITE && r.CallID().Value() == "shed-3"
+	})
+	if n := b.count(func(m sip.Message) bool {
+		r, ok := m.(*sip.Request)
+		return ok && r.CallID().Value() == "shed-2"
+	}); n != 0 {
+		t.Fatalf("the shed call reached the callee (%d messages)", n)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -59,6 +60,7 @@ type dialog struct {
 	callID, callerTag, calleeTag string
 	token                        string // the sb= parameter of our Record-Route
 	caller, callee               side
+	inviteCSeq                   uint32 // the CSeq number of the INVITE that set it up
 
 	// mu guards confirmed, rec, last, ended and the sides' ips and contact.
 	mu        sync.Mutex
@@ -155,8 +157,7 @@ type dialogTable struct {
 		m    map[string]*dialog
 		gone map[string]*dialog // ended within DialogLinger (or the last sweep)
 	}
-	count sync.Mutex // guards n
-	n     int        // dialogs in the m maps
+	n atomic.Int64 // dialogs in the m maps
 }
 
 func newDialogTable(max int) *dialogTable {
@@ -175,30 +176,21 @@ func (t *dialogTable) shard(callID string) int {
 }
 
 // full reports whether the table holds its maximum of dialogs.
-func (t *dialogTable) full() bool {
-	t.count.Lock()
-	defer t.count.Unlock()
-	return t.n >= t.max
-}
+func (t *dialogTable) full() bool { return t.n.Load() >= int64(t.max) }
 
 // add stores d unless the table is full or holds the same dialog; it
 // reports whether it did.
 func (t *dialogTable) add(d *dialog) bool {
-	t.count.Lock()
-	if t.n >= t.max {
-		t.count.Unlock()
+	if t.n.Add(1) > int64(t.max) {
+		t.n.Add(-1)
 		return false
 	}
-	t.n++
-	t.count.Unlock()
 	s := &t.shards[t.shard(d.callID)]
 	k := dialogKey(d.callID, d.calleeTag)
 	s.mu.Lock()
 	if _, dup := s.m[k]; dup {
 		s.mu.Unlock()
-		t.count.Lock()
-		t.n--
-		t.count.Unlock()
+		t.n.Add(-1)
 		return false
 	}
 	delete(s.gone, k)
@@ -268,9 +260,7 @@ func (t *dialogTable) take(d *dialog) bool {
 	if !ok || cur != d {
 		return false
 	}
-	t.count.Lock()
-	t.n--
-	t.count.Unlock()
+	t.n.Add(-1)
 	return true
 }
 
@@ -310,17 +300,11 @@ func (t *dialogTable) expire(cutoff time.Time) []*dialog {
 		}
 		s.mu.Unlock()
 	}
-	t.count.Lock()
-	t.n -= len(out)
-	t.count.Unlock()
+	t.n.Add(-int64(len(out)))
 	return out
 }
 
-func (t *dialogTable) len() int {
-	t.count.Lock()
-	defer t.count.Unlock()
-	return t.n
-}
+func (t *dialogTable) len() int { return int(t.n.Load()) }
 
 // endDialog finishes the call record of a dialog.
 func (p *Proxy) endDialog(d *dialog, c cause.Code, by, detail string) {
@@ -517,11 +501,27 @@ func (p *Proxy) refuseInDialog(req *sip.Request, tx sip.ServerTransaction, r *re
 // (an ACK for a non-2xx answer is absorbed by its transaction and never
 // reaches this handler), under the same rules as any in-dialog request
 // (nextHop). ACKs are never answered; refused ones are journaled.
+//
+// An ACK with no Route header of a dialog the proxy does not know is the
+// ACK of an answer sent without a transaction (the stateless 407 of a
+// call's first INVITE, a refusal of the packet guard): it could never be
+// routed, so it is dropped at once, without a copy or a journal event
+// (every call sends one).
 func (p *Proxy) ServeACK(req *sip.Request, _ sip.ServerTransaction) {
 	if req.CallID() == nil || req.From() == nil || req.To() == nil || req.CSeq() == nil {
 		return
 	}
-	fwd := req.Clone()
+	if req.GetHeader("Route") == nil {
+		if d, _, _ := p.dialogs.find(req.CallID().Value(), tagOf(req.From().Params), tagOf(req.To().Params), p.now()); d == nil {
+			return
+		}
+	}
+	p.forwardACK(req, req.Clone())
+}
+
+// forwardACK forwards fwd, the ACK req or a copy of it that it may change,
+// along the dialog's route (nextHop), or journals its refusal.
+func (p *Proxy) forwardACK(req, fwd *sip.Request) {
 	h, r := p.nextHop(fwd)
 	if r != nil {
 		p.refuseInDialog(req, nil, r)

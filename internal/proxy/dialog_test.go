@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -319,4 +320,36 @@ func TestReInviteCancelledAndRefused(t *testing.T) {
 	bye := b.request(sip.BYE)
 	b.reply(bye, 200, "")
 	a.response(sip.BYE, 200)
+}
+
+// TestStatelessACKDropped: the ACK of an answer sent without a transaction
+// (the guard's stateless 407: no Route, no dialog) is dropped without a
+// journal event, so it does not use up the once-a-minute journal slot of
+// its address: an ACK with a forged route token that follows is still
+// journaled.
+func TestStatelessACKDropped(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fastConfig())
+	a := e.phone("127.0.0.1")
+	ack := func(callID, route string) *sip.Request {
+		m, err := sip.ParseMessage([]byte("ACK sip:2002@" + testDomain + " SIP/2.0\r\n" +
+			"Via: SIP/2.0/UDP " + a.addr + ";branch=" + newBranch() + ";rport\r\n" + route +
+			"Max-Forwards: 70\r\nFrom: <sip:2001@" + testDomain + ">;tag=caller-" + callID + "\r\n" +
+			"To: <sip:2002@" + testDomain + ">;tag=stateless-407\r\nCall-ID: " + callID + "\r\n" +
+			"CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := m.(*sip.Request)
+		req.SetSource(a.addr)
+		req.SetTransport("UDP")
+		return req
+	}
+	// Handled in order, as sipgo would hand them over.
+	e.p.ServeACK(ack("after-407", ""), nil)
+	e.p.ServeACK(ack("forged-ack", "Route: <sip:127.0.0.1:"+strconv.Itoa(e.addr.Port)+";lr;sb=AAAAAAAAAAAAAAAAAAAAAAAA>\r\n"), nil)
+	ev := e.event(journal.Filter{Cause: cause.RouteTokenRefused}, func(ev journal.Event) bool { return ev.CallID != "" })
+	if ev.CallID != "forged-ack" || !strings.Contains(ev.Detail, "forged route token") {
+		t.Fatalf("journaled %q: %s; want the forged ACK's refusal only", ev.CallID, ev.Detail)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -70,6 +71,16 @@ type fork struct {
 	keep      map[*dialog]bool   // dialogs of late 2xx: followed after the fork ends
 	cause     cause.Code
 	by        string
+	pending   bool // counted in Proxy.setups: no callee answered yet
+}
+
+// settled ends the fork's count in Proxy.setups (a callee answered
+// something, or the fork ended).
+func (f *fork) settled() {
+	if f.pending {
+		f.pending = false
+		f.p.setups.Add(-1)
+	}
 }
 
 func (f *fork) run() {
@@ -85,8 +96,27 @@ func (f *fork) run() {
 		f.finish()
 		return
 	}
+	// Waiting for a callee's first answer (Config.MaxSetups).
+	f.pending = true
+	p.setups.Add(1)
+	defer f.settled()
 	for _, b := range f.decision.Targets {
 		f.start(b)
+	}
+	// A single branch (the usual call) is read by this loop directly;
+	// with more, each gets a watch goroutine feeding f.events.
+	var one *branch
+	var oneRes <-chan *sip.Response
+	var oneDone <-chan struct{}
+	for _, br := range f.branches {
+		if br.tx == nil {
+			continue
+		}
+		if f.live == 1 {
+			one, oneRes, oneDone = br, br.tx.Responses(), br.tx.Done()
+			break
+		}
+		go f.watch(br)
 	}
 	f.rec.Branches = f.branchRecords()
 	p.d.Calls.Save(f.rec)
@@ -107,6 +137,14 @@ func (f *fork) run() {
 		select {
 		case ev := <-f.events:
 			f.onEvent(ev)
+		case res := <-oneRes:
+			if res.StatusCode >= 200 {
+				oneRes, oneDone = nil, nil
+			}
+			f.onEvent(bevent{br: one, res: res})
+		case <-oneDone:
+			oneRes, oneDone = nil, nil
+			f.onEvent(bevent{br: one})
 		case <-ringC:
 			ringC = nil
 			f.onRingTimeout()
@@ -156,11 +194,11 @@ func (f *fork) start(b store.Binding) {
 	br.req, br.tx = r, tx
 	tx.OnRetransmission(p.forwardStateless)
 	f.live++
-	go f.watch(br)
 }
 
 // watch passes a branch's responses to the fork until the final one or
-// the end of its transaction.
+// the end of its transaction (when the call is forked to more than one
+// branch; run reads a single branch itself).
 func (f *fork) watch(br *branch) {
 	for {
 		select {
@@ -195,6 +233,7 @@ func (f *fork) onEvent(ev bevent) {
 		return
 	}
 	br.responded = true
+	f.settled()
 	code := res.StatusCode
 	if code < 200 {
 		br.provisional = true
@@ -259,7 +298,10 @@ func (f *fork) answer(br *branch, res *sip.Response) {
 		p.log.Warn("proxy: call not followed: too many dialogs or duplicate", "call_id", f.rec.CallID)
 	}
 	p.respond(f.tx, upstream(res, f.upDest, f.upTransport))
-	p.d.Calls.Save(f.rec)
+	if f.live > 0 {
+		// Else finish saves the record right away.
+		p.d.Calls.Save(f.rec)
+	}
 }
 
 // follow records the dialog a response with a To tag from branch br
@@ -287,7 +329,7 @@ func (f *fork) follow(br *branch, res *sip.Response, answered bool) *dialog {
 			last: p.now()}
 		d.caller.addr, d.callee.addr = f.req.From().Value(), to.Value()
 		if cs := f.req.CSeq(); cs != nil {
-			d.caller.cseq = cs.SeqNo
+			d.caller.cseq, d.inviteCSeq = cs.SeqNo, cs.SeqNo
 		}
 		if ip := registrar.SourceAddr(br.b.Source); ip.IsValid() && ip != d.callee.ips[0] {
 			d.callee.ips = append(d.callee.ips, ip)
@@ -542,7 +584,7 @@ func (f *fork) finish() {
 	ev.Status = f.rec.SIPStatus
 	var tried []string
 	for _, b := range branches {
-		s := fmt.Sprintf("%s %d", b.Contact, b.Status)
+		s := b.Contact + " " + strconv.Itoa(b.Status)
 		if b.Reason != "" {
 			s += " " + b.Reason
 		}

@@ -46,7 +46,7 @@ const (
 
 // env is one running proxy and its services.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	ctx   context.Context
 	db    *sqlite.DB
 	loc   *location.Table
@@ -60,7 +60,7 @@ type env struct {
 // newEnv starts a proxy with cfg (Host, Port, UDPLocal, OwnHosts and Key
 // are filled in) and extensions 2001..2004 (password testPassword; 2004
 // has a call timeout of 1 s).
-func newEnv(t *testing.T, cfg Config) *env {
+func newEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -100,6 +100,13 @@ func newEnv(t *testing.T, cfg Config) *env {
 	au := &auth.Authenticator{Dir: dir, Nonces: digest.NewNonces(key, time.Minute, nil),
 		Algorithms: []digest.Algorithm{digest.MD5}}
 	e.stack, err = sipstack.Listen(sipstack.Options{Addr: "127.0.0.1:0", UDPReaders: 1, Logger: log,
+		// As internal/server wires it (after its packet guard).
+		Filter: func(transport string, remote net.Addr, data []byte) []byte {
+			if e.p.TakeACK(transport, remote, data) {
+				return nil
+			}
+			return data
+		},
 		UnhandledResponse: func(r *sip.Response) { e.p.ForwardResponse(r) }})
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +213,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 // phone is a scripted SIP endpoint on a UDP socket.
 type phone struct {
-	t     *testing.T
+	t     testing.TB
 	conn  *net.UDPConn
 	addr  string
 	proxy *net.UDPAddr

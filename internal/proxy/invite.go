@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -50,6 +51,19 @@ func (p *Proxy) serveNewCall(req *sip.Request, tx sip.ServerTransaction) {
 		// Its in-dialog requests could not be routed.
 		p.refuse(req, tx, &ev, cause.TemporaryFailure,
 			fmt.Sprintf("too many calls in progress: %d dialogs followed (the maximum)", p.cfg.MaxDialogs))
+		return
+	}
+
+	if n := p.setups.Load(); n >= int64(p.cfg.MaxSetups) {
+		// Overloaded: a fast answer instead of one more call to carry.
+		ev.Status = p.answerCause(req, tx, cause.TemporaryFailure, sip.NewHeader("Retry-After", "5"))
+		ev.Cause = cause.TemporaryFailure
+		ev.Detail = "server overloaded: " + strconv.FormatInt(n, 10) +
+			" forwarded calls are still waiting for their callees' first answer (the maximum); " +
+			"answered 503 with Retry-After (further refusals of this phone are journaled once a minute)"
+		if p.shed.First(p.shed.Key(src, caller)) {
+			p.d.Journal.Record(ev)
+		}
 		return
 	}
 
@@ -159,6 +173,10 @@ func (p *Proxy) Stateless(req *sip.Request) bool {
 func (p *Proxy) ChallengeStateless(req *sip.Request, send func(*sip.Response) error) {
 	ev := callEvent(req)
 	p.authorize(req, &ev, registrar.SourceAddr(req.Source()), func(r *sip.Response) {
+		if to := r.To(); to != nil {
+			// Its ACK is then recognised before sipgo parses it (TakeACK).
+			to.Params.Add("tag", statelessTagPrefix+sip.GenerateTagN(12))
+		}
 		if err := send(r); err != nil {
 			p.log.Debug("proxy: send 407", "error", err)
 		}

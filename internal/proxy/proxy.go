@@ -47,6 +47,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -125,6 +126,14 @@ type Config struct {
 	MaxDialogs int
 	// ServerName is sent in the Server header of our own answers.
 	ServerName string
+	// MaxSetups bounds the calls forwarded whose callees have not
+	// answered anything yet, not even 100 Trying (default 2,000). A phone
+	// answers within milliseconds, so such calls pile up only when the
+	// server falls behind its sockets: further calls then get a fast 503
+	// with Retry-After (cause NORMAL_TEMPORARY_FAILURE) instead of adding
+	// forwarded INVITEs, ACKs and BYEs, and retransmissions of all of
+	// them, to the backlog.
+	MaxSetups int
 }
 
 // Deps are the services the proxy uses.
@@ -160,6 +169,11 @@ type Proxy struct {
 	// refused journals refused in-dialog requests once a minute per source
 	// address and cause.
 	refused *journal.Throttle
+	// setups counts the forwarded calls none of whose callees answered
+	// anything yet (see Config.MaxSetups); shed journals the calls refused
+	// for it once a minute per phone and user.
+	setups atomic.Int64
+	shed   *journal.Throttle
 }
 
 // New returns a proxy.
@@ -182,6 +196,9 @@ func New(cfg Config, d Deps) *Proxy {
 	if cfg.ServerName == "" {
 		cfg.ServerName = "switchboard"
 	}
+	if cfg.MaxSetups <= 0 {
+		cfg.MaxSetups = 2000
+	}
 	host := strings.Trim(cfg.Host, "[]")
 	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
 		host = cfg.AdvertiseHost
@@ -191,7 +208,7 @@ func New(cfg Config, d Deps) *Proxy {
 	}
 	p := &Proxy{cfg: cfg, host: host, port: cfg.Port, own: map[string]struct{}{}, d: d, log: d.Log,
 		now: time.Now, challenged: journal.NewThrottle(time.Minute, nil),
-		refused: journal.NewThrottle(time.Minute, nil)}
+		refused: journal.NewThrottle(time.Minute, nil), shed: journal.NewThrottle(time.Minute, nil)}
 	for _, h := range append([]string{host, cfg.Host}, cfg.OwnHosts...) {
 		if h = strings.ToLower(strings.Trim(h, "[]")); h != "" {
 			p.own[h] = struct{}{}

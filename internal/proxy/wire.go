@@ -187,8 +187,9 @@ func (p *Proxy) respond(tx sip.ServerTransaction, res *sip.Response) {
 }
 
 // answerCause answers req with the SIP status of cause c, with a Q.850
-// Reason header for call causes, and returns the status.
-func (p *Proxy) answerCause(req *sip.Request, tx sip.ServerTransaction, c cause.Code) int {
+// Reason header for call causes and the headers hdrs, and returns the
+// status.
+func (p *Proxy) answerCause(req *sip.Request, tx sip.ServerTransaction, c cause.Code, hdrs ...sip.Header) int {
 	a, ok := cause.AnswerFor(c)
 	if !ok {
 		a = cause.Answer{Status: 500, Reason: "Server Internal Error"}
@@ -196,6 +197,9 @@ func (p *Proxy) answerCause(req *sip.Request, tx sip.ServerTransaction, c cause.
 	res := sip.NewResponseFromRequest(req, a.Status, a.Reason, nil)
 	if rh := cause.ReasonHeader(c); rh != "" {
 		res.AppendHeader(sip.NewHeader("Reason", rh))
+	}
+	for _, h := range hdrs {
+		res.AppendHeader(h)
 	}
 	res.AppendHeader(sip.NewHeader("Server", p.cfg.ServerName))
 	p.respond(tx, res)

@@ -6,12 +6,17 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"time"
 )
 
 // servePprof serves Go's profiles on the configured loopback address until
-// ctx ends (Config.Validate allows loopback only).
+// ctx ends (Config.Validate allows loopback only). With pprof on, the
+// mutex and block profiles sample contention too (a small cost that only
+// the operator who asked for profiles pays).
 func (s *Server) servePprof(ctx context.Context) {
+	runtime.SetMutexProfileFraction(100)
+	runtime.SetBlockProfileRate(int(100 * time.Microsecond))
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

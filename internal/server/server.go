@@ -207,7 +207,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.connNotes = journal.NewThrottle(time.Minute, nil)
 	s.Trace = trace.New(0, 0)
 	s.Stack, err = sipstack.Listen(sipstack.Options{Addr: cfg.SIP, UserAgent: "switchboard", Logger: log, Tracer: s.Trace,
-		Filter: s.Guard.Filter, ConnClosed: s.Guard.ConnClosed,
+		Filter: s.sipFilter, ConnClosed: s.Guard.ConnClosed,
 		TCPIdleTimeout: cfg.TCPIdleTimeout, TCPMaxPerAddress: perIP, TCPMaxConns: cfg.TCPMaxConns,
 		AcceptConn: s.Sec.AcceptConn, ConnEvent: s.connEvent,
 		// s.Proxy is set below, before Serve starts reading.

@@ -169,3 +169,44 @@ func TestWaitServing(t *testing.T) {
 		t.Fatalf("WaitServing after Serve: %v", err)
 	}
 }
+
+// TestSlowDatagramDoesNotStallItsSocket: a datagram whose handling on the
+// read path is slow (here the filter holds it) does not stop its socket
+// from being read: another loop reads and answers the next one.
+func TestSlowDatagramDoesNotStallItsSocket(t *testing.T) {
+	release := make(chan struct{})
+	held := make(chan struct{}, 1)
+	st, _ := startStack(t, Options{UDPReaders: 1, Filter: func(_ string, _ net.Addr, data []byte) []byte {
+		if strings.Contains(string(data), "Call-ID: slow") {
+			held <- struct{}{}
+			select {
+			case <-release:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		return data
+	}}, func(st *Stack) {
+		st.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+		})
+	})
+	t.Cleanup(func() { close(release) }) // before the stack stops
+	addr := st.Listeners[0].Addr
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dst, _ := net.ResolveUDPAddr("udp", addr)
+	if _, err := c.WriteTo(options("slow"), dst); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the slow datagram never reached the filter")
+	}
+	if got := exchange(t, addr, options("next")); got != "SIP/2.0 200 OK" {
+		t.Fatalf("the next request while one is held: %q", got)
+	}
+}

@@ -51,7 +51,8 @@ type Options struct {
 	// that closes (filters keep per-connection framing state).
 	ConnClosed func(remote net.Addr)
 	// UDPReaders is how many sockets (SO_REUSEPORT, Linux) read the UDP
-	// port, each with its own goroutine; 0 means one per CPU, at most 4.
+	// port, each with its own read loops (readLoopsPerSocket); 0 means
+	// one per CPU, at most 4.
 	UDPReaders int
 
 	// TCPIdleTimeout closes an accepted TCP connection that has not
@@ -97,6 +98,16 @@ type Stack struct {
 	tr        *trace.Tracer
 }
 
+// readLoopsPerSocket is how many of sipgo's read loops read each UDP
+// socket. A loop filters and parses every datagram it reads before it
+// reads the next, and the kernel puts all of one peer's datagrams on one
+// socket (SO_REUSEPORT hashes the sender's address): with one loop, a busy
+// peer (a trunk, a SIPp load, a NAT gateway in front of many phones) is
+// read by one goroutine, which falls behind while the other cores idle.
+// Two loops take turns on the socket; the order of one peer's messages was
+// never kept anyway (sipgo hands each message to a goroutine of its own).
+const readLoopsPerSocket = 2
+
 // ErrAddrInUse is returned (wrapped) when the SIP port is taken.
 var ErrAddrInUse = errors.New("address already in use")
 
@@ -141,9 +152,10 @@ func Listen(opts Options) (*Stack, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	// More readers on the same port: one goroutine reads, filters and
-	// parses each socket's datagrams, so one socket caps the message rate
-	// at what one core parses.
+	// More readers on the same port: a read loop reads, filters and
+	// parses each datagram before the next (readLoopsPerSocket loops per
+	// socket), so one socket caps the message rate at what a few
+	// goroutines parse.
 	var more []net.PacketConn
 	for i := 1; i < readers; i++ {
 		c, err := lc.ListenPacket(context.Background(), "udp", udp.LocalAddr().String())
@@ -158,6 +170,12 @@ func Listen(opts Options) (*Stack, error) {
 			_ = uc.SetReadBuffer(8 << 20)
 			_ = uc.SetWriteBuffer(8 << 20)
 		}
+	}
+	// Sends without Go's one-write-at-a-time lock per socket (see
+	// directUDP).
+	udp = directWrites(udp)
+	for i, c := range more {
+		more[i] = directWrites(c)
 	}
 	if opts.Tracer != nil {
 		// Every datagram sipgo or Reply sends goes through these.
@@ -286,10 +304,12 @@ func noDNS() *net.Resolver {
 
 // Serve reads both listeners until ctx ends, then closes everything.
 func (s *Stack) Serve(ctx context.Context) error {
-	errc := make(chan error, 2+len(s.udpMore))
-	go func() { errc <- s.Server.ServeUDP(s.udp) }()
-	for _, c := range s.udpMore {
-		go func() { errc <- s.Server.ServeUDP(c) }()
+	socks := append([]net.PacketConn{s.udp}, s.udpMore...)
+	errc := make(chan error, 1+readLoopsPerSocket*len(socks))
+	for _, c := range socks {
+		for range readLoopsPerSocket {
+			go func() { errc <- s.Server.ServeUDP(c) }()
+		}
 	}
 	go func() { errc <- s.Server.ServeTCP(s.tcp) }()
 	select {
