@@ -54,6 +54,9 @@ type shard struct {
 	// (compact.agent), so that a fleet of phones of one make costs one copy
 	// of their user agent, not one per binding.
 	agents agents
+	// owner and path are the node name and Path every binding of the
+	// shard carries (Table.SetNode; read-only once serving).
+	owner, path string
 }
 
 // Table is the location table. Create with New; start Run.
@@ -66,6 +69,10 @@ type Table struct {
 	ops      chan op
 	onExpire func(store.Binding)
 	stopped  chan struct{}
+	// self is this node's name (SetNode); remote is the other nodes'
+	// bindings (see remote.go).
+	self   string
+	remote remoteView
 
 	// srcMu guards srcs: how many bindings (live, or expired but not yet
 	// swept) came from each source address. Taken inside a shard lock.
@@ -157,6 +164,18 @@ func New(db store.Bindings, log *slog.Logger, now func() time.Time) *Table {
 	return t
 }
 
+// SetNode names the node that owns this table's bindings and its Path
+// URI (RFC 3327): every binding the table holds, writes and returns carries
+// them, Load takes only the stored bindings of this node (and those of no
+// node), and the store deletes a binding only while this node owns it.
+// Call before Load and Run.
+func (t *Table) SetNode(name, path string) {
+	t.self = name
+	for i := range t.shards {
+		t.shards[i].owner, t.shards[i].path = name, path
+	}
+}
+
 // OnExpire sets the function told about each binding the sweeper removes.
 // Call before Run.
 func (t *Table) OnExpire(f func(store.Binding)) { t.onExpire = f }
@@ -203,6 +222,9 @@ func (t *Table) Load(ctx context.Context) (int, error) {
 	n := 0
 	for i := range all {
 		b := &all[i]
+		if b.Node != "" && b.Node != t.self {
+			continue // another node's: never ours to load or delete
+		}
 		if !b.ExpiresAt.After(now) {
 			stale = append(stale, b.Key())
 			continue
@@ -235,9 +257,17 @@ func (t *Table) Load(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// Lookup returns a copy of the unexpired bindings of an extension, oldest
-// registration first.
+// Lookup returns a copy of the unexpired bindings of an extension: this
+// node's, oldest registration first, then those other nodes own whose lease
+// is current (see RunRemote), except for contacts this node holds.
 func (t *Table) Lookup(domain, ext string) []store.Binding {
+	own := t.LookupLocal(domain, ext)
+	return t.remote.lookup(aorKey{normDomain(domain), ext}, own, t.now())
+}
+
+// LookupLocal returns a copy of the unexpired bindings of an extension
+// that this node owns, oldest registration first.
+func (t *Table) LookupLocal(domain, ext string) []store.Binding {
 	k := aorKey{normDomain(domain), ext}
 	s := t.shard(k)
 	now := unixNano(t.now())
@@ -294,6 +324,7 @@ func (t *Table) Update(ctx context.Context, domain, ext string, fn func(cur []st
 				break
 			}
 		}
+		b.Node, b.Path = s.owner, s.path
 		e := &node{compact: s.pack(k, b, reuse)}
 		if !containsSame(old, &e.compact) {
 			o.upsert = append(o.upsert, *b)
@@ -1068,6 +1099,7 @@ func (s *shard) binding(k aorKey, c *compact) store.Binding {
 		b.UserAgent = s.agents.list[c.agent]
 	}
 	b.CallID = r.string()
+	b.Node, b.Path = s.owner, s.path
 	for _, f := range [...]struct {
 		flag uint8
 		val  *string

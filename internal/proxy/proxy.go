@@ -125,6 +125,9 @@ type Config struct {
 	MaxDialogs int
 	// ServerName is sent in the Server header of our own answers.
 	ServerName string
+	// Node is this node's name (serve --node): bindings of other nodes
+	// are reached through their node (Deps.Nodes).
+	Node string
 }
 
 // Deps are the services the proxy uses.
@@ -138,6 +141,10 @@ type Deps struct {
 	Server  *sipgo.Server
 	Policy  Policy // nil: AllowAll
 	Log     *slog.Logger
+	// Nodes signs the calls forwarded to other nodes and checks those
+	// forwarded here (nil: a single node; other nodes' bindings are not
+	// rung).
+	Nodes Nodes
 }
 
 // Proxy is the call proxy. Create with New, register its handlers with

@@ -22,6 +22,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/auth"
 	"github.com/switchboard-pbx/switchboard/internal/calls"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/cluster"
 	"github.com/switchboard-pbx/switchboard/internal/config"
 	"github.com/switchboard-pbx/switchboard/internal/control"
 	"github.com/switchboard-pbx/switchboard/internal/digest"
@@ -69,6 +70,11 @@ type Server struct {
 	Qualify *qualify.Pinger
 	Domain  string
 	Started time.Time
+	// Node is this node's name; Lease renews its row in the nodes table;
+	// Signer proves the calls it forwards to the other nodes.
+	Node   string
+	Lease  *cluster.Lease
+	Signer *cluster.Signer
 
 	lock    *os.File
 	ctl     net.Listener     // the control socket, served by Run
@@ -157,7 +163,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	} else if ended > 0 {
 		log.Warn("calls left in progress by the previous run ended as SYSTEM_SHUTDOWN", "calls", ended)
 	}
+	s.Node = cfg.Node
+	if s.Node == "" {
+		s.Node = defaultNode()
+	}
 	s.Loc = location.New(db, log, nil)
+	s.Loc.SetNode(s.Node, "") // the Path once the listener is bound, below
 	n, err := s.Loc.Load(ctx)
 	if err != nil {
 		return fail(err)
@@ -237,10 +248,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	udpAddr := s.Stack.Listeners[0].Addr
 	sipHost, sipPort, _ := net.SplitHostPort(udpAddr)
 	port, _ := strconv.Atoi(sipPort)
+	if err := s.joinNodes(ctx, udpAddr); err != nil {
+		s.Stack.Close()
+		return fail(err)
+	}
 	s.Proxy = proxy.New(proxy.Config{Host: sipHost, AdvertiseHost: config.PrimaryIPv4(), Port: port, UDPLocal: udpAddr,
-		OwnHosts: ownHosts(s.Stack, s.Domain), Key: key},
+		OwnHosts: ownHosts(s.Stack, s.Domain), Key: key, Node: s.Node},
 		proxy.Deps{Dir: s.Dir, Auth: s.Auth, Loc: s.Loc, Journal: s.Journal, Calls: s.Calls, Client: s.Stack.Client,
-			Server: s.Stack.Server, Policy: s.Sec, Log: log})
+			Server: s.Stack.Server, Policy: s.Sec, Log: log, Nodes: s.Signer})
 	s.Proxy.Register(s.Stack)
 	s.Guard.SetCalls(s.Proxy)
 	s.Qualify = qualify.New(qualify.Config{Interval: cfg.QualifyInterval, Host: s.Proxy.Host(), Port: port,
@@ -303,6 +318,10 @@ func (s *Server) Run(ctx context.Context) error {
 	s.Go(func() { s.releaseMemory(bg) })
 	s.Go(func() { s.Journal.Run(bg) })
 	s.Go(func() { s.Loc.Run(bg) })
+	s.Go(func() { s.Lease.Run(bg) })
+	if s.shared() {
+		s.Go(func() { s.Loc.RunRemote(bg, s.DB, location.RemoteConfig{Lease: s.Cfg.NodeLease}) })
+	}
 	s.Go(func() { s.Sec.Run(bg) })
 	s.Go(func() { s.Guard.Run(bg) })
 	if err := s.Sec.Publish(ctx); err != nil {

@@ -46,6 +46,7 @@ var (
 	_ store.Security  = (*DB)(nil)
 	_ store.Meta      = (*DB)(nil)
 	_ store.Doctor    = (*DB)(nil)
+	_ store.Nodes     = (*DB)(nil)
 )
 
 // Open opens (creating the directory and file when missing) and migrates the
@@ -432,6 +433,21 @@ CREATE INDEX journal_dom_ext_cause ON journal(domain, extension, cause, time);
 	`
 ALTER TABLE domains ADD COLUMN realm TEXT NOT NULL DEFAULT '';
 UPDATE domains SET realm = name;
+`,
+	// 7: several nodes on one database (serve --node): each binding's
+	// owning node, its Path and when it was written (ms; the other nodes
+	// read what changed since their last look), and the nodes' leases.
+	`
+ALTER TABLE bindings ADD COLUMN node TEXT NOT NULL DEFAULT '';
+ALTER TABLE bindings ADD COLUMN path TEXT NOT NULL DEFAULT '';
+ALTER TABLE bindings ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX bindings_updated ON bindings(updated_at);
+CREATE TABLE nodes (
+	name       TEXT PRIMARY KEY,
+	address    TEXT NOT NULL DEFAULT '',
+	started_at INTEGER NOT NULL,
+	renewed_at INTEGER NOT NULL
+);
 `,
 }
 

@@ -1,0 +1,85 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/cluster"
+	"github.com/switchboard-pbx/switchboard/internal/config"
+	"github.com/switchboard-pbx/switchboard/internal/store"
+)
+
+// MetaNodeLease is the setting where serve records its --node-lease, for
+// the commands that judge the nodes' leases (status, doctor).
+const MetaNodeLease = "node_lease"
+
+// defaultNode is the node name when --node is not given: the host name
+// (its first label), or "node" when it has none usable.
+func defaultNode() string {
+	hn, err := os.Hostname()
+	if err != nil {
+		return "node"
+	}
+	hn, _, _ = strings.Cut(hn, ".")
+	var b strings.Builder
+	for _, r := range hn {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			b.WriteRune(r)
+		}
+	}
+	if b.Len() == 0 || b.Len() > 64 {
+		return "node"
+	}
+	return b.String()
+}
+
+// nodeAddress is the internal SIP address the other nodes reach this one
+// at: --node-address, else the UDP listener (its unspecified host replaced
+// by the primary IPv4).
+func nodeAddress(cfg config.Config, udpAddr string) string {
+	if cfg.NodeAddress != "" {
+		return cfg.NodeAddress
+	}
+	host, port, err := net.SplitHostPort(udpAddr)
+	if err != nil {
+		return udpAddr
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsUnspecified() {
+		host = config.PrimaryIPv4()
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// joinNodes makes this server a node of its database: the bindings carry
+// its name and Path, its lease row is written (and renewed by Run), the
+// nodes' shared secret is loaded (created by the first node) and the
+// lease time recorded for status and the doctor.
+func (s *Server) joinNodes(ctx context.Context, udpAddr string) error {
+	addr := nodeAddress(s.Cfg, udpAddr)
+	s.Loc.SetNode(s.Node, "<sip:"+addr+";lr>")
+	var err error
+	if s.Signer, err = cluster.NewSigner(ctx, s.Node, s.DB); err != nil {
+		return err
+	}
+	s.Lease = cluster.NewLease(s.DB, store.Node{Name: s.Node, Address: addr, StartedAt: time.Now()}, s.Cfg.NodeLease, s.Log)
+	if err := s.Lease.Renew(ctx); err != nil {
+		return fmt.Errorf("node %s: %w", s.Node, err)
+	}
+	if err := s.DB.SetMeta(ctx, MetaNodeLease, s.Cfg.NodeLease.String()); err != nil {
+		return fmt.Errorf("node %s: %w", s.Node, err)
+	}
+	return nil
+}
+
+// shared reports whether other nodes may share the database: not an
+// SQLite file, which one server holds locked.
+func (s *Server) shared() bool {
+	var db any = s.DB
+	_, single := db.(interface{ Path() string }) // *sqlite.DB
+	return !single
+}
