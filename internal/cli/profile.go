@@ -49,6 +49,7 @@ type profileShowView struct {
 	Domains       int                 `json:"domains"`
 	ActiveBans    int                 `json:"active_bans"`
 	ActiveCalls   int                 `json:"active_calls"`
+	Nodes         []nodeView          `json:"nodes"`
 	ACLs          map[string]aclBrief `json:"acls"`
 }
 
@@ -216,6 +217,9 @@ func profileShow(ctx context.Context, env Env, db *sqlite.DB, st *security.Store
 	if v.ActiveCalls, err = db.CountActiveCalls(ctx); err != nil {
 		return err
 	}
+	if v.Nodes, err = nodeViews(ctx, db); err != nil {
+		return err
+	}
 	for _, n := range []string{p.RegisterACL, p.InboundACL, p.TrustedACL} {
 		if n == "" {
 			continue
@@ -272,7 +276,10 @@ func profileShow(ctx context.Context, env Env, db *sqlite.DB, st *security.Store
 	fmt.Fprintf(tw, "Extensions\t%d (in %d domains)\n", v.Extensions, v.Domains)
 	fmt.Fprintf(tw, "Active calls\t%d\n", v.ActiveCalls)
 	fmt.Fprintf(tw, "Active bans\t%d\n", v.ActiveBans)
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printNodes(env.Stdout, v.Nodes)
 }
 
 // profileAlias is profile's own alias: `profile status` is `profile show`, as

@@ -37,6 +37,8 @@ type regView struct {
 	// Pinged is false while the server has not sent the binding an
 	// OPTIONS ping (TCP bindings, or not yet): ping_status is "" then.
 	Pinged bool `json:"pinged"`
+	// Node is the node the phone registered on (serve --node).
+	Node string `json:"node"`
 }
 
 func toRegView(b store.Binding, now time.Time) regView {
@@ -44,7 +46,7 @@ func toRegView(b store.Binding, now time.Time) regView {
 		Contact: b.Contact, Source: b.Source, Transport: b.Transport, UserAgent: b.UserAgent, CallID: b.CallID,
 		RegisteredAt: b.RegisteredAt.UTC().Format(time.RFC3339), ExpiresAt: b.ExpiresAt.UTC().Format(time.RFC3339),
 		ExpiresIn: int(b.ExpiresAt.Sub(now).Seconds()), AuthUser: b.AuthUser, AuthRealm: b.Realm,
-		PingStatus: b.PingStatus, PingRTTms: b.PingRTT, Pinged: b.PingStatus != "" || !b.PingAt.IsZero()}
+		PingStatus: b.PingStatus, PingRTTms: b.PingRTT, Pinged: b.PingStatus != "" || !b.PingAt.IsZero(), Node: b.Node}
 }
 
 func countLive(bs []store.Binding) int {
@@ -165,7 +167,10 @@ its next refresh; the journal records who removed them.`)
 		for _, kv := range [][2]string{{"User", v.User}, {"Contact", v.Contact}, {"Agent", v.UserAgent},
 			{"Status", fmt.Sprintf("%s EXP(%s) EXPSECS(%d)", status, b2l(v.ExpiresAt), v.ExpiresIn)},
 			{"Ping-Status", ping}, {"Ping-Time", rtt}, {"Source", v.Source},
-			{"Call-ID", v.CallID}, {"Auth-User", v.AuthUser}, {"Auth-Realm", v.AuthRealm}} {
+			{"Call-ID", v.CallID}, {"Auth-User", v.AuthUser}, {"Auth-Realm", v.AuthRealm}, {"Node", v.Node}} {
+			if kv[0] == "Node" && kv[1] == "" {
+				continue
+			}
 			fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
 		}
 		tw.Flush()
@@ -199,6 +204,7 @@ type statusView struct {
 	Domains       int           `json:"domains"`
 	Extensions    int           `json:"extensions"`
 	Registrations int           `json:"registrations"`
+	Nodes         []nodeView    `json:"nodes"`
 }
 
 type profileView struct {
@@ -259,6 +265,9 @@ func Status(ctx context.Context, env Env, args []string) error {
 		prof.Listeners = append(prof.Listeners, listenerView{Protocol: l.Proto, Address: l.Addr, State: st})
 	}
 	v.Profiles = append(v.Profiles, prof)
+	if v.Nodes, err = nodeViews(ctx, db); err != nil {
+		return err
+	}
 	if *asJSON {
 		return writeJSON(env.Stdout, v)
 	}
@@ -286,7 +295,10 @@ func Status(ctx context.Context, env Env, args []string) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, l.Protocol, l.Address, l.State)
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printNodes(env.Stdout, v.Nodes)
 }
 
 // regRemove runs `reg rm` and `reg flush`: it drops the matching live
