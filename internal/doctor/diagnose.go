@@ -21,16 +21,16 @@ const recentFailure = 24 * time.Hour
 
 // diag holds one run of Diagnose.
 type diag struct {
-	in       Inputs
-	loc      *time.Location
-	live     []store.Binding // unexpired bindings, by expiry
-	expired  []store.Binding // saved bindings past their expiry
+	in      Inputs
+	loc     *time.Location
+	live    []store.Binding // unexpired bindings, by expiry
+	expired []store.Binding // saved bindings past their expiry
 	// orphaned are unexpired bindings of a node whose lease ran out
 	// (skipped by lookups: not in live).
 	orphaned []store.Binding
-	phones   []*phone        // every phone seen in the journal, newest activity first
-	failing  []*phone        // phones whose latest attempt failed, newest first
-	banned   []Ban           // active bans of the phones' addresses
+	phones   []*phone // every phone seen in the journal, newest activity first
+	failing  []*phone // phones whose latest attempt failed, newest first
+	banned   []Ban    // active bans of the phones' addresses
 	findings []Finding
 }
 
