@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -10,21 +11,23 @@ import (
 )
 
 const bindingColumns = `domain, extension, contact, source, transport, user_agent, call_id, cseq, auth_user, realm,
-	registered_at, expires_at, ping_status, ping_rtt_ms, ping_at`
+	registered_at, expires_at, ping_status, ping_rtt_ms, ping_at, node, path, updated_at`
 
 // bindingUpsert writes any number of bindings in one statement: one array
 // per column, unnested into rows.
 const bindingUpsert = `INSERT INTO bindings(` + bindingColumns + `)
 	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-		$8::int8[], $9::text[], $10::text[], $11::int8[], $12::int8[], $13::text[], $14::float8[], $15::int8[])
+		$8::int8[], $9::text[], $10::text[], $11::int8[], $12::int8[], $13::text[], $14::float8[], $15::int8[],
+		$16::text[], $17::text[], $18::int8[])
 	ON CONFLICT (domain, extension, contact) DO UPDATE SET source = excluded.source, transport = excluded.transport,
 		user_agent = excluded.user_agent, call_id = excluded.call_id, cseq = excluded.cseq,
 		auth_user = excluded.auth_user, realm = excluded.realm, registered_at = excluded.registered_at,
 		expires_at = excluded.expires_at, ping_status = excluded.ping_status, ping_rtt_ms = excluded.ping_rtt_ms,
-		ping_at = excluded.ping_at`
+		ping_at = excluded.ping_at, node = excluded.node, path = excluded.path, updated_at = excluded.updated_at`
 
-const bindingDelete = `DELETE FROM bindings b USING unnest($1::text[], $2::text[], $3::text[]) AS k(domain, extension, contact)
-	WHERE b.domain = k.domain AND b.extension = k.extension AND b.contact = k.contact`
+// bindingDelete removes a row only while the key's node (or none) owns it.
+const bindingDelete = `DELETE FROM bindings b USING unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(domain, extension, contact, node)
+	WHERE b.domain = k.domain AND b.extension = k.extension AND b.contact = k.contact AND b.node IN (k.node, '')`
 
 // LoadBindings returns every stored binding, expired ones included (the
 // caller drops those).
@@ -58,9 +61,9 @@ func (db *DB) queryBindings(ctx context.Context, q string, args ...any) ([]store
 	var out []store.Binding
 	for rows.Next() {
 		var b store.Binding
-		var reg, exp, ping, cseq int64
+		var reg, exp, ping, cseq, upd int64
 		if err := rows.Scan(&b.Domain, &b.Extension, &b.Contact, &b.Source, &b.Transport, &b.UserAgent, &b.CallID,
-			&cseq, &b.AuthUser, &b.Realm, &reg, &exp, &b.PingStatus, &b.PingRTT, &ping); err != nil {
+			&cseq, &b.AuthUser, &b.Realm, &reg, &exp, &b.PingStatus, &b.PingRTT, &ping, &b.Node, &b.Path, &upd); err != nil {
 			return nil, fmt.Errorf("read bindings: %w", err)
 		}
 		b.CSeq = uint32(cseq)
@@ -94,6 +97,8 @@ func (db *DB) ApplyBindings(ctx context.Context, upsert []store.Binding, del []s
 				make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 			cseq, reg, exp, pingAt = make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
 			rtt                    = make([]float64, 0, n)
+			node, path, upd        = make([]string, 0, n), make([]string, 0, n), make([]int64, 0, n)
+			now                    = unixMs(time.Now())
 		)
 		for i := range upsert {
 			x := &upsert[i]
@@ -105,15 +110,17 @@ func (db *DB) ApplyBindings(ctx context.Context, upsert []store.Binding, del []s
 			cseq, auth, realm = append(cseq, int64(x.CSeq)), append(auth, x.AuthUser), append(realm, x.Realm)
 			reg, exp = append(reg, unixMs(x.RegisteredAt)), append(exp, unixMs(x.ExpiresAt))
 			ping, rtt, pingAt = append(ping, x.PingStatus), append(rtt, x.PingRTT), append(pingAt, unixMs(x.PingAt))
+			node, path, upd = append(node, x.Node), append(path, x.Path), append(upd, now)
 		}
-		b.Queue(bindingUpsert, dom, ext, contact, src, tr, ua, cid, cseq, auth, realm, reg, exp, ping, rtt, pingAt)
+		b.Queue(bindingUpsert, dom, ext, contact, src, tr, ua, cid, cseq, auth, realm, reg, exp, ping, rtt, pingAt,
+			node, path, upd)
 	}
 	if len(del) > 0 {
-		dom, ext, contact := make([]string, len(del)), make([]string, len(del)), make([]string, len(del))
+		dom, ext, contact, node := make([]string, len(del)), make([]string, len(del)), make([]string, len(del)), make([]string, len(del))
 		for i, k := range del {
-			dom[i], ext[i], contact[i] = k.Domain, k.Extension, k.Contact
+			dom[i], ext[i], contact[i], node[i] = k.Domain, k.Extension, k.Contact, k.Node
 		}
-		b.Queue(bindingDelete, dom, ext, contact)
+		b.Queue(bindingDelete, dom, ext, contact, node)
 	}
 	return db.runBatch(ctx, b, "save bindings")
 }
@@ -137,4 +144,46 @@ func (db *DB) runBatch(ctx context.Context, b *pgx.Batch, what string) error {
 		return fmt.Errorf("%s: %w", what, first)
 	}
 	return nil
+}
+
+// RenewNode inserts or updates n's lease row.
+func (db *DB) RenewNode(ctx context.Context, n store.Node) error {
+	_, err := db.pool.Exec(ctx, `INSERT INTO nodes(name, address, started_at, renewed_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (name) DO UPDATE SET address = excluded.address, started_at = excluded.started_at,
+		renewed_at = excluded.renewed_at`, n.Name, n.Address, unixMs(n.StartedAt), unixMs(n.RenewedAt))
+	if err != nil {
+		return fmt.Errorf("renew lease of node %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// ListNodes returns every node row, by name.
+func (db *DB) ListNodes(ctx context.Context) ([]store.Node, error) {
+	rows, err := db.pool.Query(ctx, `SELECT name, address, started_at, renewed_at FROM nodes ORDER BY name COLLATE "C"`)
+	if err != nil {
+		return nil, fmt.Errorf("read nodes: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Node
+	for rows.Next() {
+		var n store.Node
+		var st, rn int64
+		if err := rows.Scan(&n.Name, &n.Address, &st, &rn); err != nil {
+			return nil, fmt.Errorf("read nodes: %w", err)
+		}
+		n.StartedAt, n.RenewedAt = fromMs(st), fromMs(rn)
+		out = append(out, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read nodes: %w", err)
+	}
+	return out, nil
+}
+
+// OtherBindings returns the unexpired bindings of nodes other than node
+// written at or after since.
+func (db *DB) OtherBindings(ctx context.Context, node string, since, now time.Time) ([]store.Binding, error) {
+	return db.queryBindings(ctx, "SELECT "+bindingColumns+
+		" FROM bindings WHERE updated_at >= $1 AND node <> $2 AND node <> '' AND expires_at > $3 ORDER BY registered_at",
+		unixMs(since), node, unixMs(now))
 }

@@ -43,6 +43,7 @@ var (
 	_ store.Security  = (*DB)(nil)
 	_ store.Meta      = (*DB)(nil)
 	_ store.Doctor    = (*DB)(nil)
+	_ store.Nodes     = (*DB)(nil)
 )
 
 // ErrNoDatabase is returned by OpenExisting when the database holds no

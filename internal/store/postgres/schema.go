@@ -198,6 +198,21 @@ CREATE INDEX journal_dom_ext_cause ON journal(domain, extension, cause, time);
 ALTER TABLE domains ADD COLUMN realm TEXT NOT NULL DEFAULT '';
 UPDATE domains SET realm = name;
 `,
+	// 7: several nodes on one database (serve --node): each binding's
+	// owning node, its Path and when it was written (ms; the other nodes
+	// read what changed since their last look), and the nodes' leases.
+	`
+ALTER TABLE bindings ADD COLUMN node TEXT NOT NULL DEFAULT '';
+ALTER TABLE bindings ADD COLUMN path TEXT NOT NULL DEFAULT '';
+ALTER TABLE bindings ADD COLUMN updated_at BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX bindings_updated ON bindings(updated_at);
+CREATE TABLE nodes (
+	name       TEXT PRIMARY KEY,
+	address    TEXT NOT NULL DEFAULT '',
+	started_at BIGINT NOT NULL,
+	renewed_at BIGINT NOT NULL
+);
+`,
 }
 
 // Tables are the tables `db copy` moves, parents before children (the
