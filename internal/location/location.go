@@ -69,6 +69,8 @@ type Table struct {
 	ops      chan op
 	onExpire func(store.Binding)
 	stopped  chan struct{}
+	// lazy: see SetLazyRefresh.
+	lazy atomic.Bool
 	// self is this node's name (SetNode); remote is the other nodes'
 	// bindings (see remote.go).
 	self   string
@@ -237,7 +239,7 @@ func (t *Table) Load(ctx context.Context) (int, error) {
 		}
 		k := aorKey{d, b.Extension}
 		s := t.shard(k)
-		e := &node{compact: s.pack(k, b, "")}
+		e := &node{compact: s.pack(k, b, ""), stored: unixNano(b.ExpiresAt)}
 		if last := s.aors[k]; last == nil {
 			s.aors[k] = e
 		} else {
@@ -315,18 +317,26 @@ func (t *Table) Update(ctx context.Context, domain, ext string, fn func(cur []st
 	o := op{shard: s, key: k, undo: true, before: old}
 	var head *node
 	tail := &head
+	refreshed := false // a refresh changed memory only (SetLazyRefresh)
 	for i := range next {
 		b := &next[i]
 		reuse := "" // the text of an old binding of the same contact
+		var prev *node
 		for e := old; e != nil; e = e.next {
 			if e.contact() == b.Contact {
-				reuse = e.text
+				reuse, prev = e.text, e
 				break
 			}
 		}
 		b.Node, b.Path = s.owner, s.path
 		e := &node{compact: s.pack(k, b, reuse)}
-		if !containsSame(old, &e.compact) {
+		switch {
+		case prev != nil && prev.compact == e.compact:
+			e.stored = prev.stored
+		case prev != nil && t.lazy.Load() && lazyRefresh(prev, &e.compact, now):
+			e.stored, refreshed = prev.stored, true
+		default:
+			e.stored = e.expires
 			o.upsert = append(o.upsert, *b)
 		}
 		*tail, tail = e, &e.next
@@ -339,6 +349,10 @@ func (t *Table) Update(ctx context.Context, domain, ext string, fn func(cur []st
 	}
 	out := append([]store.Binding(nil), next...)
 	if len(o.upsert) == 0 && len(o.del) == 0 {
+		if refreshed {
+			s.set(k, head)
+			t.recountSources(old, next)
+		}
 		s.mu.Unlock()
 		return out, nil
 	}
@@ -411,14 +425,29 @@ func (t *Table) Flush(ctx context.Context) error {
 	return t.persist(ctx, op{})
 }
 
-// containsSame reports whether list holds a binding equal to c.
-func containsSame(list *node, c *compact) bool {
-	for e := list; e != nil; e = e.next {
-		if e.compact == *c {
-			return true
-		}
+// SetLazyRefresh makes Update skip the store write of a refresh that only
+// moves a binding's expiry (and CSeq and registration time), as long as
+// the expiry moved by at most half the registration interval since the
+// binding was last written: phones refreshing often cost a write every
+// half interval, not one per REGISTER. The store's expiry then lags the
+// one in memory by at most half an interval: after a kill -9, a binding
+// comes back with that earlier expiry (it is still in the future while
+// the phone refreshes at least every half interval), and other nodes
+// consider it until then.
+func (t *Table) SetLazyRefresh(on bool) { t.lazy.Store(on) }
+
+// lazyRefresh reports whether c, made at now (Unix ns), differs from prev
+// only by a refresh whose write may be skipped (see SetLazyRefresh): the
+// interval is c's expiry less now (RegisteredAt is the first
+// registration's).
+func lazyRefresh(prev *node, c *compact, now int64) bool {
+	p := &prev.compact
+	if p.text != c.text || p.pingAt != c.pingAt || p.pingRTT != c.pingRTT || p.transport != c.transport ||
+		p.ping != c.ping || p.agent != c.agent || p.flags != c.flags || prev.stored == 0 {
+		return false
 	}
-	return false
+	moved := c.expires - prev.stored
+	return moved >= 0 && moved <= (c.expires-now)/2
 }
 
 func (t *Table) persist(ctx context.Context, o op) error {
@@ -936,7 +965,7 @@ func (t *Table) undo(o *op) {
 	for _, list := range [...]*node{cur, o.before} {
 		for e := list; e != nil; e = e.next {
 			if touched[e.contact()] == (list == o.before) {
-				n := &node{compact: e.compact}
+				n := &node{compact: e.compact, stored: e.stored}
 				*tail, tail = n, &n.next
 			}
 		}
@@ -985,6 +1014,9 @@ func flatten(batch []op) ([]store.Binding, []store.BindingKey) {
 type node struct {
 	compact
 	next *node // the extension's next binding; nil for the last
+	// stored is the expiry (Unix ns) of the binding as last written to
+	// the store; 0 when unknown. See SetLazyRefresh.
+	stored int64
 }
 
 // compact is a store.Binding as the table keeps it: 56 bytes plus one

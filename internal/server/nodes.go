@@ -12,6 +12,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/cluster"
 	"github.com/switchboard-pbx/switchboard/internal/config"
 	"github.com/switchboard-pbx/switchboard/internal/store"
+	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
 )
 
 // MetaNodeLease is the setting where serve records its --node-lease, for
@@ -80,6 +81,6 @@ func (s *Server) joinNodes(ctx context.Context, udpAddr string) error {
 // SQLite file, which one server holds locked.
 func (s *Server) shared() bool {
 	var db any = s.DB
-	_, single := db.(interface{ Path() string }) // *sqlite.DB
+	_, single := db.(*sqlite.DB)
 	return !single
 }

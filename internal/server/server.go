@@ -169,6 +169,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	}
 	s.Loc = location.New(db, log, nil)
 	s.Loc.SetNode(s.Node, "") // the Path once the listener is bound, below
+	s.Loc.SetLazyRefresh(true)
 	n, err := s.Loc.Load(ctx)
 	if err != nil {
 		return fail(err)
