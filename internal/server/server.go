@@ -169,7 +169,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	}
 	s.Loc = location.New(db, log, nil)
 	s.Loc.SetNode(s.Node, "") // the Path once the listener is bound, below
-	s.Loc.SetLazyRefresh(true)
+	// On a database shared by nodes, a refresh that only moves the expiry
+	// is written every half interval, not per REGISTER; on SQLite every
+	// refresh is (see README, Durability).
+	s.Loc.SetLazyRefresh(s.shared())
 	n, err := s.Loc.Load(ctx)
 	if err != nil {
 		return fail(err)
