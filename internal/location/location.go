@@ -96,6 +96,13 @@ type Table struct {
 	retryDel []store.BindingKey
 	backoff  time.Duration
 	upAt     time.Time
+	// backlogCap is SetBacklog's bound (0: no backlog). backlog holds the
+	// changes acknowledged from memory while the store could not write, in
+	// order, and backlogN how many bindings they touch; Run's goroutine
+	// only.
+	backlogCap int
+	backlog    []op
+	backlogN   int
 }
 
 // An op is one change for the writer. An Update's op carries what it
@@ -151,6 +158,9 @@ type Health struct {
 	RetryAt time.Time
 	// Failures counts batches that failed after their retries.
 	Failures int64
+	// Backlog is how many binding changes wait, acknowledged from memory,
+	// for the store to write again (see SetBacklog).
+	Backlog int
 }
 
 // New returns an empty table persisting to db. now is the clock (nil = time.Now).
@@ -424,6 +434,15 @@ func (t *Table) wait(ctx context.Context, done chan error) error {
 func (t *Table) Flush(ctx context.Context) error {
 	return t.persist(ctx, op{})
 }
+
+// SetBacklog makes the table answer changes from memory while the store
+// cannot write (a database restarting or unreachable), up to n bindings
+// changed: they are written, in order, once it can again (tried after a
+// back-off of 250 ms doubling up to 5 s). Past n, changes are refused
+// with an *UnavailableError as without a backlog. Changes in the backlog
+// are lost if the process dies before the store is back. n = 0 (the
+// default) turns the backlog off. Call before Run.
+func (t *Table) SetBacklog(n int) { t.backlogCap = n }
 
 // SetLazyRefresh makes Update skip the store write of a refresh that only
 // moves a binding's expiry (and CSeq and registration time), as long as
@@ -815,12 +834,21 @@ func (t *Table) Run(ctx context.Context) {
 	batch := make([]op, 0, 256)
 	var up *time.Timer // ends a down period
 	var upC <-chan time.Time
+	var retry *time.Timer // the next try of the backlog
+	var retryC <-chan time.Time
 	for {
 		if t.down.Load() && up == nil {
 			up = time.NewTimer(time.Until(t.upAt))
 			upC = up.C
 		}
+		if len(t.backlog) > 0 && retry == nil {
+			retry = time.NewTimer(time.Until(t.upAt))
+			retryC = retry.C
+		}
 		select {
+		case <-retryC:
+			retry, retryC = nil, nil
+			t.writeBacklog()
 		case o := <-t.ops:
 			batch = t.drainOps(append(batch[:0], o))
 			t.write(batch)
@@ -834,9 +862,18 @@ func (t *Table) Run(ctx context.Context) {
 			if up != nil {
 				up.Stop()
 			}
+			if retry != nil {
+				retry.Stop()
+			}
 			<-sweeperDone
 			t.down.Store(false) // a last try for what is queued
-			t.write(t.drainOps(batch[:0]))
+			if t.writeBacklog() {
+				t.write(t.drainOps(batch[:0]))
+			} else {
+				t.queue(t.drainOps(batch[:0]), nil)
+				t.log.Error("location: stopped with bindings the store never saved; their phones register again at their next refresh",
+					"bindings", t.backlogN)
+			}
 			return
 		}
 	}
@@ -852,6 +889,10 @@ func (t *Table) write(batch []op) {
 		// Only changes that ask no answer of memory arrive now (Updates
 		// and SetPings are refused while down): a Flush, a sweep.
 		t.fail(batch)
+		return
+	}
+	if len(t.backlog) > 0 { // the store is known down: behind the backlog
+		t.queue(batch, nil)
 		return
 	}
 	ops := batch
@@ -870,6 +911,10 @@ func (t *Table) write(batch []op) {
 	}
 	if err != nil {
 		err = t.db.ApplyBindings(context.Background(), up, del)
+	}
+	if err != nil && t.backlogCap > 0 {
+		t.queue(batch, err)
+		return
 	}
 	if err != nil {
 		t.goDown(err)
@@ -891,6 +936,86 @@ func (t *Table) write(batch []op) {
 			o.done <- nil
 		}
 	}
+}
+
+// queue acknowledges batch from memory into the backlog (err: the write
+// that just failed, nil when the backlog already holds changes), or,
+// when that would pass the backlog's bound, refuses it (see fail).
+func (t *Table) queue(batch []op, err error) {
+	n := 0
+	for _, o := range batch {
+		n += len(o.upsert) + len(o.del)
+	}
+	if t.backlogN+n > t.backlogCap {
+		if err == nil {
+			err = t.Health().Err
+		}
+		if err == nil {
+			err = errors.New("store write failed")
+		}
+		t.log.Error("location: the backlog of unsaved bindings is full; registrations are refused (503)",
+			"backlog", t.backlogN, "max", t.backlogCap)
+		t.goDown(err)
+		t.fail(batch)
+		return
+	}
+	if len(t.backlog) == 0 {
+		t.backoff = min(max(2*t.backoff, minBackoff), maxBackoff)
+		t.upAt = time.Now().Add(t.backoff)
+		t.log.Error("location: the store cannot write; registrations are answered from memory and saved when it can",
+			"error", err, "retry_in", t.backoff)
+	}
+	for _, o := range batch {
+		if len(o.upsert)+len(o.del) > 0 {
+			t.backlog = append(t.backlog, op{upsert: o.upsert, del: o.del})
+		}
+	}
+	t.backlogN += n
+	t.healthMu.Lock()
+	if !t.health.Down {
+		t.health.Since = t.now()
+		t.health.Failures++
+	}
+	t.health.Down, t.health.RetryAt, t.health.Backlog = true, t.upAt, t.backlogN
+	if err != nil {
+		t.health.Err = err
+	}
+	t.healthMu.Unlock()
+	for _, o := range batch {
+		if o.done != nil {
+			o.done <- nil
+		}
+	}
+}
+
+// writeBacklog tries to write the backlog (and the deletes to retry); it
+// reports whether the backlog is empty now.
+func (t *Table) writeBacklog() bool {
+	if len(t.backlog) == 0 {
+		return true
+	}
+	ops := t.backlog
+	if len(t.retryDel) > 0 {
+		ops = append([]op{{del: t.retryDel}}, ops...)
+	}
+	up, del := flatten(ops)
+	if err := t.db.ApplyBindings(context.Background(), up, del); err != nil {
+		t.backoff = min(max(2*t.backoff, minBackoff), maxBackoff)
+		t.upAt = time.Now().Add(t.backoff)
+		t.healthMu.Lock()
+		t.health.Err, t.health.RetryAt = err, t.upAt
+		t.healthMu.Unlock()
+		t.log.Warn("location: the store still cannot write", "backlog", t.backlogN, "error", err, "retry_in", t.backoff)
+		return false
+	}
+	t.log.Info("location: the store writes again; the backlog is saved", "bindings", t.backlogN)
+	clear(t.backlog)
+	t.backlog, t.backlogN, t.retryDel, t.backoff = t.backlog[:0], 0, nil, 0
+	t.down.Store(false) // refused while the backlog was full: accepted again
+	t.healthMu.Lock()
+	t.health.Down, t.health.Since, t.health.Err, t.health.Backlog = false, t.now(), nil, 0
+	t.healthMu.Unlock()
+	return true
 }
 
 // goDown marks the store down after a failed write (err): Updates and

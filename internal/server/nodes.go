@@ -19,6 +19,10 @@ import (
 // the commands that judge the nodes' leases (status, doctor).
 const MetaNodeLease = "node_lease"
 
+// nodeBacklog bounds the binding changes a node on a shared database
+// answers from memory while the database cannot write (location.SetBacklog).
+const nodeBacklog = 10000
+
 // defaultNode is the node name when --node is not given: the host name
 // (its first label), or "node" when it has none usable.
 func defaultNode() string {

@@ -173,6 +173,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	// is written every half interval, not per REGISTER; on SQLite every
 	// refresh is (see README, Durability).
 	s.Loc.SetLazyRefresh(s.shared())
+	if s.shared() {
+		// A database restarting or unreachable: registrations are answered
+		// from memory and saved once it is back, up to this many.
+		s.Loc.SetBacklog(nodeBacklog)
+	}
 	n, err := s.Loc.Load(ctx)
 	if err != nil {
 		return fail(err)
