@@ -10,7 +10,7 @@ import (
 
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
-	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
+	storeopen "github.com/switchboard-pbx/switchboard/internal/store/open"
 	"github.com/switchboard-pbx/switchboard/internal/version"
 
 	"github.com/switchboard-pbx/switchboard/internal/control"
@@ -64,6 +64,7 @@ func countLive(bs []store.Binding) int {
 func Reg(ctx context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("reg", flag.ContinueOnError)
 	data := fs.String("data", defaultData(), "data directory (env SWITCHBOARD_DATA)")
+	dbURL := dbFlag(fs)
 	domain := fs.String("domain", "", "only this domain")
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parse(fs, args)
@@ -101,18 +102,18 @@ its next refresh; the journal records who removed them.`)
 			if len(pos) == 3 {
 				contact = pos[2]
 			}
-			return regRemove(ctx, env, *data, *domain, pos[1], contact, *asJSON)
+			return regRemove(ctx, env, *data, *dbURL, *domain, pos[1], contact, *asJSON)
 		case "flush":
 			if len(pos) != 1 {
 				return usagef("usage: switchboard reg flush [--domain D] (drops every registration, of D only with --domain)")
 			}
-			return regRemove(ctx, env, *data, *domain, "", "", *asJSON)
+			return regRemove(ctx, env, *data, *dbURL, *domain, "", "", *asJSON)
 		}
 	}
 	if len(pos) > 1 {
 		return usagef("`switchboard reg` takes at most one extension number, e.g. switchboard reg 2002")
 	}
-	db, err := openExisting(ctx, *data)
+	db, err := openExisting(ctx, *data, *dbURL)
 	if err != nil {
 		return err
 	}
@@ -223,6 +224,7 @@ type listenerView struct {
 func Status(ctx context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	data := fs.String("data", defaultData(), "data directory (env SWITCHBOARD_DATA)")
+	dbURL := dbFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, done, err := parseHelp(env, fs, args, "Usage: switchboard status [--json]\n\nShows whether the server runs, its profiles and listeners, counts and uptime.")
 	if done || err != nil {
@@ -231,7 +233,7 @@ func Status(ctx context.Context, env Env, args []string) error {
 	if len(pos) > 0 {
 		return usagef("`switchboard status` takes no arguments")
 	}
-	db, err := openExisting(ctx, *data)
+	db, err := openExisting(ctx, *data, *dbURL)
 	if err != nil {
 		return err
 	}
@@ -305,8 +307,8 @@ func Status(ctx context.Context, env Env, args []string) error {
 // registrations (through the running server, which forgets them at once,
 // or in the database when none runs) and journals who did it. Nothing is
 // sent to the phones.
-func regRemove(ctx context.Context, env Env, data, domainFlag, ext, contact string, asJSON bool) error {
-	db, err := openExisting(ctx, data)
+func regRemove(ctx context.Context, env Env, data, dbURL, domainFlag, ext, contact string, asJSON bool) error {
+	db, err := openExisting(ctx, data, dbURL)
 	if err != nil {
 		return err
 	}
@@ -354,7 +356,7 @@ func regRemove(ctx context.Context, env Env, data, domainFlag, ext, contact stri
 
 // removeStored drops matching registrations from the database of a
 // stopped server and journals it.
-func removeStored(ctx context.Context, db *sqlite.DB, dom, ext, contact string) ([]store.Binding, error) {
+func removeStored(ctx context.Context, db storeopen.Backend, dom, ext, contact string) ([]store.Binding, error) {
 	bs, err := db.BindingsOf(ctx, dom, ext)
 	if err != nil {
 		return nil, err

@@ -22,6 +22,10 @@ import (
 type Config struct {
 	// DataDir holds the SQLite database and lock file (flag --data, env SWITCHBOARD_DATA).
 	DataDir string
+	// DB is the database URL (flag --db, env SWITCHBOARD_DB): "" or
+	// sqlite:DIR for SQLite (default: the file in DataDir), or
+	// postgres://... for PostgreSQL (see package store/open).
+	DB string
 	// SIP is the internal profile's listen address, UDP and TCP (flag --sip).
 	SIP string
 	// Domain is the default domain; "" means the host's primary IPv4 address.
@@ -104,6 +108,7 @@ func Default() Config {
 	}
 	return Config{
 		DataDir:          data,
+		DB:               os.Getenv("SWITCHBOARD_DB"),
 		SIP:              "0.0.0.0:5060",
 		Digest:           "md5",
 		MinExpires:       60,
@@ -130,6 +135,9 @@ func Default() Config {
 func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("--data is empty: give a directory, e.g. --data ./data")
+	}
+	if c.DB != "" && !strings.HasPrefix(c.DB, "sqlite:") && !strings.HasPrefix(c.DB, "postgres://") && !strings.HasPrefix(c.DB, "postgresql://") {
+		return errors.New("--db must be sqlite:DIR or postgres://USER@HOST/DB, e.g. --db postgres://switchboard@localhost/switchboard")
 	}
 	host, port, err := net.SplitHostPort(c.SIP)
 	if err != nil {

@@ -38,6 +38,9 @@ func Settings() []Setting {
 	return []Setting{
 		{Name: "data", Help: "data directory (env SWITCHBOARD_DATA)",
 			field: func(c *Config) any { return &c.DataDir }},
+		{Name: "db", Help: "database URL: sqlite:DIR or postgres://USER@HOST/DB (env SWITCHBOARD_DB; default: SQLite in --data)",
+			DefaultDoc: "SQLite in DIR",
+			field:      func(c *Config) any { return &c.DB }},
 		{Name: "sip", Help: "internal profile listen address, UDP and TCP (port 0: pick a free port)",
 			field: func(c *Config) any { return &c.SIP }},
 		{Name: "domain", Help: "default domain (default: the host's primary IPv4 address)", DefaultDoc: "primary IPv4",

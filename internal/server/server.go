@@ -37,6 +37,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/security"
 	"github.com/switchboard-pbx/switchboard/internal/sipstack"
 	"github.com/switchboard-pbx/switchboard/internal/store"
+	"github.com/switchboard-pbx/switchboard/internal/store/open"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
 	"github.com/switchboard-pbx/switchboard/internal/trace"
 	"github.com/switchboard-pbx/switchboard/internal/version"
@@ -52,7 +53,7 @@ type Server struct {
 	Trace   *trace.Tracer
 	Cfg     config.Config
 	Log     *slog.Logger
-	DB      *sqlite.DB
+	DB      open.Backend
 	Dir     *directory.Cache
 	Loc     *location.Table
 	Journal *journal.Writer
@@ -96,7 +97,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	db, err := sqlite.Open(ctx, cfg.DataDir)
+	target, err := open.Parse(cfg.DB, cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("--db: %w", err)
+	}
+	if target.Kind != open.SQLite {
+		// The data directory keeps this machine's files (secret.key, the
+		// lock and control socket) whatever the database.
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("data directory %s is unusable: %w", cfg.DataDir, err)
+		}
+	}
+	db, err := open.Open(ctx, target)
 	if err != nil {
 		return nil, err
 	}
@@ -358,7 +370,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	})
 	s.Log.Info("switchboard started", "version", version.Get().String(), "domain", s.Domain, "udp", s.Stack.Listeners[0].Addr,
-		"tcp", s.Stack.Listeners[1].Addr, "data", s.Cfg.DataDir)
+		"tcp", s.Stack.Listeners[1].Addr, "data", s.Cfg.DataDir, "db", s.DB.Path())
 	err := s.Stack.Serve(ctx)
 	s.Guard.Wait() // listeners are closed: no new stateless requests start
 	s.Proxy.Shutdown()

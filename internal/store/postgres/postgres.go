@@ -301,3 +301,18 @@ func fromMicros(us int64) time.Time {
 	}
 	return time.UnixMicro(us)
 }
+
+// Path is the database's URL with its password redacted (the doctor shows
+// where the data lives).
+func (db *DB) Path() string { return db.url }
+
+// SchemaVersionOf connects to conn and returns its schema version (0 when
+// it has no switchboard schema), changing nothing.
+func SchemaVersionOf(ctx context.Context, conn string) (int, error) {
+	db, err := connect(ctx, conn)
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	return db.SchemaVersion(ctx)
+}

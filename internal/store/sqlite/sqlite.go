@@ -538,3 +538,28 @@ func fromMs(ms int64) time.Time {
 	}
 	return time.UnixMilli(ms)
 }
+
+// Version is the schema version this binary uses.
+func Version() int { return len(migrations) }
+
+// PathIn is the database file of a data directory.
+func PathIn(dataDir string) string { return filepath.Join(dataDir, FileName) }
+
+// SchemaVersionOf returns the schema version of dataDir's database (0
+// when there is none), creating and changing nothing.
+func SchemaVersionOf(ctx context.Context, dataDir string) (int, error) {
+	path := PathIn(dataDir)
+	if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() {
+		return 0, nil
+	}
+	sdb, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		return 0, fmt.Errorf("open database %s: %w", path, err)
+	}
+	defer sdb.Close()
+	var v int
+	if err := sdb.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version of %s: %w", path, err)
+	}
+	return v, nil
+}
