@@ -36,6 +36,7 @@ type Backend interface {
 	store.Security
 	store.Meta
 	store.Doctor
+	store.Nodes
 	AddDomain(ctx context.Context, name, realm string) (store.Domain, error)
 	RenameDomain(ctx context.Context, old, new string) (store.Domain, error)
 	SetDefaultDomain(ctx context.Context, name string) (store.Domain, error)
