@@ -1,0 +1,135 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/store/pgtest"
+)
+
+// cluster is several switchboard nodes on one PostgreSQL (started by
+// pgtest into a temporary directory).
+type cluster struct {
+	t     *testing.T
+	pg    *pgtest.Server
+	URL   string
+	Nodes []*Server
+}
+
+// startCluster starts PostgreSQL and one node per address (127.0.0.11,
+// .12, ...), named n1, n2, ..., with a 3 s lease and qualify off, and adds
+// extensions 2001..2003 (passwords secret-NNNN).
+func startCluster(t *testing.T, hosts ...string) *cluster {
+	t.Helper()
+	Need(t, "sipp")
+	pg, err := pgtest.Start()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("PostgreSQL: %v (.ci/run must install postgresql)", err)
+		}
+		t.Skipf("PostgreSQL: %v", err)
+	}
+	t.Cleanup(func() { _ = pg.Stop() })
+	c := &cluster{t: t, pg: pg, URL: pg.NewDB(t)}
+	for i, h := range hosts {
+		s := Start(t, "", "--sip", h+":0", "--db", c.URL, "--node", "n"+string(rune('1'+i)),
+			"--node-lease", "3s", "--qualify-interval", "0")
+		t.Cleanup(func() {
+			s.Stop()
+			if log := s.Log(); strings.Contains(log, "DATA RACE") || strings.Contains(log, "panic:") {
+				t.Errorf("node %s reported a data race or a panic:\n%s", h, log)
+			}
+		})
+		c.Nodes = append(c.Nodes, s)
+	}
+	for _, e := range []string{"2001", "2002", "2003"} {
+		c.CLI(0, "ext", "add", e, "--password", "secret-"+e)
+	}
+	return c
+}
+
+// CLI runs a command against node i (its data directory and the shared
+// database) and returns stdout; it fails the test on a non-zero exit.
+func (c *cluster) CLI(i int, args ...string) string {
+	c.t.Helper()
+	out, errOut, code := c.TryCLI(i, args...)
+	if code != 0 {
+		c.t.Fatalf("switchboard %s (node %d): exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), i+1, code, out, errOut)
+	}
+	return out
+}
+
+// TryCLI runs a command against node i.
+func (c *cluster) TryCLI(i int, args ...string) (stdout, stderr string, code int) {
+	c.t.Helper()
+	return RunCLI(c.t, c.Nodes[i].Data, "", append(args, "--db", c.URL)...)
+}
+
+// logs returns every node's log, for failure messages.
+func (c *cluster) logs() string {
+	var b strings.Builder
+	for i, s := range c.Nodes {
+		b.WriteString("--- node " + string(rune('1'+i)) + " ---\n" + tail(s.Log(), 4000) + "\n")
+	}
+	return b.String()
+}
+
+// TestNodesCallAcrossNodes: a phone registered on node 1 is called from a
+// phone on node 2; node 2 forwards the INVITE to node 1, which sends it
+// down the phone's own flow; ACK and BYE follow both Record-Routes; `reg`
+// on node 3 shows the binding's node; `status` lists the three nodes up.
+func TestNodesCallAcrossNodes(t *testing.T) {
+	c := startCluster(t, "127.0.0.11", "127.0.0.12", "127.0.0.13")
+	n1, n2 := c.Nodes[0], c.Nodes[1]
+	callee := NewPhone(t, n1, "2001", "secret-2001")
+	RunJSON := func(i int, v any, args ...string) {
+		t.Helper()
+		out := c.CLI(i, append(args, "--json")...)
+		if err := json.Unmarshal([]byte(out), v); err != nil {
+			t.Fatalf("%v --json: %v\n%s", args, err, out)
+		}
+	}
+	var withNode []struct {
+		Extension string `json:"extension"`
+		Node      string `json:"node"`
+	}
+	RunJSON(2, &withNode, "reg")
+	if len(withNode) != 1 || withNode[0].Extension != "2001" || withNode[0].Node != "n1" {
+		t.Fatalf("reg on node 3: %+v; want 2001 on n1", withNode)
+	}
+	var st struct {
+		Nodes []struct {
+			Name, Address, State string
+		} `json:"nodes"`
+	}
+	RunJSON(1, &st, "status")
+	if len(st.Nodes) != 3 || st.Nodes[0].Name != "n1" || st.Nodes[0].State != "up" || !strings.HasPrefix(st.Nodes[0].Address, "127.0.0.11:") {
+		t.Fatalf("status nodes: %+v", st.Nodes)
+	}
+
+	callee.Start("call-phone-answer.xml", "-d", "300")
+	// Node 2 sees node 1's binding within its refresh (0.5 s).
+	var r SIPpResult
+	WaitFor(t, 10*time.Second, "a call from node 2 to 2001 on node 1 completes", func() bool {
+		r = SIPp(t, n2.Addr, "call-uac.xml", 1, "-inf", CSV(t, "SEQUENTIAL", callerRow("2002", "secret-2002", "2001")), "-d", "1000")
+		return r.Code == 0
+	})
+	msgs := callee.MustSucceed(15 * time.Second)
+	inv := receivedRequests(msgs, "INVITE")
+	if len(inv) != 1 {
+		t.Fatalf("callee got %d INVITEs:\n%s", len(inv), msgs)
+	}
+	rr := strings.Join(inv[0].Get("Record-Route"), ",")
+	if !strings.Contains(rr, "127.0.0.11:"+n1.Port) || !strings.Contains(rr, "127.0.0.12:"+n2.Port) {
+		t.Fatalf("INVITE's Record-Route lacks node 1 or node 2: %q", rr)
+	}
+	if len(inv[0].Get("X-Switchboard-Node")) != 0 || len(inv[0].Get("Proxy-Authorization")) != 0 {
+		t.Fatalf("the node header or the caller's credentials reached the phone: %+v", inv[0].Headers)
+	}
+	if len(receivedRequests(msgs, "ACK")) == 0 || len(receivedRequests(msgs, "BYE")) == 0 {
+		t.Fatalf("ACK or BYE did not reach the callee through the nodes:\n%s\n%s", msgs, c.logs())
+	}
+}
