@@ -133,3 +133,79 @@ func TestNodesCallAcrossNodes(t *testing.T) {
 		t.Fatalf("ACK or BYE did not reach the callee through the nodes:\n%s\n%s", msgs, c.logs())
 	}
 }
+
+// registerStatus sends one REGISTER of ext (password pw) to addr from a
+// fresh port and returns the final status ("200", "403", ...).
+func registerStatus(t *testing.T, addr, ext, pw string) string {
+	t.Helper()
+	r := SIPp(t, addr, "register.xml", 1, "-inf", CSV(t, "SEQUENTIAL", AuthRow(ext, pw)))
+	last := "none" // the answer to the authenticated REGISTER, after the 401
+	for _, m := range Responses(ParseSIPpMessages(r.Messages)) {
+		if st := m.Status(); len(st) >= 3 && st[0] >= '2' {
+			last = st[:3]
+		}
+	}
+	return last
+}
+
+// TestNodesDirectoryChangeReachesEveryNode: `ext set 2001 --enabled=false`
+// run on node 3 refuses 2001's next REGISTER on node 1 within a second;
+// enabling it again is as quick.
+func TestNodesDirectoryChangeReachesEveryNode(t *testing.T) {
+	c := startCluster(t, "127.0.0.11", "127.0.0.12", "127.0.0.13")
+	n1 := c.Nodes[0]
+	if st := registerStatus(t, n1.Addr, "2001", "secret-2001"); st != "200" {
+		t.Fatalf("REGISTER on node 1 before the change: %s\n%s", st, c.logs())
+	}
+	for _, step := range []struct{ enabled, want string }{{"false", "403"}, {"true", "200"}} {
+		c.CLI(2, "ext", "set", "2001", "--enabled="+step.enabled)
+		start := time.Now()
+		var st string
+		WaitFor(t, time.Second, "node 1 answers 2001's REGISTER "+step.want+" after ext set --enabled="+step.enabled+" on node 3", func() bool {
+			st = registerStatus(t, n1.Addr, "2001", "secret-2001")
+			return st == step.want
+		})
+		t.Logf("--enabled=%s on node 3: node 1 answered %s after %s", step.enabled, st, time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// TestNodesKillOwningNode: node 1, holding 2001's registration, is killed
+// (kill -9); once its lease runs out, `doctor 2001` on node 3 says the
+// phone is registered on node n1, which has not renewed its lease since a
+// time, shows what node 1 journaled, and `status` shows n1 DOWN; a call
+// from node 2 gets 480; after the phone registers on node 2 it is
+// reachable again from node 3.
+func TestNodesKillOwningNode(t *testing.T) {
+	c := startCluster(t, "127.0.0.11", "127.0.0.12", "127.0.0.13")
+	n1, n2, n3 := c.Nodes[0], c.Nodes[1], c.Nodes[2]
+	NewPhone(t, n1, "2001", "secret-2001")
+	WaitFor(t, 5*time.Second, "node 1's journal of the REGISTER is in the database", func() bool {
+		out, _, _ := c.TryCLI(2, "journal", "--ext", "2001")
+		return strings.Contains(out, "registered")
+	})
+	n1.Kill()
+	var out string
+	WaitFor(t, 15*time.Second, "the doctor on node 3 explains that node n1 is down", func() bool {
+		out, _, _ = c.TryCLI(2, "doctor", "2001")
+		return strings.Contains(out, "registered on node n1, which has not renewed its lease since")
+	})
+	if !strings.Contains(out, "node_down") || !strings.Contains(out, "last REGISTER accepted") {
+		t.Fatalf("doctor on node 3 lacks the cause or node 1's journal:\n%s", out)
+	}
+	st := c.CLI(2, "status")
+	if !strings.Contains(st, "DOWN (lease ran out)") {
+		t.Fatalf("status on node 3 does not show n1 down:\n%s", st)
+	}
+	fin := failCall(t, n2, "2002", "secret-2002", "2001")
+	if !strings.HasPrefix(fin.Status(), "480") {
+		t.Fatalf("call to 2001 (on dead node 1) from node 2: %s, want 480", fin.First)
+	}
+	// The phone registers on node 2: reachable from node 3.
+	callee := NewPhone(t, n2, "2001", "secret-2001")
+	callee.Start("call-phone-answer.xml", "-d", "300")
+	WaitFor(t, 10*time.Second, "a call from node 3 reaches 2001, now on node 2", func() bool {
+		r := SIPp(t, n3.Addr, "call-uac.xml", 1, "-inf", CSV(t, "SEQUENTIAL", callerRow("2003", "secret-2003", "2001")), "-d", "500")
+		return r.Code == 0
+	})
+	callee.MustSucceed(15 * time.Second)
+}
