@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -208,4 +209,54 @@ func TestNodesKillOwningNode(t *testing.T) {
 		return r.Code == 0
 	})
 	callee.MustSucceed(15 * time.Second)
+}
+
+// TestNodesDatabaseOutage: PostgreSQL stopped with `pg_ctl stop -m
+// immediate` while phones register: the node answers their REGISTERs 200
+// from memory (authenticating from its cached directory), the doctor says
+// the database is unreachable, and once PostgreSQL is back every
+// acknowledged binding is in the database.
+func TestNodesDatabaseOutage(t *testing.T) {
+	c := startCluster(t, "127.0.0.11")
+	n1 := c.Nodes[0]
+	var exts []string
+	for i := 3001; i <= 3012; i++ {
+		e := strconv.Itoa(i)
+		c.CLI(0, "ext", "add", e, "--password", "secret-"+e)
+		exts = append(exts, e)
+	}
+	acked := 0
+	for _, e := range exts[:4] {
+		if st := registerStatus(t, n1.Addr, e, "secret-"+e); st != "200" {
+			t.Fatalf("REGISTER %s with the database up: %s", e, st)
+		}
+		acked++
+	}
+	if err := c.pg.StopServer("immediate"); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range exts[4:] {
+		if st := registerStatus(t, n1.Addr, e, "secret-"+e); st != "200" {
+			t.Fatalf("REGISTER %s with the database down: %s, want 200 from memory\n%s", e, st, c.logs())
+		}
+		acked++
+	}
+	_, errOut, code := c.TryCLI(0, "doctor", "3001")
+	if code == 0 || !strings.Contains(errOut, "is unreachable") {
+		t.Fatalf("doctor with the database down: exit %d, stderr %q; want it to say the database is unreachable", code, errOut)
+	}
+	if err := c.pg.StartServer(); err != nil {
+		t.Fatal(err)
+	}
+	WaitFor(t, 20*time.Second, "every acknowledged binding is in the database", func() bool {
+		out, _, code := c.TryCLI(0, "reg", "--json")
+		var regs []Registration
+		if code != 0 || json.Unmarshal([]byte(out), &regs) != nil {
+			return false
+		}
+		return len(regs) == acked
+	})
+	if !strings.Contains(n1.Log(), "answered from memory") {
+		t.Fatalf("the node did not log the outage:\n%s", n1.Log())
+	}
 }
