@@ -260,3 +260,35 @@ func TestNodesDatabaseOutage(t *testing.T) {
 		t.Fatalf("the node did not log the outage:\n%s", n1.Log())
 	}
 }
+
+// TestNodesForgedNodeHeader: an outsider who cannot read the database
+// sends node 1 an INVITE for a registered phone's contact carrying an
+// X-Switchboard-Node header as if node 2 had forwarded it: node 1 answers
+// 407 (the call must authenticate) and the phone gets nothing.
+func TestNodesForgedNodeHeader(t *testing.T) {
+	c := startCluster(t, "127.0.0.11", "127.0.0.12")
+	n1 := c.Nodes[0]
+	callee := NewPhone(t, n1, "2001", "secret-2001")
+	callee.Start("call-phone-answer.xml", "-d", "300")
+	contact := "sip:2001@127.0.0.1:" + strconv.Itoa(callee.Port) + ";transport=UDP"
+	from := "127.0.0.66:" + strconv.Itoa(FreeUDPPort(t))
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	inv := "INVITE " + contact + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + from + ";branch=z9hG4bK-forged1;rport\r\n" +
+		"Max-Forwards: 70\r\n" +
+		"From: <sip:2002@127.0.0.1>;tag=f1\r\n" +
+		"To: <sip:2001@127.0.0.1>\r\n" +
+		"Call-ID: forged-node-1\r\n" +
+		"CSeq: 1 INVITE\r\n" +
+		"Contact: <sip:2002@" + from + ">\r\n" +
+		"X-Switchboard-Node: node=n2;ts=" + ts + ";domain=127.0.0.1;mac=" + strings.Repeat("ab", 32) + "\r\n" +
+		"Content-Length: 0\r\n\r\n"
+	got := sendUDP(t, n1.Addr, from, []byte(inv), 3*time.Second)
+	if len(got) != 1 || got[0] != 407 {
+		t.Fatalf("forged node INVITE: answered %v, want [407]\n%s", got, n1.Log())
+	}
+	time.Sleep(300 * time.Millisecond) // a forwarded INVITE would be there by now
+	if invs := receivedRequests(callee.Messages(), "INVITE"); len(invs) != 0 {
+		t.Fatalf("the phone got the forged INVITE: %+v", invs[0].Headers)
+	}
+}
