@@ -292,3 +292,35 @@ func TestNodesForgedNodeHeader(t *testing.T) {
 		t.Fatalf("the phone got the forged INVITE: %+v", invs[0].Headers)
 	}
 }
+
+// TestNodesBanReachesEveryNode: a ban made on node 2 drops the banned
+// address's packets on node 1 within a second (loopback untrusted first,
+// on node 2 too, so that it can be banned).
+func TestNodesBanReachesEveryNode(t *testing.T) {
+	c := startCluster(t, "127.0.0.11", "127.0.0.12")
+	n1 := c.Nodes[0]
+	register := func() []int {
+		port := strconv.Itoa(FreeUDPPort(t))
+		from := "127.0.0.1:" + port
+		reg := "REGISTER sip:127.0.0.1 SIP/2.0\r\n" +
+			"Via: SIP/2.0/UDP " + from + ";branch=z9hG4bK-ban" + port + ";rport\r\n" +
+			"Max-Forwards: 70\r\n" +
+			"From: <sip:2001@127.0.0.1>;tag=b" + port + "\r\n" +
+			"To: <sip:2001@127.0.0.1>\r\n" +
+			"Call-ID: ban-" + port + "\r\n" +
+			"CSeq: 1 REGISTER\r\n" +
+			"Contact: <sip:2001@" + from + ">\r\n" +
+			"Content-Length: 0\r\n\r\n"
+		return sendUDP(t, n1.Addr, from, []byte(reg), 300*time.Millisecond)
+	}
+	if got := register(); len(got) != 1 || got[0] != 401 {
+		t.Fatalf("REGISTER before the ban: %v, want [401]", got)
+	}
+	c.CLI(1, "profile", "set", "internal", "--trusted-acl", "")
+	c.CLI(1, "ban", "add", "127.0.0.1", "--for", "1h", "--reason", "e2e")
+	start := time.Now()
+	WaitFor(t, time.Second, "node 1 drops packets of 127.0.0.1, banned on node 2", func() bool {
+		return len(register()) == 0
+	})
+	t.Logf("node 1 dropped the banned address %s after the ban on node 2", time.Since(start).Round(time.Millisecond))
+}
