@@ -88,3 +88,24 @@ func (s *Server) shared() bool {
 	_, single := db.(*sqlite.DB)
 	return !single
 }
+
+// listenChanges makes the directory watcher poll the change feed as soon
+// as another node (or a command) appends to it, when the database can say
+// so (PostgreSQL's LISTEN/NOTIFY); the watcher's 250 ms poll stays as the
+// fallback.
+func (s *Server) listenChanges(ctx context.Context) {
+	l, ok := any(s.DB).(interface {
+		ListenChanges(ctx context.Context, notify func(), onErr func(error))
+	})
+	if !ok {
+		return
+	}
+	s.Go(func() {
+		l.ListenChanges(ctx, func() {
+			select {
+			case s.kick <- struct{}{}:
+			default:
+			}
+		}, func(err error) { s.Log.Debug("listen for directory changes", "error", err) })
+	})
+}

@@ -359,6 +359,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.Qualify.Run(bg)
 	})
 	s.Go(func() { s.Dir.Watch(bg, 250*time.Millisecond, s.kick, s.applied.Set) })
+	s.listenChanges(bg)
 	// The last run's facts stay in the database for commands that read
 	// while no server runs (which listeners to check, since when).
 	if b, err := json.Marshal(s.Runtime()); err == nil {
