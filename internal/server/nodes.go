@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchboard-pbx/switchboard/internal/cluster"
 	"github.com/switchboard-pbx/switchboard/internal/config"
+	"github.com/switchboard-pbx/switchboard/internal/proxy"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
 )
@@ -62,14 +63,16 @@ func nodeAddress(cfg config.Config, udpAddr string) string {
 
 // joinNodes makes this server a node of its database: the bindings carry
 // its name and Path, its lease row is written (and renewed by Run), the
-// nodes' shared secret is loaded (created by the first node) and the
-// lease time recorded for status and the doctor.
+// nodes' shared secret is loaded (created by the first node; only on a
+// shared database) and the lease time recorded for status and the doctor.
 func (s *Server) joinNodes(ctx context.Context, udpAddr string) error {
 	addr := nodeAddress(s.Cfg, udpAddr)
 	s.Loc.SetNode(s.Node, "<sip:"+addr+";lr>")
-	var err error
-	if s.Signer, err = cluster.NewSigner(ctx, s.Node, s.DB); err != nil {
-		return err
+	if s.shared() { // one SQLite server has no other node to trust
+		var err error
+		if s.Signer, err = cluster.NewSigner(ctx, s.Node, s.DB); err != nil {
+			return err
+		}
 	}
 	s.Lease = cluster.NewLease(s.DB, store.Node{Name: s.Node, Address: addr, StartedAt: time.Now()}, s.Cfg.NodeLease, s.Log)
 	if err := s.Lease.Renew(ctx); err != nil {
@@ -108,4 +111,14 @@ func (s *Server) listenChanges(ctx context.Context) {
 			}
 		}, func(err error) { s.Log.Debug("listen for directory changes", "error", err) })
 	})
+}
+
+// nodesSeam is the proxy's seam to the other nodes: nil (a single node)
+// without a Signer. (A nil *cluster.Signer in the interface would not be
+// nil.)
+func (s *Server) nodesSeam() proxy.Nodes {
+	if s.Signer == nil {
+		return nil
+	}
+	return s.Signer
 }

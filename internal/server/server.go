@@ -276,7 +276,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.Proxy = proxy.New(proxy.Config{Host: sipHost, AdvertiseHost: config.PrimaryIPv4(), Port: port, UDPLocal: udpAddr,
 		OwnHosts: ownHosts(s.Stack, s.Domain), Key: key, Node: s.Node},
 		proxy.Deps{Dir: s.Dir, Auth: s.Auth, Loc: s.Loc, Journal: s.Journal, Calls: s.Calls, Client: s.Stack.Client,
-			Server: s.Stack.Server, Policy: s.Sec, Log: log, Nodes: s.Signer})
+			Server: s.Stack.Server, Policy: s.Sec, Log: log, Nodes: s.nodesSeam()})
 	s.Proxy.Register(s.Stack)
 	s.Guard.SetCalls(s.Proxy)
 	s.Qualify = qualify.New(qualify.Config{Interval: cfg.QualifyInterval, Host: s.Proxy.Host(), Port: port,
