@@ -107,8 +107,12 @@ func TestPostgresServe(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "pg_dump") {
 		t.Fatalf("backup on PostgreSQL: exit %d\n%s%s", code, out, errOut)
 	}
-	status, _, _ := s.TryCLI("db", "status")
-	for what, text := range map[string]string{"server log": s.Log(), "db status": status, "backup": errOut} {
+	dbStatus, _, _ := s.TryCLI("db", "status")
+	status := s.CLI("status")
+	if !strings.Contains(status, "postgres://postgres:xxxxx@") {
+		t.Errorf("status does not name the database:\n%s", status)
+	}
+	for what, text := range map[string]string{"server log": s.Log(), "db status": dbStatus, "status": status, "backup": errOut} {
 		if strings.Contains(text, "pw-never-shown") {
 			t.Errorf("the database password shows in the %s:\n%s", what, text)
 		}
