@@ -164,3 +164,64 @@ func TestPostgresCopy(t *testing.T) {
 		t.Fatalf("ACLs on PostgreSQL: %d, want loopback and office", len(acls))
 	}
 }
+
+// sipsakTry registers ext from contact with sipsak and returns its output
+// and whether it got 200.
+func sipsakTry(t *testing.T, s *Server, ext, pw, contact string) (string, bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "sipsak", "-U", "-C", contact, "-x", "300",
+		"-s", "sip:"+ext+"@"+s.Addr, "-u", ext, "-a", pw).CombinedOutput()
+	return string(out), err == nil
+}
+
+// TestPostgresDownAndBack: with PostgreSQL stopped (pg_ctl stop -m
+// immediate, as if it crashed) a REGISTER that needs a write gets 503 and
+// the doctor says store_unavailable; once PostgreSQL is back the same
+// server saves registrations again, without a restart (the pool
+// reconnects). Its own PostgreSQL: stopping the shared one would disturb
+// other tests.
+func TestPostgresDownAndBack(t *testing.T) {
+	Need(t, "sipsak")
+	srv, err := pgtest.Start()
+	if err != nil {
+		(&pgtest.Server{Err: err}).Need(t)
+	}
+	t.Cleanup(func() { srv.Stop() })
+	url := strings.Replace(srv.NewDB(t), "postgres@", "postgres:pw-never-shown@", 1)
+	s := Start(t, "", "--db", url)
+	s.DB = url
+	s.AddExt("2001", "secret-2001-x")
+	sipsakRegister(t, s, "2001", "secret-2001-x", "sip:2001@127.0.0.49:5999")
+
+	if err := srv.StopServer("immediate"); err != nil {
+		t.Fatal(err)
+	}
+	up := false
+	defer func() {
+		if !up {
+			srv.StartServer()
+		}
+	}()
+	out, ok := sipsakTry(t, s, "2001", "secret-2001-x", "sip:2001@127.0.0.49:5998")
+	if ok || !strings.Contains(out, "503") {
+		t.Fatalf("REGISTER of a new contact with PostgreSQL down: want 503, sipsak said:\n%s", out)
+	}
+	_, errOut, code := s.TryCLI("doctor", "2001")
+	if code != 1 || !strings.Contains(errOut, "store_unavailable") || strings.Contains(errOut, "pw-never-shown") {
+		t.Fatalf("doctor with PostgreSQL down: exit %d: %s", code, errOut)
+	}
+
+	if err := srv.StartServer(); err != nil {
+		t.Fatal(err)
+	}
+	up = true
+	WaitFor(t, 40*time.Second, "a REGISTER saved after PostgreSQL came back", func() bool {
+		_, ok := sipsakTry(t, s, "2001", "secret-2001-x", "sip:2001@127.0.0.49:5998")
+		return ok
+	})
+	if n := pgBindings(t, url, "2001"); n != 2 {
+		t.Fatalf("%d bindings of 2001 in PostgreSQL after it came back, want 2", n)
+	}
+}
