@@ -96,18 +96,20 @@ switchboard.db.replaced-DATE, and FILE is migrated to this version's schema.`)
 	if len(pos) != 1 {
 		return usagef("restore needs one FILE: switchboard restore /var/backups/switchboard.db")
 	}
-	if t, err := target(*data, *dbURL); err != nil {
+	t, err := target(*data, *dbURL)
+	if err != nil {
 		return err
-	} else if t.Kind == storeopen.Postgres {
+	}
+	if t.Kind == storeopen.Postgres {
 		return usagef("the database is PostgreSQL (%s): restore a pg_dump with pg_restore, e.g. pg_restore --clean -d DBNAME FILE", t)
 	}
 	if running, pid := control.Running(*data); running {
 		return usagef("switchboard serve (pid %d) is running on %s: stop it first (e.g. systemctl stop switchboard), then run switchboard restore again", pid, *data)
 	}
-	if err := os.MkdirAll(*data, 0o700); err != nil {
-		return fmt.Errorf("data directory %s: %w", *data, err)
+	if err := os.MkdirAll(t.Dir, 0o700); err != nil {
+		return fmt.Errorf("data directory %s: %w", t.Dir, err)
 	}
-	saved, err := sqlite.ReplaceFile(ctx, *data, pos[0], time.Now().UTC().Format("20060102-150405"))
+	saved, err := sqlite.ReplaceFile(ctx, t.Dir, pos[0], time.Now().UTC().Format("20060102-150405"))
 	if errors.Is(err, sqlite.ErrNotSwitchboard) {
 		return usagef("%s is not a switchboard backup: give a file written by switchboard backup", pos[0])
 	}

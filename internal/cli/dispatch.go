@@ -79,7 +79,8 @@ Commands:
 	b.WriteString(`
 Subcommands take the same aliases everywhere: list = ls, show = get,
 rm = del = delete = remove. Every command takes --data DIR (default ./data,
-env SWITCHBOARD_DATA) and --help; --data and --json may also come before
+env SWITCHBOARD_DATA), --db URL (env SWITCHBOARD_DB) and --help; --data,
+--db and --json may also come before
 the command. Run 'switchboard COMMAND --help' for a command's flags.
 Start here: switchboard serve   then, in another terminal: switchboard ext add 2001`)
 	return b.String()

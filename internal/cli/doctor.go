@@ -2,11 +2,14 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/doctor"
 	storeopen "github.com/switchboard-pbx/switchboard/internal/store/open"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
@@ -61,6 +64,15 @@ func Doctor(ctx context.Context, env Env, args []string) error {
 		}
 	}
 	db, err := openExisting(ctx, *data, *dbURL)
+	var ue *UsageError
+	if err != nil && !errors.As(err, &ue) {
+		if t, terr := target(*data, *dbURL); terr == nil && t.Kind == storeopen.Postgres {
+			// Storage is down: the doctor can read nothing, and the server
+			// cannot save registrations (REGISTERs get 503).
+			return fmt.Errorf("%s: the database cannot be read, so switchboard cannot save registrations (REGISTERs get 503 with Retry-After) until PostgreSQL answers: %w", cause.StoreUnavailable, err)
+		}
+		return err
+	}
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/privfile"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 	storeopen "github.com/switchboard-pbx/switchboard/internal/store/open"
-	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
 	"golang.org/x/term"
 )
 
@@ -588,13 +587,12 @@ line is named.`)
 		return err
 	}
 	if err := db.ImportExtensions(ctx, exts); err != nil {
-		var ie *sqlite.ImportError
-		if errors.As(err, &ie) {
+		if i, ok := storeopen.ImportIndex(err); ok {
 			if errors.Is(err, store.ErrDuplicate) {
 				return usagef("%s line %d: extension %s already exists in %s; nothing was imported",
-					name, lines[ie.Index], exts[ie.Index].Number, exts[ie.Index].Domain)
+					name, lines[i], exts[i].Number, exts[i].Domain)
 			}
-			return usagef("%s line %d: %v; nothing was imported", name, lines[ie.Index], ie.Err)
+			return usagef("%s line %d: %v; nothing was imported", name, lines[i], errors.Unwrap(err))
 		}
 		return err
 	}

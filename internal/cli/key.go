@@ -49,7 +49,7 @@ func Key(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(*data, sqlite.FileName)); err != nil && t.Kind == storeopen.SQLite {
+	if _, err := os.Stat(filepath.Join(t.Dir, sqlite.FileName)); err != nil && t.Kind == storeopen.SQLite {
 		return usagef("no switchboard database in %s: pass --data DIR where switchboard serve keeps its data (or set SWITCHBOARD_DATA)", *data)
 	}
 	path, err := secret.Rotate(*data)

@@ -198,6 +198,7 @@ type statusView struct {
 	PID           int           `json:"pid,omitempty"`
 	Version       string        `json:"version"`
 	DataDir       string        `json:"data_dir"`
+	Database      string        `json:"database"` // SQLite file or PostgreSQL URL (password redacted)
 	DefaultDomain string        `json:"default_domain"`
 	StartedAt     string        `json:"started_at,omitempty"`
 	UptimeS       int64         `json:"uptime_s"`
@@ -238,7 +239,7 @@ func Status(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer db.Close()
-	v := statusView{State: "stopped", Version: version.Get().String(), DataDir: *data, Profiles: []profileView{}}
+	v := statusView{State: "stopped", Version: version.Get().String(), DataDir: *data, Database: db.Path(), Profiles: []profileView{}}
 	v.DefaultDomain, _, _ = db.Meta(ctx, "default_domain")
 	if v.Domains, v.Extensions, err = db.Counts(ctx); err != nil {
 		return err
@@ -281,6 +282,7 @@ func Status(ctx context.Context, env Env, args []string) error {
 	fmt.Fprintf(tw, "switchboard:\t%s\n", state)
 	fmt.Fprintf(tw, "version:\t%s\n", v.Version)
 	fmt.Fprintf(tw, "data:\t%s\n", v.DataDir)
+	fmt.Fprintf(tw, "database:\t%s\n", v.Database)
 	fmt.Fprintf(tw, "default domain:\t%s\n", v.DefaultDomain)
 	fmt.Fprintf(tw, "domains:\t%d\n", v.Domains)
 	fmt.Fprintf(tw, "extensions:\t%d\n", v.Extensions)

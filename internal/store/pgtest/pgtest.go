@@ -29,6 +29,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -270,4 +271,41 @@ func (s *Server) admin(stmt string) error {
 		return fmt.Errorf("%s: %w", stmt, err)
 	}
 	return nil
+}
+
+// Lazy starts a Server on first use, for packages where few tests need
+// one (the e2e tests): declare one in the test package, call Stop from
+// TestMain after m.Run.
+type Lazy struct {
+	once sync.Once
+	s    *Server
+}
+
+// Get returns the server, starting it on the first call (a Server with Err
+// set when it cannot be had).
+func (l *Lazy) Get() *Server {
+	l.once.Do(func() {
+		s, err := Start()
+		if err != nil {
+			s = &Server{Err: err}
+		}
+		l.s = s
+	})
+	return l.s
+}
+
+// NewDB is Get().NewDB(t).
+func (l *Lazy) NewDB(t testing.TB) string {
+	t.Helper()
+	return l.Get().NewDB(t)
+}
+
+// Stop stops the server if Get started one.
+func (l *Lazy) Stop() error {
+	done := false
+	l.once.Do(func() { done = true }) // never started: nothing to stop, and no start after this
+	if done || l.s == nil {
+		return nil
+	}
+	return l.s.Stop()
 }

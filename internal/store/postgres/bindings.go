@@ -32,12 +32,16 @@ const bindingDelete = `DELETE FROM bindings b USING unnest($1::text[], $2::text[
 // LoadBindings returns every stored binding, expired ones included (the
 // caller drops those).
 func (db *DB) LoadBindings(ctx context.Context) ([]store.Binding, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	return db.queryBindings(ctx, `SELECT `+bindingColumns+` FROM bindings ORDER BY domain COLLATE "C", extension COLLATE "C", registered_at`)
 }
 
 // BindingsOf returns the stored bindings of one extension ("" number = all
 // of the domain; "" domain = all).
 func (db *DB) BindingsOf(ctx context.Context, domain, number string) ([]store.Binding, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	q := "SELECT " + bindingColumns + " FROM bindings WHERE TRUE"
 	var args []any
 	if domain != "" {
@@ -81,6 +85,8 @@ func (db *DB) queryBindings(ctx context.Context, q string, args ...any) ([]store
 // of every key go in one batch). Of several upserts of
 // one key the last wins; a key both upserted and deleted is deleted.
 func (db *DB) ApplyBindings(ctx context.Context, upsert []store.Binding, del []store.BindingKey) error {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	if len(upsert) == 0 && len(del) == 0 {
 		return nil
 	}

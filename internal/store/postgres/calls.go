@@ -26,6 +26,8 @@ const callUpsert = `INSERT INTO calls(id, call_id, caller, callee, domain, sourc
 // SaveCalls upserts records in one statement (one round trip); branches
 // are stored as JSON.
 func (db *DB) SaveCalls(ctx context.Context, recs []store.Call) error {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	if len(recs) == 0 {
 		return nil
 	}
@@ -68,6 +70,8 @@ func (db *DB) SaveCalls(ctx context.Context, recs []store.Call) error {
 
 // LastCallID returns the highest stored call id (0 when none).
 func (db *DB) LastCallID(ctx context.Context) (int64, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	var id int64
 	if err := db.pool.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM calls").Scan(&id); err != nil {
 		return 0, fmt.Errorf("calls: read last id: %w", err)
@@ -77,6 +81,8 @@ func (db *DB) LastCallID(ctx context.Context) (int64, error) {
 
 // EndActiveCalls ends every call recorded as in progress.
 func (db *DB) EndActiveCalls(ctx context.Context, at time.Time, c cause.Code, by, detail string) (int64, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	tag, err := db.pool.Exec(ctx, `UPDATE calls SET ended_at = $1, cause = $2, hangup_by = $3,
 		detail = CASE WHEN detail = '' THEN $4 ELSE detail || '; ' || $4 END WHERE ended_at = 0`,
 		micros(at), string(c), by, detail)
@@ -91,6 +97,8 @@ const callColumns = `id, call_id, caller, callee, domain, source, transport, use
 
 // QueryCalls returns the records matching f, newest first.
 func (db *DB) QueryCalls(ctx context.Context, f store.CallFilter) ([]store.Call, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	var where []string
 	var args []any
 	arg := func(v any) string {
@@ -152,6 +160,8 @@ func (db *DB) QueryCalls(ctx context.Context, f store.CallFilter) ([]store.Call,
 
 // CallByID returns one record (store.ErrNotFound).
 func (db *DB) CallByID(ctx context.Context, id int64) (store.Call, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	r, err := scanCall(db.pool.QueryRow(ctx, "SELECT "+callColumns+" FROM calls WHERE id = $1", id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Call{}, fmt.Errorf("call %d: %w", id, store.ErrNotFound)
@@ -164,6 +174,8 @@ func (db *DB) CallByID(ctx context.Context, id int64) (store.Call, error) {
 
 // CountActiveCalls returns how many calls are in progress.
 func (db *DB) CountActiveCalls(ctx context.Context) (int, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	var n int
 	if err := db.pool.QueryRow(ctx, "SELECT count(*) FROM calls WHERE ended_at = 0").Scan(&n); err != nil {
 		return 0, fmt.Errorf("calls: count active: %w", err)
@@ -174,6 +186,8 @@ func (db *DB) CountActiveCalls(ctx context.Context) (int, error) {
 // PruneCalls deletes by age, then by count; both are tried and their
 // errors joined.
 func (db *DB) PruneCalls(ctx context.Context, before time.Time, keep int) error {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	var errs []error
 	if _, err := db.pool.Exec(ctx, "DELETE FROM calls WHERE started_at < $1 AND ended_at <> 0", micros(before)); err != nil {
 		errs = append(errs, fmt.Errorf("calls: prune by age: %w", err))

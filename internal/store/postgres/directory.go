@@ -17,6 +17,8 @@ import (
 
 // Domains lists every domain, by name.
 func (db *DB) Domains(ctx context.Context) ([]store.Domain, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	rows, err := db.pool.Query(ctx, `SELECT id, name, realm, enabled, created_at FROM domains ORDER BY lower(name) COLLATE "C"`)
 	if err != nil {
 		return nil, fmt.Errorf("list domains: %w", err)
@@ -40,6 +42,8 @@ func (db *DB) Domains(ctx context.Context) ([]store.Domain, error) {
 
 // Domain returns one domain by name (case-insensitive), or store.ErrNotFound.
 func (db *DB) Domain(ctx context.Context, name string) (store.Domain, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	var d store.Domain
 	var created int64
 	err := db.pool.QueryRow(ctx, "SELECT id, name, realm, enabled, created_at FROM domains WHERE lower(name) = lower($1)", name).
@@ -57,6 +61,8 @@ func (db *DB) Domain(ctx context.Context, name string) (store.Domain, error) {
 // EnsureDomain returns the domain, creating it (enabled, its realm its
 // name) when missing.
 func (db *DB) EnsureDomain(ctx context.Context, name string) (store.Domain, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	return db.AddDomain(ctx, name, "")
 }
 
@@ -64,6 +70,8 @@ func (db *DB) EnsureDomain(ctx context.Context, name string) (store.Domain, erro
 // realm ("" = its name) when missing. An existing domain is returned as it
 // is, whatever its realm.
 func (db *DB) AddDomain(ctx context.Context, name, realm string) (store.Domain, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	if realm == "" {
 		realm = name
 	}
@@ -81,6 +89,8 @@ func (db *DB) AddDomain(ctx context.Context, name, realm string) (store.Domain, 
 // "domain-renamed" entry keyed "OLD NEW". It fails with store.ErrNotFound
 // when old does not exist and store.ErrDuplicate when new does.
 func (db *DB) RenameDomain(ctx context.Context, old, new string) (store.Domain, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
 		return store.Domain{}, fmt.Errorf("rename domain %s: %w", old, err)
@@ -120,6 +130,8 @@ func (db *DB) RenameDomain(ctx context.Context, old, new string) (store.Domain, 
 // SetDefaultDomain makes an existing domain the default one, with a
 // "default-domain" entry in the change feed for a running server.
 func (db *DB) SetDefaultDomain(ctx context.Context, name string) (store.Domain, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	d, err := db.Domain(ctx, name)
 	if err != nil {
 		return d, err
@@ -156,6 +168,8 @@ func scanExt(sc interface{ Scan(...any) error }) (store.Extension, error) {
 // Extensions lists the extensions of a domain ("" = every domain), ordered
 // by domain then number (numerically when both are numbers).
 func (db *DB) Extensions(ctx context.Context, domain string) ([]store.Extension, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	q := "SELECT " + extColumns + " FROM extensions e JOIN domains d ON d.id = e.domain_id"
 	var args []any
 	if domain != "" {
@@ -184,6 +198,8 @@ func (db *DB) Extensions(ctx context.Context, domain string) ([]store.Extension,
 
 // Extension returns one extension, or an error wrapping store.ErrNotFound.
 func (db *DB) Extension(ctx context.Context, domain, number string) (store.Extension, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	row := db.pool.QueryRow(ctx, "SELECT "+extColumns+
 		" FROM extensions e JOIN domains d ON d.id = e.domain_id WHERE lower(d.name) = lower($1) AND e.number = $2", domain, number)
 	e, err := scanExt(row)
@@ -200,6 +216,8 @@ func (db *DB) Extension(ctx context.Context, domain, number string) (store.Exten
 // store.ErrDuplicate when the number exists in that domain and with
 // store.ErrNotFound when the domain does not exist.
 func (db *DB) AddExtension(ctx context.Context, e store.Extension) (store.Extension, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	d, err := db.Domain(ctx, e.Domain)
 	if err != nil {
 		return e, err
@@ -227,6 +245,8 @@ func (db *DB) AddExtension(ctx context.Context, e store.Extension) (store.Extens
 // UpdateExtension writes every field of an existing extension (found by
 // domain and number).
 func (db *DB) UpdateExtension(ctx context.Context, e store.Extension) error {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	tag, err := db.pool.Exec(ctx, `UPDATE extensions SET ha1_md5=$1, ha1_sha256=$2, enabled=$3, cid_name=$4,
 		cid_number=$5, description=$6, max_registrations=$7, call_timeout=$8, acl=$9, updated_at=$10
 		WHERE number = $11 AND domain_id = (SELECT id FROM domains WHERE lower(name) = lower($12))`,
@@ -243,6 +263,8 @@ func (db *DB) UpdateExtension(ctx context.Context, e store.Extension) error {
 
 // RemoveExtension deletes an extension and its bindings.
 func (db *DB) RemoveExtension(ctx context.Context, domain, number string) error {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("remove extension %s@%s: %w", number, domain, err)
@@ -269,6 +291,8 @@ func (db *DB) RemoveExtension(ctx context.Context, domain, number string) error 
 // one transaction and returns how many extensions went with it. It fails
 // with store.ErrNotFound when the domain does not exist.
 func (db *DB) RemoveDomain(ctx context.Context, name string) (int, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("remove domain %s: %w", name, err)
@@ -357,6 +381,8 @@ func (db *DB) ImportExtensions(ctx context.Context, exts []store.Extension) erro
 
 // Counts returns how many domains and extensions exist.
 func (db *DB) Counts(ctx context.Context) (domains, extensions int, err error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	err = db.pool.QueryRow(ctx, "SELECT (SELECT count(*) FROM domains), (SELECT count(*) FROM extensions)").
 		Scan(&domains, &extensions)
 	if err != nil {
@@ -367,6 +393,8 @@ func (db *DB) Counts(ctx context.Context) (domains, extensions int, err error) {
 
 // ChangesSince returns up to limit change-feed entries after seq.
 func (db *DB) ChangesSince(ctx context.Context, seq int64, limit int) ([]store.Change, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	rows, err := db.pool.Query(ctx, "SELECT seq, kind, key FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2", seq, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read changes: %w", err)
@@ -388,6 +416,8 @@ func (db *DB) ChangesSince(ctx context.Context, seq int64, limit int) ([]store.C
 
 // LastChange returns the newest change-feed sequence number (0 when empty).
 func (db *DB) LastChange(ctx context.Context) (int64, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	var seq int64
 	if err := db.pool.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM changes").Scan(&seq); err != nil {
 		return 0, fmt.Errorf("read changes: %w", err)
@@ -397,6 +427,8 @@ func (db *DB) LastChange(ctx context.Context) (int64, error) {
 
 // PruneChanges deletes change-feed entries up to and including seq.
 func (db *DB) PruneChanges(ctx context.Context, seq int64) error {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	if _, err := db.pool.Exec(ctx, "DELETE FROM changes WHERE seq <= $1", seq); err != nil {
 		return fmt.Errorf("prune changes: %w", err)
 	}
@@ -405,6 +437,8 @@ func (db *DB) PruneChanges(ctx context.Context, seq int64) error {
 
 // Notify appends a change-feed entry for kinds without triggers.
 func (db *DB) Notify(ctx context.Context, kind, key string) error {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	if _, err := db.pool.Exec(ctx, "SELECT sb_change($1, $2)", kind, key); err != nil {
 		return fmt.Errorf("notify %s change: %w", kind, err)
 	}
@@ -413,18 +447,24 @@ func (db *DB) Notify(ctx context.Context, kind, key string) error {
 
 // ExtensionNumbers returns the numbers of domain's extensions.
 func (db *DB) ExtensionNumbers(ctx context.Context, domain string) ([]string, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	return db.column(ctx, `SELECT e.number FROM extensions e JOIN domains d ON d.id = e.domain_id
 		WHERE lower(d.name) = lower($1)`, domain)
 }
 
 // DomainsWithExtension returns the other domains that have number, sorted.
 func (db *DB) DomainsWithExtension(ctx context.Context, number, except string) ([]string, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	return db.column(ctx, `SELECT d.name FROM extensions e JOIN domains d ON d.id = e.domain_id
 		WHERE e.number = $1 AND lower(d.name) <> lower($2) ORDER BY lower(d.name) COLLATE "C"`, number, except)
 }
 
 // CountRegistrations returns how many bindings are unexpired at now.
 func (db *DB) CountRegistrations(ctx context.Context, now time.Time) (int, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	var n int
 	if err := db.pool.QueryRow(ctx, "SELECT count(*) FROM bindings WHERE expires_at > $1", now.UnixMilli()).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count registrations: %w", err)

@@ -25,6 +25,8 @@ const journalInsert = `INSERT INTO journal(time, kind, cause, extension, domain,
 // InsertEvents writes events in one statement (one round trip): all or
 // nothing, ids in order.
 func (db *DB) InsertEvents(ctx context.Context, events []store.Event) error {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	if len(events) == 0 {
 		return nil
 	}
@@ -53,6 +55,8 @@ const journalColumns = `id, time, kind, cause, extension, domain, auth_user, rea
 
 // QueryEvents returns the events matching f.
 func (db *DB) QueryEvents(ctx context.Context, f store.JournalFilter) ([]store.Event, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	var where []string
 	var args []any
 	arg := func(v any) string {
@@ -140,6 +144,8 @@ func scanEvent(sc interface{ Scan(...any) error }) (store.Event, error) {
 // AdminEvents returns the newest events of kind with one of causes that
 // name no extension and no domain (journal_dom_ext_cause serves it).
 func (db *DB) AdminEvents(ctx context.Context, kind string, causes []cause.Code, limit int) ([]store.Event, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	if limit <= 0 {
 		limit = 200
 	}
@@ -161,6 +167,8 @@ func (db *DB) AdminEvents(ctx context.Context, kind string, causes []cause.Code,
 
 // CauseStats counts through journal_dom_ext_cause, stopping at limit+1.
 func (db *DB) CauseStats(ctx context.Context, ext, domain string, c cause.Code, since time.Time, limit int) (store.CauseStats, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	if limit <= 0 {
 		limit = 10_000
 	}
@@ -193,6 +201,8 @@ func (db *DB) CauseStats(ctx context.Context, ext, domain string, c cause.Code, 
 
 // LastEventOf reads journal_dom_ext_cause.
 func (db *DB) LastEventOf(ctx context.Context, ext, domain string, c cause.Code) (e store.Event, ok bool, err error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	e, err = scanEvent(db.pool.QueryRow(ctx, "SELECT "+journalColumns+` FROM journal
 		WHERE extension = $1 AND domain = $2 AND cause = $3 ORDER BY time DESC, id DESC LIMIT 1`, ext, domain, string(c)))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -206,6 +216,8 @@ func (db *DB) LastEventOf(ctx context.Context, ext, domain string, c cause.Code)
 
 // EventByID returns one event; ok is false when it does not exist (pruned).
 func (db *DB) EventByID(ctx context.Context, id int64) (e store.Event, ok bool, err error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	e, err = scanEvent(db.pool.QueryRow(ctx, "SELECT "+journalColumns+" FROM journal WHERE id = $1", id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Event{}, false, nil
@@ -218,6 +230,8 @@ func (db *DB) EventByID(ctx context.Context, id int64) (e store.Event, ok bool, 
 
 // LastEventID returns the newest event id (0 for an empty journal).
 func (db *DB) LastEventID(ctx context.Context) (int64, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	var id int64
 	if err := db.pool.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM journal").Scan(&id); err != nil {
 		return 0, fmt.Errorf("journal: last id: %w", err)
@@ -227,6 +241,8 @@ func (db *DB) LastEventID(ctx context.Context) (int64, error) {
 
 // OldestEventTime returns the time of the oldest event (zero when empty).
 func (db *DB) OldestEventTime(ctx context.Context) (time.Time, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	var t *int64
 	if err := db.pool.QueryRow(ctx, "SELECT min(time) FROM journal").Scan(&t); err != nil {
 		return time.Time{}, fmt.Errorf("journal: oldest event: %w", err)
@@ -239,6 +255,8 @@ func (db *DB) OldestEventTime(ctx context.Context) (time.Time, error) {
 
 // HasCause reports whether any event has cause c.
 func (db *DB) HasCause(ctx context.Context, c cause.Code) (bool, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	var ok bool
 	if err := db.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM journal WHERE cause = $1)", string(c)).Scan(&ok); err != nil {
 		return false, fmt.Errorf("journal: look up cause: %w", err)
@@ -249,6 +267,8 @@ func (db *DB) HasCause(ctx context.Context, c cause.Code) (bool, error) {
 // PruneEvents deletes by age, then by count; both are tried and their
 // errors joined.
 func (db *DB) PruneEvents(ctx context.Context, before time.Time, keep int) error {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	var errs []error
 	if _, err := db.pool.Exec(ctx, "DELETE FROM journal WHERE time < $1", before.UnixMicro()); err != nil {
 		errs = append(errs, fmt.Errorf("journal: prune by age: %w", err))

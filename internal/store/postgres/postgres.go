@@ -158,6 +158,8 @@ func OpenExisting(ctx context.Context, conn string) (*DB, error) {
 // SchemaVersion returns how many migrations the database has had (0 for
 // a database without switchboard's schema).
 func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	var exists bool
 	if err := db.pool.QueryRow(ctx, "SELECT to_regclass('schema_version') IS NOT NULL").Scan(&exists); err != nil {
 		return 0, fmt.Errorf("read schema version of %s: %w", db.url, err)
@@ -229,6 +231,8 @@ func (db *DB) Close() error {
 
 // Meta reads a setting; ok is false when it is not set.
 func (db *DB) Meta(ctx context.Context, key string) (value string, ok bool, err error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	err = db.pool.QueryRow(ctx, "SELECT value FROM meta WHERE key = $1", key).Scan(&value)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", false, nil
@@ -241,6 +245,8 @@ func (db *DB) Meta(ctx context.Context, key string) (value string, ok bool, err 
 
 // SetMeta writes a setting.
 func (db *DB) SetMeta(ctx context.Context, key, value string) error {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	_, err := db.pool.Exec(ctx,
 		"INSERT INTO meta(key, value) VALUES ($1, $2) ON CONFLICT(key) DO UPDATE SET value = excluded.value", key, value)
 	if err != nil {
@@ -253,6 +259,8 @@ func (db *DB) SetMeta(ctx context.Context, key, value string) error {
 // keeps the old row version until VACUUM reclaims it; the table is
 // vacuumed at once so that a secret does not linger longer than needed.
 func (db *DB) DeleteMeta(ctx context.Context, key string) error {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	if _, err := db.pool.Exec(ctx, "DELETE FROM meta WHERE key = $1", key); err != nil {
 		return fmt.Errorf("delete setting %s: %w", key, err)
 	}
@@ -315,4 +323,18 @@ func SchemaVersionOf(ctx context.Context, conn string) (int, error) {
 	}
 	defer db.Close()
 	return db.SchemaVersion(ctx)
+}
+
+// OpTimeout bounds each operation whose context has no deadline, so that
+// a server that stops answering (a network partition, where no reset
+// arrives) turns into an error within seconds instead of a wait for the
+// kernel's TCP timeout.
+const OpTimeout = 15 * time.Second
+
+// bound returns ctx, with OpTimeout when it has no deadline.
+func (db *DB) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, OpTimeout)
 }

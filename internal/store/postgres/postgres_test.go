@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/switchboard-pbx/switchboard/internal/store"
 )
 
@@ -185,4 +187,82 @@ func openURL(t *testing.T, url string) *DB {
 	}
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// TestChangeFeedInCommitOrder: with several writers at once, each of
+// whose transactions commits a few milliseconds after writing, a reader
+// that polls the change feed from the last sequence number it saw misses
+// nothing (sequence numbers are committed in order: sb_change's lock), and
+// each change sends a NOTIFY on switchboard_changes.
+func TestChangeFeedInCommitOrder(t *testing.T) {
+	db := openTest(t)
+	conn, err := db.Pool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN switchboard_changes"); err != nil {
+		t.Fatal(err)
+	}
+	start, _ := db.LastChange(ctx)
+	const writers, each = 4, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*each)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				// A change whose transaction commits a little later than
+				// it took its sequence number (as a long edit would).
+				err := pgx.BeginFunc(ctx, db.Pool(), func(tx pgx.Tx) error {
+					if _, err := tx.Exec(ctx, "SELECT sb_change('ext', $1)", fmt.Sprintf("example.com/%d%03d", w+1, i)); err != nil {
+						return err
+					}
+					_, err := tx.Exec(ctx, "SELECT pg_sleep($1::float8)", float64((i*7+w*3)%5)/1000)
+					return err
+				})
+				if err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	seen := map[string]bool{}
+	last := start
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for finished := false; !finished; {
+		select {
+		case <-done:
+			finished = true
+		default:
+		}
+		chs, err := db.ChangesSince(ctx, last, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range chs {
+			seen[c.Key] = true
+			last = c.Seq
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	chs, _ := db.ChangesSince(ctx, last, 1000)
+	for _, c := range chs {
+		seen[c.Key] = true
+	}
+	if len(seen) != writers*each {
+		t.Fatalf("the polling reader saw %d of %d changes", len(seen), writers*each)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	n, err := conn.Conn().WaitForNotification(wctx)
+	if err != nil || n.Channel != "switchboard_changes" || n.Payload != "ext" {
+		t.Fatalf("notification: %+v %v", n, err)
+	}
 }

@@ -15,6 +15,8 @@ import (
 
 // ACLs returns every list with its nodes in order, sorted by name.
 func (db *DB) ACLs(ctx context.Context) ([]acl.List, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	rows, err := db.pool.Query(ctx, `SELECT a.name, a.default_allow, n.allow, n.cidr
 		FROM acls a LEFT JOIN acl_nodes n ON n.acl = a.name ORDER BY a.name COLLATE "C", n.position`)
 	if err != nil {
@@ -50,6 +52,8 @@ func (db *DB) ACLs(ctx context.Context) ([]acl.List, error) {
 
 // HasACL reports whether a list exists.
 func (db *DB) HasACL(ctx context.Context, name string) (bool, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	var ok bool
 	if err := db.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM acls WHERE name = $1)", name).Scan(&ok); err != nil {
 		return false, fmt.Errorf("read acl %s: %w", name, err)
@@ -59,6 +63,8 @@ func (db *DB) HasACL(ctx context.Context, name string) (bool, error) {
 
 // AddACL creates an empty list (store.ErrACLExists).
 func (db *DB) AddACL(ctx context.Context, name string, defaultAllow bool) error {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	_, err := db.pool.Exec(ctx, "INSERT INTO acls(name, default_allow) VALUES ($1, $2)", name, defaultAllow)
 	if isUnique(err) {
 		return fmt.Errorf("acl %s: %w", name, store.ErrACLExists)
@@ -71,6 +77,8 @@ func (db *DB) AddACL(ctx context.Context, name string, defaultAllow bool) error 
 
 // SetACLDefault changes a list's default action (store.ErrNoACL).
 func (db *DB) SetACLDefault(ctx context.Context, name string, defaultAllow bool) error {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	tag, err := db.pool.Exec(ctx, "UPDATE acls SET default_allow = $1 WHERE name = $2", defaultAllow, name)
 	if err != nil {
 		return fmt.Errorf("set default of acl %s: %w", name, err)
@@ -85,6 +93,8 @@ func (db *DB) SetACLDefault(ctx context.Context, name string, defaultAllow bool)
 // same prefix in place, in one transaction (the list's row is locked, so
 // two writers do not take the same position).
 func (db *DB) PutACLNode(ctx context.Context, name string, n acl.Node) (added bool, err error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
 		return false, fmt.Errorf("acl %s: %w", name, err)
@@ -125,6 +135,8 @@ func (db *DB) PutACLNode(ctx context.Context, name string, n acl.Node) (added bo
 // RemoveACLNode deletes the node with prefix p (store.ErrNoACL,
 // store.ErrNoNode).
 func (db *DB) RemoveACLNode(ctx context.Context, name string, p netip.Prefix) error {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	ok, err := db.HasACL(ctx, name)
 	if err != nil {
 		return err
@@ -144,6 +156,8 @@ func (db *DB) RemoveACLNode(ctx context.Context, name string, p netip.Prefix) er
 
 // RemoveACL deletes a list and its nodes (store.ErrNoACL).
 func (db *DB) RemoveACL(ctx context.Context, name string) error {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	tag, err := db.pool.Exec(ctx, "DELETE FROM acls WHERE name = $1", name)
 	if err != nil {
 		return fmt.Errorf("remove acl %s: %w", name, err)
@@ -156,12 +170,16 @@ func (db *DB) RemoveACL(ctx context.Context, name string) error {
 
 // ExtensionsWithACL returns "number@domain" of the extensions using name.
 func (db *DB) ExtensionsWithACL(ctx context.Context, name string) ([]string, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	return db.column(ctx, `SELECT e.number || '@' || d.name FROM extensions e JOIN domains d ON d.id = e.domain_id
 		WHERE e.acl = $1 ORDER BY lower(d.name) COLLATE "C", e.number COLLATE "C"`, name)
 }
 
 // Profiles returns every profile, sorted by name.
 func (db *DB) Profiles(ctx context.Context) ([]store.Profile, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	rows, err := db.pool.Query(ctx, `SELECT name, register_acl, inbound_acl, trusted_acl FROM profiles ORDER BY name COLLATE "C"`)
 	if err != nil {
 		return nil, fmt.Errorf("read profiles: %w", err)
@@ -183,6 +201,8 @@ func (db *DB) Profiles(ctx context.Context) ([]store.Profile, error) {
 
 // Profile returns one profile (store.ErrNoProfile).
 func (db *DB) Profile(ctx context.Context, name string) (store.Profile, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	var p store.Profile
 	err := db.pool.QueryRow(ctx, "SELECT name, register_acl, inbound_acl, trusted_acl FROM profiles WHERE name = $1", name).
 		Scan(&p.Name, &p.RegisterACL, &p.InboundACL, &p.TrustedACL)
@@ -197,6 +217,8 @@ func (db *DB) Profile(ctx context.Context, name string) (store.Profile, error) {
 
 // SetProfile writes a profile's settings (store.ErrNoProfile).
 func (db *DB) SetProfile(ctx context.Context, p store.Profile) error {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	tag, err := db.pool.Exec(ctx, "UPDATE profiles SET register_acl = $1, inbound_acl = $2, trusted_acl = $3 WHERE name = $4",
 		p.RegisterACL, p.InboundACL, p.TrustedACL, p.Name)
 	if err != nil {
@@ -212,11 +234,15 @@ const banColumns = "ip, reason, failures, since, until"
 
 // Bans returns the bans in force at now, oldest first.
 func (db *DB) Bans(ctx context.Context, now time.Time) ([]acl.Ban, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	return db.queryBans(ctx, `SELECT `+banColumns+` FROM bans WHERE until = 0 OR until > $1 ORDER BY since, ip COLLATE "C"`, now.UnixMilli())
 }
 
 // BansOf returns the stored bans of ips, expired or not.
 func (db *DB) BansOf(ctx context.Context, ips []netip.Addr) ([]acl.Ban, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	if len(ips) == 0 {
 		return nil, nil
 	}
@@ -249,6 +275,8 @@ func (db *DB) queryBans(ctx context.Context, q string, args ...any) ([]acl.Ban, 
 
 // Ban returns the ban of ip in force at now (store.ErrNoBan).
 func (db *DB) Ban(ctx context.Context, ip netip.Addr, now time.Time) (acl.Ban, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	row := db.pool.QueryRow(ctx, "SELECT "+banColumns+" FROM bans WHERE ip = $1 AND (until = 0 OR until > $2)",
 		ip.Unmap().String(), now.UnixMilli())
 	b, err := scanBan(row)
@@ -280,6 +308,8 @@ func scanBan(r interface{ Scan(...any) error }) (acl.Ban, error) {
 
 // PutBan writes (or replaces) a ban.
 func (db *DB) PutBan(ctx context.Context, b acl.Ban) error {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	_, err := db.pool.Exec(ctx, `INSERT INTO bans(ip, reason, failures, since, until) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT(ip) DO UPDATE SET reason = excluded.reason, failures = excluded.failures, since = excluded.since, until = excluded.until`,
 		b.IP.Unmap().String(), b.Reason, b.Failures, b.Since.UnixMilli(), unixMs(b.Until))
@@ -291,6 +321,8 @@ func (db *DB) PutBan(ctx context.Context, b acl.Ban) error {
 
 // DeleteBan deletes the ban of ip, expired or not.
 func (db *DB) DeleteBan(ctx context.Context, ip netip.Addr) (bool, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	tag, err := db.pool.Exec(ctx, "DELETE FROM bans WHERE ip = $1", ip.Unmap().String())
 	if err != nil {
 		return false, fmt.Errorf("remove ban of %s: %w", ip, err)
@@ -300,6 +332,8 @@ func (db *DB) DeleteBan(ctx context.Context, ip netip.Addr) (bool, error) {
 
 // PruneBans deletes bans that expired at now and returns how many.
 func (db *DB) PruneBans(ctx context.Context, now time.Time) (int64, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	tag, err := db.pool.Exec(ctx, "DELETE FROM bans WHERE until <> 0 AND until <= $1", now.UnixMilli())
 	if err != nil {
 		return 0, fmt.Errorf("prune bans: %w", err)
