@@ -903,14 +903,14 @@ func (t *Table) write(batch []op) {
 	up, del := flatten(ops)
 	var err error
 	for i, pause := range retryPauses() {
-		if err = t.db.ApplyBindings(context.Background(), up, del); err == nil {
+		if err = t.apply(up, del); err == nil {
 			break
 		}
 		t.log.Warn("location: save bindings failed; trying again", "try", i+1, "error", err)
 		time.Sleep(pause)
 	}
 	if err != nil {
-		err = t.db.ApplyBindings(context.Background(), up, del)
+		err = t.apply(up, del)
 	}
 	if err != nil && t.backlogCap > 0 {
 		t.queue(batch, err)
@@ -988,6 +988,24 @@ func (t *Table) queue(batch []op, err error) {
 	}
 }
 
+// backlogWriteTimeout bounds one write while a backlog is kept (see
+// SetBacklog): a database cut off by a partition must not hold the
+// REGISTERs that wait for the writer for long before they are answered
+// from memory.
+const backlogWriteTimeout = 2 * time.Second
+
+// apply writes up and del to the store, within backlogWriteTimeout when
+// a backlog is kept.
+func (t *Table) apply(up []store.Binding, del []store.BindingKey) error {
+	ctx := context.Background()
+	if t.backlogCap > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, backlogWriteTimeout)
+		defer cancel()
+	}
+	return t.db.ApplyBindings(ctx, up, del)
+}
+
 // writeBacklog tries to write the backlog (and the deletes to retry); it
 // reports whether the backlog is empty now.
 func (t *Table) writeBacklog() bool {
@@ -999,7 +1017,7 @@ func (t *Table) writeBacklog() bool {
 		ops = append([]op{{del: t.retryDel}}, ops...)
 	}
 	up, del := flatten(ops)
-	if err := t.db.ApplyBindings(context.Background(), up, del); err != nil {
+	if err := t.apply(up, del); err != nil {
 		t.backoff = min(max(2*t.backoff, minBackoff), maxBackoff)
 		t.upAt = time.Now().Add(t.backoff)
 		t.healthMu.Lock()
