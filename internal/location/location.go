@@ -903,13 +903,13 @@ func (t *Table) write(batch []op) {
 	up, del := flatten(ops)
 	var err error
 	for i, pause := range retryPauses() {
-		if err = t.apply(up, del); err == nil {
-			break
+		if err = t.apply(up, del); err == nil || t.backlogCap > 0 {
+			break // with a backlog, the backlog's retries take over
 		}
 		t.log.Warn("location: save bindings failed; trying again", "try", i+1, "error", err)
 		time.Sleep(pause)
 	}
-	if err != nil {
+	if err != nil && t.backlogCap == 0 {
 		err = t.apply(up, del)
 	}
 	if err != nil && t.backlogCap > 0 {
