@@ -184,7 +184,19 @@ func TestNodesKillOwningNode(t *testing.T) {
 		out, _, _ := c.TryCLI(2, "journal", "--ext", "2001")
 		return strings.Contains(out, "registered")
 	})
+	// Under load: node 2 keeps answering REGISTERs while node 1 dies.
+	load := make(chan SIPpResult, 1)
+	go func() {
+		load <- SIPp(t, n2.Addr, "register.xml", 100, "-inf", CSV(t, "SEQUENTIAL", AuthRow("2003", "secret-2003")), "-r", "25")
+	}()
+	WaitFor(t, 10*time.Second, "the load registers 2003 on node 2 before the kill", func() bool {
+		out, _, _ := c.TryCLI(1, "reg", "2003")
+		return strings.Contains(out, "Registered(")
+	})
 	n1.Kill()
+	if r := <-load; r.Code != 0 {
+		t.Fatalf("REGISTER load on node 2 while node 1 was killed failed (%d):\n%s", r.Code, r.Output)
+	}
 	var out string
 	WaitFor(t, 15*time.Second, "the doctor on node 3 explains that node n1 is down", func() bool {
 		out, _, _ = c.TryCLI(2, "doctor", "2001")
