@@ -93,6 +93,15 @@ func TestNodesShareBindings(t *testing.T) {
 		}
 	}
 
+	// a moves to another address (a restart): b reaches it there at once.
+	if err := db.RenewNode(context.Background(), store.Node{Name: "a", Address: "10.9.9.9:5080", StartedAt: clk.Now(), RenewedAt: clk.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b uses a's new address", func() bool {
+		got := b.Lookup("pbx.test", "2001")
+		return len(got) == 1 && got[0].Path == "<sip:10.9.9.9:5080;lr>"
+	})
+
 	// a stops renewing: after the lease, b skips a's bindings.
 	renew(t, db, "a", clk.Now().Add(-time.Minute))
 	eventually(t, "b skips the bindings of a, whose lease ran out", func() bool {

@@ -19,6 +19,10 @@ type remoteView struct {
 	// current.
 	nodes []store.Node
 	alive map[string]bool
+	// paths are the nodes' current Paths, from their lease rows' addresses:
+	// a node restarted on another address is reached there even before
+	// it rewrites its bindings.
+	paths map[string]string
 }
 
 // lookup appends to own the bindings of k that another node owns, whose
@@ -31,6 +35,9 @@ func (r *remoteView) lookup(k aorKey, own []store.Binding, now time.Time) []stor
 		if !b.ExpiresAt.After(now) || !r.alive[b.Node] ||
 			slices.ContainsFunc(own, func(o store.Binding) bool { return o.Contact == b.Contact }) {
 			continue
+		}
+		if p := r.paths[b.Node]; p != "" {
+			b.Path = p
 		}
 		own = append(own, b)
 	}
@@ -115,13 +122,17 @@ func (t *Table) refreshRemote(ctx context.Context, src store.Nodes, full bool, s
 		return err
 	}
 	alive := make(map[string]bool, len(nodes))
+	paths := make(map[string]string, len(nodes))
 	for _, n := range nodes {
 		alive[n.Name] = n.Name != t.self && now.Sub(n.RenewedAt) < lease
+		if n.Address != "" {
+			paths[n.Name] = "<sip:" + n.Address + ";lr>"
+		}
 	}
 	r := &t.remote
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.nodes, r.alive = nodes, alive
+	r.nodes, r.alive, r.paths = nodes, alive, paths
 	if full || r.aors == nil { // a resync also forgets what expired
 		r.aors = make(map[aorKey][]store.Binding)
 	}
