@@ -79,22 +79,24 @@ func NewSigner(ctx context.Context, self string, meta store.Meta) (*Signer, erro
 	return s, nil
 }
 
-// Sign returns the Header value for an INVITE with this Call-ID and
-// Request-URI, routed in domain.
-func (s *Signer) Sign(callID, ruri, domain string) string {
+// Sign returns the Header value for an INVITE with this Call-ID,
+// Request-URI and From header value (the caller, as the forwarding node
+// authenticated it), routed in domain.
+func (s *Signer) Sign(callID, ruri, from, domain string) string {
 	ts := strconv.FormatInt(s.now().Unix(), 10)
 	s.mu.Lock()
 	key := s.key
 	s.mu.Unlock()
-	return "node=" + s.self + ";ts=" + ts + ";domain=" + domain + ";mac=" + mac(key, s.self, ts, domain, callID, ruri)
+	return "node=" + s.self + ";ts=" + ts + ";domain=" + domain + ";mac=" + mac(key, s.self, ts, domain, callID, ruri, from)
 }
 
-// Verify checks a Header value of an INVITE with this Call-ID and
-// Request-URI and returns the signing node and the call's domain. It
+// Verify checks a Header value of an INVITE with this Call-ID,
+// Request-URI and From header value and returns the signing node and the
+// call's domain. It
 // fails with ErrBadSignature. When the signature does not match, the
 // secret is read again from the database (at most once a second: a node
 // that started at the same moment may have written another).
-func (s *Signer) Verify(ctx context.Context, value, callID, ruri string) (node, domain string, err error) {
+func (s *Signer) Verify(ctx context.Context, value, callID, ruri, from string) (node, domain string, err error) {
 	f := map[string]string{}
 	for _, part := range strings.Split(value, ";") {
 		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
@@ -115,7 +117,7 @@ func (s *Signer) Verify(ctx context.Context, value, callID, ruri string) (node, 
 		s.mu.Lock()
 		key := s.key
 		s.mu.Unlock()
-		if hmac.Equal([]byte(got), []byte(mac(key, node, ts, domain, callID, ruri))) {
+		if hmac.Equal([]byte(got), []byte(mac(key, node, ts, domain, callID, ruri, from))) {
 			return node, domain, nil
 		}
 		if try == 0 && !s.reload(ctx) {

@@ -42,33 +42,35 @@ func TestSignVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := a.Sign("call-1", "sip:2001@10.0.0.5:5060", "example.com")
-	node, dom, err := b.Verify(ctx, h, "call-1", "sip:2001@10.0.0.5:5060")
+	h := a.Sign("call-1", "sip:2001@10.0.0.5:5060", "<sip:2002@example.com>;tag=x", "example.com")
+	node, dom, err := b.Verify(ctx, h, "call-1", "sip:2001@10.0.0.5:5060", "<sip:2002@example.com>;tag=x")
 	if err != nil || node != "a" || dom != "example.com" {
 		t.Fatalf("Verify: %q %q %v", node, dom, err)
 	}
-	for name, c := range map[string]struct{ h, callID, ruri string }{
-		"other call":     {h, "call-2", "sip:2001@10.0.0.5:5060"},
-		"other contact":  {h, "call-1", "sip:2001@10.6.6.6:5060"},
-		"node renamed":   {strings.Replace(h, "node=a", "node=c", 1), "call-1", "sip:2001@10.0.0.5:5060"},
-		"domain changed": {strings.Replace(h, "domain=example.com", "domain=other.com", 1), "call-1", "sip:2001@10.0.0.5:5060"},
-		"no mac":         {"node=a;ts=1;domain=x", "call-1", "sip:2001@10.0.0.5:5060"},
-		"garbage":        {"%%%", "call-1", "sip:2001@10.0.0.5:5060"},
-		"empty":          {"", "call-1", "sip:2001@10.0.0.5:5060"},
+	const from = "<sip:2002@example.com>;tag=x"
+	for name, c := range map[string]struct{ h, callID, ruri, from string }{
+		"other call":     {h, "call-2", "sip:2001@10.0.0.5:5060", from},
+		"other contact":  {h, "call-1", "sip:2001@10.6.6.6:5060", from},
+		"other caller":   {h, "call-1", "sip:2001@10.0.0.5:5060", "<sip:2003@example.com>;tag=x"},
+		"node renamed":   {strings.Replace(h, "node=a", "node=c", 1), "call-1", "sip:2001@10.0.0.5:5060", from},
+		"domain changed": {strings.Replace(h, "domain=example.com", "domain=other.com", 1), "call-1", "sip:2001@10.0.0.5:5060", from},
+		"no mac":         {"node=a;ts=1;domain=x", "call-1", "sip:2001@10.0.0.5:5060", from},
+		"garbage":        {"%%%", "call-1", "sip:2001@10.0.0.5:5060", from},
+		"empty":          {"", "call-1", "sip:2001@10.0.0.5:5060", from},
 	} {
-		if _, _, err := b.Verify(ctx, c.h, c.callID, c.ruri); !errors.Is(err, ErrBadSignature) {
+		if _, _, err := b.Verify(ctx, c.h, c.callID, c.ruri, c.from); !errors.Is(err, ErrBadSignature) {
 			t.Errorf("%s: Verify = %v, want ErrBadSignature", name, err)
 		}
 	}
 	// A signer with another secret (an outsider) is refused.
 	out, _ := NewSigner(ctx, "a", &memMeta{m: map[string]string{}})
-	if _, _, err := b.Verify(ctx, out.Sign("call-1", "sip:x@y", "example.com"), "call-1", "sip:x@y"); !errors.Is(err, ErrBadSignature) {
+	if _, _, err := b.Verify(ctx, out.Sign("call-1", "sip:x@y", "f", "example.com"), "call-1", "sip:x@y", "f"); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("outsider: %v", err)
 	}
 	// Too old.
 	a.now = func() time.Time { return time.Now().Add(-time.Minute) }
-	old := a.Sign("call-1", "sip:x@y", "example.com")
-	if _, _, err := b.Verify(ctx, old, "call-1", "sip:x@y"); !errors.Is(err, ErrBadSignature) {
+	old := a.Sign("call-1", "sip:x@y", "f", "example.com")
+	if _, _, err := b.Verify(ctx, old, "call-1", "sip:x@y", "f"); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("stale: %v", err)
 	}
 }
@@ -81,7 +83,7 @@ func TestVerifyReloads(t *testing.T) {
 	b.reloaded = time.Now().Add(-time.Hour)
 	meta.m[MetaKey] = strings.Repeat("ab", 32)
 	a, _ := NewSigner(ctx, "a", meta)
-	if _, _, err := b.Verify(ctx, a.Sign("c", "sip:x@y", "d"), "c", "sip:x@y"); err != nil {
+	if _, _, err := b.Verify(ctx, a.Sign("c", "sip:x@y", "f", "d"), "c", "sip:x@y", "f"); err != nil {
 		t.Fatalf("after the secret changed: %v", err)
 	}
 }

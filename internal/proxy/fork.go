@@ -147,7 +147,7 @@ func (f *fork) start(b store.Binding) {
 	for r.RemoveHeader(cluster.Header) {
 	}
 	if remote {
-		r.AppendHeader(sip.NewHeader(cluster.Header, p.d.Nodes.Sign(f.rec.CallID, r.Recipient.String(), f.decision.Domain)))
+		r.AppendHeader(sip.NewHeader(cluster.Header, p.d.Nodes.Sign(f.rec.CallID, r.Recipient.String(), fromValue(r), f.decision.Domain)))
 	}
 	p.prepareForward(r, br.dest, br.transport)
 	in := strings.ToUpper(f.req.Transport())

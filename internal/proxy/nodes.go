@@ -17,11 +17,12 @@ import (
 // Nodes is the seam to the other nodes sharing the database (a
 // *cluster.Signer satisfies it); nil in Deps means a single node.
 type Nodes interface {
-	// Sign returns the cluster.Header value for a forwarded INVITE.
-	Sign(callID, ruri, domain string) string
+	// Sign returns the cluster.Header value for a forwarded INVITE (its
+	// Call-ID, Request-URI and From header value).
+	Sign(callID, ruri, from, domain string) string
 	// Verify checks a cluster.Header value and returns the signing node
 	// and the call's domain.
-	Verify(ctx context.Context, value, callID, ruri string) (node, domain string, err error)
+	Verify(ctx context.Context, value, callID, ruri, from string) (node, domain string, err error)
 }
 
 var _ Nodes = (*cluster.Signer)(nil)
@@ -64,7 +65,8 @@ func (p *Proxy) nodeCall(req *sip.Request) (node, domain string, ok bool) {
 		return "", "", false
 	}
 	if p.d.Nodes != nil && req.CallID() != nil {
-		node, domain, err := p.d.Nodes.Verify(context.Background(), h.Value(), req.CallID().Value(), req.Recipient.String())
+		node, domain, err := p.d.Nodes.Verify(context.Background(), h.Value(), req.CallID().Value(), req.Recipient.String(),
+			fromValue(req))
 		if err == nil {
 			return node, domain, true
 		}
@@ -135,4 +137,12 @@ func (p *Proxy) serveNodeCall(req *sip.Request, tx sip.ServerTransaction, node, 
 	f := &fork{p: p, req: req, tx: tx, rec: rec, ev: ev, decision: d,
 		upDest: trying.Destination(), upTransport: req.Transport()}
 	f.run()
+}
+
+// fromValue is the From header as a node signs it ("" when missing).
+func fromValue(req *sip.Request) string {
+	if f := req.From(); f != nil {
+		return f.Value()
+	}
+	return ""
 }
