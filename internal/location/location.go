@@ -12,6 +12,13 @@
 // succeeds: memory never holds a change the store refused. Expired bindings
 // are removed by Run's sweeper, which reports each expiry to OnExpire.
 //
+// Several nodes on one database (SetNode, RunRemote): the table holds and
+// writes this node's bindings, each carrying the node's name and Path;
+// Lookup adds the bindings other nodes own (read from the store by
+// RunRemote) while their node's lease is current. SetLazyRefresh and
+// SetBacklog trade the write per REGISTER and the refusal while the store
+// cannot write for fewer writes and answers from memory (see each).
+//
 // Memory: a server holds every registration in this table, so a binding is
 // kept compact (see node and compact) rather than as a store.Binding: its
 // numbers in fixed fields, its strings packed into one string, its domain

@@ -38,6 +38,15 @@
 //
 // Access control is a seam: Policy (AllowAll by default) decides whether a
 // source may place calls and counts authentication failures.
+//
+// Several nodes (Deps.Nodes set): a binding another node owns is rung
+// through that node, at the address of its Path, with the Request-URI set
+// to the phone's contact and a cluster.Header signed with the nodes'
+// secret. The owning node verifies it, skips authentication and the
+// inbound ACL (the forwarding node did both) and rings its own binding of
+// that contact only; a header that does not verify is removed and the
+// INVITE is treated as any other (it must authenticate). Both nodes
+// Record-Route, so in-dialog requests take the same path.
 package proxy
 
 import (
