@@ -148,13 +148,3 @@ func (t *Table) refreshRemote(ctx context.Context, src store.Nodes, full bool, s
 	}
 	return nil
 }
-
-// Nodes returns the lease rows RunRemote last read, and which of them are
-// current (this node's own row is never counted alive here: it is alive
-// while it serves).
-func (t *Table) Nodes() (nodes []store.Node, alive map[string]bool) {
-	r := &t.remote
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return slices.Clone(r.nodes), r.alive
-}

@@ -74,6 +74,14 @@ func (s *Server) joinNodes(ctx context.Context, udpAddr string) error {
 			return err
 		}
 	}
+	if nodes, err := s.DB.ListNodes(ctx); err == nil {
+		for _, n := range nodes {
+			if n.Name == s.Node && time.Since(n.RenewedAt) < s.Cfg.NodeLease && n.Address != addr {
+				s.Log.Warn("another node with this name renewed its lease moments ago: unless it is this node's previous run, give each node its own --node",
+					"node", s.Node, "other_address", n.Address, "renewed", n.RenewedAt.Format(time.RFC3339))
+			}
+		}
+	}
 	s.Lease = cluster.NewLease(s.DB, store.Node{Name: s.Node, Address: addr, StartedAt: time.Now()}, s.Cfg.NodeLease, s.Log)
 	if err := s.Lease.Renew(ctx); err != nil {
 		return fmt.Errorf("node %s: %w", s.Node, err)
