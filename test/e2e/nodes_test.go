@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,30 +10,34 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/store/pgtest"
 )
 
-// cluster is several switchboard nodes on one PostgreSQL (started by
-// pgtest into a temporary directory).
+// cluster is several switchboard nodes on one PostgreSQL.
 type cluster struct {
-	t     *testing.T
+	t *testing.T
+	// pg is the cluster's own PostgreSQL (ownPG), nil on the tests' shared
+	// one.
 	pg    *pgtest.Server
 	URL   string
 	Nodes []*Server
 }
 
-// startCluster starts PostgreSQL and one node per address (127.0.0.11,
-// .12, ...), named n1, n2, ..., with a 3 s lease and qualify off, and adds
-// extensions 2001..2003 (passwords secret-NNNN).
-func startCluster(t *testing.T, hosts ...string) *cluster {
+// startCluster starts one node per address (127.0.0.11, .12, ...), named
+// n1, n2, ..., with a 3 s lease and qualify off, on a new database of the
+// tests' shared PostgreSQL (its own server, which the test may stop, when
+// ownPG), and adds extensions 2001..2003 (passwords secret-NNNN).
+func startCluster(t *testing.T, ownPG bool, hosts ...string) *cluster {
 	t.Helper()
 	Need(t, "sipp")
-	pg, err := pgtest.Start()
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("PostgreSQL: %v (.ci/run must install postgresql)", err)
+	c := &cluster{t: t}
+	if ownPG {
+		srv, err := pgtest.Start()
+		if err != nil {
+			(&pgtest.Server{Err: err}).Need(t)
 		}
-		t.Skipf("PostgreSQL: %v", err)
+		t.Cleanup(func() { _ = srv.Stop() })
+		c.pg, c.URL = srv, srv.NewDB(t)
+	} else {
+		c.URL = pg.NewDB(t)
 	}
-	t.Cleanup(func() { _ = pg.Stop() })
-	c := &cluster{t: t, pg: pg, URL: pg.NewDB(t)}
 	for i, h := range hosts {
 		s := Start(t, "", "--sip", h+":0", "--db", c.URL, "--node", "n"+string(rune('1'+i)),
 			"--node-lease", "3s", "--qualify-interval", "0")
@@ -83,7 +86,7 @@ func (c *cluster) logs() string {
 // down the phone's own flow; ACK and BYE follow both Record-Routes; `reg`
 // on node 3 shows the binding's node; `status` lists the three nodes up.
 func TestNodesCallAcrossNodes(t *testing.T) {
-	c := startCluster(t, "127.0.0.11", "127.0.0.12", "127.0.0.13")
+	c := startCluster(t, false, "127.0.0.11", "127.0.0.12", "127.0.0.13")
 	n1, n2 := c.Nodes[0], c.Nodes[1]
 	callee := NewPhone(t, n1, "2001", "secret-2001")
 	RunJSON := func(i int, v any, args ...string) {
@@ -153,7 +156,7 @@ func registerStatus(t *testing.T, addr, ext, pw string) string {
 // run on node 3 refuses 2001's next REGISTER on node 1 within a second;
 // enabling it again is as quick.
 func TestNodesDirectoryChangeReachesEveryNode(t *testing.T) {
-	c := startCluster(t, "127.0.0.11", "127.0.0.12", "127.0.0.13")
+	c := startCluster(t, false, "127.0.0.11", "127.0.0.12", "127.0.0.13")
 	n1 := c.Nodes[0]
 	if st := registerStatus(t, n1.Addr, "2001", "secret-2001"); st != "200" {
 		t.Fatalf("REGISTER on node 1 before the change: %s\n%s", st, c.logs())
@@ -177,7 +180,7 @@ func TestNodesDirectoryChangeReachesEveryNode(t *testing.T) {
 // from node 2 gets 480; after the phone registers on node 2 it is
 // reachable again from node 3.
 func TestNodesKillOwningNode(t *testing.T) {
-	c := startCluster(t, "127.0.0.11", "127.0.0.12", "127.0.0.13")
+	c := startCluster(t, false, "127.0.0.11", "127.0.0.12", "127.0.0.13")
 	n1, n2, n3 := c.Nodes[0], c.Nodes[1], c.Nodes[2]
 	NewPhone(t, n1, "2001", "secret-2001")
 	WaitFor(t, 5*time.Second, "node 1's journal of the REGISTER is in the database", func() bool {
@@ -230,7 +233,7 @@ func TestNodesKillOwningNode(t *testing.T) {
 // database is unreachable, and once PostgreSQL is back every acknowledged
 // binding is in the database.
 func TestNodesDatabaseOutage(t *testing.T) {
-	c := startCluster(t, "127.0.0.11")
+	c := startCluster(t, true, "127.0.0.11")
 	n1 := c.Nodes[0]
 	var rows [][]string
 	for i := 3001; i <= 3012; i++ {
@@ -280,7 +283,7 @@ func TestNodesDatabaseOutage(t *testing.T) {
 // X-Switchboard-Node header as if node 2 had forwarded it: node 1 answers
 // 407 (the call must authenticate) and the phone gets nothing.
 func TestNodesForgedNodeHeader(t *testing.T) {
-	c := startCluster(t, "127.0.0.11", "127.0.0.12")
+	c := startCluster(t, false, "127.0.0.11", "127.0.0.12")
 	n1 := c.Nodes[0]
 	callee := NewPhone(t, n1, "2001", "secret-2001")
 	callee.Start("call-phone-answer.xml", "-d", "300")
@@ -311,7 +314,7 @@ func TestNodesForgedNodeHeader(t *testing.T) {
 // address's packets on node 1 within a second (loopback untrusted first,
 // on node 2 too, so that it can be banned).
 func TestNodesBanReachesEveryNode(t *testing.T) {
-	c := startCluster(t, "127.0.0.11", "127.0.0.12")
+	c := startCluster(t, false, "127.0.0.11", "127.0.0.12")
 	n1 := c.Nodes[0]
 	register := func() []int {
 		port := strconv.Itoa(FreeUDPPort(t))
