@@ -20,6 +20,14 @@ import (
 // the commands that judge the nodes' leases (status, doctor).
 const MetaNodeLease = "node_lease"
 
+// callIDRange is the counter of call record id ranges on a shared
+// database; each node's run reserves callIDRangeSize ids of it (a billion:
+// never used up by one run; nine billion runs fit an int64).
+const (
+	callIDRange     = "call_id_ranges"
+	callIDRangeSize = 1_000_000_000
+)
+
 // nodeBacklog bounds the binding changes a node on a shared database
 // answers from memory while the database cannot write (location.SetBacklog).
 const nodeBacklog = 10000

@@ -170,7 +170,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		log.Warn("journal disabled (--journal=false): decisions are not recorded and the doctor cannot explain them")
 	}
 	s.Calls = calls.NewWriter(db, log, calls.Retention{}, writerQueue)
-	if ended, err := s.Calls.Init(ctx); err != nil {
+	if s.shared() {
+		// Several nodes write call records: each run takes ids of a range
+		// of its own.
+		first, err := db.ReserveIDs(ctx, callIDRange, callIDRangeSize)
+		if err != nil {
+			return fail(err)
+		}
+		if err := s.Calls.InitRange(ctx, first); err != nil {
+			return fail(err)
+		}
+	} else if ended, err := s.Calls.Init(ctx); err != nil {
 		return fail(err)
 	} else if ended > 0 {
 		log.Warn("calls left in progress by the previous run ended as SYSTEM_SHUTDOWN", "calls", ended)

@@ -158,4 +158,9 @@ type Nodes interface {
 	// were written at or after since (the zero time: all) and are
 	// unexpired at now.
 	OtherBindings(ctx context.Context, node string, since, now time.Time) ([]Binding, error)
+	// ReserveIDs atomically reserves n numbers of the counter key (kept in
+	// the settings) and returns the first: 0 at the first reservation,
+	// then each reservation's first follows the last one's range. Nodes
+	// take their call record IDs from a range of their own this way.
+	ReserveIDs(ctx context.Context, key string, n int64) (first int64, err error)
 }

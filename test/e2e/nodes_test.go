@@ -136,6 +136,23 @@ func TestNodesCallAcrossNodes(t *testing.T) {
 	if len(receivedRequests(msgs, "ACK")) == 0 || len(receivedRequests(msgs, "BYE")) == 0 {
 		t.Fatalf("ACK or BYE did not reach the callee through the nodes:\n%s\n%s", msgs, c.logs())
 	}
+	// Both nodes recorded the call, under ids of their own (neither record
+	// overwrote the other), and both records ended NORMAL_CLEARING.
+	var recs []CallRecord
+	WaitFor(t, 10*time.Second, "node 1's and node 2's records of the call", func() bool {
+		recs = nil
+		out, _, code := c.TryCLI(2, "calls", "--json")
+		if code != 0 || json.Unmarshal([]byte(out), &recs) != nil {
+			return false
+		}
+		n := 0
+		for _, r := range recs {
+			if r.CallID == inv[0].Get("Call-ID")[0] && r.Cause == "NORMAL_CLEARING" {
+				n++
+			}
+		}
+		return n == 2
+	})
 }
 
 // registerStatus sends one REGISTER of ext (password pw) to addr from a

@@ -193,3 +193,16 @@ func (db *DB) OtherBindings(ctx context.Context, node string, since, now time.Ti
 		" FROM bindings WHERE updated_at >= $1 AND node <> $2 AND node <> '' AND expires_at > $3 ORDER BY registered_at",
 		unixMs(since), node, unixMs(now))
 }
+
+// ReserveIDs atomically reserves n numbers of the counter key (a meta row
+// holding the end of the last range) and returns the first.
+func (db *DB) ReserveIDs(ctx context.Context, key string, n int64) (int64, error) {
+	var end int64
+	err := db.pool.QueryRow(ctx, `INSERT INTO meta(key, value) VALUES ($1, $2::bigint::text)
+		ON CONFLICT (key) DO UPDATE SET value = (meta.value::bigint + $2::bigint)::text RETURNING value::bigint`,
+		key, n).Scan(&end)
+	if err != nil {
+		return 0, fmt.Errorf("reserve %d ids of %s: %w", n, key, err)
+	}
+	return end - n, nil
+}

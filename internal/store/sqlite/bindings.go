@@ -142,3 +142,16 @@ func (db *DB) OtherBindings(ctx context.Context, node string, since, now time.Ti
 		" FROM bindings WHERE updated_at >= ? AND node <> ? AND node <> '' AND expires_at > ? ORDER BY registered_at",
 		unixMs(since), node, unixMs(now))
 }
+
+// ReserveIDs atomically reserves n numbers of the counter key (a meta row
+// holding the end of the last range) and returns the first.
+func (db *DB) ReserveIDs(ctx context.Context, key string, n int64) (int64, error) {
+	var end int64
+	err := db.sql.QueryRowContext(ctx, `INSERT INTO meta(key, value) VALUES (?, CAST(? AS TEXT))
+		ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(meta.value AS INTEGER) + ? AS TEXT) RETURNING CAST(value AS INTEGER)`,
+		key, n, n).Scan(&end)
+	if err != nil {
+		return 0, fmt.Errorf("reserve %d ids of %s: %w", n, key, err)
+	}
+	return end - n, nil
+}

@@ -62,6 +62,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Bans", testBans},
 		{"Nodes", testNodes},
 		{"BindingsOfNodes", testBindingsOfNodes},
+		{"ReserveIDs", testReserveIDs},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.f(t, open(t)) })
 	}
@@ -785,5 +786,34 @@ func testBindingsOfNodes(t *testing.T, b Backend) {
 	must(t, b.ApplyBindings(ctx, nil, []store.BindingKey{theirs.Key()}))
 	if got, _ := b.BindingsOf(ctx, "example.com", "2002"); len(got) != 0 {
 		t.Fatalf("node b could not delete its binding: %+v", got)
+	}
+}
+
+// testReserveIDs: ranges reserved under one key never overlap, also when
+// reserved concurrently.
+func testReserveIDs(t *testing.T, b Backend) {
+	first, err := b.ReserveIDs(ctx, "test_ids", 1000)
+	must(t, err)
+	if first != 0 {
+		t.Fatalf("first reservation starts at %d, want 0", first)
+	}
+	const n = 8
+	got := make(chan int64, n)
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			f, err := b.ReserveIDs(ctx, "test_ids", 1000)
+			errs <- err
+			got <- f
+		}()
+	}
+	seen := map[int64]bool{}
+	for i := 0; i < n; i++ {
+		must(t, <-errs)
+		f := <-got
+		if f%1000 != 0 || f < 1000 || f > n*1000 || seen[f] {
+			t.Fatalf("concurrent reservation %d starts at %d (seen %v)", i, f, seen)
+		}
+		seen[f] = true
 	}
 }
