@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/switchboard-pbx/switchboard/internal/store/pgtest"
 )
 
@@ -357,4 +359,34 @@ func TestNodesBanReachesEveryNode(t *testing.T) {
 		return len(register()) == 0
 	})
 	t.Logf("node 1 dropped the banned address %s after the ban on node 2", time.Since(start).Round(time.Millisecond))
+}
+
+// TestNodesLazyRefresh: on PostgreSQL, refreshes that only move a
+// binding's expiry (same Call-ID and contact, a moment apart, of a 3600 s
+// registration) are answered 200 without a database write: the stored row
+// keeps the first registration's CSeq (0 writes per refresh here; the
+// target is fewer than 0.1).
+func TestNodesLazyRefresh(t *testing.T) {
+	c := startCluster(t, false, "127.0.0.11")
+	r := SIPp(t, c.Nodes[0].Addr, "reg-refresh.xml", 1, "-inf", CSV(t, "SEQUENTIAL", AuthRow("2001", "secret-2001")))
+	if r.Code != 0 {
+		t.Fatalf("register and refresh 6 times (%d):\n%s", r.Code, r.Output)
+	}
+	if ok := strings.Count(r.Messages, "SIP/2.0 200 OK"); ok != 7 {
+		t.Fatalf("%d REGISTERs answered 200, want 7:\n%s", ok, r.Output)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n, cseq int64
+	if err := conn.QueryRow(ctx, "SELECT count(*), coalesce(max(cseq), 0) FROM bindings WHERE extension = '2001'").Scan(&n, &cseq); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || cseq != 2 {
+		t.Fatalf("stored: %d rows, CSeq %d; want the first registration's row (CSeq 2) unwritten since", n, cseq)
+	}
 }
