@@ -102,6 +102,20 @@ func (w *Writer) Init(ctx context.Context) (int64, error) {
 		"switchboard stopped while this call was in progress; its real end time is unknown")
 }
 
+// InitRange prepares the writer of one of several nodes sharing the
+// database: its ids continue from first (a range reserved for this node
+// and run, store.Nodes.ReserveIDs) or from the highest stored, whichever
+// is higher, so that nodes never write the same id. Unlike Init it ends
+// no call: the calls left in progress may be another node's.
+func (w *Writer) InitRange(ctx context.Context, first int64) error {
+	maxID, err := w.db.LastCallID(ctx)
+	if err != nil {
+		return err
+	}
+	w.nextID.Store(max(maxID, first))
+	return nil
+}
+
 // NextID returns a new call id (1, 2, 3, ... continuing across restarts).
 func (w *Writer) NextID() int64 { return w.nextID.Add(1) }
 

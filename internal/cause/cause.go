@@ -192,5 +192,12 @@ func All() []Code {
 		RateLimited, Scanner, DigestNoQOP, DigestURIMismatch, RouteTokenRefused, RemovedByAdmin, ConnectionLimit,
 		AcceptFailed, StoreUnavailable, BanLifted, BanAdded, ACLChanged, ProfileChanged,
 		NormalClearing, UserNotRegistered, UserBusy, NoAnswer, NoUserResponse, UnallocatedNumber, CallRejected,
-		OriginatorCancel, RecoveryOnTimerExpire, TooManyHops, TemporaryFailure, LoopDetected, SystemShutdown}
+		OriginatorCancel, RecoveryOnTimerExpire, TooManyHops, TemporaryFailure, LoopDetected, SystemShutdown,
+		NodeDown}
 }
+
+// NodeDown: the extension's phones are registered on another node (serve
+// --node) whose lease ran out (killed, or cut off from the database):
+// lookups skip its bindings until the phones register on a live node.
+// The doctor's verdict; calls get USER_NOT_REGISTERED.
+const NodeDown Code = "node_down"

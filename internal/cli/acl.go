@@ -12,7 +12,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/acl"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/security"
-	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
+	storeopen "github.com/switchboard-pbx/switchboard/internal/store/open"
 )
 
 const aclUsage = `Usage: switchboard acl COMMAND [ARGS] [--json]
@@ -96,7 +96,7 @@ func checkACLName(name string) error {
 
 // checkACLRef fails with a clear message when name ("" = none) is not an
 // existing list. Commands that refer to a list (profile set, ext set) use it.
-func checkACLRef(ctx context.Context, db *sqlite.DB, flagName, name string) error {
+func checkACLRef(ctx context.Context, db storeopen.Backend, flagName, name string) error {
 	if name == "" {
 		return nil
 	}
@@ -120,6 +120,7 @@ func unknownACL(name string) error {
 func ACL(ctx context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("acl", flag.ContinueOnError)
 	data := fs.String("data", defaultData(), "data directory (env SWITCHBOARD_DATA)")
+	dbURL := dbFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	def := fs.String("default", "", "default action of the list: allow or deny (acl add, acl set)")
 	pos, err := parse(fs, args)
@@ -138,7 +139,7 @@ func ACL(ctx context.Context, env Env, args []string) error {
 	if *def != "" && cmd != "add" && cmd != "set" {
 		return usagef("--default applies to `acl add` and `acl set` only")
 	}
-	db, err := openFor(ctx, env, *data, cmd != "list" && cmd != "show" && cmd != "test")
+	db, err := openFor(ctx, env, *data, *dbURL, cmd != "list" && cmd != "show" && cmd != "test")
 	if err != nil {
 		return err
 	}

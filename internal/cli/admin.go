@@ -9,7 +9,7 @@ import (
 
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
-	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
+	storeopen "github.com/switchboard-pbx/switchboard/internal/store/open"
 )
 
 // operator names who runs the CLI, for the journal: $SUDO_USER when the
@@ -35,7 +35,7 @@ func operator() string {
 // through WAL), so `journal` and the doctor see it when the command
 // returns. The change itself is already made: a failure to journal it is
 // a warning on stderr, not an error.
-func journalAdmin(ctx context.Context, env Env, db *sqlite.DB, c cause.Code, source, what string) {
+func journalAdmin(ctx context.Context, env Env, db storeopen.Backend, c cause.Code, source, what string) {
 	who := operator()
 	e := journal.Event{Time: time.Now(), Kind: journal.KindAdmin, Cause: c, AuthUser: who, Source: source, Detail: what + " by " + who}
 	if err := journal.Insert(ctx, db, []journal.Event{e}); err != nil {

@@ -44,6 +44,7 @@ type banView struct {
 func Ban(ctx context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("ban", flag.ContinueOnError)
 	data := fs.String("data", defaultData(), "data directory (env SWITCHBOARD_DATA)")
+	dbURL := dbFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	dur := fs.Duration("for", time.Hour, "ban add: how long (0 = permanent)")
 	reason := fs.String("reason", "banned by the operator", "ban add: why")
@@ -63,7 +64,7 @@ func Ban(ctx context.Context, env Env, args []string) error {
 	if (isSet(fs, "for") || isSet(fs, "reason")) && cmd != "add" {
 		return usagef("--for and --reason go with `switchboard ban add`")
 	}
-	db, err := openFor(ctx, env, *data, cmd == "add")
+	db, err := openFor(ctx, env, *data, *dbURL, cmd == "add")
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/calls"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/control"
-	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
+	storeopen "github.com/switchboard-pbx/switchboard/internal/store/open"
 )
 
 const callsUsage = `
@@ -102,6 +102,7 @@ func callViewOf(r calls.Record, now time.Time) callView {
 func Calls(ctx context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("calls", flag.ContinueOnError)
 	data := fs.String("data", defaultData(), "data directory (env SWITCHBOARD_DATA)")
+	dbURL := dbFlag(fs)
 	active := fs.Bool("active", false, "only calls in progress (ringing or up)")
 	failed := fs.Bool("failed", false, "only ended calls whose cause is not NORMAL_CLEARING")
 	ext := fs.String("ext", "", "only calls from or to this extension")
@@ -139,7 +140,7 @@ func Calls(ctx context.Context, env Env, args []string) error {
 			}
 		}
 	}
-	db, err := openExisting(ctx, *data)
+	db, err := openExisting(ctx, *data, *dbURL)
 	if err != nil {
 		return err
 	}
@@ -224,7 +225,7 @@ func clock(s float64) string {
 
 // callRecord finds a call record by its id (the number `calls` lists) or
 // its SIP Call-ID.
-func callRecord(ctx context.Context, db *sqlite.DB, id string) (calls.Record, error) {
+func callRecord(ctx context.Context, db storeopen.Backend, id string) (calls.Record, error) {
 	if n, err := strconv.ParseInt(id, 10, 64); err == nil && n > 0 {
 		r, err := calls.Get(ctx, db, n)
 		if errors.Is(err, calls.ErrNotFound) {
@@ -247,7 +248,7 @@ func callRecord(ctx context.Context, db *sqlite.DB, id string) (calls.Record, er
 
 // callHangup runs `calls hangup ID`: the running server sends a BYE to
 // both parties of the answered call.
-func callHangup(ctx context.Context, env Env, db *sqlite.DB, data, id string, asJSON bool) error {
+func callHangup(ctx context.Context, env Env, db storeopen.Backend, data, id string, asJSON bool) error {
 	rec, err := callRecord(ctx, db, id)
 	if err != nil {
 		return err
@@ -281,7 +282,7 @@ func callHangup(ctx context.Context, env Env, db *sqlite.DB, data, id string, as
 	return nil
 }
 
-func callShow(ctx context.Context, env Env, db *sqlite.DB, id string, asJSON bool) error {
+func callShow(ctx context.Context, env Env, db storeopen.Backend, id string, asJSON bool) error {
 	rec, err := callRecord(ctx, db, id)
 	if err != nil {
 		return err

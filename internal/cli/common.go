@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/config"
 	"github.com/switchboard-pbx/switchboard/internal/control"
 	"github.com/switchboard-pbx/switchboard/internal/store"
+	storeopen "github.com/switchboard-pbx/switchboard/internal/store/open"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
 )
 
@@ -27,51 +29,84 @@ func defaultData() string {
 	return "./data"
 }
 
-// openDB opens the data directory's database for a command that edits it,
-// creating (and migrating) it when missing, with a note on stderr so that a
-// mistyped --data does not pass unnoticed.
-func openDB(ctx context.Context, env Env, dir string) (*sqlite.DB, error) {
-	db, err := openExisting(ctx, dir)
-	if err == nil {
-		return db, nil
+// dbFlag registers --db: the database URL (sqlite:DIR or postgres://...;
+// default $SWITCHBOARD_DB, else the SQLite file in --data).
+func dbFlag(fs *flag.FlagSet) *string {
+	return fs.String("db", os.Getenv(storeopen.Env), "database URL: sqlite:DIR or postgres://USER@HOST/DB (env SWITCHBOARD_DB; default: SQLite in --data)")
+}
+
+// target parses --db (with --data as SQLite's default directory).
+func target(dir, dbURL string) (storeopen.Target, error) {
+	t, err := storeopen.Parse(dbURL, dir)
+	if err != nil {
+		return t, usagef("--db: %v", err)
 	}
-	if _, statErr := os.Stat(filepath.Join(dir, sqlite.FileName)); statErr == nil {
-		return nil, err // it exists but cannot be used as it is
-	}
-	db, err = sqlite.Open(ctx, dir)
+	return t, nil
+}
+
+// openDB opens the database for a command that edits it, creating (and
+// migrating) it when missing, with a note on stderr so that a mistyped
+// --data or --db does not pass unnoticed.
+func openDB(ctx context.Context, env Env, dir, dbURL string) (storeopen.Backend, error) {
+	t, err := target(dir, dbURL)
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(env.Stderr, "switchboard: note: created a new database in %s (start the server on it with: switchboard serve --data %s)\n", dir, dir)
-	return db, nil
+	db, err := storeopen.OpenExisting(ctx, t)
+	if err == nil {
+		return db, nil
+	}
+	if !errors.Is(err, storeopen.ErrNoDatabase) {
+		return openExisting(ctx, dir, dbURL) // its message says what to do
+	}
+	if t.Kind == storeopen.SQLite {
+		if _, statErr := os.Stat(filepath.Join(t.Dir, sqlite.FileName)); statErr == nil {
+			return openExisting(ctx, dir, dbURL) // it exists but cannot be used as it is
+		}
+	}
+	b, err := storeopen.Open(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	if t.Kind == storeopen.SQLite {
+		fmt.Fprintf(env.Stderr, "switchboard: note: created a new database in %s (start the server on it with: switchboard serve --data %s)\n", t.Dir, t.Dir)
+	} else {
+		fmt.Fprintf(env.Stderr, "switchboard: note: created switchboard's tables in %s\n", t)
+	}
+	return b, nil
 }
 
 // openFor opens the database for a command that edits it (openDB) or
 // only reads it (openExisting).
-func openFor(ctx context.Context, env Env, dir string, edit bool) (*sqlite.DB, error) {
+func openFor(ctx context.Context, env Env, dir, dbURL string, edit bool) (storeopen.Backend, error) {
 	if edit {
-		return openDB(ctx, env, dir)
+		return openDB(ctx, env, dir, dbURL)
 	}
-	return openExisting(ctx, dir)
+	return openExisting(ctx, dir, dbURL)
 }
 
-// openExisting opens the database of a data directory that must already
-// hold one, for commands that read: it creates nothing and migrates
-// nothing.
-func openExisting(ctx context.Context, dir string) (*sqlite.DB, error) {
-	db, err := sqlite.OpenExisting(ctx, dir)
+// openExisting opens the database that must already exist, for commands
+// that read: it creates nothing and migrates nothing.
+func openExisting(ctx context.Context, dir, dbURL string) (storeopen.Backend, error) {
+	t, err := target(dir, dbURL)
+	if err != nil {
+		return nil, err
+	}
+	db, err := storeopen.OpenExisting(ctx, t)
 	switch {
-	case errors.Is(err, sqlite.ErrNoDatabase):
-		return nil, usagef("no switchboard data in %s (start it with switchboard serve --data %s, or pass --data DIR where it keeps its data)", dir, dir)
-	case errors.Is(err, sqlite.ErrSchema):
-		return nil, usagef("%s: restart switchboard serve with this version (it upgrades the database at start), or use the switchboard that wrote it", strings.TrimPrefix(err.Error(), sqlite.ErrSchema.Error()+": "))
+	case errors.Is(err, storeopen.ErrNoDatabase) && t.Kind == storeopen.SQLite:
+		return nil, usagef("no switchboard data in %s (start it with switchboard serve --data %s, or pass --data DIR where it keeps its data)", t.Dir, t.Dir)
+	case errors.Is(err, storeopen.ErrNoDatabase):
+		return nil, usagef("no switchboard tables in %s (start switchboard serve --db on it, or run switchboard db migrate --db URL)", t)
+	case errors.Is(err, storeopen.ErrSchema):
+		return nil, usagef("%s: restart switchboard serve with this version (it upgrades the database at start), or use the switchboard that wrote it", strings.TrimPrefix(err.Error(), storeopen.ErrSchema.Error()+": "))
 	}
 	return db, err
 }
 
 // defaultDomain returns the data directory's default domain, creating it
 // like `serve` would when the server never ran.
-func defaultDomain(ctx context.Context, db *sqlite.DB) (string, error) {
+func defaultDomain(ctx context.Context, db storeopen.Backend) (string, error) {
 	if v, ok, err := db.Meta(ctx, "default_domain"); err != nil || ok {
 		return v, err
 	}
@@ -84,7 +119,7 @@ func defaultDomain(ctx context.Context, db *sqlite.DB) (string, error) {
 
 // resolveDomain returns the canonical name of --domain (or the default),
 // failing with a clear message when it does not exist.
-func resolveDomain(ctx context.Context, db *sqlite.DB, flagVal string) (string, error) {
+func resolveDomain(ctx context.Context, db storeopen.Backend, flagVal string) (string, error) {
 	if flagVal == "" {
 		return defaultDomain(ctx, db)
 	}
@@ -173,7 +208,7 @@ func yesno(b bool) string {
 // server runs on the data directory, it is asked over the control socket
 // to apply the change feed up to this edit, and the command waits (up to
 // 3 s) until it has. Without a running server there is nothing to wait for.
-func syncServer(ctx context.Context, env Env, dir string, db *sqlite.DB) {
+func syncServer(ctx context.Context, env Env, dir string, db storeopen.Backend) {
 	c, err := control.Dial(dir)
 	if err != nil {
 		return
@@ -204,7 +239,7 @@ func freshen(ctx context.Context, dir string) {
 // runtimeOf returns what runs on the data directory: the live answer of a
 // running server, or the facts its last run left in the database (ok false
 // when there are none).
-func runtimeOf(ctx context.Context, dir string, db *sqlite.DB) (rt control.Runtime, running bool, ok bool) {
+func runtimeOf(ctx context.Context, dir string, db storeopen.Backend) (rt control.Runtime, running bool, ok bool) {
 	if c, err := control.Dial(dir); err == nil {
 		defer c.Close()
 		if rt, err := c.Runtime(ctx); err == nil {

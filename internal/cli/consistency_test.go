@@ -357,7 +357,7 @@ func TestRegPingTime(t *testing.T) {
 	mustRun(t, data, "ext", "add", "2001", "--password", "goodpass-2001")
 	mustRun(t, data, "ext", "add", "2002", "--password", "goodpass-2002")
 	ctx := context.Background()
-	db, err := openExisting(ctx, data)
+	db, err := openExisting(ctx, data, "")
 	if err != nil {
 		t.Fatal(err)
 	}

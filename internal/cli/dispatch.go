@@ -44,6 +44,7 @@ func commands() []command {
 		{"journal", nil, "every decision with its cause: journal --ext 2002 --ip IP --since 10m --follow", Journal},
 		{"backup", nil, "write a consistent copy of the database while the server runs: backup FILE", Backup},
 		{"restore", nil, "replace the database with a backup (server stopped): restore FILE", Restore},
+		{"db", nil, "the database: db status, db migrate, db copy --from sqlite:./data --to postgres://...", DB},
 		{"version", nil, "print the version, commit and build date (also --version)", Version},
 	}
 }
@@ -78,7 +79,8 @@ Commands:
 	b.WriteString(`
 Subcommands take the same aliases everywhere: list = ls, show = get,
 rm = del = delete = remove. Every command takes --data DIR (default ./data,
-env SWITCHBOARD_DATA) and --help; --data and --json may also come before
+env SWITCHBOARD_DATA), --db URL (env SWITCHBOARD_DB) and --help; --data,
+--db and --json may also come before
 the command. Run 'switchboard COMMAND --help' for a command's flags.
 Start here: switchboard serve   then, in another terminal: switchboard ext add 2001`)
 	return b.String()
@@ -89,7 +91,7 @@ Start here: switchboard serve   then, in another terminal: switchboard ext add 2
 // it) and whether it takes a value.
 func globalFlag(name string) (takesValue, ok bool) {
 	switch name {
-	case "data":
+	case "data", "db":
 		return true, true
 	case "json":
 		return false, true
@@ -258,6 +260,7 @@ func editDistance(a, b string) int {
 func Version(_ context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("version", flag.ContinueOnError)
 	fs.String("data", "", "ignored")
+	fs.String("db", "", "ignored")
 	asJSON := fs.Bool("json", false, "print JSON: version, commit, build_date, modified, go, platform")
 	pos, done, err := parseHelp(env, fs, args, "Usage: switchboard version [--json]\n\nPrints the version, the commit and date it was built from, and the Go toolchain.")
 	if done || err != nil {

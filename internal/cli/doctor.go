@@ -2,12 +2,16 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/doctor"
+	storeopen "github.com/switchboard-pbx/switchboard/internal/store/open"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
 )
 
@@ -36,6 +40,7 @@ Causes and their fixes: see "Doctor causes" in the README.`
 func Doctor(ctx context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
 	data := fs.String("data", defaultData(), "data directory (env SWITCHBOARD_DATA)")
+	dbURL := dbFlag(fs)
 	domain := fs.String("domain", "", "the extension's domain (default: the server's default domain)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, done, err := parseHelp(env, fs, args, doctorUsage)
@@ -58,7 +63,16 @@ func Doctor(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 	}
-	db, err := openExisting(ctx, *data)
+	db, err := openExisting(ctx, *data, *dbURL)
+	var ue *UsageError
+	if err != nil && !errors.As(err, &ue) {
+		if t, terr := target(*data, *dbURL); terr == nil && t.Kind == storeopen.Postgres {
+			// Storage is down: the doctor can read nothing, and the server
+			// cannot save registrations (REGISTERs get 503).
+			return fmt.Errorf("%s: the database cannot be read, so switchboard cannot save registrations (REGISTERs get 503 with Retry-After) until PostgreSQL answers: %w", cause.StoreUnavailable, err)
+		}
+		return err
+	}
 	if err != nil {
 		return err
 	}
@@ -67,7 +81,9 @@ func Doctor(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	r := &doctor.Reader{DB: db, Serve: serveState(ctx, *data, db), Probe: true, Firewall: true, Disk: true,
+	// The file system check is SQLite's: PostgreSQL's disk is the server's.
+	_, onFile := db.(*sqlite.DB)
+	r := &doctor.Reader{DB: db, Serve: serveState(ctx, *data, db), Probe: true, Firewall: true, Disk: onFile,
 		Calls: doctor.CallsFromDB(db), Bans: doctor.BansFromDB(db), Loc: time.Local}
 	if *data != defaultData() {
 		r.DataDir = *data
@@ -111,7 +127,7 @@ func Doctor(ctx context.Context, env Env, args []string) error {
 
 // serveState reads whether serve holds the data directory and the
 // listeners it published (the meta "runtime" record).
-func serveState(ctx context.Context, dir string, db *sqlite.DB) doctor.Serve {
+func serveState(ctx context.Context, dir string, db storeopen.Backend) doctor.Serve {
 	freshen(ctx, dir)
 	rt, running, ok := runtimeOf(ctx, dir, db)
 	s := doctor.Serve{Running: running}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/switchboard-pbx/switchboard/internal/config"
 	"github.com/switchboard-pbx/switchboard/internal/store"
-	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
+	storeopen "github.com/switchboard-pbx/switchboard/internal/store/open"
 )
 
 const domainUsage = `Usage: switchboard domain add NAME [--realm R] | list | rm NAME --yes
@@ -25,6 +25,7 @@ host names belong to (the domain phones reach by the server's IP).`
 func Domain(ctx context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("domain", flag.ContinueOnError)
 	data := fs.String("data", defaultData(), "data directory (env SWITCHBOARD_DATA)")
+	dbURL := dbFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	realm := fs.String("realm", "", "domain add: the digest realm (default: the domain's name)")
 	yes := fs.Bool("yes", false, "domain rm: delete the domain with all its extensions and registrations")
@@ -43,7 +44,7 @@ func Domain(ctx context.Context, env Env, args []string) error {
 	if isSet(fs, "realm") && cmd != "add" {
 		return usagef("--realm goes with `switchboard domain add NAME --realm R`")
 	}
-	db, err := openFor(ctx, env, *data, cmd != "list")
+	db, err := openFor(ctx, env, *data, *dbURL, cmd != "list")
 	if err != nil {
 		return err
 	}
@@ -179,7 +180,7 @@ func Domain(ctx context.Context, env Env, args []string) error {
 	return usagef("unknown command `domain %s`: use add, list, rm, rename or default", pos[0])
 }
 
-func domainList(ctx context.Context, env Env, db *sqlite.DB, def string, asJSON bool) error {
+func domainList(ctx context.Context, env Env, db storeopen.Backend, def string, asJSON bool) error {
 	ds, err := db.Domains(ctx)
 	if err != nil {
 		return err

@@ -18,7 +18,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/digest"
 	"github.com/switchboard-pbx/switchboard/internal/privfile"
 	"github.com/switchboard-pbx/switchboard/internal/store"
-	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
+	storeopen "github.com/switchboard-pbx/switchboard/internal/store/open"
 	"golang.org/x/term"
 )
 
@@ -118,7 +118,7 @@ func setHA1(e *store.Extension, realm, password string) {
 }
 
 // realmOf returns the digest realm of a domain.
-func realmOf(ctx context.Context, db *sqlite.DB, domain string) (string, error) {
+func realmOf(ctx context.Context, db storeopen.Backend, domain string) (string, error) {
 	d, err := db.Domain(ctx, domain)
 	if err != nil {
 		return "", err
@@ -127,14 +127,15 @@ func realmOf(ctx context.Context, db *sqlite.DB, domain string) (string, error) 
 }
 
 type extFlags struct {
-	data, domain, password, name, cidNumber, desc, acl string
-	enabled                                            bool
-	maxRegs, timeout                                   int
-	json                                               bool
+	data, db, domain, password, name, cidNumber, desc, acl string
+	enabled                                                bool
+	maxRegs, timeout                                       int
+	json                                                   bool
 }
 
 func (f *extFlags) common(fs *flag.FlagSet) {
 	fs.StringVar(&f.data, "data", defaultData(), "data directory (env SWITCHBOARD_DATA)")
+	fs.StringVar(&f.db, "db", os.Getenv(storeopen.Env), "database URL: sqlite:DIR or postgres://USER@HOST/DB (env SWITCHBOARD_DB; default: SQLite in --data)")
 	fs.StringVar(&f.domain, "domain", "", "domain (default: the server's default domain)")
 	fs.BoolVar(&f.json, "json", false, "print JSON")
 }
@@ -159,8 +160,8 @@ func (f *extFlags) fields(fs *flag.FlagSet, defaults bool) {
 
 // open opens the database (creating it only for edit commands, see
 // openFor) and resolves --domain.
-func open(ctx context.Context, env Env, f *extFlags, edit bool) (*sqlite.DB, string, error) {
-	db, err := openFor(ctx, env, f.data, edit)
+func open(ctx context.Context, env Env, f *extFlags, edit bool) (storeopen.Backend, string, error) {
+	db, err := openFor(ctx, env, f.data, f.db, edit)
 	if err != nil {
 		return nil, "", err
 	}
@@ -292,7 +293,7 @@ func extList(ctx context.Context, env Env, args []string) error {
 	if len(pos) > 0 {
 		return usagef("`switchboard ext list` takes no arguments; to see one extension: switchboard ext show %s", pos[0])
 	}
-	db, err := openExisting(ctx, f.data)
+	db, err := openExisting(ctx, f.data, f.db)
 	if err != nil {
 		return err
 	}
@@ -329,7 +330,7 @@ func extList(ctx context.Context, env Env, args []string) error {
 	return nil
 }
 
-func lookupExt(ctx context.Context, db *sqlite.DB, dom, num string) (store.Extension, error) {
+func lookupExt(ctx context.Context, db storeopen.Backend, dom, num string) (store.Extension, error) {
 	e, err := db.Extension(ctx, dom, num)
 	if errors.Is(err, store.ErrNotFound) {
 		return e, usagef("unknown extension %s in %s: see `switchboard ext list`", num, dom)
@@ -387,7 +388,7 @@ func extSet(ctx context.Context, env Env, args []string) error {
 	}
 	changed := 0
 	fs.Visit(func(fl *flag.Flag) {
-		if fl.Name != "data" && fl.Name != "domain" && fl.Name != "json" {
+		if fl.Name != "data" && fl.Name != "db" && fl.Name != "domain" && fl.Name != "json" {
 			changed++
 		}
 	})
@@ -586,13 +587,12 @@ line is named.`)
 		return err
 	}
 	if err := db.ImportExtensions(ctx, exts); err != nil {
-		var ie *sqlite.ImportError
-		if errors.As(err, &ie) {
+		if i, ok := storeopen.ImportIndex(err); ok {
 			if errors.Is(err, store.ErrDuplicate) {
 				return usagef("%s line %d: extension %s already exists in %s; nothing was imported",
-					name, lines[ie.Index], exts[ie.Index].Number, exts[ie.Index].Domain)
+					name, lines[i], exts[i].Number, exts[i].Domain)
 			}
-			return usagef("%s line %d: %v; nothing was imported", name, lines[ie.Index], ie.Err)
+			return usagef("%s line %d: %v; nothing was imported", name, lines[i], errors.Unwrap(err))
 		}
 		return err
 	}
@@ -604,7 +604,7 @@ line is named.`)
 	return nil
 }
 
-func readCSV(ctx context.Context, db *sqlite.DB, in io.Reader, name, defDomain string) ([]store.Extension, []int, error) {
+func readCSV(ctx context.Context, db storeopen.Backend, in io.Reader, name, defDomain string) ([]store.Extension, []int, error) {
 	r := csv.NewReader(in)
 	r.FieldsPerRecord = -1
 	r.TrimLeadingSpace = true
@@ -853,7 +853,7 @@ func extExport(ctx context.Context, env Env, args []string) error {
 			return usagef("%s already exists: pass --force to overwrite it, or choose another file name", pos[0])
 		}
 	}
-	db, err := openExisting(ctx, f.data)
+	db, err := openExisting(ctx, f.data, f.db)
 	if err != nil {
 		return err
 	}

@@ -74,7 +74,7 @@ func TestImportReportsFirstBadLine(t *testing.T) {
 	if err == nil || !strings.HasSuffix(err.Error(), "/"+want) {
 		t.Fatalf("got %v, want ...%s", err, want)
 	}
-	db, err := openExisting(ctx, data)
+	db, err := openExisting(ctx, data, "")
 	if err != nil {
 		t.Fatal(err)
 	}

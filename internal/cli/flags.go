@@ -198,6 +198,8 @@ func placeholder(flagName, typeName string) string {
 	switch flagName {
 	case "data":
 		return "DIR"
+	case "db":
+		return "URL"
 	case "domain", "acl", "register-acl", "inbound-acl", "trusted-acl", "name":
 		return "NAME"
 	case "ext", "from", "to", "cid-number":

@@ -36,6 +36,7 @@ without it a JSON array.`
 func Journal(ctx context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("journal", flag.ContinueOnError)
 	data := fs.String("data", defaultData(), "data directory (env SWITCHBOARD_DATA)")
+	dbURL := dbFlag(fs)
 	ext := fs.String("ext", "", "only events about this extension number")
 	domain := fs.String("domain", "", "only events in this domain")
 	ip := fs.String("ip", "", "only events from this source IP (any port)")
@@ -87,7 +88,7 @@ func Journal(ctx context.Context, env Env, args []string) error {
 		return usagef("--interval must be at least 10ms")
 	}
 	f.Limit = *limit
-	db, err := openExisting(ctx, *data)
+	db, err := openExisting(ctx, *data, *dbURL)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchboard-pbx/switchboard/internal/control"
 	"github.com/switchboard-pbx/switchboard/internal/secret"
+	storeopen "github.com/switchboard-pbx/switchboard/internal/store/open"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
 )
 
@@ -35,6 +36,7 @@ func Key(ctx context.Context, env Env, args []string) error {
 	}
 	fs := flag.NewFlagSet("key rotate", flag.ContinueOnError)
 	data := fs.String("data", defaultData(), "data directory (env SWITCHBOARD_DATA)")
+	dbURL := dbFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, done, err := parseHelp(env, fs, args[1:], keyUsage)
 	if done || err != nil {
@@ -43,7 +45,11 @@ func Key(ctx context.Context, env Env, args []string) error {
 	if len(pos) > 0 {
 		return usagef("`switchboard key rotate` takes no arguments")
 	}
-	if _, err := os.Stat(filepath.Join(*data, sqlite.FileName)); err != nil {
+	t, err := target(*data, *dbURL)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(t.Dir, sqlite.FileName)); err != nil && t.Kind == storeopen.SQLite {
 		return usagef("no switchboard database in %s: pass --data DIR where switchboard serve keeps its data (or set SWITCHBOARD_DATA)", *data)
 	}
 	path, err := secret.Rotate(*data)

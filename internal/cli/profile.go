@@ -12,7 +12,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/control"
 	"github.com/switchboard-pbx/switchboard/internal/security"
-	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
+	storeopen "github.com/switchboard-pbx/switchboard/internal/store/open"
 )
 
 const profileUsage = `Usage: switchboard profile list | show [NAME] | set [NAME] [flags] [--json]
@@ -49,6 +49,7 @@ type profileShowView struct {
 	Domains       int                 `json:"domains"`
 	ActiveBans    int                 `json:"active_bans"`
 	ActiveCalls   int                 `json:"active_calls"`
+	Nodes         []nodeView          `json:"nodes"`
 	ACLs          map[string]aclBrief `json:"acls"`
 }
 
@@ -67,6 +68,7 @@ type aclBrief struct {
 func Profile(ctx context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("profile", flag.ContinueOnError)
 	data := fs.String("data", defaultData(), "data directory (env SWITCHBOARD_DATA)")
+	dbURL := dbFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	regACL := fs.String("register-acl", "", "ACL of addresses that may register (\"\" = any)")
 	inbACL := fs.String("inbound-acl", "", "ACL of addresses that may place calls (\"\" = any)")
@@ -95,7 +97,7 @@ func Profile(ctx context.Context, env Env, args []string) error {
 	if len(rest) == 1 {
 		name = rest[0]
 	}
-	db, err := openFor(ctx, env, *data, cmd == "set")
+	db, err := openFor(ctx, env, *data, *dbURL, cmd == "set")
 	if err != nil {
 		return err
 	}
@@ -178,7 +180,7 @@ func Profile(ctx context.Context, env Env, args []string) error {
 	return usagef("unknown command `profile %s`: use list, show or set (see switchboard profile --help)", cmd)
 }
 
-func profileShow(ctx context.Context, env Env, db *sqlite.DB, st *security.Store, data, name string, asJSON bool) error {
+func profileShow(ctx context.Context, env Env, db storeopen.Backend, st *security.Store, data, name string, asJSON bool) error {
 	p, err := st.Profile(ctx, name)
 	if err != nil {
 		return err
@@ -214,6 +216,9 @@ func profileShow(ctx context.Context, env Env, db *sqlite.DB, st *security.Store
 	}
 	v.ActiveBans = len(bans)
 	if v.ActiveCalls, err = db.CountActiveCalls(ctx); err != nil {
+		return err
+	}
+	if v.Nodes, err = nodeViews(ctx, db); err != nil {
 		return err
 	}
 	for _, n := range []string{p.RegisterACL, p.InboundACL, p.TrustedACL} {
@@ -272,7 +277,10 @@ func profileShow(ctx context.Context, env Env, db *sqlite.DB, st *security.Store
 	fmt.Fprintf(tw, "Extensions\t%d (in %d domains)\n", v.Extensions, v.Domains)
 	fmt.Fprintf(tw, "Active calls\t%d\n", v.ActiveCalls)
 	fmt.Fprintf(tw, "Active bans\t%d\n", v.ActiveBans)
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printNodes(env.Stdout, v.Nodes)
 }
 
 // profileAlias is profile's own alias: `profile status` is `profile show`, as

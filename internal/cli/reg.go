@@ -10,7 +10,7 @@ import (
 
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
-	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
+	storeopen "github.com/switchboard-pbx/switchboard/internal/store/open"
 	"github.com/switchboard-pbx/switchboard/internal/version"
 
 	"github.com/switchboard-pbx/switchboard/internal/control"
@@ -37,6 +37,8 @@ type regView struct {
 	// Pinged is false while the server has not sent the binding an
 	// OPTIONS ping (TCP bindings, or not yet): ping_status is "" then.
 	Pinged bool `json:"pinged"`
+	// Node is the node the phone registered on (serve --node).
+	Node string `json:"node"`
 }
 
 func toRegView(b store.Binding, now time.Time) regView {
@@ -44,7 +46,7 @@ func toRegView(b store.Binding, now time.Time) regView {
 		Contact: b.Contact, Source: b.Source, Transport: b.Transport, UserAgent: b.UserAgent, CallID: b.CallID,
 		RegisteredAt: b.RegisteredAt.UTC().Format(time.RFC3339), ExpiresAt: b.ExpiresAt.UTC().Format(time.RFC3339),
 		ExpiresIn: int(b.ExpiresAt.Sub(now).Seconds()), AuthUser: b.AuthUser, AuthRealm: b.Realm,
-		PingStatus: b.PingStatus, PingRTTms: b.PingRTT, Pinged: b.PingStatus != "" || !b.PingAt.IsZero()}
+		PingStatus: b.PingStatus, PingRTTms: b.PingRTT, Pinged: b.PingStatus != "" || !b.PingAt.IsZero(), Node: b.Node}
 }
 
 func countLive(bs []store.Binding) int {
@@ -62,6 +64,7 @@ func countLive(bs []store.Binding) int {
 func Reg(ctx context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("reg", flag.ContinueOnError)
 	data := fs.String("data", defaultData(), "data directory (env SWITCHBOARD_DATA)")
+	dbURL := dbFlag(fs)
 	domain := fs.String("domain", "", "only this domain")
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parse(fs, args)
@@ -99,18 +102,18 @@ its next refresh; the journal records who removed them.`)
 			if len(pos) == 3 {
 				contact = pos[2]
 			}
-			return regRemove(ctx, env, *data, *domain, pos[1], contact, *asJSON)
+			return regRemove(ctx, env, *data, *dbURL, *domain, pos[1], contact, *asJSON)
 		case "flush":
 			if len(pos) != 1 {
 				return usagef("usage: switchboard reg flush [--domain D] (drops every registration, of D only with --domain)")
 			}
-			return regRemove(ctx, env, *data, *domain, "", "", *asJSON)
+			return regRemove(ctx, env, *data, *dbURL, *domain, "", "", *asJSON)
 		}
 	}
 	if len(pos) > 1 {
 		return usagef("`switchboard reg` takes at most one extension number, e.g. switchboard reg 2002")
 	}
-	db, err := openExisting(ctx, *data)
+	db, err := openExisting(ctx, *data, *dbURL)
 	if err != nil {
 		return err
 	}
@@ -165,7 +168,10 @@ its next refresh; the journal records who removed them.`)
 		for _, kv := range [][2]string{{"User", v.User}, {"Contact", v.Contact}, {"Agent", v.UserAgent},
 			{"Status", fmt.Sprintf("%s EXP(%s) EXPSECS(%d)", status, b2l(v.ExpiresAt), v.ExpiresIn)},
 			{"Ping-Status", ping}, {"Ping-Time", rtt}, {"Source", v.Source},
-			{"Call-ID", v.CallID}, {"Auth-User", v.AuthUser}, {"Auth-Realm", v.AuthRealm}} {
+			{"Call-ID", v.CallID}, {"Auth-User", v.AuthUser}, {"Auth-Realm", v.AuthRealm}, {"Node", v.Node}} {
+			if kv[0] == "Node" && kv[1] == "" {
+				continue
+			}
 			fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
 		}
 		tw.Flush()
@@ -192,6 +198,7 @@ type statusView struct {
 	PID           int           `json:"pid,omitempty"`
 	Version       string        `json:"version"`
 	DataDir       string        `json:"data_dir"`
+	Database      string        `json:"database"` // SQLite file or PostgreSQL URL (password redacted)
 	DefaultDomain string        `json:"default_domain"`
 	StartedAt     string        `json:"started_at,omitempty"`
 	UptimeS       int64         `json:"uptime_s"`
@@ -199,6 +206,7 @@ type statusView struct {
 	Domains       int           `json:"domains"`
 	Extensions    int           `json:"extensions"`
 	Registrations int           `json:"registrations"`
+	Nodes         []nodeView    `json:"nodes"`
 }
 
 type profileView struct {
@@ -217,6 +225,7 @@ type listenerView struct {
 func Status(ctx context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	data := fs.String("data", defaultData(), "data directory (env SWITCHBOARD_DATA)")
+	dbURL := dbFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, done, err := parseHelp(env, fs, args, "Usage: switchboard status [--json]\n\nShows whether the server runs, its profiles and listeners, counts and uptime.")
 	if done || err != nil {
@@ -225,12 +234,12 @@ func Status(ctx context.Context, env Env, args []string) error {
 	if len(pos) > 0 {
 		return usagef("`switchboard status` takes no arguments")
 	}
-	db, err := openExisting(ctx, *data)
+	db, err := openExisting(ctx, *data, *dbURL)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	v := statusView{State: "stopped", Version: version.Get().String(), DataDir: *data, Profiles: []profileView{}}
+	v := statusView{State: "stopped", Version: version.Get().String(), DataDir: *data, Database: db.Path(), Profiles: []profileView{}}
 	v.DefaultDomain, _, _ = db.Meta(ctx, "default_domain")
 	if v.Domains, v.Extensions, err = db.Counts(ctx); err != nil {
 		return err
@@ -259,6 +268,9 @@ func Status(ctx context.Context, env Env, args []string) error {
 		prof.Listeners = append(prof.Listeners, listenerView{Protocol: l.Proto, Address: l.Addr, State: st})
 	}
 	v.Profiles = append(v.Profiles, prof)
+	if v.Nodes, err = nodeViews(ctx, db); err != nil {
+		return err
+	}
 	if *asJSON {
 		return writeJSON(env.Stdout, v)
 	}
@@ -270,6 +282,7 @@ func Status(ctx context.Context, env Env, args []string) error {
 	fmt.Fprintf(tw, "switchboard:\t%s\n", state)
 	fmt.Fprintf(tw, "version:\t%s\n", v.Version)
 	fmt.Fprintf(tw, "data:\t%s\n", v.DataDir)
+	fmt.Fprintf(tw, "database:\t%s\n", v.Database)
 	fmt.Fprintf(tw, "default domain:\t%s\n", v.DefaultDomain)
 	fmt.Fprintf(tw, "domains:\t%d\n", v.Domains)
 	fmt.Fprintf(tw, "extensions:\t%d\n", v.Extensions)
@@ -286,15 +299,18 @@ func Status(ctx context.Context, env Env, args []string) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, l.Protocol, l.Address, l.State)
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printNodes(env.Stdout, v.Nodes)
 }
 
 // regRemove runs `reg rm` and `reg flush`: it drops the matching live
 // registrations (through the running server, which forgets them at once,
 // or in the database when none runs) and journals who did it. Nothing is
 // sent to the phones.
-func regRemove(ctx context.Context, env Env, data, domainFlag, ext, contact string, asJSON bool) error {
-	db, err := openExisting(ctx, data)
+func regRemove(ctx context.Context, env Env, data, dbURL, domainFlag, ext, contact string, asJSON bool) error {
+	db, err := openExisting(ctx, data, dbURL)
 	if err != nil {
 		return err
 	}
@@ -342,7 +358,7 @@ func regRemove(ctx context.Context, env Env, data, domainFlag, ext, contact stri
 
 // removeStored drops matching registrations from the database of a
 // stopped server and journals it.
-func removeStored(ctx context.Context, db *sqlite.DB, dom, ext, contact string) ([]store.Binding, error) {
+func removeStored(ctx context.Context, db storeopen.Backend, dom, ext, contact string) ([]store.Binding, error) {
 	bs, err := db.BindingsOf(ctx, dom, ext)
 	if err != nil {
 		return nil, err

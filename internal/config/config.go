@@ -22,6 +22,10 @@ import (
 type Config struct {
 	// DataDir holds the SQLite database and lock file (flag --data, env SWITCHBOARD_DATA).
 	DataDir string
+	// DB is the database URL (flag --db, env SWITCHBOARD_DB): "" or
+	// sqlite:DIR for SQLite (default: the file in DataDir), or
+	// postgres://... for PostgreSQL (see package store/open).
+	DB string
 	// SIP is the internal profile's listen address, UDP and TCP (flag --sip).
 	SIP string
 	// Domain is the default domain; "" means the host's primary IPv4 address.
@@ -86,6 +90,14 @@ type Config struct {
 	// limit the runtime collects more often and returns freed memory to
 	// the OS at once.
 	MemoryLimit string
+	// Node names this server among the nodes sharing one database (flag
+	// --node; "" = the host name). NodeAddress is its internal SIP address
+	// (host:port, UDP) the other nodes forward calls to ("" = the UDP
+	// listener's). NodeLease is how long its lease lasts after a renewal
+	// (renewed every third of it; flag --node-lease).
+	Node        string
+	NodeAddress string
+	NodeLease   time.Duration
 }
 
 // Default returns the defaults.
@@ -96,6 +108,7 @@ func Default() Config {
 	}
 	return Config{
 		DataDir:          data,
+		DB:               os.Getenv("SWITCHBOARD_DB"),
 		SIP:              "0.0.0.0:5060",
 		Digest:           "md5",
 		MinExpires:       60,
@@ -114,6 +127,7 @@ func Default() Config {
 		TCPIdleTimeout:   30 * time.Second,
 		TCPMaxPerIP:      128,
 		LogLevel:         "info",
+		NodeLease:        15 * time.Second,
 	}
 }
 
@@ -121,6 +135,9 @@ func Default() Config {
 func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("--data is empty: give a directory, e.g. --data ./data")
+	}
+	if c.DB != "" && !strings.HasPrefix(c.DB, "sqlite:") && !strings.HasPrefix(c.DB, "postgres://") && !strings.HasPrefix(c.DB, "postgresql://") {
+		return errors.New("--db must be sqlite:DIR or postgres://USER@HOST/DB, e.g. --db postgres://switchboard@localhost/switchboard")
 	}
 	host, port, err := net.SplitHostPort(c.SIP)
 	if err != nil {
@@ -146,6 +163,17 @@ func (c *Config) Validate() error {
 	}
 	if c.NonceLifetime < time.Second {
 		return errors.New("--nonce-lifetime must be at least 1s")
+	}
+	if c.NodeLease < 3*time.Second {
+		return fmt.Errorf("--node-lease %s: give at least 3s, e.g. --node-lease 15s", c.NodeLease)
+	}
+	if c.Node != "" && !validNodeName(c.Node) {
+		return fmt.Errorf("--node %q: use letters, digits, '.', '-' and '_' (at most 64)", c.Node)
+	}
+	if c.NodeAddress != "" {
+		if h, p, err := net.SplitHostPort(c.NodeAddress); err != nil || net.ParseIP(h) == nil || p == "0" {
+			return fmt.Errorf("--node-address %q: give the IP:port the other nodes reach this one at, e.g. --node-address 10.0.0.11:5060", c.NodeAddress)
+		}
 	}
 	if c.QualifyInterval < 0 {
 		return errors.New("--qualify-interval must be 0 (off) or positive")
@@ -249,4 +277,17 @@ func ParseSize(v string) (int64, error) {
 		return 0, errors.New("want a positive size in B, KiB, MiB, GiB or TiB")
 	}
 	return n << shift, nil
+}
+
+// validNodeName reports whether name is usable as a node name.
+func validNodeName(name string) bool {
+	if len(name) == 0 || len(name) > 64 {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }

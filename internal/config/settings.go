@@ -38,6 +38,9 @@ func Settings() []Setting {
 	return []Setting{
 		{Name: "data", Help: "data directory (env SWITCHBOARD_DATA)",
 			field: func(c *Config) any { return &c.DataDir }},
+		{Name: "db", Help: "database URL: sqlite:DIR or postgres://USER@HOST/DB (env SWITCHBOARD_DB; default: SQLite in --data)",
+			DefaultDoc: "SQLite in DIR",
+			field:      func(c *Config) any { return &c.DB }},
 		{Name: "sip", Help: "internal profile listen address, UDP and TCP (port 0: pick a free port)",
 			field: func(c *Config) any { return &c.SIP }},
 		{Name: "domain", Help: "default domain (default: the host's primary IPv4 address)", DefaultDoc: "primary IPv4",
@@ -86,6 +89,12 @@ func Settings() []Setting {
 			field: func(c *Config) any { return &c.LogLevel }},
 		{Name: "memory-limit", Help: "soft memory limit of the Go runtime, a `SIZE` such as 512MiB (default: $GOMEMLIMIT, else none)",
 			field: func(c *Config) any { return &c.MemoryLimit }},
+		{Name: "node", Help: "this node's name among the servers sharing one database (default: the host name)", DefaultDoc: "host name",
+			field: func(c *Config) any { return &c.Node }},
+		{Name: "node-address", Help: "this node's internal SIP address (host:port, UDP) where the other nodes forward calls for its phones (default: the --sip listener)", DefaultDoc: "the --sip listener",
+			field: func(c *Config) any { return &c.NodeAddress }},
+		{Name: "node-lease", Help: "how long a node counts as up after its last lease renewal (renewed every third of this); the other nodes skip the bindings of a node whose lease ran out",
+			field: func(c *Config) any { return &c.NodeLease }},
 	}
 }
 

@@ -21,13 +21,16 @@ const recentFailure = 24 * time.Hour
 
 // diag holds one run of Diagnose.
 type diag struct {
-	in       Inputs
-	loc      *time.Location
-	live     []store.Binding // unexpired bindings, by expiry
-	expired  []store.Binding // saved bindings past their expiry
-	phones   []*phone        // every phone seen in the journal, newest activity first
-	failing  []*phone        // phones whose latest attempt failed, newest first
-	banned   []Ban           // active bans of the phones' addresses
+	in      Inputs
+	loc     *time.Location
+	live    []store.Binding // unexpired bindings, by expiry
+	expired []store.Binding // saved bindings past their expiry
+	// orphaned are unexpired bindings of a node whose lease ran out
+	// (skipped by lookups: not in live).
+	orphaned []store.Binding
+	phones   []*phone // every phone seen in the journal, newest activity first
+	failing  []*phone // phones whose latest attempt failed, newest first
+	banned   []Ban    // active bans of the phones' addresses
 	findings []Finding
 }
 
@@ -60,7 +63,9 @@ func newDiag(in Inputs) *diag {
 		d.in.Now = time.Now()
 	}
 	for _, b := range in.Bindings {
-		if b.ExpiresAt.After(d.in.Now) {
+		if b.ExpiresAt.After(d.in.Now) && d.nodeDown(b.Node) != nil {
+			d.orphaned = append(d.orphaned, b)
+		} else if b.ExpiresAt.After(d.in.Now) {
 			d.live = append(d.live, b)
 		} else {
 			d.expired = append(d.expired, b)
@@ -655,6 +660,14 @@ func (d *diag) checkRegistration() int {
 		d.add(f)
 		return -1
 	}
+	if len(d.live) == 0 && len(d.orphaned) > 0 {
+		f.Status, f.Cause = Fail, cause.NodeDown
+		for _, b := range d.orphaned {
+			f.Evidence = append(f.Evidence, fmt.Sprintf("%s from %s %s is %s: the other nodes skip it",
+				b.Contact, b.Source, b.Transport, d.onDeadNode(b.Node)))
+		}
+		return d.add(f)
+	}
 	if len(d.live) == 0 {
 		f.Status = Fail
 		f.Evidence = append(f.Evidence, fmt.Sprintf("%s has no current registration", d.in.Number))
@@ -1248,6 +1261,11 @@ func (d *diag) verdict() verdictT {
 	if len(d.live) > 0 {
 		return d.registeredVerdict()
 	}
+	if len(d.orphaned) > 0 {
+		b := d.orphaned[0]
+		return d.cannot(cause.NodeDown, d.onDeadNode(b.Node)+"; calls reach the phone again once node "+b.Node+
+			" runs again or the phone registers on another node")
+	}
 	notReg := "not registered — "
 	if s := in.Storage; s.WriteErr != "" {
 		return d.cannot(cause.StoreUnavailable, notReg+"switchboard cannot save registrations: writing to "+s.Dir+
@@ -1396,4 +1414,28 @@ func (d *diag) problem(p *phone) string {
 			d.clock(p.last[cause.ACLDenied]))
 	}
 	return fmt.Sprintf("%s is refused: %s", p.label(), c)
+}
+
+// nodeDown returns the row of the node named name when its lease ran out
+// (nil when it is current, unknown, or nodes are not judged).
+func (d *diag) nodeDown(name string) *store.Node {
+	if name == "" || d.in.NodeLease <= 0 {
+		return nil
+	}
+	for i := range d.in.Nodes {
+		if n := &d.in.Nodes[i]; n.Name == name && d.in.Now.Sub(n.RenewedAt) >= d.in.NodeLease {
+			return n
+		}
+	}
+	return nil
+}
+
+// onDeadNode says where a binding of node name is: "registered on node B,
+// which has not renewed its lease since 14:02:11".
+func (d *diag) onDeadNode(name string) string {
+	s := "registered on node " + name
+	if n := d.nodeDown(name); n != nil {
+		s += ", which has not renewed its lease since " + d.stamp(n.RenewedAt)
+	}
+	return s
 }

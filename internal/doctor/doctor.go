@@ -115,6 +115,11 @@ type Inputs struct {
 	Calls    Calls
 	// Storage is the data directory's file system (full disk).
 	Storage Storage
+	// Nodes are the servers sharing the database (serve --node) and
+	// NodeLease how long a lease lasts: a binding of a node whose lease
+	// ran out is skipped by lookups. No nodes: not judged.
+	Nodes     []store.Node
+	NodeLease time.Duration
 	// Access is the access control in force now, against which the
 	// doctor weighs past ACL refusals.
 	Access Access
@@ -241,5 +246,5 @@ func Causes() []cause.Code {
 		cause.WrongPassword, cause.AuthUserMismatch, cause.WrongDomain, cause.ACLDenied, cause.IPBanned,
 		cause.MaxRegistrations, cause.IntervalTooBrief, cause.Expired, cause.RemovedByAdmin, cause.Unreachable,
 		cause.ListenerDown, cause.DigestNoQOP, cause.DigestURIMismatch, cause.StoreUnavailable, cause.BanLifted,
-		cause.ACLChanged}
+		cause.ACLChanged, cause.NodeDown}
 }

@@ -234,6 +234,18 @@ func scenarios() map[string]func() Inputs {
 				ev(at("10:10:00"), cause.Expired, "192.168.1.50:5060", gs, func(e *journal.Event) { e.Kind = journal.KindBinding }))
 			return in
 		},
+		// node_down: registered on node b, which stopped renewing its
+		// lease (killed) at 14:02:11.
+		"node_down": func() Inputs {
+			in := base()
+			b := binding("192.168.1.50:5060", gs)
+			b.Node = "b"
+			in.Bindings = []store.Binding{b}
+			in.Nodes = []store.Node{{Name: "a", RenewedAt: in.Now}, {Name: "b", RenewedAt: at("14:02:11")}}
+			in.NodeLease = 15 * time.Second
+			in.History.Recent = newestFirst(ev(at("13:00:00"), cause.Registered, "192.168.1.50:5060", gs))
+			return in
+		},
 		"store_unavailable": func() Inputs {
 			in := base()
 			in.Storage = Storage{Checked: true, Dir: "/var/lib/switchboard", Known: true, Free: 0, Total: 8 << 20,
@@ -367,6 +379,7 @@ func TestCauses(t *testing.T) {
 		{"auth_user_mismatch", cause.AuthUserMismatch, false, []string{`authenticates as "admin" instead of "2002"`}},
 		{"expired", cause.Expired, false, []string{"last registered at 09:10 and stopped refreshing"}},
 		{"firewall_blocks", cause.Registered, true, []string{"can be called"}},
+		{"node_down", cause.NodeDown, false, []string{"registered on node b, which has not renewed its lease since 14:02:11"}},
 		{"store_unavailable", cause.StoreUnavailable, false, []string{"cannot save registrations: writing to /var/lib/switchboard fails (no space left on device)"}},
 		{"ban_then_unban", cause.WrongPassword, false, []string{"has sent a wrong password 2 times since 13:00",
 			"192.168.1.50 was banned until 15:01; lifted by alice at 14:03"}},

@@ -116,6 +116,17 @@ func (r *Reader) Gather(ctx context.Context, number, domain string) (Inputs, err
 	if in.Bindings, err = r.DB.BindingsOf(ctx, domain, number); err != nil {
 		return in, fmt.Errorf("doctor: %w", err)
 	}
+	if nodes, ok := r.DB.(store.Nodes); ok {
+		if in.Nodes, err = nodes.ListNodes(ctx); err != nil {
+			return in, fmt.Errorf("doctor: %w", err)
+		}
+		in.NodeLease = 15 * time.Second
+		if v, ok, _ := r.DB.Meta(ctx, "node_lease"); ok {
+			if d, err := time.ParseDuration(v); err == nil && d > 0 {
+				in.NodeLease = d
+			}
+		}
+	}
 	if err := r.history(ctx, &in); err != nil {
 		return in, err
 	}

@@ -12,6 +12,13 @@
 // succeeds: memory never holds a change the store refused. Expired bindings
 // are removed by Run's sweeper, which reports each expiry to OnExpire.
 //
+// Several nodes on one database (SetNode, RunRemote): the table holds and
+// writes this node's bindings, each carrying the node's name and Path;
+// Lookup adds the bindings other nodes own (read from the store by
+// RunRemote) while their node's lease is current. SetLazyRefresh and
+// SetBacklog trade the write per REGISTER and the refusal while the store
+// cannot write for fewer writes and answers from memory (see each).
+//
 // Memory: a server holds every registration in this table, so a binding is
 // kept compact (see node and compact) rather than as a store.Binding: its
 // numbers in fixed fields, its strings packed into one string, its domain
@@ -54,6 +61,9 @@ type shard struct {
 	// (compact.agent), so that a fleet of phones of one make costs one copy
 	// of their user agent, not one per binding.
 	agents agents
+	// owner and path are the node name and Path every binding of the
+	// shard carries (Table.SetNode; read-only once serving).
+	owner, path string
 }
 
 // Table is the location table. Create with New; start Run.
@@ -66,6 +76,12 @@ type Table struct {
 	ops      chan op
 	onExpire func(store.Binding)
 	stopped  chan struct{}
+	// lazy: see SetLazyRefresh.
+	lazy atomic.Bool
+	// self is this node's name (SetNode); remote is the other nodes'
+	// bindings (see remote.go).
+	self   string
+	remote remoteView
 
 	// srcMu guards srcs: how many bindings (live, or expired but not yet
 	// swept) came from each source address. Taken inside a shard lock.
@@ -87,6 +103,13 @@ type Table struct {
 	retryDel []store.BindingKey
 	backoff  time.Duration
 	upAt     time.Time
+	// backlogCap is SetBacklog's bound (0: no backlog). backlog holds the
+	// changes acknowledged from memory while the store could not write, in
+	// order, and backlogN how many bindings they touch; Run's goroutine
+	// only.
+	backlogCap int
+	backlog    []op
+	backlogN   int
 }
 
 // An op is one change for the writer. An Update's op carries what it
@@ -142,6 +165,9 @@ type Health struct {
 	RetryAt time.Time
 	// Failures counts batches that failed after their retries.
 	Failures int64
+	// Backlog is how many binding changes wait, acknowledged from memory,
+	// for the store to write again (see SetBacklog).
+	Backlog int
 }
 
 // New returns an empty table persisting to db. now is the clock (nil = time.Now).
@@ -155,6 +181,18 @@ func New(db store.Bindings, log *slog.Logger, now func() time.Time) *Table {
 		t.shards[i].aors = make(map[aorKey]*node)
 	}
 	return t
+}
+
+// SetNode names the node that owns this table's bindings and its Path
+// URI (RFC 3327): every binding the table holds, writes and returns carries
+// them, Load takes only the stored bindings of this node (and those of no
+// node), and the store deletes a binding only while this node owns it.
+// Call before Load and Run.
+func (t *Table) SetNode(name, path string) {
+	t.self = name
+	for i := range t.shards {
+		t.shards[i].owner, t.shards[i].path = name, path
+	}
 }
 
 // OnExpire sets the function told about each binding the sweeper removes.
@@ -203,6 +241,9 @@ func (t *Table) Load(ctx context.Context) (int, error) {
 	n := 0
 	for i := range all {
 		b := &all[i]
+		if b.Node != "" && b.Node != t.self {
+			continue // another node's: never ours to load or delete
+		}
 		if !b.ExpiresAt.After(now) {
 			stale = append(stale, b.Key())
 			continue
@@ -215,7 +256,7 @@ func (t *Table) Load(ctx context.Context) (int, error) {
 		}
 		k := aorKey{d, b.Extension}
 		s := t.shard(k)
-		e := &node{compact: s.pack(k, b, "")}
+		e := &node{compact: s.pack(k, b, ""), stored: unixNano(b.ExpiresAt)}
 		if last := s.aors[k]; last == nil {
 			s.aors[k] = e
 		} else {
@@ -235,9 +276,17 @@ func (t *Table) Load(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// Lookup returns a copy of the unexpired bindings of an extension, oldest
-// registration first.
+// Lookup returns a copy of the unexpired bindings of an extension: this
+// node's, oldest registration first, then those other nodes own whose lease
+// is current (see RunRemote), except for contacts this node holds.
 func (t *Table) Lookup(domain, ext string) []store.Binding {
+	own := t.LookupLocal(domain, ext)
+	return t.remote.lookup(aorKey{normDomain(domain), ext}, own, t.now())
+}
+
+// LookupLocal returns a copy of the unexpired bindings of an extension
+// that this node owns, oldest registration first.
+func (t *Table) LookupLocal(domain, ext string) []store.Binding {
 	k := aorKey{normDomain(domain), ext}
 	s := t.shard(k)
 	now := unixNano(t.now())
@@ -285,17 +334,26 @@ func (t *Table) Update(ctx context.Context, domain, ext string, fn func(cur []st
 	o := op{shard: s, key: k, undo: true, before: old}
 	var head *node
 	tail := &head
+	refreshed := false // a refresh changed memory only (SetLazyRefresh)
 	for i := range next {
 		b := &next[i]
 		reuse := "" // the text of an old binding of the same contact
+		var prev *node
 		for e := old; e != nil; e = e.next {
 			if e.contact() == b.Contact {
-				reuse = e.text
+				reuse, prev = e.text, e
 				break
 			}
 		}
+		b.Node, b.Path = s.owner, s.path
 		e := &node{compact: s.pack(k, b, reuse)}
-		if !containsSame(old, &e.compact) {
+		switch {
+		case prev != nil && prev.compact == e.compact:
+			e.stored = prev.stored
+		case prev != nil && t.lazy.Load() && lazyRefresh(prev, &e.compact, now):
+			e.stored, refreshed = prev.stored, true
+		default:
+			e.stored = e.expires
 			o.upsert = append(o.upsert, *b)
 		}
 		*tail, tail = e, &e.next
@@ -308,6 +366,10 @@ func (t *Table) Update(ctx context.Context, domain, ext string, fn func(cur []st
 	}
 	out := append([]store.Binding(nil), next...)
 	if len(o.upsert) == 0 && len(o.del) == 0 {
+		if refreshed {
+			s.set(k, head)
+			t.recountSources(old, next)
+		}
 		s.mu.Unlock()
 		return out, nil
 	}
@@ -380,14 +442,38 @@ func (t *Table) Flush(ctx context.Context) error {
 	return t.persist(ctx, op{})
 }
 
-// containsSame reports whether list holds a binding equal to c.
-func containsSame(list *node, c *compact) bool {
-	for e := list; e != nil; e = e.next {
-		if e.compact == *c {
-			return true
-		}
+// SetBacklog makes the table answer changes from memory while the store
+// cannot write (a database restarting or unreachable), up to n bindings
+// changed: they are written, in order, once it can again (tried after a
+// back-off of 250 ms doubling up to 5 s). Past n, changes are refused
+// with an *UnavailableError as without a backlog. Changes in the backlog
+// are lost if the process dies before the store is back. n = 0 (the
+// default) turns the backlog off. Call before Run.
+func (t *Table) SetBacklog(n int) { t.backlogCap = n }
+
+// SetLazyRefresh makes Update skip the store write of a refresh that only
+// moves a binding's expiry (and CSeq and registration time), as long as
+// the expiry moved by at most half the registration interval since the
+// binding was last written: phones refreshing often cost a write every
+// half interval, not one per REGISTER. The store's expiry then lags the
+// one in memory by at most half an interval: after a kill -9, a binding
+// comes back with that earlier expiry (it is still in the future while
+// the phone refreshes at least every half interval), and other nodes
+// consider it until then.
+func (t *Table) SetLazyRefresh(on bool) { t.lazy.Store(on) }
+
+// lazyRefresh reports whether c, made at now (Unix ns), differs from prev
+// only by a refresh whose write may be skipped (see SetLazyRefresh): the
+// interval is c's expiry less now (RegisteredAt is the first
+// registration's).
+func lazyRefresh(prev *node, c *compact, now int64) bool {
+	p := &prev.compact
+	if p.text != c.text || p.pingAt != c.pingAt || p.pingRTT != c.pingRTT || p.transport != c.transport ||
+		p.ping != c.ping || p.agent != c.agent || p.flags != c.flags || prev.stored == 0 {
+		return false
 	}
-	return false
+	moved := c.expires - prev.stored
+	return moved >= 0 && moved <= (c.expires-now)/2
 }
 
 func (t *Table) persist(ctx context.Context, o op) error {
@@ -755,12 +841,21 @@ func (t *Table) Run(ctx context.Context) {
 	batch := make([]op, 0, 256)
 	var up *time.Timer // ends a down period
 	var upC <-chan time.Time
+	var retry *time.Timer // the next try of the backlog
+	var retryC <-chan time.Time
 	for {
 		if t.down.Load() && up == nil {
 			up = time.NewTimer(time.Until(t.upAt))
 			upC = up.C
 		}
+		if len(t.backlog) > 0 && retry == nil {
+			retry = time.NewTimer(time.Until(t.upAt))
+			retryC = retry.C
+		}
 		select {
+		case <-retryC:
+			retry, retryC = nil, nil
+			t.writeBacklog()
 		case o := <-t.ops:
 			batch = t.drainOps(append(batch[:0], o))
 			t.write(batch)
@@ -774,9 +869,18 @@ func (t *Table) Run(ctx context.Context) {
 			if up != nil {
 				up.Stop()
 			}
+			if retry != nil {
+				retry.Stop()
+			}
 			<-sweeperDone
 			t.down.Store(false) // a last try for what is queued
-			t.write(t.drainOps(batch[:0]))
+			if t.writeBacklog() {
+				t.write(t.drainOps(batch[:0]))
+			} else {
+				t.queue(t.drainOps(batch[:0]), nil)
+				t.log.Error("location: stopped with bindings the store never saved; their phones register again at their next refresh",
+					"bindings", t.backlogN)
+			}
 			return
 		}
 	}
@@ -794,6 +898,10 @@ func (t *Table) write(batch []op) {
 		t.fail(batch)
 		return
 	}
+	if len(t.backlog) > 0 { // the store is known down: behind the backlog
+		t.queue(batch, nil)
+		return
+	}
 	ops := batch
 	if len(t.retryDel) > 0 {
 		// First, so that a binding registered again since wins.
@@ -802,14 +910,18 @@ func (t *Table) write(batch []op) {
 	up, del := flatten(ops)
 	var err error
 	for i, pause := range retryPauses() {
-		if err = t.db.ApplyBindings(context.Background(), up, del); err == nil {
-			break
+		if err = t.apply(up, del); err == nil || t.backlogCap > 0 {
+			break // with a backlog, the backlog's retries take over
 		}
 		t.log.Warn("location: save bindings failed; trying again", "try", i+1, "error", err)
 		time.Sleep(pause)
 	}
-	if err != nil {
-		err = t.db.ApplyBindings(context.Background(), up, del)
+	if err != nil && t.backlogCap == 0 {
+		err = t.apply(up, del)
+	}
+	if err != nil && t.backlogCap > 0 {
+		t.queue(batch, err)
+		return
 	}
 	if err != nil {
 		t.goDown(err)
@@ -831,6 +943,104 @@ func (t *Table) write(batch []op) {
 			o.done <- nil
 		}
 	}
+}
+
+// queue acknowledges batch from memory into the backlog (err: the write
+// that just failed, nil when the backlog already holds changes), or,
+// when that would pass the backlog's bound, refuses it (see fail).
+func (t *Table) queue(batch []op, err error) {
+	n := 0
+	for _, o := range batch {
+		n += len(o.upsert) + len(o.del)
+	}
+	if t.backlogN+n > t.backlogCap {
+		if err == nil {
+			err = t.Health().Err
+		}
+		if err == nil {
+			err = errors.New("store write failed")
+		}
+		t.log.Error("location: the backlog of unsaved bindings is full; registrations are refused (503)",
+			"backlog", t.backlogN, "max", t.backlogCap)
+		t.goDown(err)
+		t.fail(batch)
+		return
+	}
+	if len(t.backlog) == 0 {
+		t.backoff = min(max(2*t.backoff, minBackoff), maxBackoff)
+		t.upAt = time.Now().Add(t.backoff)
+		t.log.Error("location: the store cannot write; registrations are answered from memory and saved when it can",
+			"error", err, "retry_in", t.backoff)
+	}
+	for _, o := range batch {
+		if len(o.upsert)+len(o.del) > 0 {
+			t.backlog = append(t.backlog, op{upsert: o.upsert, del: o.del})
+		}
+	}
+	t.backlogN += n
+	t.healthMu.Lock()
+	if !t.health.Down {
+		t.health.Since = t.now()
+		t.health.Failures++
+	}
+	t.health.Down, t.health.RetryAt, t.health.Backlog = true, t.upAt, t.backlogN
+	if err != nil {
+		t.health.Err = err
+	}
+	t.healthMu.Unlock()
+	for _, o := range batch {
+		if o.done != nil {
+			o.done <- nil
+		}
+	}
+}
+
+// backlogWriteTimeout bounds one write while a backlog is kept (see
+// SetBacklog): a database cut off by a partition must not hold the
+// REGISTERs that wait for the writer for long before they are answered
+// from memory.
+const backlogWriteTimeout = 2 * time.Second
+
+// apply writes up and del to the store, within backlogWriteTimeout when
+// a backlog is kept.
+func (t *Table) apply(up []store.Binding, del []store.BindingKey) error {
+	ctx := context.Background()
+	if t.backlogCap > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, backlogWriteTimeout)
+		defer cancel()
+	}
+	return t.db.ApplyBindings(ctx, up, del)
+}
+
+// writeBacklog tries to write the backlog (and the deletes to retry); it
+// reports whether the backlog is empty now.
+func (t *Table) writeBacklog() bool {
+	if len(t.backlog) == 0 {
+		return true
+	}
+	ops := t.backlog
+	if len(t.retryDel) > 0 {
+		ops = append([]op{{del: t.retryDel}}, ops...)
+	}
+	up, del := flatten(ops)
+	if err := t.apply(up, del); err != nil {
+		t.backoff = min(max(2*t.backoff, minBackoff), maxBackoff)
+		t.upAt = time.Now().Add(t.backoff)
+		t.healthMu.Lock()
+		t.health.Err, t.health.RetryAt = err, t.upAt
+		t.healthMu.Unlock()
+		t.log.Warn("location: the store still cannot write", "backlog", t.backlogN, "error", err, "retry_in", t.backoff)
+		return false
+	}
+	t.log.Info("location: the store writes again; the backlog is saved", "bindings", t.backlogN)
+	clear(t.backlog)
+	t.backlog, t.backlogN, t.retryDel, t.backoff = t.backlog[:0], 0, nil, 0
+	t.down.Store(false) // refused while the backlog was full: accepted again
+	t.healthMu.Lock()
+	t.health.Down, t.health.Since, t.health.Err, t.health.Backlog = false, t.now(), nil, 0
+	t.healthMu.Unlock()
+	return true
 }
 
 // goDown marks the store down after a failed write (err): Updates and
@@ -905,7 +1115,7 @@ func (t *Table) undo(o *op) {
 	for _, list := range [...]*node{cur, o.before} {
 		for e := list; e != nil; e = e.next {
 			if touched[e.contact()] == (list == o.before) {
-				n := &node{compact: e.compact}
+				n := &node{compact: e.compact, stored: e.stored}
 				*tail, tail = n, &n.next
 			}
 		}
@@ -954,6 +1164,9 @@ func flatten(batch []op) ([]store.Binding, []store.BindingKey) {
 type node struct {
 	compact
 	next *node // the extension's next binding; nil for the last
+	// stored is the expiry (Unix ns) of the binding as last written to
+	// the store; 0 when unknown. See SetLazyRefresh.
+	stored int64
 }
 
 // compact is a store.Binding as the table keeps it: 56 bytes plus one
@@ -1068,6 +1281,7 @@ func (s *shard) binding(k aorKey, c *compact) store.Binding {
 		b.UserAgent = s.agents.list[c.agent]
 	}
 	b.CallID = r.string()
+	b.Node, b.Path = s.owner, s.path
 	for _, f := range [...]struct {
 		flag uint8
 		val  *string

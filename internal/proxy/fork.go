@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard-pbx/switchboard/internal/calls"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/cluster"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
 	"github.com/switchboard-pbx/switchboard/internal/registrar"
 	"github.com/switchboard-pbx/switchboard/internal/router"
@@ -163,6 +164,10 @@ func (f *fork) start(b store.Binding) {
 	p := f.p
 	br := &branch{b: b, sent: p.now(), transport: strings.ToUpper(b.Transport)}
 	br.dest, _ = router.Destination(b)
+	nodeAddr, remote := p.remote(b)
+	if remote { // the owning node sends it down the phone's flow
+		br.dest, br.transport = nodeAddr, "UDP"
+	}
 	if br.transport == "" {
 		br.transport = "UDP"
 	}
@@ -176,6 +181,11 @@ func (f *fork) start(b store.Binding) {
 	r.Recipient = u
 	p.popOwnRoutes(r)
 	for r.RemoveHeader("Proxy-Authorization") {
+	}
+	for r.RemoveHeader(cluster.Header) {
+	}
+	if remote {
+		r.AppendHeader(sip.NewHeader(cluster.Header, p.d.Nodes.Sign(f.rec.CallID, r.Recipient.String(), fromValue(r), f.decision.Domain)))
 	}
 	p.prepareForward(r, br.dest, br.transport)
 	in := strings.ToUpper(f.req.Transport())

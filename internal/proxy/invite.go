@@ -10,6 +10,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/auth"
 	"github.com/switchboard-pbx/switchboard/internal/calls"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/cluster"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
 	"github.com/switchboard-pbx/switchboard/internal/registrar"
 	"github.com/switchboard-pbx/switchboard/internal/router"
@@ -26,6 +27,10 @@ func (p *Proxy) ServeINVITE(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	if hasToTag(req) {
 		p.forwardInDialog(req, tx)
+		return
+	}
+	if node, domain, ok := p.nodeCall(req); ok {
+		p.serveNodeCall(req, tx, node, domain)
 		return
 	}
 	p.serveNewCall(req, tx)
@@ -160,7 +165,8 @@ func (p *Proxy) authorize(req *sip.Request, ev *journal.Event, src netip.Addr, s
 // transaction path (ServeINVITE).
 func (p *Proxy) Stateless(req *sip.Request) bool {
 	if req.Method != sip.INVITE || req.CallID() == nil || req.From() == nil || req.To() == nil ||
-		req.CSeq() == nil || req.Via() == nil || hasToTag(req) || req.GetHeader("Proxy-Authorization") != nil {
+		req.CSeq() == nil || req.Via() == nil || hasToTag(req) || req.GetHeader("Proxy-Authorization") != nil ||
+		req.GetHeader(cluster.Header) != nil { // another node's (ServeINVITE checks it)
 		return false
 	}
 	c, _ := p.admit(req, registrar.SourceAddr(req.Source()))

@@ -38,6 +38,15 @@
 //
 // Access control is a seam: Policy (AllowAll by default) decides whether a
 // source may place calls and counts authentication failures.
+//
+// Several nodes (Deps.Nodes set): a binding another node owns is rung
+// through that node, at the address of its Path, with the Request-URI set
+// to the phone's contact and a cluster.Header signed with the nodes'
+// secret. The owning node verifies it, skips authentication and the
+// inbound ACL (the forwarding node did both) and rings its own binding of
+// that contact only; a header that does not verify is removed and the
+// INVITE is treated as any other (it must authenticate). Both nodes
+// Record-Route, so in-dialog requests take the same path.
 package proxy
 
 import (
@@ -134,6 +143,9 @@ type Config struct {
 	// forwarded INVITEs, ACKs and BYEs, and retransmissions of all of
 	// them, to the backlog.
 	MaxSetups int
+	// Node is this node's name (serve --node): bindings of other nodes
+	// are reached through their node (Deps.Nodes).
+	Node string
 }
 
 // Deps are the services the proxy uses.
@@ -147,6 +159,10 @@ type Deps struct {
 	Server  *sipgo.Server
 	Policy  Policy // nil: AllowAll
 	Log     *slog.Logger
+	// Nodes signs the calls forwarded to other nodes and checks those
+	// forwarded here (nil: a single node; other nodes' bindings are not
+	// rung).
+	Nodes Nodes
 }
 
 // Proxy is the call proxy. Create with New, register its handlers with

@@ -22,6 +22,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/auth"
 	"github.com/switchboard-pbx/switchboard/internal/calls"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/cluster"
 	"github.com/switchboard-pbx/switchboard/internal/config"
 	"github.com/switchboard-pbx/switchboard/internal/control"
 	"github.com/switchboard-pbx/switchboard/internal/digest"
@@ -36,6 +37,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/security"
 	"github.com/switchboard-pbx/switchboard/internal/sipstack"
 	"github.com/switchboard-pbx/switchboard/internal/store"
+	"github.com/switchboard-pbx/switchboard/internal/store/open"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
 	"github.com/switchboard-pbx/switchboard/internal/trace"
 	"github.com/switchboard-pbx/switchboard/internal/version"
@@ -51,7 +53,7 @@ type Server struct {
 	Trace   *trace.Tracer
 	Cfg     config.Config
 	Log     *slog.Logger
-	DB      *sqlite.DB
+	DB      open.Backend
 	Dir     *directory.Cache
 	Loc     *location.Table
 	Journal *journal.Writer
@@ -69,6 +71,11 @@ type Server struct {
 	Qualify *qualify.Pinger
 	Domain  string
 	Started time.Time
+	// Node is this node's name; Lease renews its row in the nodes table;
+	// Signer proves the calls it forwards to the other nodes.
+	Node   string
+	Lease  *cluster.Lease
+	Signer *cluster.Signer
 
 	lock    *os.File
 	ctl     net.Listener     // the control socket, served by Run
@@ -90,7 +97,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	db, err := sqlite.Open(ctx, cfg.DataDir)
+	target, err := open.Parse(cfg.DB, cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("--db: %w", err)
+	}
+	if target.Kind != open.SQLite {
+		// The data directory keeps this machine's files (secret.key, the
+		// lock and control socket) whatever the database.
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("data directory %s is unusable: %w", cfg.DataDir, err)
+		}
+	}
+	db, err := open.Open(ctx, target)
 	if err != nil {
 		return nil, err
 	}
@@ -152,12 +170,36 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		log.Warn("journal disabled (--journal=false): decisions are not recorded and the doctor cannot explain them")
 	}
 	s.Calls = calls.NewWriter(db, log, calls.Retention{}, writerQueue)
-	if ended, err := s.Calls.Init(ctx); err != nil {
+	if s.shared() {
+		// Several nodes write call records: each run takes ids of a range
+		// of its own.
+		first, err := db.ReserveIDs(ctx, callIDRange, callIDRangeSize)
+		if err != nil {
+			return fail(err)
+		}
+		if err := s.Calls.InitRange(ctx, first); err != nil {
+			return fail(err)
+		}
+	} else if ended, err := s.Calls.Init(ctx); err != nil {
 		return fail(err)
 	} else if ended > 0 {
 		log.Warn("calls left in progress by the previous run ended as SYSTEM_SHUTDOWN", "calls", ended)
 	}
+	s.Node = cfg.Node
+	if s.Node == "" {
+		s.Node = defaultNode()
+	}
 	s.Loc = location.New(db, log, nil)
+	s.Loc.SetNode(s.Node, "") // the Path once the listener is bound, below
+	// On a database shared by nodes, a refresh that only moves the expiry
+	// is written every half interval, not per REGISTER; on SQLite every
+	// refresh is (see README, Durability).
+	s.Loc.SetLazyRefresh(s.shared())
+	if s.shared() {
+		// A database restarting or unreachable: registrations are answered
+		// from memory and saved once it is back, up to this many.
+		s.Loc.SetBacklog(nodeBacklog)
+	}
 	n, err := s.Loc.Load(ctx)
 	if err != nil {
 		return fail(err)
@@ -237,10 +279,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	udpAddr := s.Stack.Listeners[0].Addr
 	sipHost, sipPort, _ := net.SplitHostPort(udpAddr)
 	port, _ := strconv.Atoi(sipPort)
+	if err := s.joinNodes(ctx, udpAddr); err != nil {
+		s.Stack.Close()
+		return fail(err)
+	}
 	s.Proxy = proxy.New(proxy.Config{Host: sipHost, AdvertiseHost: config.PrimaryIPv4(), Port: port, UDPLocal: udpAddr,
-		OwnHosts: ownHosts(s.Stack, s.Domain), Key: key},
+		OwnHosts: ownHosts(s.Stack, s.Domain), Key: key, Node: s.Node},
 		proxy.Deps{Dir: s.Dir, Auth: s.Auth, Loc: s.Loc, Journal: s.Journal, Calls: s.Calls, Client: s.Stack.Client,
-			Server: s.Stack.Server, Policy: s.Sec, Log: log})
+			Server: s.Stack.Server, Policy: s.Sec, Log: log, Nodes: s.nodesSeam()})
 	s.Proxy.Register(s.Stack)
 	s.Guard.SetCalls(s.Proxy)
 	s.Qualify = qualify.New(qualify.Config{Interval: cfg.QualifyInterval, Host: s.Proxy.Host(), Port: port,
@@ -303,6 +349,10 @@ func (s *Server) Run(ctx context.Context) error {
 	s.Go(func() { s.releaseMemory(bg) })
 	s.Go(func() { s.Journal.Run(bg) })
 	s.Go(func() { s.Loc.Run(bg) })
+	s.Go(func() { s.Lease.Run(bg) })
+	if s.shared() {
+		s.Go(func() { s.Loc.RunRemote(bg, s.DB, location.RemoteConfig{Lease: s.Cfg.NodeLease}) })
+	}
 	s.Go(func() { s.Sec.Run(bg) })
 	s.Go(func() { s.Guard.Run(bg) })
 	if err := s.Sec.Publish(ctx); err != nil {
@@ -319,6 +369,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.Qualify.Run(bg)
 	})
 	s.Go(func() { s.Dir.Watch(bg, 250*time.Millisecond, s.kick, s.applied.Set) })
+	s.listenChanges(bg)
 	// The last run's facts stay in the database for commands that read
 	// while no server runs (which listeners to check, since when).
 	if b, err := json.Marshal(s.Runtime()); err == nil {
@@ -330,7 +381,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	})
 	s.Log.Info("switchboard started", "version", version.Get().String(), "domain", s.Domain, "udp", s.Stack.Listeners[0].Addr,
-		"tcp", s.Stack.Listeners[1].Addr, "data", s.Cfg.DataDir)
+		"tcp", s.Stack.Listeners[1].Addr, "data", s.Cfg.DataDir, "db", s.DB.Path())
 	err := s.Stack.Serve(ctx)
 	s.Guard.Wait() // listeners are closed: no new stateless requests start
 	s.Proxy.Shutdown()

@@ -77,15 +77,25 @@ type Binding struct {
 	PingStatus string    `json:"ping_status"`
 	PingRTT    float64   `json:"ping_rtt_ms"`
 	PingAt     time.Time `json:"ping_at"`
+	// Node is the name of the server (serve --node) that holds the phone's
+	// flow and owns the binding; Path is that node's internal SIP address as
+	// a Path URI (RFC 3327, "<sip:10.0.0.11:5060;lr>"), where the other
+	// nodes send requests for the phone. Both are "" in rows written before
+	// nodes existed.
+	Node string `json:"node"`
+	Path string `json:"path"`
 }
 
-// Key identifies a binding: the address of record plus the contact URI.
+// Key identifies a binding: the address of record plus the contact URI,
+// and the node that owns it.
 func (b *Binding) Key() BindingKey {
-	return BindingKey{Domain: b.Domain, Extension: b.Extension, Contact: b.Contact}
+	return BindingKey{Domain: b.Domain, Extension: b.Extension, Contact: b.Contact, Node: b.Node}
 }
 
-// BindingKey identifies one binding.
-type BindingKey struct{ Domain, Extension, Contact string }
+// BindingKey identifies one binding. Node scopes a delete: ApplyBindings
+// deletes the row only while it is owned by Node (or by no node), so that a
+// node never deletes a binding the phone has since made on another node.
+type BindingKey struct{ Domain, Extension, Contact, Node string }
 
 // Change is one entry of the change feed: something in the directory (kind
 // "ext", "domain", "acl", "ban", "profile") was written by another process.
@@ -120,4 +130,37 @@ type Bindings interface {
 type Changes interface {
 	ChangesSince(ctx context.Context, seq int64, limit int) ([]Change, error)
 	LastChange(ctx context.Context) (int64, error)
+}
+
+// Node is one server sharing the database (serve --node NAME) and its
+// lease: a node renews RenewedAt every few seconds while it runs; a node
+// whose lease is older than the lease time is down, and lookups on the
+// other nodes skip its bindings.
+type Node struct {
+	Name string `json:"name"`
+	// Address is the node's internal SIP address (host:port, UDP), where
+	// the other nodes forward calls for the phones registered on it.
+	Address   string    `json:"address"`
+	StartedAt time.Time `json:"started_at"`
+	RenewedAt time.Time `json:"renewed_at"`
+}
+
+// Nodes is the lease table of the nodes sharing a database, and the view a
+// node has of the bindings the other nodes own.
+type Nodes interface {
+	// RenewNode inserts or updates n's row (address, started_at,
+	// renewed_at).
+	RenewNode(ctx context.Context, n Node) error
+	// ListNodes returns every node row, by name.
+	ListNodes(ctx context.Context) ([]Node, error)
+	// OtherBindings returns the bindings owned by a node other than node
+	// (and by some node: rows without one are nobody's to forward to) that
+	// were written at or after since (the zero time: all) and are
+	// unexpired at now.
+	OtherBindings(ctx context.Context, node string, since, now time.Time) ([]Binding, error)
+	// ReserveIDs atomically reserves n numbers of the counter key (kept in
+	// the settings) and returns the first: 0 at the first reservation,
+	// then each reservation's first follows the last one's range. Nodes
+	// take their call record IDs from a range of their own this way.
+	ReserveIDs(ctx context.Context, key string, n int64) (first int64, err error)
 }

@@ -95,6 +95,10 @@ type Server struct {
 	done    chan struct{}
 	args    []string
 	stopped bool
+
+	// DB, when set, is passed as --db to the CLI commands run through
+	// CLI and TryCLI (serve gets its --db from Start's extra args).
+	DB string
 }
 
 var startedRE = regexp.MustCompile(`msg="switchboard started".* udp=(\S+)`)
@@ -223,6 +227,9 @@ func (s *Server) CLI(args ...string) string {
 // TryCLI runs a command and returns stdout, stderr and the exit code.
 func (s *Server) TryCLI(args ...string) (stdout, stderr string, code int) {
 	s.t.Helper()
+	if s.DB != "" {
+		args = append(append([]string(nil), args...), "--db", s.DB)
+	}
 	return RunCLI(s.t, s.Data, "", args...)
 }
 

@@ -46,6 +46,7 @@ var (
 	_ store.Security  = (*DB)(nil)
 	_ store.Meta      = (*DB)(nil)
 	_ store.Doctor    = (*DB)(nil)
+	_ store.Nodes     = (*DB)(nil)
 )
 
 // Open opens (creating the directory and file when missing) and migrates the
@@ -433,6 +434,21 @@ CREATE INDEX journal_dom_ext_cause ON journal(domain, extension, cause, time);
 ALTER TABLE domains ADD COLUMN realm TEXT NOT NULL DEFAULT '';
 UPDATE domains SET realm = name;
 `,
+	// 7: several nodes on one database (serve --node): each binding's
+	// owning node, its Path and when it was written (ms; the other nodes
+	// read what changed since their last look), and the nodes' leases.
+	`
+ALTER TABLE bindings ADD COLUMN node TEXT NOT NULL DEFAULT '';
+ALTER TABLE bindings ADD COLUMN path TEXT NOT NULL DEFAULT '';
+ALTER TABLE bindings ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX bindings_updated ON bindings(updated_at);
+CREATE TABLE nodes (
+	name       TEXT PRIMARY KEY,
+	address    TEXT NOT NULL DEFAULT '',
+	started_at INTEGER NOT NULL,
+	renewed_at INTEGER NOT NULL
+);
+`,
 }
 
 // migrate brings the file up to the newest schema, one transaction per step.
@@ -521,4 +537,29 @@ func fromMs(ms int64) time.Time {
 		return time.Time{}
 	}
 	return time.UnixMilli(ms)
+}
+
+// Version is the schema version this binary uses.
+func Version() int { return len(migrations) }
+
+// PathIn is the database file of a data directory.
+func PathIn(dataDir string) string { return filepath.Join(dataDir, FileName) }
+
+// SchemaVersionOf returns the schema version of dataDir's database (0
+// when there is none), creating and changing nothing.
+func SchemaVersionOf(ctx context.Context, dataDir string) (int, error) {
+	path := PathIn(dataDir)
+	if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() {
+		return 0, nil
+	}
+	sdb, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		return 0, fmt.Errorf("open database %s: %w", path, err)
+	}
+	defer sdb.Close()
+	var v int
+	if err := sdb.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version of %s: %w", path, err)
+	}
+	return v, nil
 }

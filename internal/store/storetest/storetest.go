@@ -36,6 +36,7 @@ type Backend interface {
 	store.Security
 	store.Meta
 	store.Doctor
+	store.Nodes
 }
 
 // Run runs the contract against the stores open returns; open must return a
@@ -59,6 +60,9 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"ACLs", testACLs},
 		{"Profiles", testProfiles},
 		{"Bans", testBans},
+		{"Nodes", testNodes},
+		{"BindingsOfNodes", testBindingsOfNodes},
+		{"ReserveIDs", testReserveIDs},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.f(t, open(t)) })
 	}
@@ -726,4 +730,90 @@ func testBans(t *testing.T, b Backend) {
 // sameBan compares bans at the millisecond precision the store keeps.
 func sameBan(a, b acl.Ban) bool {
 	return a.IP == b.IP.Unmap() && a.Reason == b.Reason && a.Failures == b.Failures && a.Since.Equal(b.Since) && a.Until.Equal(b.Until)
+}
+
+func testNodes(t *testing.T, b Backend) {
+	a := store.Node{Name: "a", Address: "10.0.0.11:5060", StartedAt: t0, RenewedAt: t0}
+	must(t, b.RenewNode(ctx, a))
+	must(t, b.RenewNode(ctx, store.Node{Name: "b", Address: "10.0.0.12:5060", StartedAt: t0, RenewedAt: t0}))
+	a.RenewedAt = t0.Add(5 * time.Second)
+	must(t, b.RenewNode(ctx, a))
+	got, err := b.ListNodes(ctx)
+	must(t, err)
+	if len(got) != 2 || got[0].Name != "a" || got[1].Name != "b" || !got[0].RenewedAt.Equal(a.RenewedAt) ||
+		got[0].Address != a.Address || !got[0].StartedAt.Equal(t0) {
+		t.Fatalf("nodes: %+v", got)
+	}
+}
+
+// testBindingsOfNodes: rows carry their node and Path; a delete only
+// removes a row its node (or no node) owns; OtherBindings returns the
+// unexpired rows of the other nodes written since a time.
+func testBindingsOfNodes(t *testing.T, b Backend) {
+	before := time.Now().Add(-time.Second)
+	now := t0
+	mine := binding("2001", "sip:2001@10.0.0.1:5060", t0.Add(time.Hour))
+	mine.Node, mine.Path = "a", "<sip:10.0.0.11:5060;lr>"
+	theirs := binding("2002", "sip:2002@10.0.0.2:5060", t0.Add(time.Hour))
+	theirs.Node, theirs.Path = "b", "<sip:10.0.0.12:5060;lr>"
+	gone := binding("2003", "sip:2003@10.0.0.3:5060", t0.Add(-time.Second))
+	gone.Node = "b"
+	must(t, b.ApplyBindings(ctx, []store.Binding{mine, theirs, gone}, nil))
+	got, err := b.BindingsOf(ctx, "example.com", "2002")
+	must(t, err)
+	if len(got) != 1 || got[0].Node != "b" || got[0].Path != theirs.Path {
+		t.Fatalf("node and path not stored: %+v", got)
+	}
+	other, err := b.OtherBindings(ctx, "a", time.Time{}, now)
+	must(t, err)
+	if len(other) != 1 || other[0].Extension != "2002" {
+		t.Fatalf("OtherBindings(a): %+v; want 2002 only (2001 is a's, 2003 expired)", other)
+	}
+	if other, _ := b.OtherBindings(ctx, "a", time.Now().Add(time.Hour), now); len(other) != 0 {
+		t.Fatalf("OtherBindings since the future: %+v", other)
+	}
+	if other, _ := b.OtherBindings(ctx, "a", before, now); len(other) != 1 {
+		t.Fatalf("OtherBindings since before the write: %+v", other)
+	}
+	// Node a deleting 2002 (say its own old binding of that contact, after
+	// the phone moved to b) must not delete b's row.
+	k := theirs.Key()
+	k.Node = "a"
+	must(t, b.ApplyBindings(ctx, nil, []store.BindingKey{k}))
+	if got, _ := b.BindingsOf(ctx, "example.com", "2002"); len(got) != 1 {
+		t.Fatalf("node a deleted node b's binding: %+v", got)
+	}
+	must(t, b.ApplyBindings(ctx, nil, []store.BindingKey{theirs.Key()}))
+	if got, _ := b.BindingsOf(ctx, "example.com", "2002"); len(got) != 0 {
+		t.Fatalf("node b could not delete its binding: %+v", got)
+	}
+}
+
+// testReserveIDs: ranges reserved under one key never overlap, also when
+// reserved concurrently.
+func testReserveIDs(t *testing.T, b Backend) {
+	first, err := b.ReserveIDs(ctx, "test_ids", 1000)
+	must(t, err)
+	if first != 0 {
+		t.Fatalf("first reservation starts at %d, want 0", first)
+	}
+	const n = 8
+	got := make(chan int64, n)
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			f, err := b.ReserveIDs(ctx, "test_ids", 1000)
+			errs <- err
+			got <- f
+		}()
+	}
+	seen := map[int64]bool{}
+	for i := 0; i < n; i++ {
+		must(t, <-errs)
+		f := <-got
+		if f%1000 != 0 || f < 1000 || f > n*1000 || seen[f] {
+			t.Fatalf("concurrent reservation %d starts at %d (seen %v)", i, f, seen)
+		}
+		seen[f] = true
+	}
 }
