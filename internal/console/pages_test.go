@@ -1,0 +1,297 @@
+package console
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/journal"
+	"github.com/switchboard-pbx/switchboard/internal/store"
+)
+
+// TestPagesGolden renders every page whole and compares it with its
+// golden file: the markup, the statuses and the escaping of stored text
+// (a name with HTML in it) are what the browser gets.
+func TestPagesGolden(t *testing.T) {
+	f := newFixture(t, 0)
+	for _, p := range []struct{ name, path string }{
+		{"overview", "/"},
+		{"extensions", "/extensions"},
+		{"extensions_failing", "/extensions?status=failing"},
+		{"extension", "/extensions/pbx.test/2001"},
+		{"registrations", "/registrations"},
+		{"failed", "/failed"},
+		{"acls", "/acls?ip=192.0.2.1"},
+		{"calls", "/calls"},
+		{"doctor", "/doctor?ext=2002"},
+		{"journal", "/journal"},
+	} {
+		w := f.get(p.path, false)
+		if w.Code != http.StatusOK {
+			t.Errorf("GET %s: %d %s", p.path, w.Code, w.Body)
+			continue
+		}
+		golden(t, p.name, w.Body.String())
+	}
+}
+
+// TestFragmentVersusWholePage: a fragment request gets the main block
+// only, a normal one the whole document.
+func TestFragmentVersusWholePage(t *testing.T) {
+	f := newFixture(t, 0)
+	whole := f.get("/extensions", false).Body.String()
+	frag := f.get("/extensions", true).Body.String()
+	if !strings.HasPrefix(whole, "<!doctype html>") || !strings.Contains(whole, `<nav aria-label="Main">`) {
+		t.Errorf("whole page lacks the document or the nav:\n%.300s", whole)
+	}
+	if strings.Contains(frag, "<html") || strings.Contains(frag, `<nav aria-label="Main">`) || !strings.Contains(frag, `id="ext-table"`) {
+		t.Errorf("fragment is not the main block alone:\n%.300s", frag)
+	}
+	row := f.get("/extensions/row?domain=pbx.test&number=2001", false).Body.String()
+	if !strings.HasPrefix(row, `<tr data-ext="pbx.test/2001" data-status="registered">`) {
+		t.Errorf("row fragment = %.200s", row)
+	}
+}
+
+// TestStatuses: 2001 registered, 2002 failing (wrong password a minute
+// ago), 2003 disabled; a failure older than FailingFor no longer counts.
+func TestStatuses(t *testing.T) {
+	f := newFixture(t, 0)
+	body := f.get("/extensions", true).Body.String()
+	for ext, st := range map[string]string{"2001": "registered", "2002": "failing", "2003": "disabled"} {
+		if !strings.Contains(body, `data-ext="pbx.test/`+ext+`" data-status="`+st+`"`) {
+			t.Errorf("extension %s is not shown %s", ext, st)
+		}
+	}
+	s := seen{failAt: t0.Add(-FailingFor - time.Second), failCause: cause.WrongPassword}
+	if got := statusOf(true, 0, s, t0); got != StatusOffline {
+		t.Errorf("old failure: status %s, want offline", got)
+	}
+	if got := statusOf(true, 1, seen{failAt: t0.Add(-time.Minute)}, t0); got != StatusFailing {
+		t.Errorf("recent failure with a contact: status %s, want failing", got)
+	}
+}
+
+// TestKeysetPaging walks 1,203 extensions 500 at a time with the cursor:
+// every extension once, in order, and the last page has no next link.
+func TestKeysetPaging(t *testing.T) {
+	f := newFixture(t, 1200)
+	seen := map[string]bool{}
+	after, pages := "", 0
+	last := ""
+	for {
+		rows, next, total := f.c.page("", "", "", after, 500)
+		if total != 1203 {
+			t.Fatalf("total = %d", total)
+		}
+		pages++
+		for _, r := range rows {
+			if seen[r.Number] {
+				t.Fatalf("%s listed twice", r.Number)
+			}
+			if last != "" && compareNumber(last, r.Number) >= 0 {
+				t.Fatalf("%s after %s: out of order", r.Number, last)
+			}
+			seen[r.Number], last = true, r.Number
+		}
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	if len(seen) != 1203 || pages != 3 {
+		t.Fatalf("saw %d extensions in %d pages, want 1203 in 3", len(seen), pages)
+	}
+	// "300" is in 3000-3009 and 3300.
+	rows, _, _ := f.c.page("300", "", "", "", 50)
+	if len(rows) != 11 || rows[0].Number != "3000" || rows[10].Number != "3300" {
+		t.Fatalf("search 300: %d rows, first %+v", len(rows), rows)
+	}
+	w := f.get("/extensions?q="+strings.Repeat("x", 300), false)
+	if w.Code != http.StatusBadRequest {
+		t.Errorf("a 300-character search: %d, want 400", w.Code)
+	}
+	if w := f.get("/extensions?status=bogus", false); w.Code != http.StatusBadRequest {
+		t.Errorf("unknown status chip: %d, want 400", w.Code)
+	}
+}
+
+// TestAddExtensionShowsPasswordOnce: adding without a password generates
+// one, shows it in the answer, stores only hashes, makes the extension
+// live in the directory and journals the admin's name.
+func TestAddExtensionShowsPasswordOnce(t *testing.T) {
+	f := newFixture(t, 0)
+	w := f.post("/extensions/add", "number=2050&name=Lobby&domain=pbx.test")
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `id="pw" readonly value="`) {
+		t.Fatalf("add: %d\n%s", w.Code, w.Body)
+	}
+	e, err := f.db.Extension(context.Background(), "pbx.test", "2050")
+	if err != nil || e.CallerIDName != "Lobby" || len(e.HA1MD5) != 32 {
+		t.Fatalf("stored %+v, %v", e, err)
+	}
+	if _, ok := f.c.d.Dir.Lookup("pbx.test", "2050"); !ok {
+		t.Error("the new extension is not in the directory cache")
+	}
+	f.jw.Flush(context.Background())
+	evs, _ := f.db.QueryEvents(context.Background(), store.JournalFilter{Kind: journal.KindAdmin})
+	if len(evs) == 0 || !strings.Contains(evs[0].AuthUser, "alice") || !strings.Contains(evs[0].Detail, "2050") {
+		t.Errorf("no audit event naming alice and 2050: %+v", evs)
+	}
+	if w := f.post("/extensions/add", "number=2050"); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "already exists") {
+		t.Errorf("duplicate: %d %s", w.Code, w.Body)
+	}
+	if w := f.post("/extensions/add", "number=../x"); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "not a valid extension number") {
+		t.Errorf("bad number: %d", w.Code)
+	}
+	if w := f.post("/extensions/add", "number=2051&password=short"); w.Code != http.StatusBadRequest {
+		t.Errorf("weak password: %d", w.Code)
+	}
+}
+
+// TestBulkDisableAndDelete: bulk actions change exactly the selection.
+func TestBulkDisableAndDelete(t *testing.T) {
+	f := newFixture(t, 0)
+	w := f.post("/extensions/bulk", "action=disable&sel=pbx.test/2001&sel=pbx.test/2002")
+	if w.Code != http.StatusSeeOther {
+		t.Fatalf("bulk disable: %d %s", w.Code, w.Body)
+	}
+	for _, n := range []string{"2001", "2002"} {
+		if e, _ := f.db.Extension(context.Background(), "pbx.test", n); e.Enabled {
+			t.Errorf("%s still enabled", n)
+		}
+	}
+	if w := f.post("/extensions/bulk", "action=delete&sel=pbx.test/2003"); w.Code != http.StatusSeeOther {
+		t.Fatalf("bulk delete: %d", w.Code)
+	}
+	if _, err := f.db.Extension(context.Background(), "pbx.test", "2003"); err == nil {
+		t.Error("2003 still exists")
+	}
+	if w := f.post("/extensions/bulk", "action=explode&sel=pbx.test/2001"); w.Code != http.StatusBadRequest {
+		t.Errorf("unknown action: %d", w.Code)
+	}
+}
+
+// TestLiveStream: a journal event recorded after a browser opened
+// /events reaches it at once, as an SSE "journal" event with the event's
+// JSON; the stream cap answers 503.
+func TestLiveStream(t *testing.T) {
+	f := newFixture(t, 0)
+	srv := httptest.NewServer(f.h)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	rd := bufio.NewReader(resp.Body)
+	got := make(chan string, 1)
+	go func() {
+		for {
+			line, err := rd.ReadString('\n')
+			if err != nil {
+				close(got)
+				return
+			}
+			if strings.HasPrefix(line, "data: ") {
+				got <- line
+				return
+			}
+		}
+	}()
+	// Wait until the stream is registered, then record.
+	deadline := time.Now().Add(2 * time.Second)
+	for n, _ := f.c.Hub().Streams(); n == 0; n, _ = f.c.Hub().Streams() {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream never opened")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	f.jw.Record(store.Event{Kind: journal.KindRegister, Cause: cause.Registered, Extension: "2002", Domain: "pbx.test"})
+	select {
+	case line := <-got:
+		if !strings.Contains(line, `"extension":"2002"`) || !strings.Contains(line, `"cause":"registered"`) {
+			t.Errorf("data line %q", line)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("no event within 1 s")
+	}
+	f.c.Hub().MaxStreams = 1
+	r2, err := http.Get(srv.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if r2.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("stream over the cap: %d, want 503", r2.StatusCode)
+	}
+}
+
+// TestHubDropsSlowStream: a stream that does not read is dropped when its
+// buffer fills, and Publish never blocks.
+func TestHubDropsSlowStream(t *testing.T) {
+	h := NewHub()
+	h.Buffer = 4
+	s, ok := h.add()
+	if !ok {
+		t.Fatal("add refused")
+	}
+	done := make(chan struct{})
+	go func() {
+		for i := 0; i < 100; i++ {
+			h.Publish(store.Event{Extension: "2001"})
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Publish blocked on a slow stream")
+	}
+	select {
+	case <-s.gone:
+	default:
+		t.Fatal("the slow stream was not dropped")
+	}
+	if open, dropped := h.Streams(); open != 0 || dropped != 1 {
+		t.Errorf("open %d dropped %d, want 0 and 1", open, dropped)
+	}
+}
+
+// TestBadInput: malformed filters get a 400 with a message, unknown
+// extensions a 404, never a panic.
+func TestBadInput(t *testing.T) {
+	f := newFixture(t, 0)
+	for path, want := range map[string]int{
+		"/journal?since=yesterday":                   http.StatusBadRequest,
+		"/journal?ext=" + strings.Repeat("9", 100):   http.StatusBadRequest,
+		"/calls?since=12/01/2026":                    http.StatusBadRequest,
+		"/doctor?ext=" + url.QueryEscape("<script>"): http.StatusBadRequest,
+		"/extensions/pbx.test/9999":                  http.StatusNotFound,
+		"/extensions/row?domain=x&number=1":          http.StatusNotFound,
+		"/acls?ip=not-an-ip":                         http.StatusOK,
+	} {
+		if w := f.get(path, false); w.Code != want {
+			t.Errorf("GET %s: %d, want %d", path, w.Code, want)
+		}
+	}
+	for _, p := range []string{"/assets/../console.go", "/assets/%2e%2e/console.go", "/assets/templates/layout.html"} {
+		if w := f.get(p, false); w.Code == http.StatusOK || strings.Contains(w.Body.String(), "package console") {
+			t.Errorf("GET %s: %d serves a file outside the assets", p, w.Code)
+		}
+	}
+	if w := f.get("/assets/app.js", false); w.Code != http.StatusOK {
+		t.Errorf("GET /assets/app.js: %d", w.Code)
+	}
+	if w := f.post("/bans/remove", "ip=nonsense"); w.Code != http.StatusBadRequest {
+		t.Errorf("unban nonsense: %d", w.Code)
+	}
+}
