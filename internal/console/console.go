@@ -133,11 +133,12 @@ func (c *Console) observe(e store.Event) {
 // Hub returns the live channel.
 func (c *Console) Hub() *Hub { return c.hub }
 
-// Close removes the journal tap.
+// Close removes the journal tap and ends the live streams.
 func (c *Console) Close() {
 	if c.d.Journal != nil {
 		c.d.Journal.Tap(nil)
 	}
+	c.hub.Close()
 }
 
 // Register mounts the pages with handle (package web's Handle, which puts

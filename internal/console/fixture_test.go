@@ -55,7 +55,7 @@ func (f *fakeServer) RemoveRegistrations(ctx context.Context, domain, ext, conta
 }
 
 type fixture struct {
-	t   *testing.T
+	t   testing.TB
 	c   *Console
 	db  *sqlite.DB
 	loc *location.Table
@@ -67,7 +67,10 @@ type fixture struct {
 // newFixture opens a database in a temporary directory with domain
 // pbx.test and extensions 2001-2003 (2003 disabled), 2001 registered, a
 // wrong_password failure for 2002, and the console's pages on a mux.
-func newFixture(t *testing.T, extra int) *fixture {
+func newFixture(t *testing.T, extra int) *fixture { return newFixtureTB(t, extra) }
+
+// newFixtureTB is newFixture for tests and benchmarks.
+func newFixtureTB(t testing.TB, extra int) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

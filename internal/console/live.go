@@ -25,9 +25,10 @@ type Hub struct {
 	// and browsers keep it open and a dead peer is noticed.
 	Heartbeat time.Duration
 
-	mu      sync.Mutex // guards streams, dropped
+	mu      sync.Mutex // guards streams, dropped, closed
 	streams map[*stream]struct{}
 	dropped int64 // streams dropped for being slow
+	closed  bool  // Close was called
 }
 
 type stream struct {
@@ -79,10 +80,22 @@ func (h *Hub) Streams() (open int, dropped int64) {
 	return len(h.streams), h.dropped
 }
 
+// Close ends every open stream and refuses new ones (the server shuts
+// down: an open stream would otherwise hold the graceful shutdown).
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for s := range h.streams {
+		delete(h.streams, s)
+		close(s.gone)
+	}
+}
+
 func (h *Hub) add() (*stream, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if len(h.streams) >= h.MaxStreams {
+	if h.closed || len(h.streams) >= h.MaxStreams {
 		return nil, false
 	}
 	s := &stream{ch: make(chan []byte, h.Buffer), gone: make(chan struct{})}

@@ -143,6 +143,19 @@ func (c *Console) row(e *directory.Entry, now time.Time) extRow {
 	return r
 }
 
+// status is an extension's status, asking the location table only when
+// the cheaper facts do not decide it.
+func (c *Console) status(e *directory.Entry, now time.Time) string {
+	if !e.Enabled() {
+		return StatusDisabled
+	}
+	s := c.seen.get(e.Domain(), e.Number())
+	if !s.failAt.IsZero() && now.Sub(s.failAt) < FailingFor {
+		return StatusFailing
+	}
+	return statusOf(true, len(c.d.Loc.Lookup(e.Domain(), e.Number())), s, now)
+}
+
 type extListData struct {
 	Q, Status, Domain, After string
 	Next                     string
@@ -184,7 +197,19 @@ func (c *Console) extensions(w http.ResponseWriter, r *http.Request) {
 // extensions as at 100.
 func (c *Console) page(search, status, domain, after string, limit int) ([]extRow, string, int) {
 	all := c.idx.entries(c.d.Dir)
+	total := len(all)
 	now := c.d.Now()
+	if status == StatusFailing {
+		// Few extensions fail: walk those the journal named, not the
+		// whole directory.
+		all = nil
+		for _, k := range c.seen.failingSince(now.Add(-FailingFor)) {
+			if e, ok := c.d.Dir.Lookup(k.domain, k.number); ok {
+				all = append(all, e)
+			}
+		}
+		slices.SortFunc(all, compareEntry)
+	}
 	start := 0
 	if after != "" {
 		dom, num, _ := strings.Cut(after, "/")
@@ -203,11 +228,8 @@ func (c *Console) page(search, status, domain, after string, limit int) ([]extRo
 	next := ""
 	for i := start; i < len(all); i++ {
 		e := all[i]
-		if fresh, ok := c.d.Dir.Lookup(e.Domain(), e.Number()); ok {
-			e = fresh
-		} else {
-			continue
-		}
+		// Cheap filters first, on the indexed entry (numbers and domains
+		// never change; a renamed name shows after the next rebuild).
 		if domain != "" && !strings.EqualFold(e.Domain(), domain) {
 			continue
 		}
@@ -215,18 +237,22 @@ func (c *Console) page(search, status, domain, after string, limit int) ([]extRo
 			!strings.Contains(strings.ToLower(e.CallerIDName()), search) {
 			continue
 		}
+		if fresh, ok := c.d.Dir.Lookup(e.Domain(), e.Number()); ok {
+			e = fresh
+		} else {
+			continue
+		}
 		if len(rows) == limit {
 			last := rows[len(rows)-1]
 			next = strings.ToLower(last.Domain) + "/" + last.Number
 			break
 		}
-		row := c.row(e, now)
-		if status != "" && row.Status != status {
+		if status != "" && c.status(e, now) != status {
 			continue
 		}
-		rows = append(rows, row)
+		rows = append(rows, c.row(e, now))
 	}
-	return rows, next, len(all)
+	return rows, next, total
 }
 
 // extensionRow renders one row of the list (app.js swaps it in after a

@@ -54,12 +54,17 @@ type seen struct {
 // at start. Safe for concurrent use.
 type tracker struct {
 	mu sync.RWMutex // guards m
-	m  map[string]*seen
+	m  map[extID]*seen
 }
 
-func extKey(domain, number string) string { return strings.ToLower(domain) + "\x00" + number }
+// extID identifies an extension: its domain in lower case and its number.
+type extID struct{ domain, number string }
 
-func newTracker() *tracker { return &tracker{m: map[string]*seen{}} }
+// extKey returns the extension's extID (no allocation when the domain is
+// already in lower case, as it nearly always is).
+func extKey(domain, number string) extID { return extID{strings.ToLower(domain), number} }
+
+func newTracker() *tracker { return &tracker{m: map[extID]*seen{}} }
 
 // observe records what e says about its extension.
 func (t *tracker) observe(e store.Event) {
@@ -118,6 +123,19 @@ func (t *tracker) get(domain, number string) seen {
 		return *s
 	}
 	return seen{}
+}
+
+// failingSince returns the extensions whose last failure is after cutoff.
+func (t *tracker) failingSince(cutoff time.Time) []extID {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var out []extID
+	for k, s := range t.m {
+		if s.failAt.After(cutoff) {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // seed reads the journal's recent events (oldest first, at most limit) so
