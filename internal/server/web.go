@@ -13,7 +13,7 @@ import (
 // newWeb builds the web console from the server's own services and binds
 // --http, so that a taken port or bad TLS files stop the start.
 func (s *Server) newWeb(cfg config.Config) error {
-	w, err := web.New(web.Config{Addr: cfg.HTTP, CertFile: cfg.HTTPCert, KeyFile: cfg.HTTPKey},
+	w, err := web.New(web.Config{Addr: cfg.HTTP, CertFile: cfg.HTTPCert, KeyFile: cfg.HTTPKey, DataDir: cfg.DataDir},
 		web.Deps{DB: s.DB, Dir: s.Dir, Loc: s.Loc, Journal: s.Journal, Calls: s.Calls, Sec: s.Sec, Trace: s.Trace,
 			Backend: s, Ready: s.ready, Log: s.Log, Stderr: os.Stderr})
 	if err != nil {

@@ -55,6 +55,8 @@ type Config struct {
 	MaxConns int
 	// Now is the clock (nil = time.Now); tests move it.
 	Now func() time.Time
+	// DataDir is the data directory, shown by /api/v1/status.
+	DataDir string
 }
 
 // Deps are the services the HTTP side reads and changes: the running
