@@ -44,6 +44,7 @@ func commands() []command {
 		{"journal", nil, "every decision with its cause: journal --ext 2002 --ip IP --since 10m --follow", Journal},
 		{"backup", nil, "write a consistent copy of the database while the server runs: backup FILE", Backup},
 		{"restore", nil, "replace the database with a backup (server stopped): restore FILE", Restore},
+		{"admin", []string{"admins"}, "web console admins and API tokens: add, passwd, rm, list; token add, list, rm", Admin},
 		{"version", nil, "print the version, commit and build date (also --version)", Version},
 	}
 }

@@ -86,6 +86,14 @@ func Settings() []Setting {
 			field: func(c *Config) any { return &c.LogLevel }},
 		{Name: "memory-limit", Help: "soft memory limit of the Go runtime, a `SIZE` such as 512MiB (default: $GOMEMLIMIT, else none)",
 			field: func(c *Config) any { return &c.MemoryLimit }},
+		{Name: "http", Help: "web console, HTTP API and /metrics listen address (\"\" = off); not loopback: needs --http-cert/--http-key or --http-insecure",
+			field: func(c *Config) any { return &c.HTTP }},
+		{Name: "http-cert", Help: "TLS certificate (PEM) for --http",
+			field: func(c *Config) any { return &c.HTTPCert }},
+		{Name: "http-key", Help: "TLS private key (PEM) for --http",
+			field: func(c *Config) any { return &c.HTTPKey }},
+		{Name: "http-insecure", Help: "allow plain HTTP on a non-loopback --http address (only behind a TLS-terminating proxy)",
+			field: func(c *Config) any { return &c.HTTPInsecure }},
 	}
 }
 

@@ -33,6 +33,10 @@ const (
 	// and profile edits); AuthUser holds the OS user who made it, Source the
 	// address a ban names, Detail what changed. See AdminCauses.
 	KindAdmin = "admin"
+	// KindConsole is a refused web console login: AuthUser holds the name
+	// tried, Source the client's address (causes wrong_password,
+	// unknown_admin, login_locked).
+	KindConsole = "console"
 )
 
 // AdminCauses returns the causes of KindAdmin events.

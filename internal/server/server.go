@@ -39,6 +39,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
 	"github.com/switchboard-pbx/switchboard/internal/trace"
 	"github.com/switchboard-pbx/switchboard/internal/version"
+	"github.com/switchboard-pbx/switchboard/internal/web"
 )
 
 // Allow lists the methods the server answers (MESSAGE is relayed within a
@@ -69,6 +70,8 @@ type Server struct {
 	Qualify *qualify.Pinger
 	Domain  string
 	Started time.Time
+	// Web is the web console, HTTP API and /metrics (nil with --http "").
+	Web *web.Server
 
 	lock    *os.File
 	ctl     net.Listener     // the control socket, served by Run
@@ -197,6 +200,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 
 	s.Guard = guard.New(guard.Config{Allow: Allow, StreamTimeout: s.Sec.Config().StreamTimeout},
 		guard.Deps{Policy: s.Sec, Registrar: s.Reg, Log: log})
+	if cfg.HTTP != "" {
+		if err := s.newWeb(cfg); err != nil {
+			return fail(err)
+		}
+	}
 	if err := sipstack.RaiseFileLimit(); err != nil {
 		log.Warn("file limit", "error", err)
 	}
@@ -319,6 +327,14 @@ func (s *Server) Run(ctx context.Context) error {
 		s.Qualify.Run(bg)
 	})
 	s.Go(func() { s.Dir.Watch(bg, 250*time.Millisecond, s.kick, s.applied.Set) })
+	if s.Web != nil {
+		s.Log.Info("web console", "url", s.Web.URL())
+		s.Go(func() {
+			if err := s.Web.Serve(bg); err != nil {
+				s.Log.Error("web console stopped", "error", err)
+			}
+		})
+	}
 	// The last run's facts stay in the database for commands that read
 	// while no server runs (which listeners to check, since when).
 	if b, err := json.Marshal(s.Runtime()); err == nil {
@@ -404,6 +420,9 @@ func (s *Server) Sync(ctx context.Context, change int64) (int64, error) {
 }
 
 func (s *Server) closeStorage() {
+	if s.Web != nil && s.Web.Addr() != "" && s.Stack == nil {
+		s.Web.Close() // New failed after binding --http
+	}
 	if s.DB != nil {
 		s.DB.Close()
 		s.DB = nil
