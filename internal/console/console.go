@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/control"
 	"github.com/switchboard-pbx/switchboard/internal/directory"
 	"github.com/switchboard-pbx/switchboard/internal/doctor"
@@ -71,15 +72,18 @@ type Deps struct {
 	Journal *journal.Writer
 	Server  Server
 	Log     *slog.Logger
-	// Version and Started are shown on the Overview.
+	// Version and Started are shown on the Overview (zero: the server's
+	// Runtime).
 	Version string
 	Started time.Time
 	// Admin returns the name of the admin who made the request ("" when
 	// unknown); package web sets it from the session.
 	Admin func(r *http.Request) string
-	// Audit journals a change the admin made (what in plain words); nil
-	// records a KindAdmin event in Journal naming the admin.
-	Audit func(r *http.Request, what string)
+	// Audit journals a change the admin made: its cause (e.g.
+	// cause.ExtensionChanged) and what changed in plain words (package
+	// web's Server.Audit). nil records a KindAdmin event in Journal naming
+	// the admin.
+	Audit func(r *http.Request, c cause.Code, what string)
 	// Now is the clock (nil = time.Now).
 	Now func() time.Time
 }
@@ -267,12 +271,13 @@ func (c *Console) admin(r *http.Request) string {
 }
 
 // audit journals a change made by the request's admin.
-func (c *Console) audit(r *http.Request, what string) {
+func (c *Console) audit(r *http.Request, code cause.Code, what string) {
 	if c.d.Audit != nil {
-		c.d.Audit(r, what)
+		c.d.Audit(r, code, what)
 		return
 	}
-	c.d.Journal.Record(store.Event{Kind: journal.KindAdmin, AuthUser: "web:" + c.admin(r), Detail: what})
+	who := c.admin(r)
+	c.d.Journal.Record(store.Event{Kind: journal.KindAdmin, Cause: code, AuthUser: who, Detail: what + " by " + who + " (console)"})
 }
 
 // sync makes the running server apply the directory edits just written.

@@ -94,7 +94,10 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 	if rt.Version != "" {
 		data.Version = rt.Version
 	}
-	data.Uptime = c.d.Now().Sub(c.d.Started).Truncate(time.Second).String()
+	if data.Started.IsZero() {
+		data.Started = rt.StartedAt
+	}
+	data.Uptime = c.d.Now().Sub(data.Started).Truncate(time.Second).String()
 	for _, l := range rt.Listeners {
 		data.Listeners = append(data.Listeners, listenerView{Proto: strings.ToUpper(l.Proto), Addr: l.Addr, State: "listening"})
 	}
@@ -370,7 +373,7 @@ func (c *Console) addExtension(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.sync(r.Context())
-	c.audit(r, fmt.Sprintf("extension %s@%s added", num, dom))
+	c.audit(r, cause.ExtensionChanged, fmt.Sprintf("extension %s@%s added", num, dom))
 	d := passwordData{Domain: dom, Number: num, What: "added"}
 	if generated {
 		d.Password = pw
@@ -434,7 +437,7 @@ func (c *Console) bulkExtensions(w http.ResponseWriter, r *http.Request) {
 	c.sync(ctx)
 	verb := map[string]string{"enable": "enabled", "disable": "disabled", "delete": "deleted"}[action]
 	if len(done) > 0 {
-		c.audit(r, fmt.Sprintf("extensions %s: %s", verb, strings.Join(done, ", ")))
+		c.audit(r, cause.ExtensionChanged, fmt.Sprintf("extensions %s: %s", verb, strings.Join(done, ", ")))
 	}
 	http.Redirect(w, r, "/extensions?done="+strconv.Itoa(len(done))+"+"+verb, http.StatusSeeOther)
 }
@@ -529,7 +532,7 @@ func (c *Console) editExtension(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.sync(r.Context())
-	c.audit(r, fmt.Sprintf("extension %s@%s changed", e.Number, e.Domain))
+	c.audit(r, cause.ExtensionChanged, fmt.Sprintf("extension %s@%s changed", e.Number, e.Domain))
 	c.showExt(w, r, http.StatusOK, e, "saved")
 }
 
@@ -548,7 +551,7 @@ func (c *Console) newPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.sync(r.Context())
-	c.audit(r, fmt.Sprintf("extension %s@%s: new password", e.Number, e.Domain))
+	c.audit(r, cause.ExtensionChanged, fmt.Sprintf("extension %s@%s: new password", e.Number, e.Domain))
 	c.render(w, r, http.StatusOK, "password", page{Title: "New password for " + e.Number, Nav: "extensions",
 		Data: passwordData{Domain: e.Domain, Number: e.Number, Password: pw, What: "given a new password"}})
 }
@@ -563,7 +566,7 @@ func (c *Console) deleteExtension(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.sync(r.Context())
-	c.audit(r, fmt.Sprintf("extension %s@%s deleted", e.Number, e.Domain))
+	c.audit(r, cause.ExtensionChanged, fmt.Sprintf("extension %s@%s deleted", e.Number, e.Domain))
 	http.Redirect(w, r, "/extensions?done=1+deleted", http.StatusSeeOther)
 }
 
@@ -587,7 +590,6 @@ func (c *Console) exportCSV(w http.ResponseWriter, r *http.Request) {
 			strconv.FormatBool(e.Enabled), strconv.Itoa(e.MaxRegistrations), strconv.Itoa(e.CallTimeout), e.ACL, e.Domain})
 	}
 	cw.Flush()
-	c.audit(r, fmt.Sprintf("extensions exported (%d)", len(exts)))
 }
 
 // csvSafe defuses a cell a spreadsheet would run as a formula.
@@ -653,13 +655,10 @@ func (c *Console) removeRegistrations(w http.ResponseWriter, r *http.Request) {
 		if len(parts) != 3 {
 			continue
 		}
-		removed, err := c.d.Server.RemoveRegistrations(r.Context(), parts[0], parts[1], parts[2], "web:"+c.admin(r))
+		removed, err := c.d.Server.RemoveRegistrations(r.Context(), parts[0], parts[1], parts[2], c.admin(r)+" (console)")
 		if err != nil {
 			c.fail(w, r, err)
 			return
-		}
-		for _, b := range removed {
-			c.audit(r, fmt.Sprintf("registration %s of %s@%s removed", b.Contact, b.Extension, b.Domain))
 		}
 		n += len(removed)
 	}
@@ -742,13 +741,7 @@ func (c *Console) unban(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.sync(r.Context())
-	if c.d.Audit != nil {
-		c.d.Audit(r, "ban of "+ip.String()+" lifted")
-	} else {
-		who := "web:" + c.admin(r)
-		c.d.Journal.Record(store.Event{Kind: "admin", Cause: cause.BanLifted, AuthUser: who, Source: ip.String(),
-			Detail: "ban of " + ip.String() + " lifted by " + who})
-	}
+	c.audit(r, cause.BanLifted, "ban of "+ip.String()+" lifted")
 	http.Redirect(w, r, "/failed", http.StatusSeeOther)
 }
 

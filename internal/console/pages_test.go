@@ -140,7 +140,7 @@ func TestAddExtensionShowsPasswordOnce(t *testing.T) {
 	}
 	f.jw.Flush(context.Background())
 	evs, _ := f.db.QueryEvents(context.Background(), store.JournalFilter{Kind: journal.KindAdmin})
-	if len(evs) == 0 || !strings.Contains(evs[0].AuthUser, "alice") || !strings.Contains(evs[0].Detail, "2050") {
+	if len(evs) == 0 || evs[0].AuthUser != "alice" || evs[0].Cause != cause.ExtensionChanged || !strings.Contains(evs[0].Detail, "2050") {
 		t.Errorf("no audit event naming alice and 2050: %+v", evs)
 	}
 	if w := f.post("/extensions/add", "number=2050"); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "already exists") {
