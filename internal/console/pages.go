@@ -360,7 +360,8 @@ func (c *Console) addExtension(w http.ResponseWriter, r *http.Request) {
 		c.listError(w, r, "the name must be one line of at most 100 characters")
 		return
 	}
-	e := store.Extension{Domain: dom, Number: num, Enabled: true, CallerIDName: name}
+	// The CLI's defaults (ext add): 5 phones, 30 s of ringing.
+	e := store.Extension{Domain: dom, Number: num, Enabled: true, CallerIDName: name, MaxRegistrations: 5, CallTimeout: 30}
 	if err := c.setPassword(r.Context(), &e, pw); err != nil {
 		c.fail(w, r, err)
 		return
@@ -511,10 +512,10 @@ func (c *Console) editExtension(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	maxRegs, err1 := strconv.Atoi(cmp.Or(f("max_registrations"), "0"))
-	timeout, err2 := strconv.Atoi(cmp.Or(f("call_timeout"), "0"))
-	if err1 != nil || err2 != nil || maxRegs < 0 || maxRegs > 100 || timeout < 0 || timeout > 3600 {
-		c.showExt(w, r, http.StatusBadRequest, e, "max registrations must be 0-100 and the call timeout 0-3600 seconds")
+	maxRegs, err1 := strconv.Atoi(cmp.Or(f("max_registrations"), "5"))
+	timeout, err2 := strconv.Atoi(cmp.Or(f("call_timeout"), "30"))
+	if err1 != nil || err2 != nil || maxRegs < 1 || maxRegs > 100 || timeout < 1 || timeout > 3600 {
+		c.showExt(w, r, http.StatusBadRequest, e, "max registrations must be 1-100 and the call timeout 1-3600 seconds")
 		return
 	}
 	if a := strings.TrimSpace(f("acl")); a != "" {

@@ -132,7 +132,7 @@ func TestAddExtensionShowsPasswordOnce(t *testing.T) {
 		t.Fatalf("add: %d\n%s", w.Code, w.Body)
 	}
 	e, err := f.db.Extension(context.Background(), "pbx.test", "2050")
-	if err != nil || e.CallerIDName != "Lobby" || len(e.HA1MD5) != 32 {
+	if err != nil || e.CallerIDName != "Lobby" || len(e.HA1MD5) != 32 || e.MaxRegistrations != 5 || e.CallTimeout != 30 || !e.Enabled {
 		t.Fatalf("stored %+v, %v", e, err)
 	}
 	if _, ok := f.c.d.Dir.Lookup("pbx.test", "2050"); !ok {

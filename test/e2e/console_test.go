@@ -25,7 +25,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	if os.Getenv("SWITCHBOARD_SCREENSHOTS") == "" {
 		return
 	}
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -75,6 +75,12 @@ func TestConsoleInBrowser(t *testing.T) {
 		return m != nil
 	})
 	ctx := browser.New(t, 3*time.Minute)
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, errOut, _ := s.TryCLI("journal", "--limit", "15")
+			t.Logf("journal:\n%s%s", out, errOut)
+		}
+	})
 
 	// First run: the setup page creates the admin and signs in.
 	do(t, ctx, s, "setup", chromedp.Navigate(setup),
@@ -95,8 +101,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#counts")))
 
 	// Add 2002 in the page, with a password the SIPp phone knows.
-	do(t, ctx, s, "add an extension", chromedp.Navigate(base+"/extensions"),
-		chromedp.Click(chromedp.CSS("details.add summary")),
+	do(t, ctx, s, "extensions page", chromedp.Navigate(base+"/extensions"), chromedp.WaitVisible(chromedp.CSS("details.add")))
+	eval[bool](t, ctx, `document.querySelector("details.add").open = true`)
+	do(t, ctx, s, "add an extension",
 		chromedp.SendKeys(chromedp.CSS("#new-number"), "2002"),
 		chromedp.SendKeys(chromedp.CSS("#new-name"), "Front desk"),
 		chromedp.SendKeys(chromedp.CSS("#new-password"), "secret-2002-pw"),
