@@ -218,6 +218,7 @@ func (c *Console) parse() error {
 type page struct {
 	Title  string
 	Nav    string // the nav entry to mark as current
+	Name   string // the page's template (app.js reads it from data-page)
 	Admin  string
 	Live   bool // the page listens to the live stream
 	Flash  string
@@ -241,6 +242,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 	if p.Nav == "" {
 		p.Nav = name
 	}
+	p.Name = name
 	block := "layout.html"
 	if r != nil && fragment(r) {
 		block = "main"
