@@ -84,6 +84,8 @@ type Deps struct {
 	// web's Server.Audit). nil records a KindAdmin event in Journal naming
 	// the admin.
 	Audit func(r *http.Request, c cause.Code, what string)
+	// Admins runs the Admins page (package web); nil: the page answers 404.
+	Admins AdminService
 	// Now is the clock (nil = time.Now).
 	Now func() time.Time
 }
@@ -168,6 +170,8 @@ func (c *Console) Register(handle func(pattern string, h http.Handler)) {
 	hf("GET /calls/export.csv", c.exportCalls)
 	hf("GET /doctor", c.doctorPage)
 	hf("GET /journal", c.journalPage)
+	hf("GET /admins", c.admins)
+	hf("POST /admins", c.adminAction)
 	handle("GET /events", c.hub)
 	handle("GET /assets/", Assets())
 }
@@ -199,7 +203,7 @@ func (c *Console) funcs() template.FuncMap {
 // pageNames are the templates in templates/, each defining "title" and
 // "main" and rendered inside layout.html.
 var pageNames = []string{"overview", "extensions", "extension", "registrations", "failed", "acls", "calls",
-	"doctor", "journal", "password"}
+	"doctor", "journal", "password", "admins"}
 
 func (c *Console) parse() error {
 	c.pages = map[string]*template.Template{}

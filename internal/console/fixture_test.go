@@ -54,6 +54,30 @@ func (f *fakeServer) RemoveRegistrations(ctx context.Context, domain, ext, conta
 	return f.loc.Remove(ctx, domain, ext, contact)
 }
 
+// fakeAdmins is an in-memory AdminService for the page's tests.
+type fakeAdmins struct{ names []string }
+
+func (a *fakeAdmins) Admins(context.Context) ([]store.Admin, error) {
+	var out []store.Admin
+	for _, n := range a.names {
+		out = append(out, store.Admin{Name: n, CreatedAt: t0.Add(-24 * time.Hour), PasswordChangedAt: t0.Add(-24 * time.Hour)})
+	}
+	return out, nil
+}
+func (a *fakeAdmins) Sessions(*http.Request) []AdminSession {
+	return []AdminSession{{ID: "s1", Admin: "alice", RemoteIP: "127.0.0.1", UserAgent: "Firefox", Created: t0.Add(-time.Hour), LastSeen: t0, Current: true},
+		{ID: "s2", Admin: "bob", RemoteIP: "192.0.2.9", UserAgent: "Safari", Created: t0.Add(-2 * time.Hour), LastSeen: t0.Add(-time.Minute)}}
+}
+func (a *fakeAdmins) Add(r *http.Request, name, pw string) error {
+	a.names = append(a.names, name)
+	return nil
+}
+func (a *fakeAdmins) Remove(r *http.Request, name string) error {
+	return fmt.Errorf("no admin %s", name)
+}
+func (a *fakeAdmins) ChangeOwnPassword(r *http.Request, cur, pw string) error { return nil }
+func (a *fakeAdmins) Revoke(r *http.Request, id string) bool                  { return id == "s2" }
+
 type fixture struct {
 	t   testing.TB
 	c   *Console
@@ -120,7 +144,7 @@ func newFixtureTB(t testing.TB, extra int) *fixture {
 	srv := &fakeServer{db: db, dir: dir, loc: loc, jw: jw}
 	c, err := New(Deps{DB: db, Dir: dir, Loc: loc, Journal: jw, Server: srv, Log: log, Version: "v-test",
 		Started: t0.Add(-90 * time.Minute), Now: func() time.Time { return now },
-		Admin: func(*http.Request) string { return "alice" }})
+		Admin: func(*http.Request) string { return "alice" }, Admins: &fakeAdmins{names: []string{"alice", "bob"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

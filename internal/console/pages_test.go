@@ -31,6 +31,7 @@ func TestPagesGolden(t *testing.T) {
 		{"calls", "/calls"},
 		{"doctor", "/doctor?ext=2002"},
 		{"journal", "/journal"},
+		{"admins", "/admins"},
 	} {
 		w := f.get(p.path, false)
 		if w.Code != http.StatusOK {
@@ -293,5 +294,28 @@ func TestBadInput(t *testing.T) {
 	}
 	if w := f.post("/bans/remove", "ip=nonsense"); w.Code != http.StatusBadRequest {
 		t.Errorf("unban nonsense: %d", w.Code)
+	}
+}
+
+// TestAdminsPage: the page lists admins and sessions (the own one without
+// a Revoke button), refuses mismatched passwords and shows the service's
+// errors.
+func TestAdminsPage(t *testing.T) {
+	f := newFixture(t, 0)
+	body := f.get("/admins", false).Body.String()
+	if !strings.Contains(body, "alice (you)") || !strings.Contains(body, "alice (this one)") || strings.Count(body, `name="action" value="revoke"`) != 1 {
+		t.Errorf("admins page:\n%s", body)
+	}
+	if w := f.post("/admins", "action=add&name=carol&password=long-enough-1&password2=other-one-22"); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "differ") {
+		t.Errorf("mismatched passwords: %d", w.Code)
+	}
+	if w := f.post("/admins", "action=add&name=carol&password=long-enough-1&password2=long-enough-1"); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "carol") {
+		t.Errorf("add: %d", w.Code)
+	}
+	if w := f.post("/admins", "action=remove&name=zed"); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "no admin zed") {
+		t.Errorf("remove error not shown: %d", w.Code)
+	}
+	if w := f.post("/admins", "action=revoke&id=nope"); w.Code != http.StatusNotFound {
+		t.Errorf("revoke unknown: %d", w.Code)
 	}
 }

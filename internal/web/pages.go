@@ -26,7 +26,7 @@ func (s *Server) pages() {
 	// HTTP side is built.
 	c, err := console.New(console.Deps{DB: d.DB, Dir: d.Dir, Loc: d.Loc, Journal: d.Journal, Server: d.Backend,
 		Log: s.log, Version: version.Get().String(), Now: s.now,
-		Admin: AdminName,
+		Admin: AdminName, Admins: consoleAdmins{s},
 		Audit: func(r *http.Request, c cause.Code, detail string) { s.Audit(r, c, detail) }})
 	if err != nil {
 		s.log.Error("web: the console's pages cannot be built", "error", err)

@@ -166,6 +166,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		{"failed", "/failed", "#attempts"},
 		{"journal", "/journal", "#events"},
 		{"extension", "/extensions/127.0.0.1/2002", "#bindings"},
+		{"admins", "/admins", "#a-name"},
 	} {
 		do(t, ctx, s, p.name, chromedp.Navigate(base+p.path), chromedp.WaitVisible(chromedp.CSS(p.sel)))
 		screenshot(t, ctx, p.name)
