@@ -166,6 +166,7 @@ func (c *Console) Register(handle func(pattern string, h http.Handler)) {
 	hf("GET /failed", c.failed)
 	hf("POST /bans/remove", c.unban)
 	hf("GET /acls", c.acls)
+	hf("POST /acls", c.aclEdit)
 	hf("GET /calls", c.calls)
 	hf("GET /calls/export.csv", c.exportCalls)
 	hf("GET /doctor", c.doctorPage)

@@ -763,6 +763,10 @@ type aclResult struct {
 }
 
 func (c *Console) acls(w http.ResponseWriter, r *http.Request) {
+	c.aclPage(w, r, http.StatusOK, "", "")
+}
+
+func (c *Console) aclPage(w http.ResponseWriter, r *http.Request, status int, flash, errMsg string) {
 	st := security.NewStore(c.d.DB)
 	lists, err := st.ACLs(r.Context())
 	if err != nil {
@@ -790,7 +794,63 @@ func (c *Console) acls(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	c.render(w, r, http.StatusOK, "acls", page{Title: "ACLs", Data: d})
+	c.render(w, r, status, "acls", page{Title: "ACLs", Flash: flash, Error: errMsg, Data: d})
+}
+
+// aclEdit applies one edit of the ACLs page through security.Store (the
+// CLI's `acl` and `profile` commands' rules and change feed), makes it live
+// and journals it.
+func (c *Console) aclEdit(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "the form could not be read: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	f := func(k string) string { return strings.TrimSpace(r.PostFormValue(k)) }
+	st := security.NewStore(c.d.DB)
+	ctx := r.Context()
+	name := f("acl")
+	var err error
+	var what string
+	switch f("op") {
+	case "add-list":
+		err, what = st.AddACL(ctx, name, f("default") == "allow"), "acl "+name+" added (default "+f("default")+")"
+	case "default":
+		err, what = st.SetDefault(ctx, name, f("default") == "allow"), "acl "+name+": default "+f("default")
+	case "add-node", "remove-node":
+		var n acl.Node
+		n, err = acl.ParseNode(f("action") == "allow", f("cidr"))
+		if err == nil && f("op") == "add-node" {
+			_, err = st.AddNode(ctx, name, n)
+			what = "acl " + name + ": " + n.String() + " added"
+		} else if err == nil {
+			err = st.RemoveNode(ctx, name, n.Prefix)
+			what = "acl " + name + ": " + n.Prefix.String() + " removed"
+		}
+	case "profile":
+		var p store.Profile
+		p, err = st.Profile(ctx, cmp.Or(f("profile"), security.DefaultProfile))
+		if err == nil {
+			p.RegisterACL, p.InboundACL, p.TrustedACL = f("register_acl"), f("inbound_acl"), f("trusted_acl")
+			err = st.SetProfile(ctx, p)
+			what = "profile " + p.Name + ": register " + cmp.Or(p.RegisterACL, "-") + ", inbound " + cmp.Or(p.InboundACL, "-") +
+				", trusted " + cmp.Or(p.TrustedACL, "-")
+		}
+	default:
+		http.Error(w, "unknown ACL operation", http.StatusBadRequest)
+		return
+	}
+	if err != nil {
+		c.aclPage(w, r, http.StatusBadRequest, "", err.Error())
+		return
+	}
+	c.sync(ctx)
+	code := cause.ACLChanged
+	if f("op") == "profile" {
+		code = cause.ProfileChanged
+	}
+	c.audit(r, code, what)
+	c.aclPage(w, r, http.StatusOK, what, "")
 }
 
 // ---- Calls

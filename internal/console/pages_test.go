@@ -319,3 +319,37 @@ func TestAdminsPage(t *testing.T) {
 		t.Errorf("revoke unknown: %d", w.Code)
 	}
 }
+
+// TestACLEdits: a list is added, gets a node and a default, the profile
+// uses it, "test an IP" decides by it, and bad input is answered 400.
+func TestACLEdits(t *testing.T) {
+	f := newFixture(t, 0)
+	for _, form := range []string{
+		"op=add-list&acl=office&default=deny",
+		"op=add-node&acl=office&action=allow&cidr=192.0.2.0/24",
+		"op=profile&profile=internal&register_acl=office&inbound_acl=&trusted_acl=",
+	} {
+		if w := f.post("/acls", form); w.Code != http.StatusOK {
+			t.Fatalf("%s: %d\n%s", form, w.Code, w.Body)
+		}
+	}
+	body := f.get("/acls?ip=192.0.2.7", false).Body.String()
+	if !strings.Contains(body, `<td>office</td><td><span class="ok">allow</span></td><td><code>allow 192.0.2.0/24</code>`) ||
+		!strings.Contains(body, `name="register_acl" value="office"`) {
+		t.Errorf("acls page after the edits:\n%s", body)
+	}
+	if w := f.post("/acls", "op=add-node&acl=office&action=allow&cidr=300.1.1.1/8"); w.Code != http.StatusBadRequest {
+		t.Errorf("bad CIDR: %d", w.Code)
+	}
+	if w := f.post("/acls", "op=add-node&acl=nosuch&action=allow&cidr=10.0.0.0/8"); w.Code != http.StatusBadRequest {
+		t.Errorf("unknown acl: %d", w.Code)
+	}
+	if w := f.post("/acls", "op=remove-node&acl=office&action=allow&cidr=192.0.2.0/24"); w.Code != http.StatusOK {
+		t.Errorf("remove node: %d", w.Code)
+	}
+	f.jw.Flush(context.Background())
+	evs, _ := f.db.QueryEvents(context.Background(), store.JournalFilter{Cause: cause.ACLChanged})
+	if len(evs) < 3 {
+		t.Errorf("%d acl_changed events, want 3", len(evs))
+	}
+}

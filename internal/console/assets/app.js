@@ -58,6 +58,21 @@
     });
   }
 
+  // refreshParts refetches the page's fragment and swaps only the
+  // elements with the given ids (a form being edited stays as it is).
+  function refreshParts(ids) {
+    debounce("parts", 300, function () {
+      fetchHTML(location.pathname + location.search).then(function (html) {
+        var t = document.createElement("template");
+        t.innerHTML = html;
+        ids.forEach(function (id) {
+          var fresh = t.content.getElementById(id), cur = document.getElementById(id);
+          if (fresh && cur) cur.replaceWith(fresh);
+        });
+      }).catch(function () {});
+    });
+  }
+
   function refreshRow(key, domain, number) {
     debounce("row:" + key, 150, function () {
       var row = document.querySelector('tr[data-ext="' + CSS.escape(key) + '"]');
@@ -138,8 +153,8 @@
       if (key) refreshRow(key, e.domain, e.extension);
       break;
     case "extension":
-      var lead = document.querySelector(".lead[data-ext]");
-      if (lead && lead.getAttribute("data-ext") === key) refreshMain();
+      var lead = document.getElementById("ext-lead");
+      if (lead && lead.getAttribute("data-ext") === key) refreshParts(["ext-lead", "bindings", "events"]);
       break;
     case "registrations":
       if (e.kind === "register" || e.kind === "binding") refreshMain();
