@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -224,5 +225,30 @@ func TestAPICrossOriginCookie(t *testing.T) {
 		map[string]string{"Cookie": c.Name + "=" + c.Value, "Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"})
 	if res.StatusCode != 403 || !strings.Contains(readBody(t, res), "cross-origin") {
 		t.Fatalf("cross-site API POST: %d", res.StatusCode)
+	}
+}
+
+// TestMetricsAccess: /metrics is open when serve says so (loopback),
+// else it needs a token like the API.
+func TestMetricsAccess(t *testing.T) {
+	f, tok := apiFixture(t)
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("go_goroutines 1\n")) })
+	for _, open := range []bool{false, true} {
+		s, err := New(Config{OpenMetrics: open}, Deps{DB: f.db, Metrics: metrics})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		if want := map[bool]int{false: 401, true: 200}[open]; rec.Code != want {
+			t.Errorf("open=%v without token: %d, want %d", open, rec.Code, want)
+		}
+		req := httptest.NewRequest("GET", "/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		rec = httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			t.Errorf("open=%v with token: %d", open, rec.Code)
+		}
 	}
 }

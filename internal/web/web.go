@@ -57,6 +57,9 @@ type Config struct {
 	Now func() time.Time
 	// DataDir is the data directory, shown by /api/v1/status.
 	DataDir string
+	// OpenMetrics serves /metrics without a token (serve does when the
+	// console listens on loopback only).
+	OpenMetrics bool
 }
 
 // Deps are the services the HTTP side reads and changes: the running
@@ -77,6 +80,9 @@ type Deps struct {
 	// Ready reports whether the server can serve (listeners bound,
 	// database writable), for /readyz; nil means ready.
 	Ready func(ctx context.Context) error
+	// Metrics serves /metrics (nil: 404). Off loopback it needs an API
+	// token or a session, like the API.
+	Metrics http.Handler
 	// Log gets errors; Stderr gets the one-time setup URL.
 	Log    *slog.Logger
 	Stderr io.Writer
