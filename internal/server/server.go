@@ -334,6 +334,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.Go(func() { s.Dir.Watch(bg, 250*time.Millisecond, s.kick, s.applied.Set) })
 	if s.Web != nil {
 		s.Log.Info("web console", "url", s.Web.URL())
+		s.Web.Announce()
 		s.Go(func() {
 			if err := s.Web.Serve(bg); err != nil {
 				s.Log.Error("web console stopped", "error", err)

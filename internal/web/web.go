@@ -215,18 +215,22 @@ func (s *Server) URL() string {
 	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
+// Announce prints the one-time setup URL on Stderr while no admin exists
+// (serve calls it once the listener is bound, before serving).
+func (s *Server) Announce() {
+	if u := s.SetupURL(); u != "" {
+		fmt.Fprintf(s.deps.Stderr, "switchboard: no admin yet: open %s within 30 minutes to create the first one (or run: switchboard admin add NAME)\n", u)
+	}
+}
+
 // Serve serves on the bound listener until ctx ends, then shuts down,
-// giving requests in flight 5 s. While no admin exists it first prints the
-// one-time setup URL on Stderr.
+// giving requests in flight 5 s.
 func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Lock()
 	ln := s.ln
 	s.mu.Unlock()
 	if ln == nil {
 		return errors.New("web: Serve before Listen")
-	}
-	if u := s.SetupURL(); u != "" {
-		fmt.Fprintf(s.deps.Stderr, "switchboard: no admin yet: open %s within 30 minutes to create the first one (or run: switchboard admin add NAME)\n", u)
 	}
 	srv := &http.Server{
 		Handler:           s.handler,
