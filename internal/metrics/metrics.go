@@ -161,7 +161,9 @@ func (c *callStore) SaveCalls(ctx context.Context, recs []store.Call) error {
 }
 
 // Bindings wraps the location table's store: each batch is timed.
-func (m *Metrics) Bindings(db store.Bindings) store.Bindings { return &bindingStore{Bindings: db, m: m} }
+func (m *Metrics) Bindings(db store.Bindings) store.Bindings {
+	return &bindingStore{Bindings: db, m: m}
+}
 
 type bindingStore struct {
 	store.Bindings
