@@ -209,7 +209,12 @@ func TestAPIBansAndJournal(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &evs); err != nil || len(evs) != 1 || evs[0]["auth_user"] != "token script" {
 		t.Fatalf("journal: %v %q", err, body)
 	}
-	for _, p := range []string{"/api/v1/acls", "/api/v1/profile", "/api/v1/registrations", "/api/v1/calls", "/api/v1/calls/active"} {
+	f.api("POST", "/api/v1/extensions", tok, `{"extension":"2001"}`)
+	if _, body := f.api("GET", "/api/v1/doctor/2001", tok, ""); !strings.Contains(body, `"verdict"`) || !strings.Contains(body, `"findings"`) {
+		t.Errorf("doctor: %.300s", body)
+	}
+	for _, p := range []string{"/api/v1/acls", "/api/v1/profile", "/api/v1/registrations", "/api/v1/calls", "/api/v1/calls/active",
+		"/api/v1/doctor/call?from=2001&to=2002"} {
 		if res, body := f.api("GET", p, tok, ""); res.StatusCode != 200 || !json.Valid([]byte(body)) {
 			t.Errorf("%s: %d %q", p, res.StatusCode, body)
 		}

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,6 +17,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/store"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
 	"github.com/switchboard-pbx/switchboard/internal/webauth"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // clock is a test clock that moves only when told.
@@ -55,7 +57,7 @@ func newFixture(t *testing.T, withAdmin bool, cfg Config) *fixture {
 	if withAdmin {
 		addAdmin(t, db, "alice", testPassword)
 	}
-	jw := journal.NewWriter(db, nil, journal.Retention{}, 1024)
+	jw := journal.NewWriter(db, slog.New(slog.DiscardHandler), journal.Retention{}, 1024)
 	jctx, stop := context.WithCancel(ctx)
 	jdone := make(chan struct{})
 	go func() { defer close(jdone); jw.Run(jctx) }()
@@ -73,11 +75,11 @@ func newFixture(t *testing.T, withAdmin bool, cfg Config) *fixture {
 
 func addAdmin(t *testing.T, db *sqlite.DB, name, pw string) {
 	t.Helper()
-	h, err := webauth.HashPassword(pw)
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost) // fast: tests log in often
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.AddAdmin(context.Background(), store.Admin{Name: name, PasswordHash: h}); err != nil {
+	if err := db.AddAdmin(context.Background(), store.Admin{Name: name, PasswordHash: string(h)}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -220,8 +222,8 @@ func TestSessionTimeouts(t *testing.T) {
 	}
 	_, c = f.login("alice", testPassword)
 	f.clock.add(time.Second)
-	h, _ := webauth.HashPassword("another long password")
-	if err := f.db.SetAdminPassword(context.Background(), "alice", h, f.clock.now()); err != nil {
+	h, _ := bcrypt.GenerateFromPassword([]byte("another long password"), bcrypt.MinCost)
+	if err := f.db.SetAdminPassword(context.Background(), "alice", string(h), f.clock.now()); err != nil {
 		t.Fatal(err)
 	}
 	if get(c) != http.StatusSeeOther {
@@ -423,5 +425,18 @@ func TestSafeNext(t *testing.T) {
 		if got := safeNext(in); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestTLSCookie: under TLS the session cookie is Secure with the __Host-
+// prefix, and HSTS is sent.
+func TestTLSCookie(t *testing.T) {
+	f := newFixture(t, true, Config{CertFile: "cert.pem", KeyFile: "key.pem"})
+	res, c := f.login("alice", testPassword)
+	if c == nil || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || !strings.HasPrefix(c.Name, "__Host-") {
+		t.Fatalf("TLS cookie: %+v (status %d)", c, res.StatusCode)
+	}
+	if res.Header.Get("Strict-Transport-Security") == "" {
+		t.Fatal("no HSTS under TLS")
 	}
 }
