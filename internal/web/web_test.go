@@ -440,3 +440,34 @@ func TestTLSCookie(t *testing.T) {
 		t.Fatal("no HSTS under TLS")
 	}
 }
+
+// TestSessionEndsWithAdmin: removing an admin (as `switchboard admin rm`
+// does, from another process) ends its sessions at their next request;
+// RevokeSession ends one by its public id.
+func TestSessionEndsWithAdmin(t *testing.T) {
+	f := newFixture(t, true, Config{})
+	addAdmin(t, f.db, "bob", testPassword)
+	get := func(c *http.Cookie) int {
+		return f.do("GET", "/", nil, map[string]string{"Cookie": c.Name + "=" + c.Value}).StatusCode
+	}
+	_, a := f.login("alice", testPassword)
+	_, b := f.login("bob", testPassword)
+	if get(a) != 200 || get(b) != 200 {
+		t.Fatal("logins failed")
+	}
+	if err := f.db.RemoveAdmin(context.Background(), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if get(a) != http.StatusSeeOther {
+		t.Fatal("a removed admin's session still works")
+	}
+	var id string
+	for _, s := range f.s.Sessions() {
+		if s.Admin == "bob" {
+			id = s.ID
+		}
+	}
+	if id == "" || !f.s.RevokeSession(id) || get(b) != http.StatusSeeOther {
+		t.Fatalf("revoke of bob's session %q failed", id)
+	}
+}
