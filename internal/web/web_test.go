@@ -447,6 +447,7 @@ func TestTLSCookie(t *testing.T) {
 func TestSessionEndsWithAdmin(t *testing.T) {
 	f := newFixture(t, true, Config{})
 	addAdmin(t, f.db, "bob", testPassword)
+	f.clock.add(time.Second) // the test clock stands still; bob was made after it started
 	get := func(c *http.Cookie) int {
 		return f.do("GET", "/", nil, map[string]string{"Cookie": c.Name + "=" + c.Value}).StatusCode
 	}
