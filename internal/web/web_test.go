@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+
 	"net/url"
 	"strings"
 	"sync"
@@ -470,5 +471,42 @@ func TestSessionEndsWithAdmin(t *testing.T) {
 	}
 	if id == "" || !f.s.RevokeSession(id) || get(b) != http.StatusSeeOther {
 		t.Fatalf("revoke of bob's session %q failed", id)
+	}
+}
+
+// TestReadyz: /readyz answers 503 with the reason while the server cannot
+// serve, 200 once it can; /healthz answers 200 regardless.
+func TestReadyz(t *testing.T) {
+	f := newFixture(t, true, Config{})
+	var notReady error = io.ErrClosedPipe
+	s, err := New(Config{}, Deps{DB: f.db, Ready: func(context.Context) error { return notReady }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if rec.Code != 503 || !strings.Contains(rec.Body.String(), "io: read/write on closed pipe") {
+		t.Fatalf("not ready: %d %q", rec.Code, rec.Body.String())
+	}
+	notReady = nil
+	rec = httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if rec.Code != 200 {
+		t.Fatalf("ready: %d", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	if rec.Code != 200 {
+		t.Fatalf("healthz: %d", rec.Code)
+	}
+}
+
+// TestLimitKey: IPv6 clients are limited by their /64.
+func TestLimitKey(t *testing.T) {
+	if a, b := limitKey("2001:db8::1"), limitKey("2001:db8::ffff:1"); a != b || a != "2001:db8::/64" {
+		t.Fatalf("limitKey: %q %q", a, b)
+	}
+	if limitKey("192.0.2.1") != "192.0.2.1" {
+		t.Fatal("IPv4 changed")
 	}
 }
