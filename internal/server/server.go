@@ -29,6 +29,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/guard"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
 	"github.com/switchboard-pbx/switchboard/internal/location"
+	"github.com/switchboard-pbx/switchboard/internal/metrics"
 	"github.com/switchboard-pbx/switchboard/internal/proxy"
 	"github.com/switchboard-pbx/switchboard/internal/qualify"
 	"github.com/switchboard-pbx/switchboard/internal/registrar"
@@ -72,6 +73,9 @@ type Server struct {
 	Started time.Time
 	// Web is the web console, HTTP API and /metrics (nil with --http "").
 	Web *web.Server
+	// Metrics counts what /metrics shows; the batched writers' stores go
+	// through it.
+	Metrics *metrics.Metrics
 
 	lock    *os.File
 	ctl     net.Listener     // the control socket, served by Run
@@ -149,18 +153,19 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err := s.Dir.Load(ctx); err != nil {
 		return fail(err)
 	}
-	s.Journal = journal.NewWriter(db, log, journal.Retention{MaxAge: cfg.JournalMaxAge, MaxEvents: cfg.JournalMaxEvents}, writerQueue)
+	s.Metrics = s.newMetrics()
+	s.Journal = journal.NewWriter(s.Metrics.Journal(db), log, journal.Retention{MaxAge: cfg.JournalMaxAge, MaxEvents: cfg.JournalMaxEvents}, writerQueue)
 	if !cfg.Journal {
 		s.Journal.Disable()
 		log.Warn("journal disabled (--journal=false): decisions are not recorded and the doctor cannot explain them")
 	}
-	s.Calls = calls.NewWriter(db, log, calls.Retention{}, writerQueue)
+	s.Calls = calls.NewWriter(s.Metrics.Calls(db), log, calls.Retention{}, writerQueue)
 	if ended, err := s.Calls.Init(ctx); err != nil {
 		return fail(err)
 	} else if ended > 0 {
 		log.Warn("calls left in progress by the previous run ended as SYSTEM_SHUTDOWN", "calls", ended)
 	}
-	s.Loc = location.New(db, log, nil)
+	s.Loc = location.New(s.Metrics.Bindings(db), log, nil)
 	n, err := s.Loc.Load(ctx)
 	if err != nil {
 		return fail(err)
@@ -329,6 +334,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.Go(func() { s.Dir.Watch(bg, 250*time.Millisecond, s.kick, s.applied.Set) })
 	if s.Web != nil {
 		s.Log.Info("web console", "url", s.Web.URL())
+		s.Web.Announce()
 		s.Go(func() {
 			if err := s.Web.Serve(bg); err != nil {
 				s.Log.Error("web console stopped", "error", err)

@@ -7,15 +7,17 @@ import (
 	"os"
 
 	"github.com/switchboard-pbx/switchboard/internal/config"
+	"github.com/switchboard-pbx/switchboard/internal/metrics"
 	"github.com/switchboard-pbx/switchboard/internal/web"
 )
 
 // newWeb builds the web console from the server's own services and binds
 // --http, so that a taken port or bad TLS files stop the start.
 func (s *Server) newWeb(cfg config.Config) error {
-	w, err := web.New(web.Config{Addr: cfg.HTTP, CertFile: cfg.HTTPCert, KeyFile: cfg.HTTPKey, DataDir: cfg.DataDir},
+	w, err := web.New(web.Config{Addr: cfg.HTTP, CertFile: cfg.HTTPCert, KeyFile: cfg.HTTPKey, DataDir: cfg.DataDir,
+		OpenMetrics: config.HTTPLoopback(cfg.HTTP)},
 		web.Deps{DB: s.DB, Dir: s.Dir, Loc: s.Loc, Journal: s.Journal, Calls: s.Calls, Sec: s.Sec, Trace: s.Trace,
-			Backend: s, Ready: s.ready, Log: s.Log, Stderr: os.Stderr})
+			Backend: s, Ready: s.ready, Metrics: s.Metrics.Handler(), Log: s.Log, Stderr: os.Stderr})
 	if err != nil {
 		return err
 	}
@@ -36,4 +38,29 @@ func (s *Server) ready(ctx context.Context) error {
 		return fmt.Errorf("database not writable: %w", err)
 	}
 	return nil
+}
+
+// newMetrics makes the metric registry; its gauges read the services
+// (made after it) at scrape time.
+func (s *Server) newMetrics() *metrics.Metrics {
+	return metrics.New(metrics.Sources{
+		RegistrationsByDomain: func() map[string]int { return s.Loc.CountByDomain() },
+		ActiveBans:            func() int { return len(s.Sec.Guard().List()) },
+		ActiveCalls: func() int {
+			if s.Proxy == nil {
+				return 0
+			}
+			return s.Proxy.ActiveDialogs()
+		},
+		Extensions:     func() int { return s.Dir.Count() },
+		JournalQueue:   func() int { return s.Journal.Queued() },
+		CallsQueue:     func() int { return s.Calls.Queued() },
+		JournalDropped: func() int64 { return s.Journal.Dropped() },
+		CallsDropped:   func() int64 { return s.Calls.Dropped() },
+		BannedDropped:  func() int64 { return s.Sec.Stats().BannedDropped.Load() },
+		RateLimited:    func() int64 { return s.Sec.Stats().RateLimited.Load() },
+		Scanners:       func() int64 { return s.Sec.Stats().Scanners.Load() },
+		Malformed:      func() int64 { return s.Sec.Stats().Malformed.Load() },
+		BansImposed:    func() int64 { return s.Sec.Stats().Bans.Load() },
+	})
 }

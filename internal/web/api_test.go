@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -208,7 +209,12 @@ func TestAPIBansAndJournal(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &evs); err != nil || len(evs) != 1 || evs[0]["auth_user"] != "token script" {
 		t.Fatalf("journal: %v %q", err, body)
 	}
-	for _, p := range []string{"/api/v1/acls", "/api/v1/profile", "/api/v1/registrations", "/api/v1/calls", "/api/v1/calls/active"} {
+	f.api("POST", "/api/v1/extensions", tok, `{"extension":"2001"}`)
+	if _, body := f.api("GET", "/api/v1/doctor/2001", tok, ""); !strings.Contains(body, `"verdict"`) || !strings.Contains(body, `"findings"`) {
+		t.Errorf("doctor: %.300s", body)
+	}
+	for _, p := range []string{"/api/v1/acls", "/api/v1/profile", "/api/v1/registrations", "/api/v1/calls", "/api/v1/calls/active",
+		"/api/v1/doctor/call?from=2001&to=2002"} {
 		if res, body := f.api("GET", p, tok, ""); res.StatusCode != 200 || !json.Valid([]byte(body)) {
 			t.Errorf("%s: %d %q", p, res.StatusCode, body)
 		}
@@ -224,5 +230,30 @@ func TestAPICrossOriginCookie(t *testing.T) {
 		map[string]string{"Cookie": c.Name + "=" + c.Value, "Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"})
 	if res.StatusCode != 403 || !strings.Contains(readBody(t, res), "cross-origin") {
 		t.Fatalf("cross-site API POST: %d", res.StatusCode)
+	}
+}
+
+// TestMetricsAccess: /metrics is open when serve says so (loopback),
+// else it needs a token like the API.
+func TestMetricsAccess(t *testing.T) {
+	f, tok := apiFixture(t)
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("go_goroutines 1\n")) })
+	for _, open := range []bool{false, true} {
+		s, err := New(Config{OpenMetrics: open}, Deps{DB: f.db, Metrics: metrics})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		if want := map[bool]int{false: 401, true: 200}[open]; rec.Code != want {
+			t.Errorf("open=%v without token: %d, want %d", open, rec.Code, want)
+		}
+		req := httptest.NewRequest("GET", "/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		rec = httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			t.Errorf("open=%v with token: %d", open, rec.Code)
+		}
 	}
 }

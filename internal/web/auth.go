@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -191,7 +192,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	name, pw := trim(r.PostFormValue("name"), 64), r.PostFormValue("password")
 	next := safeNext(r.PostFormValue("next"))
 	ip := clientIP(r)
-	keys := []string{"ip " + ip, "name " + name}
+	keys := []string{"ip " + limitKey(ip), "name " + name}
 	data := loginData{Next: next, Name: name}
 	if locked, until := s.limiter.locked(keys...); locked {
 		s.loginRefused(r, name, cause.LoginLocked, "too many failed logins; locked until "+until.UTC().Format(time.RFC3339))
@@ -353,4 +354,15 @@ func formError(err error) string {
 		return fmt.Sprintf("it is larger than %d bytes", mbe.Limit)
 	}
 	return err.Error()
+}
+
+// limitKey is the address a login limit counts: IPv4 as is, IPv6 by its
+// /64 (one host usually holds a whole /64).
+func limitKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || a.Unmap().Is4() {
+		return ip
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
 }

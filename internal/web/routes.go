@@ -31,6 +31,13 @@ func (s *Server) routes() {
 	s.mux.Handle("GET /static/", http.StripPrefix("/static/", assets(http.FileServerFS(static))))
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
+	if s.deps.Metrics != nil {
+		if s.cfg.OpenMetrics {
+			s.mux.Handle("GET /metrics", s.deps.Metrics)
+		} else {
+			s.mux.Handle("GET /metrics", s.requireAPI(s.deps.Metrics))
+		}
+	}
 	s.apiRoutes()
 	s.pages()
 }

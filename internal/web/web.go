@@ -57,6 +57,9 @@ type Config struct {
 	Now func() time.Time
 	// DataDir is the data directory, shown by /api/v1/status.
 	DataDir string
+	// OpenMetrics serves /metrics without a token (serve does when the
+	// console listens on loopback only).
+	OpenMetrics bool
 }
 
 // Deps are the services the HTTP side reads and changes: the running
@@ -77,6 +80,9 @@ type Deps struct {
 	// Ready reports whether the server can serve (listeners bound,
 	// database writable), for /readyz; nil means ready.
 	Ready func(ctx context.Context) error
+	// Metrics serves /metrics (nil: 404). Off loopback it needs an API
+	// token or a session, like the API.
+	Metrics http.Handler
 	// Log gets errors; Stderr gets the one-time setup URL.
 	Log    *slog.Logger
 	Stderr io.Writer
@@ -209,18 +215,22 @@ func (s *Server) URL() string {
 	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
+// Announce prints the one-time setup URL on Stderr while no admin exists
+// (serve calls it once the listener is bound, before serving).
+func (s *Server) Announce() {
+	if u := s.SetupURL(); u != "" {
+		fmt.Fprintf(s.deps.Stderr, "switchboard: no admin yet: open %s within 30 minutes to create the first one (or run: switchboard admin add NAME)\n", u)
+	}
+}
+
 // Serve serves on the bound listener until ctx ends, then shuts down,
-// giving requests in flight 5 s. While no admin exists it first prints the
-// one-time setup URL on Stderr.
+// giving requests in flight 5 s.
 func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Lock()
 	ln := s.ln
 	s.mu.Unlock()
 	if ln == nil {
 		return errors.New("web: Serve before Listen")
-	}
-	if u := s.SetupURL(); u != "" {
-		fmt.Fprintf(s.deps.Stderr, "switchboard: no admin yet: open %s within 30 minutes to create the first one (or run: switchboard admin add NAME)\n", u)
 	}
 	srv := &http.Server{
 		Handler:           s.handler,

@@ -3,8 +3,10 @@ package web
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+
 	"net/url"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/store"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
 	"github.com/switchboard-pbx/switchboard/internal/webauth"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // clock is a test clock that moves only when told.
@@ -55,7 +58,7 @@ func newFixture(t *testing.T, withAdmin bool, cfg Config) *fixture {
 	if withAdmin {
 		addAdmin(t, db, "alice", testPassword)
 	}
-	jw := journal.NewWriter(db, nil, journal.Retention{}, 1024)
+	jw := journal.NewWriter(db, slog.New(slog.DiscardHandler), journal.Retention{}, 1024)
 	jctx, stop := context.WithCancel(ctx)
 	jdone := make(chan struct{})
 	go func() { defer close(jdone); jw.Run(jctx) }()
@@ -73,11 +76,11 @@ func newFixture(t *testing.T, withAdmin bool, cfg Config) *fixture {
 
 func addAdmin(t *testing.T, db *sqlite.DB, name, pw string) {
 	t.Helper()
-	h, err := webauth.HashPassword(pw)
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost) // fast: tests log in often
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.AddAdmin(context.Background(), store.Admin{Name: name, PasswordHash: h}); err != nil {
+	if err := db.AddAdmin(context.Background(), store.Admin{Name: name, PasswordHash: string(h)}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -220,8 +223,8 @@ func TestSessionTimeouts(t *testing.T) {
 	}
 	_, c = f.login("alice", testPassword)
 	f.clock.add(time.Second)
-	h, _ := webauth.HashPassword("another long password")
-	if err := f.db.SetAdminPassword(context.Background(), "alice", h, f.clock.now()); err != nil {
+	h, _ := bcrypt.GenerateFromPassword([]byte("another long password"), bcrypt.MinCost)
+	if err := f.db.SetAdminPassword(context.Background(), "alice", string(h), f.clock.now()); err != nil {
 		t.Fatal(err)
 	}
 	if get(c) != http.StatusSeeOther {
@@ -423,5 +426,87 @@ func TestSafeNext(t *testing.T) {
 		if got := safeNext(in); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestTLSCookie: under TLS the session cookie is Secure with the __Host-
+// prefix, and HSTS is sent.
+func TestTLSCookie(t *testing.T) {
+	f := newFixture(t, true, Config{CertFile: "cert.pem", KeyFile: "key.pem"})
+	res, c := f.login("alice", testPassword)
+	if c == nil || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || !strings.HasPrefix(c.Name, "__Host-") {
+		t.Fatalf("TLS cookie: %+v (status %d)", c, res.StatusCode)
+	}
+	if res.Header.Get("Strict-Transport-Security") == "" {
+		t.Fatal("no HSTS under TLS")
+	}
+}
+
+// TestSessionEndsWithAdmin: removing an admin (as `switchboard admin rm`
+// does, from another process) ends its sessions at their next request;
+// RevokeSession ends one by its public id.
+func TestSessionEndsWithAdmin(t *testing.T) {
+	f := newFixture(t, true, Config{})
+	addAdmin(t, f.db, "bob", testPassword)
+	f.clock.add(time.Second) // the test clock stands still; bob was made after it started
+	get := func(c *http.Cookie) int {
+		return f.do("GET", "/", nil, map[string]string{"Cookie": c.Name + "=" + c.Value}).StatusCode
+	}
+	_, a := f.login("alice", testPassword)
+	_, b := f.login("bob", testPassword)
+	if get(a) != 200 || get(b) != 200 {
+		t.Fatal("logins failed")
+	}
+	if err := f.db.RemoveAdmin(context.Background(), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if get(a) != http.StatusSeeOther {
+		t.Fatal("a removed admin's session still works")
+	}
+	var id string
+	for _, s := range f.s.Sessions() {
+		if s.Admin == "bob" {
+			id = s.ID
+		}
+	}
+	if id == "" || !f.s.RevokeSession(id) || get(b) != http.StatusSeeOther {
+		t.Fatalf("revoke of bob's session %q failed", id)
+	}
+}
+
+// TestReadyz: /readyz answers 503 with the reason while the server cannot
+// serve, 200 once it can; /healthz answers 200 regardless.
+func TestReadyz(t *testing.T) {
+	f := newFixture(t, true, Config{})
+	var notReady error = io.ErrClosedPipe
+	s, err := New(Config{}, Deps{DB: f.db, Ready: func(context.Context) error { return notReady }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if rec.Code != 503 || !strings.Contains(rec.Body.String(), "io: read/write on closed pipe") {
+		t.Fatalf("not ready: %d %q", rec.Code, rec.Body.String())
+	}
+	notReady = nil
+	rec = httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if rec.Code != 200 {
+		t.Fatalf("ready: %d", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	if rec.Code != 200 {
+		t.Fatalf("healthz: %d", rec.Code)
+	}
+}
+
+// TestLimitKey: IPv6 clients are limited by their /64.
+func TestLimitKey(t *testing.T) {
+	if a, b := limitKey("2001:db8::1"), limitKey("2001:db8::ffff:1"); a != b || a != "2001:db8::/64" {
+		t.Fatalf("limitKey: %q %q", a, b)
+	}
+	if limitKey("192.0.2.1") != "192.0.2.1" {
+		t.Fatal("IPv4 changed")
 	}
 }
