@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/cause"
@@ -97,6 +98,11 @@ type Console struct {
 	seen  *tracker
 	idx   index
 	pages map[string]*template.Template
+
+	countsMu      sync.Mutex // guards the counts cache
+	countsAt      time.Time
+	countsDomains []domainCounts
+	countsTotal   domainCounts
 }
 
 // New returns the console. It subscribes to the directory cache (call it

@@ -48,7 +48,26 @@ type overviewData struct {
 
 type listenerView struct{ Proto, Addr, State string }
 
+// countsFor is how long computed counts are reused: every open Overview
+// refetches them after live events, and at 100,000 extensions a count is
+// a walk of the directory; one per second serves all browsers.
+const countsFor = time.Second
+
+// counts returns the per-domain and total counts, computed at most once
+// per countsFor.
 func (c *Console) counts() ([]domainCounts, domainCounts) {
+	c.countsMu.Lock()
+	defer c.countsMu.Unlock()
+	now := c.d.Now()
+	if !c.countsAt.IsZero() && now.Sub(c.countsAt) < countsFor && now.After(c.countsAt) {
+		return c.countsDomains, c.countsTotal
+	}
+	d, t := c.computeCounts()
+	c.countsDomains, c.countsTotal, c.countsAt = d, t, now
+	return d, t
+}
+
+func (c *Console) computeCounts() ([]domainCounts, domainCounts) {
 	now := c.d.Now()
 	by := map[string]*domainCounts{}
 	var order []string

@@ -353,3 +353,38 @@ func TestACLEdits(t *testing.T) {
 		t.Errorf("%d acl_changed events, want 3", len(evs))
 	}
 }
+
+// TestUnregister: the Registrations page removes the selected binding
+// from the location table.
+func TestUnregister(t *testing.T) {
+	f := newFixture(t, 0)
+	if n := len(f.loc.Lookup("pbx.test", "2001")); n != 1 {
+		t.Fatalf("fixture: %d bindings", n)
+	}
+	w := f.post("/registrations/remove", "sel="+url.QueryEscape("pbx.test|2001|sip:2001@192.0.2.10:5062"))
+	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/registrations?done=1+removed" {
+		t.Fatalf("remove: %d %s", w.Code, w.Header().Get("Location"))
+	}
+	if n := len(f.loc.Lookup("pbx.test", "2001")); n != 0 {
+		t.Errorf("%d bindings left", n)
+	}
+	if w := f.post("/registrations/remove", ""); w.Code != http.StatusBadRequest {
+		t.Errorf("empty selection: %d", w.Code)
+	}
+}
+
+// TestSeedAfterRestart: a new console reads the journal, so an extension
+// that failed before a restart still shows failing.
+func TestSeedAfterRestart(t *testing.T) {
+	f := newFixture(t, 0)
+	tr := newTracker()
+	if err := tr.seed(context.Background(), f.db, t0.Add(-time.Hour), 100); err != nil {
+		t.Fatal(err)
+	}
+	if s := tr.get("PBX.test", "2002"); s.failCause != cause.WrongPassword || s.failSource != "198.51.100.7:5060" {
+		t.Errorf("seeded 2002: %+v", s)
+	}
+	if s := tr.get("pbx.test", "2001"); s.lastReg.IsZero() || !s.failAt.IsZero() {
+		t.Errorf("seeded 2001: %+v", s)
+	}
+}

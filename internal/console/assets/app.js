@@ -42,7 +42,7 @@
 
   // refreshMain swaps #content with the page's own fragment (same URL).
   function refreshMain() {
-    debounce("main", 300, function () {
+    debounce("main", page === "overview" ? 1000 : 300, function () {
       var active = document.activeElement && document.activeElement.id;
       var checked = Array.prototype.map.call(document.querySelectorAll('input[name="sel"]:checked'), function (c) { return c.value; });
       fetchHTML(location.pathname + location.search).then(function (html) {
