@@ -434,6 +434,9 @@ func (c *Console) bulkExtensions(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			continue
 		}
+		if d, ok := c.d.Dir.Domain(dom); ok {
+			dom = d.Name // the key is in lower case; the store's name may not be
+		}
 		e, err := c.d.DB.Extension(ctx, dom, num)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
@@ -671,8 +674,10 @@ func (c *Console) removeRegistrations(w http.ResponseWriter, r *http.Request) {
 	}
 	n := 0
 	for _, k := range sel {
+		// All three parts are required: "" would match every domain,
+		// extension or contact of the server.
 		parts := strings.SplitN(k, "|", 3)
-		if len(parts) != 3 {
+		if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
 			continue
 		}
 		removed, err := c.d.Server.RemoveRegistrations(r.Context(), parts[0], parts[1], parts[2], c.admin(r)+" (console)")

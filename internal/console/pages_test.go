@@ -361,6 +361,11 @@ func TestUnregister(t *testing.T) {
 	if n := len(f.loc.Lookup("pbx.test", "2001")); n != 1 {
 		t.Fatalf("fixture: %d bindings", n)
 	}
+	// Empty parts would match everything: refused, nothing removed.
+	f.post("/registrations/remove", "sel="+url.QueryEscape("||")+"&sel="+url.QueryEscape("pbx.test|2001|"))
+	if n := len(f.loc.Lookup("pbx.test", "2001")); n != 1 {
+		t.Fatalf("a selection with empty parts removed bindings: %d left", n)
+	}
 	w := f.post("/registrations/remove", "sel="+url.QueryEscape("pbx.test|2001|sip:2001@192.0.2.10:5062"))
 	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/registrations?done=1+removed" {
 		t.Fatalf("remove: %d %s", w.Code, w.Header().Get("Location"))
