@@ -172,6 +172,29 @@ func TestConsoleInBrowser(t *testing.T) {
 		screenshot(t, ctx, p.name)
 	}
 
+	// Registrations: rows go away live when the registrations are dropped
+	// (here with the CLI, so the page itself does not navigate).
+	regRow := `document.querySelectorAll('#regs tr[data-ext="127.0.0.1/2002"]').length`
+	do(t, ctx, s, "registrations", chromedp.Navigate(base+"/registrations"), chromedp.WaitVisible(chromedp.CSS("#regs")))
+	if n := eval[int](t, ctx, regRow); n < 1 {
+		t.Fatalf("%d registration rows for 2002, want at least 1", n)
+	}
+	eval[bool](t, ctx, `window.__noReload = true`)
+	s.CLI("reg", "rm", "2002")
+	WaitFor(t, 2*time.Second, "the registration row to go without a reload", func() bool { return eval[int](t, ctx, regRow) == 0 })
+	if !eval[bool](t, ctx, `window.__noReload === true`) {
+		t.Fatal("the registrations page was reloaded")
+	}
+
+	// A phone's screen: the Extensions page at 390 px wide.
+	do(t, ctx, s, "phone width", chromedp.EmulateViewport(390, 844), chromedp.Navigate(base+"/extensions"),
+		chromedp.WaitVisible(chromedp.CSS("#ext-table")))
+	if w := eval[float64](t, ctx, `document.querySelector("#q").getBoundingClientRect().right`); w > 390 {
+		t.Errorf("the search box ends at %.0f px on a 390 px screen", w)
+	}
+	screenshot(t, ctx, "extensions-phone")
+	do(t, ctx, s, "laptop width", chromedp.EmulateViewport(1280, 900))
+
 	// A form on another site (another origin, 127.0.0.2) posting to the
 	// console is refused, and adds nothing.
 	evil := evilSite(t, base+"/extensions/add")
