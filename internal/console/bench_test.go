@@ -2,6 +2,7 @@ package console
 
 import (
 	"bufio"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -9,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/store"
 )
 
 // BenchmarkExtensionsPage measures the server time of the Extensions page
@@ -73,7 +77,7 @@ func BenchmarkSSEStreamMemory(b *testing.B) {
 		runtime.ReadMemStats(&after)
 		used := (after.HeapInuse + after.StackInuse) - (before.HeapInuse + before.StackInuse)
 		b.ReportMetric(float64(used)/n, "bytes/stream")
-		if open, _ := f.c.Hub().Streams(); open != n {
+		if open, _, _ := f.c.Hub().Streams(); open != n {
 			b.Fatalf("%d streams open, want %d", open, n)
 		}
 		for _, r := range bodies {
@@ -81,11 +85,33 @@ func BenchmarkSSEStreamMemory(b *testing.B) {
 		}
 		srv.CloseClientConnections()
 		deadline := time.Now().Add(10 * time.Second)
-		for open, _ := f.c.Hub().Streams(); open > 0; open, _ = f.c.Hub().Streams() {
+		for open, _, _ := f.c.Hub().Streams(); open > 0; open, _, _ = f.c.Hub().Streams() {
 			if time.Now().After(deadline) {
 				b.Fatalf("%d streams still open 10 s after their clients left", open)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+	}
+}
+
+// BenchmarkTap is what the journal's tap adds to each recorded event (the
+// SIP hot path): remembering failures and registrations, and publishing to
+// 0 or 50 open streams (each drained by a reader, as a browser would).
+func BenchmarkTap(b *testing.B) {
+	for _, n := range []int{0, 50} {
+		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
+			c := &Console{hub: NewHub(), seen: newTracker()}
+			for range n {
+				c.hub.open()
+			}
+			e := store.Event{Time: time.Now(), Kind: "register", Cause: cause.Registered, Extension: "2001", Domain: "pbx.test",
+				Source: "192.0.2.10:5062", Transport: "UDP", UserAgent: "Yealink T46U", Status: 200}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					c.observe(e)
+				}
+			})
+		})
 	}
 }

@@ -127,7 +127,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data.Events = evs
-	data.Streams, _ = c.hub.Streams()
+	data.Streams, _, _ = c.hub.Streams()
 	c.render(w, r, http.StatusOK, "overview", page{Title: "Overview", Live: true, Data: data})
 }
 

@@ -210,7 +210,7 @@ func TestLiveStream(t *testing.T) {
 	}()
 	// Wait until the stream is registered, then record.
 	deadline := time.Now().Add(2 * time.Second)
-	for n, _ := f.c.Hub().Streams(); n == 0; n, _ = f.c.Hub().Streams() {
+	for n, _, _ := f.c.Hub().Streams(); n == 0; n, _, _ = f.c.Hub().Streams() {
 		if time.Now().After(deadline) {
 			t.Fatal("the stream never opened")
 		}
@@ -236,34 +236,36 @@ func TestLiveStream(t *testing.T) {
 	}
 }
 
-// TestHubDropsSlowStream: a stream that does not read is dropped when its
-// buffer fills, and Publish never blocks.
-func TestHubDropsSlowStream(t *testing.T) {
+// TestHubRing: a stream gets the events published after it opened, in
+// order; one that fell behind more than MaxBurst (or the ring) gets a
+// resync instead; with no stream open Publish keeps nothing.
+func TestHubRing(t *testing.T) {
 	h := NewHub()
-	h.Buffer = 4
-	s, ok := h.add()
-	if !ok {
-		t.Fatal("add refused")
+	h.Publish(store.Event{Extension: "before"})
+	cur, ok := h.open()
+	if !ok || cur != 0 {
+		t.Fatalf("open: %d %v (an event published with no stream open was kept)", cur, ok)
 	}
-	done := make(chan struct{})
-	go func() {
-		for i := 0; i < 100; i++ {
-			h.Publish(store.Event{Extension: "2001"})
-		}
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-		t.Fatal("Publish blocked on a slow stream")
+	h.Publish(store.Event{Extension: "2001"})
+	h.Publish(store.Event{Extension: "2002"})
+	msgs, next, resync := h.pull(cur)
+	if resync || len(msgs) != 2 || !strings.Contains(string(msgs[0]), `"extension":"2001"`) ||
+		!strings.Contains(string(msgs[1]), `"extension":"2002"`) || next != 2 {
+		t.Fatalf("pull: %q next %d resync %v", msgs, next, resync)
 	}
-	select {
-	case <-s.gone:
-	default:
-		t.Fatal("the slow stream was not dropped")
+	for i := 0; i < h.MaxBurst+1; i++ {
+		h.Publish(store.Event{Extension: "flood"})
 	}
-	if open, dropped := h.Streams(); open != 0 || dropped != 1 {
-		t.Errorf("open %d dropped %d, want 0 and 1", open, dropped)
+	msgs, next, resync = h.pull(next)
+	if !resync || msgs != nil || next != uint64(h.MaxBurst+3) {
+		t.Fatalf("after a flood: %d msgs, next %d, resync %v", len(msgs), next, resync)
+	}
+	if _, _, resyncs := h.Streams(); resyncs != 1 {
+		t.Errorf("resyncs = %d", resyncs)
+	}
+	h.Close()
+	if _, ok := h.open(); ok {
+		t.Error("a closed hub opened a stream")
 	}
 }
 

@@ -176,6 +176,12 @@
   var es = new EventSource(src);
   es.addEventListener("open", function () { if (badge) { badge.hidden = false; badge.textContent = "live"; } });
   es.addEventListener("error", function () { if (badge) badge.textContent = "reconnecting…"; });
+  // resync: more happened than the stream sends one by one (a flood):
+  // re-render the page's content once.
+  es.addEventListener("resync", function () {
+    if (page === "extension") refreshParts(["ext-lead", "bindings", "events"]);
+    else if (page !== "journal" && page !== "doctor" && page !== "acls" && page !== "admins") refreshMain();
+  });
   es.addEventListener("journal", function (m) {
     var e;
     try { e = JSON.parse(m.data); } catch (err) { return; }
