@@ -87,6 +87,9 @@ type Deps struct {
 	Audit func(r *http.Request, c cause.Code, what string)
 	// Admins runs the Admins page (package web); nil: the page answers 404.
 	Admins AdminService
+	// Zone is the time zone of the doctor's text, as the CLI's (nil =
+	// time.Local).
+	Zone *time.Location
 	// Now is the clock (nil = time.Now).
 	Now func() time.Time
 }
@@ -111,6 +114,9 @@ type Console struct {
 func New(d Deps) (*Console, error) {
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.Zone == nil {
+		d.Zone = time.Local
 	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
@@ -257,9 +263,6 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 	block := "layout.html"
 	if r != nil && fragment(r) {
 		block = "main"
-		if b := r.URL.Query().Get("block"); b != "" && t.Lookup(b) != nil && strings.HasPrefix(b, "part-") {
-			block = b
-		}
 	}
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, block, p); err != nil {

@@ -143,7 +143,7 @@ func newFixtureTB(t testing.TB, extra int) *fixture {
 	go jw.Run(ctx)
 	srv := &fakeServer{db: db, dir: dir, loc: loc, jw: jw}
 	c, err := New(Deps{DB: db, Dir: dir, Loc: loc, Journal: jw, Server: srv, Log: log, Version: "v-test",
-		Started: t0.Add(-90 * time.Minute), Now: func() time.Time { return now },
+		Started: t0.Add(-90 * time.Minute), Now: func() time.Time { return now }, Zone: time.UTC,
 		Admin: func(*http.Request) string { return "alice" }, Admins: &fakeAdmins{names: []string{"alice", "bob"}}})
 	if err != nil {
 		t.Fatal(err)

@@ -992,7 +992,7 @@ func (c *Console) diagnose(ctx context.Context, d *doctorData) error {
 		sv.Listeners = append(sv.Listeners, doctor.Listener{Proto: strings.ToLower(l.Proto), Addr: l.Addr})
 	}
 	rd := &doctor.Reader{DB: c.d.DB, Serve: sv, Calls: doctor.CallsFromDB(c.d.DB), Bans: doctor.BansFromDB(c.d.DB),
-		Now: c.d.Now, Loc: time.UTC}
+		Now: c.d.Now, Loc: c.d.Zone}
 	if d.Caller != "" {
 		in, err := rd.GatherCall(ctx, d.Caller, d.Ext, d.Domain)
 		if err != nil {
