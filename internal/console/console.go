@@ -87,6 +87,9 @@ type Deps struct {
 	Audit func(r *http.Request, c cause.Code, what string)
 	// Admins runs the Admins page (package web); nil: the page answers 404.
 	Admins AdminService
+	// Import imports a CSV of extensions (see ImportWithCLI); nil: the
+	// Extensions page says to use the CLI.
+	Import ImportFunc
 	// Zone is the time zone of the doctor's text, as the CLI's (nil =
 	// time.Local).
 	Zone *time.Location
@@ -169,6 +172,7 @@ func (c *Console) Register(handle func(pattern string, h http.Handler)) {
 	hf("GET /extensions/export.csv", c.exportCSV)
 	hf("POST /extensions/add", c.addExtension)
 	hf("POST /extensions/bulk", c.bulkExtensions)
+	hf("POST /extensions/import", c.importCSV)
 	hf("GET /extensions/{domain}/{number}", c.extension)
 	hf("POST /extensions/{domain}/{number}", c.editExtension)
 	hf("POST /extensions/{domain}/{number}/password", c.newPassword)

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/cause"
@@ -26,7 +27,7 @@ func (s *Server) pages() {
 	// HTTP side is built.
 	c, err := console.New(console.Deps{DB: d.DB, Dir: d.Dir, Loc: d.Loc, Journal: d.Journal, Server: d.Backend,
 		Log: s.log, Version: version.Get().String(), Now: s.now,
-		Admin: AdminName, Admins: consoleAdmins{s},
+		Admin: AdminName, Admins: consoleAdmins{s}, Import: console.ImportWithCLI(filepath.Dir(d.DB.Path())),
 		Audit: func(r *http.Request, c cause.Code, detail string) { s.Audit(r, c, detail) }})
 	if err != nil {
 		s.log.Error("web: the console's pages cannot be built", "error", err)

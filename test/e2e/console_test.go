@@ -1,10 +1,15 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"mime/multipart"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -234,4 +239,60 @@ func evilSite(t *testing.T, target string) string {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String() + "/"
+}
+
+// TestConsoleCSVImport: a CSV uploaded on the Extensions page goes through
+// the CLI's importer (all rows or none, the bad line named) and the new
+// extensions are live at once; the upload is journaled with the admin.
+func TestConsoleCSVImport(t *testing.T) {
+	s := Start(t, "", "--http", "127.0.0.1:0")
+	var base string
+	WaitFor(t, 10*time.Second, "the console URL", func() bool {
+		m := setupURLRE.FindStringSubmatch(s.Log())
+		if m != nil {
+			base = m[1]
+		}
+		return m != nil
+	})
+	if _, errOut, code := RunCLI(t, s.Data, "correct horse battery\n", "admin", "add", "alice", "--password-stdin"); code != 0 {
+		t.Fatalf("admin add: %s", errOut)
+	}
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	res, err := hc.PostForm(base+"/login", url.Values{"name": {"alice"}, "password": {"correct horse battery"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	upload := func(csv string) string {
+		t.Helper()
+		var body bytes.Buffer
+		mw := multipart.NewWriter(&body)
+		fw, _ := mw.CreateFormFile("csv", "exts.csv")
+		fw.Write([]byte(csv))
+		mw.WriteField("domain", "127.0.0.1")
+		mw.Close()
+		res, err := hc.Post(base+"/extensions/import", mw.FormDataContentType(), &body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return string(b)
+	}
+	page := upload("extension,password,name\n2100,imported-pass-1,Lobby\n2101,imported-pass-2,Stock room\n")
+	if !strings.Contains(page, "imported 2 extension") || !strings.Contains(page, `data-ext="127.0.0.1/2100"`) {
+		t.Fatalf("import answer:\n%s", page)
+	}
+	page = upload("extension,password\n2102,good-password-3\n../x,bad-number-4\n")
+	if !strings.Contains(page, "nothing was imported") || !strings.Contains(page, "line 3") {
+		t.Fatalf("bad import answer:\n%s", page)
+	}
+	if out, _, code := s.TryCLI("ext", "show", "2102"); code == 0 {
+		t.Fatalf("2102 was imported from a file with a bad row:\n%s", out)
+	}
+	WaitFor(t, 5*time.Second, "the import in the journal", func() bool {
+		out, _, _ := s.TryCLI("journal", "--kind", "admin")
+		return strings.Contains(out, "imported") && strings.Contains(out, "alice")
+	})
 }
