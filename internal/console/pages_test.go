@@ -5,13 +5,16 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/switchboard-pbx/switchboard/internal/acl"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
+	"github.com/switchboard-pbx/switchboard/internal/security"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 )
 
@@ -393,5 +396,43 @@ func TestSeedAfterRestart(t *testing.T) {
 	}
 	if s := tr.get("pbx.test", "2001"); s.lastReg.IsZero() || !s.failAt.IsZero() {
 		t.Errorf("seeded 2001: %+v", s)
+	}
+}
+
+// TestUnbanAndExports: Unban lifts a ban through security.Store (and
+// journals it); the CSV exports start with their header and defuse
+// formulas.
+func TestUnbanAndExports(t *testing.T) {
+	f := newFixture(t, 0)
+	ctx := context.Background()
+	ip := netip.MustParseAddr("198.51.100.7")
+	if err := security.NewStore(f.db).PutBan(ctx, acl.Ban{IP: ip, Reason: "wrong passwords", Since: t0.Add(-time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if body := f.get("/failed", false).Body.String(); !strings.Contains(body, `<td>198.51.100.7</td><td>wrong passwords</td>`) {
+		t.Fatalf("the ban is not listed:\n%s", body)
+	}
+	if w := f.post("/bans/remove", "ip=198.51.100.7"); w.Code != http.StatusSeeOther {
+		t.Fatalf("unban: %d %s", w.Code, w.Body)
+	}
+	if bans, _ := security.NewStore(f.db).Bans(ctx, t0); len(bans) != 0 {
+		t.Errorf("bans left: %+v", bans)
+	}
+	if w := f.post("/bans/remove", "ip=198.51.100.7"); w.Code != http.StatusNotFound {
+		t.Errorf("unban twice: %d", w.Code)
+	}
+	f.jw.Flush(ctx)
+	if evs, _ := f.db.QueryEvents(ctx, store.JournalFilter{Cause: cause.BanLifted}); len(evs) != 1 || evs[0].AuthUser != "alice" {
+		t.Errorf("ban_lifted events: %+v", evs)
+	}
+	csv := f.get("/extensions/export.csv", false).Body.String()
+	if !strings.HasPrefix(csv, "extension,name,caller_id_number,") || !strings.Contains(csv, "2002,Sales <b>desk</b>,") {
+		t.Errorf("extensions CSV:\n%s", csv)
+	}
+	if got := csvSafe("=HYPERLINK(1)"); got != "'=HYPERLINK(1)" {
+		t.Errorf("csvSafe = %q", got)
+	}
+	if calls := f.get("/calls/export.csv", false).Body.String(); !strings.HasPrefix(calls, "id,start,from,to,") {
+		t.Errorf("calls CSV:\n%s", calls)
 	}
 }
