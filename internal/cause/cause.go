@@ -80,6 +80,20 @@ const (
 	ProfileChanged Code = "profile_changed"
 )
 
+// Web console and HTTP API (package web). A refused console login is
+// journaled with kind "console", the name tried in auth_user and the
+// client's address in source: wrong_password, unknown_admin, or
+// login_locked (too many failures from that address or for that name).
+// Changes made in the console or with `switchboard admin` are kind
+// "admin" events naming the admin: admin_changed (admins, API tokens),
+// extension_changed (extensions edited in the console).
+const (
+	UnknownAdmin     Code = "unknown_admin"
+	LoginLocked      Code = "login_locked"
+	AdminChanged     Code = "admin_changed"
+	ExtensionChanged Code = "extension_changed"
+)
+
 // Call outcomes, FreeSWITCH hangup cause names.
 const (
 	NormalClearing        Code = "NORMAL_CLEARING"
@@ -193,7 +207,7 @@ func All() []Code {
 		AcceptFailed, StoreUnavailable, BanLifted, BanAdded, ACLChanged, ProfileChanged,
 		NormalClearing, UserNotRegistered, UserBusy, NoAnswer, NoUserResponse, UnallocatedNumber, CallRejected,
 		OriginatorCancel, RecoveryOnTimerExpire, TooManyHops, TemporaryFailure, LoopDetected, SystemShutdown,
-		NodeDown}
+		NodeDown, UnknownAdmin, LoginLocked, AdminChanged, ExtensionChanged}
 }
 
 // NodeDown: the extension's phones are registered on another node (serve

@@ -13,6 +13,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/security"
 	storeopen "github.com/switchboard-pbx/switchboard/internal/store/open"
+	"github.com/switchboard-pbx/switchboard/internal/view"
 )
 
 const aclUsage = `Usage: switchboard acl COMMAND [ARGS] [--json]
@@ -43,37 +44,14 @@ Example:
   switchboard acl deny office 192.168.1.66/32`
 
 // aclNodeView is the JSON shape of one node.
-type aclNodeView struct {
-	Position int    `json:"position"`
-	Action   string `json:"action"`
-	CIDR     string `json:"cidr"`
-}
+type (
+	aclNodeView = view.ACLNode
+	aclView     = view.ACL
+)
 
-// aclView is the JSON shape of one list (stable field names).
-type aclView struct {
-	Name    string        `json:"name"`
-	Default string        `json:"default"`
-	Nodes   []aclNodeView `json:"nodes"`
-	UsedBy  []string      `json:"used_by"`
-}
+func action(allow bool) string { return view.Action(allow) }
 
-func action(allow bool) string {
-	if allow {
-		return "allow"
-	}
-	return "deny"
-}
-
-func viewACL(l acl.List, usedBy []string) aclView {
-	v := aclView{Name: l.Name, Default: action(l.DefaultAllow), Nodes: []aclNodeView{}, UsedBy: usedBy}
-	if v.UsedBy == nil {
-		v.UsedBy = []string{}
-	}
-	for i, n := range l.Nodes {
-		v.Nodes = append(v.Nodes, aclNodeView{Position: i + 1, Action: action(n.Allow), CIDR: n.Prefix.String()})
-	}
-	return v
-}
+func viewACL(l acl.List, usedBy []string) aclView { return view.ACLOf(l, usedBy) }
 
 // parseDefault reads --default.
 func parseDefault(s string) (bool, error) {

@@ -12,6 +12,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/acl"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/security"
+	"github.com/switchboard-pbx/switchboard/internal/view"
 )
 
 const banUsage = `Usage: switchboard ban list | rm IP | add IP [--for 1h] [--reason TEXT] [--json]
@@ -30,15 +31,7 @@ from there bans it after --ban-after-registered (default 4 x --ban-after).
   switchboard ban add 203.0.113.7 --for 0    (permanent)`
 
 // banView is the JSON shape of one ban (stable field names).
-type banView struct {
-	IP         string `json:"ip"`
-	Reason     string `json:"reason"`
-	Failures   int    `json:"failures"`
-	Since      string `json:"since"`
-	Until      string `json:"until"` // "" when permanent
-	Permanent  bool   `json:"permanent"`
-	ExpiresInS int64  `json:"expires_in_s"` // 0 when permanent
-}
+type banView = view.Ban
 
 // Ban runs `switchboard ban ...`.
 func Ban(ctx context.Context, env Env, args []string) error {

@@ -15,6 +15,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/control"
 	storeopen "github.com/switchboard-pbx/switchboard/internal/store/open"
+	"github.com/switchboard-pbx/switchboard/internal/view"
 )
 
 const callsUsage = `
@@ -38,65 +39,14 @@ Only authenticated calls are recorded; refused credentials are in the
 journal (and explained by 'switchboard doctor').`
 
 // callView is the JSON shape of a call record (stable field names).
-type callView struct {
-	ID           int64        `json:"id"`
-	CallID       string       `json:"call_id"`
-	From         string       `json:"from"`
-	To           string       `json:"to"`
-	Domain       string       `json:"domain"`
-	CallerSource string       `json:"caller_source"`
-	Transport    string       `json:"transport"`
-	UserAgent    string       `json:"user_agent"`
-	Start        string       `json:"start"`
-	Answer       string       `json:"answer"`
-	End          string       `json:"end"`
-	DurationS    float64      `json:"duration_s"`
-	Active       bool         `json:"active"`
-	State        string       `json:"state"`
-	SIPStatus    int          `json:"sip_status"`
-	Cause        string       `json:"cause"`
-	HangupBy     string       `json:"hangup_by"`
-	Branches     []branchView `json:"branches"`
-	Detail       string       `json:"detail"`
-}
+type (
+	callView   = view.Call
+	branchView = view.Branch
+)
 
-type branchView struct {
-	Contact     string `json:"contact"`
-	Destination string `json:"destination"`
-	Transport   string `json:"transport"`
-	UserAgent   string `json:"user_agent"`
-	SIPStatus   int    `json:"sip_status"`
-	Reason      string `json:"reason"`
-	Ringing     bool   `json:"ringing"`
-}
+func stamp(t time.Time) string { return view.Stamp(t) }
 
-func stamp(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format("2006-01-02T15:04:05.000Z")
-}
-
-func callViewOf(r calls.Record, now time.Time) callView {
-	v := callView{ID: r.ID, CallID: r.CallID, From: r.From, To: r.To, Domain: r.Domain, CallerSource: r.Source,
-		Transport: r.Transport, UserAgent: r.UserAgent, Start: stamp(r.Start), Answer: stamp(r.Answer),
-		End: stamp(r.End), DurationS: float64(r.Duration(now).Milliseconds()) / 1000, Active: r.Active(),
-		SIPStatus: r.SIPStatus, Cause: string(r.Cause), HangupBy: r.HangupBy, Detail: r.Detail,
-		Branches: []branchView{}}
-	switch {
-	case !r.Active():
-		v.State = "ended"
-	case r.Answer.IsZero():
-		v.State = "ringing"
-	default:
-		v.State = "up"
-	}
-	for _, b := range r.Branches {
-		v.Branches = append(v.Branches, branchView{Contact: b.Contact, Destination: b.Destination,
-			Transport: b.Transport, UserAgent: b.UserAgent, SIPStatus: b.Status, Reason: b.Reason, Ringing: b.Ringing})
-	}
-	return v
-}
+func callViewOf(r calls.Record, now time.Time) callView { return view.CallOf(r, now) }
 
 // Calls runs `switchboard calls` and `switchboard calls show ID`.
 func Calls(ctx context.Context, env Env, args []string) error {

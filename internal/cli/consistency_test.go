@@ -71,6 +71,7 @@ func TestHelpGolden(t *testing.T) {
 		"ext-list": {"ext", "list", "--help"},
 		"trace":    {"trace", "--help"},
 		"serve":    {"serve", "--help"},
+		"admin":    {"admin", "--help"},
 	} {
 		out := mustRun(t, "", args...)
 		golden := filepath.Join("testdata", "help-"+name+".golden")

@@ -45,6 +45,7 @@ func commands() []command {
 		{"backup", nil, "write a consistent copy of the database while the server runs: backup FILE", Backup},
 		{"restore", nil, "replace the database with a backup (server stopped): restore FILE", Restore},
 		{"db", nil, "the database: db status, db migrate, db copy --from sqlite:./data --to postgres://...", DB},
+		{"admin", []string{"admins"}, "web console admins and API tokens: add, passwd, rm, list; token add, list, rm", Admin},
 		{"version", nil, "print the version, commit and build date (also --version)", Version},
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/privfile"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 	storeopen "github.com/switchboard-pbx/switchboard/internal/store/open"
+	"github.com/switchboard-pbx/switchboard/internal/view"
 	"golang.org/x/term"
 )
 
@@ -73,27 +74,9 @@ func Ext(ctx context.Context, env Env, args []string) error {
 // extView is the JSON shape of an extension (no secrets). Its names are
 // the extension vocabulary shared by ext show, ext list, ext export (JSON
 // keys and CSV columns) and ext import.
-type extView struct {
-	Extension        string `json:"extension"`
-	Domain           string `json:"domain"`
-	Enabled          bool   `json:"enabled"`
-	Name             string `json:"name"`
-	CallerIDNumber   string `json:"caller_id_number"`
-	Description      string `json:"description"`
-	MaxRegistrations int    `json:"max_registrations"`
-	CallTimeout      int    `json:"call_timeout_s"`
-	ACL              string `json:"acl"`
-	CreatedAt        string `json:"created_at"`
-	UpdatedAt        string `json:"updated_at"`
-	Password         string `json:"password,omitempty"`
-}
+type extView = view.Extension
 
-func viewOf(e store.Extension) extView {
-	return extView{Extension: e.Number, Domain: e.Domain, Enabled: e.Enabled, Name: e.CallerIDName,
-		CallerIDNumber: e.CallerIDNumber, Description: e.Description, MaxRegistrations: e.MaxRegistrations,
-		CallTimeout: e.CallTimeout, ACL: e.ACL, CreatedAt: e.CreatedAt.UTC().Format("2006-01-02T15:04:05Z"),
-		UpdatedAt: e.UpdatedAt.UTC().Format("2006-01-02T15:04:05Z")}
-}
+func viewOf(e store.Extension) extView { return view.ExtensionOf(e) }
 
 // GeneratePassword returns a strong random password (20 chars, ~119 bits)
 // without characters people confuse (0/O, 1/l/I).

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/control"
 	"github.com/switchboard-pbx/switchboard/internal/security"
 	storeopen "github.com/switchboard-pbx/switchboard/internal/store/open"
+	"github.com/switchboard-pbx/switchboard/internal/view"
 )
 
 const profileUsage = `Usage: switchboard profile list | show [NAME] | set [NAME] [flags] [--json]
@@ -34,35 +34,11 @@ Changes apply to a running server at once. Ban thresholds and the rate
 limit are serve flags (--ban-after, --ban-window, --ban-for, --rate-limit).`
 
 // profileShowView is the JSON shape of `profile show` (stable names).
-type profileShowView struct {
-	Name          string              `json:"name"`
-	State         string              `json:"state"`
-	PID           int                 `json:"pid,omitempty"`
-	Domain        string              `json:"domain"`
-	Listeners     []sipListenerView   `json:"listeners"`
-	RegisterACL   string              `json:"register_acl"`
-	InboundACL    string              `json:"inbound_acl"`
-	TrustedACL    string              `json:"trusted_acl"`
-	Security      *security.Settings  `json:"security"`
-	Registrations int                 `json:"registrations"`
-	Extensions    int                 `json:"extensions"`
-	Domains       int                 `json:"domains"`
-	ActiveBans    int                 `json:"active_bans"`
-	ActiveCalls   int                 `json:"active_calls"`
-	Nodes         []nodeView          `json:"nodes"`
-	ACLs          map[string]aclBrief `json:"acls"`
-}
-
-type sipListenerView struct {
-	Protocol string `json:"protocol"`
-	Address  string `json:"address"`
-}
-
-// aclBrief summarises a list the profile uses.
-type aclBrief struct {
-	Default string `json:"default"`
-	Nodes   int    `json:"nodes"`
-}
+type (
+	profileShowView = view.ProfileShow
+	sipListenerView = view.SIPListener
+	aclBrief        = view.ACLBrief
+)
 
 // Profile runs `switchboard profile ...`.
 func Profile(ctx context.Context, env Env, args []string) error {
@@ -181,53 +157,14 @@ func Profile(ctx context.Context, env Env, args []string) error {
 }
 
 func profileShow(ctx context.Context, env Env, db storeopen.Backend, st *security.Store, data, name string, asJSON bool) error {
-	p, err := st.Profile(ctx, name)
-	if err != nil {
-		return err
-	}
-	v := profileShowView{Name: p.Name, State: "STOPPED", Listeners: []sipListenerView{}, RegisterACL: p.RegisterACL,
-		InboundACL: p.InboundACL, TrustedACL: p.TrustedACL, ACLs: map[string]aclBrief{}}
 	rt, running, _ := runtimeOf(ctx, data, db)
-	if running {
-		v.State, v.PID = "RUNNING", rt.PID
-	}
-	for _, l := range rt.Listeners {
-		v.Listeners = append(v.Listeners, sipListenerView{Protocol: l.Proto, Address: l.Addr})
-	}
-	if v.Domain, err = defaultDomain(ctx, db); err != nil {
-		return err
-	}
-	if s, ok, _ := db.Meta(ctx, security.MetaKey); ok {
-		var set security.Settings
-		if json.Unmarshal([]byte(s), &set) == nil {
-			v.Security = &set
-		}
-	}
-	if v.Domains, v.Extensions, err = db.Counts(ctx); err != nil {
-		return err
-	}
-	now := time.Now()
-	if v.Registrations, err = db.CountRegistrations(ctx, now); err != nil {
-		return err
-	}
-	bans, err := st.Bans(ctx, now)
+	dom, err := defaultDomain(ctx, db)
 	if err != nil {
 		return err
 	}
-	v.ActiveBans = len(bans)
-	if v.ActiveCalls, err = db.CountActiveCalls(ctx); err != nil {
+	v, err := view.ProfileShowOf(ctx, db, name, dom, rt, running)
+	if err != nil {
 		return err
-	}
-	if v.Nodes, err = nodeViews(ctx, db); err != nil {
-		return err
-	}
-	for _, n := range []string{p.RegisterACL, p.InboundACL, p.TrustedACL} {
-		if n == "" {
-			continue
-		}
-		if l, err := st.ACL(ctx, n); err == nil {
-			v.ACLs[n] = aclBrief{Default: action(l.DefaultAllow), Nodes: len(l.Nodes)}
-		}
 	}
 	if asJSON {
 		return writeJSON(env.Stdout, v)

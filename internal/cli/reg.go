@@ -11,43 +11,16 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
 	storeopen "github.com/switchboard-pbx/switchboard/internal/store/open"
-	"github.com/switchboard-pbx/switchboard/internal/version"
 
 	"github.com/switchboard-pbx/switchboard/internal/control"
 	"github.com/switchboard-pbx/switchboard/internal/store"
+	"github.com/switchboard-pbx/switchboard/internal/view"
 )
 
 // regView is the JSON shape of one registration (stable field names).
-type regView struct {
-	Extension    string  `json:"extension"`
-	Domain       string  `json:"domain"`
-	User         string  `json:"user"`
-	Contact      string  `json:"contact"`
-	Source       string  `json:"source"`
-	Transport    string  `json:"transport"`
-	UserAgent    string  `json:"user_agent"`
-	CallID       string  `json:"call_id"`
-	RegisteredAt string  `json:"registered_at"`
-	ExpiresAt    string  `json:"expires_at"`
-	ExpiresIn    int     `json:"expires_in"`
-	AuthUser     string  `json:"auth_user"`
-	AuthRealm    string  `json:"auth_realm"`
-	PingStatus   string  `json:"ping_status"`
-	PingRTTms    float64 `json:"ping_rtt_ms"` // 0 unless pinged
-	// Pinged is false while the server has not sent the binding an
-	// OPTIONS ping (TCP bindings, or not yet): ping_status is "" then.
-	Pinged bool `json:"pinged"`
-	// Node is the node the phone registered on (serve --node).
-	Node string `json:"node"`
-}
+type regView = view.Registration
 
-func toRegView(b store.Binding, now time.Time) regView {
-	return regView{Extension: b.Extension, Domain: b.Domain, User: b.Extension + "@" + b.Domain,
-		Contact: b.Contact, Source: b.Source, Transport: b.Transport, UserAgent: b.UserAgent, CallID: b.CallID,
-		RegisteredAt: b.RegisteredAt.UTC().Format(time.RFC3339), ExpiresAt: b.ExpiresAt.UTC().Format(time.RFC3339),
-		ExpiresIn: int(b.ExpiresAt.Sub(now).Seconds()), AuthUser: b.AuthUser, AuthRealm: b.Realm,
-		PingStatus: b.PingStatus, PingRTTms: b.PingRTT, Pinged: b.PingStatus != "" || !b.PingAt.IsZero(), Node: b.Node}
-}
+func toRegView(b store.Binding, now time.Time) regView { return view.RegistrationOf(b, now) }
 
 func countLive(bs []store.Binding) int {
 	n := 0
@@ -193,33 +166,11 @@ func b2l(rfc string) string {
 }
 
 // statusView is the JSON shape of `switchboard status`.
-type statusView struct {
-	State         string        `json:"state"`
-	PID           int           `json:"pid,omitempty"`
-	Version       string        `json:"version"`
-	DataDir       string        `json:"data_dir"`
-	Database      string        `json:"database"` // SQLite file or PostgreSQL URL (password redacted)
-	DefaultDomain string        `json:"default_domain"`
-	StartedAt     string        `json:"started_at,omitempty"`
-	UptimeS       int64         `json:"uptime_s"`
-	Profiles      []profileView `json:"profiles"`
-	Domains       int           `json:"domains"`
-	Extensions    int           `json:"extensions"`
-	Registrations int           `json:"registrations"`
-	Nodes         []nodeView    `json:"nodes"`
-}
-
-type profileView struct {
-	Name      string         `json:"name"`
-	State     string         `json:"state"`
-	Listeners []listenerView `json:"listeners"`
-}
-
-type listenerView struct {
-	Protocol string `json:"protocol"`
-	Address  string `json:"address"`
-	State    string `json:"state"`
-}
+type (
+	statusView   = view.Status
+	profileView  = view.Profile
+	listenerView = view.Listener
+)
 
 // Status runs `switchboard status`.
 func Status(ctx context.Context, env Env, args []string) error {
@@ -239,36 +190,15 @@ func Status(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer db.Close()
-	v := statusView{State: "stopped", Version: version.Get().String(), DataDir: *data, Database: db.Path(), Profiles: []profileView{}}
-	v.DefaultDomain, _, _ = db.Meta(ctx, "default_domain")
-	if v.Domains, v.Extensions, err = db.Counts(ctx); err != nil {
-		return err
-	}
 	freshen(ctx, *data)
 	bs, err := db.BindingsOf(ctx, "", "")
 	if err != nil {
 		return err
 	}
-	v.Registrations = countLive(bs)
 	rt, running, _ := runtimeOf(ctx, *data, db)
 	pid := rt.PID
-	prof := profileView{Name: "internal", State: "STOPPED", Listeners: []listenerView{}}
-	if running {
-		v.State, v.PID = "running", pid
-		v.Version = rt.Version
-		v.StartedAt = rt.StartedAt.UTC().Format(time.RFC3339)
-		v.UptimeS = int64(time.Since(rt.StartedAt).Seconds())
-		prof.State = "RUNNING"
-	}
-	for _, l := range rt.Listeners {
-		st := "stopped"
-		if running {
-			st = "listening"
-		}
-		prof.Listeners = append(prof.Listeners, listenerView{Protocol: l.Proto, Address: l.Addr, State: st})
-	}
-	v.Profiles = append(v.Profiles, prof)
-	if v.Nodes, err = nodeViews(ctx, db); err != nil {
+	v, err := view.StatusOf(ctx, db, *data, rt, running, countLive(bs))
+	if err != nil {
 		return err
 	}
 	if *asJSON {

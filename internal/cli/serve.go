@@ -17,7 +17,9 @@ const serveUsage = `Usage: switchboard serve [--data DIR] [--sip ADDR] [--domain
 
 Runs the PBX: the internal SIP profile on UDP and TCP, with its directory,
 registrar and journal in DIR (an embedded SQLite database, created on first
-start). Stops gracefully on SIGINT or SIGTERM.`
+start). Also serves the web console, the JSON API (/api/v1/) and /metrics on
+--http (default 127.0.0.1:8080); while no admin exists it prints a one-time
+setup link on stderr. Stops gracefully on SIGINT or SIGTERM.`
 
 // Serve runs `switchboard serve` until a signal or ctx ends it: it reads
 // the settings (flags, config file), then hands them to env.Serve, which

@@ -98,6 +98,18 @@ type Config struct {
 	Node        string
 	NodeAddress string
 	NodeLease   time.Duration
+	// HTTP is the web console's, the HTTP API's and /metrics' listen
+	// address (flag --http; default 127.0.0.1:8080; "" turns it off). A
+	// non-loopback address needs HTTPCert and HTTPKey (TLS) or
+	// HTTPInsecure.
+	HTTP string
+	// HTTPCert and HTTPKey are PEM files of the console's TLS certificate
+	// and key (flags --http-cert, --http-key): both or neither.
+	HTTPCert string
+	HTTPKey  string
+	// HTTPInsecure allows plain HTTP on a non-loopback --http address
+	// (behind a TLS-terminating reverse proxy on the same host or network).
+	HTTPInsecure bool
 }
 
 // Default returns the defaults.
@@ -128,6 +140,7 @@ func Default() Config {
 		TCPMaxPerIP:      128,
 		LogLevel:         "info",
 		NodeLease:        15 * time.Second,
+		HTTP:             "127.0.0.1:8080",
 	}
 }
 
@@ -216,6 +229,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("--memory-limit %q: %v (e.g. --memory-limit 512MiB)", c.MemoryLimit, err)
 		}
 	}
+	if err := c.validateHTTP(); err != nil {
+		return err
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -290,4 +306,44 @@ func validNodeName(name string) bool {
 		}
 	}
 	return true
+}
+
+// validateHTTP checks --http and its TLS flags: a non-loopback address
+// needs TLS (--http-cert and --http-key) or --http-insecure.
+func (c *Config) validateHTTP() error {
+	if (c.HTTPCert == "") != (c.HTTPKey == "") {
+		return errors.New("--http-cert and --http-key go together: give both PEM files (certificate and private key), or neither")
+	}
+	if c.HTTP == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(c.HTTP)
+	if err != nil {
+		return fmt.Errorf("--http %q is not host:port, e.g. --http 127.0.0.1:8080 (or --http \"\" to turn the console off)", c.HTTP)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("--http %q: port must be 0..65535", c.HTTP)
+	}
+	if host != "" && host != "localhost" && net.ParseIP(host) == nil {
+		return fmt.Errorf("--http %q: host must be an IP address or localhost", c.HTTP)
+	}
+	if !HTTPLoopback(c.HTTP) && c.HTTPCert == "" && !c.HTTPInsecure {
+		return fmt.Errorf("--http %s is reachable from the network: give TLS with --http-cert FILE --http-key FILE, or --http-insecure (only behind a TLS proxy), or keep the default 127.0.0.1:8080", c.HTTP)
+	}
+	return nil
+}
+
+// HTTPLoopback reports whether the --http address addr listens on
+// loopback only (127.0.0.0/8, ::1 or localhost); "" and unspecified
+// hosts (":8080", "0.0.0.0:8080") are not.
+func HTTPLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

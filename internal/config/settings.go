@@ -95,6 +95,14 @@ func Settings() []Setting {
 			field: func(c *Config) any { return &c.NodeAddress }},
 		{Name: "node-lease", Help: "how long a node counts as up after its last lease renewal (renewed every third of this); the other nodes skip the bindings of a node whose lease ran out",
 			field: func(c *Config) any { return &c.NodeLease }},
+		{Name: "http", Help: "web console, HTTP API and /metrics listen address (\"\" = off); not loopback: needs --http-cert/--http-key or --http-insecure",
+			field: func(c *Config) any { return &c.HTTP }},
+		{Name: "http-cert", Help: "TLS certificate (PEM) for --http",
+			field: func(c *Config) any { return &c.HTTPCert }},
+		{Name: "http-key", Help: "TLS private key (PEM) for --http",
+			field: func(c *Config) any { return &c.HTTPKey }},
+		{Name: "http-insecure", Help: "allow plain HTTP on a non-loopback --http address (only behind a TLS-terminating proxy)",
+			field: func(c *Config) any { return &c.HTTPInsecure }},
 	}
 }
 

@@ -55,6 +55,7 @@ func startInProcess(tb testing.TB) *inProcess {
 	cfg.SIP = "127.0.0.1:0"
 	cfg.Domain = "127.0.0.1"
 	cfg.QualifyInterval = 0
+	cfg.HTTP = "" // no console: tests run side by side
 	sink := &logSink{}
 	log := slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, cancel := context.WithCancel(context.Background())

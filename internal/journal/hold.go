@@ -31,9 +31,9 @@ func (w *Writer) Hold(key uint64, e Event) {
 	w.holdMu.Unlock()
 	switch {
 	case had:
-		w.q.Add(prev)
+		w.add(prev)
 	case full:
-		w.q.Add(e)
+		w.add(e)
 	}
 }
 
@@ -59,7 +59,7 @@ func (w *Writer) Release(key uint64) {
 	delete(w.held, key)
 	w.holdMu.Unlock()
 	if ok {
-		w.q.Add(e)
+		w.add(e)
 	}
 }
 
@@ -71,7 +71,7 @@ func (w *Writer) release(all bool) {
 	defer w.holdMu.Unlock()
 	for k, e := range w.held {
 		if all || now.Sub(e.Time) >= HoldFor {
-			w.q.Add(e)
+			w.add(e)
 			delete(w.held, k)
 		}
 	}

@@ -82,3 +82,28 @@ func TestHold(t *testing.T) {
 		}
 	}
 }
+
+// TestTapSeesRecordedAndHeld: the tap sees an event when Record queues it
+// and a held event only when it is recorded, not when it is held or
+// settled.
+func TestTapSeesRecordedAndHeld(t *testing.T) {
+	w := NewWriter(nil, nil, Retention{}, 16)
+	var seen []string
+	w.Tap(func(e Event) { seen = append(seen, e.Detail) })
+	w.Record(Event{Detail: "a"})
+	w.Hold(1, Event{Detail: "held"})
+	w.Hold(2, Event{Detail: "settled"})
+	w.Settle(2)
+	if len(seen) != 1 || seen[0] != "a" {
+		t.Fatalf("before release the tap saw %q, want [a]", seen)
+	}
+	w.Release(1)
+	if len(seen) != 2 || seen[1] != "held" {
+		t.Fatalf("after release the tap saw %q, want [a held]", seen)
+	}
+	w.Tap(nil)
+	w.Record(Event{Detail: "b"})
+	if len(seen) != 2 {
+		t.Fatalf("a removed tap still saw %q", seen)
+	}
+}

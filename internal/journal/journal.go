@@ -33,6 +33,10 @@ const (
 	// and profile edits); AuthUser holds the OS user who made it, Source the
 	// address a ban names, Detail what changed. See AdminCauses.
 	KindAdmin = "admin"
+	// KindConsole is a refused web console login: AuthUser holds the name
+	// tried, Source the client's address (causes wrong_password,
+	// unknown_admin, login_locked).
+	KindConsole = "console"
 )
 
 // AdminCauses returns the causes of KindAdmin events.
@@ -68,6 +72,31 @@ type Writer struct {
 
 	holdMu sync.Mutex       // guards held
 	held   map[uint64]Event // see Hold
+
+	// tap, when set, sees every event queued (see Tap).
+	tap atomic.Pointer[func(Event)]
+}
+
+// Tap makes fn see every event the writer queues for the database (from
+// Record, and held events when they are recorded), as it is queued: the
+// live feed of the web console. fn runs on the recording goroutine (the
+// SIP hot path) and must not block; nil removes the tap. Events seen by
+// fn have no ID yet. An event dropped because the queue is full is still
+// seen.
+func (w *Writer) Tap(fn func(Event)) {
+	if fn == nil {
+		w.tap.Store(nil)
+		return
+	}
+	w.tap.Store(&fn)
+}
+
+// add queues e and shows it to the tap.
+func (w *Writer) add(e Event) {
+	w.q.Add(e)
+	if fn := w.tap.Load(); fn != nil {
+		(*fn)(e)
+	}
 }
 
 // NewWriter returns a writer with a queue of queueLen events (0 = 65536).
@@ -102,7 +131,7 @@ func (w *Writer) Record(e Event) {
 	if e.Time.IsZero() {
 		e.Time = w.now()
 	}
-	w.q.Add(e)
+	w.add(e)
 }
 
 // Dropped is how many events were dropped: the queue was full, or they

@@ -49,6 +49,7 @@ func startServer(t *testing.T, algorithms string) (*server.Server, string) {
 	cfg := config.Default()
 	cfg.DataDir, cfg.SIP, cfg.Domain, cfg.Digest = dir, "127.0.0.1:0", domain, algorithms
 	cfg.QualifyInterval = 0
+	cfg.HTTP = "" // no console: tests run side by side
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	runCtx, cancel := context.WithCancel(ctx)
 	srv, err := server.New(runCtx, cfg, log)

@@ -30,6 +30,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/guard"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
 	"github.com/switchboard-pbx/switchboard/internal/location"
+	"github.com/switchboard-pbx/switchboard/internal/metrics"
 	"github.com/switchboard-pbx/switchboard/internal/proxy"
 	"github.com/switchboard-pbx/switchboard/internal/qualify"
 	"github.com/switchboard-pbx/switchboard/internal/registrar"
@@ -41,6 +42,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
 	"github.com/switchboard-pbx/switchboard/internal/trace"
 	"github.com/switchboard-pbx/switchboard/internal/version"
+	"github.com/switchboard-pbx/switchboard/internal/web"
 )
 
 // Allow lists the methods the server answers (MESSAGE is relayed within a
@@ -76,6 +78,11 @@ type Server struct {
 	Node   string
 	Lease  *cluster.Lease
 	Signer *cluster.Signer
+	// Web is the web console, HTTP API and /metrics (nil with --http "").
+	Web *web.Server
+	// Metrics counts what /metrics shows; the batched writers' stores go
+	// through it.
+	Metrics *metrics.Metrics
 
 	lock    *os.File
 	ctl     net.Listener     // the control socket, served by Run
@@ -164,12 +171,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err := s.Dir.Load(ctx); err != nil {
 		return fail(err)
 	}
-	s.Journal = journal.NewWriter(db, log, journal.Retention{MaxAge: cfg.JournalMaxAge, MaxEvents: cfg.JournalMaxEvents}, writerQueue)
+	s.Metrics = s.newMetrics()
+	s.Journal = journal.NewWriter(s.Metrics.Journal(db), log, journal.Retention{MaxAge: cfg.JournalMaxAge, MaxEvents: cfg.JournalMaxEvents}, writerQueue)
 	if !cfg.Journal {
 		s.Journal.Disable()
 		log.Warn("journal disabled (--journal=false): decisions are not recorded and the doctor cannot explain them")
 	}
-	s.Calls = calls.NewWriter(db, log, calls.Retention{}, writerQueue)
+	s.Calls = calls.NewWriter(s.Metrics.Calls(db), log, calls.Retention{}, writerQueue)
 	if s.shared() {
 		// Several nodes write call records: each run takes ids of a range
 		// of its own.
@@ -189,7 +197,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if s.Node == "" {
 		s.Node = defaultNode()
 	}
-	s.Loc = location.New(db, log, nil)
+	s.Loc = location.New(s.Metrics.Bindings(db), log, nil)
 	s.Loc.SetNode(s.Node, "") // the Path once the listener is bound, below
 	// On a database shared by nodes, a refresh that only moves the expiry
 	// is written every half interval, not per REGISTER; on SQLite every
@@ -239,6 +247,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 
 	s.Guard = guard.New(guard.Config{Allow: Allow, StreamTimeout: s.Sec.Config().StreamTimeout},
 		guard.Deps{Policy: s.Sec, Registrar: s.Reg, Log: log})
+	if cfg.HTTP != "" {
+		if err := s.newWeb(cfg); err != nil {
+			return fail(err)
+		}
+	}
 	if err := sipstack.RaiseFileLimit(); err != nil {
 		log.Warn("file limit", "error", err)
 	}
@@ -370,6 +383,15 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	s.Go(func() { s.Dir.Watch(bg, 250*time.Millisecond, s.kick, s.applied.Set) })
 	s.listenChanges(bg)
+	if s.Web != nil {
+		s.Log.Info("web console", "url", s.Web.URL())
+		s.Web.Announce()
+		s.Go(func() {
+			if err := s.Web.Serve(bg); err != nil {
+				s.Log.Error("web console stopped", "error", err)
+			}
+		})
+	}
 	// The last run's facts stay in the database for commands that read
 	// while no server runs (which listeners to check, since when).
 	if b, err := json.Marshal(s.Runtime()); err == nil {
@@ -455,6 +477,9 @@ func (s *Server) Sync(ctx context.Context, change int64) (int64, error) {
 }
 
 func (s *Server) closeStorage() {
+	if s.Web != nil && s.Web.Addr() != "" && s.Stack == nil {
+		s.Web.Close() // New failed after binding --http
+	}
 	if s.DB != nil {
 		s.DB.Close()
 		s.DB = nil

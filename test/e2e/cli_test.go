@@ -383,7 +383,7 @@ func serveOnce(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, Binary(t), append([]string{"serve"}, args...)...)
+	cmd := exec.CommandContext(ctx, Binary(t), append([]string{"serve", "--http", "127.0.0.1:0"}, args...)...)
 	cmd.Env = ChildEnv("SWITCHBOARD_DATA=")
 	var o, e strings.Builder
 	cmd.Stdout, cmd.Stderr = &o, &e

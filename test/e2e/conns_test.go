@@ -352,7 +352,7 @@ func TestRegisteredTCPFlowKept(t *testing.T) {
 func TestLowFileLimitWarning(t *testing.T) {
 	Need(t, "prlimit")
 	cmd := exec.Command("prlimit", "--nofile=256:256", Binary(t), "serve", "--data", t.TempDir(),
-		"--sip", "127.0.0.1:0", "--domain", "127.0.0.1")
+		"--sip", "127.0.0.1:0", "--domain", "127.0.0.1", "--http", "127.0.0.1:0")
 	cmd.Env = ChildEnv("SWITCHBOARD_DATA=")
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out

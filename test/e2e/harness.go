@@ -112,7 +112,7 @@ func Start(t testing.TB, data string, extra ...string) *Server {
 		data = t.TempDir()
 	}
 	s := &Server{t: t, Data: data, Domain: "127.0.0.1"}
-	args := []string{"serve", "--data", data, "--sip", "127.0.0.1:0", "--domain", "127.0.0.1"}
+	args := []string{"serve", "--data", data, "--sip", "127.0.0.1:0", "--domain", "127.0.0.1", "--http", "127.0.0.1:0"}
 	s.args = append(args, extra...)
 	s.start()
 	t.Cleanup(s.Stop)
@@ -124,7 +124,7 @@ func (s *Server) Restart() {
 	s.t.Helper()
 	args := append([]string(nil), s.args...)
 	for i := range args {
-		if args[i] == "127.0.0.1:0" {
+		if args[i] == "127.0.0.1:0" && i > 0 && args[i-1] == "--sip" {
 			args[i] = s.Addr
 		}
 	}

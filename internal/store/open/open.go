@@ -37,6 +37,7 @@ type Backend interface {
 	store.Meta
 	store.Doctor
 	store.Nodes
+	store.Admins
 	AddDomain(ctx context.Context, name, realm string) (store.Domain, error)
 	RenameDomain(ctx context.Context, old, new string) (store.Domain, error)
 	SetDefaultDomain(ctx context.Context, name string) (store.Domain, error)

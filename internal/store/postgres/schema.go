@@ -213,6 +213,23 @@ CREATE TABLE nodes (
 	renewed_at BIGINT NOT NULL
 );
 `,
+	// 8: web console admins (bcrypt password hashes) and HTTP API tokens
+	// (SHA-256 hashes of 256-bit random tokens); times in Unix milliseconds.
+	`
+CREATE TABLE admins (
+	name        TEXT PRIMARY KEY,
+	password    TEXT NOT NULL,
+	created_at  BIGINT NOT NULL,
+	password_at BIGINT NOT NULL
+);
+CREATE TABLE api_tokens (
+	name         TEXT PRIMARY KEY,
+	hash         TEXT NOT NULL UNIQUE,
+	prefix       TEXT NOT NULL,
+	created_at   BIGINT NOT NULL,
+	last_used_at BIGINT NOT NULL DEFAULT 0
+);
+`,
 }
 
 // Tables are the tables `db copy` moves, parents before children (the
@@ -220,5 +237,5 @@ CREATE TABLE nodes (
 // moved past the copied rows.
 var Tables = []struct{ Name, Identity string }{
 	{"meta", ""}, {"domains", "id"}, {"extensions", "id"}, {"bindings", ""}, {"changes", "seq"},
-	{"journal", "id"}, {"calls", ""}, {"acls", ""}, {"acl_nodes", ""}, {"profiles", ""}, {"bans", ""},
+	{"journal", "id"}, {"calls", ""}, {"acls", ""}, {"acl_nodes", ""}, {"profiles", ""}, {"bans", ""}, {"admins", ""}, {"api_tokens", ""},
 }

@@ -449,6 +449,23 @@ CREATE TABLE nodes (
 	renewed_at INTEGER NOT NULL
 );
 `,
+	// 8: web console admins (bcrypt password hashes) and HTTP API tokens
+	// (SHA-256 hashes of 256-bit random tokens); times in Unix milliseconds.
+	`
+CREATE TABLE admins (
+	name        TEXT PRIMARY KEY,
+	password    TEXT NOT NULL,
+	created_at  INTEGER NOT NULL,
+	password_at INTEGER NOT NULL
+);
+CREATE TABLE api_tokens (
+	name         TEXT PRIMARY KEY,
+	hash         TEXT NOT NULL UNIQUE,
+	prefix       TEXT NOT NULL,
+	created_at   INTEGER NOT NULL,
+	last_used_at INTEGER NOT NULL DEFAULT 0
+);
+`,
 }
 
 // migrate brings the file up to the newest schema, one transaction per step.
