@@ -37,6 +37,7 @@ type Backend interface {
 	store.Meta
 	store.Doctor
 	store.Nodes
+	store.Admins
 }
 
 // Run runs the contract against the stores open returns; open must return a
@@ -63,6 +64,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Nodes", testNodes},
 		{"BindingsOfNodes", testBindingsOfNodes},
 		{"ReserveIDs", testReserveIDs},
+		{"Admins", testAdmins},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.f(t, open(t)) })
 	}
@@ -815,5 +817,79 @@ func testReserveIDs(t *testing.T, b Backend) {
 			t.Fatalf("concurrent reservation %d starts at %d (seen %v)", i, f, seen)
 		}
 		seen[f] = true
+	}
+}
+
+// testAdmins: console admins and API tokens round-trip; names are unique;
+// what is missing is ErrNotFound.
+func testAdmins(t *testing.T, b Backend) {
+	ctx := context.Background()
+	if n, err := b.CountAdmins(ctx); err != nil || n != 0 {
+		t.Fatalf("CountAdmins of a new store = %d, %v", n, err)
+	}
+	at := time.UnixMilli(time.Now().UnixMilli())
+	if err := b.AddAdmin(ctx, store.Admin{Name: "alice", PasswordHash: "h1", CreatedAt: at}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddAdmin(ctx, store.Admin{Name: "alice", PasswordHash: "h2"}); !errors.Is(err, store.ErrDuplicate) {
+		t.Fatalf("second alice: %v, want ErrDuplicate", err)
+	}
+	if err := b.AddAdmin(ctx, store.Admin{Name: "bob", PasswordHash: "hb"}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := b.Admin(ctx, "alice")
+	if err != nil || a.PasswordHash != "h1" || !a.CreatedAt.Equal(at) || !a.PasswordChangedAt.Equal(at) {
+		t.Fatalf("Admin(alice) = %+v, %v", a, err)
+	}
+	later := at.Add(time.Minute)
+	if err := b.SetAdminPassword(ctx, "alice", "h3", later); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := b.Admin(ctx, "alice"); a.PasswordHash != "h3" || !a.PasswordChangedAt.Equal(later) {
+		t.Fatalf("after SetAdminPassword: %+v", a)
+	}
+	if err := b.SetAdminPassword(ctx, "nobody", "x", later); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("SetAdminPassword(nobody): %v", err)
+	}
+	all, err := b.Admins(ctx)
+	if err != nil || len(all) != 2 || all[0].Name != "alice" || all[1].Name != "bob" {
+		t.Fatalf("Admins = %+v, %v", all, err)
+	}
+	if err := b.RemoveAdmin(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Admin(ctx, "bob"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("removed bob: %v", err)
+	}
+	if err := b.RemoveAdmin(ctx, "bob"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("RemoveAdmin twice: %v", err)
+	}
+
+	tok := store.APIToken{Name: "deploy", Hash: "abc123", Prefix: "sbt_ab", CreatedAt: at}
+	if err := b.AddAPIToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddAPIToken(ctx, store.APIToken{Name: "deploy", Hash: "other", Prefix: "sbt_ot"}); !errors.Is(err, store.ErrDuplicate) {
+		t.Fatalf("second deploy token: %v", err)
+	}
+	got, err := b.APITokenByHash(ctx, "abc123")
+	if err != nil || got.Name != "deploy" || got.Prefix != "sbt_ab" || !got.LastUsedAt.IsZero() && got.LastUsedAt.UnixMilli() != 0 {
+		t.Fatalf("APITokenByHash = %+v, %v", got, err)
+	}
+	if _, err := b.APITokenByHash(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown hash: %v", err)
+	}
+	if err := b.TouchAPIToken(ctx, "deploy", later); err != nil {
+		t.Fatal(err)
+	}
+	toks, err := b.APITokens(ctx)
+	if err != nil || len(toks) != 1 || !toks[0].LastUsedAt.Equal(later) {
+		t.Fatalf("APITokens = %+v, %v", toks, err)
+	}
+	if err := b.RemoveAPIToken(ctx, "deploy"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.RemoveAPIToken(ctx, "deploy"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("RemoveAPIToken twice: %v", err)
 	}
 }
