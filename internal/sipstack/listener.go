@@ -152,16 +152,16 @@ type trackingListener struct {
 	// that closes (transport, remote ip:port).
 	flowClosed func(proto, remote string)
 	onClose    func(net.Addr)
-	accept  func(netip.AddrPort) ConnVerdict
-	event   func(ConnEvent)
-	tr      *trace.Tracer
-	log     *slog.Logger
-	idle    time.Duration
-	perAddr int // 0: no per-address cap
-	total   int
+	accept     func(netip.AddrPort) ConnVerdict
+	event      func(ConnEvent)
+	tr         *trace.Tracer
+	log        *slog.Logger
+	idle       time.Duration
+	perAddr    int // 0: no per-address cap
+	total      int
 
 	ready     chan net.Conn // connections with data (prepared), for sipgo's Accept
-	done      chan struct{}     // closed by Close
+	done      chan struct{} // closed by Close
 	startOnce sync.Once
 	closeOnce sync.Once
 	loopDone  chan struct{} // closed when the accept loop has returned
