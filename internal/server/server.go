@@ -249,7 +249,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	udpAddr := s.Stack.Listeners[0].Addr
 	sipHost, sipPort, _ := net.SplitHostPort(udpAddr)
 	port, _ := strconv.Atoi(sipPort)
-	s.Proxy = proxy.New(proxy.Config{Host: sipHost, AdvertiseHost: config.PrimaryIPv4(), Port: port, UDPLocal: udpAddr,
+	streamPorts := map[string]int{}
+	for _, l := range s.Stack.Listeners[2:] {
+		if _, p, err := net.SplitHostPort(l.Addr); err == nil {
+			streamPorts[strings.ToUpper(l.Proto)], _ = strconv.Atoi(p)
+		}
+	}
+	s.Proxy = proxy.New(proxy.Config{Host: sipHost, AdvertiseHost: config.PrimaryIPv4(), Port: port, UDPLocal: udpAddr, StreamPorts: streamPorts,
 		OwnHosts: ownHosts(s.Stack, s.Domain), Key: key},
 		proxy.Deps{Dir: s.Dir, Auth: s.Auth, Loc: flowLocator{s}, Journal: s.Journal, Calls: s.Calls, Client: s.Stack.Client,
 			Server: s.Stack.Server, Policy: s.Sec, Log: log})
