@@ -1085,6 +1085,9 @@ func (d *diag) phoneSettings() []string {
 // qualify event for its source (qualify journals changes only), else the
 // time of its last ping.
 func (d *diag) unreachableSince(b store.Binding) time.Time {
+	if e, ok := d.closedFlow(b); ok {
+		return e.Time
+	}
 	for _, e := range d.in.History.Recent {
 		if e.Kind == journal.KindQualify && e.Source == b.Source && strings.EqualFold(e.Domain, b.Domain) {
 			if e.Cause == cause.Unreachable {
@@ -1094,6 +1097,22 @@ func (d *diag) unreachableSince(b store.Binding) time.Time {
 		}
 	}
 	return b.PingAt
+}
+
+// closedFlow returns the connection_closed event of binding b: the
+// connection (TCP, TLS, WS, WSS) it registered over closed after it
+// registered, so it cannot be reached until it registers again.
+func (d *diag) closedFlow(b store.Binding) (journal.Event, bool) {
+	if b.PingStatus != "unreachable" {
+		return journal.Event{}, false
+	}
+	for _, e := range d.in.History.Recent {
+		if e.Cause == cause.ConnectionClosed && e.Source == b.Source && strings.EqualFold(e.Domain, b.Domain) &&
+			!e.Time.Before(b.RegisteredAt) {
+			return e, true
+		}
+	}
+	return journal.Event{}, false
 }
 
 // timeoutCall reports whether a failed call ran into a timeout.
@@ -1109,11 +1128,16 @@ func (d *diag) checkReachability() {
 		d.add(f)
 		return
 	}
-	var bad, good int
+	var bad, good, closed int
 	for _, b := range d.live {
 		switch b.PingStatus {
 		case "unreachable":
 			bad++
+			if e, ok := d.closedFlow(b); ok {
+				closed++
+				f.Evidence = append(f.Evidence, fmt.Sprintf("%s (%s): %s", b.Contact, uaOr(b.UserAgent), e.Detail))
+				continue
+			}
 			f.Evidence = append(f.Evidence, fmt.Sprintf("%s at %s %s (%s) does not answer OPTIONS since %s",
 				b.Contact, b.Source, b.Transport, uaOr(b.UserAgent), d.stamp(d.unreachableSince(b))))
 		case "reachable":
@@ -1143,7 +1167,12 @@ func (d *diag) checkReachability() {
 		f.Status = Skip
 		f.Evidence = append(f.Evidence, "not qualified yet: the server has not pinged the phone with OPTIONS (serve --qualify-interval)")
 	}
-	if f.Cause == cause.Unreachable {
+	if f.Cause == cause.Unreachable && closed == bad {
+		f.Cause = cause.ConnectionClosed
+		f.Fix = "the phone must register again over a new connection: reopen the browser tab of a WebRTC phone (or check its network), " +
+			"or check that a TLS/TCP phone is on and online; it reconnects and registers by itself when its network returns. " +
+			"A connection that closes again and again points at a firewall or NAT that drops idle connections: enable keepalives on the phone (CRLF or OPTIONS every 30 s)"
+	} else if f.Cause == cause.Unreachable {
 		f.Fix = "first check the phone is on and plugged in: a phone switched off or unplugged without unregistering looks just like this until its registration expires. " +
 			"If it is on, it registers but cannot be reached between REGISTERs: a NAT or firewall closes the path, or a SIP ALG rewrites it. " +
 			"On the phone enable NAT keepalives (OPTIONS or CRLF every 15-30 s) and rport, or switch it to TCP; shorten its registration interval (e.g. 120 s); disable SIP ALG on the router"
@@ -1310,6 +1339,9 @@ func (d *diag) registeredVerdict() verdictT {
 				b = x
 				break
 			}
+		}
+		if e, ok := d.closedFlow(b); ok {
+			return d.cannot(cause.ConnectionClosed, e.Detail)
 		}
 		return d.cannot(cause.Unreachable, fmt.Sprintf("registered from %s but it does not answer OPTIONS since %s — switched off or unplugged, or NAT, firewall or SIP ALG",
 			bindingPhone(b), d.clock(d.unreachableSince(b))))

@@ -241,5 +241,5 @@ func Causes() []cause.Code {
 		cause.WrongPassword, cause.AuthUserMismatch, cause.WrongDomain, cause.ACLDenied, cause.IPBanned,
 		cause.MaxRegistrations, cause.IntervalTooBrief, cause.Expired, cause.RemovedByAdmin, cause.Unreachable,
 		cause.ListenerDown, cause.DigestNoQOP, cause.DigestURIMismatch, cause.StoreUnavailable, cause.BanLifted,
-		cause.ACLChanged}
+		cause.ACLChanged, cause.ConnectionClosed}
 }
