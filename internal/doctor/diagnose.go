@@ -592,6 +592,61 @@ func (d *diag) checkListeners() {
 			" does not answer: read the server's log, check nothing else took the port, and restart it"
 	}
 	d.add(f)
+	d.checkCertificate()
+}
+
+// certWarnBefore is how long before its expiry a certificate is warned about.
+const certWarnBefore = 14 * 24 * time.Hour
+
+// checkCertificate reports the certificate the TLS/WSS listeners serve:
+// validity, expiry, the names it covers against the domain.
+func (d *diag) checkCertificate() {
+	var c *CertFacts
+	var where []string
+	for _, l := range d.in.Serve.Listeners {
+		if l.Cert != nil {
+			if c == nil {
+				c = l.Cert
+			}
+			where = append(where, l.Proto+" "+l.Addr)
+		}
+	}
+	if c == nil {
+		return
+	}
+	f := Finding{Check: CheckListeners, Status: OK}
+	kind := "issued by a CA the host trusts"
+	if c.SelfSigned {
+		kind = "self-signed"
+	} else if !c.Trusted {
+		kind = "not trusted by this host's CA roots"
+	}
+	f.Evidence = append(f.Evidence, fmt.Sprintf("%s serve certificate %q (%s), names %s, valid until %s",
+		strings.Join(where, " and "), c.Subject, kind, strings.Join(c.Names, ", "), c.NotAfter.Format("2006-01-02")))
+	dom := d.in.Domain
+	var fixes []string
+	switch left := c.NotAfter.Sub(d.in.Now); {
+	case left <= 0 || d.in.Now.Before(c.NotBefore):
+		f.Status, f.Cause = Fail, cause.TLSCertificate
+		f.Evidence = append(f.Evidence, "the certificate is not valid now (expired or not yet valid): every TLS phone and browser refuses it")
+		fixes = append(fixes, "renew it (e.g. certbot renew); switchboard reloads --tls-cert/--tls-key by itself when the files change, or on SIGHUP")
+	case left < certWarnBefore:
+		f.Status, f.Cause = Warn, cause.TLSCertificate
+		f.Evidence = append(f.Evidence, fmt.Sprintf("the certificate expires in %s", span(left)))
+		fixes = append(fixes, "renew it before then (certbot renew runs from a timer); switchboard picks the new files up without a restart")
+	}
+	if dom != "" && !c.Covers(dom) {
+		if f.Status == OK {
+			f.Status, f.Cause = Warn, cause.TLSCertificate
+		}
+		f.Evidence = append(f.Evidence, fmt.Sprintf("it does not name the domain %s: phones that verify the certificate refuse it and browsers warn", dom))
+		fixes = append(fixes, fmt.Sprintf("use a certificate for %s (e.g. certbot certonly --standalone -d %s, then serve --tls-cert /etc/letsencrypt/live/%s/fullchain.pem --tls-key /etc/letsencrypt/live/%s/privkey.pem)", dom, dom, dom, dom))
+	}
+	if c.SelfSigned && f.Status == OK {
+		f.Evidence = append(f.Evidence, "self-signed: a browser must accept it once (open the wss address as https:// and accept the warning), a desk phone must trust it (import the server's tls-cert.pem) or skip verification")
+	}
+	f.Fix = strings.Join(fixes, "; ")
+	d.add(f)
 }
 
 func (d *diag) checkFirewall() {
