@@ -290,9 +290,9 @@ func httpRefuse(c net.Conn, code int, status, body string) {
 // Only sipgo's reader goroutine calls Read.
 type replayConn struct {
 	net.Conn
-	pending  []byte
-	tooBig   func(net.Addr, uint64)
-	fr       frameScan
+	pending []byte
+	tooBig  func(net.Addr, uint64)
+	fr      frameScan
 }
 
 // errFrameTooLarge ends a connection that sent a frame over maxFrame.
