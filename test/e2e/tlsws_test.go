@@ -246,6 +246,12 @@ func TestTLSWSAbuse(t *testing.T) {
 	if len(limits) > 10 {
 		t.Errorf("%d connection_limit events for one flood: not rate-limited", len(limits))
 	}
+	// A phone whose REGISTER never arrives: the doctor points at the
+	// refused handshakes.
+	s.AddExt("2009", "secret-2009")
+	if out, _, _ := s.TryCLI("doctor", "2009"); !strings.Contains(out, "no REGISTER for 2009") || !strings.Contains(out, "switchboard journal --cause") {
+		t.Errorf("doctor 2009 does not mention the refused handshakes:\n%s", out)
+	}
 	alive(t, s)
 	if strings.Contains(s.Log(), "panic") {
 		t.Fatalf("panic in the server log:\n%s", tail(s.Log(), 3000))
