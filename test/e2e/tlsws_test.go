@@ -41,6 +41,9 @@ func TestWSSFlowReuse(t *testing.T) {
 	if r := u.register("2002", "secret-2002", 300); r.Status != 200 {
 		t.Fatalf("REGISTER over WSS: %d\n%s\nserver log:\n%s", r.Status, r.Raw, tail(s.Log(), 3000))
 	}
+	if fp := s.CertFingerprint(t); !strings.Contains(s.Log(), "sha256="+fp) || len(s.CertSPKIHash(t)) != 44 {
+		t.Errorf("the start log does not print the certificate's fingerprint %s", fp)
+	}
 	regs := s.Regs("2002")
 	if len(regs) != 1 || regs[0].Transport != "WSS" || regs[0].Source != u.conn.LocalAddr().String() || regs[0].Connection != "open" {
 		t.Fatalf("binding: %+v, want one over WSS from %s", regs, u.conn.LocalAddr())
