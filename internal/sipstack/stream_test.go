@@ -251,6 +251,16 @@ func TestTLSHandshakeFailures(t *testing.T) {
 		t.Errorf("the client's alert is not in the handshake events: %v", evs.reasons())
 	}
 
+	// TLS 1.2 is the minimum.
+	old := ccfg.Clone()
+	old.MinVersion, old.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
+	if c, err := tls.Dial("tcp", tlsAddr, old); err == nil {
+		c.Close()
+		t.Fatal("a TLS 1.1 handshake succeeded")
+	} else if !strings.Contains(err.Error(), "protocol version") {
+		t.Fatalf("TLS 1.1 refused for another reason: %v", err)
+	}
+
 	c, err := tls.Dial("tcp", tlsAddr, ccfg)
 	if err != nil {
 		t.Fatalf("TLS dial trusting the certificate: %v", err)
