@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/cause"
@@ -110,17 +111,25 @@ its next refresh; the journal records who removed them.`)
 		return err
 	}
 	now := time.Now()
+	running, _ := control.Running(*data)
 	views := []regView{}
 	for _, b := range bs {
 		if !b.ExpiresAt.After(now) {
 			continue
 		}
-		views = append(views, toRegView(b, now))
+		v := toRegView(b, now)
+		switch strings.ToUpper(v.Transport) {
+		case "TCP", "TLS", "WS", "WSS":
+			v.Connection = "open"
+			if !running || v.PingStatus == "unreachable" {
+				v.Connection = "closed"
+			}
+		}
+		views = append(views, v)
 	}
 	if *asJSON {
 		return writeJSON(env.Stdout, views)
 	}
-	running, _ := control.Running(*data)
 	if len(views) == 0 {
 		if num != "" {
 			fmt.Fprintf(env.Stdout, "%s is not registered (ask why: switchboard doctor %s)\n", num, num)
@@ -140,7 +149,7 @@ its next refresh; the journal records who removed them.`)
 		tw := table(env.Stdout)
 		for _, kv := range [][2]string{{"User", v.User}, {"Contact", v.Contact}, {"Agent", v.UserAgent},
 			{"Status", fmt.Sprintf("%s EXP(%s) EXPSECS(%d)", status, b2l(v.ExpiresAt), v.ExpiresIn)},
-			{"Ping-Status", ping}, {"Ping-Time", rtt}, {"Source", v.Source},
+			{"Ping-Status", ping}, {"Ping-Time", rtt}, {"Source", v.Source}, {"Connection", orDash(v.Connection)},
 			{"Call-ID", v.CallID}, {"Auth-User", v.AuthUser}, {"Auth-Realm", v.AuthRealm}, {"Node", v.Node}} {
 			if kv[0] == "Node" && kv[1] == "" {
 				continue
@@ -316,4 +325,11 @@ func removeStored(ctx context.Context, db storeopen.Backend, dom, ext, contact s
 		return nil, err
 	}
 	return gone, journal.Insert(ctx, db, events)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -157,6 +157,19 @@ type Listener struct {
 	Probed bool
 	OK     bool
 	Detail string
+	// Cert is the certificate a TLS or WSS listener served to the probe
+	// (nil otherwise).
+	Cert *CertFacts
+}
+
+// CertFacts describe a served certificate.
+type CertFacts struct {
+	Subject    string
+	Names      []string // DNS and IP SANs
+	NotBefore  time.Time
+	NotAfter   time.Time
+	SelfSigned bool // issuer == subject and signed by its own key
+	Trusted    bool // verifies against the host's CA roots
 }
 
 // Firewall is what the host firewall says about the SIP ports.
@@ -188,6 +201,10 @@ type History struct {
 	// registration_expired for Number in Domain, even when older than
 	// Recent reaches.
 	Last map[cause.Code]journal.Event
+	// Handshakes are the newest refused TLS handshakes and WebSocket
+	// upgrades (any address, the last day, newest first): they name no
+	// extension, but explain a phone whose REGISTER never arrives.
+	Handshakes []journal.Event
 	// Admin are the newest operator changes (journal kind "admin": bans
 	// lifted or added, ACL and profile edits), newest first: the doctor
 	// names who lifted what a past refusal was about.
@@ -246,5 +263,5 @@ func Causes() []cause.Code {
 		cause.WrongPassword, cause.AuthUserMismatch, cause.WrongDomain, cause.ACLDenied, cause.IPBanned,
 		cause.MaxRegistrations, cause.IntervalTooBrief, cause.Expired, cause.RemovedByAdmin, cause.Unreachable,
 		cause.ListenerDown, cause.DigestNoQOP, cause.DigestURIMismatch, cause.StoreUnavailable, cause.BanLifted,
-		cause.ACLChanged, cause.NodeDown}
+		cause.ACLChanged, cause.NodeDown, cause.ConnectionClosed, cause.TLSCertificate}
 }

@@ -110,6 +110,10 @@ type Config struct {
 	AdvertiseHost string
 	// Port is the SIP port (UDP and TCP listen on the same port).
 	Port int
+	// StreamPorts are the ports of the TLS, WS and WSS listeners (keys
+	// "TLS", "WS", "WSS"), put in Via and Record-Route for those
+	// transports; a transport missing uses Port.
+	StreamPorts map[string]int
 	// UDPLocal is the UDP listener's local address exactly as bound
 	// ("127.0.0.1:5060"): UDP requests leave from this socket.
 	UDPLocal string
@@ -304,7 +308,20 @@ func (p *Proxy) isOwnURI(u *sip.Uri) bool {
 			port = 5061
 		}
 	}
-	return port == p.port
+	return p.ownPort(port)
+}
+
+// ownPort reports whether port is one of our listeners' (SIP, TLS, WS, WSS).
+func (p *Proxy) ownPort(port int) bool {
+	if port == p.port {
+		return true
+	}
+	for _, n := range p.cfg.StreamPorts {
+		if n == port {
+			return true
+		}
+	}
+	return false
 }
 
 // branchPrefix marks the Via branches this proxy generates.
@@ -312,7 +329,7 @@ const branchPrefix = sip.RFC3261BranchMagicCookie + "-sb"
 
 // isOwnVia reports whether v is a Via this proxy added.
 func (p *Proxy) isOwnVia(v *sip.ViaHeader) bool {
-	if v == nil || v.Port != p.port || !strings.EqualFold(strings.Trim(v.Host, "[]"), p.host) {
+	if v == nil || !p.ownPort(v.Port) || !strings.EqualFold(strings.Trim(v.Host, "[]"), p.host) {
 		return false
 	}
 	b, _ := v.Params.Get("branch")

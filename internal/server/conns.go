@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -39,7 +40,14 @@ func (s *Server) checkFileLimit() {
 // the stack logs them too).
 func (s *Server) connEvent(ev sipstack.ConnEvent) {
 	ip := ev.Remote.Addr()
+	if ev.Kind == sipstack.HandshakeFailed {
+		s.handshakeEvent(ev)
+		return
+	}
 	e := journal.Event{Kind: journal.KindRequest, Transport: "TCP", Cause: cause.ConnectionLimit}
+	if ev.Proto != "" && ev.Proto != "TCP" {
+		e.Transport = ev.Proto
+	}
 	if ev.Remote.IsValid() {
 		e.Source = ev.Remote.String()
 	}
@@ -61,6 +69,10 @@ func (s *Server) connEvent(ev sipstack.ConnEvent) {
 		return
 	default:
 		return
+	}
+	if e.Transport != "TCP" {
+		kind = e.Transport + " " + kind
+		e.Detail = e.Transport + strings.TrimPrefix(e.Detail, "TCP")
 	}
 	if s.connNotes.First(s.connNotes.Key(ip, kind)) {
 		s.Journal.Record(e)
@@ -117,4 +129,50 @@ func longestExpiry(res *sip.Response) int {
 		}
 	}
 	return best
+}
+
+// handshakeEvent journals a failed TLS handshake or a refused WebSocket
+// upgrade, once a minute per address and reason.
+func (s *Server) handshakeEvent(ev sipstack.ConnEvent) {
+	var he *sipstack.HandshakeError
+	reason, detail := sipstack.ReasonTLS, fmt.Sprint(ev.Err)
+	if errors.As(ev.Err, &he) {
+		reason, detail = he.Reason, he.Error()
+	}
+	c := cause.Code(reason)
+	switch c {
+	case cause.TLSHandshakeFailed, cause.HandshakeTimeout, cause.WSOriginRefused, cause.WSNoSIPSubprotocol, cause.WSBadUpgrade,
+		cause.WSFrameTooLarge:
+	default:
+		c = cause.TLSHandshakeFailed
+	}
+	ip := ev.Remote.Addr()
+	if !s.connNotes.First(s.connNotes.Key(ip, "hs-"+reason)) {
+		return
+	}
+	e := journal.Event{Kind: journal.KindRequest, Transport: ev.Proto, Cause: c, Source: ev.Remote.String(),
+		Detail: ev.Proto + " connection from " + ip.String() + " refused: " + detail + "; " + handshakeFix(c, detail)}
+	s.Journal.Record(e)
+}
+
+// handshakeFix says what the admin can do about a refused TLS or
+// WebSocket connection.
+func handshakeFix(c cause.Code, detail string) string {
+	switch c {
+	case cause.TLSHandshakeFailed:
+		if strings.Contains(detail, "remote error") {
+			return "fix: the client does not accept the certificate: give it the server's tls-cert.pem to trust (or turn verification off), " +
+				"accept the certificate once in the browser (https://HOST:WSS-PORT/), or serve a real one with --tls-cert/--tls-key"
+		}
+		return "fix: the client does not speak TLS here (plain SIP on the TLS port?): set its transport to TLS, or point it at the UDP/TCP port; scanners also land here"
+	case cause.HandshakeTimeout:
+		return "fix: nothing if it is a scanner; a real client on a slow or lossy link should retry"
+	case cause.WSOriginRefused:
+		return "fix: if that page is your WebRTC phone, add its origin with --ws-origins (e.g. --ws-origins https://phone.example.com)"
+	case cause.WSNoSIPSubprotocol:
+		return "fix: the WebSocket client must ask for the sip subprotocol (RFC 7118): JsSIP and SIP.js do; check the client's WebSocket settings"
+	case cause.WSFrameTooLarge:
+		return "fix: no SIP message needs 64 KiB; a real client sending one is broken"
+	}
+	return "fix: point the client at the port of its transport (UDP/TCP --sip, TLS --tls, WSS --wss)"
 }

@@ -50,6 +50,19 @@ func (s *Stack) Reply(transport string, remote net.Addr, b []byte) error {
 			return err
 		}
 		return fmt.Errorf("reply to %s over tcp: connection not writable", remote)
+	case "TLS", "WS", "WSS":
+		// sipgo's connection frames (WebSocket) and encrypts.
+		conn, err := s.UA.TransportLayer().GetConnection(strings.ToLower(transport), remote.String())
+		if err != nil || conn == nil {
+			return fmt.Errorf("reply to %s over %s: no connection: %v", remote, transport, err)
+		}
+		defer conn.TryClose()
+		if w, ok := conn.(interface{ Write([]byte) (int, error) }); ok {
+			s.tr.Record(trace.Out, strings.ToUpper(transport), conn.LocalAddr(), remote, b)
+			_, err = w.Write(b)
+			return err
+		}
+		return fmt.Errorf("reply to %s over %s: connection not writable", remote, transport)
 	}
 	return fmt.Errorf("reply over %s: unsupported transport", transport)
 }
@@ -73,6 +86,11 @@ func (s *Stack) udpWriter() net.PacketConn {
 func (s *Stack) CloseConn(remote net.Addr) error {
 	if c := s.tcp.get(remote.String()); c != nil {
 		return c.Close()
+	}
+	for _, l := range s.streams {
+		if c := l.get(remote.String()); c != nil {
+			return c.Close()
+		}
 	}
 	conn, err := s.UA.TransportLayer().GetConnection("tcp", remote.String())
 	if err != nil || conn == nil {
@@ -208,7 +226,12 @@ type clipHandler struct{ slog.Handler }
 const maxLogAttr = 200
 
 func (c clipHandler) Handle(ctx context.Context, r slog.Record) error {
-	if (r.Level == slog.LevelError && r.Message == "Read error") || r.Message == "TCP ref went negative" {
+	if (r.Level == slog.LevelError && (r.Message == "Read error" || r.Message == "Got TCP error" || r.Message == "Fail to upgrade")) ||
+		r.Message == "TCP ref went negative" {
+		// (The WebSocket reader logs "Got TCP error" for a peer's reset or
+		// an oversized frame, "Fail to upgrade" for a bad handshake: a
+		// client could fill the log with either; the listener journals
+		// them once a minute per address instead.)
 		// A peer resetting its TCP connection is not a server error; at
 		// ERROR a client could fill the log by connecting and resetting.
 		// sipgo's pool hard-closes a connection (reference count 0) that

@@ -68,6 +68,11 @@ type Registration struct {
 	Pinged bool `json:"pinged"`
 	// Node is the node the phone registered on (serve --node).
 	Node string `json:"node"`
+	// Connection is the state of the connection a TCP, TLS, WS or WSS
+	// binding is reached through: "open", or "closed" (it closed, the
+	// phone stopped answering over it, or serve is not running; calls get
+	// 480 until it registers again); "" for UDP.
+	Connection string `json:"connection"`
 }
 
 // RegistrationOf makes the view of b at now.
