@@ -27,9 +27,9 @@ type Nodes interface {
 
 var _ Nodes = (*cluster.Signer)(nil)
 
-// localLocator is the part of the location table that answers with this
+// LocalLocator is the part of the location table that answers with this
 // node's own bindings only (location.Table satisfies it).
-type localLocator interface {
+type LocalLocator interface {
 	LookupLocal(domain, ext string) []store.Binding
 }
 
@@ -106,7 +106,7 @@ func (p *Proxy) serveNodeCall(req *sip.Request, tx sip.ServerTransaction, node, 
 		d.Cause, d.Detail, d.Targets = "", "", nil
 		want := req.Recipient.String()
 		var own []store.Binding
-		if l, ok := p.d.Loc.(localLocator); ok {
+		if l, ok := p.d.Loc.(LocalLocator); ok {
 			own = l.LookupLocal(domain, callee)
 		}
 		for _, b := range own {

@@ -15,6 +15,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/config"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
+	"github.com/switchboard-pbx/switchboard/internal/proxy"
 	"github.com/switchboard-pbx/switchboard/internal/sipstack"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 	"github.com/switchboard-pbx/switchboard/internal/tlscert"
@@ -134,6 +135,14 @@ func closedDetail(b store.Binding, at time.Time) string {
 
 // flowLocator is the location table as the proxy and qualify see it: a
 // binding whose connection closed is left out.
+// The proxy finds a forwarded call's callee among this node's own bindings
+// through LookupLocal: a Locator without it answers every forwarded call
+// with 480.
+var (
+	_ proxy.Locator      = flowLocator{}
+	_ proxy.LocalLocator = flowLocator{}
+)
+
 type flowLocator struct {
 	s *Server
 }
@@ -148,6 +157,22 @@ func (l flowLocator) open(b store.Binding) bool {
 // Lookup returns the bindings of an extension that can be reached.
 func (l flowLocator) Lookup(domain, ext string) []store.Binding {
 	bs := l.s.Loc.Lookup(domain, ext)
+	out := bs[:0:0]
+	for _, b := range bs {
+		if l.open(b) {
+			out = append(out, b)
+		}
+	}
+	if len(out) == len(bs) {
+		return bs
+	}
+	return out
+}
+
+// LookupLocal returns this node's own bindings of an extension that can
+// be reached (the proxy's forwarded calls from other nodes ask for these).
+func (l flowLocator) LookupLocal(domain, ext string) []store.Binding {
+	bs := l.s.Loc.LookupLocal(domain, ext)
 	out := bs[:0:0]
 	for _, b := range bs {
 		if l.open(b) {
