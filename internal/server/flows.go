@@ -245,10 +245,14 @@ func (s *Server) streamOptions(cfg config.Config) (sipstack.StreamOptions, error
 			"not_after", info.NotAfter.Format(time.RFC3339), "sha256", info.Fingerprint)
 	}
 	if created {
-		s.Log.Warn("created a self-signed TLS certificate for TLS and WSS: desk phones must trust it (import the cert file) or skip verification, "+
-			"and each browser must accept it once: open https://"+s.Domain+":PORT/ (the --wss port, 7443 by default) and accept the warning; "+
-			"or give a real certificate with --tls-cert/--tls-key (e.g. certbot's fullchain.pem and privkey.pem)",
-			"cert", info.CertFile, "sha256", info.Fingerprint, "names", strings.Join(info.Names, ","))
+		// Said once the listeners are bound (Run), so that a start that
+		// fails says only why it failed.
+		s.certNotice = func() {
+			s.Log.Warn("created a self-signed TLS certificate for TLS and WSS: desk phones must trust it (import the cert file) or skip verification, "+
+				"and each browser must accept it once: open https://"+s.Domain+":PORT/ (the --wss port, 7443 by default) and accept the warning; "+
+				"or give a real certificate with --tls-cert/--tls-key (e.g. certbot's fullchain.pem and privkey.pem)",
+				"cert", info.CertFile, "sha256", info.Fingerprint, "names", strings.Join(info.Names, ","))
+		}
 	}
 	return so, nil
 }

@@ -94,6 +94,9 @@ type Server struct {
 	connNotes *journal.Throttle
 	// Cert is the TLS/WSS certificate (nil when both are off).
 	Cert *tlscert.Manager
+	// certNotice, when set, announces the self-signed certificate this
+	// start created (after the listeners are bound).
+	certNotice func()
 	// flows marks bindings unreachable when their connection closes.
 	flows *flows
 	// certPoll is how often the certificate files are checked (0: default).
@@ -422,6 +425,9 @@ func (s *Server) Run(ctx context.Context) error {
 			s.Log.Error("control socket stopped", "error", err)
 		}
 	})
+	if s.certNotice != nil {
+		s.certNotice()
+	}
 	started := []any{"version", version.Get().String(), "domain", s.Domain, "udp", s.Stack.Listeners[0].Addr,
 		"tcp", s.Stack.Listeners[1].Addr}
 	for _, l := range s.Stack.Listeners[2:] {
