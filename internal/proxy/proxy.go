@@ -100,6 +100,12 @@ type Config struct {
 	AdvertiseHost string
 	// Port is the SIP port (UDP and TCP listen on the same port).
 	Port int
+	// Ports are the ports of the other transports' listeners, by
+	// transport name ("TLS", "WS", "WSS"): Via and Record-Route entries
+	// for a transport carry its port (a browser's in-dialog requests name
+	// the WSS listener), and a Route naming any of them is ours. A
+	// transport not listed uses Port.
+	Ports map[string]int
 	// UDPLocal is the UDP listener's local address exactly as bound
 	// ("127.0.0.1:5060"): UDP requests leave from this socket.
 	UDPLocal string
@@ -271,7 +277,28 @@ func (p *Proxy) isOwnURI(u *sip.Uri) bool {
 			port = 5061
 		}
 	}
-	return port == p.port
+	return p.isOwnPort(port)
+}
+
+// isOwnPort reports whether port is one this server listens on for SIP.
+func (p *Proxy) isOwnPort(port int) bool {
+	if port == p.port {
+		return true
+	}
+	for _, n := range p.cfg.Ports {
+		if n == port {
+			return true
+		}
+	}
+	return false
+}
+
+// portFor returns the port advertised for transport (upper case).
+func (p *Proxy) portFor(transport string) int {
+	if n, ok := p.cfg.Ports[transport]; ok && n > 0 {
+		return n
+	}
+	return p.port
 }
 
 // branchPrefix marks the Via branches this proxy generates.
@@ -279,7 +306,7 @@ const branchPrefix = sip.RFC3261BranchMagicCookie + "-sb"
 
 // isOwnVia reports whether v is a Via this proxy added.
 func (p *Proxy) isOwnVia(v *sip.ViaHeader) bool {
-	if v == nil || v.Port != p.port || !strings.EqualFold(strings.Trim(v.Host, "[]"), p.host) {
+	if v == nil || !p.isOwnPort(v.Port) || !strings.EqualFold(strings.Trim(v.Host, "[]"), p.host) {
 		return false
 	}
 	b, _ := v.Params.Get("branch")

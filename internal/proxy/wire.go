@@ -23,7 +23,7 @@ func (p *Proxy) newVia(transport string) *sip.ViaHeader {
 	params := sip.NewParams()
 	params.Add("branch", branchPrefix+sip.GenerateTagN(20))
 	return &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: transport, Host: p.host,
-		Port: p.port, Params: params}
+		Port: p.portFor(strings.ToUpper(transport)), Params: params}
 }
 
 // recordRoute returns our Record-Route for a dialog, carrying its token.
@@ -34,7 +34,8 @@ func (p *Proxy) recordRoute(transport, token string) *sip.RecordRouteHeader {
 	}
 	params.Add("lr", "")
 	params.Add("sb", token)
-	return &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", Host: p.host, Port: p.port, UriParams: params}}
+	return &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", Host: p.host, Port: p.portFor(strings.ToUpper(transport)),
+		UriParams: params}}
 }
 
 // stampVia adds received (and rport when asked for, or always on stream
