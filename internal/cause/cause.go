@@ -66,6 +66,23 @@ const (
 	// read-only file system), so a binding change could not be made
 	// durable and was refused: 503 with Retry-After, never a 200.
 	StoreUnavailable Code = "store_unavailable"
+	// TLSHandshakeFailed: a client's TLS handshake failed (it does not
+	// trust the certificate, speaks no TLS on the TLS port, or offers no
+	// common version/cipher); HandshakeTimeout: a TLS handshake or a
+	// WebSocket upgrade request did not complete in time.
+	TLSHandshakeFailed Code = "tls_handshake_failed"
+	HandshakeTimeout   Code = "handshake_timeout"
+	// WSOriginRefused: a WebSocket upgrade from a web page whose Origin is
+	// neither this host, a loopback page nor in --ws-origins;
+	// WSNoSIPSubprotocol: an upgrade without Sec-WebSocket-Protocol: sip;
+	// WSBadUpgrade: not a WebSocket upgrade at all.
+	WSOriginRefused    Code = "ws_origin_refused"
+	WSNoSIPSubprotocol Code = "ws_no_sip_subprotocol"
+	WSBadUpgrade       Code = "ws_bad_upgrade"
+	// ConnectionClosed: the TCP, TLS or WebSocket connection a phone
+	// registered over closed; its bindings are unreachable (calls get 480)
+	// until it registers again.
+	ConnectionClosed Code = "connection_closed"
 )
 
 // Operator actions, journaled by the CLI (journal kind "admin", the OS user
@@ -197,7 +214,8 @@ func All() []Code {
 		ExtensionDisabled, NeverSeen, WrongPassword, AuthUserMismatch, WrongDomain, ACLDenied, IPBanned,
 		MaxRegistrations, IntervalTooBrief, Expired, Unreachable, Reachable, ListenerDown, BadRequest, OutOfOrder,
 		RateLimited, Scanner, DigestNoQOP, DigestURIMismatch, RouteTokenRefused, RemovedByAdmin, ConnectionLimit,
-		AcceptFailed, StoreUnavailable, BanLifted, BanAdded, ACLChanged, ProfileChanged,
+		AcceptFailed, StoreUnavailable, TLSHandshakeFailed, HandshakeTimeout, WSOriginRefused, WSNoSIPSubprotocol,
+		WSBadUpgrade, ConnectionClosed, BanLifted, BanAdded, ACLChanged, ProfileChanged,
 		NormalClearing, UserNotRegistered, UserBusy, NoAnswer, NoUserResponse, UnallocatedNumber, CallRejected,
 		OriginatorCancel, RecoveryOnTimerExpire, TooManyHops, TemporaryFailure, LoopDetected, SystemShutdown,
 		WebRTCNeedsMediaRelay}

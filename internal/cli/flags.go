@@ -206,8 +206,12 @@ func placeholder(flagName, typeName string) string {
 		return "IP"
 	case "config":
 		return "FILE"
-	case "sip", "pprof":
+	case "sip", "pprof", "tls", "ws", "wss":
 		return "ADDR"
+	case "tls-cert", "tls-key":
+		return "FILE"
+	case "ws-origins":
+		return "LIST"
 	case "description", "reason":
 		return "TEXT"
 	case "default":

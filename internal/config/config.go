@@ -86,6 +86,18 @@ type Config struct {
 	// limit the runtime collects more often and returns freed memory to
 	// the OS at once.
 	MemoryLimit string
+	// TLS, WS and WSS are the internal profile's SIP over TLS, WebSocket
+	// and secure WebSocket listen addresses (flags --tls, --ws, --wss):
+	// host:port, "off", or "auto" (the --sip host with port 5061 for TLS,
+	// 5066 for WS, 7443 for WSS; port 0 when --sip's port is 0; a port
+	// that is taken leaves that listener off with a warning).
+	TLS, WS, WSS string
+	// TLSCert and TLSKey are PEM files (full chain, key) served by TLS and
+	// WSS; "" for both: a self-signed certificate in the data directory.
+	TLSCert, TLSKey string
+	// WSOrigins lists page origins allowed to open a WebSocket besides
+	// the server's own host and loopback pages (comma-separated; "*": any).
+	WSOrigins string
 }
 
 // Default returns the defaults.
@@ -114,6 +126,9 @@ func Default() Config {
 		TCPIdleTimeout:   30 * time.Second,
 		TCPMaxPerIP:      128,
 		LogLevel:         "info",
+		TLS:              "auto",
+		WS:               "off",
+		WSS:              "auto",
 	}
 }
 
@@ -193,7 +208,49 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("--log-level %q: use debug, info, warn or error", c.LogLevel)
 	}
+	for _, l := range []struct{ flag, v string }{{"tls", c.TLS}, {"ws", c.WS}, {"wss", c.WSS}} {
+		if l.v == "auto" || l.v == "off" {
+			continue
+		}
+		h, p, err := net.SplitHostPort(l.v)
+		if n, perr := strconv.Atoi(p); err != nil || perr != nil || n < 0 || n > 65535 || (h != "" && net.ParseIP(h) == nil) {
+			return fmt.Errorf("--%s %q: give ip:port (e.g. --%s 0.0.0.0:%s), auto or off", l.flag, l.v, l.flag, StreamPort(l.flag))
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together: give both PEM files, or neither for a self-signed certificate")
+	}
 	return nil
+}
+
+// StreamPort is the standard port of the auto TLS, WS or WSS listener
+// (flag "tls", "ws", "wss"), as FreeSWITCH and FusionPBX use.
+func StreamPort(flag string) string {
+	switch flag {
+	case "tls":
+		return "5061"
+	case "ws":
+		return "5066"
+	}
+	return "7443"
+}
+
+// StreamAddr resolves a --tls, --ws or --wss value (flag "tls", "ws" or
+// "wss") against --sip: "" when off; auto reports whether it came from
+// "auto" (then a taken port leaves the listener off instead of failing).
+func (c *Config) StreamAddr(flag string) (addr string, auto bool) {
+	v := map[string]string{"tls": c.TLS, "ws": c.WS, "wss": c.WSS}[flag]
+	switch v {
+	case "off", "":
+		return "", false
+	case "auto":
+		host, port, _ := net.SplitHostPort(c.SIP)
+		if port == "0" {
+			return net.JoinHostPort(host, "0"), true
+		}
+		return net.JoinHostPort(host, StreamPort(flag)), true
+	}
+	return v, false
 }
 
 // PrimaryIPv4 returns the host's primary IPv4 address: the first up,

@@ -86,6 +86,18 @@ func Settings() []Setting {
 			field: func(c *Config) any { return &c.LogLevel }},
 		{Name: "memory-limit", Help: "soft memory limit of the Go runtime, a `SIZE` such as 512MiB (default: $GOMEMLIMIT, else none)",
 			field: func(c *Config) any { return &c.MemoryLimit }},
+		{Name: "tls", Help: "SIP over TLS listen address: ip:port, auto (the --sip address's host, port 5061) or off",
+			field: func(c *Config) any { return &c.TLS }},
+		{Name: "ws", Help: "SIP over WebSocket (plain, RFC 7118) listen address: ip:port, auto (port 5066) or off; browsers need --wss",
+			field: func(c *Config) any { return &c.WS }},
+		{Name: "wss", Help: "SIP over secure WebSocket (WebRTC phones) listen address: ip:port, auto (port 7443) or off",
+			field: func(c *Config) any { return &c.WSS }},
+		{Name: "tls-cert", Help: "PEM certificate chain for TLS and WSS, reloaded when it changes (default: a self-signed one in the data directory)", DefaultDoc: "self-signed",
+			field: func(c *Config) any { return &c.TLSCert }},
+		{Name: "tls-key", Help: "PEM private key of --tls-cert", DefaultDoc: "self-signed",
+			field: func(c *Config) any { return &c.TLSKey }},
+		{Name: "ws-origins", Help: "page origins allowed to open a WebSocket besides this host and loopback pages (comma-separated, e.g. https://phone.example.com; * = any)",
+			field: func(c *Config) any { return &c.WSOrigins }},
 	}
 }
 

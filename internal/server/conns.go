@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -39,7 +40,14 @@ func (s *Server) checkFileLimit() {
 // the stack logs them too).
 func (s *Server) connEvent(ev sipstack.ConnEvent) {
 	ip := ev.Remote.Addr()
+	if ev.Kind == sipstack.HandshakeFailed {
+		s.handshakeEvent(ev)
+		return
+	}
 	e := journal.Event{Kind: journal.KindRequest, Transport: "TCP", Cause: cause.ConnectionLimit}
+	if ev.Proto != "" && ev.Proto != "TCP" {
+		e.Transport = ev.Proto
+	}
 	if ev.Remote.IsValid() {
 		e.Source = ev.Remote.String()
 	}
@@ -117,4 +125,27 @@ func longestExpiry(res *sip.Response) int {
 		}
 	}
 	return best
+}
+
+// handshakeEvent journals a failed TLS handshake or a refused WebSocket
+// upgrade, once a minute per address and reason.
+func (s *Server) handshakeEvent(ev sipstack.ConnEvent) {
+	var he *sipstack.HandshakeError
+	reason, detail := sipstack.ReasonTLS, fmt.Sprint(ev.Err)
+	if errors.As(ev.Err, &he) {
+		reason, detail = he.Reason, he.Error()
+	}
+	c := cause.Code(reason)
+	switch c {
+	case cause.TLSHandshakeFailed, cause.HandshakeTimeout, cause.WSOriginRefused, cause.WSNoSIPSubprotocol, cause.WSBadUpgrade:
+	default:
+		c = cause.TLSHandshakeFailed
+	}
+	ip := ev.Remote.Addr()
+	if !s.connNotes.First(s.connNotes.Key(ip, "hs-"+reason)) {
+		return
+	}
+	e := journal.Event{Kind: journal.KindRequest, Transport: ev.Proto, Cause: c, Source: ev.Remote.String(),
+		Detail: ev.Proto + " connection from " + ip.String() + " refused: " + detail}
+	s.Journal.Record(e)
 }

@@ -37,6 +37,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/sipstack"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
+	"github.com/switchboard-pbx/switchboard/internal/tlscert"
 	"github.com/switchboard-pbx/switchboard/internal/trace"
 	"github.com/switchboard-pbx/switchboard/internal/version"
 )
@@ -77,6 +78,12 @@ type Server struct {
 	wg      sync.WaitGroup
 	// connNotes journals connection refusals once a minute per address.
 	connNotes *journal.Throttle
+	// Cert is the TLS/WSS certificate (nil when both are off).
+	Cert *tlscert.Manager
+	// flows marks bindings unreachable when their connection closes.
+	flows *flows
+	// certPoll is how often the certificate files are checked (0: default).
+	certPoll time.Duration
 }
 
 // writerQueue is the queue length of the journal and call-record writers:
@@ -206,8 +213,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	}
 	s.connNotes = journal.NewThrottle(time.Minute, nil)
 	s.Trace = trace.New(0, 0)
+	s.flows = newFlows()
+	streams, err := s.streamOptions(cfg)
+	if err != nil {
+		return fail(err)
+	}
 	s.Stack, err = sipstack.Listen(sipstack.Options{Addr: cfg.SIP, UserAgent: "switchboard", Logger: log, Tracer: s.Trace,
-		Filter: s.Guard.Filter, ConnClosed: s.Guard.ConnClosed,
+		Filter: s.Guard.Filter, ConnClosed: s.Guard.ConnClosed, Streams: streams, FlowClosed: s.flows.closed,
 		TCPIdleTimeout: cfg.TCPIdleTimeout, TCPMaxPerAddress: perIP, TCPMaxConns: cfg.TCPMaxConns,
 		AcceptConn: s.Sec.AcceptConn, ConnEvent: s.connEvent,
 		// s.Proxy is set below, before Serve starts reading.
@@ -230,7 +242,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.Guard.SetTransport(s.Stack)
 	// Handlers go through the Stack, which contains panics (500, log, go on).
 	s.Stack.OnRegister(func(req *sip.Request, tx sip.ServerTransaction) {
-		s.Reg.Serve(req, s.keepFlow(req, tx.Respond))
+		s.Reg.Serve(req, s.keepStreamFlow(req, s.keepFlow(req, tx.Respond)))
 	})
 	s.Stack.OnOptions(s.serveOPTIONS)
 	s.Stack.NotAllowed(Allow)
@@ -239,12 +251,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	port, _ := strconv.Atoi(sipPort)
 	s.Proxy = proxy.New(proxy.Config{Host: sipHost, AdvertiseHost: config.PrimaryIPv4(), Port: port, UDPLocal: udpAddr,
 		OwnHosts: ownHosts(s.Stack, s.Domain), Key: key},
-		proxy.Deps{Dir: s.Dir, Auth: s.Auth, Loc: s.Loc, Journal: s.Journal, Calls: s.Calls, Client: s.Stack.Client,
+		proxy.Deps{Dir: s.Dir, Auth: s.Auth, Loc: flowLocator{s}, Journal: s.Journal, Calls: s.Calls, Client: s.Stack.Client,
 			Server: s.Stack.Server, Policy: s.Sec, Log: log})
 	s.Proxy.Register(s.Stack)
 	s.Guard.SetCalls(s.Proxy)
 	s.Qualify = qualify.New(qualify.Config{Interval: cfg.QualifyInterval, Host: s.Proxy.Host(), Port: port,
-		UDPLocal: udpAddr}, s.Loc, s.Stack.Client, s.Journal, log)
+		UDPLocal: udpAddr}, flowLocator{s}, s.Stack.Client, s.Journal, log)
 	return s, nil
 }
 
@@ -318,6 +330,8 @@ func (s *Server) Run(ctx context.Context) error {
 		cancel()
 		s.Qualify.Run(bg)
 	})
+	s.Go(func() { s.runFlows(bg) })
+	s.Go(func() { s.runCert(bg) })
 	s.Go(func() { s.Dir.Watch(bg, 250*time.Millisecond, s.kick, s.applied.Set) })
 	// The last run's facts stay in the database for commands that read
 	// while no server runs (which listeners to check, since when).
@@ -329,8 +343,12 @@ func (s *Server) Run(ctx context.Context) error {
 			s.Log.Error("control socket stopped", "error", err)
 		}
 	})
-	s.Log.Info("switchboard started", "version", version.Get().String(), "domain", s.Domain, "udp", s.Stack.Listeners[0].Addr,
-		"tcp", s.Stack.Listeners[1].Addr, "data", s.Cfg.DataDir)
+	started := []any{"version", version.Get().String(), "domain", s.Domain, "udp", s.Stack.Listeners[0].Addr,
+		"tcp", s.Stack.Listeners[1].Addr}
+	for _, l := range s.Stack.Listeners[2:] {
+		started = append(started, l.Proto, l.Addr) // tls, ws, wss
+	}
+	s.Log.Info("switchboard started", append(started, "data", s.Cfg.DataDir)...)
 	err := s.Stack.Serve(ctx)
 	s.Guard.Wait() // listeners are closed: no new stateless requests start
 	s.Proxy.Shutdown()

@@ -50,6 +50,19 @@ func (s *Stack) Reply(transport string, remote net.Addr, b []byte) error {
 			return err
 		}
 		return fmt.Errorf("reply to %s over tcp: connection not writable", remote)
+	case "TLS", "WS", "WSS":
+		// sipgo's connection frames (WebSocket) and encrypts.
+		conn, err := s.UA.TransportLayer().GetConnection(strings.ToLower(transport), remote.String())
+		if err != nil || conn == nil {
+			return fmt.Errorf("reply to %s over %s: no connection: %v", remote, transport, err)
+		}
+		defer conn.TryClose()
+		if w, ok := conn.(interface{ Write([]byte) (int, error) }); ok {
+			s.tr.Record(trace.Out, strings.ToUpper(transport), conn.LocalAddr(), remote, b)
+			_, err = w.Write(b)
+			return err
+		}
+		return fmt.Errorf("reply to %s over %s: connection not writable", remote, transport)
 	}
 	return fmt.Errorf("reply over %s: unsupported transport", transport)
 }
@@ -58,6 +71,11 @@ func (s *Stack) Reply(transport string, remote net.Addr, b []byte) error {
 func (s *Stack) CloseConn(remote net.Addr) error {
 	if c := s.tcp.get(remote.String()); c != nil {
 		return c.Close()
+	}
+	for _, l := range s.streams {
+		if c := l.get(remote.String()); c != nil {
+			return c.Close()
+		}
 	}
 	conn, err := s.UA.TransportLayer().GetConnection("tcp", remote.String())
 	if err != nil || conn == nil {

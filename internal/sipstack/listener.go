@@ -47,6 +47,9 @@ const (
 	// AcceptFailing: Accept failed (EMFILE, ENFILE, ENOBUFS, ...); the
 	// listener retries with back-off. Reported once per burst of failures.
 	AcceptFailing
+	// HandshakeFailed: a TLS handshake failed or timed out, or a
+	// WebSocket upgrade was refused (Err says why: a *HandshakeError).
+	HandshakeFailed
 )
 
 // ConnEvent reports a connection the listener closed or refused, or a
@@ -57,6 +60,8 @@ type ConnEvent struct {
 	Held   int // connections held by the address (per-address) or in total
 	Limit  int // the cap in force
 	Err    error
+	// Proto is the listener's transport: "TCP", "TLS", "WS" or "WSS".
+	Proto string
 }
 
 // Connection defaults (see Options).
@@ -136,17 +141,27 @@ const (
 // them and close them.
 type trackingListener struct {
 	net.Listener
-	onClose func(net.Addr)
-	accept  func(netip.AddrPort) ConnVerdict
-	event   func(ConnEvent)
-	tr      *trace.Tracer
-	log     *slog.Logger
-	idle    time.Duration
-	perAddr int // 0: no per-address cap
-	total   int
+	// proto is the SIP transport served: "TCP", "TLS", "WS" or "WSS".
+	proto string
+	// prepare, when set, runs the TLS handshake and/or the WebSocket
+	// checks on a connection that has sent its first byte, under the
+	// handshake deadline; it returns the connection sipgo reads.
+	prepare   func(c net.Conn) (net.Conn, error)
+	handshake time.Duration
+	// flowClosed, when set, is told about every admitted connection
+	// that closes (transport, remote ip:port).
+	flowClosed func(proto, remote string)
+	onClose    func(net.Addr)
+	accept     func(netip.AddrPort) ConnVerdict
+	event      func(ConnEvent)
+	tr         *trace.Tracer
+	log        *slog.Logger
+	idle       time.Duration
+	perAddr    int // 0: no per-address cap
+	total      int
 
-	ready     chan *trackedConn // connections with data, for sipgo's Accept
-	done      chan struct{}     // closed by Close
+	ready     chan net.Conn // connections with data (prepared), for sipgo's Accept
+	done      chan struct{} // closed by Close
 	startOnce sync.Once
 	closeOnce sync.Once
 	loopDone  chan struct{} // closed when the accept loop has returned
@@ -170,9 +185,9 @@ type addrConns struct {
 
 // newTrackingListener wraps l with opts' caps and callbacks, defaults applied.
 func newTrackingListener(l net.Listener, opts Options, log *slog.Logger) *trackingListener {
-	tl := &trackingListener{Listener: l, onClose: opts.ConnClosed, accept: opts.AcceptConn, event: opts.ConnEvent,
+	tl := &trackingListener{Listener: l, proto: "TCP", flowClosed: opts.FlowClosed, onClose: opts.ConnClosed, accept: opts.AcceptConn, event: opts.ConnEvent,
 		tr: opts.Tracer, log: log, idle: opts.TCPIdleTimeout, perAddr: opts.TCPMaxPerAddress, total: opts.TCPMaxConns,
-		ready: make(chan *trackedConn), done: make(chan struct{}), loopDone: make(chan struct{}),
+		ready: make(chan net.Conn), done: make(chan struct{}), loopDone: make(chan struct{}),
 		conns: map[string]*trackedConn{}, byAddr: map[netip.Addr]*addrConns{}}
 	if tl.idle <= 0 {
 		tl.idle = DefaultTCPIdleTimeout
@@ -272,7 +287,7 @@ func (l *trackingListener) acceptLoop() {
 				l.log.Warn("sip stack: accepting TCP connections fails; retrying with back-off (raise the file limit or lower --tcp-max-conns)",
 					"error", err)
 				if l.event != nil {
-					l.event(ConnEvent{Kind: AcceptFailing, Err: err, Held: l.held(), Limit: l.total})
+					l.event(ConnEvent{Kind: AcceptFailing, Err: err, Held: l.held(), Limit: l.total, Proto: l.proto})
 				}
 			}
 			failures++
@@ -339,9 +354,9 @@ func (l *trackingListener) admit(c net.Conn) {
 	a := l.byAddr[key]
 	switch {
 	case verdict != ConnTrusted && l.perAddr > 0 && a != nil && a.n >= l.perAddr:
-		ev = &ConnEvent{Kind: ConnOverPerAddress, Remote: ap, Held: a.n, Limit: l.perAddr}
+		ev = &ConnEvent{Kind: ConnOverPerAddress, Remote: ap, Held: a.n, Limit: l.perAddr, Proto: l.proto}
 	case l.n >= l.total && l.unproven == 0:
-		ev = &ConnEvent{Kind: ConnOverTotal, Remote: ap, Held: l.n, Limit: l.total}
+		ev = &ConnEvent{Kind: ConnOverTotal, Remote: ap, Held: l.n, Limit: l.total, Proto: l.proto}
 	case l.n >= l.total:
 		evict = l.victimLocked()
 		l.unlinkLocked(evict)
@@ -368,7 +383,7 @@ func (l *trackingListener) admit(c net.Conn) {
 	if evict != nil {
 		evict.Close()
 		if l.event != nil {
-			l.event(ConnEvent{Kind: ConnEvicted, Remote: remoteAddrPort(evict.Conn.RemoteAddr()), Held: l.total, Limit: l.total})
+			l.event(ConnEvent{Kind: ConnEvicted, Remote: remoteAddrPort(evict.Conn.RemoteAddr()), Held: l.total, Limit: l.total, Proto: l.proto})
 		}
 	}
 	go l.wait(tc)
@@ -398,9 +413,35 @@ func (l *trackingListener) wait(tc *trackedConn) {
 			}
 		}
 	}
+	var out net.Conn = tc
+	if l.prepare != nil {
+		hs := l.handshake
+		if hs <= 0 {
+			hs = DefaultHandshakeTimeout
+		}
+		dl := time.Now().Add(hs)
+		tc.deadline.Store(dl.UnixNano())
+		_ = tc.Conn.SetWriteDeadline(dl)
+		pc, err := l.prepare(tc)
+		if err != nil {
+			var he *HandshakeError
+			if !time.Now().Before(dl) && (!errors.As(err, &he) || he.Reason != ReasonTimeout) {
+				// trackedConn's Read reports its deadline as EOF.
+				err = &HandshakeError{Reason: ReasonTimeout, Detail: fmt.Sprintf("%s handshake not completed within %s", l.proto, hs), Err: err}
+			}
+			tc.Close()
+			if l.event != nil {
+				l.event(ConnEvent{Kind: HandshakeFailed, Remote: remoteAddrPort(tc.Conn.RemoteAddr()), Proto: l.proto, Err: err})
+			}
+			return
+		}
+		_ = tc.Conn.SetWriteDeadline(time.Time{})
+		tc.deadline.Store(time.Now().Add(l.idle).UnixNano())
+		out = pc
+	}
 	tc.handed.Store(true)
 	select {
-	case l.ready <- tc:
+	case l.ready <- out:
 	case <-l.done:
 		tc.Close()
 	}
@@ -524,6 +565,7 @@ type trackedConn struct {
 	handed   atomic.Bool  // given to sipgo
 	proven   atomic.Bool  // delivered a complete message
 	closed   atomic.Bool
+	rearm    atomic.Bool // the read deadline on Conn may have been changed
 
 	// guarded by l.mu
 	tracked    bool
@@ -543,12 +585,25 @@ func (c *trackedConn) extend(until time.Time) {
 	}
 }
 
+// SetDeadline sets the write deadline; the read deadline stays the idle
+// deadline (sipgo's WebSocket upgrade clears deadlines after it).
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	c.rearm.Store(true)
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// SetReadDeadline is ignored: reads end at the idle deadline.
+func (c *trackedConn) SetReadDeadline(time.Time) error {
+	c.rearm.Store(true)
+	return nil
+}
+
 // Read reads from the connection until its idle deadline, which other
 // goroutines may move later meanwhile; when it passes, Read reports EOF
 // (sipgo then closes the connection quietly).
 func (c *trackedConn) Read(b []byte) (int, error) {
 	for {
-		if d := c.deadline.Load(); d != c.armed {
+		if d := c.deadline.Load(); d != c.armed || c.rearm.Swap(false) {
 			c.armed = d
 			_ = c.Conn.SetReadDeadline(time.Unix(0, d))
 		}
@@ -566,7 +621,9 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 
 // Write hands b to the tracer and writes it.
 func (c *trackedConn) Write(b []byte) (int, error) {
-	c.l.tr.Record(trace.Out, "TCP", c.Conn.LocalAddr(), c.Conn.RemoteAddr(), b)
+	if c.l.prepare == nil { // TLS bytes are not SIP: those listeners trace nothing here
+		c.l.tr.Record(trace.Out, c.l.proto, c.Conn.LocalAddr(), c.Conn.RemoteAddr(), b)
+	}
 	return c.Conn.Write(b)
 }
 
@@ -577,6 +634,9 @@ func (c *trackedConn) Close() error {
 		c.l.forget(c)
 		if c.l.onClose != nil {
 			c.l.onClose(c.Conn.RemoteAddr())
+		}
+		if c.l.flowClosed != nil && c.handed.Load() {
+			c.l.flowClosed(c.l.proto, c.key)
 		}
 	}
 	return err

@@ -74,6 +74,16 @@ type Options struct {
 	// ConnEvent, when set, is told about connections closed by the caps
 	// and about failing Accepts (once per burst). It must not block.
 	ConnEvent func(ConnEvent)
+	// Streams configures the TLS, WS and WSS listeners (all off when
+	// zero). They share the TCP settings above (idle timeout, caps per
+	// address and in all, each listener counting its own) and
+	// AcceptConn, ConnClosed and ConnEvent.
+	Streams StreamOptions
+	// FlowClosed, when set, is told about every connection of the TCP,
+	// TLS, WS and WSS listeners that closes after it was handed to sipgo
+	// (transport "TCP", "TLS", "WS" or "WSS"; remote ip:port as
+	// sip.Request.Source). It must not block.
+	FlowClosed func(transport, remote string)
 	// Tracer, when set, is handed every message received (before the
 	// Filter, so also those it drops) and every write on the UDP sockets,
 	// on accepted TCP connections and by Reply, just before the write (so
@@ -91,6 +101,7 @@ type Stack struct {
 	udp       net.PacketConn   // the first UDP socket (also used to send)
 	udpMore   []net.PacketConn // more sockets on the same port, one reader each
 	tcp       *trackingListener
+	streams   []*trackingListener // TLS, WS, WSS (those on)
 	log       *slog.Logger
 	tr        *trace.Tracer
 }
@@ -229,22 +240,49 @@ func Listen(opts Options) (*Stack, error) {
 		return nil, fmt.Errorf("sip stack: %w", err)
 	}
 	tl := newTrackingListener(tcp, opts, stackLog)
-	// Every complete message over TCP keeps its connection open (and no
+	streams, sls, err := listenStreams(opts, stackLog)
+	if err != nil {
+		closeUDP()
+		tcp.Close()
+		ua.Close()
+		return nil, err
+	}
+	st := &Stack{UA: ua, Server: srv, Client: cli, udp: udp, udpMore: more, tcp: tl, streams: streams, log: stackLog, tr: opts.Tracer, Listeners: []Listener{
+		{Proto: "udp", Addr: boundAddr(host, udp.LocalAddr())},
+		{Proto: "tcp", Addr: boundAddr(host, tcp.Addr())},
+	}}
+	st.Listeners = append(st.Listeners, sls...)
+	// Every complete message over a connection keeps it open (and no
 	// longer evictable); sipgo calls this in the connection's read loop.
 	ua.TransportLayer().OnMessage(func(m sip.Message) {
-		if m.Transport() != "TCP" {
+		l := st.listener(m.Transport())
+		if l == nil {
 			return
 		}
-		hold := tl.idle
+		hold := l.idle
 		if req, ok := m.(*sip.Request); ok && req.IsInvite() {
 			hold = inviteHold
 		}
-		tl.delivered(m.Source(), hold)
+		l.delivered(m.Source(), hold)
 	})
-	return &Stack{UA: ua, Server: srv, Client: cli, udp: udp, udpMore: more, tcp: tl, log: stackLog, tr: opts.Tracer, Listeners: []Listener{
-		{Proto: "udp", Addr: boundAddr(host, udp.LocalAddr())},
-		{Proto: "tcp", Addr: boundAddr(host, tcp.Addr())},
-	}}, nil
+	return st, nil
+}
+
+// listener returns the connection listener of a transport ("TCP", "TLS",
+// "WS", "WSS", any case), nil for UDP or one that is off.
+func (s *Stack) listener(transport string) *trackingListener {
+	switch transport {
+	case "UDP", "udp":
+		return nil
+	case "TCP", "tcp":
+		return s.tcp
+	}
+	for _, l := range s.streams {
+		if strings.EqualFold(l.proto, transport) {
+			return l
+		}
+	}
+	return nil
 }
 
 // boundAddr names a bound socket as the operator asked for it: Go reports
@@ -284,7 +322,17 @@ func noDNS() *net.Resolver {
 
 // Serve reads both listeners until ctx ends, then closes everything.
 func (s *Stack) Serve(ctx context.Context) error {
-	errc := make(chan error, 2+len(s.udpMore))
+	errc := make(chan error, 2+len(s.udpMore)+len(s.streams))
+	for _, l := range s.streams {
+		switch l.proto {
+		case "TLS":
+			go func() { errc <- s.Server.ServeTLS(l) }()
+		case "WS":
+			go func() { errc <- s.Server.ServeWS(l) }()
+		case "WSS":
+			go func() { errc <- s.Server.ServeWSS(l) }()
+		}
+	}
 	go func() { errc <- s.Server.ServeUDP(s.udp) }()
 	for _, c := range s.udpMore {
 		go func() { errc <- s.Server.ServeUDP(c) }()
@@ -313,7 +361,13 @@ func (s *Stack) Close() error {
 		c.Close()
 	}
 	s.tcp.Close()
+	for _, l := range s.streams {
+		l.Close()
+	}
 	handed := s.tcp.closeAll()
+	for _, l := range s.streams {
+		handed += l.closeAll()
+	}
 	pool := s.UA.TransportLayer().Pool("tcp")
 	for deadline := time.Now().Add(time.Second); handed > 0 && pool != nil && pool.Size() > 0 && time.Now().Before(deadline); {
 		time.Sleep(5 * time.Millisecond)
@@ -334,6 +388,43 @@ func (s *Stack) KeepAlive(remote string, until time.Time) bool {
 	}
 	c.extend(until)
 	return true
+}
+
+// KeepAliveFlow is KeepAlive for a connection of any listener (transport
+// "TCP", "TLS", "WS" or "WSS").
+func (s *Stack) KeepAliveFlow(transport, remote string, until time.Time) bool {
+	l := s.listener(transport)
+	if l == nil {
+		return false
+	}
+	c := l.get(remote)
+	if c == nil {
+		return false
+	}
+	c.extend(until)
+	return true
+}
+
+// FlowOpen reports whether the connection from remote on the listener of
+// transport is open (always true for UDP). A binding made over a
+// connection is reachable only through it: a phone behind NAT, or a
+// browser, cannot be dialled back.
+func (s *Stack) FlowOpen(transport, remote string) bool {
+	if transport == "" || strings.EqualFold(transport, "UDP") {
+		return true
+	}
+	l := s.listener(transport)
+	return l != nil && l.get(remote) != nil
+}
+
+// StreamConns returns the connections held per listener of TLS, WS and
+// WSS that are on (key: "tls", "ws", "wss").
+func (s *Stack) StreamConns() map[string]int {
+	out := map[string]int{}
+	for _, l := range s.streams {
+		out[strings.ToLower(l.proto)] = l.held()
+	}
+	return out
 }
 
 // TCPConns returns the number of accepted TCP connections held and the
