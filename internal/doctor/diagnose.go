@@ -1096,6 +1096,28 @@ func (d *diag) unreachableSince(b store.Binding) time.Time {
 	return b.PingAt
 }
 
+// closedFlow returns the journal event of b's connection closing (a
+// binding made over TCP, TLS, WS or WSS whose connection closed: the
+// server marked it unreachable at once), if the journal has one.
+func (d *diag) closedFlow(b store.Binding) (journal.Event, bool) {
+	for _, e := range d.in.History.Recent {
+		if e.Kind == journal.KindBinding && e.Cause == cause.ConnectionClosed && e.Source == b.Source &&
+			strings.EqualFold(e.Transport, b.Transport) {
+			return e, true
+		}
+	}
+	return journal.Event{}, false
+}
+
+// closedFix is what to do about a binding whose connection closed.
+func closedFix(b store.Binding) string {
+	switch strings.ToUpper(b.Transport) {
+	case "WS", "WSS":
+		return "a browser phone is registered only while its page is open and online: open (or reload) the phone's page so it registers again"
+	}
+	return "the phone registers again over a new connection at its next refresh; restart it or re-save its account to hurry it, and if its connections keep closing, shorten its registration interval or enable keepalives"
+}
+
 // timeoutCall reports whether a failed call ran into a timeout.
 func timeoutCall(c Call) bool {
 	return c.Status == 408 || c.Cause == cause.RecoveryOnTimerExpire || c.Cause == cause.NoUserResponse
@@ -1109,11 +1131,18 @@ func (d *diag) checkReachability() {
 		d.add(f)
 		return
 	}
-	var bad, good int
+	var bad, good, closed int
+	var closedB store.Binding
 	for _, b := range d.live {
 		switch b.PingStatus {
 		case "unreachable":
 			bad++
+			if e, ok := d.closedFlow(b); ok {
+				closed++
+				closedB = b
+				f.Evidence = append(f.Evidence, e.Detail)
+				continue
+			}
 			f.Evidence = append(f.Evidence, fmt.Sprintf("%s at %s %s (%s) does not answer OPTIONS since %s",
 				b.Contact, b.Source, b.Transport, uaOr(b.UserAgent), d.stamp(d.unreachableSince(b))))
 		case "reachable":
@@ -1147,6 +1176,9 @@ func (d *diag) checkReachability() {
 		f.Fix = "first check the phone is on and plugged in: a phone switched off or unplugged without unregistering looks just like this until its registration expires. " +
 			"If it is on, it registers but cannot be reached between REGISTERs: a NAT or firewall closes the path, or a SIP ALG rewrites it. " +
 			"On the phone enable NAT keepalives (OPTIONS or CRLF every 15-30 s) and rport, or switch it to TCP; shorten its registration interval (e.g. 120 s); disable SIP ALG on the router"
+		if closed == bad {
+			f.Fix = closedFix(closedB)
+		}
 	}
 	d.add(f)
 }
@@ -1310,6 +1342,9 @@ func (d *diag) registeredVerdict() verdictT {
 				b = x
 				break
 			}
+		}
+		if e, ok := d.closedFlow(b); ok {
+			return d.cannot(cause.Unreachable, e.Detail)
 		}
 		return d.cannot(cause.Unreachable, fmt.Sprintf("registered from %s but it does not answer OPTIONS since %s — switched off or unplugged, or NAT, firewall or SIP ALG",
 			bindingPhone(b), d.clock(d.unreachableSince(b))))

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/switchboard-pbx/switchboard/internal/cause"
+	"github.com/switchboard-pbx/switchboard/internal/journal"
+	"github.com/switchboard-pbx/switchboard/internal/store"
 )
 
 // TestDiagnoseCallMediaRelay: a last call refused for want of a media
@@ -34,4 +36,40 @@ func TestDiagnoseCallMediaRelay(t *testing.T) {
 		!strings.Contains(strings.Join(f.Evidence, "\n"), "WebRTC browser") {
 		t.Fatalf("finding %+v", f)
 	}
+}
+
+// TestDiagnoseClosedWebSocket: a browser phone whose WebSocket closed (the
+// server journaled connection_closed and marked it unreachable) is
+// explained by the closed connection, with a fix for browser phones, not
+// by NAT or OPTIONS advice.
+func TestDiagnoseClosedWebSocket(t *testing.T) {
+	in := base()
+	const src, ua = "203.0.113.7:52144", "JsSIP 3.13.8"
+	in.Bindings = []store.Binding{binding(src, ua, func(b *store.Binding) {
+		b.Transport, b.Contact = "WSS", "sip:x7k2@df7jal23ls0d.invalid;transport=ws"
+		b.PingStatus, b.PingAt = "unreachable", at("14:02:11")
+	})}
+	detail := "registered over WSS from 203.0.113.7; the WebSocket closed at 14:02:11 (the browser tab was probably closed or lost network); " +
+		"contact sip:x7k2@df7jal23ls0d.invalid;transport=ws is unreachable: calls get 480 until it registers again"
+	in.History.Recent = newestFirst(
+		ev(at("14:00:00"), cause.Registered, src, ua, func(e *journal.Event) { e.Transport = "WSS" }),
+		ev(at("14:02:11"), cause.ConnectionClosed, src, ua, func(e *journal.Event) {
+			e.Kind, e.Transport, e.Detail = journal.KindBinding, "WSS", detail
+		}))
+	r := Diagnose(context.Background(), in)
+	if r.Callable || r.Cause != cause.Unreachable || !strings.Contains(r.Verdict, "the WebSocket closed at 14:02:11") {
+		t.Fatalf("verdict %q cause %s", r.Verdict, r.Cause)
+	}
+	for _, f := range r.Findings {
+		if f.Check != CheckReachability {
+			continue
+		}
+		ev := strings.Join(f.Evidence, "\n")
+		if f.Status != Fail || !strings.Contains(ev, "the WebSocket closed") || strings.Contains(ev, "OPTIONS") ||
+			!strings.Contains(f.Fix, "page") || strings.Contains(f.Fix, "SIP ALG") {
+			t.Fatalf("reachability finding %+v", f)
+		}
+		return
+	}
+	t.Fatal("no reachability finding")
 }

@@ -250,7 +250,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	sipHost, sipPort, _ := net.SplitHostPort(udpAddr)
 	port, _ := strconv.Atoi(sipPort)
 	s.Proxy = proxy.New(proxy.Config{Host: sipHost, AdvertiseHost: config.PrimaryIPv4(), Port: port, UDPLocal: udpAddr,
-		OwnHosts: ownHosts(s.Stack, s.Domain), Key: key},
+		OwnHosts: ownHosts(s.Stack, s.Domain), Key: key, Ports: listenerPorts(s.Stack)},
 		proxy.Deps{Dir: s.Dir, Auth: s.Auth, Loc: flowLocator{s}, Journal: s.Journal, Calls: s.Calls, Client: s.Stack.Client,
 			Server: s.Stack.Server, Policy: s.Sec, Log: log})
 	s.Proxy.Register(s.Stack)
@@ -447,4 +447,19 @@ func (s *Server) serveOPTIONS(req *sip.Request, tx sip.ServerTransaction) {
 	if err := tx.Respond(res); err != nil && !errors.Is(err, context.Canceled) {
 		s.Log.Debug("options: respond", "error", err)
 	}
+}
+
+// listenerPorts returns the ports of the TLS, WS and WSS listeners by
+// transport name ("TLS", "WS", "WSS"), for the proxy's Via and
+// Record-Route.
+func listenerPorts(st *sipstack.Stack) map[string]int {
+	out := map[string]int{}
+	for _, l := range st.Listeners {
+		if _, p, err := net.SplitHostPort(l.Addr); err == nil {
+			if n, err := strconv.Atoi(p); err == nil && l.Proto != "udp" && l.Proto != "tcp" {
+				out[strings.ToUpper(l.Proto)] = n
+			}
+		}
+	}
+	return out
 }

@@ -1,0 +1,158 @@
+package e2e
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-pbx/switchboard/test/webrtc"
+)
+
+// webrtcCall is the part of `switchboard calls --json` the tests read.
+type webrtcCall struct {
+	CallID    string `json:"call_id"`
+	From      string `json:"from"`
+	To        string `json:"to"`
+	Transport string `json:"transport"`
+	Active    bool   `json:"active"`
+	State     string `json:"state"`
+	SIPStatus int    `json:"sip_status"`
+	Cause     string `json:"cause"`
+	HangupBy  string `json:"hangup_by"`
+	Detail    string `json:"detail"`
+}
+
+// lastCall polls `calls --limit 1 --json` until ok accepts the newest call.
+func lastWebRTCCall(t *testing.T, s *Server, what string, ok func(webrtcCall) bool) webrtcCall {
+	t.Helper()
+	var last []webrtcCall
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		last = nil
+		s.JSON(&last, "calls", "--limit", "1")
+		if len(last) == 1 && ok(last[0]) {
+			return last[0]
+		}
+	}
+	t.Fatalf("no call record %s; last %+v", what, last)
+	return webrtcCall{}
+}
+
+// webrtcPW is every test extension's password.
+const webrtcPW = "webrtc-Secret-9"
+
+func TestBrowserPhones(t *testing.T) {
+	base := webrtc.ServePage(t) // skips (or fails under CI) without JsSIP
+	s := Start(t, "", "--wss", "127.0.0.1:0")
+	addr := s.ListenerAddr("wss")
+	if addr == "" {
+		t.Fatalf("no WSS listener in the start line:\n%s", s.Log())
+	}
+	for _, ext := range []string{"2001", "2002", "2003"} {
+		s.AddExt(ext, webrtcPW)
+	}
+	spki := webrtc.SPKIHash(t, addr)
+	bctx := webrtc.Launch(t, spki, 3*time.Minute)
+	wss := "wss://" + addr
+	a := webrtc.Open(t, bctx, base, wss, "2001", webrtcPW, s.Domain)
+	b := webrtc.Open(t, bctx, base, wss, "2002", webrtcPW, s.Domain)
+	registered := func(st webrtc.State) bool { return st.Registered }
+	a.Wait("registered", 15*time.Second, registered)
+	b.Wait("registered", 15*time.Second, registered)
+	for _, r := range s.Regs("2002") {
+		if r.Transport != "WSS" || !strings.Contains(r.Contact, ".invalid") {
+			t.Fatalf("2002's registration %+v, want a WSS binding with JsSIP's .invalid contact", r)
+		}
+	}
+
+	t.Run("browser to browser", func(t *testing.T) {
+		a.Eval(`phone.call("2002")`)
+		b.Wait("ringing", 10*time.Second, func(st webrtc.State) bool { return st.Incoming == 1 })
+		b.Eval(`phone.answer()`)
+		confirmed := func(st webrtc.State) bool { return st.Confirmed }
+		a.Wait("confirmed", 10*time.Second, confirmed)
+		b.Wait("confirmed", 10*time.Second, confirmed)
+		// Audio flows both ways: each browser receives RTP.
+		var sa, sb webrtc.Stats
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			sa, sb = a.Stats(), b.Stats()
+			if sa.BytesReceived > 0 && sb.BytesReceived > 0 {
+				break
+			}
+		}
+		if sa.BytesReceived == 0 || sb.BytesReceived == 0 {
+			t.Fatalf("RTP bytes received: 2001 %+v, 2002 %+v", sa, sb)
+		}
+		rec := lastWebRTCCall(t, s, "answered", func(c webrtcCall) bool { return c.State == "up" })
+		if rec.From != "2001" || rec.To != "2002" || rec.Transport != "WSS" {
+			t.Fatalf("call record %+v", rec)
+		}
+		a.Eval(`phone.hangup()`)
+		st := b.Wait("ended", 5*time.Second, func(st webrtc.State) bool { return st.Ended })
+		if st.Originator != "remote" {
+			t.Fatalf("2002's call ended by %q, want remote: %+v", st.Originator, st)
+		}
+		rec = lastWebRTCCall(t, s, "ended NORMAL_CLEARING", func(c webrtcCall) bool { return !c.Active })
+		if rec.Cause != "NORMAL_CLEARING" || rec.SIPStatus != 200 || rec.HangupBy != "caller" {
+			t.Fatalf("call record %+v", rec)
+		}
+	})
+
+	t.Run("browser to UDP phone", func(t *testing.T) {
+		udp := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2003", webrtcPW, s.Addr, "udp")}})
+		udp.WaitRegistered("2003@"+s.Domain, 15*time.Second)
+		a.Eval(`phone.call("2003")`)
+		st := a.Wait("refused", 10*time.Second, func(st webrtc.State) bool { return st.Failed })
+		if st.Status != 488 || !strings.Contains(st.Reason, `cause=88`) || !strings.Contains(st.Reason, "webrtc_needs_media_relay") ||
+			!strings.Contains(st.Warning, "media relay") {
+			t.Fatalf("the browser's call to a UDP phone: %+v", st)
+		}
+		rec := lastWebRTCCall(t, s, "488", func(c webrtcCall) bool { return !c.Active && c.To == "2003" })
+		if rec.SIPStatus != 488 || rec.Cause != "webrtc_needs_media_relay" || !strings.Contains(rec.Detail, "media relay") {
+			t.Fatalf("call record %+v", rec)
+		}
+		for _, ev := range udp.Events() {
+			if ev.Type == "CALL_INCOMING" {
+				t.Fatalf("the UDP phone rang for a call refused for want of a media relay")
+			}
+		}
+		var doc struct {
+			Cause   string `json:"cause"`
+			Verdict string `json:"verdict"`
+		}
+		out, _, code := s.TryCLI("doctor", "call", "2001", "2003", "--json")
+		if code != 1 {
+			t.Fatalf("doctor call 2001 2003 exited %d, want 1 (the call fails)", code)
+		}
+		if err := json.Unmarshal([]byte(out), &doc); err != nil {
+			t.Fatalf("doctor call --json: %v\n%s", err, out)
+		}
+		if doc.Cause != "webrtc_needs_media_relay" || !strings.Contains(doc.Verdict, "media relay") {
+			t.Fatalf("doctor call 2001 2003: %+v", doc)
+		}
+	})
+
+	t.Run("tab closed", func(t *testing.T) {
+		b.Close()
+		closed := time.Now()
+		for {
+			regs := s.Regs("2002")
+			if len(regs) == 1 && strings.EqualFold(regs[0].PingStatus, "unreachable") {
+				break
+			}
+			if time.Since(closed) > time.Second {
+				t.Fatalf("1 s after its tab closed, 2002's registration is %+v", regs)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		a.Eval(`phone.call("2002")`)
+		st := a.Wait("refused", 10*time.Second, func(st webrtc.State) bool { return st.Failed })
+		if st.Status != 480 {
+			t.Fatalf("a call to the closed tab: %+v", st)
+		}
+		out, _, _ := s.TryCLI("doctor", "2002")
+		if !strings.Contains(out, "WebSocket") || !strings.Contains(out, "closed") {
+			t.Fatalf("doctor 2002 does not name the closed WebSocket:\n%s", out)
+		}
+	})
+}
