@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -70,8 +71,24 @@ func TestBrowserPhones(t *testing.T) {
 		b.Wait("ringing", 10*time.Second, func(st webrtc.State) bool { return st.Incoming == 1 })
 		b.Eval(`phone.answer()`)
 		confirmed := func(st webrtc.State) bool { return st.Confirmed }
-		a.Wait("confirmed", 10*time.Second, confirmed)
-		b.Wait("confirmed", 10*time.Second, confirmed)
+		sa0 := a.Wait("confirmed", 10*time.Second, confirmed)
+		sb0 := b.Wait("confirmed", 10*time.Second, confirmed)
+		// Media stays on loopback: only 127.0.0.1 candidates were offered.
+		for _, st := range []webrtc.State{sa0, sb0} {
+			if len(st.SDPCandidates) == 0 {
+				t.Fatalf("no ICE candidate in the SDP: %+v", st)
+			}
+			for _, c := range st.SDPCandidates {
+				if c != "127.0.0.1" {
+					t.Fatalf("ICE candidate %s in the SDP: %+v", c, st)
+				}
+			}
+		}
+		// WSS on both sides: one Record-Route, naming the WSS listener.
+		_, wssPort, _ := net.SplitHostPort(addr)
+		if rr := sb0.RecordRoute; len(rr) != 1 || !strings.Contains(rr[0], ":"+wssPort+";transport=wss;lr") {
+			t.Fatalf("the callee browser got Record-Route %q, want one entry with the WSS port %s", rr, wssPort)
+		}
 		// Audio flows both ways: each browser receives RTP.
 		var sa, sb webrtc.Stats
 		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
@@ -115,6 +132,20 @@ func TestBrowserPhones(t *testing.T) {
 			if ev.Type == "CALL_INCOMING" {
 				t.Fatalf("the UDP phone rang for a call refused for want of a media relay")
 			}
+		}
+		// And the other way: the UDP phone's plain-RTP call to a browser.
+		if err := udp.Dial("sip:2001@" + s.Addr); err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		if ev := udp.WaitEvent("CALL_CLOSED", 0, 10*time.Second); !strings.Contains(ev.Param, "488") {
+			t.Fatalf("baresip's call to the browser closed with %q, want 488", ev.Param)
+		}
+		if st := a.State(); st.Incoming != 0 {
+			t.Fatalf("the browser rang for a call refused for want of a media relay: %+v", st)
+		}
+		rec = lastWebRTCCall(t, s, "488 from the UDP phone", func(c webrtcCall) bool { return !c.Active && c.From == "2003" })
+		if rec.SIPStatus != 488 || rec.Cause != "webrtc_needs_media_relay" {
+			t.Fatalf("call record %+v", rec)
 		}
 		var doc struct {
 			Cause   string `json:"cause"`

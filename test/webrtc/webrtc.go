@@ -174,6 +174,10 @@ type State struct {
 	Warning            string   `json:"warning"`
 	Originator         string   `json:"originator"`
 	Errors             []string `json:"errors"`
+	// SDPCandidates are the ICE candidate addresses of the last SDP the
+	// phone sent; RecordRoute the Record-Route of the last INVITE it got.
+	SDPCandidates []string `json:"sdp_candidates"`
+	RecordRoute   []string `json:"record_route"`
 }
 
 // Stats are a phone's audio RTP byte counters (getStats).

@@ -16,7 +16,11 @@
   const state = {
     registered: false, registration_failed: '', connected: false, disconnected: 0,
     incoming: 0, progress: false, confirmed: false, ended: false, failed: false,
-    cause: '', status: 0, reason: '', warning: '', originator: '', errors: []
+    cause: '', status: 0, reason: '', warning: '', originator: '', errors: [],
+    // sdp_candidates: the addresses of the ICE candidates in the SDP this
+    // phone sent last; record_route: the Record-Route of the last INVITE
+    // it received.
+    sdp_candidates: [], record_route: []
   };
   const pc = { iceServers: [] };
   const media = { audio: true, video: false };
@@ -33,7 +37,12 @@
     session = s;
     state.confirmed = false; state.ended = false; state.failed = false;
     state.cause = ''; state.status = 0; state.reason = ''; state.warning = '';
-    s.on('sdp', function (e) { if (e.originator === 'local') { e.sdp = loopbackOnly(e.sdp); } });
+    s.on('sdp', function (e) {
+      if (e.originator !== 'local') { return; }
+      e.sdp = loopbackOnly(e.sdp);
+      state.sdp_candidates = e.sdp.split('\r\n').filter(function (l) { return l.indexOf('a=candidate:') === 0; })
+        .map(function (l) { return l.split(' ')[4]; });
+    });
     s.on('icecandidate', function (e) {
       // Gathering is done once the loopback candidate is there.
       if (/ 127\.0\.0\.1 /.test(e.candidate.candidate)) { e.ready(); }
@@ -70,7 +79,11 @@
   ua.on('unregistered', function () { state.registered = false; });
   ua.on('registrationFailed', function (e) { state.registered = false; state.registration_failed = e.cause; });
   ua.on('newRTCSession', function (e) {
-    if (e.originator === 'remote') { state.incoming++; track(e.session); }
+    if (e.originator === 'remote') {
+      state.incoming++;
+      state.record_route = e.request.getHeaders('Record-Route');
+      track(e.session);
+    }
   });
   ua.start();
 
