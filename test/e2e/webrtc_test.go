@@ -113,6 +113,23 @@ func TestBrowserPhones(t *testing.T) {
 		if rec.Cause != "NORMAL_CLEARING" || rec.SIPStatus != 200 || rec.HangupBy != "caller" {
 			t.Fatalf("call record %+v", rec)
 		}
+
+		// The other direction of in-dialog routing: the callee hangs up.
+		first := rec.CallID
+		a.Eval(`phone.call("2002")`)
+		b.Wait("ringing again", 10*time.Second, func(st webrtc.State) bool { return st.Incoming == 2 })
+		b.Eval(`phone.answer()`)
+		a.Wait("confirmed again", 10*time.Second, confirmed)
+		b.Wait("confirmed again", 10*time.Second, confirmed)
+		b.Eval(`phone.hangup()`)
+		st = a.Wait("ended by the callee", 5*time.Second, func(st webrtc.State) bool { return st.Ended })
+		if st.Originator != "remote" {
+			t.Fatalf("2001's call ended by %q, want remote: %+v", st.Originator, st)
+		}
+		rec = lastWebRTCCall(t, s, "second call ended", func(c webrtcCall) bool { return !c.Active && c.CallID != first })
+		if rec.Cause != "NORMAL_CLEARING" || rec.HangupBy != "callee" {
+			t.Fatalf("call record %+v", rec)
+		}
 	})
 
 	t.Run("browser to UDP phone", func(t *testing.T) {
