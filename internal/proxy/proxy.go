@@ -100,12 +100,10 @@ type Config struct {
 	AdvertiseHost string
 	// Port is the SIP port (UDP and TCP listen on the same port).
 	Port int
-	// Ports are the ports of the other transports' listeners, by
-	// transport name ("TLS", "WS", "WSS"): Via and Record-Route entries
-	// for a transport carry its port (a browser's in-dialog requests name
-	// the WSS listener), and a Route naming any of them is ours. A
-	// transport not listed uses Port.
-	Ports map[string]int
+	// StreamPorts are the ports of the TLS, WS and WSS listeners (keys
+	// "TLS", "WS", "WSS"), put in Via and Record-Route for those
+	// transports; a transport missing uses Port.
+	StreamPorts map[string]int
 	// UDPLocal is the UDP listener's local address exactly as bound
 	// ("127.0.0.1:5060"): UDP requests leave from this socket.
 	UDPLocal string
@@ -277,15 +275,15 @@ func (p *Proxy) isOwnURI(u *sip.Uri) bool {
 			port = 5061
 		}
 	}
-	return p.isOwnPort(port)
+	return p.ownPort(port)
 }
 
-// isOwnPort reports whether port is one this server listens on for SIP.
-func (p *Proxy) isOwnPort(port int) bool {
+// ownPort reports whether port is one of our listeners' (SIP, TLS, WS, WSS).
+func (p *Proxy) ownPort(port int) bool {
 	if port == p.port {
 		return true
 	}
-	for _, n := range p.cfg.Ports {
+	for _, n := range p.cfg.StreamPorts {
 		if n == port {
 			return true
 		}
@@ -293,20 +291,12 @@ func (p *Proxy) isOwnPort(port int) bool {
 	return false
 }
 
-// portFor returns the port advertised for transport (upper case).
-func (p *Proxy) portFor(transport string) int {
-	if n, ok := p.cfg.Ports[transport]; ok && n > 0 {
-		return n
-	}
-	return p.port
-}
-
 // branchPrefix marks the Via branches this proxy generates.
 const branchPrefix = sip.RFC3261BranchMagicCookie + "-sb"
 
 // isOwnVia reports whether v is a Via this proxy added.
 func (p *Proxy) isOwnVia(v *sip.ViaHeader) bool {
-	if v == nil || !p.isOwnPort(v.Port) || !strings.EqualFold(strings.Trim(v.Host, "[]"), p.host) {
+	if v == nil || !p.ownPort(v.Port) || !strings.EqualFold(strings.Trim(v.Host, "[]"), p.host) {
 		return false
 	}
 	b, _ := v.Params.Get("branch")

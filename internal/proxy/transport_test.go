@@ -117,16 +117,13 @@ func (ph *streamPhone) send(m sip.Message) {
 
 // TestTransportChangeRecordRoute: a call from a UDP phone to a phone
 // registered over TCP carries two Record-Routes (RFC 5658), the callee's
-// side first with transport=tcp and the TCP listener's port from
-// Config.Ports, then the caller's UDP side; our Via names TCP with that
-// port. The ACK and BYE of each side, routed along its route set, cross
+// side first with transport=tcp, then the caller's UDP side, both on
+// the SIP port; our Via names TCP. The ACK and BYE of each side, routed along its route set, cross
 // to the other transport: the caller's ACK reaches the TCP phone and the
 // TCP phone's BYE reaches the UDP phone, and the 200 goes back over TCP.
 func TestTransportChangeRecordRoute(t *testing.T) {
 	t.Parallel()
-	cfg := fastConfig()
-	cfg.Ports = map[string]int{"TCP": 5999}
-	e := newEnv(t, cfg)
+	e := newEnv(t, fastConfig())
 	a := e.phone("127.0.0.1")
 	b := newStreamPhone(t)
 	now := time.Now()
@@ -144,13 +141,13 @@ func TestTransportChangeRecordRoute(t *testing.T) {
 		t.Fatalf("Record-Route %v, want two entries", routeSet(rrs))
 	}
 	udpPort := strconv.Itoa(e.addr.Port)
-	if v := rrs[0].Value(); !strings.HasPrefix(v, "<sip:127.0.0.1:5999;transport=tcp;lr;sb=") {
+	if v := rrs[0].Value(); !strings.HasPrefix(v, "<sip:127.0.0.1:"+udpPort+";transport=tcp;lr;sb=") {
 		t.Fatalf("callee-side Record-Route %s", v)
 	}
 	if v := rrs[1].Value(); !strings.HasPrefix(v, "<sip:127.0.0.1:"+udpPort+";lr;sb=") {
 		t.Fatalf("caller-side Record-Route %s", v)
 	}
-	if v := binv.Via(); v.Transport != "TCP" || v.Port != 5999 {
+	if v := binv.Via(); v.Transport != "TCP" || v.Port != e.addr.Port {
 		t.Fatalf("top Via %s", v.Value())
 	}
 

@@ -23,7 +23,16 @@ func (p *Proxy) newVia(transport string) *sip.ViaHeader {
 	params := sip.NewParams()
 	params.Add("branch", branchPrefix+sip.GenerateTagN(20))
 	return &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: transport, Host: p.host,
-		Port: p.portFor(strings.ToUpper(transport)), Params: params}
+		Port: p.portFor(transport), Params: params}
+}
+
+// portFor is the port of our listener for transport: Config.StreamPorts'
+// for TLS, WS and WSS, else the SIP port.
+func (p *Proxy) portFor(transport string) int {
+	if n := p.cfg.StreamPorts[strings.ToUpper(transport)]; n > 0 {
+		return n
+	}
+	return p.port
 }
 
 // recordRoute returns our Record-Route for a dialog, carrying its token.
@@ -34,8 +43,7 @@ func (p *Proxy) recordRoute(transport, token string) *sip.RecordRouteHeader {
 	}
 	params.Add("lr", "")
 	params.Add("sb", token)
-	return &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", Host: p.host, Port: p.portFor(strings.ToUpper(transport)),
-		UriParams: params}}
+	return &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", Host: p.host, Port: p.portFor(transport), UriParams: params}}
 }
 
 // stampVia adds received (and rport when asked for, or always on stream

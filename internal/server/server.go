@@ -249,8 +249,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	udpAddr := s.Stack.Listeners[0].Addr
 	sipHost, sipPort, _ := net.SplitHostPort(udpAddr)
 	port, _ := strconv.Atoi(sipPort)
-	s.Proxy = proxy.New(proxy.Config{Host: sipHost, AdvertiseHost: config.PrimaryIPv4(), Port: port, UDPLocal: udpAddr,
-		OwnHosts: ownHosts(s.Stack, s.Domain), Key: key, Ports: listenerPorts(s.Stack)},
+	streamPorts := map[string]int{}
+	for _, l := range s.Stack.Listeners[2:] {
+		if _, p, err := net.SplitHostPort(l.Addr); err == nil {
+			streamPorts[strings.ToUpper(l.Proto)], _ = strconv.Atoi(p)
+		}
+	}
+	s.Proxy = proxy.New(proxy.Config{Host: sipHost, AdvertiseHost: config.PrimaryIPv4(), Port: port, UDPLocal: udpAddr, StreamPorts: streamPorts,
+		OwnHosts: ownHosts(s.Stack, s.Domain), Key: key},
 		proxy.Deps{Dir: s.Dir, Auth: s.Auth, Loc: flowLocator{s}, Journal: s.Journal, Calls: s.Calls, Client: s.Stack.Client,
 			Server: s.Stack.Server, Policy: s.Sec, Log: log})
 	s.Proxy.Register(s.Stack)
@@ -447,19 +453,4 @@ func (s *Server) serveOPTIONS(req *sip.Request, tx sip.ServerTransaction) {
 	if err := tx.Respond(res); err != nil && !errors.Is(err, context.Canceled) {
 		s.Log.Debug("options: respond", "error", err)
 	}
-}
-
-// listenerPorts returns the ports of the TLS, WS and WSS listeners by
-// transport name ("TLS", "WS", "WSS"), for the proxy's Via and
-// Record-Route.
-func listenerPorts(st *sipstack.Stack) map[string]int {
-	out := map[string]int{}
-	for _, l := range st.Listeners {
-		if _, p, err := net.SplitHostPort(l.Addr); err == nil {
-			if n, err := strconv.Atoi(p); err == nil && l.Proto != "udp" && l.Proto != "tcp" {
-				out[strings.ToUpper(l.Proto)] = n
-			}
-		}
-	}
-	return out
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -76,5 +77,50 @@ func TestWSSFlowReuse(t *testing.T) {
 	}
 	if !strings.Contains(r.Messages, "USER_NOT_REGISTERED") {
 		t.Errorf("480 without USER_NOT_REGISTERED:\n%s", tail(r.Messages, 2000))
+	}
+}
+
+// TestTLSBaresipCall: two baresip phones register over TLS
+// (;transport=tls), trusting the server's self-signed certificate through
+// baresip's sip_cafile; `reg` shows them over TLS; 2001 calls 2002, the
+// call is established on both sides, 2001 hangs up, the BYE reaches 2002
+// over its TLS connection and the record says NORMAL_CLEARING.
+func TestTLSBaresipCall(t *testing.T) {
+	s := callSetup(t)
+	tlsAddr := s.ListenerAddr("tls")
+	if tlsAddr == "" {
+		t.Fatalf("no tls listener in the start line:\n%s", s.Log())
+	}
+	ca := filepath.Join(s.Data, "tls-cert.pem")
+	a := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2001", "secret-2001", tlsAddr, "tls")},
+		Config: []string{"sip_cafile " + ca, "ausrc_srate 48000", "ausrc_channels 2"}})
+	b := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2002", "secret-2002", tlsAddr, "tls", "answermode=auto")},
+		Config: []string{"sip_cafile " + ca, "ausrc_srate 48000", "ausrc_channels 2"}})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("caller log:\n%s\ncallee log:\n%s\nserver log:\n%s", tail(a.Log(), 3000), tail(b.Log(), 3000), tail(s.Log(), 4000))
+			t.Logf("journal:\n%s", s.CLI("journal"))
+		}
+	})
+	a.WaitRegistered("2001@127.0.0.1", 15*time.Second)
+	b.WaitRegistered("2002@127.0.0.1", 15*time.Second)
+	for _, ext := range []string{"2001", "2002"} {
+		if regs := s.Regs(ext); len(regs) != 1 || regs[0].Transport != "TLS" {
+			t.Fatalf("%s: %+v, want one binding over TLS", ext, regs)
+		}
+	}
+	if err := a.Dial("sip:2002@" + tlsAddr); err != nil {
+		t.Fatalf("dial: %v\n%s", err, a.Log())
+	}
+	a.WaitEvent("CALL_ESTABLISHED", 0, 10*time.Second)
+	b.WaitEvent("CALL_ESTABLISHED", 0, 10*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	if err := a.Hangup(); err != nil {
+		t.Fatalf("hangup: %v", err)
+	}
+	b.WaitEvent("CALL_CLOSED", 0, 10*time.Second)
+	c := waitCall(t, s, "NORMAL_CLEARING", func(c CallRecord) bool { return c.Cause == "NORMAL_CLEARING" })
+	if c.From != "2001" || c.To != "2002" || c.HangupBy != "caller" {
+		t.Fatalf("call record %+v", c)
 	}
 }
