@@ -73,3 +73,21 @@ func TestDiagnoseClosedWebSocket(t *testing.T) {
 	}
 	t.Fatal("no reachability finding")
 }
+
+// TestDiagnoseMediaRelayCalls: calls to an extension refused for want of a
+// media relay get a fix that says so, not the generic one.
+func TestDiagnoseMediaRelayCalls(t *testing.T) {
+	in := scenarios()["registered"]()
+	in.Calls.Available = true
+	in.Calls.Failed = []Call{{Time: at("14:20:00"), From: "2001", To: "2002", Status: 488, Cause: cause.WebRTCNeedsMediaRelay}}
+	r := Diagnose(context.Background(), in)
+	for _, f := range r.Findings {
+		if f.Check == CheckCalls {
+			if f.Status != Warn || f.Cause != cause.WebRTCNeedsMediaRelay || !strings.Contains(f.Fix, "media relay") {
+				t.Fatalf("calls finding %+v", f)
+			}
+			return
+		}
+	}
+	t.Fatal("no calls finding")
+}
