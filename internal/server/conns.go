@@ -70,6 +70,10 @@ func (s *Server) connEvent(ev sipstack.ConnEvent) {
 	default:
 		return
 	}
+	if e.Transport != "TCP" {
+		kind = e.Transport + " " + kind
+		e.Detail = e.Transport + strings.TrimPrefix(e.Detail, "TCP")
+	}
 	if s.connNotes.First(s.connNotes.Key(ip, kind)) {
 		s.Journal.Record(e)
 	}

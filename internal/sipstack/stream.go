@@ -78,7 +78,7 @@ type StreamOptions struct {
 	// Origin header (not a browser) is allowed.
 	Origins []string
 	// HandshakeTimeout bounds the TLS handshake and the upgrade request
-	// (0: DefaultHandshakeTimeout).
+	// (0: DefaultHandshakeTimeout, or the TCP idle timeout when shorter).
 	HandshakeTimeout time.Duration
 }
 
@@ -118,6 +118,9 @@ func listenStreams(opts Options, log *slog.Logger) ([]*trackingListener, []Liste
 		}
 		tl := newTrackingListener(raw, opts, log)
 		tl.proto, tl.onClose, tl.handshake = d.proto, opts.ConnClosed, so.HandshakeTimeout
+		if tl.handshake <= 0 {
+			tl.handshake = min(DefaultHandshakeTimeout, tl.idle)
+		}
 		tl.prepare = preparer(d.proto, so)
 		tls_ = append(tls_, tl)
 		ls = append(ls, Listener{Proto: strings.ToLower(d.proto), Addr: boundAddr(host, raw.Addr())})

@@ -1,10 +1,18 @@
 package e2e
 
 import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/tlscert"
 )
 
 // TestWSSFlowReuse: a phone registers over WSS with a JsSIP-style contact
@@ -122,5 +130,154 @@ func TestTLSBaresipCall(t *testing.T) {
 	c := waitCall(t, s, "NORMAL_CLEARING", func(c CallRecord) bool { return c.Cause == "NORMAL_CLEARING" })
 	if c.From != "2001" || c.To != "2002" || c.HangupBy != "caller" {
 		t.Fatalf("call record %+v", c)
+	}
+}
+
+// TestTLSWSAbuse: while one address holds 2,000 connection attempts to the
+// TLS and WS ports (1,000 each, bounded), and others send garbage to the
+// TLS port, a WebSocket upgrade without the sip subprotocol, one from a
+// foreign page, and a handshake that stalls, a phone registers over UDP
+// and gets 200 each time. Every refusal is journaled with its cause and
+// the transport; the server neither panics nor stops.
+func TestTLSWSAbuse(t *testing.T) {
+	s := Start(t, "", "--ws", "127.0.0.1:0", "--tcp-idle-timeout", "1s")
+	s.AddExt("2002", "secret-2002")
+	s.CLI("profile", "set", "internal", "--trusted-acl", "")
+	tlsAddr, wsAddr, wssAddr := s.ListenerAddr("tls"), s.ListenerAddr("ws"), s.ListenerAddr("wss")
+	if tlsAddr == "" || wsAddr == "" || wssAddr == "" {
+		t.Fatalf("listeners tls=%q ws=%q wss=%q", tlsAddr, wsAddr, wssAddr)
+	}
+	register := func() {
+		t.Helper()
+		u := newRawUA(t, s, "127.0.0.2")
+		callID := fmt.Sprintf("abuse-%d", time.Now().UnixNano())
+		nonce, realm := u.challenge("2002", "127.0.0.1", callID)
+		r := u.send(u.register(regReq{User: "2002", Domain: "127.0.0.1", CallID: callID, CSeq: 2,
+			Auth: digestAnswer("2002", realm, "secret-2002", nonce, "sip:"+s.Addr, "auth", "00000001")}))
+		if r.Status != 200 {
+			t.Fatalf("REGISTER over UDP during the abuse: %d\n%s", r.Status, tail(s.Log(), 3000))
+		}
+	}
+	register()
+
+	// 2,000 idle connections from one address, held open.
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	var wg sync.WaitGroup
+	for i, addr := range []string{tlsAddr, wsAddr} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.9")}, Timeout: 2 * time.Second}
+			for j := 0; j < 1000; j++ {
+				c, err := d.Dial("tcp", addr)
+				if err != nil {
+					continue
+				}
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+				if j == 500 && i == 0 {
+					register()
+				}
+			}
+		}()
+	}
+	// Garbage, refused upgrades, a stalled handshake, from other addresses.
+	raw := func(src, addr, data string) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 2 * time.Second}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Errorf("dial %s: %v", addr, err)
+			return
+		}
+		defer c.Close()
+		_, _ = c.Write([]byte(data))
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		_, _ = io.ReadAll(c)
+	}
+	raw("127.0.0.3", tlsAddr, "REGISTER sip:x SIP/2.0\r\n\r\n")
+	raw("127.0.0.4", wsAddr, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	if _, err := dialWS(t, s, "wss", wssAddr, "https://evil.example"); err == nil {
+		t.Error("WSS upgrade from a foreign page accepted")
+	}
+	raw("127.0.0.6", wssAddr, "\x16") // stalls: closed by the handshake timeout
+	wg.Wait()
+	register()
+
+	want := map[string]string{"tls_handshake_failed": "127.0.0.3", "ws_no_sip_subprotocol": "127.0.0.4",
+		"ws_origin_refused": "127.0.0.1", "handshake_timeout": "127.0.0.6", "connection_limit": "127.0.0.9"}
+	for c, ip := range want {
+		WaitFor(t, 5*time.Second, c+" in the journal", func() bool {
+			for _, e := range journalEvents(t, s, "--cause", c) {
+				if src, _ := e["source"].(string); strings.HasPrefix(src, ip+":") {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	limits := journalEvents(t, s, "--cause", "connection_limit")
+	tps := map[string]bool{}
+	for _, e := range limits {
+		tp, _ := e["transport"].(string)
+		tps[tp] = true
+	}
+	if !tps["TLS"] || !tps["WS"] {
+		t.Errorf("connection_limit events by transport: %v, want TLS and WS", tps)
+	}
+	if len(limits) > 10 {
+		t.Errorf("%d connection_limit events for one flood: not rate-limited", len(limits))
+	}
+	alive(t, s)
+	if strings.Contains(s.Log(), "panic") {
+		t.Fatalf("panic in the server log:\n%s", tail(s.Log(), 3000))
+	}
+}
+
+// TestTLSCertRotation: with --tls-cert/--tls-key, a certificate replaced
+// on disk (as certbot renews) is served to the next TLS handshake without
+// a restart; a broken replacement keeps the previous one in force.
+func TestTLSCertRotation(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "fullchain.pem"), filepath.Join(dir, "privkey.pem")
+	if err := tlscert.CreateSelfSigned(cert, key, []string{"old.example.com"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	s := Start(t, "", "--tls-cert", cert, "--tls-key", key)
+	addr := s.ListenerAddr("tls")
+	served := func() string {
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("TLS dial: %v", err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Subject.CommonName
+	}
+	if got := served(); got != "old.example.com" {
+		t.Fatalf("served %q, want old.example.com", got)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := tlscert.CreateSelfSigned(cert, key, []string{"new.example.com"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	WaitFor(t, 6*time.Second, "the renewed certificate served", func() bool { return served() == "new.example.com" })
+	if !strings.Contains(s.Log(), "tls certificate reloaded") {
+		t.Errorf("no reload in the log:\n%s", tail(s.Log(), 2000))
+	}
+	if err := os.WriteFile(cert, []byte("-----BEGIN CERTIFICATE-----\nbroken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	WaitFor(t, 6*time.Second, "the failed reload logged", func() bool { return strings.Contains(s.Log(), "tls certificate not reloaded") })
+	if got := served(); got != "new.example.com" {
+		t.Fatalf("after a broken file: served %q, want new.example.com still", got)
 	}
 }
