@@ -107,3 +107,16 @@ func FuzzClassify(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkClassify: the cost the check adds to every new call with SDP.
+func BenchmarkClassify(b *testing.B) {
+	for _, tc := range []struct{ name, sdp string }{{"chrome", chromeOffer}, {"phone", phoneOffer}} {
+		body := []byte(tc.sdp)
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				Classify("application/sdp", body)
+			}
+		})
+	}
+}
