@@ -180,6 +180,28 @@ func TestBrowserPhones(t *testing.T) {
 		}
 	})
 
+	t.Run("certificate not trusted", func(t *testing.T) {
+		// A browser that does not trust the self-signed certificate
+		// refuses the WebSocket with a TLS alert and tells the page only
+		// that it closed; the server journals the failed handshake.
+		plain := webrtc.Launch(t, "", time.Minute)
+		c := webrtc.Open(t, plain, base, wss, "2003", webrtcPW, s.Domain)
+		st := c.Wait("refused by the browser", 10*time.Second, func(st webrtc.State) bool { return st.Disconnected > 0 })
+		if st.Registered || st.Connected {
+			t.Fatalf("a browser that does not trust the certificate connected: %+v", st)
+		}
+		var evs []map[string]any
+		WaitFor(t, 5*time.Second, "tls_handshake_failed in the journal", func() bool {
+			evs = journalEvents(t, s, "--cause", "tls_handshake_failed")
+			return len(evs) > 0
+		})
+		d, _ := evs[0]["detail"].(string)
+		if evs[0]["transport"] != "WSS" || !strings.Contains(d, "127.0.0.1") || !strings.Contains(d, "remote error") {
+			t.Fatalf("journal event %v: want a WSS handshake from 127.0.0.1 refused by the browser's alert", evs[0])
+		}
+		t.Logf("journaled: %s", d)
+	})
+
 	t.Run("tab closed", func(t *testing.T) {
 		b.Close()
 		closed := time.Now()
