@@ -83,6 +83,9 @@ const (
 	// registered over closed; its bindings are unreachable (calls get 480)
 	// until it registers again.
 	ConnectionClosed Code = "connection_closed"
+	// TLSCertificate: the certificate served on TLS/WSS has expired, is
+	// about to, or does not name the domain phones register to.
+	TLSCertificate Code = "tls_certificate"
 )
 
 // Operator actions, journaled by the CLI (journal kind "admin", the OS user
@@ -215,7 +218,7 @@ func All() []Code {
 		MaxRegistrations, IntervalTooBrief, Expired, Unreachable, Reachable, ListenerDown, BadRequest, OutOfOrder,
 		RateLimited, Scanner, DigestNoQOP, DigestURIMismatch, RouteTokenRefused, RemovedByAdmin, ConnectionLimit,
 		AcceptFailed, StoreUnavailable, TLSHandshakeFailed, HandshakeTimeout, WSOriginRefused, WSNoSIPSubprotocol,
-		WSBadUpgrade, ConnectionClosed, BanLifted, BanAdded, ACLChanged, ProfileChanged,
+		WSBadUpgrade, ConnectionClosed, TLSCertificate, BanLifted, BanAdded, ACLChanged, ProfileChanged,
 		NormalClearing, UserNotRegistered, UserBusy, NoAnswer, NoUserResponse, UnallocatedNumber, CallRejected,
 		OriginatorCancel, RecoveryOnTimerExpire, TooManyHops, TemporaryFailure, LoopDetected, SystemShutdown,
 		WebRTCNeedsMediaRelay}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/cause"
@@ -37,6 +38,11 @@ type regView struct {
 	// Pinged is false while the server has not sent the binding an
 	// OPTIONS ping (TCP bindings, or not yet): ping_status is "" then.
 	Pinged bool `json:"pinged"`
+	// Connection is the state of the connection a TCP, TLS, WS or WSS
+	// binding is reached through: "open", or "closed" (it closed, the
+	// phone stopped answering over it, or serve is not running; calls get
+	// 480 until it registers again); "" for UDP.
+	Connection string `json:"connection"`
 }
 
 func toRegView(b store.Binding, now time.Time) regView {
@@ -134,17 +140,25 @@ its next refresh; the journal records who removed them.`)
 		return err
 	}
 	now := time.Now()
+	running, _ := control.Running(*data)
 	views := []regView{}
 	for _, b := range bs {
 		if !b.ExpiresAt.After(now) {
 			continue
 		}
-		views = append(views, toRegView(b, now))
+		v := toRegView(b, now)
+		switch strings.ToUpper(v.Transport) {
+		case "TCP", "TLS", "WS", "WSS":
+			v.Connection = "open"
+			if !running || v.PingStatus == "unreachable" {
+				v.Connection = "closed"
+			}
+		}
+		views = append(views, v)
 	}
 	if *asJSON {
 		return writeJSON(env.Stdout, views)
 	}
-	running, _ := control.Running(*data)
 	if len(views) == 0 {
 		if num != "" {
 			fmt.Fprintf(env.Stdout, "%s is not registered (ask why: switchboard doctor %s)\n", num, num)
@@ -164,7 +178,7 @@ its next refresh; the journal records who removed them.`)
 		tw := table(env.Stdout)
 		for _, kv := range [][2]string{{"User", v.User}, {"Contact", v.Contact}, {"Agent", v.UserAgent},
 			{"Status", fmt.Sprintf("%s EXP(%s) EXPSECS(%d)", status, b2l(v.ExpiresAt), v.ExpiresIn)},
-			{"Ping-Status", ping}, {"Ping-Time", rtt}, {"Source", v.Source},
+			{"Ping-Status", ping}, {"Ping-Time", rtt}, {"Source", v.Source}, {"Connection", orDash(v.Connection)},
 			{"Call-ID", v.CallID}, {"Auth-User", v.AuthUser}, {"Auth-Realm", v.AuthRealm}} {
 			fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
 		}
@@ -370,4 +384,11 @@ func removeStored(ctx context.Context, db *sqlite.DB, dom, ext, contact string) 
 		return nil, err
 	}
 	return gone, journal.Insert(ctx, db, events)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

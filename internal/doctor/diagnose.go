@@ -592,6 +592,61 @@ func (d *diag) checkListeners() {
 			" does not answer: read the server's log, check nothing else took the port, and restart it"
 	}
 	d.add(f)
+	d.checkCertificate()
+}
+
+// certWarnBefore is how long before its expiry a certificate is warned about.
+const certWarnBefore = 14 * 24 * time.Hour
+
+// checkCertificate reports the certificate the TLS/WSS listeners serve:
+// validity, expiry, the names it covers against the domain.
+func (d *diag) checkCertificate() {
+	var c *CertFacts
+	var where []string
+	for _, l := range d.in.Serve.Listeners {
+		if l.Cert != nil {
+			if c == nil {
+				c = l.Cert
+			}
+			where = append(where, l.Proto+" "+l.Addr)
+		}
+	}
+	if c == nil {
+		return
+	}
+	f := Finding{Check: CheckListeners, Status: OK}
+	kind := "issued by a CA the host trusts"
+	if c.SelfSigned {
+		kind = "self-signed"
+	} else if !c.Trusted {
+		kind = "not trusted by this host's CA roots"
+	}
+	f.Evidence = append(f.Evidence, fmt.Sprintf("%s serve certificate %q (%s), names %s, valid until %s",
+		strings.Join(where, " and "), c.Subject, kind, strings.Join(c.Names, ", "), c.NotAfter.Format("2006-01-02")))
+	dom := d.in.Domain
+	var fixes []string
+	switch left := c.NotAfter.Sub(d.in.Now); {
+	case left <= 0 || d.in.Now.Before(c.NotBefore):
+		f.Status, f.Cause = Fail, cause.TLSCertificate
+		f.Evidence = append(f.Evidence, "the certificate is not valid now (expired or not yet valid): every TLS phone and browser refuses it")
+		fixes = append(fixes, "renew it (e.g. certbot renew); switchboard reloads --tls-cert/--tls-key by itself when the files change, or on SIGHUP")
+	case left < certWarnBefore:
+		f.Status, f.Cause = Warn, cause.TLSCertificate
+		f.Evidence = append(f.Evidence, fmt.Sprintf("the certificate expires in %s", span(left)))
+		fixes = append(fixes, "renew it before then (certbot renew runs from a timer); switchboard picks the new files up without a restart")
+	}
+	if dom != "" && !c.Covers(dom) {
+		if f.Status == OK {
+			f.Status, f.Cause = Warn, cause.TLSCertificate
+		}
+		f.Evidence = append(f.Evidence, fmt.Sprintf("it does not name the domain %s: phones that verify the certificate refuse it and browsers warn", dom))
+		fixes = append(fixes, fmt.Sprintf("use a certificate for %s (e.g. certbot certonly --standalone -d %s, then serve --tls-cert /etc/letsencrypt/live/%s/fullchain.pem --tls-key /etc/letsencrypt/live/%s/privkey.pem)", dom, dom, dom, dom))
+	}
+	if c.SelfSigned && f.Status == OK {
+		f.Evidence = append(f.Evidence, "self-signed: a browser must accept it once (open the wss address as https:// and accept the warning), a desk phone must trust it (import the server's tls-cert.pem) or skip verification")
+	}
+	f.Fix = strings.Join(fixes, "; ")
+	d.add(f)
 }
 
 func (d *diag) checkFirewall() {
@@ -1085,6 +1140,9 @@ func (d *diag) phoneSettings() []string {
 // qualify event for its source (qualify journals changes only), else the
 // time of its last ping.
 func (d *diag) unreachableSince(b store.Binding) time.Time {
+	if e, ok := d.closedFlow(b); ok {
+		return e.Time
+	}
 	for _, e := range d.in.History.Recent {
 		if e.Kind == journal.KindQualify && e.Source == b.Source && strings.EqualFold(e.Domain, b.Domain) {
 			if e.Cause == cause.Unreachable {
@@ -1096,26 +1154,20 @@ func (d *diag) unreachableSince(b store.Binding) time.Time {
 	return b.PingAt
 }
 
-// closedFlow returns the journal event of b's connection closing (a
-// binding made over TCP, TLS, WS or WSS whose connection closed: the
-// server marked it unreachable at once), if the journal has one.
+// closedFlow returns the connection_closed event of binding b: the
+// connection (TCP, TLS, WS, WSS) it registered over closed after it
+// registered, so it cannot be reached until it registers again.
 func (d *diag) closedFlow(b store.Binding) (journal.Event, bool) {
+	if b.PingStatus != "unreachable" {
+		return journal.Event{}, false
+	}
 	for _, e := range d.in.History.Recent {
-		if e.Kind == journal.KindBinding && e.Cause == cause.ConnectionClosed && e.Source == b.Source &&
-			strings.EqualFold(e.Transport, b.Transport) {
+		if e.Cause == cause.ConnectionClosed && e.Source == b.Source && strings.EqualFold(e.Domain, b.Domain) &&
+			!e.Time.Before(b.RegisteredAt) {
 			return e, true
 		}
 	}
 	return journal.Event{}, false
-}
-
-// closedFix is what to do about a binding whose connection closed.
-func closedFix(b store.Binding) string {
-	switch strings.ToUpper(b.Transport) {
-	case "WS", "WSS":
-		return "a browser phone is registered only while its page is open and online: open (or reload) the phone's page so it registers again"
-	}
-	return "the phone registers again over a new connection at its next refresh; restart it or re-save its account to hurry it, and if its connections keep closing, shorten its registration interval or enable keepalives"
 }
 
 // timeoutCall reports whether a failed call ran into a timeout.
@@ -1132,15 +1184,13 @@ func (d *diag) checkReachability() {
 		return
 	}
 	var bad, good, closed int
-	var closedB store.Binding
 	for _, b := range d.live {
 		switch b.PingStatus {
 		case "unreachable":
 			bad++
 			if e, ok := d.closedFlow(b); ok {
 				closed++
-				closedB = b
-				f.Evidence = append(f.Evidence, e.Detail)
+				f.Evidence = append(f.Evidence, fmt.Sprintf("%s (%s): %s", b.Contact, uaOr(b.UserAgent), e.Detail))
 				continue
 			}
 			f.Evidence = append(f.Evidence, fmt.Sprintf("%s at %s %s (%s) does not answer OPTIONS since %s",
@@ -1172,13 +1222,15 @@ func (d *diag) checkReachability() {
 		f.Status = Skip
 		f.Evidence = append(f.Evidence, "not qualified yet: the server has not pinged the phone with OPTIONS (serve --qualify-interval)")
 	}
-	if f.Cause == cause.Unreachable {
+	if f.Cause == cause.Unreachable && closed == bad {
+		f.Cause = cause.ConnectionClosed
+		f.Fix = "the phone must register again over a new connection: reopen the browser tab of a WebRTC phone (or check its network), " +
+			"or check that a TLS/TCP phone is on and online; it reconnects and registers by itself when its network returns. " +
+			"A connection that closes again and again points at a firewall or NAT that drops idle connections: enable keepalives on the phone (CRLF or OPTIONS every 30 s)"
+	} else if f.Cause == cause.Unreachable {
 		f.Fix = "first check the phone is on and plugged in: a phone switched off or unplugged without unregistering looks just like this until its registration expires. " +
 			"If it is on, it registers but cannot be reached between REGISTERs: a NAT or firewall closes the path, or a SIP ALG rewrites it. " +
 			"On the phone enable NAT keepalives (OPTIONS or CRLF every 15-30 s) and rport, or switch it to TCP; shorten its registration interval (e.g. 120 s); disable SIP ALG on the router"
-		if closed == bad {
-			f.Fix = closedFix(closedB)
-		}
 	}
 	d.add(f)
 }
@@ -1348,7 +1400,7 @@ func (d *diag) registeredVerdict() verdictT {
 			}
 		}
 		if e, ok := d.closedFlow(b); ok {
-			return d.cannot(cause.Unreachable, e.Detail)
+			return d.cannot(cause.ConnectionClosed, e.Detail)
 		}
 		return d.cannot(cause.Unreachable, fmt.Sprintf("registered from %s but it does not answer OPTIONS since %s — switched off or unplugged, or NAT, firewall or SIP ALG",
 			bindingPhone(b), d.clock(d.unreachableSince(b))))

@@ -152,6 +152,19 @@ type Listener struct {
 	Probed bool
 	OK     bool
 	Detail string
+	// Cert is the certificate a TLS or WSS listener served to the probe
+	// (nil otherwise).
+	Cert *CertFacts
+}
+
+// CertFacts describe a served certificate.
+type CertFacts struct {
+	Subject    string
+	Names      []string // DNS and IP SANs
+	NotBefore  time.Time
+	NotAfter   time.Time
+	SelfSigned bool // issuer == subject and signed by its own key
+	Trusted    bool // verifies against the host's CA roots
 }
 
 // Firewall is what the host firewall says about the SIP ports.
@@ -241,5 +254,5 @@ func Causes() []cause.Code {
 		cause.WrongPassword, cause.AuthUserMismatch, cause.WrongDomain, cause.ACLDenied, cause.IPBanned,
 		cause.MaxRegistrations, cause.IntervalTooBrief, cause.Expired, cause.RemovedByAdmin, cause.Unreachable,
 		cause.ListenerDown, cause.DigestNoQOP, cause.DigestURIMismatch, cause.StoreUnavailable, cause.BanLifted,
-		cause.ACLChanged}
+		cause.ACLChanged, cause.ConnectionClosed, cause.TLSCertificate}
 }

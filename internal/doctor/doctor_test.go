@@ -124,6 +124,34 @@ func scenarios() map[string]func() Inputs {
 				Source: "192.168.1.20:5060"}}
 			return in
 		},
+		"tls_certificate": func() Inputs {
+			in := base()
+			cert := &CertFacts{Subject: "old.example.com", Names: []string{"old.example.com"}, NotBefore: at("09:00:00").AddDate(-1, 0, 0),
+				NotAfter: at("09:00:00"), Trusted: false}
+			in.Serve.Listeners = append(in.Serve.Listeners,
+				Listener{Proto: "tls", Addr: "192.168.1.10:5061", Probed: true, OK: true, Detail: "accepts TLS handshake (TLS 1.3) (0.9 ms)", Cert: cert},
+				Listener{Proto: "wss", Addr: "192.168.1.10:7443", Probed: true, OK: true, Detail: "accepts TLS handshake (TLS 1.3) and WebSocket upgrade with sip (1.1 ms)", Cert: cert})
+			in.Bindings = []store.Binding{binding("192.168.1.50:5060", gs, func(b *store.Binding) {
+				b.PingStatus, b.PingRTT, b.PingAt = "reachable", 12.5, at("14:29:40")
+			})}
+			in.History.Recent = newestFirst(ev(at("14:10:00"), cause.Registered, "192.168.1.50:5060", gs))
+			return in
+		},
+		"connection_closed": func() Inputs {
+			in := base()
+			in.Bindings = []store.Binding{binding("203.0.113.7:52011", "JsSIP 3.10.1", func(b *store.Binding) {
+				b.Transport, b.Contact = "WSS", "sip:k2ut8v3m@xyz.invalid;transport=ws"
+				b.PingStatus = "unreachable"
+			})}
+			in.History.Recent = newestFirst(
+				ev(at("14:10:00"), cause.Registered, "203.0.113.7:52011", "JsSIP 3.10.1", func(e *journal.Event) { e.Transport = "WSS" }),
+				ev(at("14:02:11").Add(10*time.Minute), cause.ConnectionClosed, "203.0.113.7:52011", "JsSIP 3.10.1", func(e *journal.Event) {
+					e.Kind, e.Transport = journal.KindBinding, "WSS"
+					e.Detail = "registered over WSS from 203.0.113.7; the WebSocket closed at 14:12:11 (the browser tab was probably closed or lost network); " +
+						"contact sip:k2ut8v3m@xyz.invalid;transport=ws is unreachable: calls get 480 until it registers again"
+				}))
+			return in
+		},
 		"never_seen": func() Inputs {
 			in := base()
 			in.Firewall = Firewall{Errors: []string{"nft: Operation not permitted (run the doctor as root to check the firewall)"}}
@@ -352,6 +380,9 @@ func TestCauses(t *testing.T) {
 		{"wrong_password", cause.WrongPassword, false, []string{"2002 cannot be called: not registered — the phone at 192.168.1.50 (Grandstream GXP1625) has sent a wrong password 37 times since 14:02"}},
 		{"registered", cause.Registered, true, []string{"2002 can be called", "192.168.1.50 (Grandstream GXP1625)"}},
 		{"unreachable", cause.Unreachable, false, []string{"does not answer OPTIONS since 14:12", "203.0.113.7"}},
+		{"tls_certificate", cause.Registered, true, []string{"2002 can be called"}},
+		{"connection_closed", cause.ConnectionClosed, false, []string{"registered over WSS from 203.0.113.7; the WebSocket closed at 14:12:11",
+			"calls get 480 until it registers again"}},
 		{"never_seen", cause.NeverSeen, false, []string{"no REGISTER for 2002 has ever reached"}},
 		{"extension_missing", cause.ExtensionMissing, false, []string{"no extension 2020", "did you mean 2002 or 2021?"}},
 		{"other_domain", cause.ExtensionMissing, false, []string{"it exists in pbx.example.com"}},

@@ -1,8 +1,11 @@
 package doctor
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -54,10 +57,104 @@ func ProbeListener(ctx context.Context, l Listener, timeout time.Duration) Liste
 			return l
 		}
 		l.OK, l.Detail = true, fmt.Sprintf("answers OPTIONS (%s, %s)", status, ms(time.Since(start)))
+	case "tls", "ws", "wss":
+		probeStream(ctx, &l, target, host, start)
 	default:
 		l.Probed, l.Detail = false, "not probed"
 	}
 	return l
+}
+
+// probeStream probes a TLS, WS or WSS listener: a TLS handshake (the
+// certificate is read, not verified: that is the check's job) and, for
+// WebSocket, an upgrade with the sip subprotocol.
+func probeStream(ctx context.Context, l *Listener, target, host string, start time.Time) {
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", target)
+	if err != nil {
+		l.Detail = shortNetErr(err)
+		return
+	}
+	defer raw.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = raw.SetDeadline(dl)
+	}
+	conn := raw
+	proto := strings.ToLower(l.Proto)
+	var how []string
+	if proto != "ws" {
+		tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true, ServerName: host}) // #nosec: the doctor reads the certificate
+		if err := tc.HandshakeContext(ctx); err != nil {
+			l.Detail = "TLS handshake failed: " + shortNetErr(err)
+			return
+		}
+		st := tc.ConnectionState()
+		if len(st.PeerCertificates) > 0 {
+			l.Cert = certFacts(st.PeerCertificates)
+		}
+		how = append(how, "TLS handshake ("+tls.VersionName(st.Version)+")")
+		conn = tc
+	}
+	if proto != "tls" {
+		req := "GET / HTTP/1.1\r\nHost: " + target + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Key: c3dpdGNoYm9hcmQtZG9jdG9y\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\n\r\n"
+		if _, err := conn.Write([]byte(req)); err != nil {
+			l.Detail = "WebSocket upgrade: " + shortNetErr(err)
+			return
+		}
+		buf := make([]byte, 512)
+		n, err := conn.Read(buf)
+		line := firstLine(string(buf[:n]))
+		if err != nil && n == 0 {
+			l.Detail = "WebSocket upgrade: no answer: " + shortNetErr(err)
+			return
+		}
+		if !strings.HasPrefix(line, "HTTP/1.1 101") {
+			l.Detail = "WebSocket upgrade refused: " + line
+			return
+		}
+		how = append(how, "WebSocket upgrade with sip")
+	}
+	l.OK, l.Detail = true, fmt.Sprintf("accepts %s (%s)", strings.Join(how, " and "), ms(time.Since(start)))
+}
+
+func certFacts(chain []*x509.Certificate) *CertFacts {
+	leaf := chain[0]
+	f := &CertFacts{Subject: leaf.Subject.CommonName, NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}
+	if f.Subject == "" {
+		f.Subject = leaf.Subject.String()
+	}
+	f.Names = append(f.Names, leaf.DNSNames...)
+	for _, ip := range leaf.IPAddresses {
+		f.Names = append(f.Names, ip.String())
+	}
+	f.SelfSigned = bytes.Equal(leaf.RawIssuer, leaf.RawSubject) &&
+		leaf.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature) == nil
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Intermediates: inter})
+	f.Trusted = err == nil
+	return f
+}
+
+// Covers reports whether the certificate names host (one leading wildcard
+// label allowed for names).
+func (f *CertFacts) Covers(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	for _, n := range f.Names {
+		n = strings.ToLower(n)
+		if n == host {
+			return true
+		}
+		if strings.HasPrefix(n, "*.") && net.ParseIP(host) == nil {
+			if j := strings.IndexByte(host, '.'); j > 0 && host[j:] == n[1:] {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func ms(d time.Duration) string {

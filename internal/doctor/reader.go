@@ -202,7 +202,11 @@ func (r *Reader) runtime(ctx context.Context) {
 		for _, l := range r.Serve.Listeners {
 			if _, p, err := net.SplitHostPort(l.Addr); err == nil {
 				if n, err := strconv.Atoi(p); err == nil {
-					ports = append(ports, Port{Proto: strings.ToLower(l.Proto), Num: n})
+					proto := strings.ToLower(l.Proto)
+					if proto == "tls" || proto == "ws" || proto == "wss" {
+						proto = "tcp" // the firewall sees TCP
+					}
+					ports = append(ports, Port{Proto: proto, Num: n})
 				}
 			}
 		}

@@ -56,8 +56,9 @@ func TestDiagnoseClosedWebSocket(t *testing.T) {
 		ev(at("14:02:11"), cause.ConnectionClosed, src, ua, func(e *journal.Event) {
 			e.Kind, e.Transport, e.Detail = journal.KindBinding, "WSS", detail
 		}))
+	in.Bindings[0].RegisteredAt = at("14:00:00")
 	r := Diagnose(context.Background(), in)
-	if r.Callable || r.Cause != cause.Unreachable || !strings.Contains(r.Verdict, "the WebSocket closed at 14:02:11") {
+	if r.Callable || r.Cause != cause.ConnectionClosed || !strings.Contains(r.Verdict, "the WebSocket closed at 14:02:11") {
 		t.Fatalf("verdict %q cause %s", r.Verdict, r.Cause)
 	}
 	for _, f := range r.Findings {
@@ -66,7 +67,7 @@ func TestDiagnoseClosedWebSocket(t *testing.T) {
 		}
 		ev := strings.Join(f.Evidence, "\n")
 		if f.Status != Fail || !strings.Contains(ev, "the WebSocket closed") || strings.Contains(ev, "OPTIONS") ||
-			!strings.Contains(f.Fix, "page") || strings.Contains(f.Fix, "SIP ALG") {
+			!strings.Contains(f.Fix, "browser tab") || strings.Contains(f.Fix, "SIP ALG") {
 			t.Fatalf("reachability finding %+v", f)
 		}
 		return

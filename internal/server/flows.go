@@ -214,8 +214,9 @@ func (s *Server) streamOptions(cfg config.Config) (sipstack.StreamOptions, error
 	so.TLSConfig = m.Config()
 	info, _ := m.Info()
 	if created {
-		s.Log.Warn("created a self-signed TLS certificate for TLS and WSS; phones must trust it (or skip verification) and browsers must accept it once: open https://"+
-			s.Domain+":7443 (the --wss port) in the browser and accept the warning, or give a real certificate with --tls-cert/--tls-key",
+		s.Log.Warn("created a self-signed TLS certificate for TLS and WSS: desk phones must trust it (import the cert file) or skip verification, "+
+			"and each browser must accept it once: open https://"+s.Domain+":PORT/ (the --wss port, 7443 by default) and accept the warning; "+
+			"or give a real certificate with --tls-cert/--tls-key (e.g. certbot's fullchain.pem and privkey.pem)",
 			"cert", info.CertFile, "sha256", info.Fingerprint, "names", strings.Join(info.Names, ","))
 	}
 	return so, nil

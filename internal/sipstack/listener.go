@@ -430,7 +430,7 @@ func (l *trackingListener) wait(tc *trackedConn) {
 				err = &HandshakeError{Reason: ReasonTimeout, Detail: fmt.Sprintf("%s handshake not completed within %s", l.proto, hs), Err: err}
 			}
 			tc.Close()
-			if l.event != nil {
+			if l.event != nil && !errors.Is(err, errPlainPage) {
 				l.event(ConnEvent{Kind: HandshakeFailed, Remote: remoteAddrPort(tc.Conn.RemoteAddr()), Proto: l.proto, Err: err})
 			}
 			return

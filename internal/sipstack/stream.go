@@ -191,6 +191,12 @@ func checkUpgrade(c net.Conn, origins []string) (net.Conn, error) {
 		httpRefuse(c, 400, "Bad Request", "not an HTTP request")
 		return nil, &HandshakeError{Reason: ReasonBadUpgrade, Detail: "not an HTTP request", Err: err}
 	}
+	if req.Method == http.MethodGet && req.Header.Get("Upgrade") == "" {
+		// An admin opening https://host:7443/ to accept a self-signed
+		// certificate in the browser (what WebRTC phones then need).
+		httpAnswer(c, 200, "OK", "switchboard: SIP over WebSocket (RFC 7118) listens here. If your browser asked you to accept this server's certificate, WebRTC phones in this browser can now connect to wss://"+clip(req.Host)+"/")
+		return nil, errPlainPage
+	}
 	if req.Method != http.MethodGet || !headerHasToken(req.Header, "Upgrade", "websocket") {
 		httpRefuse(c, 400, "Bad Request", "this port speaks SIP over WebSocket only (RFC 7118)")
 		return nil, &HandshakeError{Reason: ReasonBadUpgrade, Detail: fmt.Sprintf("%s %s without Upgrade: websocket", req.Method, clip(req.RequestURI))}
@@ -257,6 +263,11 @@ func OriginAllowed(origin, reqHost string, allowed []string) bool {
 	rh = strings.ToLower(strings.Trim(rh, "[]"))
 	return rh != "" && rh == oh
 }
+
+// errPlainPage: a plain GET was answered with a page; not a refusal.
+var errPlainPage = errors.New("plain page served")
+
+func httpAnswer(c net.Conn, code int, status, body string) { httpRefuse(c, code, status, body) }
 
 func httpRefuse(c net.Conn, code int, status, body string) {
 	body += "\n"

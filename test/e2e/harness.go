@@ -276,6 +276,7 @@ type Registration struct {
 	ExpiresIn  int    `json:"expires_in"`
 	AuthUser   string `json:"auth_user"`
 	PingStatus string `json:"ping_status"`
+	Connection string `json:"connection"` // "open", "closed" or "" (UDP)
 }
 
 // Regs returns `switchboard reg [ext] --json`.

@@ -39,7 +39,7 @@ func TestWSSFlowReuse(t *testing.T) {
 		t.Fatalf("REGISTER over WSS: %d\n%s\nserver log:\n%s", r.Status, r.Raw, tail(s.Log(), 3000))
 	}
 	regs := s.Regs("2002")
-	if len(regs) != 1 || regs[0].Transport != "WSS" || regs[0].Source != u.conn.LocalAddr().String() {
+	if len(regs) != 1 || regs[0].Transport != "WSS" || regs[0].Source != u.conn.LocalAddr().String() || regs[0].Connection != "open" {
 		t.Fatalf("binding: %+v, want one over WSS from %s", regs, u.conn.LocalAddr())
 	}
 
@@ -67,7 +67,7 @@ func TestWSSFlowReuse(t *testing.T) {
 	u.conn.Close()
 	WaitFor(t, 1500*time.Millisecond, "the binding marked unreachable", func() bool {
 		regs := s.Regs("2002")
-		return len(regs) == 1 && regs[0].PingStatus == "unreachable"
+		return len(regs) == 1 && regs[0].PingStatus == "unreachable" && regs[0].Connection == "closed"
 	})
 	if d := time.Since(closed); d > 1500*time.Millisecond {
 		t.Errorf("marked unreachable after %s", d)
@@ -76,6 +76,12 @@ func TestWSSFlowReuse(t *testing.T) {
 	ev := journalEvents(t, s, "--ext", "2002", "--cause", "connection_closed")
 	if d, _ := ev[0]["detail"].(string); !strings.Contains(d, "registered over WSS from 127.0.0.1") || !strings.Contains(d, "WebSocket closed at") {
 		t.Errorf("journal detail: %q", d)
+	}
+
+	out, _, _ := s.TryCLI("doctor", "2002")
+	if !strings.Contains(out, "registered over WSS from 127.0.0.1") || !strings.Contains(out, "calls get 480 until it registers again") ||
+		!strings.Contains(out, "connection_closed") {
+		t.Errorf("doctor 2002 does not name the closed WebSocket:\n%s", out)
 	}
 
 	// The next call gets 480 without the server dialling the browser.
