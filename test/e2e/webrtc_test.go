@@ -55,6 +55,7 @@ func TestBrowserPhones(t *testing.T) {
 	spki := webrtc.SPKIHash(t, addr)
 	bctx := webrtc.Launch(t, spki, 3*time.Minute)
 	wss := "wss://" + addr
+	_, wssPort, _ := net.SplitHostPort(addr)
 	a := webrtc.Open(t, bctx, base, wss, "2001", webrtcPW, s.Domain)
 	b := webrtc.Open(t, bctx, base, wss, "2002", webrtcPW, s.Domain)
 	registered := func(st webrtc.State) bool { return st.Registered }
@@ -85,7 +86,6 @@ func TestBrowserPhones(t *testing.T) {
 			}
 		}
 		// WSS on both sides: one Record-Route, naming the WSS listener.
-		_, wssPort, _ := net.SplitHostPort(addr)
 		if rr := sb0.RecordRoute; len(rr) != 1 || !strings.Contains(rr[0], ":"+wssPort+";transport=wss;lr") {
 			t.Fatalf("the callee browser got Record-Route %q, want one entry with the WSS port %s", rr, wssPort)
 		}
@@ -177,6 +177,52 @@ func TestBrowserPhones(t *testing.T) {
 		}
 		if doc.Cause != "webrtc_needs_media_relay" || !strings.Contains(doc.Verdict, "media relay") {
 			t.Fatalf("doctor call 2001 2003: %+v", doc)
+		}
+	})
+
+	t.Run("TCP phone to browser", func(t *testing.T) {
+		// A TCP phone offering WebRTC media (SIPp with a DTLS/ICE SDP, as a
+		// WebRTC gateway would) calls the browser: the transport changes,
+		// so the browser sees two Record-Routes, its own WSS side first;
+		// the answer, the ACK and the caller's BYE cross between TCP and
+		// the WebSocket.
+		n := b.State().Incoming
+		done := make(chan SIPpResult, 1)
+		go func() {
+			done <- SIPp(t, s.Addr, "call-uac-webrtc.xml", 1, "-t", "t1",
+				"-inf", CSV(t, "SEQUENTIAL", callerRow("2003", webrtcPW, "2002")), "-d", "500")
+		}()
+		var st webrtc.State
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if st = b.State(); st.Incoming == n+1 {
+				break
+			}
+			select {
+			case r := <-done:
+				t.Fatalf("SIPp over TCP ended (exit %d) before the browser rang:\n%s", r.Code, r.Output)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the browser did not ring within 15 s: %+v\nSIPp: %+v", st, <-done)
+			}
+		}
+		_, sipPort, _ := net.SplitHostPort(s.Addr)
+		if rr := st.RecordRoute; len(rr) != 2 || !strings.Contains(rr[0], ":"+wssPort+";transport=wss;lr") ||
+			!strings.Contains(rr[1], ":"+sipPort+";transport=tcp;lr") {
+			t.Errorf("the browser got Record-Route %q, want its WSS side (port %s) then the TCP side (port %s)", rr, wssPort, sipPort)
+		}
+		b.Eval(`phone.answer()`)
+		r := <-done
+		if r.Code != 0 {
+			t.Fatalf("SIPp over TCP calling the browser: exit %d\n%s", r.Code, r.Output)
+		}
+		st = b.Wait("ended by the TCP phone", 10*time.Second, func(st webrtc.State) bool { return st.Ended })
+		if st.Originator != "remote" {
+			t.Fatalf("the browser's call ended by %q: %+v", st.Originator, st)
+		}
+		rec := lastWebRTCCall(t, s, "TCP call ended", func(c webrtcCall) bool { return !c.Active && c.From == "2003" && c.To == "2002" })
+		if rec.Transport != "TCP" || rec.Cause != "NORMAL_CLEARING" || rec.HangupBy != "caller" {
+			t.Fatalf("call record %+v", rec)
 		}
 	})
 
