@@ -519,7 +519,8 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("status --json profiles: %+v", st.Profiles)
 	}
 	got := st.Profiles[0].Listeners
-	want := []listener{{"udp", s.Addr, "listening"}, {"tcp", s.Addr, "listening"}}
+	want := []listener{{"udp", s.Addr, "listening"}, {"tcp", s.Addr, "listening"},
+		{"tls", s.ListenerAddr("tls"), "listening"}, {"wss", s.ListenerAddr("wss"), "listening"}} // TLS and WSS are on by default
 	if !slices.Equal(got, want) {
 		t.Fatalf("status --json listeners: got %+v, want %+v", got, want)
 	}

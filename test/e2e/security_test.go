@@ -179,7 +179,7 @@ func TestRegisterACL(t *testing.T) {
 		} `json:"acls"`
 	}
 	s.JSON(&prof, "profile", "show", "internal")
-	if prof.State != "RUNNING" || prof.RegisterACL != "office" || prof.TrustedACL != "loopback" || len(prof.Listeners) != 2 ||
+	if prof.State != "RUNNING" || prof.RegisterACL != "office" || prof.TrustedACL != "loopback" || len(prof.Listeners) != 4 || // udp, tcp, tls, wss
 		prof.Registrations != 1 || prof.Security.BanAfter != 5 || prof.Security.RateLimit != 200 ||
 		prof.ACLs["office"].Default != "deny" || prof.ACLs["office"].Nodes != 1 {
 		t.Fatalf("profile show: %+v", prof)

@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -285,5 +288,31 @@ func TestTLSCertRotation(t *testing.T) {
 	WaitFor(t, 6*time.Second, "the failed reload logged", func() bool { return strings.Contains(s.Log(), "tls certificate not reloaded") })
 	if got := served(); got != "new.example.com" {
 		t.Fatalf("after a broken file: served %q, want new.example.com still", got)
+	}
+}
+
+// TestSipsakTCPRegister: sipsak registers over TCP with digest (200); it
+// closes its connection right after, so the binding's flow is gone: the
+// journal says connection_closed over TCP and `reg` shows the connection
+// closed (a call would get 480 rather than a dial to a closed port).
+func TestSipsakTCPRegister(t *testing.T) {
+	Need(t, "sipsak")
+	s := Start(t, "")
+	s.AddExt("2001", "secret-2001")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "sipsak", "-U", "-C", "sip:2001@127.0.0.1:5099", "-s", "sip:2001@"+s.Addr,
+		"-u", "2001", "-a", "secret-2001", "-E", "tcp", "-x", "120", "-i", "-l", strconv.Itoa(FreeUDPPort(t))).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sipsak REGISTER over TCP: %v\n%s\nserver log:\n%s", err, out, tail(s.Log(), 2000))
+	}
+	waitJournal(t, s, "2001", "registered", 1)
+	if ev := journalEvents(t, s, "--ext", "2001", "--cause", "registered"); ev[0]["transport"] != "TCP" {
+		t.Fatalf("registered over %v, want TCP", ev[0]["transport"])
+	}
+	waitJournal(t, s, "2001", "connection_closed", 1)
+	regs := s.Regs("2001")
+	if len(regs) != 1 || regs[0].Transport != "TCP" || regs[0].Connection != "closed" {
+		t.Fatalf("reg: %+v", regs)
 	}
 }

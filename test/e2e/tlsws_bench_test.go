@@ -1,0 +1,342 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+)
+
+// The TLS and WebSocket benchmarks of bench/README.md ("TLS and
+// WebSocket"). They load the machine for tens of seconds, so they run only
+// with SWITCHBOARD_BENCH=1:
+//
+//	SWITCHBOARD_BENCH=1 go test -count=1 -v -run 'TestBenchWSS|TestBenchRegisterTLS' ./test/e2e/
+//
+// Everything goes to 127.0.0.1; every loop is bounded in count and time.
+
+func needBench(t *testing.T) {
+	t.Helper()
+	if os.Getenv("SWITCHBOARD_BENCH") != "1" {
+		t.Skip("benchmark: set SWITCHBOARD_BENCH=1 to run")
+	}
+}
+
+// benchServer imports n extensions (first..first+n-1, password pw<N>,
+// as digest hashes for realm 127.0.0.1) and starts a server with TLS, WSS
+// and no per-address connection cap (loopback is trusted by default).
+func benchServer(t *testing.T, first, n int, extra ...string) *Server {
+	t.Helper()
+	data := t.TempDir()
+	var b strings.Builder
+	b.WriteString("extension,domain,ha1_md5,ha1_sha256\n")
+	for i := first; i < first+n; i++ {
+		a1 := fmt.Sprintf("%d:127.0.0.1:pw%d", i, i)
+		sum := sha256.Sum256([]byte(a1))
+		fmt.Fprintf(&b, "%d,127.0.0.1,%s,%s\n", i, md5Hex(a1), hex.EncodeToString(sum[:]))
+	}
+	csv := filepath.Join(t.TempDir(), "exts.csv")
+	if err := os.WriteFile(csv, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := RunCLI(t, data, "", "domain", "add", "127.0.0.1", "--data", data); code != 0 {
+		t.Fatalf("domain add: %s", stderr)
+	}
+	if _, stderr, code := RunCLI(t, data, "", "ext", "import", csv, "--data", data); code != 0 {
+		t.Fatalf("ext import: %s", stderr)
+	}
+	return Start(t, data, append([]string{"--tcp-max-per-ip", "0", "--rate-limit", "0", "--qualify-interval", "0",
+		"--tcp-idle-timeout", "60s"}, extra...)...)
+}
+
+var rssRE = regexp.MustCompile(`VmRSS:\s+(\d+) kB`)
+
+// rssKiB is the server process's resident memory.
+func (s *Server) rssKiB(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := rssRE.FindSubmatch(b)
+	if m == nil {
+		t.Fatal("no VmRSS")
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// streamRegister sends REGISTER, answers the 401 and waits for the 200 on
+// one connection (send/recv frame one SIP message each).
+func streamRegister(send func(string) error, recv func() (string, error), proto, local string, user int, seq *int) error {
+	reg := func(cseq int, auth string) string {
+		if auth != "" {
+			auth = "Authorization: " + auth + "\r\n"
+		}
+		*seq++
+		return fmt.Sprintf("REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/%s %s;rport;branch=z9hG4bK-b%d-%d\r\nMax-Forwards: 70\r\n"+
+			"From: <sip:%d@127.0.0.1>;tag=b%d\r\nTo: <sip:%d@127.0.0.1>\r\nCall-ID: bench-%d-%s\r\nCSeq: %d REGISTER\r\n"+
+			"Contact: <sip:%d@%s;transport=%s>\r\nExpires: 3600\r\nUser-Agent: bench\r\n%sContent-Length: 0\r\n\r\n",
+			proto, local, user, *seq, user, user, user, user, local, cseq, user, local, strings.ToLower(proto), auth)
+	}
+	final := func() (string, error) {
+		for {
+			m, err := recv()
+			if err != nil {
+				return "", err
+			}
+			if strings.HasPrefix(m, "SIP/2.0 1") {
+				continue
+			}
+			return m, nil
+		}
+	}
+	if err := send(reg(1, "")); err != nil {
+		return err
+	}
+	r, err := final()
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(r, "SIP/2.0 401") {
+		return fmt.Errorf("want 401, got %.40q", r)
+	}
+	nonce, realm := rawNonceRE.FindStringSubmatch(r)[1], rawRealmRE.FindStringSubmatch(r)[1]
+	u := strconv.Itoa(user)
+	if err := send(reg(2, digestAnswer(u, realm, "pw"+u, nonce, "sip:127.0.0.1", "auth", "00000001"))); err != nil {
+		return err
+	}
+	if r, err = final(); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(r, "SIP/2.0 200") {
+		return fmt.Errorf("want 200, got %.40q", r)
+	}
+	return nil
+}
+
+// TestBenchWSSIdleMemory opens 10,000 WSS connections (TLS 1.3 full
+// handshakes, WebSocket upgrade with sip), registers one extension on
+// each and holds them idle; it reports the handshake rate and the server's
+// resident memory per idle registered connection (target < 20 KiB).
+func TestBenchWSSIdleMemory(t *testing.T) {
+	needBench(t)
+	const n, first = 10000, 100000
+	s := benchServer(t, first, n)
+	addr := s.ListenerAddr("wss")
+	ccfg := s.ClientTLS(t)
+	time.Sleep(2 * time.Second) // let start-up garbage settle
+	before := s.rssKiB(t)
+
+	conns := make([]net.Conn, n)
+	t.Cleanup(func() {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+	})
+	var next, fails atomic.Int64
+	var firstErr atomic.Value
+	dial := func(i int) (net.Conn, error) {
+		d := ws.Dialer{Protocols: []string{"sip"}, TLSConfig: ccfg, Timeout: 10 * time.Second}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, _, _, err := d.Dial(ctx, "wss://"+addr+"/")
+		return c, err
+	}
+	// Phase 1: handshakes only (TLS + upgrade), 8 dialers.
+	start := time.Now()
+	deadline := start.Add(5 * time.Minute)
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				c, err := dial(i)
+				if err != nil {
+					fails.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				conns[i] = c
+			}
+		}()
+	}
+	wg.Wait()
+	hsDur := time.Since(start)
+	if f := fails.Load(); f > 0 {
+		t.Fatalf("%d of %d WSS handshakes failed (first: %v)", f, n, firstErr.Load())
+	}
+	// Phase 2: one REGISTER (with digest) per connection.
+	next.Store(0)
+	start = time.Now()
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			seq := 0
+			for time.Now().Before(deadline) {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				c := conns[i]
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				err := streamRegister(func(m string) error { return wsutil.WriteClientText(c, []byte(m)) },
+					func() (string, error) { b, err := wsutil.ReadServerText(c); return string(b), err },
+					"WSS", "k"+strconv.Itoa(i)+".invalid", first+i, &seq)
+				_ = c.SetDeadline(time.Time{})
+				if err != nil {
+					fails.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	regDur := time.Since(start)
+	if f := fails.Load(); f > 0 {
+		t.Fatalf("%d of %d REGISTERs over WSS failed (first: %v)", f, n, firstErr.Load())
+	}
+	time.Sleep(3 * time.Second) // idle
+	after := s.rssKiB(t)
+	var st struct {
+		Registrations int `json:"registrations"`
+	}
+	s.JSON(&st, "status")
+	t.Logf("%d WSS connections: handshakes (TLS 1.3 + upgrade) %.1f s = %.0f/s; REGISTER+401+REGISTER+200 %.1f s = %.0f/s; "+
+		"server RSS %d -> %d KiB: %.1f KiB per idle registered WSS connection; registrations %d",
+		n, hsDur.Seconds(), float64(n)/hsDur.Seconds(), regDur.Seconds(), float64(n)/regDur.Seconds(),
+		before, after, float64(after-before)/n, st.Registrations)
+	if st.Registrations < n {
+		t.Errorf("registrations %d, want %d", st.Registrations, n)
+	}
+}
+
+// TestBenchRegisterTLS compares authenticated registrations per second
+// over TLS (persistent connections, one per client, as phones keep them)
+// with UDP, for 10 s each, 32 clients, new registration each time.
+// (Debian's SIPp 3.6.1 is built without OpenSSL: `-t l1` is refused, so
+// this Go client drives both transports alike.)
+func TestBenchRegisterTLS(t *testing.T) {
+	needBench(t)
+	const clients, first, per = 32, 200000, 2000
+	s := benchServer(t, first, clients*per)
+	tlsAddr := s.ListenerAddr("tls")
+	ccfg := s.ClientTLS(t)
+	run := func(proto string) (ok int64, dur time.Duration) {
+		var done atomic.Int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		stop := start.Add(10 * time.Second)
+		for w := 0; w < clients; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var send func(string) error
+				var recv func() (string, error)
+				var local string
+				switch proto {
+				case "TLS":
+					c, err := tls.Dial("tcp", tlsAddr, ccfg)
+					if err != nil {
+						t.Errorf("tls dial: %v", err)
+						return
+					}
+					defer c.Close()
+					local = c.LocalAddr().String()
+					rd := newSIPStreamReader(c)
+					send = func(m string) error { _, err := c.Write([]byte(m)); return err }
+					recv = rd.next
+					_ = c.SetDeadline(stop.Add(10 * time.Second))
+				default:
+					c, err := net.Dial("udp", s.Addr)
+					if err != nil {
+						t.Errorf("udp dial: %v", err)
+						return
+					}
+					defer c.Close()
+					local = c.LocalAddr().String()
+					buf := make([]byte, 65536)
+					send = func(m string) error { _, err := c.Write([]byte(m)); return err }
+					recv = func() (string, error) {
+						_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+						n, err := c.Read(buf)
+						return string(buf[:n]), err
+					}
+				}
+				seq := 0
+				for i := 0; i < per && time.Now().Before(stop); i++ {
+					user := first + w*per + i
+					if err := streamRegister(send, recv, proto, local, user, &seq); err != nil {
+						if proto == "TLS" {
+							t.Errorf("%s register %d: %v", proto, user, err)
+							return
+						}
+						continue // UDP: a lost datagram
+					}
+					done.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		return done.Load(), time.Since(start)
+	}
+	udpOK, udpDur := run("UDP")
+	tlsOK, tlsDur := run("TLS")
+	t.Logf("authenticated REGISTERs (REGISTER, 401, REGISTER, 200), %d clients, 10 s: UDP %.0f/s, TLS %.0f/s (%d and %d)",
+		clients, float64(udpOK)/udpDur.Seconds(), float64(tlsOK)/tlsDur.Seconds(), udpOK, tlsOK)
+}
+
+// sipStreamReader splits SIP messages off a stream by Content-Length.
+type sipStreamReader struct {
+	c   net.Conn
+	buf []byte
+}
+
+func newSIPStreamReader(c net.Conn) *sipStreamReader { return &sipStreamReader{c: c} }
+
+func (r *sipStreamReader) next() (string, error) {
+	tmp := make([]byte, 8192)
+	for {
+		if i := strings.Index(string(r.buf), "\r\n\r\n"); i >= 0 {
+			head := string(r.buf[:i])
+			cl := 0
+			for _, l := range strings.Split(head, "\r\n") {
+				if k, v, ok := strings.Cut(l, ":"); ok && (strings.EqualFold(strings.TrimSpace(k), "Content-Length") || strings.TrimSpace(k) == "l") {
+					cl, _ = strconv.Atoi(strings.TrimSpace(v))
+				}
+			}
+			if end := i + 4 + cl; len(r.buf) >= end {
+				m := string(r.buf[:end])
+				r.buf = r.buf[end:]
+				return m, nil
+			}
+		}
+		n, err := r.c.Read(tmp)
+		if err != nil {
+			return "", err
+		}
+		r.buf = append(r.buf, tmp[:n]...)
+	}
+}
