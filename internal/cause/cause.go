@@ -79,6 +79,9 @@ const (
 	WSOriginRefused    Code = "ws_origin_refused"
 	WSNoSIPSubprotocol Code = "ws_no_sip_subprotocol"
 	WSBadUpgrade       Code = "ws_bad_upgrade"
+	// WSFrameTooLarge: a WebSocket frame over 64 KiB; the connection was
+	// closed.
+	WSFrameTooLarge Code = "ws_frame_too_large"
 	// ConnectionClosed: the TCP, TLS or WebSocket connection a phone
 	// registered over closed; its bindings are unreachable (calls get 480)
 	// until it registers again.
@@ -218,7 +221,7 @@ func All() []Code {
 		MaxRegistrations, IntervalTooBrief, Expired, Unreachable, Reachable, ListenerDown, BadRequest, OutOfOrder,
 		RateLimited, Scanner, DigestNoQOP, DigestURIMismatch, RouteTokenRefused, RemovedByAdmin, ConnectionLimit,
 		AcceptFailed, StoreUnavailable, TLSHandshakeFailed, HandshakeTimeout, WSOriginRefused, WSNoSIPSubprotocol,
-		WSBadUpgrade, ConnectionClosed, TLSCertificate, BanLifted, BanAdded, ACLChanged, ProfileChanged,
+		WSBadUpgrade, WSFrameTooLarge, ConnectionClosed, TLSCertificate, BanLifted, BanAdded, ACLChanged, ProfileChanged,
 		NormalClearing, UserNotRegistered, UserBusy, NoAnswer, NoUserResponse, UnallocatedNumber, CallRejected,
 		OriginatorCancel, RecoveryOnTimerExpire, TooManyHops, TemporaryFailure, LoopDetected, SystemShutdown,
 		WebRTCNeedsMediaRelay}

@@ -141,7 +141,8 @@ func (s *Server) handshakeEvent(ev sipstack.ConnEvent) {
 	}
 	c := cause.Code(reason)
 	switch c {
-	case cause.TLSHandshakeFailed, cause.HandshakeTimeout, cause.WSOriginRefused, cause.WSNoSIPSubprotocol, cause.WSBadUpgrade:
+	case cause.TLSHandshakeFailed, cause.HandshakeTimeout, cause.WSOriginRefused, cause.WSNoSIPSubprotocol, cause.WSBadUpgrade,
+		cause.WSFrameTooLarge:
 	default:
 		c = cause.TLSHandshakeFailed
 	}

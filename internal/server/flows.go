@@ -213,6 +213,10 @@ func (s *Server) streamOptions(cfg config.Config) (sipstack.StreamOptions, error
 	s.Cert = m
 	so.TLSConfig = m.Config()
 	info, _ := m.Info()
+	if !created {
+		s.Log.Info("tls certificate", "cert", info.CertFile, "self_signed", info.SelfSigned, "subject", info.Subject,
+			"not_after", info.NotAfter.Format(time.RFC3339), "sha256", info.Fingerprint)
+	}
 	if created {
 		s.Log.Warn("created a self-signed TLS certificate for TLS and WSS: desk phones must trust it (import the cert file) or skip verification, "+
 			"and each browser must accept it once: open https://"+s.Domain+":PORT/ (the --wss port, 7443 by default) and accept the warning; "+

@@ -211,7 +211,12 @@ type clipHandler struct{ slog.Handler }
 const maxLogAttr = 200
 
 func (c clipHandler) Handle(ctx context.Context, r slog.Record) error {
-	if (r.Level == slog.LevelError && r.Message == "Read error") || r.Message == "TCP ref went negative" {
+	if (r.Level == slog.LevelError && (r.Message == "Read error" || r.Message == "Got TCP error" || r.Message == "Fail to upgrade")) ||
+		r.Message == "TCP ref went negative" {
+		// (The WebSocket reader logs "Got TCP error" for a peer's reset or
+		// an oversized frame, "Fail to upgrade" for a bad handshake: a
+		// client could fill the log with either; the listener journals
+		// them once a minute per address instead.)
 		// A peer resetting its TCP connection is not a server error; at
 		// ERROR a client could fill the log by connecting and resetting.
 		// sipgo's pool hard-closes a connection (reference count 0) that

@@ -623,9 +623,17 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 func (c *trackedConn) Write(b []byte) (int, error) {
 	if c.l.prepare == nil { // TLS bytes are not SIP: those listeners trace nothing here
 		c.l.tr.Record(trace.Out, c.l.proto, c.Conn.LocalAddr(), c.Conn.RemoteAddr(), b)
+	} else {
+		// sipgo sets no write timeout on TLS and WebSocket connections: a
+		// peer that stops reading would block the writer (and the
+		// transaction behind it) for good. The connection fails instead.
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 	}
 	return c.Conn.Write(b)
 }
+
+// streamWriteTimeout bounds one write on a TLS, WS or WSS connection.
+const streamWriteTimeout = 10 * time.Second
 
 // Close closes the connection once, forgets it and reports it.
 func (c *trackedConn) Close() error {

@@ -44,7 +44,12 @@ const (
 	ReasonOrigin        = "ws_origin_refused"
 	ReasonNoSubprotocol = "ws_no_sip_subprotocol"
 	ReasonBadUpgrade    = "ws_bad_upgrade"
+	ReasonFrameTooLarge = "ws_frame_too_large"
 )
+
+// maxFrame is the largest WebSocket frame accepted (sipgo's limit,
+// sip.ParseMaxMessageLength).
+const maxFrame = 65535
 
 // HandshakeError says why a TLS handshake or a WebSocket upgrade failed.
 type HandshakeError struct {
@@ -121,7 +126,12 @@ func listenStreams(opts Options, log *slog.Logger) ([]*trackingListener, []Liste
 		if tl.handshake <= 0 {
 			tl.handshake = min(DefaultHandshakeTimeout, tl.idle)
 		}
-		tl.prepare = preparer(d.proto, so)
+		tl.prepare = preparer(d.proto, so, func(remote net.Addr, size uint64) {
+			if tl.event != nil {
+				tl.event(ConnEvent{Kind: HandshakeFailed, Remote: remoteAddrPort(remote), Proto: tl.proto,
+					Err: &HandshakeError{Reason: ReasonFrameTooLarge, Detail: fmt.Sprintf("WebSocket frame of %d bytes (limit %d); connection closed", size, maxFrame)}})
+			}
+		})
 		tls_ = append(tls_, tl)
 		ls = append(ls, Listener{Proto: strings.ToLower(d.proto), Addr: boundAddr(host, raw.Addr())})
 	}
@@ -129,20 +139,20 @@ func listenStreams(opts Options, log *slog.Logger) ([]*trackingListener, []Liste
 }
 
 // preparer returns the handshake step of a listener.
-func preparer(proto string, so StreamOptions) func(net.Conn) (net.Conn, error) {
+func preparer(proto string, so StreamOptions, tooBig func(net.Addr, uint64)) func(net.Conn) (net.Conn, error) {
 	origins := so.Origins
 	switch proto {
 	case "TLS":
 		return func(c net.Conn) (net.Conn, error) { return tlsHandshake(c, so.TLSConfig) }
 	case "WS":
-		return func(c net.Conn) (net.Conn, error) { return checkUpgrade(c, origins) }
+		return func(c net.Conn) (net.Conn, error) { return checkUpgrade(c, origins, tooBig) }
 	case "WSS":
 		return func(c net.Conn) (net.Conn, error) {
 			tc, err := tlsHandshake(c, so.TLSConfig)
 			if err != nil {
 				return nil, err
 			}
-			return checkUpgrade(tc, origins)
+			return checkUpgrade(tc, origins, tooBig)
 		}
 	}
 	return nil
@@ -169,7 +179,7 @@ func timeoutErr(err error) bool {
 // not offer the sip subprotocol or comes from a page whose Origin is not
 // allowed, and otherwise returns a connection that replays the request to
 // sipgo's upgrader.
-func checkUpgrade(c net.Conn, origins []string) (net.Conn, error) {
+func checkUpgrade(c net.Conn, origins []string, tooBig func(net.Addr, uint64)) (net.Conn, error) {
 	buf := make([]byte, 0, 1024)
 	tmp := make([]byte, 1024)
 	for !bytes.Contains(buf, []byte("\r\n\r\n")) {
@@ -210,7 +220,7 @@ func checkUpgrade(c net.Conn, origins []string) (net.Conn, error) {
 		httpRefuse(c, 403, "Forbidden", "origin not allowed")
 		return nil, &HandshakeError{Reason: ReasonOrigin, Detail: fmt.Sprintf("WebSocket upgrade from page origin %q refused (host %q; allowed: the same host, loopback pages, --ws-origins)", clip(o), clip(req.Host))}
 	}
-	return &replayConn{Conn: c, pending: buf}, nil
+	return &replayConn{Conn: c, pending: buf, tooBig: tooBig}, nil
 }
 
 func clip(s string) string {
@@ -274,11 +284,19 @@ func httpRefuse(c net.Conn, code int, status, body string) {
 	fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", code, status, len(body), body)
 }
 
-// replayConn hands the buffered upgrade request to the first Reads.
+// replayConn hands the buffered upgrade request to the first Reads, then
+// watches the client's frame headers as they pass: a frame over maxFrame
+// is reported (tooBig) and ends the connection before sipgo reads it.
+// Only sipgo's reader goroutine calls Read.
 type replayConn struct {
 	net.Conn
 	pending []byte
+	tooBig  func(net.Addr, uint64)
+	fr      frameScan
 }
+
+// errFrameTooLarge ends a connection that sent a frame over maxFrame.
+var errFrameTooLarge = errors.New("websocket frame too large")
 
 func (c *replayConn) Read(b []byte) (int, error) {
 	if len(c.pending) > 0 {
@@ -289,5 +307,71 @@ func (c *replayConn) Read(b []byte) (int, error) {
 		}
 		return n, nil
 	}
-	return c.Conn.Read(b)
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		if size, big := c.fr.scan(b[:n]); big {
+			if c.tooBig != nil {
+				c.tooBig(c.Conn.RemoteAddr(), size)
+			}
+			return 0, errFrameTooLarge
+		}
+	}
+	return n, err
+}
+
+// frameScan follows WebSocket frame boundaries (RFC 6455 §5.2) in a byte
+// stream without copying it.
+type frameScan struct {
+	hdr  [14]byte
+	got  int    // header bytes collected
+	skip uint64 // payload bytes left in the current frame
+}
+
+// scan consumes p and reports a frame whose declared length is over
+// maxFrame.
+func (f *frameScan) scan(p []byte) (uint64, bool) {
+	for len(p) > 0 {
+		if f.skip > 0 {
+			k := min(uint64(len(p)), f.skip)
+			f.skip -= k
+			p = p[k:]
+			continue
+		}
+		f.hdr[f.got] = p[0]
+		f.got++
+		p = p[1:]
+		if f.got < 2 {
+			continue
+		}
+		need := 2
+		l7 := f.hdr[1] & 0x7f
+		switch l7 {
+		case 126:
+			need += 2
+		case 127:
+			need += 8
+		}
+		if f.hdr[1]&0x80 != 0 {
+			need += 4
+		}
+		if f.got < need {
+			continue
+		}
+		size := uint64(l7)
+		switch l7 {
+		case 126:
+			size = uint64(f.hdr[2])<<8 | uint64(f.hdr[3])
+		case 127:
+			size = 0
+			for i := 2; i < 10; i++ {
+				size = size<<8 | uint64(f.hdr[i])
+			}
+		}
+		f.got = 0
+		if size > maxFrame {
+			return size, true
+		}
+		f.skip = size
+	}
+	return 0, false
 }
