@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -135,8 +136,17 @@ func streamRegister(send func(string) error, recv func() (string, error), proto,
 // resident memory per idle registered connection (target < 20 KiB).
 func TestBenchWSSIdleMemory(t *testing.T) {
 	needBench(t)
-	const n, first = 10000, 100000
-	s := benchServer(t, first, n)
+	const first = 100000
+	n := 10000
+	if v, err := strconv.Atoi(os.Getenv("SWITCHBOARD_BENCH_N")); err == nil && v > 0 && v <= 10000 {
+		n = v
+	}
+	var extra []string
+	pprofAddr := os.Getenv("SWITCHBOARD_BENCH_PPROF") // e.g. 127.0.0.1:6061: the heap profile is saved at the end
+	if pprofAddr != "" {
+		extra = append(extra, "--pprof", pprofAddr)
+	}
+	s := benchServer(t, first, n, extra...)
 	addr := s.ListenerAddr("wss")
 	ccfg := s.ClientTLS(t)
 	time.Sleep(2 * time.Second) // let start-up garbage settle
@@ -227,7 +237,15 @@ func TestBenchWSSIdleMemory(t *testing.T) {
 	t.Logf("%d WSS connections: handshakes (TLS 1.3 + upgrade) %.1f s = %.0f/s; REGISTER+401+REGISTER+200 %.1f s = %.0f/s; "+
 		"server RSS %d -> %d KiB: %.1f KiB per idle registered WSS connection; registrations %d",
 		n, hsDur.Seconds(), float64(n)/hsDur.Seconds(), regDur.Seconds(), float64(n)/regDur.Seconds(),
-		before, after, float64(after-before)/n, st.Registrations)
+		before, after, float64(after-before)/float64(n), st.Registrations)
+	if pprofAddr != "" {
+		out := filepath.Join(os.TempDir(), "switchboard-wss-heap.pb.gz")
+		if b, err := exec.Command("curl", "-sf", "-o", out, "http://"+pprofAddr+"/debug/pprof/heap?gc=1").CombinedOutput(); err != nil {
+			t.Logf("heap profile: %v %s", err, b)
+		} else {
+			t.Logf("heap profile in %s (go tool pprof -top -inuse_space %s)", out, out)
+		}
+	}
 	if st.Registrations < n {
 		t.Errorf("registrations %d, want %d", st.Registrations, n)
 	}
