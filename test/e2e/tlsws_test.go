@@ -316,3 +316,33 @@ func TestSipsakTCPRegister(t *testing.T) {
 		t.Fatalf("reg: %+v", regs)
 	}
 }
+
+// TestWSQualify: the OPTIONS qualify ping of a binding made over a plain
+// WebSocket goes down that WebSocket (the contact host xyz.invalid could
+// not be reached otherwise); answered, the binding is reachable.
+func TestWSQualify(t *testing.T) {
+	s := Start(t, "", "--ws", "127.0.0.1:0", "--qualify-interval", "1s")
+	s.AddExt("2002", "secret-2002")
+	u, err := dialWS(t, s, "ws", s.ListenerAddr("ws"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := u.register("2002", "secret-2002", 300); r.Status != 200 {
+		t.Fatalf("REGISTER over WS: %d %s", r.Status, r.Raw)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var opt string
+	for time.Now().Before(deadline) && opt == "" {
+		if m := u.read(time.Until(deadline)); strings.HasPrefix(m, "OPTIONS ") {
+			opt = m
+		}
+	}
+	if !strings.HasPrefix(opt, "OPTIONS sip:2002@xyz.invalid") {
+		t.Fatalf("no OPTIONS over the WebSocket (got %q)\n%s", opt, tail(s.Log(), 2000))
+	}
+	u.write(reply(opt, "200 OK", ";tag=q", "", ""))
+	WaitFor(t, 5*time.Second, "the WS binding reachable", func() bool {
+		regs := s.Regs("2002")
+		return len(regs) == 1 && regs[0].PingStatus == "reachable" && regs[0].Transport == "WS"
+	})
+}
