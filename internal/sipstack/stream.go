@@ -281,7 +281,7 @@ func httpAnswer(c net.Conn, code int, status, body string) { httpRefuse(c, code,
 
 func httpRefuse(c net.Conn, code int, status, body string) {
 	body += "\n"
-	fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", code, status, len(body), body)
+	fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: %d\r\n\r\n%s", code, status, len(body), body)
 }
 
 // replayConn hands the buffered upgrade request to the first Reads, then
