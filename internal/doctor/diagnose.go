@@ -1378,7 +1378,29 @@ func (d *diag) verdict() verdictT {
 		}
 		return d.cannot(cause.Expired, s)
 	}
-	return d.cannot(cause.NeverSeen, notReg+"no REGISTER for "+num+" has ever reached switchboard: check the phone's settings")
+	why := notReg + "no REGISTER for " + num + " has ever reached switchboard: check the phone's settings"
+	if e, ok := d.recentHandshake(); ok {
+		what := map[cause.Code]string{
+			cause.TLSHandshakeFailed: "a TLS handshake failed",
+			cause.WSOriginRefused:    "a WebSocket from a page of another origin was refused",
+			cause.WSNoSIPSubprotocol: "a WebSocket without the sip subprotocol was refused",
+			cause.HandshakeTimeout:   "a TLS/WebSocket handshake timed out",
+		}[e.Cause]
+		why += fmt.Sprintf("; %s from %s at %s (%s): if that is the phone, see switchboard journal --cause %s",
+			what, e.SourceIP(), d.clock(e.Time), e.Cause, e.Cause)
+	}
+	return d.cannot(cause.NeverSeen, why)
+}
+
+// recentHandshake returns the newest refused TLS handshake or WebSocket
+// upgrade of the last day, if any.
+func (d *diag) recentHandshake() (journal.Event, bool) {
+	for _, e := range d.in.History.Handshakes {
+		if d.in.Now.Sub(e.Time) < 24*time.Hour {
+			return e, true
+		}
+	}
+	return journal.Event{}, false
 }
 
 func (d *diag) registeredVerdict() verdictT {

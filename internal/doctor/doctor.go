@@ -196,6 +196,10 @@ type History struct {
 	// registration_expired for Number in Domain, even when older than
 	// Recent reaches.
 	Last map[cause.Code]journal.Event
+	// Handshakes are the newest refused TLS handshakes and WebSocket
+	// upgrades (any address, the last day, newest first): they name no
+	// extension, but explain a phone whose REGISTER never arrives.
+	Handshakes []journal.Event
 	// Admin are the newest operator changes (journal kind "admin": bans
 	// lifted or added, ACL and profile edits), newest first: the doctor
 	// names who lifted what a past refusal was about.

@@ -137,6 +137,13 @@ func scenarios() map[string]func() Inputs {
 			in.History.Recent = newestFirst(ev(at("14:10:00"), cause.Registered, "192.168.1.50:5060", gs))
 			return in
 		},
+		"never_seen_tls": func() Inputs {
+			in := base()
+			in.History.Handshakes = []journal.Event{{ID: 7, Time: at("14:25:00"), Kind: journal.KindRequest, Cause: cause.TLSHandshakeFailed,
+				Source: "203.0.113.7:50122", Transport: "TLS",
+				Detail: "TLS connection from 203.0.113.7 refused: TLS handshake failed: remote error: tls: bad certificate; fix: the client does not accept the certificate"}}
+			return in
+		},
 		"connection_closed": func() Inputs {
 			in := base()
 			in.Bindings = []store.Binding{binding("203.0.113.7:52011", "JsSIP 3.10.1", func(b *store.Binding) {
@@ -381,6 +388,8 @@ func TestCauses(t *testing.T) {
 		{"registered", cause.Registered, true, []string{"2002 can be called", "192.168.1.50 (Grandstream GXP1625)"}},
 		{"unreachable", cause.Unreachable, false, []string{"does not answer OPTIONS since 14:12", "203.0.113.7"}},
 		{"tls_certificate", cause.Registered, true, []string{"2002 can be called"}},
+		{"never_seen_tls", cause.NeverSeen, false, []string{"no REGISTER for 2002 has ever reached switchboard",
+			"a TLS handshake failed from 203.0.113.7 at 14:25 (tls_handshake_failed)"}},
 		{"connection_closed", cause.ConnectionClosed, false, []string{"registered over WSS from 203.0.113.7; the WebSocket closed at 14:12:11",
 			"calls get 480 until it registers again"}},
 		{"never_seen", cause.NeverSeen, false, []string{"no REGISTER for 2002 has ever reached"}},

@@ -238,6 +238,13 @@ func (r *Reader) history(ctx context.Context, in *Inputs) error {
 	// Operator changes are context: a journal too old for the query
 	// leaves them out rather than failing the doctor.
 	h.Admin, _ = journal.Admin(ctx, db, 200)
+	for _, c := range []cause.Code{cause.TLSHandshakeFailed, cause.WSOriginRefused, cause.WSNoSIPSubprotocol, cause.HandshakeTimeout} {
+		evs, err := journal.Query(ctx, db, journal.Filter{Cause: c, Since: time.Now().Add(-24 * time.Hour), Limit: 5})
+		if err == nil {
+			h.Handshakes = append(h.Handshakes, evs...)
+		}
+	}
+	sort.Slice(h.Handshakes, func(i, j int) bool { return h.Handshakes[i].Time.After(h.Handshakes[j].Time) })
 	if h.Oldest, err = journal.OldestTime(ctx, db); err != nil {
 		return fmt.Errorf("doctor: %w", err)
 	}

@@ -151,6 +151,28 @@ func (s *Server) handshakeEvent(ev sipstack.ConnEvent) {
 		return
 	}
 	e := journal.Event{Kind: journal.KindRequest, Transport: ev.Proto, Cause: c, Source: ev.Remote.String(),
-		Detail: ev.Proto + " connection from " + ip.String() + " refused: " + detail}
+		Detail: ev.Proto + " connection from " + ip.String() + " refused: " + detail + "; " + handshakeFix(c, detail)}
 	s.Journal.Record(e)
+}
+
+// handshakeFix says what the admin can do about a refused TLS or
+// WebSocket connection.
+func handshakeFix(c cause.Code, detail string) string {
+	switch c {
+	case cause.TLSHandshakeFailed:
+		if strings.Contains(detail, "remote error") {
+			return "fix: the client does not accept the certificate: give it the server's tls-cert.pem to trust (or turn verification off), " +
+				"accept the certificate once in the browser (https://HOST:WSS-PORT/), or serve a real one with --tls-cert/--tls-key"
+		}
+		return "fix: the client does not speak TLS here (plain SIP on the TLS port?): set its transport to TLS, or point it at the UDP/TCP port; scanners also land here"
+	case cause.HandshakeTimeout:
+		return "fix: nothing if it is a scanner; a real client on a slow or lossy link should retry"
+	case cause.WSOriginRefused:
+		return "fix: if that page is your WebRTC phone, add its origin with --ws-origins (e.g. --ws-origins https://phone.example.com)"
+	case cause.WSNoSIPSubprotocol:
+		return "fix: the WebSocket client must ask for the sip subprotocol (RFC 7118): JsSIP and SIP.js do; check the client's WebSocket settings"
+	case cause.WSFrameTooLarge:
+		return "fix: no SIP message needs 64 KiB; a real client sending one is broken"
+	}
+	return "fix: point the client at the port of its transport (UDP/TCP --sip, TLS --tls, WSS --wss)"
 }

@@ -108,11 +108,10 @@ func (s *Server) runFlows(ctx context.Context) {
 			if !ok {
 				continue
 			}
-			prev, nb, ok := s.Loc.SetPing(b.Key(), false, 0)
+			_, nb, ok := s.Loc.SetPing(b.Key(), false, 0)
 			if !ok {
 				continue
 			}
-			_ = prev
 			s.Journal.Record(journal.Event{Kind: journal.KindBinding, Cause: cause.ConnectionClosed, Extension: nb.Extension,
 				Domain: nb.Domain, Source: nb.Source, Transport: nb.Transport, UserAgent: nb.UserAgent, CallID: nb.CallID,
 				AuthUser: nb.AuthUser, Realm: nb.Realm, Detail: closedDetail(nb, when)})

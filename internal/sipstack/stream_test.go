@@ -79,6 +79,17 @@ func (e *events) reasons() []string {
 	return out
 }
 
+func (e *events) errContains(sub string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, ev := range e.evs {
+		if ev.Err != nil && strings.Contains(ev.Err.Error(), sub) {
+			return true
+		}
+	}
+	return false
+}
+
 func (e *events) waitReason(t *testing.T, want string) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
@@ -225,6 +236,30 @@ func TestTLSHandshakeFailures(t *testing.T) {
 		t.Errorf("stalled handshake closed after %s (timeout 400ms)", d)
 	}
 	evs.waitReason(t, "WSS:"+ReasonTimeout)
+
+	// A client that does not trust the certificate sends an alert: the
+	// event carries it (what the journal tells the admin).
+	if c, err := tls.Dial("tcp", tlsAddr, &tls.Config{ServerName: "127.0.0.1"}); err == nil {
+		c.Close()
+		t.Fatal("a client without the self-signed certificate accepted it")
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for !evs.errContains("remote error: tls: ") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !evs.errContains("remote error: tls: ") {
+		t.Errorf("the client's alert is not in the handshake events: %v", evs.reasons())
+	}
+
+	// TLS 1.2 is the minimum.
+	old := ccfg.Clone()
+	old.MinVersion, old.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
+	if c, err := tls.Dial("tcp", tlsAddr, old); err == nil {
+		c.Close()
+		t.Fatal("a TLS 1.1 handshake succeeded")
+	} else if !strings.Contains(err.Error(), "protocol version") {
+		t.Fatalf("TLS 1.1 refused for another reason: %v", err)
+	}
 
 	c, err := tls.Dial("tcp", tlsAddr, ccfg)
 	if err != nil {

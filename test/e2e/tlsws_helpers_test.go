@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -17,6 +20,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+	"github.com/switchboard-pbx/switchboard/internal/tlscert"
 )
 
 // Helpers for the TLS, WS and WSS listeners (shared with the WebRTC tests).
@@ -197,4 +201,32 @@ func reply(req, status, toTag, extra, body string) string {
 	b.WriteString(extra)
 	b.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
 	return b.String()
+}
+
+// CertSPKIHash returns the base64 SHA-256 of the server certificate's
+// public key (SubjectPublicKeyInfo): what Chromium's
+// --ignore-certificate-errors-spki-list takes to trust it.
+func (s *Server) CertSPKIHash(t testing.TB) string {
+	t.Helper()
+	blk, _ := pem.Decode(s.CertPEM(t))
+	if blk == nil {
+		t.Fatal("the server's certificate is not PEM")
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// CertFingerprint returns the SHA-256 fingerprint of the server's
+// certificate as the server logs it (AA:BB:...).
+func (s *Server) CertFingerprint(t testing.TB) string {
+	t.Helper()
+	blk, _ := pem.Decode(s.CertPEM(t))
+	if blk == nil {
+		t.Fatal("the server's certificate is not PEM")
+	}
+	return tlscert.Fingerprint(blk.Bytes)
 }

@@ -41,6 +41,9 @@ func TestWSSFlowReuse(t *testing.T) {
 	if r := u.register("2002", "secret-2002", 300); r.Status != 200 {
 		t.Fatalf("REGISTER over WSS: %d\n%s\nserver log:\n%s", r.Status, r.Raw, tail(s.Log(), 3000))
 	}
+	if fp := s.CertFingerprint(t); !strings.Contains(s.Log(), "sha256="+fp) || len(s.CertSPKIHash(t)) != 44 {
+		t.Errorf("the start log does not print the certificate's fingerprint %s", fp)
+	}
 	regs := s.Regs("2002")
 	if len(regs) != 1 || regs[0].Transport != "WSS" || regs[0].Source != u.conn.LocalAddr().String() || regs[0].Connection != "open" {
 		t.Fatalf("binding: %+v, want one over WSS from %s", regs, u.conn.LocalAddr())
@@ -245,6 +248,12 @@ func TestTLSWSAbuse(t *testing.T) {
 	}
 	if len(limits) > 10 {
 		t.Errorf("%d connection_limit events for one flood: not rate-limited", len(limits))
+	}
+	// A phone whose REGISTER never arrives: the doctor points at the
+	// refused handshakes.
+	s.AddExt("2009", "secret-2009")
+	if out, _, _ := s.TryCLI("doctor", "2009"); !strings.Contains(out, "no REGISTER for 2009") || !strings.Contains(out, "switchboard journal --cause") {
+		t.Errorf("doctor 2009 does not mention the refused handshakes:\n%s", out)
 	}
 	alive(t, s)
 	if strings.Contains(s.Log(), "panic") {
