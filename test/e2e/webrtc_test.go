@@ -49,10 +49,13 @@ func TestBrowserPhones(t *testing.T) {
 	if addr == "" {
 		t.Fatalf("no WSS listener in the start line:\n%s", s.Log())
 	}
-	for _, ext := range []string{"2001", "2002", "2003"} {
+	for _, ext := range []string{"2001", "2002", "2003", "2004"} {
 		s.AddExt(ext, webrtcPW)
 	}
-	spki := webrtc.SPKIHash(t, addr)
+	spki := s.CertSPKIHash(t)
+	if got := webrtc.SPKIHash(t, addr); got != spki {
+		t.Fatalf("the WSS port serves a key hashing to %s, the data directory's certificate to %s", got, spki)
+	}
 	bctx := webrtc.Launch(t, spki, 3*time.Minute)
 	wss := "wss://" + addr
 	_, wssPort, _ := net.SplitHostPort(addr)
@@ -231,7 +234,7 @@ func TestBrowserPhones(t *testing.T) {
 		// refuses the WebSocket with a TLS alert and tells the page only
 		// that it closed; the server journals the failed handshake.
 		plain := webrtc.Launch(t, "", time.Minute)
-		c := webrtc.Open(t, plain, base, wss, "2003", webrtcPW, s.Domain)
+		c := webrtc.Open(t, plain, base, wss, "2004", webrtcPW, s.Domain)
 		st := c.Wait("refused by the browser", 10*time.Second, func(st webrtc.State) bool { return st.Disconnected > 0 })
 		if st.Registered || st.Connected {
 			t.Fatalf("a browser that does not trust the certificate connected: %+v", st)
@@ -246,6 +249,11 @@ func TestBrowserPhones(t *testing.T) {
 			t.Fatalf("journal event %v: want a WSS handshake from 127.0.0.1 refused by the browser's alert", evs[0])
 		}
 		t.Logf("journaled: %s", d)
+		// The doctor of the extension that never registered points at it.
+		out, _, _ := s.TryCLI("doctor", "2004")
+		if v := strings.SplitN(out, "\n", 2)[0]; !strings.Contains(v, "tls_handshake_failed") || !strings.Contains(v, "127.0.0.1") {
+			t.Fatalf("doctor 2004's verdict does not name the refused handshake:\n%s", out)
+		}
 	})
 
 	t.Run("tab closed", func(t *testing.T) {
