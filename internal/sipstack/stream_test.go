@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -345,4 +347,34 @@ func tlscertPool(path string) (*x509.CertPool, error) {
 		return nil, errors.New("no PEM certificate in " + path)
 	}
 	return p, nil
+}
+
+// FuzzCheckUpgrade: any bytes as a WebSocket upgrade request get an
+// answer or an error, never a panic, and a refusal is a *HandshakeError.
+func FuzzCheckUpgrade(f *testing.F) {
+	f.Add([]byte(upgradeHead + "Sec-WebSocket-Protocol: sip\r\n\r\n"))
+	f.Add([]byte(upgradeHead + "Sec-WebSocket-Protocol: sip\r\nOrigin: https://evil.example\r\n\r\n"))
+	f.Add([]byte(upgradeHead + "\r\n"))
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	f.Add([]byte("OPTIONS sip:x SIP/2.0\r\n\r\n"))
+	f.Add([]byte("\x16\x03\x01\x00"))
+	f.Fuzz(func(t *testing.T, req []byte) {
+		srv, cli := net.Pipe()
+		defer cli.Close()
+		go func() { _, _ = io.Copy(io.Discard, cli) }() // the answer
+		go func() {
+			_, _ = cli.Write(append(append([]byte{}, req...), "\r\n\r\n"...)) // end the head whatever it was
+		}()
+		_ = srv.SetDeadline(time.Now().Add(2 * time.Second))
+		c, err := checkUpgrade(srv, nil, nil)
+		if err != nil {
+			var he *HandshakeError
+			if !errors.As(err, &he) && !errors.Is(err, errPlainPage) {
+				t.Fatalf("error %v is not a HandshakeError", err)
+			}
+		} else if c == nil {
+			t.Fatal("no connection and no error")
+		}
+		srv.Close()
+	})
 }
