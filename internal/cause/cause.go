@@ -135,6 +135,11 @@ const (
 	// switchboard stopped (or was killed): the proxy lost track of it, so its
 	// real end time is unknown. It never goes on the wire.
 	SystemShutdown Code = "SYSTEM_SHUTDOWN"
+	// WebRTCNeedsMediaRelay: a call between a WebRTC browser (DTLS-SRTP
+	// and ICE, registered over WS/WSS) and a plain-RTP phone, refused
+	// with 488 because only a media relay could carry its audio and
+	// switchboard has none yet (package sdpkind decides).
+	WebRTCNeedsMediaRelay Code = "webrtc_needs_media_relay"
 )
 
 // Answer is what the caller or phone gets on the wire for a cause.
@@ -176,6 +181,8 @@ var answers = map[Code]Answer{
 	TooManyHops:           {483, "Too Many Hops", 25},
 	TemporaryFailure:      {503, "Service Unavailable", 41},
 	LoopDetected:          {482, "Loop Detected", 25},
+	// Q.850 88: incompatible destination, as FreeSWITCH answers 488.
+	WebRTCNeedsMediaRelay: {488, "Not Acceptable Here", 88},
 }
 
 // AnswerFor returns the SIP answer for a cause; ok is false for causes that
@@ -231,7 +238,7 @@ func All() []Code {
 		WSBadUpgrade, WSFrameTooLarge, ConnectionClosed, TLSCertificate, BanLifted, BanAdded, ACLChanged, ProfileChanged,
 		NormalClearing, UserNotRegistered, UserBusy, NoAnswer, NoUserResponse, UnallocatedNumber, CallRejected,
 		OriginatorCancel, RecoveryOnTimerExpire, TooManyHops, TemporaryFailure, LoopDetected, SystemShutdown,
-		NodeDown, UnknownAdmin, LoginLocked, AdminChanged, ExtensionChanged}
+		NodeDown, UnknownAdmin, LoginLocked, AdminChanged, ExtensionChanged, WebRTCNeedsMediaRelay}
 }
 
 // NodeDown: the extension's phones are registered on another node (serve

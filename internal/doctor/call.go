@@ -236,6 +236,11 @@ func (d *diag) lastCallFinding(in CallInputs) Finding {
 		switch {
 		case callerChoice(l.Cause):
 			f.Evidence = append(f.Evidence, "the caller hung up before the answer: its choice, not a fault")
+		case l.Cause == cause.WebRTCNeedsMediaRelay:
+			f.Status = Warn
+			f.Evidence = append(f.Evidence, "one side is a WebRTC browser (registered over WS/WSS: DTLS-SRTP and ICE) and the other a plain-RTP phone; "+
+				"their audio can only meet in a media relay, which switchboard does not have yet, so the call was refused with 488 instead of connecting in silence")
+			f.Fix = "call between two browsers or between two SIP phones; for a browser to reach a desk phone, register the desk phone's user in a SIP softphone over UDP/TCP/TLS instead, until switchboard has a media relay"
 		case !l.Answered && l.Cause != cause.NormalClearing:
 			f.Status = Warn
 		}
@@ -297,6 +302,10 @@ func callVerdict(cd, ed *diag, in CallInputs, refusals []journal.Event) (cause.C
 			return ev.cause, "a call from " + from + " to " + to + " times out (408): " + to + " is " + ev.why, false
 		}
 		return ev.cause, "a call from " + from + " to " + to + " fails with 480 USER_NOT_REGISTERED: " + to + " is " + ev.why, false
+	}
+	if l := in.Last; l != nil && !l.Active && l.Cause == cause.WebRTCNeedsMediaRelay {
+		return l.Cause, fmt.Sprintf("a call from %s to %s fails with 488 %s: one is a WebRTC browser and the other a plain-RTP phone, "+
+			"and switchboard has no media relay yet (the last call, at %s)", from, to, l.Cause, cd.clock(l.Time)), false
 	}
 	s := "a call from " + from + " to " + to + " should work: " + to + " is registered"
 	if len(cd.live) == 0 {

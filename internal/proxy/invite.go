@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/journal"
 	"github.com/switchboard-pbx/switchboard/internal/registrar"
 	"github.com/switchboard-pbx/switchboard/internal/router"
+	"github.com/switchboard-pbx/switchboard/internal/sdpkind"
 )
 
 // ServeINVITE handles an INVITE: a new call (authenticate, route, fork) or
@@ -80,6 +81,9 @@ func (p *Proxy) serveNewCall(req *sip.Request, tx sip.ServerTransaction) {
 		Domain: ext.Domain(), Source: ev.Source, Transport: ev.Transport, UserAgent: ev.UserAgent, Start: now}
 	ev.Domain = ext.Domain()
 	d := p.rr.Route(router.Request{CallerDomain: ext.Domain(), Host: req.Recipient.Host, User: req.Recipient.User})
+	if d.Cause == "" {
+		d = mediaCheck(req, d)
+	}
 	if d.Cause != "" {
 		status := p.answerCause(req, tx, d.Cause)
 		rec.End, rec.SIPStatus, rec.Cause, rec.HangupBy, rec.Detail = now, status, d.Cause, calls.ByServer, d.Detail
@@ -235,4 +239,45 @@ func (p *Proxy) challenge(req *sip.Request, send func(*sip.Response), ev *journa
 		ev.Detail = "call challenged with realm " + realm
 		p.d.Journal.Hold(key, *ev)
 	}
+}
+
+// mediaCheck keeps the targets that can exchange media with the caller's
+// offer without a media relay (package sdpkind: a WebRTC browser, reached
+// over WS/WSS, and a plain-RTP phone cannot). When it drops every target
+// the decision becomes WebRTCNeedsMediaRelay (488) with a detail naming
+// both sides; with some left, the call rings those. An INVITE without SDP
+// (late offer) is not checked.
+func mediaCheck(req *sip.Request, d router.Decision) router.Decision {
+	ct := ""
+	if h := req.ContentType(); h != nil {
+		ct = h.Value()
+	}
+	offer := sdpkind.Classify(ct, req.Body())
+	if offer == sdpkind.Unknown {
+		return d
+	}
+	kept := d.Targets[:0:0]
+	var dropped []string
+	why := ""
+	for _, b := range d.Targets {
+		target := sdpkind.Endpoint(b.Transport)
+		if sdpkind.Compatible(offer, target) {
+			kept = append(kept, b)
+			continue
+		}
+		why = sdpkind.Why(offer, target)
+		dropped = append(dropped, strings.ToUpper(b.Transport)+" "+b.Source)
+	}
+	if len(dropped) == 0 {
+		return d
+	}
+	if len(kept) > 0 {
+		d.Targets = kept
+		return d
+	}
+	d.Targets = nil
+	d.Cause = cause.WebRTCNeedsMediaRelay
+	d.Detail = fmt.Sprintf("%s offer to %s registered over %s: %s", offer, req.Recipient.User,
+		strings.Join(dropped, ", "), why)
+	return d
 }

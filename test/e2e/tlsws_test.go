@@ -59,7 +59,7 @@ func TestWSSFlowReuse(t *testing.T) {
 		inv, err := u.answerCall(20 * time.Second)
 		got <- result{inv, err}
 	}()
-	r := SIPp(t, s.Addr, "call-uac.xml", 1, "-inf", CSV(t, "SEQUENTIAL", callerRow("2001", "secret-2001", "2002")), "-d", "300")
+	r := SIPp(t, s.Addr, "call-uac-webrtc.xml", 1, "-inf", CSV(t, "SEQUENTIAL", callerRow("2001", "secret-2001", "2002")), "-d", "300")
 	res := <-got
 	if res.err != nil || r.Code != 0 {
 		t.Fatalf("call UDP -> WSS: sipp exit %d, ws side: %v\n%s\nserver log:\n%s", r.Code, res.err, r.Output, tail(s.Log(), 3000))
