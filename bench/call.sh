@@ -47,6 +47,8 @@ timeout -k 5 $(( TIMEOUT + 15 )) /usr/bin/time -f "%e %U %S" -o "$OUT/sipp.time"
 RC=$?
 set -e
 T1=$(date +%s.%N); K1=$(sb_ticks "$PID"); U1=$(udp_rcvbuf_err)
+echo $(( K1 - K0 )) >"$OUT/ticks" # server clock ticks and seconds of the load (bench/pg.sh)
+python3 -c "print('%.3f' % ($T1 - $T0))" >"$OUT/wall"
 for _ in $(seq 40); do kill -0 "$UAS_PID" 2>/dev/null || break; sleep 0.25; done
 cleanup
 python3 "$HERE/summarize.py" call "$OUT" "$RATE" "$COUNT" "$RC" "$T0" "$T1" "$K0" "$K1" "$HZ" "$U0" "$U1" u1 \

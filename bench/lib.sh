@@ -4,7 +4,8 @@ RUN_DIR=${RUN_DIR:-/tmp/switchboard-bench}
 SB_ADDR=${SB_ADDR:-127.0.0.1:5070}
 SB_BIN=${SB_BIN:-$RUN_DIR/switchboard}
 SB_DATA=${SB_DATA:-$RUN_DIR/data}
-PIDFILE=$RUN_DIR/switchboard.pid
+PIDFILE=${PIDFILE:-$RUN_DIR/switchboard.pid}
+SB_LOG=${SB_LOG:-$RUN_DIR/switchboard.log}
 mkdir -p "$RUN_DIR"
 
 sb_pid() { [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null && cat "$PIDFILE"; }
@@ -20,7 +21,7 @@ sb_start() {
   local t0 t1
   t0=$(date +%s.%N)
   nohup "$SB_BIN" serve --data "$SB_DATA" --sip "$SB_ADDR" --domain 127.0.0.1 \
-    --log-level warn --qualify-interval 0 "$@" >"$RUN_DIR/switchboard.log" 2>&1 </dev/null &
+    --log-level warn --qualify-interval 0 "$@" >"$SB_LOG" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
   for _ in $(seq 600); do
     if sip_ping "$SB_ADDR"; then
@@ -31,8 +32,8 @@ sb_start() {
     kill -0 "$(cat "$PIDFILE")" 2>/dev/null || break
     sleep 0.05
   done
-  echo "switchboard did not start; see $RUN_DIR/switchboard.log" >&2
-  tail -5 "$RUN_DIR/switchboard.log" >&2
+  echo "switchboard did not start; see $SB_LOG" >&2
+  tail -5 "$SB_LOG" >&2
   return 1
 }
 
