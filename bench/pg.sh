@@ -64,7 +64,7 @@ fresh() {
   psql_db switchboard -c "TRUNCATE bindings, journal, calls" -c "DELETE FROM nodes"
 }
 
-# loaded: the extensions are in PostgreSQL (copied from bench/setup.sh's
+# load: the extensions into PostgreSQL (copied from bench/setup.sh's
 # SQLite data once; PG_RELOAD=1 copies again).
 load() {
   local n
