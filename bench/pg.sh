@@ -126,7 +126,7 @@ refresh)
     # Pass 0 registers the phones; pass P>0 registers them again with the
     # same Call-ID and the next CSeq (a refresh).
     sipp_register "$OUT" "$SB_ADDR" "$LPORT" "$RUN_DIR/users.csv" "$HERE/sipp/refresh.xml" node1_ticks "$RATE" "$USERS" \
-      -cid_str 'refresh-%u@%s' -base_cseq $((2 * p)) -key expires_s "$EXPIRES" >"$OUT/summary"
+      -cid_str 'refresh-%u@%s' -base_cseq $((2 * p + 1)) -key expires_s "$EXPIRES" >"$OUT/summary"
     D1=$(pg_ticks)
     A=$(pg_settle switchboard bindings)
     label="switchboard-pg-refresh$p"; [ "$p" = 0 ] && label="switchboard-pg-first"

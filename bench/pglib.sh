@@ -91,12 +91,16 @@ pg_counters() {
     FROM pg_stat_user_tables"
 }
 
-# pg_settle DB TABLE: the counters once the row counts have stopped moving
-# (backends report their statistics about 1 s after going idle): read every
-# second until two reads in a row agree, at most $PG_SETTLE s. Prints the
+# pg_settle DB TABLE: the counters once every backend has reported its
+# statistics and the row counts have stopped moving. A backend reports at
+# most once a second, and one that goes idle within a second of its last
+# report does so 10 s later (PostgreSQL 15's PGSTAT_MIN_INTERVAL and
+# PGSTAT_IDLE_INTERVAL): wait $PG_IDLE_FLUSH s (11), then read every second
+# until two reads in a row agree, at most $PG_SETTLE s more. Prints the
 # counters and, last, the number of reads it made (each one a transaction).
 pg_settle() {
   local prev cur n=0
+  sleep "${PG_IDLE_FLUSH:-11}"
   prev=$(pg_counters "$1" "$2"); n=1
   for _ in $(seq "$PG_SETTLE"); do
     sleep 1

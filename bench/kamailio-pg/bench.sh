@@ -151,7 +151,7 @@ refresh)
     if [ "$p" = 0 ]; then B=$(pg_counters kamailio location); else B=${A% *}; fi
     TB=$(stamp); D0=$(pg_ticks); K0=$(kam_ticks)
     sipp_register "$OUT" "$KAM_ADDR" "$LPORT" "$RUN_DIR/users.csv" "$BENCH_DIR/sipp/refresh.xml" kam_ticks "$RATE" "$USERS" \
-      -cid_str 'refresh-%u@%s' -base_cseq $((2 * p)) -key expires_s "$EXPIRES" >"$OUT/summary"
+      -cid_str 'refresh-%u@%s' -base_cseq $((2 * p + 1)) -key expires_s "$EXPIRES" >"$OUT/summary"
     D1=$(pg_ticks)
     A=$(settle "$MODE")
     label="kamailio-pg-db_mode$MODE-refresh$p"; [ "$p" = 0 ] && label="kamailio-pg-db_mode$MODE-first"
