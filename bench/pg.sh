@@ -37,12 +37,13 @@ usage() { sed -n '10,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 node_pidfile() { echo "$RUN_DIR/pgnode$1.pid"; }
 
 # node_start I ADDR: switchboard node I (name bench$I, data $RUN_DIR/pgnodeI)
-# on ADDR with --db PostgreSQL.
+# on ADDR with --db PostgreSQL; the web console off (three nodes cannot all
+# have its default 127.0.0.1:8080; SB_FLAGS="--http ADDR" turns it on).
 node_start() {
   local i=$1 addr=$2 s
   # shellcheck disable=SC2086
   s=$(PIDFILE=$(node_pidfile "$i") SB_DATA="$RUN_DIR/pgnode$i" SB_ADDR="$addr" SB_LOG="$RUN_DIR/pgnode$i.log" \
-    sb_start --db "$PG_URL" --node "bench$i" $SB_FLAGS)
+    sb_start --db "$PG_URL" --node "bench$i" --http "" $SB_FLAGS)
   echo "node bench$i started in ${s}s: pid $(cat "$(node_pidfile "$i")"), $addr" >&2
 }
 
