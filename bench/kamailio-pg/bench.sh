@@ -108,6 +108,7 @@ setup)
   [ -r "$SQL/usrloc-create.sql" ] || { echo "no $SQL: apt-get install kamailio-postgres-modules" >&2; exit 1; }
   LAST=$((FIRST + NUSERS - 1))
   {
+    echo "SET client_min_messages = warning;"
     echo "DROP TABLE IF EXISTS version, subscriber, location, location_attrs;"
     cat "$SQL/standard-create.sql" "$SQL/auth_db-create.sql" "$SQL/usrloc-create.sql"
     # HA1 = MD5(user:realm:password), realm 127.0.0.1, password pw<N>
@@ -115,7 +116,7 @@ setup)
     echo "INSERT INTO subscriber (username, domain, password, ha1, ha1b)
       SELECT x::text, '127.0.0.1', '', md5(x || ':127.0.0.1:pw' || x), md5(x || '@127.0.0.1:127.0.0.1:pw' || x)
       FROM generate_series($FIRST, $LAST) AS x;"
-    echo "ANALYZE;"
+    echo "ANALYZE subscriber;"
   } | psql -X -q -v ON_ERROR_STOP=1 -h "$PG_DIR" -p "$PG_PORT" -U kamailio -d kamailio
   echo "subscribers: $(psql_db kamailio -Atc 'SELECT count(*) FROM subscriber')"
   ;;
