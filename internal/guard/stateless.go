@@ -98,6 +98,9 @@ func newStateless(g *Guard, reg Registrar) *Stateless {
 		rtx: newRetrans(time.Now)}
 }
 
+// InHand returns how many requests the stateless path is handling now.
+func (st *Stateless) InHand() int { return len(st.sem) }
+
 // Stats returns how many REGISTERs were shed (503, overload) and how many
 // retransmissions were absorbed (dropped while their original was in
 // hand, or answered again with its answer) so far.
