@@ -49,7 +49,7 @@ sb_fresh() {
   else
     sqlite3 "$SB_DATA/switchboard.db" "DELETE FROM bindings; DELETE FROM journal; DELETE FROM calls;"
   fi
-  sb_start --tls "$SB_TLS" --ws off --wss off --tcp-max-per-ip 0 --rate-limit 0 >/dev/null
+  sb_start --tls "$SB_TLS" --ws off --wss off --http "" --tcp-max-per-ip 0 --rate-limit 0 >/dev/null
   local host=${SB_TLS%:*} port=${SB_TLS##*:}
   for _ in $(seq 100); do
     [ -f "$TLS_CERT" ] && timeout 1 bash -c "exec 3<>/dev/tcp/$host/$port" 2>/dev/null && return 0

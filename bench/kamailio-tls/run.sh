@@ -67,7 +67,7 @@ kam_start() {
   [ -f "$TLS_CERT" ] && [ -f "$TLS_KEY" ] || { echo "no certificate $TLS_CERT / $TLS_KEY (start switchboard once: bench/run.sh start)" >&2; exit 1; }
   kam_stop >/dev/null
   local args=(-f "$HERE/kamailio.cfg" -DD -E --atexit=no -m "$SHM_MB" -M "$PKG_MB"
-      -A "CHILDREN=$CHILDREN" -A "UDP_ADDR=\"udp:$KAM_UDP\"" -A "TLS_ADDR=\"tls:$KAM_TLS\""
+      -A "CHILDREN=$CHILDREN" -A "UDP_ADDR=udp:$KAM_UDP" -A "TLS_ADDR=tls:$KAM_TLS"
       -A "TLS_CERT=\"$TLS_CERT\"" -A "TLS_KEY=\"$TLS_KEY\""
       -A "DBURL=\"sqlite://$DB\"" -A "CTLSOCK=\"unix:$KAM_DIR/kamailio_ctl\"")
   kamailio "${args[@]}" -c >/dev/null 2>"$KAM_DIR/cfgcheck.log" || { cat "$KAM_DIR/cfgcheck.log" >&2; exit 1; }
