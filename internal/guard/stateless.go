@@ -14,12 +14,22 @@ import (
 )
 
 // maxStatelessInFlight bounds the requests handled at once on the
-// stateless path. Beyond it a REGISTER without credentials is shed (503
-// with Retry-After, see shedRetryAfter) and an INVITE takes sipgo's
-// transaction path; a REGISTER with credentials (the second half of a
-// registration whose challenge was already paid for) may still use
-// credentialReserve more.
-const maxStatelessInFlight = 8192
+// stateless path (enough to keep both cores busy while each REGISTER
+// waits for its group commit). Beyond it the socket's reader waits for a
+// place, up to shedWait, so that under overload the kernel's receive
+// buffer is the queue, as in Kamailio: the work in hand stays small and
+// throughput stays at what the cores can do instead of collapsing under
+// thousands of requests half-done. A REGISTER still without a place after
+// shedWait (nothing finished: the storage stalls) is shed (503 with
+// Retry-After, see shedRetryAfter), and so are the next ones at once until
+// one in hand finishes. An INVITE beyond it takes sipgo's transaction path.
+// A REGISTER with credentials (the second half of a registration whose
+// challenge was already paid for) may use credentialReserve more.
+const maxStatelessInFlight = 1024
+
+// shedWait is how long a socket's reader waits for a place in hand for a
+// REGISTER before shedding it.
+const shedWait = 100 * time.Millisecond
 
 // credentialReserve is the room kept for REGISTERs with credentials.
 const credentialReserve = 1024
@@ -63,8 +73,15 @@ type Stateless struct {
 	calls  atomic.Pointer[callsBox]
 	parser *sip.Parser
 	sem    chan struct{} // one per request in hand
-	// reserve is how much of sem only REGISTERs with credentials use.
+	// reserve is how much of sem only REGISTERs with credentials use:
+	// fresh holds one place per REGISTER without credentials in hand, and
+	// has cap(sem)-reserve places.
 	reserve int
+	fresh   chan struct{}
+	// stalled is set when a reader waited shedWait in vain, and cleared
+	// when a request in hand finishes: meanwhile REGISTERs are shed
+	// without waiting.
+	stalled atomic.Bool
 	wg      sync.WaitGroup // in-flight requests; waited for at shutdown
 	rtx     *retrans       // REGISTERs in hand and answered lately
 	// scratch holds *bytes.Buffer for serialize.
@@ -77,9 +94,12 @@ type Stateless struct {
 
 func newStateless(g *Guard, reg Registrar) *Stateless {
 	return &Stateless{g: g, reg: reg, parser: sip.NewParser(), sem: make(chan struct{}, maxStatelessInFlight+credentialReserve),
-		reserve: credentialReserve,
-		rtx:     newRetrans(time.Now)}
+		reserve: credentialReserve, fresh: make(chan struct{}, maxStatelessInFlight),
+		rtx: newRetrans(time.Now)}
 }
+
+// InHand returns how many requests the stateless path is handling now.
+func (st *Stateless) InHand() int { return len(st.sem) }
 
 // Stats returns how many REGISTERs were shed (503, overload) and how many
 // retransmissions were absorbed (dropped while their original was in
@@ -158,25 +178,74 @@ func (st *Stateless) take(transport string, remote net.Addr, data []byte) bool {
 		}
 		return true
 	}
-	admitted := false
-	if len(st.sem) < cap(st.sem)-st.reserve || hasAuthorization(data) {
-		select {
-		case st.sem <- struct{}{}:
-			admitted = true
-		default:
-		}
-	}
-	if !admitted {
+	fresh := !hasAuthorization(data)
+	st.wg.Add(1)
+	if !st.admit(fresh) {
+		st.wg.Done()
 		st.rtx.end(key, e)
 		st.shedOne(remote, data)
 		return true
 	}
-	st.wg.Add(1)
 	buf := append([]byte(nil), data...)
 	// On its own goroutine: the registrar's 200 waits for the binding's
 	// commit, which must not hold up the socket's reader.
-	go st.register(buf, remote, key, e)
+	go st.register(buf, remote, key, e, fresh)
 	return true
+}
+
+// admit takes a place in hand for a REGISTER (fresh: one without
+// credentials, which leaves the reserve to the others), waiting up to
+// shedWait for one; false: shed it. The wait holds up the socket's
+// reader, on purpose (see maxStatelessInFlight).
+func (st *Stateless) admit(fresh bool) bool {
+	if fresh {
+		select {
+		case st.fresh <- struct{}{}:
+		default:
+			if !st.wait(st.fresh) {
+				return false
+			}
+		}
+	}
+	select {
+	case st.sem <- struct{}{}:
+		return true
+	default:
+	}
+	if st.wait(st.sem) {
+		return true
+	}
+	if fresh {
+		<-st.fresh
+	}
+	return false
+}
+
+// wait takes a place of sem within shedWait, unless the path is stalled.
+func (st *Stateless) wait(sem chan struct{}) bool {
+	if st.stalled.Load() {
+		return false
+	}
+	t := time.NewTimer(shedWait)
+	defer t.Stop()
+	select {
+	case sem <- struct{}{}:
+		return true
+	case <-t.C:
+		st.stalled.Store(true)
+		return false
+	}
+}
+
+// release gives back the places of a request in hand.
+func (st *Stateless) release(fresh bool) {
+	<-st.sem
+	if fresh {
+		<-st.fresh
+	}
+	if st.stalled.Load() {
+		st.stalled.Store(false)
+	}
 }
 
 // shedOne answers a REGISTER 503 with Retry-After without parsing it.
@@ -244,9 +313,9 @@ func (st *Stateless) recover(remote net.Addr) {
 	}
 }
 
-func (st *Stateless) register(buf []byte, remote net.Addr, key rtxKey, e *rtxEntry) {
+func (st *Stateless) register(buf []byte, remote net.Addr, key rtxKey, e *rtxEntry, fresh bool) {
 	defer st.wg.Done()
-	defer func() { <-st.sem }()
+	defer st.release(fresh)
 	defer st.rtx.end(key, e)
 	defer st.recover(remote)
 	msg, err := st.parser.ParseSIP(buf)

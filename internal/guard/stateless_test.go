@@ -54,6 +54,7 @@ func newStatelessGuard(t *testing.T, inHand, reserve int) (*Guard, *recorder, *h
 	if inHand > 0 {
 		g.stateless.sem = make(chan struct{}, inHand)
 		g.stateless.reserve = reserve
+		g.stateless.fresh = make(chan struct{}, inHand-reserve)
 	}
 	r := &recorder{}
 	g.SetTransport(r)
@@ -155,10 +156,51 @@ func TestRegisterShedWhenSaturated(t *testing.T) {
 	if s, _ := g.Stateless().Stats(); s != 1 {
 		t.Fatalf("shed %d, want 1", s)
 	}
+	if !g.stateless.stalled.Load() {
+		t.Fatal("a wait in vain did not mark the path stalled")
+	}
 	close(reg.release)
 	g.Wait()
 	g.Filter("UDP", udpFrom, bytes.Clone(shed))
 	waitFor(t, "the shed REGISTER handled when sent again", func() bool { return reg.count() == 2 })
+	if g.stateless.stalled.Load() {
+		t.Fatal("still stalled after requests finished")
+	}
+}
+
+// TestRegisterWaitsForPlace: a REGISTER arriving while every place is
+// taken waits (holding up the reader, so the kernel's buffer queues the
+// rest) and is handled as soon as one frees, not shed; a wait in vain
+// marks the path stalled, which the next finished request clears.
+func TestRegisterWaitsForPlace(t *testing.T) {
+	g, r, reg := newStatelessGuard(t, 1, 0)
+	g.Filter("UDP", udpFrom, registerMsg(1, "held"))
+	waitFor(t, "the first REGISTER in hand", func() bool { return reg.count() == 1 })
+	done := make(chan []byte, 1)
+	go func() { done <- g.Filter("UDP", udpFrom, registerMsg(2, "waits")) }()
+	time.Sleep(shedWait / 10)
+	close(reg.release)
+	if out := <-done; out != nil {
+		t.Fatal("waiting REGISTER handed to sipgo")
+	}
+	waitFor(t, "the waiting REGISTER handled", func() bool { return reg.count() == 2 })
+	var got [][]byte
+	waitFor(t, "both answered", func() bool {
+		more, _ := r.Take()
+		got = append(got, more...)
+		return len(got) == 2
+	})
+	for _, m := range got {
+		if statusOf(m) != "SIP/2.0 200 OK" {
+			t.Fatalf("answered %q, want the registrar's 200s", m)
+		}
+	}
+	if s, _ := g.Stateless().Stats(); s != 0 {
+		t.Fatalf("shed %d, want 0", s)
+	}
+	if g.stateless.stalled.Load() {
+		t.Fatal("stalled without a wait in vain")
+	}
 }
 
 // TestRegisterShedKeepsCredentials: near saturation the REGISTERs shed

@@ -53,6 +53,11 @@ type Sources struct {
 	BannedDropped, RateLimited, Scanners, Malformed, BansImposed func() int64
 	// Extensions counts the directory's extensions.
 	Extensions func() int
+	// InHand counts the requests the stateless path (REGISTERs, a call's
+	// first 407) is handling now; Shed and Absorbed count the REGISTERs
+	// answered 503 for overload and the retransmissions absorbed so far.
+	InHand         func() int
+	Shed, Absorbed func() int64
 }
 
 // New returns a registry with the Go runtime and process collectors and
@@ -181,17 +186,19 @@ func (b *bindingStore) ApplyBindings(ctx context.Context, upsert []store.Binding
 type gauges struct{ src Sources }
 
 var (
-	descRegs     = prometheus.NewDesc("switchboard_registrations", "Live registrations (bindings) by domain.", []string{"domain"}, nil)
-	descBans     = prometheus.NewDesc("switchboard_bans", "Addresses banned now.", nil, nil)
-	descCalls    = prometheus.NewDesc("switchboard_active_calls", "Calls in progress (dialogs).", nil, nil)
-	descQueue    = prometheus.NewDesc("switchboard_writer_queue_depth", "Items waiting in a batched writer's queue.", []string{"writer"}, nil)
-	descDropped  = prometheus.NewDesc("switchboard_writer_dropped_total", "Items a batched writer dropped (queue full or write kept failing).", []string{"writer"}, nil)
-	descSecurity = prometheus.NewDesc("switchboard_security_total", "Access control: SIP messages dropped by reason (banned, rate_limited, scanner, malformed) and bans imposed (bans).", []string{"what"}, nil)
-	descExts     = prometheus.NewDesc("switchboard_extensions", "Extensions in the directory.", nil, nil)
+	descRegs      = prometheus.NewDesc("switchboard_registrations", "Live registrations (bindings) by domain.", []string{"domain"}, nil)
+	descBans      = prometheus.NewDesc("switchboard_bans", "Addresses banned now.", nil, nil)
+	descCalls     = prometheus.NewDesc("switchboard_active_calls", "Calls in progress (dialogs).", nil, nil)
+	descQueue     = prometheus.NewDesc("switchboard_writer_queue_depth", "Items waiting in a batched writer's queue.", []string{"writer"}, nil)
+	descDropped   = prometheus.NewDesc("switchboard_writer_dropped_total", "Items a batched writer dropped (queue full or write kept failing).", []string{"writer"}, nil)
+	descSecurity  = prometheus.NewDesc("switchboard_security_total", "Access control: SIP messages dropped by reason (banned, rate_limited, scanner, malformed) and bans imposed (bans).", []string{"what"}, nil)
+	descExts      = prometheus.NewDesc("switchboard_extensions", "Extensions in the directory.", nil, nil)
+	descInHand    = prometheus.NewDesc("switchboard_requests_in_hand", "Requests the stateless path (REGISTERs, a call's first 407) is handling now (at most 2,048).", nil, nil)
+	descStateless = prometheus.NewDesc("switchboard_stateless_total", "REGISTERs shed with 503 for overload (shed) and retransmissions absorbed (absorbed).", []string{"what"}, nil)
 )
 
 func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRegs, descBans, descCalls, descQueue, descDropped, descSecurity, descExts} {
+	for _, d := range []*prometheus.Desc{descRegs, descBans, descCalls, descQueue, descDropped, descSecurity, descExts, descInHand, descStateless} {
 		ch <- d
 	}
 }
@@ -225,4 +232,7 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 	counter(descSecurity, s.Scanners, "scanner")
 	counter(descSecurity, s.Malformed, "malformed")
 	counter(descSecurity, s.BansImposed, "bans")
+	gauge(descInHand, s.InHand)
+	counter(descStateless, s.Shed, "shed")
+	counter(descStateless, s.Absorbed, "absorbed")
 }

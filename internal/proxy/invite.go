@@ -241,31 +241,36 @@ func (p *Proxy) challenge(req *sip.Request, send func(*sip.Response), ev *journa
 	}
 }
 
-// mediaCheck keeps the targets that can exchange media with the caller's
-// offer without a media relay (package sdpkind: a WebRTC browser, reached
-// over WS/WSS, and a plain-RTP phone cannot). When it drops every target
-// the decision becomes WebRTCNeedsMediaRelay (488) with a detail naming
-// both sides; with some left, the call rings those. An INVITE without SDP
-// (late offer) is not checked.
+// mediaCheck keeps the targets that can exchange media with the caller
+// without a media relay (package sdpkind: a WebRTC browser, reached over
+// WS/WSS, and a plain-RTP phone cannot). The caller's side is its SDP
+// offer when the INVITE has one; an INVITE without an SDP offer (a late
+// offer: the offer comes in the callee's 2xx, which the proxy does not
+// read) is judged by the transport the caller came over instead (WS/WSS:
+// a browser). A callee's side is the transport its binding registered
+// over. When it drops every target the decision becomes
+// WebRTCNeedsMediaRelay (488) with a detail naming both sides; with some
+// left, the call rings those.
 func mediaCheck(req *sip.Request, d router.Decision) router.Decision {
 	ct := ""
 	if h := req.ContentType(); h != nil {
 		ct = h.Value()
 	}
-	offer := sdpkind.Classify(ct, req.Body())
-	if offer == sdpkind.Unknown {
-		return d
+	caller := sdpkind.Classify(ct, req.Body())
+	late := caller == sdpkind.Unknown
+	if late {
+		caller = sdpkind.Endpoint(req.Transport())
 	}
 	kept := d.Targets[:0:0]
 	var dropped []string
 	why := ""
 	for _, b := range d.Targets {
 		target := sdpkind.Endpoint(b.Transport)
-		if sdpkind.Compatible(offer, target) {
+		if sdpkind.Compatible(caller, target) {
 			kept = append(kept, b)
 			continue
 		}
-		why = sdpkind.Why(offer, target)
+		why = sdpkind.Why(caller, target)
 		dropped = append(dropped, strings.ToUpper(b.Transport)+" "+b.Source)
 	}
 	if len(dropped) == 0 {
@@ -277,7 +282,12 @@ func mediaCheck(req *sip.Request, d router.Decision) router.Decision {
 	}
 	d.Targets = nil
 	d.Cause = cause.WebRTCNeedsMediaRelay
-	d.Detail = fmt.Sprintf("%s offer to %s registered over %s: %s", offer, req.Recipient.User,
+	if late {
+		d.Detail = fmt.Sprintf("late offer (no SDP in the INVITE) from a %s caller over %s to %s registered over %s: %s",
+			caller, strings.ToUpper(req.Transport()), req.Recipient.User, strings.Join(dropped, ", "), why)
+		return d
+	}
+	d.Detail = fmt.Sprintf("%s offer to %s registered over %s: %s", caller, req.Recipient.User,
 		strings.Join(dropped, ", "), why)
 	return d
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/calls"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
+	"github.com/switchboard-pbx/switchboard/internal/router"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 )
 
@@ -74,7 +75,8 @@ func (ph *phone) callWithSDP(from, to, callID, sdp string) *sip.Request {
 // offer to a browser registered over WSS, are refused with 488, a Q.850
 // Reason naming webrtc_needs_media_relay and a Warning in words, journaled
 // and recorded; a callee with both kinds of phones rings the one that
-// fits; an INVITE without SDP (late offer) is not judged.
+// fits; an INVITE without SDP (late offer) between two plain phones is
+// forwarded (TestMediaRelayLateOffer covers late offers to browsers).
 func TestMediaRelayRefusal(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, fastConfig())
@@ -133,5 +135,98 @@ func TestMediaRelayRefusal(t *testing.T) {
 	r := e.record("call-plain-mixed", func(r calls.Record) bool { return !r.Active() })
 	if len(r.Branches) != 1 {
 		t.Fatalf("branches %+v, want only the desk phone", r.Branches)
+	}
+}
+
+// TestMediaRelayLateOffer: an INVITE without SDP (late offer) from a UDP
+// phone to a callee registered only over WSS (a browser: it would offer
+// DTLS-SRTP and ICE in its 200, which the phone cannot answer) is refused like an early
+// offer: 488, the Q.850 Reason, a Warning in words, and a journal event
+// and call record saying it was a late offer; to a callee with a desk
+// phone and a browser, only the desk phone rings.
+func TestMediaRelayLateOffer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fastConfig())
+	a, b := e.phone("127.0.0.1"), e.phone("127.0.0.1")
+	e.registerWS("2002", "127.0.0.9:40000")
+	e.register("2003", b)
+	e.registerWS("2003", "127.0.0.9:40001")
+
+	inv := a.callWithSDP("2001", "2002", "late-plain-to-ws", "")
+	res := a.response(sip.INVITE, 488)
+	a.send(ackFor(inv, res))
+	if h := res.GetHeader("Reason"); h == nil || h.Value() != `Q.850;cause=88;text="webrtc_needs_media_relay"` {
+		t.Fatalf("Reason = %v", h)
+	}
+	if h := res.GetHeader("Warning"); h == nil || !strings.HasPrefix(h.Value(), "305 ") || !strings.Contains(h.Value(), "media relay") {
+		t.Fatalf("Warning = %v", h)
+	}
+	r := e.record("late-plain-to-ws", func(r calls.Record) bool { return !r.Active() })
+	if r.SIPStatus != 488 || r.Cause != cause.WebRTCNeedsMediaRelay || !strings.Contains(r.Detail, "late offer") ||
+		!strings.Contains(r.Detail, "WSS 127.0.0.9:40000") {
+		t.Fatalf("record = %+v", r)
+	}
+	e.event(journal.Filter{Kind: journal.KindInvite, Extension: "2002"}, func(ev journal.Event) bool {
+		return ev.Cause == cause.WebRTCNeedsMediaRelay && ev.Status == 488 && ev.CallID == "late-plain-to-ws" &&
+			strings.Contains(ev.Detail, "late offer")
+	})
+
+	// A callee with both kinds: the late offer rings the desk phone only.
+	a.callWithSDP("2001", "2003", "late-plain-mixed", "")
+	in := b.request(sip.INVITE)
+	if in.CallID().Value() != "late-plain-mixed" {
+		t.Fatalf("forwarded %s", in.CallID().Value())
+	}
+	b.send(b.reply(in, 486, "busy"))
+	a.response(sip.INVITE, 486)
+	r = e.record("late-plain-mixed", func(r calls.Record) bool { return !r.Active() })
+	if len(r.Branches) != 1 {
+		t.Fatalf("branches %+v, want only the desk phone", r.Branches)
+	}
+}
+
+// TestMediaCheckCaller: mediaCheck judges the caller by its SDP offer
+// when there is one and by its transport otherwise (WS/WSS: a browser),
+// and a plain-RTP offer never reaches a callee registered over WS/WSS,
+// even from a caller that came over a WebSocket itself.
+func TestMediaCheckCaller(t *testing.T) {
+	udp := store.Binding{Extension: "2002", Transport: "UDP", Source: "127.0.0.1:5062"}
+	wss := store.Binding{Extension: "2002", Transport: "WSS", Source: "127.0.0.1:40000"}
+	for _, tc := range []struct {
+		name, transport, sdp string
+		target               store.Binding
+		refused              bool
+		detail               string
+	}{
+		{"late offer, WSS caller to UDP phone", "WSS", "", udp, true, "late offer (no SDP in the INVITE) from a WebRTC caller over WSS"},
+		{"late offer, WS caller to UDP phone", "WS", "", udp, true, "late offer"},
+		{"late offer, UDP caller to WSS browser", "UDP", "", wss, true, "late offer (no SDP in the INVITE) from a plain RTP caller over UDP"},
+		{"late offer, TLS caller to WSS browser", "TLS", "", wss, true, "late offer"},
+		{"late offer, WSS caller to WSS browser", "WSS", "", wss, false, ""},
+		{"late offer, UDP caller to UDP phone", "UDP", "", udp, false, ""},
+		{"plain offer over WSS to UDP phone", "WSS", phoneSDP, udp, false, ""},
+		{"plain offer over WSS to WSS callee", "WSS", phoneSDP, wss, true, "plain RTP offer to 2002"},
+		{"WebRTC offer over UDP to WSS browser", "UDP", browserSDP, wss, false, ""},
+		{"WebRTC offer over WSS to UDP phone", "WSS", browserSDP, udp, true, "WebRTC offer to 2002"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "2002", Host: testDomain})
+			req.SetTransport(tc.transport)
+			if tc.sdp != "" {
+				req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+				req.SetBody([]byte(tc.sdp))
+			}
+			d := mediaCheck(req, router.Decision{Targets: []store.Binding{tc.target}})
+			if tc.refused {
+				if d.Cause != cause.WebRTCNeedsMediaRelay || len(d.Targets) != 0 || !strings.Contains(d.Detail, tc.detail) ||
+					!strings.Contains(d.Detail, "media relay") {
+					t.Fatalf("decision %+v, want refused with detail containing %q", d, tc.detail)
+				}
+				return
+			}
+			if d.Cause != "" || len(d.Targets) != 1 {
+				t.Fatalf("decision %+v, want the target kept", d)
+			}
+		})
 	}
 }

@@ -21,7 +21,8 @@ type Kind int
 
 const (
 	// Unknown: no SDP (a late offer), not SDP, or no active audio/video
-	// stream. Nothing is decided on it.
+	// stream. Nothing is decided on it: the proxy then takes the caller's
+	// kind from the transport it came over (Endpoint).
 	Unknown Kind = iota
 	// Plain: RTP/AVP(F) or RTP/SAVP(F) without a DTLS fingerprint: what
 	// SIP phones send.
@@ -203,8 +204,9 @@ func Endpoint(transport string) Kind {
 
 // Compatible reports whether an offer of kind offer can reach an endpoint
 // of kind target without a media relay. Unknown on either side is
-// compatible: there is nothing to decide on (a late offer is answered in
-// the 2xx, whose SDP the proxy does not rewrite).
+// compatible: there is nothing to decide on. (For a late offer, answered
+// in the 2xx whose SDP the proxy does not read, the proxy passes the
+// caller's Endpoint kind instead of Unknown.)
 func Compatible(offer, target Kind) bool {
 	return offer == Unknown || target == Unknown || offer == target
 }

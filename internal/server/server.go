@@ -261,6 +261,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		if err := s.newWeb(cfg); err != nil {
 			return fail(err)
 		}
+		// The console read the day's journal to know which extensions
+		// fail: hand that garbage back too.
+		debug.FreeOSMemory()
 	}
 	if err := sipstack.RaiseFileLimit(); err != nil {
 		log.Warn("file limit", "error", err)

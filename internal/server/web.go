@@ -57,7 +57,16 @@ func (s *Server) newMetrics() *metrics.Metrics {
 			}
 			return s.Proxy.ActiveDialogs()
 		},
-		Extensions:     func() int { return s.Dir.Count() },
+		Extensions: func() int { return s.Dir.Count() },
+		InHand:     func() int { return s.Guard.Stateless().InHand() },
+		Shed: func() int64 {
+			shed, _ := s.Guard.Stateless().Stats()
+			return shed
+		},
+		Absorbed: func() int64 {
+			_, absorbed := s.Guard.Stateless().Stats()
+			return absorbed
+		},
 		JournalQueue:   func() int { return s.Journal.Queued() },
 		CallsQueue:     func() int { return s.Calls.Queued() },
 		JournalDropped: func() int64 { return s.Journal.Dropped() },

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+	"github.com/switchboard-pbx/switchboard/internal/regload"
 )
 
 // The TLS and WebSocket benchmarks of bench/README.md ("TLS and
@@ -253,108 +253,29 @@ func TestBenchWSSIdleMemory(t *testing.T) {
 
 // TestBenchRegisterTLS compares authenticated registrations per second
 // over TLS (persistent connections, one per client, as phones keep them)
-// with UDP, for 10 s each, 32 clients, new registration each time.
-// (Debian's SIPp 3.6.1 is built without OpenSSL: `-t l1` is refused, so
-// this Go client drives both transports alike.)
+// with UDP, for 10 s each, 32 clients, new registration each time, with
+// the load client of bench/tls.sh (package regload), which also runs it
+// against Kamailio's TLS module. (Debian's SIPp 3.6.1 is built without
+// OpenSSL: `-t l1` is refused, so this Go client drives both transports
+// alike.)
 func TestBenchRegisterTLS(t *testing.T) {
 	needBench(t)
 	const clients, first, per = 32, 200000, 2000
 	s := benchServer(t, first, clients*per)
-	tlsAddr := s.ListenerAddr("tls")
-	ccfg := s.ClientTLS(t)
-	run := func(proto string) (ok int64, dur time.Duration) {
-		var done atomic.Int64
-		var wg sync.WaitGroup
-		start := time.Now()
-		stop := start.Add(10 * time.Second)
-		for w := 0; w < clients; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				var send func(string) error
-				var recv func() (string, error)
-				var local string
-				switch proto {
-				case "TLS":
-					c, err := tls.Dial("tcp", tlsAddr, ccfg)
-					if err != nil {
-						t.Errorf("tls dial: %v", err)
-						return
-					}
-					defer c.Close()
-					local = c.LocalAddr().String()
-					rd := newSIPStreamReader(c)
-					send = func(m string) error { _, err := c.Write([]byte(m)); return err }
-					recv = rd.next
-					_ = c.SetDeadline(stop.Add(10 * time.Second))
-				default:
-					c, err := net.Dial("udp", s.Addr)
-					if err != nil {
-						t.Errorf("udp dial: %v", err)
-						return
-					}
-					defer c.Close()
-					local = c.LocalAddr().String()
-					buf := make([]byte, 65536)
-					send = func(m string) error { _, err := c.Write([]byte(m)); return err }
-					recv = func() (string, error) {
-						_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-						n, err := c.Read(buf)
-						return string(buf[:n]), err
-					}
-				}
-				seq := 0
-				for i := 0; i < per && time.Now().Before(stop); i++ {
-					user := first + w*per + i
-					if err := streamRegister(send, recv, proto, local, user, &seq); err != nil {
-						if proto == "TLS" {
-							t.Errorf("%s register %d: %v", proto, user, err)
-							return
-						}
-						continue // UDP: a lost datagram
-					}
-					done.Add(1)
-				}
-			}()
-		}
-		wg.Wait()
-		return done.Load(), time.Since(start)
-	}
-	udpOK, udpDur := run("UDP")
-	tlsOK, tlsDur := run("TLS")
-	t.Logf("authenticated REGISTERs (REGISTER, 401, REGISTER, 200), %d clients, 10 s: UDP %.0f/s, TLS %.0f/s (%d and %d)",
-		clients, float64(udpOK)/udpDur.Seconds(), float64(tlsOK)/tlsDur.Seconds(), udpOK, tlsOK)
-}
-
-// sipStreamReader splits SIP messages off a stream by Content-Length.
-type sipStreamReader struct {
-	c   net.Conn
-	buf []byte
-}
-
-func newSIPStreamReader(c net.Conn) *sipStreamReader { return &sipStreamReader{c: c} }
-
-func (r *sipStreamReader) next() (string, error) {
-	tmp := make([]byte, 8192)
-	for {
-		if i := strings.Index(string(r.buf), "\r\n\r\n"); i >= 0 {
-			head := string(r.buf[:i])
-			cl := 0
-			for _, l := range strings.Split(head, "\r\n") {
-				if k, v, ok := strings.Cut(l, ":"); ok && (strings.EqualFold(strings.TrimSpace(k), "Content-Length") || strings.TrimSpace(k) == "l") {
-					cl, _ = strconv.Atoi(strings.TrimSpace(v))
-				}
-			}
-			if end := i + 4 + cl; len(r.buf) >= end {
-				m := string(r.buf[:end])
-				r.buf = r.buf[end:]
-				return m, nil
-			}
-		}
-		n, err := r.c.Read(tmp)
+	run := func(transport, addr string) regload.Result {
+		r, err := regload.Run(context.Background(), regload.Config{Transport: transport, Addr: addr, TLS: s.ClientTLS(t),
+			Domain: "127.0.0.1", Clients: clients, First: first, Users: clients * per, Duration: 10 * time.Second,
+			Timeout: 2 * time.Second, Password: func(u int) string { return "pw" + strconv.Itoa(u) }})
 		if err != nil {
-			return "", err
+			t.Fatal(err)
 		}
-		r.buf = append(r.buf, tmp[:n]...)
+		if transport == "TLS" && r.Failed > 0 {
+			t.Errorf("%d REGISTERs over TLS failed (first: %s)", r.Failed, r.FirstError)
+		}
+		return r
 	}
+	udp := run("UDP", s.Addr)
+	tl := run("TLS", s.ListenerAddr("tls"))
+	t.Logf("authenticated REGISTERs (REGISTER, 401, REGISTER, 200), %d clients, 10 s: UDP %.0f/s, TLS %.0f/s (%d and %d; UDP lost %d)",
+		clients, udp.PerSecond(), tl.PerSecond(), udp.OK, tl.OK, udp.Failed)
 }
