@@ -4,8 +4,8 @@ RUN_DIR=${RUN_DIR:-/tmp/switchboard-bench}
 SB_ADDR=${SB_ADDR:-127.0.0.1:5070}
 SB_BIN=${SB_BIN:-$RUN_DIR/switchboard}
 SB_DATA=${SB_DATA:-$RUN_DIR/data}
-PIDFILE=${PIDFILE:-$RUN_DIR/switchboard.pid}
-SB_LOG=${SB_LOG:-$RUN_DIR/switchboard.log}
+PIDFILE=${SB_PIDFILE:-$RUN_DIR/switchboard.pid}
+SB_LOG=${SB_LOG:-$RUN_DIR/switchboard.log}  # SB_PIDFILE and SB_LOG: another node (bench/pg.sh)
 mkdir -p "$RUN_DIR"
 
 sb_pid() { [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null && cat "$PIDFILE"; }

@@ -142,7 +142,7 @@ call)
   trap nodes_stop EXIT
   IDLE=$(pg_idle_rate switchboard calls 3)
   B=$(pg_counters switchboard calls); TB=$(stamp); D0=$(pg_ticks)
-  PIDFILE=$(node_pidfile 1) "$HERE/call.sh" "$RATE" "$COUNT" >"$RUN_DIR/call.line"
+  SB_PIDFILE=$(node_pidfile 1) "$HERE/call.sh" "$RATE" "$COUNT" >"$RUN_DIR/call.line"
   D1=$(pg_ticks)
   A=$(pg_settle switchboard calls)
   OUT="$RUN_DIR/runs/$(cut -f16 "$RUN_DIR/call.line")"
