@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // ExtensionQuery selects one page of the directory for
@@ -51,17 +52,27 @@ func foldASCII(s string) string {
 	}, s)
 }
 
+// NumberRange is the part of one domain's extensions an ExtensionPage
+// reads, in the directory's number order (length, then number): every
+// number (the zero value); the numbers of Length characters greater than
+// After (After != ""); or the numbers longer than Length characters
+// (Longer). Each is one range of an index on (domain, length, number).
+type NumberRange struct {
+	Length int
+	After  string
+	Longer bool
+}
+
 // ExtensionPage is how a backend reads the rows of one domain for
-// PageExtensions: at most limit rows of domain d matching the query's
-// search, in number order, after number after (when hasAfter) or after
-// skipping offset rows.
-type ExtensionPage func(d Domain, after string, hasAfter bool, offset, limit int) ([]Extension, error)
+// PageExtensions: at most limit rows of domain d in r that match the
+// query's search, in number order, after skipping offset of them.
+type ExtensionPage func(d Domain, r NumberRange, offset, limit int) ([]Extension, error)
 
 // PageExtensions implements Directory.ListExtensions over a backend's
-// per-domain reads: doms are the domains to list in order (by name,
-// case-insensitively; sorted here again), counts the matching rows of
-// each (by domain ID), read one domain's rows. A page that spans domains takes one read per
-// domain it touches.
+// per-domain reads: doms are the domains to list (sorted here by name,
+// case-insensitively), counts the matching rows of each (by domain ID),
+// read one domain's rows. A page takes one read per domain it touches,
+// two in the cursor's domain.
 func PageExtensions(q ExtensionQuery, doms []Domain, counts map[int64]int, read ExtensionPage) ([]Extension, int, error) {
 	doms = slices.Clone(doms)
 	slices.SortFunc(doms, func(a, b Domain) int { return cmp.Compare(foldASCII(a.Name), foldASCII(b.Name)) })
@@ -86,15 +97,21 @@ func PageExtensions(q ExtensionQuery, doms []Domain, counts map[int64]int, read 
 		switch name := foldASCII(d.Name); {
 		case q.AfterDomain != "" && name < after:
 			continue
-		case q.AfterDomain != "" && name == after:
-			rows, err = read(d, q.AfterNumber, true, 0, want)
+		case q.AfterDomain != "" && name == after && q.AfterNumber != "":
+			l := utf8.RuneCountInString(q.AfterNumber)
+			rows, err = read(d, NumberRange{Length: l, After: q.AfterNumber}, 0, want)
+			if err == nil && len(rows) < want {
+				var more []Extension
+				more, err = read(d, NumberRange{Length: l, Longer: true}, 0, want-len(rows))
+				rows = append(rows, more...)
+			}
 		case q.AfterDomain != "":
-			rows, err = read(d, "", false, 0, want)
+			rows, err = read(d, NumberRange{}, 0, want)
 		case off >= n:
 			off -= n
 			continue
 		default:
-			rows, err = read(d, "", false, off, want)
+			rows, err = read(d, NumberRange{}, off, want)
 			off = 0
 		}
 		if err != nil {

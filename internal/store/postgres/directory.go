@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -547,18 +546,29 @@ func (db *DB) ListExtensions(ctx context.Context, q store.ExtensionQuery) ([]sto
 	if err := rows.Err(); err != nil {
 		return nil, 0, fmt.Errorf("count extensions: %w", err)
 	}
-	return store.PageExtensions(q, doms, counts, func(d store.Domain, after string, hasAfter bool, offset, limit int) ([]store.Extension, error) {
+	return store.PageExtensions(q, doms, counts, func(d store.Domain, r store.NumberRange, offset, limit int) ([]store.Extension, error) {
 		pargs := []any{d.ID}
 		if search != "" {
 			pargs = append(pargs, pattern)
 		}
 		pq := "SELECT " + extColumns + " FROM extensions e JOIN domains d ON d.id = e.domain_id WHERE e.domain_id = $1" + search
-		if hasAfter {
-			pq += fmt.Sprintf(` AND (length(e.number), e.number COLLATE "C") > ($%d, $%d)`, len(pargs)+1, len(pargs)+2)
-			pargs = append(pargs, utf8.RuneCountInString(after), after)
+		last := func() string { return fmt.Sprintf("$%d", len(pargs)) } // the newest argument
+		switch {
+		case r.Longer:
+			pargs = append(pargs, r.Length)
+			pq += " AND length(e.number) > " + last() + ` ORDER BY length(e.number), e.number COLLATE "C"`
+		case r.After != "":
+			pargs = append(pargs, r.Length)
+			pq += " AND length(e.number) = " + last()
+			pargs = append(pargs, r.After)
+			pq += ` AND e.number COLLATE "C" > ` + last() + ` ORDER BY e.number COLLATE "C"`
+		default:
+			pq += ` ORDER BY length(e.number), e.number COLLATE "C"`
 		}
-		pq += fmt.Sprintf(` ORDER BY length(e.number), e.number COLLATE "C" LIMIT $%d OFFSET $%d`, len(pargs)+1, len(pargs)+2)
-		pargs = append(pargs, limit, offset)
+		pargs = append(pargs, limit)
+		pq += " LIMIT " + last()
+		pargs = append(pargs, offset)
+		pq += " OFFSET " + last()
 		rows, err := db.pool.Query(ctx, pq, pargs...)
 		if err != nil {
 			return nil, fmt.Errorf("list extensions of %s: %w", d.Name, err)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"github.com/switchboard-pbx/switchboard/internal/store"
 )
@@ -430,14 +429,20 @@ func (db *DB) ListExtensions(ctx context.Context, q store.ExtensionQuery) ([]sto
 	if err := rows.Err(); err != nil {
 		return nil, 0, fmt.Errorf("count extensions: %w", err)
 	}
-	return store.PageExtensions(q, doms, counts, func(d store.Domain, after string, hasAfter bool, offset, limit int) ([]store.Extension, error) {
+	return store.PageExtensions(q, doms, counts, func(d store.Domain, r store.NumberRange, offset, limit int) ([]store.Extension, error) {
 		pq := "SELECT " + extColumns + " FROM extensions e JOIN domains d ON d.id = e.domain_id WHERE e.domain_id = ?" + search
 		pargs := append([]any{d.ID}, args...)
-		if hasAfter {
-			pq += " AND (length(e.number), e.number) > (?, ?)"
-			pargs = append(pargs, utf8.RuneCountInString(after), after)
+		switch {
+		case r.Longer:
+			pq += " AND length(e.number) > ? ORDER BY length(e.number), e.number"
+			pargs = append(pargs, r.Length)
+		case r.After != "":
+			pq += " AND length(e.number) = ? AND e.number > ? ORDER BY e.number"
+			pargs = append(pargs, r.Length, r.After)
+		default:
+			pq += " ORDER BY length(e.number), e.number"
 		}
-		pq += " ORDER BY length(e.number), e.number LIMIT ? OFFSET ?"
+		pq += " LIMIT ? OFFSET ?"
 		pargs = append(pargs, limit, offset)
 		rows, err := db.sql.QueryContext(ctx, pq, pargs...)
 		if err != nil {

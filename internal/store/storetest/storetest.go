@@ -965,7 +965,7 @@ func testListExtensions(t *testing.T, b Backend) {
 		want []string
 		tot  int
 	}{
-		{"cursor of a removed extension", store.ExtensionQuery{AfterDomain: "example.com", AfterNumber: "150", Limit: 2}, []string{"example.com/a%b", "example.com/a_b"}, 9},
+		{"cursor of a removed extension", store.ExtensionQuery{AfterDomain: "example.com", AfterNumber: "150", Limit: 4}, []string{"example.com/a%b", "example.com/a_b", "example.com/axb", "example.com/2001"}, 9},
 		{"cursor in another case, across domains", store.ExtensionQuery{AfterDomain: "EXAMPLE.com", AfterNumber: "2002", Limit: 5}, []string{"other.example/2001"}, 9},
 		{"cursor wins over offset", store.ExtensionQuery{AfterDomain: "example.com", AfterNumber: "2001", Offset: 5, Limit: 5}, []string{"example.com/2002", "other.example/2001"}, 9},
 		{"one domain", store.ExtensionQuery{Domain: "Other.Example", Limit: 5}, []string{"other.example/2001"}, 1},
