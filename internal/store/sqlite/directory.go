@@ -411,23 +411,39 @@ func (db *DB) ListExtensions(ctx context.Context, q store.ExtensionQuery) ([]sto
 	if q.Domain != "" {
 		cq, cargs = "SELECT e.domain_id, count(*) FROM extensions e WHERE e.domain_id = ?", append([]any{doms[0].ID}, args...)
 	}
-	rows, err := db.sql.QueryContext(ctx, cq+search+" GROUP BY e.domain_id", cargs...)
-	if err != nil {
-		return nil, 0, fmt.Errorf("count extensions: %w", err)
-	}
 	counts := map[int64]int{}
-	for rows.Next() {
-		var id int64
-		var n int
-		if err := rows.Scan(&id, &n); err != nil {
-			rows.Close()
+	fast := false
+	if q.Search == "" {
+		// With one domain (the usual case) the count is the table's:
+		// SQLite counts a table's rows without decoding them, several
+		// times faster than counting an index range.
+		var ndom, n int
+		err := db.sql.QueryRowContext(ctx, "SELECT (SELECT count(*) FROM domains), (SELECT count(*) FROM extensions)").Scan(&ndom, &n)
+		if err != nil {
 			return nil, 0, fmt.Errorf("count extensions: %w", err)
 		}
-		counts[id] = n
+		if fast = ndom == 1; fast {
+			counts[doms[0].ID] = n
+		}
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("count extensions: %w", err)
+	if !fast {
+		rows, err := db.sql.QueryContext(ctx, cq+search+" GROUP BY e.domain_id", cargs...)
+		if err != nil {
+			return nil, 0, fmt.Errorf("count extensions: %w", err)
+		}
+		for rows.Next() {
+			var id int64
+			var n int
+			if err := rows.Scan(&id, &n); err != nil {
+				rows.Close()
+				return nil, 0, fmt.Errorf("count extensions: %w", err)
+			}
+			counts[id] = n
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, 0, fmt.Errorf("count extensions: %w", err)
+		}
 	}
 	return store.PageExtensions(q, doms, counts, func(d store.Domain, r store.NumberRange, offset, limit int) ([]store.Extension, error) {
 		pq := "SELECT " + extColumns + " FROM extensions e JOIN domains d ON d.id = e.domain_id WHERE e.domain_id = ?" + search
