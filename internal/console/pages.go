@@ -30,6 +30,11 @@ const maxForm = 1 << 20
 
 // ---- Overview
 
+// domainCounts are the Overview's cards for a domain (or "all"): Online,
+// Offline, Failing and Disabled partition Total, each extension counted
+// once under its status (statusOf: disabled, failing, registered,
+// offline), as its dot in the Extensions list shows it. Regs counts
+// contacts.
 type domainCounts struct {
 	Domain                                          string
 	Total, Online, Offline, Failing, Disabled, Regs int
@@ -90,9 +95,6 @@ func (c *Console) computeCounts() ([]domainCounts, domainCounts) {
 				x.Disabled++
 			case StatusFailing:
 				x.Failing++
-				if n > 0 {
-					x.Online++
-				}
 			case StatusRegistered:
 				x.Online++
 			default:

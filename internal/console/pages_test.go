@@ -82,6 +82,38 @@ func TestStatuses(t *testing.T) {
 	}
 }
 
+// TestOverviewCountsPartition: the Overview's cards count each extension
+// once, under the status its dot shows: 2001 registered and then failing
+// (a wrong password from a second phone, its first contact still there)
+// is failing only, so online + offline + failing + disabled = total, per
+// domain and in all.
+func TestOverviewCountsPartition(t *testing.T) {
+	f := newFixture(t, 2)
+	f.jw.Record(store.Event{Time: t0.Add(-30 * time.Second), Kind: journal.KindRegister, Cause: cause.WrongPassword, Extension: "2001",
+		Domain: "pbx.test", AuthUser: "2001", Source: "198.51.100.8:5060", Transport: "UDP", UserAgent: "second phone", Status: 403})
+	f.jw.Flush(context.Background())
+	if !strings.Contains(f.get("/extensions", true).Body.String(), `data-ext="pbx.test/2001" data-status="failing"`) {
+		t.Fatal("2001 (registered, then a wrong password) is not shown failing")
+	}
+	doms, total := f.c.computeCounts()
+	want := domainCounts{Domain: "all", Total: 5, Online: 0, Offline: 2, Failing: 2, Disabled: 1, Regs: 1}
+	if total != want {
+		t.Errorf("counts %+v, want %+v", total, want)
+	}
+	for _, d := range append(doms, total) {
+		if sum := d.Online + d.Offline + d.Failing + d.Disabled; sum != d.Total {
+			t.Errorf("%s: online %d + offline %d + failing %d + disabled %d = %d, not the total %d",
+				d.Domain, d.Online, d.Offline, d.Failing, d.Disabled, sum, d.Total)
+		}
+	}
+	body := f.get("/", true).Body.String()
+	for id, n := range map[string]string{"c-online": "0", "c-offline": "2", "c-failing": "2"} {
+		if !strings.Contains(body, `id="`+id+`">`+n+`<`) {
+			t.Errorf("Overview card %s is not %s", id, n)
+		}
+	}
+}
+
 // TestKeysetPaging walks 1,203 extensions 500 at a time with the cursor:
 // every extension once, in order, and the last page has no next link.
 func TestKeysetPaging(t *testing.T) {

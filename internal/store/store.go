@@ -116,6 +116,10 @@ type Directory interface {
 	UpdateExtension(ctx context.Context, e Extension) error
 	RemoveExtension(ctx context.Context, domain, number string) error
 	ImportExtensions(ctx context.Context, exts []Extension) error
+	// ListExtensions returns one page of the extensions that q selects and
+	// how many it selects in all (see ExtensionQuery). The page is read in
+	// index order, without sorting the directory.
+	ListExtensions(ctx context.Context, q ExtensionQuery) ([]Extension, int, error)
 	Counts(ctx context.Context) (domains, extensions int, err error)
 }
 

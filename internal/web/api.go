@@ -203,8 +203,13 @@ type extensionPage struct {
 	Total      int              `json:"total"`
 	Offset     int              `json:"offset"`
 	Limit      int              `json:"limit"`
+	// Next is the cursor of the page after this one (send it as ?after=),
+	// "" on the last page.
+	Next string `json:"next"`
 }
 
+// apiExtensions answers one page of the directory, read by the store
+// through an index (a cursor page costs the same at any depth).
 func (s *Server) apiExtensions(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	limit, err := queryInt(r, "limit", 100, 1, 1000)
@@ -217,29 +222,36 @@ func (s *Server) apiExtensions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	dom := ""
-	if q.Get("domain") != "" {
-		if dom, err = s.domainOf(r.Context(), q.Get("domain")); err != nil {
-			s.storeError(w, "domain "+q.Get("domain"), err)
+	eq := store.ExtensionQuery{Domain: q.Get("domain"), Search: trim(q.Get("q"), 100), Offset: offset, Limit: limit + 1}
+	if after := q.Get("after"); after != "" {
+		dom, num, ok := strings.Cut(after, "/")
+		if !ok || dom == "" || len(dom) > 253 || validNumber(num) != nil {
+			writeError(w, http.StatusBadRequest, "after="+trim(after, 100)+": give the next field of the previous page (DOMAIN/NUMBER)")
 			return
 		}
+		if offset != 0 {
+			writeError(w, http.StatusBadRequest, "give either after (a cursor) or offset, not both")
+			return
+		}
+		eq.AfterDomain, eq.AfterNumber = dom, num
 	}
-	exts, err := s.deps.DB.Extensions(r.Context(), dom)
+	exts, total, err := s.deps.DB.ListExtensions(r.Context(), eq)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "domain "+trim(eq.Domain, 100)+" not found")
+		return
+	}
 	if err != nil {
 		s.storeError(w, "extensions", err)
 		return
 	}
-	search := strings.ToLower(trim(q.Get("q"), 100))
-	page := extensionPage{Extensions: []view.Extension{}, Offset: offset, Limit: limit}
+	page := extensionPage{Extensions: []view.Extension{}, Total: total, Offset: offset, Limit: limit}
+	if len(exts) > limit {
+		exts = exts[:limit]
+		last := exts[limit-1]
+		page.Next = last.Domain + "/" + last.Number
+	}
 	for _, e := range exts {
-		if search != "" && !strings.Contains(strings.ToLower(e.Number), search) &&
-			!strings.Contains(strings.ToLower(e.CallerIDName), search) && !strings.Contains(strings.ToLower(e.Description), search) {
-			continue
-		}
-		if page.Total >= offset && len(page.Extensions) < limit {
-			page.Extensions = append(page.Extensions, view.ExtensionOf(e))
-		}
-		page.Total++
+		page.Extensions = append(page.Extensions, view.ExtensionOf(e))
 	}
 	writeJSON(w, http.StatusOK, page)
 }

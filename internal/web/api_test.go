@@ -3,8 +3,11 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -133,6 +136,81 @@ func TestAPIExtensions(t *testing.T) {
 	for _, e := range ev {
 		if strings.Contains(e.Detail, v.Password) {
 			t.Fatal("a password reached the journal")
+		}
+	}
+}
+
+// TestAPIExtensionsPaging: GET /api/v1/extensions pages through every
+// domain by its next cursor and by offset in the directory's order, with
+// the total of every match; a search takes % literally; a bad cursor, a
+// cursor with an offset and an unknown domain are refused with a message.
+func TestAPIExtensionsPaging(t *testing.T) {
+	f, tok := apiFixture(t)
+	ctx := context.Background()
+	if _, err := f.db.EnsureDomain(ctx, "a.test"); err != nil {
+		t.Fatal(err)
+	}
+	var exts []store.Extension
+	for _, k := range []string{"pbx.test/2001", "pbx.test/99", "pbx.test/2002", "a.test/7", "pbx.test/100", "pbx.test/2003", "a.test/10"} {
+		dom, num, _ := strings.Cut(k, "/")
+		exts = append(exts, store.Extension{Domain: dom, Number: num, Enabled: true, MaxRegistrations: 5, CallTimeout: 30, HA1MD5: "x", HA1SHA256: "y"})
+	}
+	exts[0].Description = "50% off"
+	if err := f.db.ImportExtensions(ctx, exts); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"a.test/7", "a.test/10", "pbx.test/99", "pbx.test/100", "pbx.test/2001", "pbx.test/2002", "pbx.test/2003"}
+	get := func(path string) extensionPage {
+		t.Helper()
+		res, body := f.api("GET", path, tok, "")
+		var p extensionPage
+		if res.StatusCode != 200 || json.Unmarshal([]byte(body), &p) != nil || !strings.Contains(body, `"next"`) {
+			t.Fatalf("%s: %d %q", path, res.StatusCode, body)
+		}
+		return p
+	}
+	var byCursor, byOffset []string
+	for path, n := "/api/v1/extensions?limit=3", 0; n < 5; n++ {
+		p := get(path)
+		if p.Total != len(want) || p.Limit != 3 {
+			t.Fatalf("%s: total %d limit %d", path, p.Total, p.Limit)
+		}
+		for _, e := range p.Extensions {
+			byCursor = append(byCursor, e.Domain+"/"+e.Extension)
+		}
+		if p.Next == "" {
+			break
+		}
+		path = "/api/v1/extensions?limit=3&after=" + url.QueryEscape(p.Next)
+	}
+	for off := 0; off < 9; off += 3 {
+		for _, e := range get(fmt.Sprintf("/api/v1/extensions?limit=3&offset=%d", off)).Extensions {
+			byOffset = append(byOffset, e.Domain+"/"+e.Extension)
+		}
+	}
+	if !slices.Equal(byCursor, want) || !slices.Equal(byOffset, want) {
+		t.Fatalf("by cursor %v, by offset %v; want %v", byCursor, byOffset, want)
+	}
+	if p := get("/api/v1/extensions?q=%25"); p.Total != 1 || len(p.Extensions) != 1 || p.Extensions[0].Extension != "2001" || p.Next != "" {
+		t.Fatalf("q=%%: %+v", p)
+	}
+	if p := get("/api/v1/extensions?domain=A.TEST&limit=1"); p.Total != 2 || len(p.Extensions) != 1 || p.Next != "a.test/7" {
+		t.Fatalf("domain=A.TEST: %+v", p)
+	}
+	for _, tc := range []struct {
+		path string
+		want int
+		msg  string
+	}{
+		{"/api/v1/extensions?after=2001", 400, "DOMAIN/NUMBER"},
+		{"/api/v1/extensions?after=pbx.test/..%2f", 400, "DOMAIN/NUMBER"},
+		{"/api/v1/extensions?after=pbx.test/2001&offset=3", 400, "not both"},
+		{"/api/v1/extensions?domain=nowhere.test", 404, "domain nowhere.test not found"},
+	} {
+		res, body := f.api("GET", tc.path, tok, "")
+		var e apiError
+		if res.StatusCode != tc.want || json.Unmarshal([]byte(body), &e) != nil || !strings.Contains(e.Error, tc.msg) {
+			t.Errorf("%s: %d %q, want %d with %q", tc.path, res.StatusCode, body, tc.want, tc.msg)
 		}
 	}
 }

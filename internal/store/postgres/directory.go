@@ -492,3 +492,99 @@ func (db *DB) column(ctx context.Context, q string, args ...any) ([]string, erro
 	}
 	return out, nil
 }
+
+// ListExtensions returns one page of the extensions q selects and how many
+// it selects (see store.ExtensionQuery). Each domain's rows are read
+// through the index extensions_order (domain, length of the number,
+// number), so a cursor page costs the same at any depth; the total is a
+// count. The search is ILIKE.
+func (db *DB) ListExtensions(ctx context.Context, q store.ExtensionQuery) ([]store.Extension, int, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
+	var doms []store.Domain
+	if q.Domain != "" {
+		d, err := db.Domain(ctx, q.Domain)
+		if err != nil {
+			return nil, 0, err
+		}
+		doms = []store.Domain{d}
+	} else {
+		var err error
+		if doms, err = db.Domains(ctx); err != nil {
+			return nil, 0, err
+		}
+	}
+	// $1 is the domain ID (0: every domain, in the count), $2 the pattern.
+	search, pattern := "", ""
+	if q.Search != "" {
+		pattern = store.LikePattern(q.Search)
+		search = ` AND (e.number ILIKE $2 ESCAPE '\' OR e.cid_name ILIKE $2 ESCAPE '\' OR e.description ILIKE $2 ESCAPE '\')`
+	}
+	var only int64
+	if q.Domain != "" {
+		only = doms[0].ID
+	}
+	args := []any{only}
+	if search != "" {
+		args = append(args, pattern)
+	}
+	rows, err := db.pool.Query(ctx, "SELECT e.domain_id, count(*) FROM extensions e WHERE ($1::bigint = 0 OR e.domain_id = $1::bigint)"+search+
+		" GROUP BY e.domain_id", args...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("count extensions: %w", err)
+	}
+	counts := map[int64]int{}
+	for rows.Next() {
+		var id, n int64
+		if err := rows.Scan(&id, &n); err != nil {
+			rows.Close()
+			return nil, 0, fmt.Errorf("count extensions: %w", err)
+		}
+		counts[id] = int(n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("count extensions: %w", err)
+	}
+	return store.PageExtensions(q, doms, counts, func(d store.Domain, r store.NumberRange, offset, limit int) ([]store.Extension, error) {
+		pargs := []any{d.ID}
+		if search != "" {
+			pargs = append(pargs, pattern)
+		}
+		pq := "SELECT " + extColumns + " FROM extensions e JOIN domains d ON d.id = e.domain_id WHERE e.domain_id = $1" + search
+		last := func() string { return fmt.Sprintf("$%d", len(pargs)) } // the newest argument
+		switch {
+		case r.Longer:
+			pargs = append(pargs, r.Length)
+			pq += " AND length(e.number) > " + last() + ` ORDER BY length(e.number), e.number COLLATE "C"`
+		case r.After != "":
+			pargs = append(pargs, r.Length)
+			pq += " AND length(e.number) = " + last()
+			pargs = append(pargs, r.After)
+			pq += ` AND e.number COLLATE "C" > ` + last() + ` ORDER BY e.number COLLATE "C"`
+		default:
+			pq += ` ORDER BY length(e.number), e.number COLLATE "C"`
+		}
+		pargs = append(pargs, limit)
+		pq += " LIMIT " + last()
+		pargs = append(pargs, offset)
+		pq += " OFFSET " + last()
+		rows, err := db.pool.Query(ctx, pq, pargs...)
+		if err != nil {
+			return nil, fmt.Errorf("list extensions of %s: %w", d.Name, err)
+		}
+		defer rows.Close()
+		var out []store.Extension
+		for rows.Next() {
+			e, err := scanExt(rows)
+			if err != nil {
+				return nil, fmt.Errorf("list extensions of %s: %w", d.Name, err)
+			}
+			out = append(out, e)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("list extensions of %s: %w", d.Name, err)
+		}
+		return out, nil
+	})
+}

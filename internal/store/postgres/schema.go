@@ -230,6 +230,11 @@ CREATE TABLE api_tokens (
 	last_used_at BIGINT NOT NULL DEFAULT 0
 );
 `,
+	// 9: pages of the directory in its order (domain, then number with
+	// shorter numbers first) read through an index (ListExtensions).
+	`
+CREATE INDEX extensions_order ON extensions(domain_id, length(number), number COLLATE "C");
+`,
 }
 
 // Tables are the tables `db copy` moves, parents before children (the

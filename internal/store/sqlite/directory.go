@@ -381,3 +381,101 @@ func (db *DB) Notify(ctx context.Context, kind, key string) error {
 	}
 	return nil
 }
+
+// ListExtensions returns one page of the extensions q selects and how many
+// it selects (see store.ExtensionQuery). Each domain's rows are read
+// through the index extensions_order (domain, length of the number,
+// number), so a cursor page costs the same at any depth; the total is a
+// count.
+func (db *DB) ListExtensions(ctx context.Context, q store.ExtensionQuery) ([]store.Extension, int, error) {
+	var doms []store.Domain
+	if q.Domain != "" {
+		d, err := db.Domain(ctx, q.Domain)
+		if err != nil {
+			return nil, 0, err
+		}
+		doms = []store.Domain{d}
+	} else {
+		var err error
+		if doms, err = db.Domains(ctx); err != nil {
+			return nil, 0, err
+		}
+	}
+	search, args := "", []any{}
+	if q.Search != "" {
+		p := store.LikePattern(q.Search)
+		search = ` AND (e.number LIKE ? ESCAPE '\' OR e.cid_name LIKE ? ESCAPE '\' OR e.description LIKE ? ESCAPE '\')`
+		args = append(args, p, p, p)
+	}
+	cq, cargs := "SELECT e.domain_id, count(*) FROM extensions e WHERE 1=1", args
+	if q.Domain != "" {
+		cq, cargs = "SELECT e.domain_id, count(*) FROM extensions e WHERE e.domain_id = ?", append([]any{doms[0].ID}, args...)
+	}
+	counts := map[int64]int{}
+	fast := false
+	if q.Search == "" {
+		// With one domain (the usual case) the count is the table's:
+		// SQLite counts a table's rows without decoding them, several
+		// times faster than counting an index range.
+		var ndom, n int
+		err := db.sql.QueryRowContext(ctx, "SELECT (SELECT count(*) FROM domains), (SELECT count(*) FROM extensions)").Scan(&ndom, &n)
+		if err != nil {
+			return nil, 0, fmt.Errorf("count extensions: %w", err)
+		}
+		if fast = ndom == 1; fast {
+			counts[doms[0].ID] = n
+		}
+	}
+	if !fast {
+		rows, err := db.sql.QueryContext(ctx, cq+search+" GROUP BY e.domain_id", cargs...)
+		if err != nil {
+			return nil, 0, fmt.Errorf("count extensions: %w", err)
+		}
+		for rows.Next() {
+			var id int64
+			var n int
+			if err := rows.Scan(&id, &n); err != nil {
+				rows.Close()
+				return nil, 0, fmt.Errorf("count extensions: %w", err)
+			}
+			counts[id] = n
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, 0, fmt.Errorf("count extensions: %w", err)
+		}
+	}
+	return store.PageExtensions(q, doms, counts, func(d store.Domain, r store.NumberRange, offset, limit int) ([]store.Extension, error) {
+		pq := "SELECT " + extColumns + " FROM extensions e JOIN domains d ON d.id = e.domain_id WHERE e.domain_id = ?" + search
+		pargs := append([]any{d.ID}, args...)
+		switch {
+		case r.Longer:
+			pq += " AND length(e.number) > ? ORDER BY length(e.number), e.number"
+			pargs = append(pargs, r.Length)
+		case r.After != "":
+			pq += " AND length(e.number) = ? AND e.number > ? ORDER BY e.number"
+			pargs = append(pargs, r.Length, r.After)
+		default:
+			pq += " ORDER BY length(e.number), e.number"
+		}
+		pq += " LIMIT ? OFFSET ?"
+		pargs = append(pargs, limit, offset)
+		rows, err := db.sql.QueryContext(ctx, pq, pargs...)
+		if err != nil {
+			return nil, fmt.Errorf("list extensions of %s: %w", d.Name, err)
+		}
+		defer rows.Close()
+		var out []store.Extension
+		for rows.Next() {
+			e, err := scanExt(rows)
+			if err != nil {
+				return nil, fmt.Errorf("list extensions of %s: %w", d.Name, err)
+			}
+			out = append(out, e)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("list extensions of %s: %w", d.Name, err)
+		}
+		return out, nil
+	})
+}

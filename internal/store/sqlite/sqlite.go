@@ -466,6 +466,11 @@ CREATE TABLE api_tokens (
 	last_used_at INTEGER NOT NULL DEFAULT 0
 );
 `,
+	// 9: pages of the directory in its order (domain, then number with
+	// shorter numbers first) read through an index (ListExtensions).
+	`
+CREATE INDEX extensions_order ON extensions(domain_id, length(number), number);
+`,
 }
 
 // migrate brings the file up to the newest schema, one transaction per step.

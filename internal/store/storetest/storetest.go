@@ -49,6 +49,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 	}{
 		{"Directory", testDirectory},
 		{"ImportAllOrNothing", testImport},
+		{"ListExtensions", testListExtensions},
 		{"Bindings", testBindings},
 		{"Changes", testChanges},
 		{"Meta", testMeta},
@@ -891,5 +892,105 @@ func testAdmins(t *testing.T, b Backend) {
 	}
 	if err := b.RemoveAPIToken(ctx, "deploy"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("RemoveAPIToken twice: %v", err)
+	}
+}
+
+// testListExtensions: ListExtensions pages through the directory in
+// Extensions' order by offset and by cursor (across domains, from a
+// cursor whose extension is gone), filters by domain and by a search of
+// number, name and description in which % and _ are literal.
+func testListExtensions(t *testing.T, b Backend) {
+	_, err := b.EnsureDomain(ctx, "example.com")
+	must(t, err)
+	for _, n := range []string{"2002", "a_b", "10", "axb", "9", "2001", "a%b", "100"} {
+		e := ext("example.com", n)
+		if n == "10" {
+			e.Description = "Front Desk"
+		}
+		_, err := b.AddExtension(ctx, e)
+		must(t, err)
+	}
+	// One domain (a backend may count it differently).
+	for _, q := range []store.ExtensionQuery{{Limit: 2}, {Domain: "example.com", Limit: 2}} {
+		if es, total, err := b.ListExtensions(ctx, q); err != nil || total != 8 || len(es) != 2 || es[0].Number != "9" || es[1].Number != "10" {
+			t.Fatalf("one domain, %+v: %d rows, total %d, %v", q, len(es), total, err)
+		}
+	}
+	_, err = b.EnsureDomain(ctx, "other.example")
+	must(t, err)
+	_, err = b.AddExtension(ctx, ext("other.example", "2001"))
+	must(t, err)
+	all := []string{"example.com/9", "example.com/10", "example.com/100", "example.com/a%b", "example.com/a_b", "example.com/axb",
+		"example.com/2001", "example.com/2002", "other.example/2001"}
+	keys := func(es []store.Extension) []string {
+		out := []string{}
+		for _, e := range es {
+			out = append(out, e.Domain+"/"+e.Number)
+		}
+		return out
+	}
+	list := func(q store.ExtensionQuery) ([]string, int) {
+		t.Helper()
+		es, total, err := b.ListExtensions(ctx, q)
+		if err != nil {
+			t.Fatalf("%+v: %v", q, err)
+		}
+		return keys(es), total
+	}
+	if got, total := list(store.ExtensionQuery{Limit: 100}); !slices.Equal(got, all) || total != len(all) {
+		t.Fatalf("everything: %v (total %d), want %v", got, total, all)
+	}
+	if es, err := b.Extensions(ctx, ""); err != nil || !slices.Equal(keys(es), all) {
+		t.Fatalf("Extensions' order %v (%v) differs from ListExtensions' %v", keys(es), err, all)
+	}
+	// By offset and by cursor, 2 at a time, the pages add up to the list.
+	var byOffset, byCursor []string
+	for off := 0; off < 20; off += 2 {
+		got, total := list(store.ExtensionQuery{Offset: off, Limit: 2})
+		if total != len(all) {
+			t.Fatalf("offset %d: total %d, want %d", off, total, len(all))
+		}
+		byOffset = append(byOffset, got...)
+	}
+	q := store.ExtensionQuery{Limit: 2}
+	for range 10 {
+		es, _, err := b.ListExtensions(ctx, q)
+		must(t, err)
+		if len(es) == 0 {
+			break
+		}
+		byCursor = append(byCursor, keys(es)...)
+		q.AfterDomain, q.AfterNumber = es[len(es)-1].Domain, es[len(es)-1].Number
+	}
+	if !slices.Equal(byOffset, all) || !slices.Equal(byCursor, all) {
+		t.Fatalf("pages of 2 by offset %v, by cursor %v; want %v", byOffset, byCursor, all)
+	}
+	for _, c := range []struct {
+		name string
+		q    store.ExtensionQuery
+		want []string
+		tot  int
+	}{
+		{"cursor of a removed extension", store.ExtensionQuery{AfterDomain: "example.com", AfterNumber: "150", Limit: 4}, []string{"example.com/a%b", "example.com/a_b", "example.com/axb", "example.com/2001"}, 9},
+		{"cursor in another case, across domains", store.ExtensionQuery{AfterDomain: "EXAMPLE.com", AfterNumber: "2002", Limit: 5}, []string{"other.example/2001"}, 9},
+		{"cursor wins over offset", store.ExtensionQuery{AfterDomain: "example.com", AfterNumber: "2001", Offset: 5, Limit: 5}, []string{"example.com/2002", "other.example/2001"}, 9},
+		{"one domain", store.ExtensionQuery{Domain: "Other.Example", Limit: 5}, []string{"other.example/2001"}, 1},
+		{"one domain, offset", store.ExtensionQuery{Domain: "example.com", Offset: 6, Limit: 5}, []string{"example.com/2001", "example.com/2002"}, 8},
+		{"past the end", store.ExtensionQuery{Offset: 9, Limit: 5}, []string{}, 9},
+		{"count only", store.ExtensionQuery{Search: "200"}, []string{}, 3},
+		{"search number", store.ExtensionQuery{Search: "200", Limit: 5}, []string{"example.com/2001", "example.com/2002", "other.example/2001"}, 3},
+		{"search name, any case", store.ExtensionQuery{Search: "nAME 9", Limit: 5}, []string{"example.com/9"}, 1},
+		{"search description", store.ExtensionQuery{Search: "front d", Limit: 5}, []string{"example.com/10"}, 1},
+		{"_ is literal", store.ExtensionQuery{Search: "_", Limit: 5}, []string{"example.com/a_b"}, 1},
+		{"% is literal", store.ExtensionQuery{Search: "%", Limit: 5}, []string{"example.com/a%b"}, 1},
+		{`\ is literal`, store.ExtensionQuery{Search: `\`, Limit: 5}, []string{}, 0},
+		{"search in a domain with a cursor", store.ExtensionQuery{Domain: "example.com", Search: "200", AfterDomain: "example.com", AfterNumber: "2001", Limit: 5}, []string{"example.com/2002"}, 2},
+	} {
+		if got, total := list(c.q); !slices.Equal(got, c.want) || total != c.tot {
+			t.Errorf("%s: %v (total %d), want %v (total %d)", c.name, got, total, c.want, c.tot)
+		}
+	}
+	if _, _, err := b.ListExtensions(ctx, store.ExtensionQuery{Domain: "nowhere.example", Limit: 5}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown domain: %v, want ErrNotFound", err)
 	}
 }
