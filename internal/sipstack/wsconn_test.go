@@ -332,3 +332,49 @@ func TestTLSSplitOverStack(t *testing.T) {
 	expect("first of two", "SIP/2.0 200")
 	expect("second of two", "SIP/2.0 200")
 }
+
+// TestTLSIdleMemory: a SIP-over-TLS connection that carried a message and
+// now idles holds no read buffer (sipgo's reader held 32 KiB): heap and
+// stacks per connection, both ends with their TLS state (about 23 KiB),
+// stay under 40 KiB (about 58 KiB with sipgo's reader).
+func TestTLSIdleMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens 120 connections")
+	}
+	const n = 120 // under the per-address cap of 128
+	st, _, _, ccfg := streamStack(t)
+	addr := listenerOf(t, st, "tls")
+	conns := make([]net.Conn, 0, n)
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	buf := make([]byte, 4096)
+	for i := range n {
+		c, err := tls.Dial("tcp", addr, ccfg)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		conns = append(conns, c)
+		if _, err := c.Write([]byte(strings.Replace(string(options("tidle"+strconv.Itoa(i))), "SIP/2.0/UDP", "SIP/2.0/TLS", 1))); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if k, err := c.Read(buf); err != nil || !bytes.HasPrefix(buf[:k], []byte("SIP/2.0 200")) {
+			t.Fatalf("connection %d: %q %v", i, buf[:k], err)
+		}
+	}
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	used := func(m *runtime.MemStats) int64 { return int64(m.HeapInuse + m.StackInuse) }
+	per := (used(&after) - used(&before)) / n
+	t.Logf("memory per idle TLS connection that carried a message (heap + stacks, both ends): %d bytes", per)
+	if per > 40<<10 {
+		t.Fatalf("an idle TLS connection costs %d bytes, want under 40 KiB", per)
+	}
+}
