@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -39,9 +40,9 @@ type Options struct {
 	// Addr is host:port; port 0 picks a free port, the same for UDP and TCP.
 	Addr      string
 	UserAgent string
-	// Filter, when set, sees every UDP datagram and TCP read before sipgo
-	// parses it (package guard's: it also takes the messages answered
-	// without a transaction).
+	// Filter, when set, sees every UDP datagram, TCP read and WebSocket
+	// message before it is parsed (package guard's: it also takes the
+	// messages answered without a transaction).
 	Filter Filter
 	Logger *slog.Logger
 	// UnhandledResponse receives responses that match no client
@@ -88,8 +89,9 @@ type Options struct {
 	FlowClosed func(transport, remote string)
 	// Tracer, when set, is handed every message received (before the
 	// Filter, so also those it drops) and every write on the UDP sockets,
-	// on accepted TCP connections and by Reply, just before the write (so
-	// that the trace keeps the order of cause and effect). Writes on TCP
+	// on accepted TCP connections, on WS and WSS connections (each
+	// message, unframed) and by Reply, just before the write (so that the
+	// trace keeps the order of cause and effect). Writes on TCP
 	// connections sipgo dials itself are not seen.
 	Tracer *trace.Tracer
 }
@@ -107,6 +109,11 @@ type Stack struct {
 	streams   []*trackingListener // TLS, WS, WSS (those on)
 	log       *slog.Logger
 	tr        *trace.Tracer
+	// WS and WSS connections are read by serveWS (wsconn.go): the read
+	// filter sipgo's readers apply, a parser, the message buffers.
+	readFilter sip.TransportReadFilter
+	parser     *sip.Parser
+	bufs       *sync.Pool
 }
 
 // readLoopsPerSocket is how many of sipgo's read loops read each UDP
@@ -206,13 +213,14 @@ func Listen(opts Options) (*Stack, error) {
 	// messages must not become a flood of log bytes.
 	log = slog.New(clipHandler{log.Handler()})
 	tpOpts := []sip.TransportLayerOption{sip.WithTransportLayerLogger(log)}
+	var readFilter sip.TransportReadFilter
 	if opts.Filter != nil || opts.Tracer != nil {
 		tr := opts.Tracer
 		var f Filter
 		if opts.Filter != nil {
 			f = safeFilter(stackLog, opts.Filter)
 		}
-		tpOpts = append(tpOpts, sip.WithTransportLayerReadFilter(func(p sip.TransportReadProps, data []byte) ([]byte, error) {
+		readFilter = func(p sip.TransportReadProps, data []byte) ([]byte, error) {
 			// Recorded before the filter, so that an answer the filter
 			// sends comes after it in the trace.
 			tr.Record(trace.In, p.Transport, p.LocalAddr, p.RemoteAddr, data)
@@ -222,7 +230,8 @@ func Listen(opts Options) (*Stack, error) {
 				}
 			}
 			return data, nil
-		}))
+		}
+		tpOpts = append(tpOpts, sip.WithTransportLayerReadFilter(readFilter))
 	}
 	txOpts := []sip.TransactionLayerOption{sip.WithTransactionLayerLogger(log)}
 	if opts.UnhandledResponse != nil {
@@ -267,10 +276,11 @@ func Listen(opts Options) (*Stack, error) {
 		ua.Close()
 		return nil, err
 	}
-	st := &Stack{UA: ua, Server: srv, Client: cli, udp: udp, udpMore: more, tcp: tl, streams: streams, log: stackLog, tr: opts.Tracer, Listeners: []Listener{
-		{Proto: "udp", Addr: boundAddr(host, udp.LocalAddr())},
-		{Proto: "tcp", Addr: boundAddr(host, tcp.Addr())},
-	}}
+	st := &Stack{UA: ua, Server: srv, Client: cli, udp: udp, udpMore: more, tcp: tl, streams: streams, log: stackLog, tr: opts.Tracer,
+		readFilter: readFilter, parser: sip.NewParser(), bufs: newBufPool(), Listeners: []Listener{
+			{Proto: "udp", Addr: boundAddr(host, udp.LocalAddr())},
+			{Proto: "tcp", Addr: boundAddr(host, tcp.Addr())},
+		}}
 	st.Listeners = append(st.Listeners, sls...)
 	// Every complete message over a connection keeps it open (and no
 	// longer evictable); sipgo calls this in the connection's read loop.
@@ -347,11 +357,9 @@ func (s *Stack) Serve(ctx context.Context) error {
 	for _, l := range s.streams {
 		switch l.proto {
 		case "TLS":
-			go func() { errc <- s.Server.ServeTLS(l) }()
-		case "WS":
-			go func() { errc <- s.Server.ServeWS(l) }()
-		case "WSS":
-			go func() { errc <- s.Server.ServeWSS(l) }()
+			go func() { errc <- s.serveTLS(l) }()
+		case "WS", "WSS":
+			go func() { errc <- s.serveWS(l) }()
 		}
 	}
 	for _, c := range socks {

@@ -3,9 +3,12 @@ package sipstack
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha1"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -24,11 +27,13 @@ import (
 // read loop with no deadline. So each of these listeners is a
 // trackingListener (the caps, bans at accept, the idle timeout and
 // eviction of the TCP listener) whose prepare step runs the TLS handshake
-// and checks the WebSocket upgrade request, under a handshake deadline,
-// before sipgo sees the connection. sipgo then performs the upgrade itself
-// (it re-reads the request we buffered) and frames the messages: it
-// refuses frames over 64 KiB (sip.ParseMaxMessageLength) by closing the
-// connection.
+// and checks and answers the WebSocket upgrade request, under a handshake
+// deadline. The connections are then read by serveWS (wsconn.go) and
+// serveTLS (tlsconn.go), not by sipgo, whose readers hold a 32 KiB buffer
+// for each connection's life (and whose WebSocket reader drops
+// continuation frames and misreads control frames with a payload); the
+// messages go to sipgo's transport layer and the connections into its
+// pool, so sipgo's transactions answer on them.
 
 // DefaultHandshakeTimeout bounds a TLS handshake plus a WebSocket upgrade
 // request, from the connection's first byte.
@@ -47,8 +52,9 @@ const (
 	ReasonFrameTooLarge = "ws_frame_too_large"
 )
 
-// maxFrame is the largest WebSocket frame accepted (sipgo's limit,
-// sip.ParseMaxMessageLength).
+// maxFrame is the largest WebSocket message accepted, one frame or the
+// frames of a fragmented message together (sipgo's limit for a SIP
+// message, sip.ParseMaxMessageLength).
 const maxFrame = 65535
 
 // HandshakeError says why a TLS handshake or a WebSocket upgrade failed.
@@ -126,12 +132,7 @@ func listenStreams(opts Options, log *slog.Logger) ([]*trackingListener, []Liste
 		if tl.handshake <= 0 {
 			tl.handshake = min(DefaultHandshakeTimeout, tl.idle)
 		}
-		tl.prepare = preparer(d.proto, so, func(remote net.Addr, size uint64) {
-			if tl.event != nil {
-				tl.event(ConnEvent{Kind: HandshakeFailed, Remote: remoteAddrPort(remote), Proto: tl.proto,
-					Err: &HandshakeError{Reason: ReasonFrameTooLarge, Detail: fmt.Sprintf("WebSocket frame of %d bytes (limit %d); connection closed", size, maxFrame)}})
-			}
-		})
+		tl.prepare = preparer(d.proto, so)
 		tls_ = append(tls_, tl)
 		ls = append(ls, Listener{Proto: strings.ToLower(d.proto), Addr: boundAddr(host, raw.Addr())})
 	}
@@ -139,20 +140,20 @@ func listenStreams(opts Options, log *slog.Logger) ([]*trackingListener, []Liste
 }
 
 // preparer returns the handshake step of a listener.
-func preparer(proto string, so StreamOptions, tooBig func(net.Addr, uint64)) func(net.Conn) (net.Conn, error) {
+func preparer(proto string, so StreamOptions) func(net.Conn) (net.Conn, error) {
 	origins := so.Origins
 	switch proto {
 	case "TLS":
 		return func(c net.Conn) (net.Conn, error) { return tlsHandshake(c, so.TLSConfig) }
 	case "WS":
-		return func(c net.Conn) (net.Conn, error) { return checkUpgrade(c, origins, tooBig) }
+		return func(c net.Conn) (net.Conn, error) { return checkUpgrade(c, origins) }
 	case "WSS":
 		return func(c net.Conn) (net.Conn, error) {
 			tc, err := tlsHandshake(c, so.TLSConfig)
 			if err != nil {
 				return nil, err
 			}
-			return checkUpgrade(tc, origins, tooBig)
+			return checkUpgrade(tc, origins)
 		}
 	}
 	return nil
@@ -179,7 +180,7 @@ func timeoutErr(err error) bool {
 // not offer the sip subprotocol or comes from a page whose Origin is not
 // allowed, and otherwise returns a connection that replays the request to
 // sipgo's upgrader.
-func checkUpgrade(c net.Conn, origins []string, tooBig func(net.Addr, uint64)) (net.Conn, error) {
+func checkUpgrade(c net.Conn, origins []string) (net.Conn, error) {
 	buf := make([]byte, 0, 1024)
 	tmp := make([]byte, 1024)
 	for !bytes.Contains(buf, []byte("\r\n\r\n")) {
@@ -220,7 +221,57 @@ func checkUpgrade(c net.Conn, origins []string, tooBig func(net.Addr, uint64)) (
 		httpRefuse(c, 403, "Forbidden", "origin not allowed")
 		return nil, &HandshakeError{Reason: ReasonOrigin, Detail: fmt.Sprintf("WebSocket upgrade from page origin %q refused (host %q; allowed: the same host, loopback pages, --ws-origins)", clip(o), clip(req.Host))}
 	}
-	return &replayConn{Conn: c, pending: buf, tooBig: tooBig}, nil
+	key := req.Header.Get("Sec-WebSocket-Key")
+	if key == "" {
+		// Its length is not checked: sipgo's upgrader did not either.
+		httpRefuse(c, 400, "Bad Request", "a WebSocket upgrade needs a Sec-WebSocket-Key (RFC 6455)")
+		return nil, &HandshakeError{Reason: ReasonBadUpgrade, Detail: "WebSocket upgrade without Sec-WebSocket-Key"}
+	}
+	if v := req.Header.Get("Sec-WebSocket-Version"); v != "13" {
+		body := "WebSocket version 13 (RFC 6455) is required\n"
+		fmt.Fprintf(c, "HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		return nil, &HandshakeError{Reason: ReasonBadUpgrade, Detail: fmt.Sprintf("WebSocket upgrade with version %q (13 required)", clip(v))}
+	}
+	if _, err := io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+
+		acceptKey(key)+"\r\nSec-WebSocket-Protocol: sip\r\n\r\n"); err != nil {
+		return nil, &HandshakeError{Reason: ReasonBadUpgrade, Detail: "WebSocket upgrade answer not written", Err: err}
+	}
+	// Bytes after the request's head (a client that did not wait for the
+	// answer) are the first frames.
+	var rest []byte
+	if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 && i+4 < len(buf) {
+		rest = bytes.Clone(buf[i+4:])
+	}
+	return &upgraded{Conn: c, pending: rest}, nil
+}
+
+// wsGUID is RFC 6455's key suffix for Sec-WebSocket-Accept.
+const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+// acceptKey is the Sec-WebSocket-Accept answer to a Sec-WebSocket-Key.
+func acceptKey(key string) string {
+	h := sha1.Sum([]byte(key + wsGUID))
+	return base64.StdEncoding.EncodeToString(h[:])
+}
+
+// upgraded is a connection whose WebSocket upgrade was accepted (the 101
+// answer written): what the WS and WSS listeners hand to serveWS. pending
+// holds bytes the client sent after the request's head.
+type upgraded struct {
+	net.Conn
+	pending []byte
+}
+
+// Read hands pending bytes first.
+func (c *upgraded) Read(b []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(b, c.pending)
+		if c.pending = c.pending[n:]; len(c.pending) == 0 {
+			c.pending = nil
+		}
+		return n, nil
+	}
+	return c.Conn.Read(b)
 }
 
 func clip(s string) string {
@@ -282,96 +333,4 @@ func httpAnswer(c net.Conn, code int, status, body string) { httpRefuse(c, code,
 func httpRefuse(c net.Conn, code int, status, body string) {
 	body += "\n"
 	fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: %d\r\n\r\n%s", code, status, len(body), body)
-}
-
-// replayConn hands the buffered upgrade request to the first Reads, then
-// watches the client's frame headers as they pass: a frame over maxFrame
-// is reported (tooBig) and ends the connection before sipgo reads it.
-// Only sipgo's reader goroutine calls Read.
-type replayConn struct {
-	net.Conn
-	pending []byte
-	tooBig  func(net.Addr, uint64)
-	fr      frameScan
-}
-
-// errFrameTooLarge ends a connection that sent a frame over maxFrame.
-var errFrameTooLarge = errors.New("websocket frame too large")
-
-func (c *replayConn) Read(b []byte) (int, error) {
-	if len(c.pending) > 0 {
-		n := copy(b, c.pending)
-		c.pending = c.pending[n:]
-		if len(c.pending) == 0 {
-			c.pending = nil
-		}
-		return n, nil
-	}
-	n, err := c.Conn.Read(b)
-	if n > 0 {
-		if size, big := c.fr.scan(b[:n]); big {
-			if c.tooBig != nil {
-				c.tooBig(c.Conn.RemoteAddr(), size)
-			}
-			return 0, errFrameTooLarge
-		}
-	}
-	return n, err
-}
-
-// frameScan follows WebSocket frame boundaries (RFC 6455 §5.2) in a byte
-// stream without copying it.
-type frameScan struct {
-	hdr  [14]byte
-	got  int    // header bytes collected
-	skip uint64 // payload bytes left in the current frame
-}
-
-// scan consumes p and reports a frame whose declared length is over
-// maxFrame.
-func (f *frameScan) scan(p []byte) (uint64, bool) {
-	for len(p) > 0 {
-		if f.skip > 0 {
-			k := min(uint64(len(p)), f.skip)
-			f.skip -= k
-			p = p[k:]
-			continue
-		}
-		f.hdr[f.got] = p[0]
-		f.got++
-		p = p[1:]
-		if f.got < 2 {
-			continue
-		}
-		need := 2
-		l7 := f.hdr[1] & 0x7f
-		switch l7 {
-		case 126:
-			need += 2
-		case 127:
-			need += 8
-		}
-		if f.hdr[1]&0x80 != 0 {
-			need += 4
-		}
-		if f.got < need {
-			continue
-		}
-		size := uint64(l7)
-		switch l7 {
-		case 126:
-			size = uint64(f.hdr[2])<<8 | uint64(f.hdr[3])
-		case 127:
-			size = 0
-			for i := 2; i < 10; i++ {
-				size = size<<8 | uint64(f.hdr[i])
-			}
-		}
-		f.got = 0
-		if size > maxFrame {
-			return size, true
-		}
-		f.skip = size
-	}
-	return 0, false
 }

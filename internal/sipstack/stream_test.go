@@ -297,46 +297,6 @@ func TestTLSHandshakeFailures(t *testing.T) {
 	evs.waitReason(t, "WSS:"+ReasonFrameTooLarge)
 }
 
-// TestFrameScan: frame boundaries are followed whatever the read sizes
-// (fed one byte at a time and whole), masked or not, with 7-bit, 16-bit
-// and 64-bit lengths; only a frame over the limit is reported.
-func TestFrameScan(t *testing.T) {
-	frame := func(n int, masked bool) []byte {
-		h := ws.Header{Fin: true, OpCode: ws.OpText, Length: int64(n), Masked: masked}
-		var b strings.Builder
-		_ = ws.WriteHeader(&b, h)
-		return append([]byte(b.String()), make([]byte, n)...)
-	}
-	var stream []byte
-	for _, n := range []int{0, 5, 125, 126, 300, 65535, 70000} {
-		for _, m := range []bool{false, true} {
-			if n <= maxFrame {
-				stream = append(stream, frame(n, m)...)
-			}
-		}
-	}
-	for _, chunk := range []int{1, 7, len(stream)} {
-		var f frameScan
-		for i := 0; i < len(stream); i += chunk {
-			if size, big := f.scan(stream[i:min(i+chunk, len(stream))]); big {
-				t.Fatalf("chunk %d: frame of %d reported too big", chunk, size)
-			}
-		}
-		if f.got != 0 || f.skip != 0 {
-			t.Fatalf("chunk %d: not at a frame boundary after the stream: %+v", chunk, f)
-		}
-		big := frame(70000, true)
-		var size uint64
-		var tooBig bool
-		for i := 0; i < len(big) && !tooBig; i += chunk {
-			size, tooBig = f.scan(big[i:min(i+chunk, len(big))])
-		}
-		if !tooBig || size != 70000 {
-			t.Fatalf("chunk %d: 70000-byte frame: reported %v %d", chunk, tooBig, size)
-		}
-	}
-}
-
 func tlscertPool(path string) (*x509.CertPool, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -366,7 +326,7 @@ func FuzzCheckUpgrade(f *testing.F) {
 			_, _ = cli.Write(append(append([]byte{}, req...), "\r\n\r\n"...)) // end the head whatever it was
 		}()
 		_ = srv.SetDeadline(time.Now().Add(2 * time.Second))
-		c, err := checkUpgrade(srv, nil, nil)
+		c, err := checkUpgrade(srv, nil)
 		if err != nil {
 			var he *HandshakeError
 			if !errors.As(err, &he) && !errors.Is(err, errPlainPage) {
