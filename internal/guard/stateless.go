@@ -29,7 +29,7 @@ const maxStatelessInFlight = 1024
 
 // shedWait is how long a socket's reader waits for a place in hand for a
 // REGISTER before shedding it.
-const shedWait = 100 * time.Millisecond
+const shedWait = time.Second
 
 // credentialReserve is the room kept for REGISTERs with credentials.
 const credentialReserve = 1024
