@@ -66,7 +66,7 @@ func (a *Authenticator) Check(req *sip.Request, header, domain string, served bo
 	found := false
 	var parseErr error
 	for _, h := range req.Headers() {
-		if !headerIs(h.Name(), header) {
+		if !HeaderIs(h.Name(), header) {
 			continue
 		}
 		c, err := digest.ParseCredentials(h.Value())
@@ -236,10 +236,12 @@ func (a *Authenticator) Challenge(res *sip.Response, header, domain string, stal
 	}
 }
 
-// headerIs reports whether a header's name is name, ignoring ASCII case
-// (as sipgo's GetHeaders, which lowercases every header name of the
-// message at each lookup, an allocation per name with a capital).
-func headerIs(got, name string) bool {
+// HeaderIs reports whether a header's name is name, ignoring ASCII case
+// only (not Unicode folding), without allocating (unlike sipgo's
+// GetHeaders, which lowercases every header name of the message at each
+// lookup, an allocation per name with a capital). The registrar uses it
+// too.
+func HeaderIs(got, name string) bool {
 	if len(got) != len(name) {
 		return false
 	}

@@ -11,6 +11,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/tlscert"
 )
 
 // ProbeListener tries one listener of a running server and returns it with
@@ -142,19 +144,7 @@ func certFacts(chain []*x509.Certificate) *CertFacts {
 // Covers reports whether the certificate names host (one leading wildcard
 // label allowed for names).
 func (f *CertFacts) Covers(host string) bool {
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	for _, n := range f.Names {
-		n = strings.ToLower(n)
-		if n == host {
-			return true
-		}
-		if strings.HasPrefix(n, "*.") && net.ParseIP(host) == nil {
-			if j := strings.IndexByte(host, '.'); j > 0 && host[j:] == n[1:] {
-				return true
-			}
-		}
-	}
-	return false
+	return tlscert.NamesCover(f.Names, host)
 }
 
 func ms(d time.Duration) string {

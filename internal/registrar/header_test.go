@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-pbx/switchboard/internal/auth"
 )
 
 // TestFirstHeaderAnyCase: the registrar's header lookups ignore the case
@@ -29,7 +30,7 @@ func TestFirstHeaderAnyCase(t *testing.T) {
 	if h := firstHeader(req, "Expire"); h != nil {
 		t.Errorf("a prefix matched: %v", h)
 	}
-	if headerIs("Expireſ", "Expires") || headerIs("Expires", "Expirez") {
+	if auth.HeaderIs("Expireſ", "Expires") || auth.HeaderIs("Expires", "Expirez") {
 		t.Error("headerIs folds beyond ASCII or ignores a letter")
 	}
 }

@@ -300,7 +300,7 @@ func (r *Registrar) update(f *facts, ext *directory.Entry, res auth.Result) {
 	var wildcard bool
 	var contacts []contactReq
 	for _, h := range req.Headers() {
-		if !headerIs(h.Name(), "Contact") {
+		if !auth.HeaderIs(h.Name(), "Contact") {
 			continue
 		}
 		c, ok := h.(*sip.ContactHeader)
@@ -470,31 +470,11 @@ func (r *Registrar) ok(f *facts, bindings []store.Binding, now time.Time) {
 // message at each lookup: an allocation per name with a capital letter.
 func firstHeader(req *sip.Request, name string) sip.Header {
 	for _, h := range req.Headers() {
-		if headerIs(h.Name(), name) {
+		if auth.HeaderIs(h.Name(), name) {
 			return h
 		}
 	}
 	return nil
-}
-
-// headerIs reports whether a header's name is name, ignoring ASCII case.
-func headerIs(got, name string) bool {
-	if len(got) != len(name) {
-		return false
-	}
-	for i := 0; i < len(got); i++ {
-		a, b := got[i], name[i]
-		if 'A' <= a && a <= 'Z' {
-			a += 'a' - 'A'
-		}
-		if 'A' <= b && b <= 'Z' {
-			b += 'a' - 'A'
-		}
-		if a != b {
-			return false
-		}
-	}
-	return true
 }
 
 const http1123 = "Mon, 02 Jan 2006 15:04:05 GMT"

@@ -154,9 +154,9 @@ func (l flowLocator) open(b store.Binding) bool {
 	return !isStream(b.Transport) || l.s.Stack.FlowOpen(strings.ToUpper(b.Transport), b.Source)
 }
 
-// Lookup returns the bindings of an extension that can be reached.
-func (l flowLocator) Lookup(domain, ext string) []store.Binding {
-	bs := l.s.Loc.Lookup(domain, ext)
+// reachable returns the bindings of bs that can be reached: bs itself
+// when all can (no copy), else a new slice (bs belongs to the table).
+func (l flowLocator) reachable(bs []store.Binding) []store.Binding {
 	out := bs[:0:0]
 	for _, b := range bs {
 		if l.open(b) {
@@ -169,20 +169,15 @@ func (l flowLocator) Lookup(domain, ext string) []store.Binding {
 	return out
 }
 
+// Lookup returns the bindings of an extension that can be reached.
+func (l flowLocator) Lookup(domain, ext string) []store.Binding {
+	return l.reachable(l.s.Loc.Lookup(domain, ext))
+}
+
 // LookupLocal returns this node's own bindings of an extension that can
 // be reached (the proxy's forwarded calls from other nodes ask for these).
 func (l flowLocator) LookupLocal(domain, ext string) []store.Binding {
-	bs := l.s.Loc.LookupLocal(domain, ext)
-	out := bs[:0:0]
-	for _, b := range bs {
-		if l.open(b) {
-			out = append(out, b)
-		}
-	}
-	if len(out) == len(bs) {
-		return bs
-	}
-	return out
+	return l.reachable(l.s.Loc.LookupLocal(domain, ext))
 }
 
 // All returns every binding that can be reached.

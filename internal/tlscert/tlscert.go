@@ -57,9 +57,16 @@ type Info struct {
 
 // Covers reports whether the certificate names host (a DNS name, with one
 // leading wildcard label allowed, or an IP address).
-func (i Info) Covers(host string) bool {
+func (i Info) Covers(host string) bool { return NamesCover(i.Names, host) }
+
+// NamesCover reports whether a certificate with these subject alternative
+// names covers host: an exact name or IP address (case and a trailing dot
+// ignored), or a name under one leading wildcard label ("*.example.com"
+// covers "pbx.example.com", not "example.com", "a.b.example.com" nor
+// an IP address).
+func NamesCover(names []string, host string) bool {
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	for _, n := range i.Names {
+	for _, n := range names {
 		n = strings.ToLower(n)
 		if n == host {
 			return true
