@@ -68,14 +68,16 @@ func TestWSSFlowReuse(t *testing.T) {
 		t.Fatalf("INVITE over the WebSocket:\n%s", res.invite)
 	}
 
-	// Close the WebSocket: unreachable within 1 s, journaled.
+	// Close the WebSocket: unreachable at once (the server marks it within
+	// milliseconds; the bound is the CLI polling it, a process start each,
+	// slow under -race on a loaded machine), journaled.
 	closed := time.Now()
 	u.conn.Close()
-	WaitFor(t, 1500*time.Millisecond, "the binding marked unreachable", func() bool {
+	WaitFor(t, 3*time.Second, "the binding marked unreachable", func() bool {
 		regs := s.Regs("2002")
 		return len(regs) == 1 && regs[0].PingStatus == "unreachable" && regs[0].Connection == "closed"
 	})
-	if d := time.Since(closed); d > 1500*time.Millisecond {
+	if d := time.Since(closed); d > 3*time.Second {
 		t.Errorf("marked unreachable after %s", d)
 	}
 	waitJournal(t, s, "2002", "connection_closed", 1)
