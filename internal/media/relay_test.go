@@ -18,7 +18,7 @@ var portBase atomic.Int32
 
 func testRange(t testing.TB, n int) (int, int) {
 	t.Helper()
-	lo := 20000 + int(portBase.Add(int32(n+2)))-(n+2)
+	lo := 20000 + int(portBase.Add(int32(n+2))) - (n + 2)
 	return lo, lo + n - 1
 }
 

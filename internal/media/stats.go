@@ -162,20 +162,24 @@ func (s *inStream) jitterMS() float64 {
 // scale from its loss and jitter, with the E-model of ITU-T G.107 reduced
 // to the two impairments the relay can see:
 //
-//	R   = 93.2 - Id - Ie_eff
-//	d   = 20 + 2*jitterMS + 20 ms   one-way delay: packetisation, a jitter
-//	                                 buffer twice the jitter, and 20 ms of
-//	                                 network (the relay does not know the
-//	                                 real delay)
-//	Id  = 0.024*d + 0.11*(d-177.3)*H(d-177.3)     (H: 0 below, 1 above)
-//	Ie_eff = Ie + (95-Ie) * Ppl / (Ppl + Bpl)    Ie = 0 and Bpl = 4.3 for
-//	                                 G.711 without packet-loss concealment
-//	                                 (ITU-T G.113 appendix I), random loss
-//	                                 (BurstR = 1); Ppl = loss in percent
-//	MOS = 1 + 0.035*R + 7e-6*R*(R-60)*(100-R), 1 when R <= 0, 4.5 when R >= 100
+//	R      = 93.2 - Id - Ie_eff          (93.2 = G.107 default R0 - Is, A = 0)
+//	d      = 20 + 2*jitterMS + 20         one-way delay in ms: 20 ms packetisation,
+//	                                      a jitter buffer twice the jitter, 20 ms
+//	                                      network (the relay does not see the
+//	                                      real delay)
+//	Id     = 0.024*d + 0.11*(d-177.3)*H(d-177.3)     (H = 0 below 0, 1 above)
+//	Ie_eff = Ie + (95-Ie) * Ppl/(Ppl/BurstR + Bpl)   Ppl = loss in percent,
+//	                                      Ie = 0 (G.711), Bpl = 25.1 (G.711 with
+//	                                      packet-loss concealment, ITU-T G.113
+//	                                      appendix I: every current phone,
+//	                                      baresip and browsers conceal; without
+//	                                      PLC it would be 4.3), BurstR = 1
+//	                                      (random loss)
+//	MOS    = 1 + 0.035*R + 7e-6*R*(R-60)*(100-R); 1 when R <= 0, 4.5 when R >= 100
 //
-// With no loss and no jitter the result is 4.41 (R = 92.2). lossPct is
-// clamped to 0-100, jitterMS to >= 0.
+// Reference points: no loss, no jitter: 4.39 (R = 92.2); 1 % loss: 4.30;
+// 5 % loss: 3.88; 20 % loss: 2.58; 50 ms jitter: 4.34; 100 ms: 4.04. lossPct is clamped
+// to 0-100, jitterMS to >= 0; NaN counts as 0.
 func MOS(lossPct, jitterMS float64) float64 {
 	if math.IsNaN(lossPct) || lossPct < 0 {
 		lossPct = 0
@@ -191,8 +195,8 @@ func MOS(lossPct, jitterMS float64) float64 {
 	if d > 177.3 {
 		id += 0.11 * (d - 177.3)
 	}
-	const ie, bpl = 0.0, 4.3
-	ieEff := ie + (95-ie)*lossPct/(lossPct+bpl)
+	const ie, bpl, burstR = 0.0, 25.1, 1.0
+	ieEff := ie + (95-ie)*lossPct/(lossPct/burstR+bpl)
 	r := 93.2 - id - ieEff
 	switch {
 	case r <= 0:
