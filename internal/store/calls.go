@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/cause"
@@ -133,4 +135,57 @@ type Calls interface {
 	// PruneCalls deletes ended calls that started before before, and ended
 	// calls whose ID is more than keep below the highest.
 	PruneCalls(ctx context.Context, before time.Time, keep int) error
+}
+
+// EncodeMedia is the JSON text both backends keep in the calls table's
+// media column: "[]" for no legs; times are cut to the microsecond and
+// kept in UTC, like the record's other times.
+func EncodeMedia(legs []MediaLeg) (string, error) {
+	if len(legs) == 0 {
+		return "[]", nil
+	}
+	cp := make([]MediaLeg, len(legs))
+	for i, l := range legs {
+		l.FirstPacketIn = microUTC(l.FirstPacketIn)
+		l.LastPacketIn = microUTC(l.LastPacketIn)
+		cp[i] = l
+	}
+	b, err := json.Marshal(cp)
+	if err != nil {
+		return "", fmt.Errorf("encode media legs: %w", err)
+	}
+	return string(b), nil
+}
+
+// DecodeMedia reads what EncodeMedia wrote; "" and "[]" give an empty,
+// non-nil slice.
+func DecodeMedia(s string) ([]MediaLeg, error) {
+	legs := []MediaLeg{}
+	if s == "" || s == "[]" {
+		return legs, nil
+	}
+	if err := json.Unmarshal([]byte(s), &legs); err != nil {
+		return nil, fmt.Errorf("decode media legs: %w", err)
+	}
+	for i := range legs {
+		legs[i].FirstPacketIn = localTime(legs[i].FirstPacketIn)
+		legs[i].LastPacketIn = localTime(legs[i].LastPacketIn)
+	}
+	return legs, nil
+}
+
+func microUTC(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.Truncate(time.Microsecond).UTC()
+}
+
+// localTime gives a decoded time the local zone, as the backends' other
+// times (time.UnixMicro) have.
+func localTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.Local()
 }
