@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -199,7 +200,10 @@ func (b *Bridge) setup(conn net.PacketConn, engineCodecs []codec) error {
 	}); err != nil {
 		return fmt.Errorf("wrtc: advertise %s: %w", g.cfg.AdvertiseIP, err)
 	}
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se))
+	// An empty interceptor registry: no NACK, no TWCC, no locally generated reports (RTCP
+	// is forwarded end to end, see the package comment).
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se),
+		webrtc.WithInterceptorRegistry(&interceptor.Registry{}))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{
 		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
 		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
@@ -308,7 +312,36 @@ func (b *Bridge) gather(desc webrtc.SessionDescription) (string, error) {
 	if ld == nil {
 		return "", errors.New("wrtc: no local description")
 	}
-	return ld.SDP, nil
+	return b.fillAddress(ld.SDP), nil
+}
+
+// fillAddress writes the relay's address into the m= port and c= line that pion leaves at
+// "9" and "0.0.0.0" (ICE finds the address in the candidate anyway): SIP parties and the
+// proxy read the media address from there, and a browser accepts it.
+func (b *Bridge) fillAddress(s string) string {
+	ua, ok := b.sock.LocalAddr().(*net.UDPAddr)
+	if !ok {
+		return s
+	}
+	ip := b.g.cfg.AdvertiseIP
+	fam := "IP4"
+	if ip.Is6() && !ip.Is4In6() {
+		fam = "IP6"
+	}
+	lines := strings.SplitAfter(s, "\n")
+	inAudio := false
+	for i, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "m="):
+			inAudio = strings.HasPrefix(l, "m=audio 9 ")
+			if inAudio {
+				lines[i] = "m=audio " + strconv.Itoa(ua.Port) + l[len("m=audio 9"):]
+			}
+		case inAudio && strings.HasPrefix(l, "c=IN IP4 0.0.0.0"):
+			lines[i] = "c=IN " + fam + " " + ip.Unmap().String() + l[len("c=IN IP4 0.0.0.0"):]
+		}
+	}
+	return strings.Join(lines, "")
 }
 
 // startRTCP starts the readers of the browser's RTCP (see the package comment for what is
@@ -604,10 +637,21 @@ func (t *phoneTrack) StreamID() string { return "switchboard" }
 func (t *phoneTrack) Kind() webrtc.RTPCodecType { return webrtc.RTPCodecTypeAudio }
 
 // countingConn drops datagrams that cannot be STUN, DTLS or (S)RTP/(S)RTCP by their first
-// byte (RFC 7983) before the ICE mux sees them, and counts them.
+// byte (RFC 7983) before the ICE mux sees them, and counts them. Its Close only stops
+// reading (the ICE mux closes its conn): the socket belongs to the relay session, which
+// closes it (media.Leg.External).
 type countingConn struct {
 	net.PacketConn
 	dropped atomic.Uint64
+	closed  atomic.Bool
+}
+
+// Close stops ReadFrom (it returns net.ErrClosed) without closing the relay's socket.
+func (c *countingConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		_ = c.PacketConn.SetReadDeadline(time.Unix(1, 0))
+	}
+	return nil
 }
 
 func (c *countingConn) droppedCount() uint64 {
@@ -621,6 +665,9 @@ func (c *countingConn) droppedCount() uint64 {
 func (c *countingConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
 		n, addr, err := c.PacketConn.ReadFrom(p)
+		if c.closed.Load() {
+			return 0, nil, net.ErrClosed
+		}
 		if err != nil || n == 0 {
 			if err == nil {
 				c.dropped.Add(1)
