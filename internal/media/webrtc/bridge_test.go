@@ -498,7 +498,7 @@ func TestGarbageToBridgePort(t *testing.T) {
 		stunHdr[:20],
 		{0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 1, 0, 40, 1, 2, 3},
 		rtpPacket(0, 1, 1, bytes.Repeat([]byte{1}, 160)), // "SRTP" without authentication
-		{0x80, 0xc8, 0, 1},                                // truncated SRTCP
+		{0x80, 0xc8, 0, 1}, // truncated SRTCP
 	}
 	before := bridge.Stats().Dropped
 	for i := 0; i < 20; i++ {
@@ -637,4 +637,3 @@ func pollUntil(t *testing.T, cond func() bool, msg string) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
-

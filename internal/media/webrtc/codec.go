@@ -170,10 +170,10 @@ func parseRtpmap(v string) (codec, bool) {
 // other (implementations often send with their own numbering instead of the receiver's);
 // the PT written is the one the receiver declared. Unknown PTs are dropped.
 type ptMap struct {
-	phone, browser [128]string        // PT -> key, "" when not negotiated
-	toPhone        map[string]uint8   // key -> PT the phone declared
-	toBrowser      map[string]uint8   // key -> PT the browser declared
-	_              struct{}           // not comparable
+	phone, browser [128]string      // PT -> key, "" when not negotiated
+	toPhone        map[string]uint8 // key -> PT the phone declared
+	toBrowser      map[string]uint8 // key -> PT the browser declared
+	_              struct{}         // not comparable
 }
 
 func newPTMap(phone, browser []codec) *ptMap {

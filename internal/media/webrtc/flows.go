@@ -114,7 +114,7 @@ func (b *Bridge) browserAnswered(answer []byte) ([]codec, error) {
 		return nil, fmt.Errorf("wrtc: browser answer: %w", err)
 	}
 	pass, _ := filterPassable(all)
-	browser := common(pass, b.phone)     // browser numbering and order, offered codecs only
+	browser := common(pass, b.phone)    // browser numbering and order, offered codecs only
 	sel := inOrderOfKeys(pass, b.phone) // the same codecs in the phone's numbering
 	if !hasAudio(sel) {
 		return nil, fmt.Errorf("%w: the phone offered %s, the browser answered %s", ErrNoCommonCodec, names(b.phone), names(all))
