@@ -238,7 +238,8 @@ func All() []Code {
 		WSBadUpgrade, WSFrameTooLarge, ConnectionClosed, TLSCertificate, BanLifted, BanAdded, ACLChanged, ProfileChanged,
 		NormalClearing, UserNotRegistered, UserBusy, NoAnswer, NoUserResponse, UnallocatedNumber, CallRejected,
 		OriginatorCancel, RecoveryOnTimerExpire, TooManyHops, TemporaryFailure, LoopDetected, SystemShutdown,
-		NodeDown, UnknownAdmin, LoginLocked, AdminChanged, ExtensionChanged, WebRTCNeedsMediaRelay}
+		NodeDown, UnknownAdmin, LoginLocked, AdminChanged, ExtensionChanged, WebRTCNeedsMediaRelay,
+		MediaNeverArrived, MediaStopped, MediaBehindNAT, MediaSIPALG, WebRTCNoDTLS}
 }
 
 // NodeDown: the extension's phones are registered on another node (serve
@@ -246,3 +247,29 @@ func All() []Code {
 // lookups skip its bindings until the phones register on a live node.
 // The doctor's verdict; calls get USER_NOT_REGISTERED.
 const NodeDown Code = "node_down"
+
+// Media findings of the doctor (`doctor call`), read from what the media
+// relay counted per leg of a call (store.MediaLeg). They never go on the
+// wire.
+const (
+	// MediaNeverArrived: no RTP ever arrived from one party: it sent
+	// nothing (muted, no audio device, its packets blocked on the way).
+	MediaNeverArrived Code = "media_never_arrived"
+	// MediaStopped: RTP from one party arrived, then stopped while the
+	// call went on (a NAT pinhole or firewall state expired, the phone's
+	// network changed, hold without a re-INVITE).
+	MediaStopped Code = "media_stopped"
+	// MediaBehindNAT: a party's SDP gives a private address while its SIP
+	// came from a public one: it is behind NAT and the other side's audio
+	// is sent where it cannot arrive unless a relay latches onto it.
+	MediaBehindNAT Code = "media_behind_nat"
+	// MediaSIPALG: media came from an address that is neither the one in
+	// the party's SDP nor the one its SIP came from (packets dropped as
+	// strays, or latched elsewhere): usually a router's SIP ALG rewrote the
+	// SDP.
+	MediaSIPALG Code = "media_sip_alg"
+	// WebRTCNoDTLS: a browser's DTLS handshake with the relay never
+	// completed, so no audio could flow to or from it (ICE/UDP blocked,
+	// wrong --media-ip).
+	WebRTCNoDTLS Code = "webrtc_no_dtls"
+)
