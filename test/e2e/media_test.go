@@ -142,3 +142,54 @@ func TestMediaRelayAlways(t *testing.T) {
 	checkTone(t, recB, "2002", 440)
 	checkTone(t, recA, "2001", 1000)
 }
+
+// TestMediaRelayNAT: in the default auto mode, a phone behind NAT calls
+// baresip 2002: its SDP names 127.0.0.77:4000 (where nothing listens: its
+// private address) while its SIP and RTP come from 127.0.0.1 (another
+// port: its NAT's). The relay anchors the call: the phone's 440 Hz tone
+// reaches 2002 (recording) and 2002's 1000 Hz tone reaches the phone at
+// the address its RTP came from (decoded here). Without the relay, 2002
+// would send to 127.0.0.77 and the phone would hear nothing.
+func TestMediaRelayNAT(t *testing.T) {
+	s := callSetup(t)
+	recB := t.TempDir()
+	b := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2002", "secret-2002", s.Addr, "udp", "answermode=auto")},
+		Modules: []string{"sndfile"}, Config: []string{"audio_source ausine,1000", "ausrc_srate 48000", "ausrc_channels 2", "snd_path " + recB}})
+	b.WaitRegistered("2002@127.0.0.1", 15*time.Second)
+
+	phone := NewRTPPhone(t)
+	file := filepath.Join(t.TempDir(), "answer-addr")
+	done := make(chan SIPpResult, 1)
+	go func() {
+		done <- SIPp(t, s.Addr, "call-uac-media.xml", 1, "-inf",
+			CSV(t, "SEQUENTIAL", AuthRow("2001", "secret-2001", "2002", "127.0.0.77", "4000", file)), "-d", "4000")
+	}()
+	relay, ok := WaitRelayAddr(file, 15*time.Second)
+	if !ok {
+		r := <-done
+		t.Fatalf("the phone's call got no SDP answer with an audio address (SIPp %d):\n%s\nserver log:\n%s", r.Code, r.Output, s.Log())
+	}
+	t.Logf("the SDP answer the NATed phone got names %s", relay)
+	phone.SendTone(relay, 440, 3*time.Second, 0x1234, nil)
+	r := <-done
+	if r.Code != 0 {
+		t.Fatalf("the call failed (%d):\n%s", r.Code, r.Output)
+	}
+	c := lastMediaCall(t, s, "NORMAL_CLEARING and media legs", func(c mediaCall) bool {
+		return c.Cause == "NORMAL_CLEARING" && len(c.Media) == 2
+	})
+	checkRelayed(t, c)
+	if c.Media[0].SignalledAddr != "127.0.0.77:4000" || c.Media[0].LatchedAddr != phone.Addr().String() {
+		t.Fatalf("the caller leg should be signalled at 127.0.0.77:4000 and latched to %s: %+v", phone.Addr(), c.Media[0])
+	}
+	tone := phone.Tone()
+	t.Logf("the NATed phone received %.1f s of audio: RMS %.3f, ~%.0f Hz, from %v", tone.Seconds, tone.RMS, tone.FreqHz, phone.Sources())
+	if tone.Seconds < 1 || tone.RMS < 0.01 || math.Abs(tone.FreqHz-1000) > 150 {
+		t.Fatalf("the NATed phone did not hear 2002's 1000 Hz tone: %+v", tone)
+	}
+	if src := phone.Sources(); len(src) != 1 || src[0] != relay {
+		t.Fatalf("audio reached the phone from %v, want only the relay %s", src, relay)
+	}
+	b.Stop()
+	checkTone(t, recB, "2002", 440)
+}
