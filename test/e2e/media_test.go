@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"bytes"
 	"math"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -170,7 +172,7 @@ func TestMediaRelayNAT(t *testing.T) {
 		t.Fatalf("the phone's call got no SDP answer with an audio address (SIPp %d):\n%s\nserver log:\n%s", r.Code, r.Output, s.Log())
 	}
 	t.Logf("the SDP answer the NATed phone got names %s", relay)
-	phone.SendTone(relay, 440, 3*time.Second, 0x1234, nil)
+	phone.SendTone(relay, 440, 3*time.Second, 0x1234, 0, nil)
 	r := <-done
 	if r.Code != 0 {
 		t.Fatalf("the call failed (%d):\n%s", r.Code, r.Output)
@@ -192,4 +194,58 @@ func TestMediaRelayNAT(t *testing.T) {
 	}
 	b.Stop()
 	checkTone(t, recB, "2002", 440)
+}
+
+// TestMediaRelayDTMF: RFC 4733 telephone-events cross the relay both
+// ways: baresip 2002 sends the digit 7 (ctrl_tcp sndcode), and the phone
+// behind NAT (relayed in auto) decodes event 7 from what arrives; the
+// phone sends the digit 5 as RFC 4733 packets, and baresip reports that it
+// received DTMF 5.
+func TestMediaRelayDTMF(t *testing.T) {
+	s := callSetup(t)
+	b := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2002", "secret-2002", s.Addr, "udp", "answermode=auto")},
+		Config: []string{"audio_source ausine,1000", "ausrc_srate 48000", "ausrc_channels 2"}})
+	b.WaitRegistered("2002@127.0.0.1", 15*time.Second)
+	phone := NewRTPPhone(t)
+	file := filepath.Join(t.TempDir(), "answer-addr")
+	done := make(chan SIPpResult, 1)
+	go func() {
+		done <- SIPp(t, s.Addr, "call-uac-media.xml", 1, "-inf",
+			CSV(t, "SEQUENTIAL", AuthRow("2001", "secret-2001", "2002", "127.0.0.77", "4000", file)), "-d", "5000")
+	}()
+	relay, ok := WaitRelayAddr(file, 15*time.Second)
+	if !ok {
+		r := <-done
+		t.Fatalf("the phone's call got no SDP answer with an audio address (SIPp %d):\n%s\nbaresip:\n%s", r.Code, r.Output, b.Log())
+	}
+	b.WaitEvent("CALL_ESTABLISHED", 0, 10*time.Second)
+	// The phone's audio latches its leg; 2002's reaches the phone.
+	n := phone.SendTone(relay, 440, time.Second, 0x4321, 0, nil)
+	WaitFor(t, 5*time.Second, "2002's audio at the phone", func() bool { return phone.Received(0) > 10 })
+
+	if _, err := b.Command("sndcode", "7"); err != nil {
+		t.Fatalf("sndcode: %v", err)
+	}
+	WaitFor(t, 5*time.Second, "telephone-event 7 from 2002 at the phone", func() bool {
+		return bytes.Contains(phone.Events(), []byte{7})
+	})
+	// The event continues the phone's RTP stream (sequence and timestamp),
+	// and audio follows (baresip's jitter buffer releases a packet when
+	// the next arrives).
+	phone.SendEvent(relay, 5, uint16(n), uint32(n*160), 0x4321)
+	phone.SendTone(relay, 440, time.Second, 0x4321, n+5, nil)
+	ev := b.WaitEvent("CALL_DTMF_START", 0, 5*time.Second)
+	if !strings.Contains(ev.Param, "5") {
+		t.Fatalf("baresip received DTMF %q, want 5", ev.Param)
+	}
+	if r := <-done; r.Code != 0 {
+		t.Fatalf("the call failed (%d):\n%s", r.Code, r.Output)
+	}
+	c := lastMediaCall(t, s, "NORMAL_CLEARING and media legs", func(c mediaCall) bool {
+		return c.Cause == "NORMAL_CLEARING" && len(c.Media) == 2
+	})
+	if c.Media[0].PacketsIn == 0 || c.Media[1].PacketsIn == 0 {
+		t.Fatalf("the call was not relayed: %+v", c.Media)
+	}
+	t.Logf("phone received events %v; PT 101 packets %d", phone.Events(), phone.Received(101))
 }

@@ -24,6 +24,7 @@ type RTPPhone struct {
 	samples  []float64 // decoded PCMU received, full scale 1.0
 	received map[uint8]int
 	sources  map[netip.AddrPort]int
+	events   []byte // RFC 4733 event codes received (PT 101), one per event
 	done     chan struct{}
 }
 
@@ -61,6 +62,13 @@ func (p *RTPPhone) read() {
 		p.mu.Lock()
 		p.received[pt]++
 		p.sources[from]++
+		if pt == 101 && n >= 16 {
+			// A new event: its first packet (marker bit), or a code other
+			// than the last one's.
+			if ev := buf[12]; buf[1]&0x80 != 0 || len(p.events) == 0 || p.events[len(p.events)-1] != ev {
+				p.events = append(p.events, ev)
+			}
+		}
 		if pt == 0 {
 			for _, b := range buf[12:n] {
 				p.samples = append(p.samples, float64(ulawDecode(b))/32768)
@@ -75,6 +83,36 @@ func (p *RTPPhone) Received(pt uint8) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.received[pt]
+}
+
+// Events returns the RFC 4733 event codes received (0-9 are the digits).
+func (p *RTPPhone) Events() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]byte(nil), p.events...)
+}
+
+// SendEvent sends one RFC 4733 event (code 0-15, PT 101) to dst as a
+// phone does: 5 packets 20 ms apart with a growing duration, the first
+// with the marker bit, the last three with the end bit.
+func (p *RTPPhone) SendEvent(dst netip.AddrPort, code byte, seq uint16, ts, ssrc uint32) {
+	pkt := make([]byte, 16)
+	for i := range 5 {
+		pkt[0], pkt[1] = 0x80, 101
+		if i == 0 {
+			pkt[1] |= 0x80
+		}
+		binary.BigEndian.PutUint16(pkt[2:], seq+uint16(i))
+		binary.BigEndian.PutUint32(pkt[4:], ts)
+		binary.BigEndian.PutUint32(pkt[8:], ssrc)
+		pkt[12], pkt[13] = code, 10 // volume -10 dBm0
+		if i >= 2 {
+			pkt[13] |= 0x80 // end
+		}
+		binary.BigEndian.PutUint16(pkt[14:], uint16(160*(min(i, 2)+1)))
+		_, _ = p.Conn.WriteToUDPAddrPort(pkt, dst)
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Sources returns the addresses packets came from.
@@ -112,18 +150,22 @@ func (p *RTPPhone) Tone() WAVStats {
 }
 
 // SendTone sends a hz tone to dst for d (50 packets/s, PT 0) from the
-// phone's socket, with SSRC ssrc; it returns when done or stop closes.
-func (p *RTPPhone) SendTone(dst netip.AddrPort, hz float64, d time.Duration, ssrc uint32, stop <-chan struct{}) {
-	SendTone(p.Conn, dst, hz, d, ssrc, stop)
+// phone's socket, with SSRC ssrc, the first packet's sequence number
+// seq (timestamp 160 x seq); it returns when done or stop closes, with
+// the next sequence number.
+func (p *RTPPhone) SendTone(dst netip.AddrPort, hz float64, d time.Duration, ssrc uint32, seq int, stop <-chan struct{}) int {
+	return SendTone(p.Conn, dst, hz, d, ssrc, seq, stop)
 }
 
-// SendTone sends a hz tone as PCMU RTP from conn to dst for d.
-func SendTone(conn *net.UDPConn, dst netip.AddrPort, hz float64, d time.Duration, ssrc uint32, stop <-chan struct{}) {
+// SendTone sends a hz tone as PCMU RTP from conn to dst for d, from
+// sequence number seq, and returns the next sequence number.
+func SendTone(conn *net.UDPConn, dst netip.AddrPort, hz float64, d time.Duration, ssrc uint32, seq int, stop <-chan struct{}) int {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	pkt := make([]byte, 12+160)
 	end := time.Now().Add(d)
-	for i := 0; time.Now().Before(end); i++ {
+	i := seq
+	for ; time.Now().Before(end); i++ {
 		pkt[0], pkt[1] = 0x80, 0
 		binary.BigEndian.PutUint16(pkt[2:], uint16(i))
 		binary.BigEndian.PutUint32(pkt[4:], uint32(i*160))
@@ -136,9 +178,10 @@ func SendTone(conn *net.UDPConn, dst netip.AddrPort, hz float64, d time.Duration
 		select {
 		case <-t.C:
 		case <-stop:
-			return
+			return i + 1
 		}
 	}
+	return i
 }
 
 // WaitRelayAddr waits for the file the call-uac-media.xml scenario writes
