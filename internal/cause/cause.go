@@ -247,7 +247,8 @@ func All() []Code {
 		NormalClearing, UserNotRegistered, UserBusy, NoAnswer, NoUserResponse, UnallocatedNumber, CallRejected,
 		OriginatorCancel, RecoveryOnTimerExpire, TooManyHops, TemporaryFailure, LoopDetected, SystemShutdown,
 		NodeDown, UnknownAdmin, LoginLocked, AdminChanged, ExtensionChanged, WebRTCNeedsMediaRelay,
-		MediaPortsExhausted, MediaCodecMismatch, MediaTimeout}
+		MediaPortsExhausted, MediaCodecMismatch, MediaTimeout,
+		MediaNeverArrived, MediaStopped, MediaBehindNAT, MediaSIPALG, WebRTCNoDTLS}
 }
 
 // NodeDown: the extension's phones are registered on another node (serve
@@ -270,4 +271,30 @@ const (
 	// parties) because neither party sent media for serve
 	// --media-timeout: both phones lost their network, or a BYE was lost.
 	MediaTimeout Code = "media_timeout"
+)
+
+// Media findings of the doctor (`doctor call`), read from what the media
+// relay counted per leg of a call (store.MediaLeg). They never go on the
+// wire.
+const (
+	// MediaNeverArrived: no RTP ever arrived from one party: it sent
+	// nothing (muted, no audio device, its packets blocked on the way).
+	MediaNeverArrived Code = "media_never_arrived"
+	// MediaStopped: RTP from one party arrived, then stopped while the
+	// call went on (a NAT pinhole or firewall state expired, the phone's
+	// network changed, hold without a re-INVITE).
+	MediaStopped Code = "media_stopped"
+	// MediaBehindNAT: a party's SDP gives a private address while its SIP
+	// came from a public one: it is behind NAT and the other side's audio
+	// is sent where it cannot arrive unless a relay latches onto it.
+	MediaBehindNAT Code = "media_behind_nat"
+	// MediaSIPALG: media came from an address that is neither the one in
+	// the party's SDP nor the one its SIP came from (packets dropped as
+	// strays, or latched elsewhere): usually a router's SIP ALG rewrote the
+	// SDP.
+	MediaSIPALG Code = "media_sip_alg"
+	// WebRTCNoDTLS: a browser's DTLS handshake with the relay never
+	// completed, so no audio could flow to or from it (ICE/UDP blocked,
+	// wrong --media-ip).
+	WebRTCNoDTLS Code = "webrtc_no_dtls"
 )

@@ -545,3 +545,92 @@ func Plain(addr netip.AddrPort, codecs []Codec, dir string, sessID uint64) []byt
 	b.WriteString("a=ptime:20\r\na=" + dir + "\r\n")
 	return []byte(b.String())
 }
+
+// AudioConn returns the connection address of the first active audio
+// stream of body without parsing the rest (no allocation): what the proxy
+// compares with the SIP source address on every call to spot a party
+// behind NAT. ok is false when body has no active audio stream or its
+// address is not an IP; the bounds of Parse apply (MaxBody, MaxMedia).
+func AudioConn(body []byte) (ip netip.Addr, ok bool) {
+	if len(body) > MaxBody {
+		return netip.Addr{}, false
+	}
+	var sess, cur netip.Addr
+	inAudio, media := false, 0
+	done := func() (netip.Addr, bool) {
+		if cur.IsValid() {
+			return cur, true
+		}
+		return sess, sess.IsValid()
+	}
+	for rest := body; len(rest) > 0; {
+		var line []byte
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i], rest[i+1:]
+		} else {
+			line, rest = rest, nil
+		}
+		line = bytes.TrimRight(line, "\r \t")
+		if len(line) < 2 || line[1] != '=' {
+			continue
+		}
+		switch line[0] {
+		case 'm':
+			if inAudio {
+				return done()
+			}
+			if media++; media > MaxMedia {
+				return netip.Addr{}, false
+			}
+			inAudio = activeAudio(line[2:])
+		case 'c':
+			ip := connAddr(line[2:])
+			if media == 0 {
+				sess = ip
+			} else if inAudio {
+				cur = ip
+			}
+		}
+	}
+	if inAudio {
+		return done()
+	}
+	return netip.Addr{}, false
+}
+
+// activeAudio reports whether an m= value is "audio PORT ..." with a port
+// in 1-65535.
+func activeAudio(v []byte) bool {
+	if !bytes.HasPrefix(v, []byte("audio ")) {
+		return false
+	}
+	v = bytes.TrimLeft(v[len("audio "):], " ")
+	n, digits := 0, 0
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			break
+		}
+		if digits++; digits > 5 {
+			return false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n > 0 && n <= 65535
+}
+
+// connAddr reads the address of a c= value ("IN IP4 192.0.2.1") without
+// allocating; invalid when it is not an IP.
+func connAddr(v []byte) netip.Addr {
+	if !bytes.HasPrefix(v, []byte("IN IP")) || len(v) < len("IN IP4 ") {
+		return netip.Addr{}
+	}
+	a := bytes.TrimLeft(v[len("IN IP4"):], " ")
+	if i := bytes.IndexAny(a, "/ "); i >= 0 {
+		a = a[:i]
+	}
+	var ip netip.Addr
+	if err := ip.UnmarshalText(a); err != nil || ip.Zone() != "" {
+		return netip.Addr{}
+	}
+	return ip.Unmap()
+}

@@ -205,6 +205,7 @@ func FuzzParse(f *testing.F) {
 	}
 	relay := netip.MustParseAddrPort("127.0.0.1:20000")
 	f.Fuzz(func(t *testing.T, body []byte) {
+		AudioConn(body)
 		s, err := Parse(body)
 		if err != nil {
 			return
@@ -236,4 +237,34 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("rewritten audio %+v\n%q", a2, out)
 		}
 	})
+}
+
+func TestAudioConn(t *testing.T) {
+	for body, want := range map[string]string{
+		phoneOffer:   "192.168.1.20",
+		browserOffer: "0.0.0.0",
+		"v=0\r\nc=IN IP4 10.0.0.1\r\nm=video 5000 RTP/AVP 96\r\nc=IN IP4 10.0.0.2\r\nm=audio 5002 RTP/AVP 0\r\n": "10.0.0.1",
+		"v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 0 RTP/AVP 0\r\nm=audio 5002 RTP/AVP 0\r\nc=IN IP6 ::1\r\n":          "::1",
+		"v=0\r\nm=audio 5002 RTP/AVP 0\r\n":               "",
+		"v=0\r\nc=IN IP4 pbx.example\r\nm=audio 5 X\r\n":  "",
+		"v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 99999 X\r\n": "",
+	} {
+		ip, ok := AudioConn([]byte(body))
+		if got := ""; ok {
+			got = ip.String()
+			if got != want {
+				t.Errorf("AudioConn = %s, want %q\n%s", got, want, body)
+			}
+		} else if want != "" {
+			t.Errorf("AudioConn found nothing, want %s\n%s", want, body)
+		}
+	}
+}
+
+func BenchmarkAudioConn(b *testing.B) {
+	body := []byte(phoneOffer)
+	b.ReportAllocs()
+	for b.Loop() {
+		AudioConn(body)
+	}
 }
