@@ -38,12 +38,14 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/switchboard-pbx/switchboard/internal/sdp"
 )
 
 // Config of a Gateway; zero values get defaults.
 type Config struct {
 	// AdvertiseIP is the address written into the browser's SDP as the only ICE candidate
-	// (serve --media-ip); required.
+	// (serve --media-ip). When zero, the address the relay leg advertises is used.
 	AdvertiseIP netip.Addr
 	// HandshakeTimeout is how long after the SDP exchange ICE and DTLS may take before the
 	// bridge reports "failed" (default 10s). The doctor reads that as "no DTLS handshake:
@@ -62,8 +64,8 @@ type Gateway struct {
 
 // NewGateway checks cfg and applies defaults.
 func NewGateway(cfg Config) (*Gateway, error) {
-	if !cfg.AdvertiseIP.IsValid() || cfg.AdvertiseIP.IsUnspecified() {
-		return nil, errors.New("wrtc: AdvertiseIP is required (serve --media-ip)")
+	if cfg.AdvertiseIP.IsValid() && cfg.AdvertiseIP.IsUnspecified() {
+		return nil, errors.New("wrtc: AdvertiseIP must be a specific address (serve --media-ip)")
 	}
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = 10 * time.Second
@@ -101,26 +103,30 @@ type Stats struct {
 // Bridge is one browser <-> phone media path. Close it with the call (the relay session's
 // Close does, through the Endpoint interface).
 type Bridge struct {
-	g        *Gateway
-	sock     *countingConn
-	mux      *ice.UDPMuxDefault
-	pc       *webrtc.PeerConnection
-	track    *phoneTrack
-	toPhone  func(pkt []byte, rtcp bool)
-	browser  []codec // the browser's SDP codecs (passable ones), its numbering
-	phone    []codec // the phone's SDP codecs, its numbering
-	pts      atomic.Pointer[ptMap]
-	phoneSSR atomic.Uint32 // last SSRC seen from the phone
-	hasPhone atomic.Bool
+	g         *Gateway
+	sock      *countingConn
+	mux       *ice.UDPMuxDefault
+	pc        *webrtc.PeerConnection
+	track     *phoneTrack
+	toPhone   func(pkt []byte, rtcp bool)
+	advertise netip.Addr
+	browser   []codec // the browser's SDP codecs (passable ones), its numbering
+	phone     []codec // the phone's SDP codecs, its numbering
+	pts       atomic.Pointer[ptMap]
+	phoneSSR  atomic.Uint32 // last SSRC seen from the phone
+	hasPhone  atomic.Bool
 
 	rtpFromB, rtcpFromB, rtpToB, rtcpToB, dropped atomic.Uint64
 
-	mu     sync.Mutex
-	state  string
-	reason string
-	closed bool
-	timer  *time.Timer
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	state   string
+	reached string // state before Close
+	reason  string
+	closed  bool
+	local   []byte      // our SDP for the browser (offer or answer), once made
+	answer  []sdp.Codec // BrowserAnswered's result, once the browser answered
+	timer   *time.Timer
+	wg      sync.WaitGroup
 }
 
 // State is the ICE/DTLS state for the doctor: "new" (SDP exchanged, no connectivity
@@ -131,6 +137,22 @@ func (b *Bridge) State() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.state
+}
+
+// Reached is the state the bridge was in before Close (for the call record: "new",
+// "ice-connected", "dtls-connected" or "failed"); while open, State.
+func (b *Bridge) Reached() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.reached
+}
+
+// LocalSDP is the SDP the bridge made for the browser (its offer, or its answer once
+// AnswerBrowser ran); nil before. A re-negotiation is not bridged: the browser keeps it.
+func (b *Bridge) LocalSDP() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.local
 }
 
 // Reason says why State is "failed" ("" otherwise).
@@ -156,18 +178,22 @@ func (b *Bridge) Stats() Stats {
 type phoneLeg interface {
 	external(b *Bridge) net.PacketConn
 	receive(pkt []byte, rtcp bool)
+	advertised() netip.Addr // the relay's address for this leg
 }
 
 // newBridge makes an empty bridge: packets written to it are dropped until setup is done.
 func (g *Gateway) newBridge(leg phoneLeg) *Bridge {
-	return &Bridge{g: g, toPhone: leg.receive, state: StateNew, track: &phoneTrack{}}
+	adv := g.cfg.AdvertiseIP
+	if !adv.IsValid() {
+		adv = leg.advertised()
+	}
+	return &Bridge{g: g, toPhone: leg.receive, advertise: adv.Unmap(), state: StateNew, reached: StateNew, track: &phoneTrack{}}
 }
 
 // setup wraps the browser-facing socket and builds a PeerConnection whose media engine
-// knows exactly the given codecs (with their payload types). On error the bridge still
-// owns conn; Close releases it.
+// knows exactly the given codecs (with their payload types). conn stays the relay's: the
+// session closes it (media.Leg.External).
 func (b *Bridge) setup(conn net.PacketConn, engineCodecs []codec) error {
-	g := b.g
 	b.sock = &countingConn{PacketConn: conn}
 	b.mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{
 		UDPConn:           b.sock,
@@ -194,11 +220,11 @@ func (b *Bridge) setup(conn net.PacketConn, engineCodecs []codec) error {
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.LoggerFactory = quietLoggerFactory{}
 	if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
-		External:        []string{g.cfg.AdvertiseIP.String()},
+		External:        []string{b.advertise.String()},
 		AsCandidateType: webrtc.ICECandidateTypeHost,
 		Mode:            webrtc.ICEAddressRewriteReplace,
 	}); err != nil {
-		return fmt.Errorf("wrtc: advertise %s: %w", g.cfg.AdvertiseIP, err)
+		return fmt.Errorf("wrtc: advertise %s: %w", b.advertise, err)
 	}
 	// An empty interceptor registry: no NACK, no TWCC, no locally generated reports (RTCP
 	// is forwarded end to end, see the package comment).
@@ -255,7 +281,7 @@ func (b *Bridge) setState(s, reason string, stopTimer bool) {
 	if b.state == StateFailed && s != StateDTLSConnected {
 		return
 	}
-	b.state, b.reason = s, reason
+	b.state, b.reason, b.reached = s, reason, s
 	if stopTimer && b.timer != nil {
 		b.timer.Stop()
 	}
@@ -323,7 +349,7 @@ func (b *Bridge) fillAddress(s string) string {
 	if !ok {
 		return s
 	}
-	ip := b.g.cfg.AdvertiseIP
+	ip := b.advertise
 	fam := "IP4"
 	if ip.Is6() && !ip.Is4In6() {
 		fam = "IP6"

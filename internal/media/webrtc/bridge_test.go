@@ -401,7 +401,10 @@ func TestBrowserOffers(t *testing.T) {
 func TestPhoneOffers(t *testing.T) {
 	check := goroutineCheck(t)
 	relay := newRelay(t)
-	gw := newGateway(t, 0)
+	gw, err := NewGateway(Config{}) // the relay leg's advertised address
+	if err != nil {
+		t.Fatal(err)
+	}
 	ph := newPhone(t)
 	defer ph.close()
 	br := newBrowser(t, []codec{opus, pcmu, pcma, teChrome})
@@ -417,7 +420,8 @@ func TestPhoneOffers(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := string(offer)
-	for _, want := range []string{"a=ice-lite", "a=setup:actpass", "m=audio " + itoa(int(bl.Addr().Port())) + " UDP/TLS/RTP/SAVPF 8 0 101", "a=rtpmap:101 telephone-event/8000"} {
+	for _, want := range []string{"a=ice-lite", "a=setup:actpass", "m=audio " + itoa(int(bl.Addr().Port())) + " UDP/TLS/RTP/SAVPF 8 0 101",
+		"c=IN IP4 127.0.0.1", "127.0.0.1 " + itoa(int(bl.Addr().Port())) + " typ host", "a=rtpmap:101 telephone-event/8000"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("offer lacks %q:\n%s", want, s)
 		}

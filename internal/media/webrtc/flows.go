@@ -41,6 +41,9 @@ func (g *Gateway) fromBrowser(leg phoneLeg, offer []byte) (*Bridge, []codec, err
 // chosen (the phone's codecs, its numbering). The answer carries the codecs both share,
 // in the phone's order, with the browser's payload types.
 func (b *Bridge) answerBrowser(chosen []codec) ([]byte, error) {
+	if l := b.LocalSDP(); l != nil {
+		return l, nil // already answered (a 18x and then the 2xx, or a retransmission)
+	}
 	phone, _ := filterPassable(chosen)
 	sel := inOrderOfKeys(phone, b.browser)
 	if !hasAudio(sel) {
@@ -70,6 +73,9 @@ func (b *Bridge) answerBrowser(chosen []codec) ([]byte, error) {
 	}
 	b.phone = phone
 	b.pts.Store(newPTMap(phone, sel))
+	b.mu.Lock()
+	b.local = []byte(sdp)
+	b.mu.Unlock()
 	b.startRTCP(tr)
 	b.startHandshakeTimer()
 	return []byte(sdp), nil
@@ -103,6 +109,9 @@ func (g *Gateway) toBrowser(leg phoneLeg, phoneCodecs []codec) (*Bridge, []byte,
 	if err != nil {
 		return fail(err)
 	}
+	b.mu.Lock()
+	b.local = []byte(sdp)
+	b.mu.Unlock()
 	return b, []byte(sdp), nil
 }
 

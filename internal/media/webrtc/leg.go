@@ -2,6 +2,7 @@ package wrtc
 
 import (
 	"net"
+	"net/netip"
 
 	"github.com/switchboard-pbx/switchboard/internal/media"
 	"github.com/switchboard-pbx/switchboard/internal/sdp"
@@ -15,6 +16,7 @@ type relayLeg struct{ l *media.Leg }
 
 func (r relayLeg) external(b *Bridge) net.PacketConn { return r.l.External(b) }
 func (r relayLeg) receive(pkt []byte, rtcp bool)     { r.l.Receive(pkt, rtcp) }
+func (r relayLeg) advertised() netip.Addr            { return r.l.Addr().Addr() }
 
 // FromBrowser starts the bridge of a call a browser offered (offer: the SDP of its
 // INVITE); leg is the relay leg facing the browser, which the bridge takes over. It
@@ -47,8 +49,21 @@ func (g *Gateway) ToBrowser(leg *media.Leg, codecs []sdp.Codec) (*Bridge, []byte
 // the phone's numbering, for the answer to the phone. The DTLS handshake timer starts
 // here.
 func (b *Bridge) BrowserAnswered(answer []byte) ([]sdp.Codec, error) {
+	b.mu.Lock()
+	done := b.answer
+	b.mu.Unlock()
+	if done != nil {
+		return done, nil // already applied (a 18x and then the 2xx, or a retransmission)
+	}
 	cs, err := b.browserAnswered(answer)
-	return toSDP(cs), err
+	if err != nil {
+		return nil, err
+	}
+	out := toSDP(cs)
+	b.mu.Lock()
+	b.answer = out
+	b.mu.Unlock()
+	return out, nil
 }
 
 func toSDP(cs []codec) []sdp.Codec {
