@@ -81,12 +81,20 @@ func (p *Proxy) serveNewCall(req *sip.Request, tx sip.ServerTransaction) {
 		Domain: ext.Domain(), Source: ev.Source, Transport: ev.Transport, UserAgent: ev.UserAgent, Start: now}
 	ev.Domain = ext.Domain()
 	d := p.rr.Route(router.Request{CallerDomain: ext.Domain(), Host: req.Recipient.Host, User: req.Recipient.User})
+	bridged := false
 	if d.Cause == "" {
+		all := d.Targets
 		d = mediaCheck(req, d)
+		if d.Cause == cause.WebRTCNeedsMediaRelay && p.bridgeable(req) {
+			// A browser and a plain phone: the WebRTC bridge carries their media.
+			d.Targets, d.Cause, d.Detail, bridged = all, "", "", true
+		}
 	}
 	var m *callMedia
 	var offer []byte
-	if d.Cause == "" && p.d.Media != nil {
+	if d.Cause == "" && bridged {
+		m, offer, d.Cause, d.Detail = p.planBridge(req, d)
+	} else if d.Cause == "" && p.d.Media != nil {
 		m, offer, d.Cause, d.Detail = p.planMedia(req, d)
 	}
 	if d.Cause != "" {

@@ -67,6 +67,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
 	"github.com/switchboard-pbx/switchboard/internal/media"
+	wrtc "github.com/switchboard-pbx/switchboard/internal/media/webrtc"
 	"github.com/switchboard-pbx/switchboard/internal/router"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 )
@@ -207,6 +208,8 @@ type Proxy struct {
 	shed   *journal.Throttle
 	// relayed maps a Call-ID to its *callMedia while its media are relayed.
 	relayed sync.Map
+	// bridge carries browser <-> plain phone calls through the relay (nil without one).
+	bridge *wrtc.Gateway
 }
 
 // New returns a proxy.
@@ -245,6 +248,10 @@ func New(cfg Config, d Deps) *Proxy {
 	p := &Proxy{cfg: cfg, host: host, port: cfg.Port, own: map[string]struct{}{}, d: d, log: d.Log,
 		now: time.Now, challenged: journal.NewThrottle(time.Minute, nil),
 		refused: journal.NewThrottle(time.Minute, nil), shed: journal.NewThrottle(time.Minute, nil)}
+	if d.Media != nil {
+		// The relay legs' advertised address (--media-ip) is the browser's candidate.
+		p.bridge, _ = wrtc.NewGateway(wrtc.Config{Log: d.Log})
+	}
 	for _, h := range append([]string{host, cfg.Host}, cfg.OwnHosts...) {
 		if h = strings.ToLower(strings.Trim(h, "[]")); h != "" {
 			p.own[h] = struct{}{}

@@ -29,6 +29,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/calls"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/media"
+	wrtc "github.com/switchboard-pbx/switchboard/internal/media/webrtc"
 	"github.com/switchboard-pbx/switchboard/internal/registrar"
 	"github.com/switchboard-pbx/switchboard/internal/router"
 	"github.com/switchboard-pbx/switchboard/internal/sdp"
@@ -56,6 +57,14 @@ type callMedia struct {
 	webrtc [2]bool        // the side's SDP was a browser's
 	closed bool           // the session is closed; final holds its stats
 	final  [2]media.LegStats
+
+	// The WebRTC bridge of a browser <-> phone call (nil otherwise, see bridge.go):
+	// browser is the browser's side, plain the last plain SDP sent to the phone, sdpID
+	// its o= id.
+	bridge  *wrtc.Bridge
+	browser media.Side
+	plain   []byte
+	sdpID   uint64
 }
 
 // rewritten is a body as a party sent it and as the relay forwards it: a
@@ -249,6 +258,9 @@ func (p *Proxy) relaySDP(m *callMedia, from media.Side, msg sip.Message, src net
 	if a == nil {
 		return nil
 	}
+	if m.bridge != nil {
+		return p.bridgeSDP(m, from, msg, a, src)
+	}
 	peer := media.Peer{RTP: a.Addr(), RTCPMux: a.RTCPMux, SIPSource: src}
 	if a.RTCPPort != 0 {
 		peer.RTCP = a.RTCP()
@@ -335,7 +347,11 @@ func (m *callMedia) legs(st [2]media.LegStats) []store.MediaLeg {
 	m.mu.Unlock()
 	out := make([]store.MediaLeg, 2)
 	for i, s := range st {
-		out[i] = store.MediaLeg{Side: media.Side(i).String(), Relayed: true, WebRTC: webrtc[i], Codec: codec,
+		dtls := ""
+		if m.bridge != nil && media.Side(i) == m.browser {
+			dtls = m.bridge.Reached()
+		}
+		out[i] = store.MediaLeg{DTLS: dtls, Side: media.Side(i).String(), Relayed: true, WebRTC: webrtc[i], Codec: codec,
 			SignalledAddr: addrPort(s.Signalled), SIPSource: addr(s.SIPSource), LatchedAddr: addrPort(s.Latched),
 			PacketsIn: s.PacketsIn, BytesIn: s.BytesIn, PacketsOut: s.PacketsOut, BytesOut: s.BytesOut,
 			FirstPacketIn: s.FirstIn, LastPacketIn: s.LastIn, Lost: s.Lost, JitterMS: s.JitterMS, MOS: s.MOS,
