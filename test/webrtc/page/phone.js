@@ -6,6 +6,7 @@
 //   phone.call(number)   places a call
 //   phone.answer()       answers the ringing call
 //   phone.hangup()       ends the call
+//   phone.dtmf(tones)    sends DTMF as RFC 4733 telephone-events (RTP)
 //   phone.stats()        a Promise of {bytes_received, bytes_sent} (RTP,
 //                        from RTCPeerConnection.getStats)
 // ICE uses no STUN or TURN server, and only 127.0.0.1 candidates are put
@@ -94,6 +95,7 @@
     },
     answer: function () { session.answer({ mediaConstraints: media, pcConfig: pc }); },
     hangup: function () { session.terminate(); },
+    dtmf: function (tones) { session.sendDTMF(tones, { transportType: 'RFC2833', duration: 160 }); },
     stats: async function () {
       const out = { bytes_received: 0, bytes_sent: 0 };
       if (!session || !session.connection) { return out; }

@@ -1,0 +1,169 @@
+package e2e
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-pbx/switchboard/test/webrtc"
+)
+
+// bridgeLeg is one media leg of a bridged call in `calls --json`.
+type bridgeLeg struct {
+	Side       string `json:"side"`
+	Relayed    bool   `json:"relayed"`
+	WebRTC     bool   `json:"webrtc"`
+	DTLS       string `json:"dtls"`
+	Codec      string `json:"codec"`
+	PacketsIn  uint64 `json:"packets_in"`
+	PacketsOut uint64 `json:"packets_out"`
+}
+
+type bridgeCall struct {
+	CallID    string      `json:"call_id"`
+	From      string      `json:"from"`
+	To        string      `json:"to"`
+	SIPStatus int         `json:"sip_status"`
+	Cause     string      `json:"cause"`
+	Detail    string      `json:"detail"`
+	Media     []bridgeLeg `json:"media"`
+}
+
+// lastBridgeCall polls `calls --limit 1 --json` until ok accepts the newest call.
+func lastBridgeCall(t *testing.T, s *Server, what string, ok func(bridgeCall) bool) bridgeCall {
+	t.Helper()
+	var last []bridgeCall
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		last = nil
+		s.JSON(&last, "calls", "--limit", "1")
+		if len(last) == 1 && ok(last[0]) {
+			return last[0]
+		}
+	}
+	t.Fatalf("no call record %s; last %+v\nserver log:\n%s", what, last, s.Log())
+	return bridgeCall{}
+}
+
+// checkBridged asserts that the call record shows both legs relayed, the browser's leg
+// WebRTC with a completed DTLS handshake, and packets both ways on both legs.
+func checkBridged(t *testing.T, c bridgeCall, browserSide string) {
+	t.Helper()
+	if len(c.Media) != 2 {
+		t.Fatalf("call record without two media legs: %+v", c)
+	}
+	for _, l := range c.Media {
+		web := l.Side == browserSide
+		if !l.Relayed || l.WebRTC != web || l.PacketsIn == 0 || l.PacketsOut == 0 || (web && l.DTLS != "dtls-connected") ||
+			!strings.Contains(l.Codec, "PCM") {
+			t.Fatalf("media leg %+v of %+v: want relayed, webrtc=%v, DTLS connected on the browser's leg, G.711, packets both ways", l, c, web)
+		}
+	}
+}
+
+// newRecordings returns the WAV files of what baresip received (in dir) that are not in
+// seen, largest first.
+func newRecordings(dir string, seen []string) []string {
+	var out []string
+	for _, f := range Recordings(dir, "dec") {
+		if !slices.Contains(seen, f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// checkHeard asserts that the recording holds sound (the browser's fake microphone beeps).
+func checkHeard(t *testing.T, files []string, who string) {
+	t.Helper()
+	if len(files) == 0 {
+		t.Fatalf("%s recorded nothing it received", who)
+	}
+	st, err := ReadWAVStats(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s received %.1f s of audio: RMS %.4f, peak %.3f", who, st.Seconds, st.RMS, st.Peak)
+	if st.Seconds < 1 || st.Peak < 0.05 || st.RMS < 0.003 {
+		t.Fatalf("%s's recording is silent or short: %+v", who, st)
+	}
+}
+
+// TestBrowserCallsBaresip: with the media relay on (auto, the default), a JsSIP phone in
+// headless Chromium and a baresip phone over UDP call each other through the WebRTC
+// bridge: DTLS-SRTP to the browser, plain RTP to baresip, G.711 passed through. Both
+// receive audio (the browser's getStats inbound bytes, baresip's recording), the browser's
+// RFC 4733 DTMF reaches baresip, and the call record shows the bridged legs.
+func TestBrowserCallsBaresip(t *testing.T) {
+	base := webrtc.ServePage(t) // skips (or fails under CI) without JsSIP
+	s := Start(t, "", "--wss", "127.0.0.1:0", "--rtp-ports", "42000-42199")
+	addr := s.ListenerAddr("wss")
+	if addr == "" {
+		t.Fatalf("no WSS listener in the start line:\n%s", s.Log())
+	}
+	s.AddExt("2001", webrtcPW)
+	s.AddExt("2003", webrtcPW)
+	bctx := webrtc.Launch(t, s.CertSPKIHash(t), 3*time.Minute)
+	a := webrtc.Open(t, bctx, base, "wss://"+addr, "2001", webrtcPW, s.Domain)
+	a.Wait("registered", 15*time.Second, func(st webrtc.State) bool { return st.Registered })
+	rec := t.TempDir()
+	udp := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2003", webrtcPW, s.Addr, "udp", "answermode=auto")},
+		Modules: []string{"sndfile"}, Config: []string{"audio_source ausine,1000", "ausrc_srate 48000", "ausrc_channels 2", "snd_path " + rec}})
+	udp.WaitRegistered("2003@"+s.Domain, 15*time.Second)
+
+	// audioBothWays waits for the browser to have received RTP (baresip's tone) and sent
+	// some, then holds the call long enough for baresip to record a second of audio.
+	audioBothWays := func(t *testing.T) {
+		t.Helper()
+		var st webrtc.Stats
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			if st = a.Stats(); st.BytesReceived > 1000 && st.BytesSent > 1000 {
+				break
+			}
+		}
+		if st.BytesReceived <= 1000 || st.BytesSent <= 1000 {
+			t.Fatalf("the browser's RTP counters: %+v (server log:\n%s)", st, s.Log())
+		}
+		time.Sleep(2 * time.Second)
+	}
+
+	t.Run("browser calls baresip", func(t *testing.T) {
+		a.Eval(`phone.call("2003")`)
+		udp.WaitEvent("CALL_ESTABLISHED", 0, 10*time.Second)
+		a.Wait("confirmed", 10*time.Second, func(st webrtc.State) bool { return st.Confirmed })
+		audioBothWays(t)
+		a.Eval(`phone.dtmf("5")`)
+		if ev := udp.WaitEvent("CALL_DTMF_START", 0, 5*time.Second); !strings.Contains(ev.Param, "5") {
+			t.Fatalf("baresip received DTMF %q, want 5", ev.Param)
+		}
+		a.Eval(`phone.hangup()`)
+		udp.WaitEvent("CALL_CLOSED", 0, 10*time.Second)
+		c := lastBridgeCall(t, s, "ended with media legs", func(c bridgeCall) bool { return c.Cause == "NORMAL_CLEARING" && len(c.Media) == 2 })
+		if c.From != "2001" || c.To != "2003" || c.SIPStatus != 200 {
+			t.Fatalf("call record %+v", c)
+		}
+		checkBridged(t, c, "caller")
+		checkHeard(t, newRecordings(rec, nil), "baresip 2003")
+	})
+
+	t.Run("baresip calls browser", func(t *testing.T) {
+		seen := Recordings(rec, "dec")
+		if err := udp.Dial("sip:2001@" + s.Addr); err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		a.Wait("ringing", 10*time.Second, func(st webrtc.State) bool { return st.Incoming == 1 })
+		a.Eval(`phone.answer()`)
+		udp.WaitEvent("CALL_ESTABLISHED", 1, 10*time.Second)
+		a.Wait("confirmed", 10*time.Second, func(st webrtc.State) bool { return st.Confirmed })
+		audioBothWays(t)
+		if err := udp.Hangup(); err != nil {
+			t.Fatalf("hangup: %v", err)
+		}
+		a.Wait("ended", 10*time.Second, func(st webrtc.State) bool { return st.Ended })
+		c := lastBridgeCall(t, s, "ended with media legs", func(c bridgeCall) bool {
+			return c.From == "2003" && c.Cause == "NORMAL_CLEARING" && len(c.Media) == 2
+		})
+		checkBridged(t, c, "callee")
+		checkHeard(t, newRecordings(rec, seen), "baresip 2003")
+	})
+}
