@@ -103,6 +103,7 @@ func TestBrowserCallsBaresip(t *testing.T) {
 	}
 	s.AddExt("2001", webrtcPW)
 	s.AddExt("2003", webrtcPW)
+	s.AddExt("2004", webrtcPW)
 	bctx := webrtc.Launch(t, s.CertSPKIHash(t), 3*time.Minute)
 	a := webrtc.Open(t, bctx, base, "wss://"+addr, "2001", webrtcPW, s.Domain)
 	a.Wait("registered", 15*time.Second, func(st webrtc.State) bool { return st.Registered })
@@ -165,5 +166,27 @@ func TestBrowserCallsBaresip(t *testing.T) {
 		})
 		checkBridged(t, c, "callee")
 		checkHeard(t, newRecordings(rec, seen), "baresip 2003")
+	})
+
+	t.Run("no common codec", func(t *testing.T) {
+		// A phone that offers only G.722 cannot reach the browser without transcoding: 488
+		// media_codec_mismatch naming what it offered and what the bridge carries.
+		g722 := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2004", webrtcPW, s.Addr, "udp", "audio_codecs=G722/16000")},
+			Modules: []string{"g722"}})
+		g722.WaitRegistered("2004@"+s.Domain, 15*time.Second)
+		n := a.State().Incoming
+		if err := g722.Dial("sip:2001@" + s.Addr); err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		if ev := g722.WaitEvent("CALL_CLOSED", 0, 10*time.Second); !strings.Contains(ev.Param, "488") {
+			t.Fatalf("the G.722 phone's call closed with %q, want 488", ev.Param)
+		}
+		c := lastBridgeCall(t, s, "refused", func(c bridgeCall) bool { return c.From == "2004" })
+		if c.SIPStatus != 488 || c.Cause != "media_codec_mismatch" || !strings.Contains(c.Detail, "G722") || !strings.Contains(c.Detail, "PCMU/8000") {
+			t.Fatalf("call record %+v", c)
+		}
+		if st := a.State(); st.Incoming != n {
+			t.Fatalf("the browser rang for a call it could not hear: %+v", st)
+		}
 	})
 }
