@@ -286,3 +286,33 @@ func TestRelayReason(t *testing.T) {
 		t.Error("always did not relay")
 	}
 }
+
+// TestRelayCodecMismatch: a callee that accepts none of a relayed caller's
+// codecs answers 488 (with its own SDP): the caller gets 488 with Reason
+// media_codec_mismatch and a Warning naming both sides' codecs; the
+// record has the cause and the relay's ports are released.
+func TestRelayCodecMismatch(t *testing.T) {
+	t.Parallel()
+	mr := newRelay(t)
+	e := newEnvMedia(t, Config{NoResponseTimeout: fastConfig().NoResponseTimeout, MediaRelay: RelayAlways}, mr)
+	a, b := e.phone("127.0.0.1"), e.phone("127.0.0.1")
+	e.register("2002", b)
+	a.callWithSDP("2001", "2002", "call-codecs", sdpAt(6000))
+	a.response(sip.INVITE, 100)
+	binv := b.request(sip.INVITE)
+	g729 := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 18\r\n"
+	b.replySDP(binv, 488, "tag-b", g729)
+	res := a.response(sip.INVITE, 488)
+	if h := res.GetHeader("Reason"); h == nil || !strings.Contains(h.Value(), "media_codec_mismatch") {
+		t.Fatalf("488 Reason %v", h)
+	}
+	w := res.GetHeader("Warning")
+	if w == nil || !strings.Contains(w.Value(), "caller offered PCMU/8000 telephone-event/8000") || !strings.Contains(w.Value(), "callee G729/8000") {
+		t.Fatalf("488 Warning %v", w)
+	}
+	r := e.record("call-codecs", func(r calls.Record) bool { return !r.Active() })
+	if r.Cause != cause.MediaCodecMismatch || r.SIPStatus != 488 || len(r.Media) != 2 {
+		t.Fatalf("record %+v", r)
+	}
+	eventually(t, "the relay's ports released", func() bool { return mr.PortsInUse() == 0 })
+}
