@@ -560,6 +560,11 @@ func (f *fork) sendBest() {
 	}
 	res := upstream(best.res, f.upDest, f.upTransport)
 	f.cause = cause.FromCalleeStatus(best.final)
+	if best.final == 488 && f.media != nil {
+		// The callee accepted none of the caller's codecs (the relay does
+		// not transcode): say which each side has.
+		f.cause = f.p.codecRefusal(f.media, best.res, res)
+	}
 	if res.StatusCode == 503 {
 		// A 503 from a phone is not about us: 500 (RFC 3261 §16.7 step 6).
 		res.StatusCode, res.Reason = 500, "Server Internal Error"

@@ -473,3 +473,25 @@ func (p *Proxy) causeWarning(c cause.Code, detail string) []sip.Header {
 	}
 	return []sip.Header{sip.NewHeader("Warning", code+" "+p.host+` "`+detail+`"`)}
 }
+
+// codecRefusal explains a callee's 488 to a relayed call: the callee took
+// none of the caller's codecs. res (the 488 for the caller) gets a Warning
+// naming the codecs of the caller's offer and those of the SDP in the
+// callee's 488 (RFC 3261 §21.4.26: it should describe what the callee
+// supports; "none" when it has none). It returns media_codec_mismatch.
+func (p *Proxy) codecRefusal(m *callMedia, calleeRes, res *sip.Response) cause.Code {
+	var callee []sdp.Codec
+	if s, err := sdp.Parse(calleeRes.Body()); err == nil {
+		if a := s.Audio(); a != nil {
+			callee = a.Codecs
+		}
+	}
+	m.mu.Lock()
+	caller := m.codecs[media.Caller]
+	m.mu.Unlock()
+	c, _, warn := p.codecMismatch(caller, callee)
+	if res.GetHeader("Warning") == nil {
+		res.AppendHeader(warn)
+	}
+	return c
+}
