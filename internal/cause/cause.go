@@ -137,8 +137,9 @@ const (
 	SystemShutdown Code = "SYSTEM_SHUTDOWN"
 	// WebRTCNeedsMediaRelay: a call between a WebRTC browser (DTLS-SRTP
 	// and ICE, registered over WS/WSS) and a plain-RTP phone, refused
-	// with 488 because only a media relay could carry its audio and
-	// switchboard has none yet (package sdpkind decides).
+	// with 488 because only the media relay's WebRTC bridge could carry its
+	// audio and it is off (--media-relay never) or the INVITE has no SDP
+	// (package sdpkind decides).
 	WebRTCNeedsMediaRelay Code = "webrtc_needs_media_relay"
 )
 

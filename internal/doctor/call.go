@@ -251,8 +251,8 @@ func (d *diag) lastCallFinding(in CallInputs) Finding {
 		case l.Cause == cause.WebRTCNeedsMediaRelay:
 			f.Status = Warn
 			f.Evidence = append(f.Evidence, "one side is a WebRTC browser (registered over WS/WSS: DTLS-SRTP and ICE) and the other a plain-RTP phone; "+
-				"their audio can only meet in a media relay, which switchboard does not have yet, so the call was refused with 488 instead of connecting in silence")
-			f.Fix = "call between two browsers or between two SIP phones; for a browser to reach a desk phone, register the desk phone's user in a SIP softphone over UDP/TCP/TLS instead, until switchboard has a media relay"
+				"their audio can only meet in the media relay's WebRTC bridge, which was off (serve --media-relay never) or cannot bridge an INVITE without SDP, so the call was refused with 488 instead of connecting in silence")
+			f.Fix = "serve with --media-relay auto (the default) so that the WebRTC bridge connects browsers and desk phones, and have the phone offer SDP in its INVITE; or call between two browsers or between two SIP phones"
 		case !l.Answered && l.Cause != cause.NormalClearing:
 			f.Status = Warn
 		}
@@ -334,7 +334,7 @@ func callVerdict(cd, ed *diag, in CallInputs, refusals []journal.Event) (cause.C
 	}
 	if l := in.Last; l != nil && !l.Active && l.Cause == cause.WebRTCNeedsMediaRelay {
 		return l.Cause, fmt.Sprintf("a call from %s to %s fails with 488 %s: one is a WebRTC browser and the other a plain-RTP phone, "+
-			"and switchboard has no media relay yet (the last call, at %s)", from, to, l.Cause, cd.clock(l.Time)), false
+			"and the media relay's WebRTC bridge did not take the call (--media-relay never, or no SDP in the INVITE; the last call, at %s)", from, to, l.Cause, cd.clock(l.Time)), false
 	}
 	s := "a call from " + from + " to " + to + " should work: " + to + " is registered"
 	if len(cd.live) == 0 {

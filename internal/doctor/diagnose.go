@@ -1278,8 +1278,8 @@ func (d *diag) checkCalls() {
 	if f.Status == Warn {
 		f.Fix = "the checks above say why calls fail; list them with: " + d.cmd("calls --failed --to "+d.in.Number, false)
 		if f.Cause == cause.WebRTCNeedsMediaRelay {
-			f.Fix = "these calls were between a WebRTC browser and a plain-RTP phone, which only a media relay could connect (switchboard has none yet): " +
-				"call " + d.in.Number + " from a phone of its own kind; " + d.cmd("calls --failed --to "+d.in.Number, false) + " lists them"
+			f.Fix = "these calls were between a WebRTC browser and a plain-RTP phone, which only the media relay's WebRTC bridge connects (off with serve --media-relay never): " +
+				"serve with --media-relay auto, or call " + d.in.Number + " from a phone of its own kind; " + d.cmd("calls --failed --to "+d.in.Number, false) + " lists them"
 		}
 	}
 	d.add(f)
