@@ -215,7 +215,7 @@ func (p *Proxy) answerCause(req *sip.Request, tx sip.ServerTransaction, c cause.
 	if c == cause.WebRTCNeedsMediaRelay {
 		// RFC 3261 §20.43: 305 incompatible media format, in words a
 		// softphone's log shows.
-		res.AppendHeader(sip.NewHeader("Warning", `305 `+p.host+` "a WebRTC browser and a plain-RTP phone need a media relay, which switchboard does not have yet"`))
+		res.AppendHeader(sip.NewHeader("Warning", `305 `+p.host+` "a WebRTC browser and a plain-RTP phone need the media relay (off, or no SDP offer in the INVITE)"`))
 	}
 	res.AppendHeader(sip.NewHeader("Server", p.cfg.ServerName))
 	p.respond(tx, res)

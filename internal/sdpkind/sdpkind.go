@@ -1,10 +1,11 @@
 // Package sdpkind tells a WebRTC media offer (DTLS-SRTP with ICE, as every
 // browser sends) from a plain RTP one (a desk phone or softphone: RTP/AVP,
 // or SDES-keyed RTP/SAVP), and decides whether two endpoints can exchange
-// media directly. switchboard has no media relay: a browser and a plain-RTP
-// phone cannot hear each other without one (the browser insists on ICE and
-// DTLS-SRTP, the phone speaks neither), so the proxy refuses such a call
-// with 488 instead of letting it connect in silence.
+// media directly. A browser and a plain-RTP phone cannot hear each other
+// without the media relay's WebRTC bridge (the browser insists on ICE and
+// DTLS-SRTP, the phone speaks neither), so without it (--media-relay never,
+// or a late offer) the proxy refuses such a call with 488 instead of
+// letting it connect in silence.
 //
 // The package is pure logic on the SDP text: no I/O, no allocation (about
 // 1-2 us for a browser's offer, BenchmarkClassify), and any input (garbage
@@ -218,8 +219,8 @@ func Why(offer, target Kind) string {
 	case Compatible(offer, target):
 		return ""
 	case offer == WebRTC:
-		return "the caller is a WebRTC browser (DTLS-SRTP and ICE) and the callee a plain-RTP phone: they can only hear each other through a media relay, which switchboard does not have yet"
+		return "the caller is a WebRTC browser (DTLS-SRTP and ICE) and the callee a plain-RTP phone: they can only hear each other through the media relay's WebRTC bridge (off with --media-relay never; an INVITE without SDP is not bridged)"
 	default:
-		return "the caller is a plain-RTP phone and the callee a WebRTC browser (DTLS-SRTP and ICE): they can only hear each other through a media relay, which switchboard does not have yet"
+		return "the caller is a plain-RTP phone and the callee a WebRTC browser (DTLS-SRTP and ICE): they can only hear each other through the media relay's WebRTC bridge (off with --media-relay never; an INVITE without SDP is not bridged)"
 	}
 }
