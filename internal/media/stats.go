@@ -25,6 +25,7 @@ type inStream struct {
 	received int64  // distinct packets counted since (re)start
 	window   uint64 // bit i: extMax-i was received
 	lostPrev int64  // loss of earlier runs (before an SSRC change or restart)
+	expPrev  int64  // packets expected in earlier runs
 
 	mainPT     uint8 // jitter is measured on this payload type only
 	hasPrev    bool
@@ -49,17 +50,16 @@ func (s *inStream) lost() int64 {
 // expected returns how many packets the sender sent in all runs so far,
 // received or not (used for the loss ratio).
 func (s *inStream) expected() int64 {
-	e := s.lostPrev
+	e := s.expPrev
 	if s.started {
 		e += s.extMax - s.base + 1
-	} else {
-		e = 0
 	}
 	return e
 }
 
 func (s *inStream) restart(seq uint16, ssrc uint32, pt uint8) {
 	s.lostPrev = s.lost()
+	s.expPrev = s.expected()
 	s.started = true
 	s.ssrc = ssrc
 	s.maxSeq = seq
