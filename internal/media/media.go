@@ -93,6 +93,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -151,6 +152,11 @@ type Relay struct {
 	used     []bool // per pair: held by a session
 	next     int    // pair index where the next search starts
 	sockets  int    // sockets held (PortsInUse)
+
+	// bound has a bit per UDP port a session of this relay holds; the
+	// receive path reads it without r.mu to drop packets the relay sent
+	// itself (see ownPort).
+	bound [65536 / 64]atomic.Uint64
 
 	wg   sync.WaitGroup // ticker and OnTimeout goroutines
 	stop chan struct{}
@@ -266,6 +272,7 @@ func (r *Relay) bindLeg(l *Leg) error {
 			return err
 		}
 		r.used[i] = true
+		r.markBound(port, true)
 		r.next = (i + 1) % n
 		r.sockets += 2
 		l.pair = i
@@ -287,6 +294,7 @@ func (r *Relay) releaseLeg(l *Leg) {
 	}
 	if l.pair >= 0 {
 		r.used[l.pair] = false
+		r.markBound(r.first+2*l.pair, false)
 		l.pair = -1
 	}
 }
@@ -303,11 +311,23 @@ func (r *Relay) listen(port int) (*net.UDPConn, error) {
 	return c, nil
 }
 
-// ownPort reports whether a is (possibly) one of the relay's own sockets:
-// a port of the range on a local address.
+// markBound sets or clears the bits of a pair (port, port+1) in r.bound.
+func (r *Relay) markBound(port int, on bool) {
+	w, bit := &r.bound[port/64], uint64(3)<<(port%64) // even port: both bits in one word
+	if on {
+		w.Or(bit)
+	} else {
+		w.And(^bit)
+	}
+}
+
+// ownPort reports whether a is one of the relay's own sockets: a local
+// address (AdvertiseIP, BindIP, loopback, unspecified) and a port a
+// session holds. Other programs on the same host (a softphone on
+// 127.0.0.1 whose port lies in the range) are not affected.
 func (r *Relay) ownPort(a netip.AddrPort) bool {
 	p := int(a.Port())
-	if p < r.first || p > r.cfg.PortMax {
+	if p < r.first || p > r.cfg.PortMax || r.bound[p/64].Load()&(1<<(p%64)) == 0 {
 		return false
 	}
 	ip := a.Addr()
