@@ -106,7 +106,11 @@ type Peer struct {
 	SIPSource netip.Addr
 }
 
-// Endpoint is a party reached by another way than plain RTP.
+// Endpoint is a party reached by another way than plain RTP. The engine
+// calls WriteRTP and WriteRTCP from its reader goroutines, possibly
+// concurrently; pkt is only valid during the call (copy to keep it), and
+// the methods must not block (drop instead): they hold up the other
+// party's stream. Close is called once, by Session.Close.
 type Endpoint interface {
 	WriteRTP(pkt []byte) error // plain RTP, the bridge encrypts
 	WriteRTCP(pkt []byte) error
@@ -155,6 +159,7 @@ func (s *Session) startReaders() {
 		for k, c := range l.conns {
 			l.done[k] = make(chan struct{})
 			s.readers.Add(1)
+			s.r.wg.Add(1) // Relay.Close waits for readers of sessions closed by others too
 			go l.read(k, c)
 		}
 	}
@@ -379,6 +384,7 @@ func (l *Leg) Receive(pkt []byte, rtcp bool) {
 
 // read is the reader goroutine of one socket.
 func (l *Leg) read(k int, c *net.UDPConn) {
+	defer l.s.r.wg.Done()
 	defer l.s.readers.Done()
 	defer close(l.done[k])
 	buf := make([]byte, bufSize)
