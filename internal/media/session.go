@@ -95,7 +95,7 @@ type Leg struct {
 	malformed          uint64
 	early              uint64
 
-	// Counted after a successful write, without s.mu.
+	// Counted around the write, without s.mu.
 	packetsOut, bytesOut, writeErrors atomic.Uint64
 }
 
@@ -563,6 +563,10 @@ accepted:
 		s.r.log.Debug("media latched", "call_id", s.callID, "side", l.side.String(), "kind", kind.String(), "source", src.String(), "rule", latchedBy)
 	}
 
+	// Counted before the write so that a party that got the packet never
+	// sees stats without it; taken back when the write fails.
+	o.packetsOut.Add(1)
+	o.bytesOut.Add(n)
 	var err error
 	switch {
 	case ep != nil:
@@ -574,12 +578,16 @@ accepted:
 	case dst.IsValid() && conn != nil:
 		_, err = conn.WriteToUDPAddrPort(pkt, dst)
 	default:
-		return // no destination yet
+		err = errNoDest
 	}
 	if err != nil {
-		o.writeErrors.Add(1)
-		return
+		o.packetsOut.Add(^uint64(0))
+		o.bytesOut.Add(^(n - 1))
+		if err != errNoDest {
+			o.writeErrors.Add(1)
+		}
 	}
-	o.packetsOut.Add(1)
-	o.bytesOut.Add(n)
 }
+
+// errNoDest: the party has no destination yet (not an error to count).
+var errNoDest = errors.New("media: no destination")
