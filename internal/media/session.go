@@ -261,7 +261,7 @@ func (s *Session) statsLocked() [2]LegStats {
 		st.FirstIn, st.LastIn = l.firstIn, l.lastIn
 		st.Lost = l.in.lost()
 		st.JitterMS = l.in.jitterMS()
-		if l.packetsIn > 0 {
+		if l.in.started { // MOS needs RTP; RTCP alone says nothing of the audio
 			lossPct := 0.0
 			if e := l.in.expected(); e > 0 {
 				lossPct = 100 * float64(st.Lost) / float64(e)

@@ -126,12 +126,21 @@ func (s *inStream) update(h rtpHeader, nowNS int64, rate int) bool {
 
 // jitterSample is RFC 3550 A.8: J += (|D| - J) / 16 with D the difference
 // of relative transit times of two consecutive packets. Only packets of
-// the stream's first payload type are measured: telephone-events and
-// comfort noise keep their timestamp for several packets and would read as
-// jitter.
+// the stream's main payload type are measured (the first one seen, or the
+// first static voice type after comfort noise or a dynamic type):
+// telephone-events and comfort noise keep their timestamp for several
+// packets and would read as jitter.
 func (s *inStream) jitterSample(h rtpHeader, nowNS int64, rate int) {
 	if h.pt != s.mainPT {
-		return
+		if !staticVoice(s.mainPT) && staticVoice(h.pt) {
+			// The stream began with comfort noise or a dynamic type
+			// (telephone-event): measure the voice from now on.
+			s.mainPT = h.pt
+			s.hasPrev = false
+			s.jitter = 0 // what was measured on the other type is no voice jitter
+		} else {
+			return
+		}
 	}
 	if s.jitterRate != rate {
 		if s.jitterRate != 0 {
@@ -149,6 +158,10 @@ func (s *inStream) jitterSample(h rtpHeader, nowNS int64, rate int) {
 	s.prevNS = nowNS
 	s.prevTS = h.ts
 }
+
+// staticVoice reports whether pt is a static audio payload type other than
+// comfort noise (RFC 3551: 0-12, 14-18).
+func staticVoice(pt uint8) bool { return pt <= 18 && pt != 13 }
 
 // jitterMS returns the jitter in milliseconds.
 func (s *inStream) jitterMS() float64 {

@@ -114,6 +114,21 @@ func TestJitter(t *testing.T) {
 	if j := d.jitterMS(); j != 0 {
 		t.Errorf("telephone-event packets made jitter %v", j)
 	}
+	// A stream that begins with comfort noise is measured on the voice.
+	var cn inStream
+	for i := range 60 {
+		h := rtpHeader{pt: 13, seq: uint16(i), ts: 0, ssrc: 1}
+		if i >= 5 {
+			h.pt, h.ts = 8, uint32(i)*160
+		}
+		cn.update(h, int64(i)*int64(20*time.Millisecond), 8000)
+	}
+	if j := cn.jitterMS(); j != 0 {
+		t.Errorf("comfort noise first, then paced voice: jitter %v, want 0", j)
+	}
+	if cn.mainPT != 8 {
+		t.Errorf("main payload type %d, want 8", cn.mainPT)
+	}
 	// Timestamp wrap is not jitter.
 	var w inStream
 	for i := range 50 {
