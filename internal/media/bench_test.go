@@ -122,3 +122,22 @@ func BenchmarkSessionMemory(b *testing.B) {
 	used := int64(after.HeapInuse+after.StackInuse) - int64(before.HeapInuse+before.StackInuse)
 	b.ReportMetric(float64(used)/n, "bytes/session")
 }
+
+// BenchmarkHandle: the relay's own work per packet without the socket
+// calls (classify, latch check, counters, loss and jitter, destination).
+func BenchmarkHandle(b *testing.B) {
+	r := newRelay(b, Config{})
+	s := newSession(r, "handle") // no sockets: the write is skipped
+	src := netip.MustParseAddrPort("127.0.0.2:5004")
+	s.Leg(Caller).SetPeer(Peer{RTP: src, SIPSource: src.Addr()})
+	s.Leg(Callee).SetPeer(Peer{RTP: netip.MustParseAddrPort("127.0.0.3:6000")})
+	pkt := rtpPacket(0, 0, 0, 1, 160)
+	l := s.Leg(Caller)
+	b.ReportAllocs()
+	seq := uint16(0)
+	for b.Loop() {
+		seq++
+		pkt[2], pkt[3] = byte(seq>>8), byte(seq)
+		s.handle(l, sockRTP, pkt, src, false, false)
+	}
+}
