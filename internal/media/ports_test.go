@@ -239,3 +239,32 @@ func TestNoLeak(t *testing.T) {
 		t.Errorf("Open after Close: %v, want ErrClosed", err)
 	}
 }
+
+// TestStrayDoesNotKeepAlive: packets a stranger sends to a call's ports
+// (stray, early or malformed) do not stop its media timeout.
+func TestStrayDoesNotKeepAlive(t *testing.T) {
+	timedOut := make(chan *Session, 1)
+	r := newRelay(t, Config{Timeout: 300 * time.Millisecond, LatchWindow: time.Nanosecond,
+		OnTimeout: func(s *Session) { timedOut <- s }})
+	a, b := newParty(t), newParty(t)
+	s := openCall(t, r, "stray", a, b, false, false)
+	stranger := newPartyAt(t, "127.0.0.66")
+	for i := 0; ; i++ {
+		select {
+		case got := <-timedOut:
+			if got != s {
+				t.Fatalf("OnTimeout for %q", got.CallID())
+			}
+			if st := got.Stats()[Caller]; st.Stray == 0 || st.Malformed == 0 {
+				t.Errorf("stranger's packets not counted: stray %d malformed %d", st.Stray, st.Malformed)
+			}
+			return
+		case <-time.After(2 * time.Millisecond):
+		}
+		if i > 2500 {
+			t.Fatal("the session never timed out while a stranger sent to it")
+		}
+		stranger.conn.WriteToUDPAddrPort(rtpPacket(0, uint16(i), 0, 9, 20), s.Leg(Caller).Addr())
+		stranger.conn.WriteToUDPAddrPort([]byte("junk"), s.Leg(Caller).Addr())
+	}
+}
