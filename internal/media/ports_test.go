@@ -18,7 +18,7 @@ func TestTimeoutFreesPortsAndCallsOnTimeout(t *testing.T) {
 	timedOut := make(chan *Session, 2)
 	var portsAtCallback int
 	var r *Relay
-	r = newRelay(t, Config{Timeout: 150 * time.Millisecond, OnTimeout: func(s *Session) {
+	r = newRelay(t, Config{Timeout: 400 * time.Millisecond, OnTimeout: func(s *Session) {
 		portsAtCallback = r.PortsInUse()
 		timedOut <- s
 	}})
@@ -31,13 +31,13 @@ func TestTimeoutFreesPortsAndCallsOnTimeout(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { // media on the busy call, every 10 ms for at most 10 s
+	go func() { // media on the busy call, every 5 ms for at most 10 s
 		defer wg.Done()
-		for i := range 1000 {
+		for i := range 2000 {
 			select {
 			case <-stop:
 				return
-			case <-time.After(10 * time.Millisecond):
+			case <-time.After(5 * time.Millisecond):
 			}
 			a.conn.WriteToUDPAddrPort(rtpPacket(0, uint16(i), uint32(i)*160, 1, 20), busy.Leg(Caller).Addr())
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -155,7 +156,11 @@ func TestForwardBothWays(t *testing.T) {
 
 func newPartyAt(t testing.TB, ip string) *party {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)})
+	network := "udp4"
+	if strings.Contains(ip, ":") {
+		network = "udp6"
+	}
+	c, err := net.ListenUDP(network, &net.UDPAddr{IP: net.ParseIP(ip)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -532,7 +537,7 @@ func TestHoldAddressNotUsed(t *testing.T) {
 // from an unexpected IP), RTCP from that IP latches after the window too,
 // and RTCP for the party goes to that IP's RTP port + 1 before it does.
 func TestRTCPLatchesFromRTPSource(t *testing.T) {
-	r := newRelay(t, Config{LatchWindow: 300 * time.Millisecond})
+	r := newRelay(t, Config{LatchWindow: time.Second})
 	alg := newPartyAt(t, "127.0.0.7")
 	var algRTCP *party
 	for algRTCP == nil { // a socket on the port after alg's
@@ -568,5 +573,45 @@ func TestRTCPLatchesFromRTPSource(t *testing.T) {
 	bRTCP.expect(sr, "caller's RTCP after the window")
 	if st := s.Stats()[Caller]; st.LatchedRTCP != algRTCP.addr() || st.Stray != 0 {
 		t.Errorf("RTCP latched %v stray %d", st.LatchedRTCP, st.Stray)
+	}
+}
+
+// TestDualStackBind: with no BindIP the relay binds every address (IPv6
+// socket accepting IPv4); IPv4 sources are seen as plain IPv4, so they
+// latch against the IPv4 addresses from SDP and SIP.
+func TestDualStackBind(t *testing.T) {
+	lo, hi := testRange(t, 8)
+	r, err := New(Config{AdvertiseIP: loopback, PortMin: lo, PortMax: hi, LatchWindow: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	a, b := newParty(t), newParty(t)
+	s := openCall(t, r, "dual", a, b, false, false)
+	p := rtpPacket(0, 1, 0, 1, 20)
+	a.send(s.Leg(Caller).Addr(), p)
+	b.expect(p, "caller's packet through a relay bound to all addresses")
+	if st := s.Stats()[Caller]; st.Latched != a.addr() || st.LatchedBy != "signalled" {
+		t.Errorf("latched %v by %q, want %v by signalled", st.Latched, st.LatchedBy, a.addr())
+	}
+}
+
+// TestIPv6: a relay on ::1 forwards between IPv6 parties.
+func TestIPv6(t *testing.T) {
+	c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	c.Close()
+	lo, hi := testRange(t, 8)
+	v6 := netip.IPv6Loopback()
+	r := newRelay(t, Config{AdvertiseIP: v6, BindIP: v6, PortMin: lo, PortMax: hi})
+	a, b := newPartyAt(t, "::1"), newPartyAt(t, "::1")
+	s := openCall(t, r, "v6", a, b, false, false)
+	p := rtpPacket(0, 1, 0, 1, 20)
+	a.send(s.Leg(Caller).Addr(), p)
+	b.expect(p, "IPv6 packet")
+	if s.Leg(Caller).Addr().Addr() != v6 {
+		t.Errorf("Addr = %v", s.Leg(Caller).Addr())
 	}
 }
