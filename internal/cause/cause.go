@@ -183,6 +183,14 @@ var answers = map[Code]Answer{
 	LoopDetected:          {482, "Loop Detected", 25},
 	// Q.850 88: incompatible destination, as FreeSWITCH answers 488.
 	WebRTCNeedsMediaRelay: {488, "Not Acceptable Here", 88},
+	// Q.850 47: resource unavailable.
+	MediaPortsExhausted: {503, "Service Unavailable", 47},
+	// Q.850 88: incompatible destination (FreeSWITCH's
+	// INCOMPATIBLE_DESTINATION for a codec mismatch).
+	MediaCodecMismatch: {488, "Not Acceptable Here", 88},
+	// Not an answer (the call was up): the Reason of the BYEs the server
+	// sends both parties. Q.850 102: recovery on timer expiry.
+	MediaTimeout: {408, "Request Timeout", 102},
 }
 
 // AnswerFor returns the SIP answer for a cause; ok is false for causes that
@@ -239,6 +247,7 @@ func All() []Code {
 		NormalClearing, UserNotRegistered, UserBusy, NoAnswer, NoUserResponse, UnallocatedNumber, CallRejected,
 		OriginatorCancel, RecoveryOnTimerExpire, TooManyHops, TemporaryFailure, LoopDetected, SystemShutdown,
 		NodeDown, UnknownAdmin, LoginLocked, AdminChanged, ExtensionChanged, WebRTCNeedsMediaRelay,
+		MediaPortsExhausted, MediaCodecMismatch, MediaTimeout,
 		MediaNeverArrived, MediaStopped, MediaBehindNAT, MediaSIPALG, WebRTCNoDTLS}
 }
 
@@ -247,6 +256,22 @@ func All() []Code {
 // lookups skip its bindings until the phones register on a live node.
 // The doctor's verdict; calls get USER_NOT_REGISTERED.
 const NodeDown Code = "node_down"
+
+// Media relay causes (serve --media-relay).
+const (
+	// MediaPortsExhausted: a call that needed the media relay was refused
+	// with 503 because every port pair of serve --rtp-ports was in use
+	// (journaled).
+	MediaPortsExhausted Code = "media_ports_exhausted"
+	// MediaCodecMismatch: a relayed call was refused with 488 because the
+	// caller and the callee offered no audio codec in common (the Reason
+	// and Warning name both sides' codecs).
+	MediaCodecMismatch Code = "media_codec_mismatch"
+	// MediaTimeout: a relayed call was hung up by the server (BYE to both
+	// parties) because neither party sent media for serve
+	// --media-timeout: both phones lost their network, or a BYE was lost.
+	MediaTimeout Code = "media_timeout"
+)
 
 // Media findings of the doctor (`doctor call`), read from what the media
 // relay counted per leg of a call (store.MediaLeg). They never go on the
