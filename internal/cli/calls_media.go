@@ -23,6 +23,12 @@ func liveMedia(ctx context.Context, data string, recs []calls.Record) map[string
 			ids = append(ids, r.CallID)
 		}
 	}
+	return liveMediaOf(ctx, data, ids)
+}
+
+// liveMediaOf asks the running server for the live media counters of the
+// calls with these Call-IDs (nil as liveMedia).
+func liveMediaOf(ctx context.Context, data string, ids []string) map[string][]store.MediaLeg {
 	if len(ids) == 0 {
 		return nil
 	}

@@ -103,6 +103,13 @@ func (d *diag) directionFinding(c *Call, x, y string, l *store.MediaLeg) Finding
 	case l.PacketsIn == 0 && !c.Answered:
 		f.Status = Skip
 		f.Evidence = []string{dir + fmt.Sprintf("no early media from %s before the call ended unanswered (%s)", x, where)}
+		if !ended {
+			f.Evidence = []string{dir + fmt.Sprintf("no early media from %s while it rings (%s)", x, where)}
+		}
+	case l.PacketsIn == 0 && !ended && d.in.Now.Sub(c.AnswerTime) < mediaStopGap:
+		f.Status = Skip
+		f.Evidence = []string{dir + fmt.Sprintf("no RTP from %s yet: the call was answered %s ago (%s); ask again in a few seconds",
+			x, span(d.in.Now.Sub(c.AnswerTime)), where)}
 	case l.PacketsIn == 0 && nat:
 		f.Status, f.Cause = Fail, cause.MediaBehindNAT
 		f.Evidence = []string{dir + fmt.Sprintf("no RTP ever arrived from %s (%s)", x, where),

@@ -160,6 +160,19 @@ func TestMediaDirections(t *testing.T) {
 	if r.Cause != cause.MediaStopped || !strings.Contains(findingsText(r.Findings), "the call is still up") {
 		t.Fatalf("live call: %s %s", r.Cause, findingsText(r.Findings))
 	}
+	// Answered 2 s ago and nothing from the callee yet: too early to say.
+	in = mediaCallInputs([]store.MediaLeg{caller, silent(callee)})
+	in.Last.Active, in.Last.End = true, time.Time{}
+	in.Callee.Now, in.Caller.Now = at("14:20:04"), at("14:20:04")
+	r = DiagnoseCall(context.Background(), in)
+	if _, bad := mediaProblem(r.Findings); bad || !strings.Contains(findingsText(r.Findings), "no RTP from 2002 yet") {
+		t.Fatalf("just answered: %s %s", r.Cause, findingsText(r.Findings))
+	}
+	// The same 20 s later: never arrived.
+	in.Callee.Now, in.Caller.Now = at("14:20:24"), at("14:20:24")
+	if r = DiagnoseCall(context.Background(), in); r.Cause != cause.MediaNeverArrived {
+		t.Fatalf("live one-way call: %s %s", r.Cause, findingsText(r.Findings))
+	}
 }
 
 // TestMediaCausesDocumented: every media cause is in cause.All and has a

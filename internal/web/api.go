@@ -736,6 +736,7 @@ func (s *Server) apiDoctorCall(w http.ResponseWriter, r *http.Request) {
 			s.storeError(w, "doctor", err)
 			return
 		}
+		s.liveCallMedia(&in)
 		writeJSON(w, http.StatusOK, doctor.DiagnoseCall(r.Context(), in))
 		return
 	}
@@ -757,7 +758,22 @@ func (s *Server) apiDoctorCall(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, "doctor", err)
 		return
 	}
+	s.liveCallMedia(&in)
 	writeJSON(w, http.StatusOK, doctor.DiagnoseCall(r.Context(), in))
+}
+
+// liveCallMedia gives the doctor the relay's live counters of a call in
+// progress (its record gets its media at the end).
+func (s *Server) liveCallMedia(in *doctor.CallInputs) {
+	l := in.Last
+	if l == nil || !l.Active || len(l.Media) > 0 {
+		return
+	}
+	if mb, ok := s.deps.Backend.(control.MediaBackend); ok {
+		if live := mb.LiveMedia([]string{l.CallID}, 1); len(live) == 1 {
+			l.Media = live[0].Legs
+		}
+	}
 }
 
 func (s *Server) apiACLs(w http.ResponseWriter, r *http.Request) {

@@ -37,7 +37,8 @@ func doctorCallMedia(t *testing.T, s *Server, args ...string) (doctorMediaJSON, 
 // --media-relay always, baresip 2001 (sending a 440 Hz tone) calls 2002, a
 // SIPp phone that answers with SDP and never sends RTP. While the call is
 // up, `calls --active` shows the relay's live counters (packets from the
-// caller, none from the callee). After it, the call record's media legs
+// caller, none from the callee) and `doctor call 2001 2002` already names
+// the silent direction from them. After it, the call record's media legs
 // say the same (caller leg packets_in > 0, callee leg packets_in == 0), and
 // `doctor call --id ID` and `doctor call 2001 2002` name the callee ->
 // caller direction with media_never_arrived and exit 1.
@@ -74,6 +75,20 @@ func TestDoctorOneWayAudio(t *testing.T) {
 	text := s.CLI("calls", "--active")
 	if !strings.Contains(text, "PKTS FROM CALLER") || !strings.Contains(text, "PKTS FROM CALLEE") {
 		t.Fatalf("calls --active has no live counter columns:\n%s", text)
+	}
+
+	// The doctor reads the live counters of the call in progress: once it
+	// has been up a few seconds, the silent direction is named.
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		r, code := doctorCallMedia(t, s, "doctor", "call", "2001", "2002")
+		if r.Cause == "media_never_arrived" && code == 1 && strings.Contains(r.Verdict, "2002 → 2001: no RTP ever arrived from 2002") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("doctor call 2001 2002 during the call: exit %d, %+v", code, r)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 
 	if err := a.Hangup(); err != nil {
