@@ -126,8 +126,9 @@ func DiagnoseCall(_ context.Context, in CallInputs) CallReport {
 		r.LastCall = &CallView{Time: l.Time, InProgress: l.Active, From: l.From, To: l.To, Status: l.Status, Cause: l.Cause, Detail: l.Detail}
 	}
 	r.Cause, r.Verdict, r.WouldWork = callVerdict(cd, ed, in, refusals)
-	if mf, ok := mediaProblem(r.Findings); ok && r.WouldWork {
-		// The call connects, but its audio failed: that is the answer.
+	if mf, ok := mediaProblem(r.Findings); ok && (r.WouldWork || in.ByID) {
+		// The call connects, but its audio failed: that is the answer (for
+		// a call the admin named, whatever holds now).
 		r.Cause, r.WouldWork = mf.Cause, false
 		r.Verdict = fmt.Sprintf("a call from %s to %s connects, but its audio fails — %s (%s)", r.From, r.To,
 			mf.Evidence[0], cd.callRef(in.Last))

@@ -145,6 +145,18 @@ func TestMediaDirections(t *testing.T) {
 	if !strings.Contains(r.Verdict, "2001 → 2002") {
 		t.Fatalf("sides swapped: %q", r.Verdict)
 	}
+	// The callee is not registered now: `doctor call 2001 2002` says so,
+	// `doctor call --id 12` answers about that call's audio.
+	in0 := mediaCallInputs([]store.MediaLeg{silent(caller), callee})
+	in0.Callee = scenarios()["never_seen"]()
+	if r := DiagnoseCall(context.Background(), in0); r.Cause != cause.NeverSeen {
+		t.Fatalf("newest call, callee gone: %s %q", r.Cause, r.Verdict)
+	}
+	in0.ByID = true
+	if r := DiagnoseCall(context.Background(), in0); r.Cause != cause.MediaNeverArrived || r.WouldWork ||
+		!strings.Contains(r.Verdict, "(call 12 at 14:20)") || !strings.Contains(findingsText(r.Findings), "call 12 from 2001 to 2002") {
+		t.Fatalf("by id, callee gone: %s %q", r.Cause, r.Verdict)
+	}
 	// Unanswered and silent: nothing expected, nothing flagged.
 	in := mediaCallInputs([]store.MediaLeg{silent(caller), silent(callee)})
 	in.Last.Answered, in.Last.AnswerTime, in.Last.Status, in.Last.Cause = false, time.Time{}, 487, cause.OriginatorCancel
