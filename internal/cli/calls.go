@@ -30,9 +30,13 @@ they talked, the final SIP status sent to the caller and the hangup cause
 NO_ANSWER, UNALLOCATED_NUMBER, CALL_REJECTED, ORIGINATOR_CANCEL,
 RECOVERY_ON_TIMER_EXPIRE, SYSTEM_SHUTDOWN), and who hung up.
 
---active lists the calls in progress (ringing or up). 'calls show ID' shows
-one call with every phone (binding) it rang and what each answered; ID is
-the number in the first column, or the call's SIP Call-ID. 'calls hangup ID'
+--active lists the calls in progress (ringing or up), with the RTP packets
+the media relay received so far from each side when it carries the call.
+'calls show ID' shows one call with every phone (binding) it rang and what
+each answered, and for a relayed call each leg's media: packets and bytes
+in and out, first packet, loss, jitter, MOS, the address in its SDP, where
+its SIP and its RTP came from, stray packets; ID is the number in the first
+column, or the call's SIP Call-ID. 'calls hangup ID'
 ends an answered call: the server sends a BYE to both phones and records
 the call as hung up by the admin (who, in its detail).
 
