@@ -85,6 +85,16 @@ func (d *diag) directionFinding(c *Call, x, y string, l *store.MediaLeg) Finding
 		end = d.in.Now
 	}
 	switch {
+	case l.PacketsIn == 0 && !c.Answered:
+		f.Status = Skip
+		f.Evidence = []string{dir + fmt.Sprintf("no early media from %s before the call ended unanswered (%s)", x, where)}
+		if !ended {
+			f.Evidence = []string{dir + fmt.Sprintf("no early media from %s while it rings (%s)", x, where)}
+		}
+	case l.PacketsIn == 0 && l.Stray == 0 && !ended && d.in.Now.Sub(c.AnswerTime) < mediaStopGap:
+		f.Status = Skip
+		f.Evidence = []string{dir + fmt.Sprintf("no RTP from %s yet: the call was answered %s ago (%s); ask again in a few seconds",
+			x, span(d.in.Now.Sub(c.AnswerTime)), where)}
 	case l.WebRTC && !dtlsUp(l.DTLS) && l.PacketsIn == 0:
 		f.Status, f.Cause = Fail, cause.WebRTCNoDTLS
 		f.Evidence = []string{
@@ -100,16 +110,6 @@ func (d *diag) directionFinding(c *Call, x, y string, l *store.MediaLeg) Finding
 				plural(int(min(l.Stray, 1<<30)), "packet", "packets"), orUnknown(l.StraySource), wasWere(l.Stray)),
 			"something between the phone and the server rewrote the addresses: usually a router's SIP ALG"}
 		f.Fix = fmt.Sprintf("disable SIP ALG (\"SIP helper\", \"SIP passthrough\", \"SIP fixup\") on %s's router or firewall; switchboard handles NAT itself", x)
-	case l.PacketsIn == 0 && !c.Answered:
-		f.Status = Skip
-		f.Evidence = []string{dir + fmt.Sprintf("no early media from %s before the call ended unanswered (%s)", x, where)}
-		if !ended {
-			f.Evidence = []string{dir + fmt.Sprintf("no early media from %s while it rings (%s)", x, where)}
-		}
-	case l.PacketsIn == 0 && !ended && d.in.Now.Sub(c.AnswerTime) < mediaStopGap:
-		f.Status = Skip
-		f.Evidence = []string{dir + fmt.Sprintf("no RTP from %s yet: the call was answered %s ago (%s); ask again in a few seconds",
-			x, span(d.in.Now.Sub(c.AnswerTime)), where)}
 	case l.PacketsIn == 0 && nat:
 		f.Status, f.Cause = Fail, cause.MediaBehindNAT
 		f.Evidence = []string{dir + fmt.Sprintf("no RTP ever arrived from %s (%s)", x, where),

@@ -164,6 +164,15 @@ func TestMediaDirections(t *testing.T) {
 	if _, bad := mediaProblem(r.Findings); bad || !r.WouldWork {
 		t.Fatalf("unanswered call flagged: %+v", r.Findings)
 	}
+	// A browser callee that never answered while the caller sent early
+	// media: no DTLS was expected.
+	browser := silent(callee)
+	browser.WebRTC, browser.DTLS = true, "new"
+	in = mediaCallInputs([]store.MediaLeg{caller, browser})
+	in.Last.Answered, in.Last.AnswerTime, in.Last.Status, in.Last.Cause = false, time.Time{}, 487, cause.OriginatorCancel
+	if r := DiagnoseCall(context.Background(), in); r.Cause == cause.WebRTCNoDTLS || !r.WouldWork {
+		t.Fatalf("unanswered browser flagged: %s %s", r.Cause, findingsText(r.Findings))
+	}
 	// Media of a call still up stopped 20 s ago: stopped, "is still up".
 	in = mediaCallInputs([]store.MediaLeg{caller, callee})
 	in.Last.Active, in.Last.End = true, time.Time{}
