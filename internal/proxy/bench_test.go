@@ -19,11 +19,14 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/media"
 )
 
 // rawUA is a minimal SIP endpoint for the benchmark.
@@ -149,6 +152,7 @@ func (u *rawUA) answer(b *bytes.Buffer, req []byte, status string, tag string) [
 // benchCaller is the UAC of the call benchmarks: caller 2001 calling 2002.
 type benchCaller struct {
 	ua     *rawUA
+	sdp    string // the INVITE's body; "" = "v=0\r\n"
 	out    bytes.Buffer
 	routes [][]byte
 }
@@ -166,7 +170,11 @@ func (c *benchCaller) invite(callID, branch string, cseq int, auth string) []byt
 		"\r\nTo: <" + benchRURI + ">\r\nCall-ID: " + callID + "\r\nCSeq: " + strconv.Itoa(cseq) +
 		" INVITE\r\nContact: <sip:2001@" + c.ua.addr + ">\r\nUser-Agent: bench\r\n")
 	c.out.WriteString(auth)
-	c.out.WriteString("Content-Type: application/sdp\r\nContent-Length: 5\r\n\r\nv=0\r\n")
+	body := c.sdp
+	if body == "" {
+		body = "v=0\r\n"
+	}
+	c.out.WriteString("Content-Type: application/sdp\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
 	return c.out.Bytes()
 }
 
@@ -246,12 +254,30 @@ func (c *benchCaller) call(id string, atUAS func(stage string)) error {
 	return err
 }
 
-func BenchmarkCallFlow(b *testing.B) {
-	e := newEnv(b, Config{})
+func BenchmarkCallFlow(b *testing.B) { benchCallFlow(b, newEnv(b, Config{}), "") }
+
+// BenchmarkCallFlowRelayAuto: BenchmarkCallFlow with the media relay in
+// auto mode (the default of serve) and a phone's SDP offer whose address
+// is the caller's SIP source: not relayed, so the cost over
+// BenchmarkCallFlow is the NAT check of every call.
+func BenchmarkCallFlowRelayAuto(b *testing.B) {
+	mr, err := media.New(media.Config{AdvertiseIP: netip.MustParseAddr("127.0.0.1"), PortMin: 42000, PortMax: 42099})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { mr.Close() })
+	benchCallFlow(b, newEnvMedia(b, Config{MediaRelay: RelayAuto}, mr), benchSDP)
+}
+
+// benchSDP is a desk phone's offer from 127.0.0.1 (the benchmark's UAC).
+const benchSDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+	"m=audio 4000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n"
+
+func benchCallFlow(b *testing.B, e *env, sdp string) {
 	uac, uas := newRawUA(b, e.addr), newRawUA(b, e.addr)
 	// The callee's binding: its contact is the UAS.
 	e.register("2002", &phone{addr: uas.addr})
-	c := &benchCaller{ua: uac}
+	c := &benchCaller{ua: uac, sdp: sdp}
 	var ans bytes.Buffer
 	var id string
 	atUAS := func(stage string) {

@@ -31,6 +31,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/directory"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
 	"github.com/switchboard-pbx/switchboard/internal/location"
+	"github.com/switchboard-pbx/switchboard/internal/media"
 	"github.com/switchboard-pbx/switchboard/internal/sipstack"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 	"github.com/switchboard-pbx/switchboard/internal/store/sqlite"
@@ -61,6 +62,12 @@ type env struct {
 // are filled in) and extensions 2001..2004 (password testPassword; 2004
 // has a call timeout of 1 s).
 func newEnv(t testing.TB, cfg Config) *env {
+	t.Helper()
+	return newEnvMedia(t, cfg, nil)
+}
+
+// newEnvMedia is newEnv with the media relay mr (nil: none).
+func newEnvMedia(t testing.TB, cfg Config, mr *media.Relay) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -117,7 +124,7 @@ func newEnv(t testing.TB, cfg Config) *env {
 	cfg.Host, cfg.Port, cfg.UDPLocal, cfg.Key = "127.0.0.1", e.addr.Port, udp, key
 	cfg.OwnHosts = []string{"127.0.0.1", testDomain}
 	e.p = New(cfg, Deps{Dir: dir, Auth: au, Loc: e.loc, Journal: e.jw, Calls: e.cw, Client: e.stack.Client,
-		Server: e.stack.Server, Log: log})
+		Server: e.stack.Server, Log: log, Media: mr})
 	e.p.Register(e.stack)
 
 	var wg sync.WaitGroup
