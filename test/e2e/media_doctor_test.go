@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -138,5 +139,55 @@ func TestDoctorOneWayAudio(t *testing.T) {
 	}
 	if _, errOut, code := s.TryCLI("doctor", "call", "--id", "999"); code != 1 || !strings.Contains(errOut, "no call 999") {
 		t.Fatalf("doctor call --id 999: exit %d, %s", code, errOut)
+	}
+}
+
+// TestDoctorMediaStopped: audio that stops mid-call. A SIPp phone 2001
+// calls baresip 2002 through --media-relay always; its RTP (sent from
+// here) flows for 2 s, then stops while the call stays up 8 s more.
+// `doctor call --id ID` names the 2001 -> 2002 direction with
+// media_stopped, when it stopped and after how long, and reports 2002's
+// audio as arriving.
+func TestDoctorMediaStopped(t *testing.T) {
+	Need(t, "baresip")
+	s := callSetup(t, "--media-relay", "always", "--rtp-ports", "41300-41399")
+	b := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2002", "secret-2002", s.Addr, "udp", "answermode=auto")},
+		Config: []string{"audio_source ausine,1000", "ausrc_srate 48000", "ausrc_channels 2"}})
+	b.WaitRegistered("2002@127.0.0.1", 15*time.Second)
+	phone := NewRTPPhone(t)
+	file := filepath.Join(t.TempDir(), "answer-addr")
+	done := make(chan SIPpResult, 1)
+	go func() {
+		done <- SIPp(t, s.Addr, "call-uac-media.xml", 1, "-inf",
+			CSV(t, "SEQUENTIAL", AuthRow("2001", "secret-2001", "2002", "127.0.0.1", strconv.Itoa(int(phone.Addr().Port())), file)), "-d", "10000")
+	}()
+	relay, ok := WaitRelayAddr(file, 15*time.Second)
+	if !ok {
+		r := <-done
+		t.Fatalf("the phone's call got no SDP answer with an audio address (SIPp %d):\n%s\nserver log:\n%s", r.Code, r.Output, s.Log())
+	}
+	phone.SendTone(relay, 440, 2*time.Second, 0x5151, 0, nil)
+	if r := <-done; r.Code != 0 {
+		t.Fatalf("the call failed (%d):\n%s", r.Code, r.Output)
+	}
+	c := lastMediaCall(t, s, "NORMAL_CLEARING and media legs", func(c mediaCall) bool {
+		return c.Cause == "NORMAL_CLEARING" && len(c.Media) == 2
+	})
+	if c.Media[0].PacketsIn < 50 || c.Media[1].PacketsIn < 200 {
+		t.Fatalf("legs %+v", c.Media)
+	}
+	r, code := doctorCallMedia(t, s, "doctor", "call", "--id", strconv.FormatInt(c.ID, 10))
+	if code != 1 || r.Cause != "media_stopped" || !strings.Contains(r.Verdict, "2001 → 2002: RTP from 2001 stopped at") ||
+		!strings.Contains(r.Verdict, "after 1s") && !strings.Contains(r.Verdict, "after 2s") {
+		t.Fatalf("doctor call --id %d: exit %d, %+v", c.ID, code, r)
+	}
+	var sawOK bool
+	for _, f := range r.Findings {
+		if f.Check == "media" && f.Status == "ok" && strings.Contains(f.Evidence[0], "2002 → 2001:") {
+			sawOK = true
+		}
+	}
+	if !sawOK {
+		t.Fatalf("2002's direction is not reported as arriving: %+v", r.Findings)
 	}
 }
