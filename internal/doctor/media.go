@@ -102,6 +102,10 @@ func (d *diag) directionFinding(c *Call, x, y string, l *store.MediaLeg) Finding
 				x, orUnknown(l.DTLS), orUnknown(l.SIPSource)),
 			"without DTLS there are no SRTP keys: the browser sends and receives no audio"}
 		f.Fix = "the browser could not reach the relay's UDP port: open the --rtp-ports range (UDP) in the server's firewall and set `serve --media-ip` to an address the browser reaches (the public one behind NAT); the browser's chrome://webrtc-internals (about:webrtc in Firefox) shows the ICE candidates it tried"
+		if l.DTLS == "ice-connected" {
+			f.Evidence = append(f.Evidence, "its ICE checks reached the relay (UDP gets through), but the DTLS handshake that follows did not complete")
+			f.Fix = "UDP reaches the relay, so look at what cuts the handshake: a firewall or VPN dropping large or fragmented UDP packets (DTLS handshake packets are about 1200 bytes; check the path MTU), or a browser extension or policy blocking WebRTC; reload the page and call again"
+		}
 	case l.PacketsIn == 0 && l.Stray > 0:
 		f.Status, f.Cause = Fail, cause.MediaSIPALG
 		f.Evidence = []string{

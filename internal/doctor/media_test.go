@@ -44,6 +44,8 @@ func mediaScenarios() map[string]struct {
 	alg.SignalledAddr, alg.SIPSource, alg.LatchedAddr = "10.0.0.5:4000", "203.0.113.7", "198.51.100.23:31000"
 	browser := silent(callee)
 	browser.WebRTC, browser.DTLS, browser.SignalledAddr, browser.SIPSource = true, "failed", "[2001:db8::5]:9", "2001:db8::5"
+	iceOnly := browser
+	iceOnly.DTLS = "ice-connected"
 	unrelayed := []store.MediaLeg{{Side: "caller", SignalledAddr: "192.168.1.50:4000", SIPSource: "192.168.1.50"},
 		{Side: "callee", SignalledAddr: "10.0.0.5:4000", SIPSource: "203.0.113.7"}}
 	return map[string]struct {
@@ -58,6 +60,7 @@ func mediaScenarios() map[string]struct {
 		"media_sip_alg":         {[]store.MediaLeg{caller, stray}, cause.MediaSIPALG, []string{"no RTP from 2002 was accepted"}},
 		"media_sip_alg_latched": {[]store.MediaLeg{caller, alg}, cause.Registered, []string{"should work"}},
 		"webrtc_no_dtls":        {[]store.MediaLeg{caller, browser}, cause.WebRTCNoDTLS, []string{"DTLS handshake with the relay never completed (state failed"}},
+		"webrtc_no_dtls_ice":    {[]store.MediaLeg{caller, iceOnly}, cause.WebRTCNoDTLS, []string{"its ICE checks reached the relay", "path MTU"}},
 		"media_not_relayed":     {unrelayed, cause.Registered, []string{"should work"}},
 		"media_none_recorded":   {nil, cause.Registered, []string{"should work"}},
 	}
