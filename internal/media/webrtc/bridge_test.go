@@ -45,9 +45,11 @@ func goroutineCheck(t *testing.T) func() {
 	}
 }
 
-func newRelay(t *testing.T) *media.Relay {
+// newRelay returns a relay advertising 127.0.0.1, its sockets bound to bind (zero: all
+// addresses, as serve does by default).
+func newRelay(t *testing.T, bind netip.Addr) *media.Relay {
 	t.Helper()
-	r, err := media.New(media.Config{BindIP: loopback, AdvertiseIP: loopback, PortMin: 31000, PortMax: 31999, Timeout: -1})
+	r, err := media.New(media.Config{BindIP: bind, AdvertiseIP: loopback, PortMin: 31000, PortMax: 31999, Timeout: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +272,7 @@ func browserToPhone(t *testing.T, br *browser, ph *phone, ptIn uint8, tag string
 // leaking goroutines.
 func TestBrowserOffers(t *testing.T) {
 	check := goroutineCheck(t)
-	relay := newRelay(t)
+	relay := newRelay(t, loopback)
 	gw := newGateway(t, 0)
 	ph := newPhone(t)
 	defer ph.close()
@@ -398,10 +400,10 @@ func TestBrowserOffers(t *testing.T) {
 
 // TestPhoneOffers: a phone offers PCMA, PCMU, G.729 and telephone-event/101 to a browser;
 // the bridge's offer carries only what passes through; the browser answers; audio and DTMF
-// cross both ways.
+// cross both ways. The relay's sockets are bound to all addresses (serve's default).
 func TestPhoneOffers(t *testing.T) {
 	check := goroutineCheck(t)
-	relay := newRelay(t)
+	relay := newRelay(t, netip.Addr{})
 	gw, err := NewGateway(Config{}) // the relay leg's advertised address
 	if err != nil {
 		t.Fatal(err)
@@ -465,7 +467,7 @@ func TestPhoneOffers(t *testing.T) {
 // bridge by the relay, are dropped and counted; the call goes on.
 func TestGarbageToBridgePort(t *testing.T) {
 	check := goroutineCheck(t)
-	relay := newRelay(t)
+	relay := newRelay(t, loopback)
 	gw := newGateway(t, 0)
 	ph := newPhone(t)
 	defer ph.close()
@@ -536,7 +538,7 @@ func TestGarbageToBridgePort(t *testing.T) {
 // bridge "failed" with a reason the doctor can show; Close still frees everything.
 func TestHandshakeTimeout(t *testing.T) {
 	check := goroutineCheck(t)
-	relay := newRelay(t)
+	relay := newRelay(t, loopback)
 	gw := newGateway(t, 300*time.Millisecond)
 	br := newBrowser(t, []codec{pcmu})
 	sess, err := relay.Open("call-4")
@@ -568,7 +570,7 @@ func TestHandshakeTimeout(t *testing.T) {
 // what each side offered, and the leg is not taken from the relay.
 func TestNoCommonCodec(t *testing.T) {
 	check := goroutineCheck(t)
-	relay := newRelay(t)
+	relay := newRelay(t, loopback)
 	gw := newGateway(t, 0)
 	sess, err := relay.Open("call-5")
 	if err != nil {
