@@ -1,88 +1,3 @@
-// Package media is switchboard's embedded RTP relay: it anchors the media of
-// a call on the server so that two parties that cannot reach each other
-// directly (NAT, a SIP ALG, a browser and a desk phone) still hear each other.
-//
-// # Sessions, legs and ports
-//
-// The proxy opens one Session per relayed call (Relay.Open). A session has two
-// legs, Caller and Callee; each leg is a pair of UDP sockets facing one party:
-// an even RTP port and the next odd port for RTCP, taken from
-// [Config.PortMin, Config.PortMax] (serve --rtp-ports, default 16384-32768,
-// the FreeSWITCH default; a call uses 4 ports, so the default range holds
-// 4096 calls). Allocation goes round the range so that a freed pair is not
-// reused at once; a pair that another program holds (EADDRINUSE) is skipped.
-// When no pair is left Open fails with ErrPortsExhausted. Every socket is
-// closed by Session.Close, by Relay.Close, by a media timeout and when Open
-// fails half-way: a relay never leaks a port.
-//
-// A packet that arrives on leg X comes from party X and leaves from the other
-// leg's socket towards the other party, so each party sees the relay's
-// address as the source of everything it receives (symmetric RTP). The
-// relay only copies: no transcoding, payloads and headers are untouched
-// (SRTP passes through).
-//
-// # Latching (which source a leg accepts and where it sends)
-//
-// SetPeer records the party's media address from its SDP (the "signalled"
-// RTP and RTCP addresses) and the IP its SIP came from. The first packet
-// that arrives on the leg latches its source address:port if
-//
-//   - (a) it comes from the signalled address:port, or
-//   - (b) it comes from the SIP source IP, any port (a NAT that rewrote the port), or
-//   - (c) nothing has latched yet and it arrives within LatchWindow (default
-//     3 s) after SetPeer, from any address (a SIP ALG or a NAT that also
-//     changed the IP).
-//
-// Once latched, packets from any other source are dropped and counted as
-// Stray (with the last such source in StraySource): a third party can never
-// redirect media after latching, and can hijack a leg only in the window of
-// rule (c) and only before the party's own first packet. A packet that
-// matches none of the rules before latching is dropped and counted as Stray
-// too. Packets that arrive before SetPeer are dropped (counted in Early).
-//
-// Packets for a party go to its latched address; before anything latched
-// they go to the signalled address. Nothing is forwarded to a leg that has
-// no SetPeer yet. A re-INVITE (SetPeer again) reopens latching with a new
-// window. RTP and RTCP latch separately, RTCP by the same rules against the
-// signalled RTCP address (a=rtcp, else RTP port + 1); while RTCP has not
-// latched but RTP has latched to another address than the signalled one,
-// RTCP goes to the latched RTP IP and its port + 1. With rtcp-mux (RFC
-// 5761) RTCP travels on the RTP port: the relay tells the two apart by the
-// packet type (RTCP: second byte 192-223) and sends RTCP for a muxing party
-// from its RTP socket to its RTP address.
-//
-// Datagrams are checked before anything else (see Classify): runts, other
-// versions than 2, headers that do not fit, and datagrams larger than 2047
-// bytes (the read buffer is 2048; a full buffer may be a truncated datagram)
-// are dropped and counted as Malformed. Packets whose source is one of the
-// relay's own ports (an SDP that points a leg at the relay) are dropped as
-// Stray, so packets cannot loop between two legs.
-//
-// # Timeouts
-//
-// A session whose two legs have accepted no packet for Config.Timeout
-// (serve --media-timeout, default 60 s) since the last packet, Open, SetPeer
-// or Touch is closed by the relay (ports released), then Config.OnTimeout runs
-// in its own goroutine. Stray, early and malformed packets do not keep a
-// session alive. One ticker per Relay checks all sessions (period
-// Timeout/8, between 10 ms and 1 s). A call on hold that sends nothing
-// ("a=inactive") times out too; the proxy calls Session.Touch on
-// re-INVITEs.
-//
-// # Statistics
-//
-// Per leg, "in" is from the party to the relay and "out" from the relay to
-// the party: packets, bytes, first and last packet in, RFC 3550 A.3 loss of
-// the in stream (sequence wrap, reordering and duplicates are handled;
-// packets more than 64 behind the newest count as lost), A.8 interarrival
-// jitter and an estimated MOS (see MOS).
-//
-// # WebRTC
-//
-// Leg.External hands a leg to the WebRTC bridge (package wrtc): the bridge
-// reads the leg's RTP socket itself (DTLS-SRTP with rtcp-mux), passes the
-// decrypted packets to Leg.Receive and gets what the other party sends
-// through its Endpoint.
 package media
 
 import (
@@ -93,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -152,7 +68,12 @@ type Relay struct {
 	next     int    // pair index where the next search starts
 	sockets  int    // sockets held (PortsInUse)
 
-	wg   sync.WaitGroup // ticker and OnTimeout goroutines
+	// bound has a bit per UDP port a session of this relay holds; the
+	// receive path reads it without r.mu to drop packets the relay sent
+	// itself (see ownPort).
+	bound [65536 / 64]atomic.Uint64
+
+	wg   sync.WaitGroup // ticker, socket readers and OnTimeout goroutines
 	stop chan struct{}
 }
 
@@ -266,6 +187,7 @@ func (r *Relay) bindLeg(l *Leg) error {
 			return err
 		}
 		r.used[i] = true
+		r.markBound(port, true)
 		r.next = (i + 1) % n
 		r.sockets += 2
 		l.pair = i
@@ -287,6 +209,7 @@ func (r *Relay) releaseLeg(l *Leg) {
 	}
 	if l.pair >= 0 {
 		r.used[l.pair] = false
+		r.markBound(r.first+2*l.pair, false)
 		l.pair = -1
 	}
 }
@@ -303,11 +226,23 @@ func (r *Relay) listen(port int) (*net.UDPConn, error) {
 	return c, nil
 }
 
-// ownPort reports whether a is (possibly) one of the relay's own sockets:
-// a port of the range on a local address.
+// markBound sets or clears the bits of a pair (port, port+1) in r.bound.
+func (r *Relay) markBound(port int, on bool) {
+	w, bit := &r.bound[port/64], uint64(3)<<(port%64) // even port: both bits in one word
+	if on {
+		w.Or(bit)
+	} else {
+		w.And(^bit)
+	}
+}
+
+// ownPort reports whether a is one of the relay's own sockets: a local
+// address (AdvertiseIP, BindIP, loopback, unspecified) and a port a
+// session holds. Other programs on the same host (a softphone on
+// 127.0.0.1 whose port lies in the range) are not affected.
 func (r *Relay) ownPort(a netip.AddrPort) bool {
 	p := int(a.Port())
-	if p < r.first || p > r.cfg.PortMax {
+	if p < r.first || p > r.cfg.PortMax || r.bound[p/64].Load()&(1<<(p%64)) == 0 {
 		return false
 	}
 	ip := a.Addr()

@@ -3,8 +3,10 @@ package media
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -154,7 +156,11 @@ func TestForwardBothWays(t *testing.T) {
 
 func newPartyAt(t testing.TB, ip string) *party {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)})
+	network := "udp4"
+	if strings.Contains(ip, ":") {
+		network = "udp6"
+	}
+	c, err := net.ListenUDP(network, &net.UDPAddr{IP: net.ParseIP(ip)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -474,5 +480,138 @@ func TestNoLoopThroughOwnPorts(t *testing.T) {
 	st := waitStats(t, s, "looped packet dropped", func(st [2]LegStats) bool { return st[Callee].Stray >= 1 })
 	if st[Callee].PacketsIn != 0 || st[Callee].Latched.IsValid() || st[Caller].PacketsOut != 0 {
 		t.Errorf("the relay fed itself: callee in %d latched %v, caller out %d", st[Callee].PacketsIn, st[Callee].Latched, st[Caller].PacketsOut)
+	}
+}
+
+// TestLocalPartyInRange: a softphone on the relay's own host whose port
+// lies inside the range (but is not the relay's) is a normal party, not a
+// loop.
+func TestLocalPartyInRange(t *testing.T) {
+	lo, _ := testRange(t, 8)
+	phone := &party{t: t}
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: lo + 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	phone.conn = c
+	r := newRelay(t, Config{PortMin: lo, PortMax: lo + 7})
+	b := newParty(t)
+	s := openCall(t, r, "local", phone, b, false, false)
+	p := rtpPacket(0, 1, 0, 1, 20)
+	phone.send(s.Leg(Caller).Addr(), p)
+	b.expect(p, "packet from the local phone in the range")
+	if st := s.Stats()[Caller]; st.Stray != 0 || st.Latched != phone.addr() || st.LatchedBy != "signalled" {
+		t.Errorf("stray %d latched %v by %q", st.Stray, st.Latched, st.LatchedBy)
+	}
+}
+
+// TestHoldAddressNotUsed: c=0.0.0.0 (hold, old style) or port 0 is never a
+// destination; once the party sends, media goes to where it sends from.
+func TestHoldAddressNotUsed(t *testing.T) {
+	r := newRelay(t, Config{LatchWindow: time.Nanosecond})
+	a, b := newParty(t), newParty(t)
+	s, err := r.Open("hold")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Leg(Caller).SetPeer(Peer{RTP: a.addr(), SIPSource: loopback})
+	s.Leg(Callee).SetPeer(Peer{RTP: netip.MustParseAddrPort("0.0.0.0:" + fmt.Sprint(b.addr().Port())), SIPSource: loopback})
+	a.send(s.Leg(Caller).Addr(), rtpPacket(0, 1, 0, 1, 20))
+	st := waitStats(t, s, "caller's packet counted", func(st [2]LegStats) bool { return st[Caller].PacketsIn == 1 })
+	if st[Callee].PacketsOut != 0 {
+		t.Fatal("a packet was sent to 0.0.0.0")
+	}
+	pb := rtpPacket(0, 1, 0, 2, 20)
+	b.send(s.Leg(Callee).Addr(), pb) // latches by the SIP source IP
+	a.expect(pb, "callee's packet at the caller")
+	pa := rtpPacket(0, 2, 160, 1, 20)
+	a.send(s.Leg(Caller).Addr(), pa)
+	b.expect(pa, "caller's packet at the latched callee")
+	if st := s.Stats()[Callee]; st.Signalled.Addr() != netip.IPv4Unspecified() || st.LatchedBy != "sip_source" {
+		t.Errorf("signalled %v latched by %q", st.Signalled, st.LatchedBy)
+	}
+}
+
+// TestRTCPLatchesFromRTPSource: behind a SIP ALG (RTP latched in the window
+// from an unexpected IP), RTCP from that IP latches after the window too,
+// and RTCP for the party goes to that IP's RTP port + 1 before it does.
+func TestRTCPLatchesFromRTPSource(t *testing.T) {
+	r := newRelay(t, Config{LatchWindow: time.Second})
+	alg := newPartyAt(t, "127.0.0.7")
+	var algRTCP *party
+	for algRTCP == nil { // a socket on the port after alg's
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP("127.0.0.7"), Port: int(alg.addr().Port()) + 1})
+		if err != nil {
+			alg = newPartyAt(t, "127.0.0.7")
+			continue
+		}
+		t.Cleanup(func() { c.Close() })
+		algRTCP = &party{t: t, conn: c}
+	}
+	b, bRTCP := newParty(t), newParty(t)
+	s, err := r.Open("alg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Leg(Caller).SetPeer(Peer{RTP: netip.MustParseAddrPort("127.0.0.5:4000"), SIPSource: netip.MustParseAddr("127.0.0.6")})
+	s.Leg(Callee).SetPeer(Peer{RTP: b.addr(), RTCP: bRTCP.addr(), SIPSource: loopback})
+	p := rtpPacket(0, 1, 0, 1, 20)
+	alg.send(s.Leg(Caller).Addr(), p)
+	b.expect(p, "RTP from the ALG's address within the window")
+	rr := rtcpRR(2)
+	bRTCP.send(rtcpAddr(s.Leg(Callee)), rr)
+	algRTCP.expect(rr, "callee's RTCP at the latched RTP IP, port + 1")
+	// After the window, the caller's RTCP from the ALG's IP still latches.
+	for deadline := time.Now().Add(5 * time.Second); !s.Leg(Caller).windowOver(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the latch window never ended")
+		}
+	}
+	sr := rtcpRR(1)
+	algRTCP.send(rtcpAddr(s.Leg(Caller)), sr)
+	bRTCP.expect(sr, "caller's RTCP after the window")
+	if st := s.Stats()[Caller]; st.LatchedRTCP != algRTCP.addr() || st.Stray != 0 {
+		t.Errorf("RTCP latched %v stray %d", st.LatchedRTCP, st.Stray)
+	}
+}
+
+// TestDualStackBind: with no BindIP the relay binds every address (IPv6
+// socket accepting IPv4); IPv4 sources are seen as plain IPv4, so they
+// latch against the IPv4 addresses from SDP and SIP.
+func TestDualStackBind(t *testing.T) {
+	lo, hi := testRange(t, 8)
+	r, err := New(Config{AdvertiseIP: loopback, PortMin: lo, PortMax: hi, LatchWindow: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	a, b := newParty(t), newParty(t)
+	s := openCall(t, r, "dual", a, b, false, false)
+	p := rtpPacket(0, 1, 0, 1, 20)
+	a.send(s.Leg(Caller).Addr(), p)
+	b.expect(p, "caller's packet through a relay bound to all addresses")
+	if st := s.Stats()[Caller]; st.Latched != a.addr() || st.LatchedBy != "signalled" {
+		t.Errorf("latched %v by %q, want %v by signalled", st.Latched, st.LatchedBy, a.addr())
+	}
+}
+
+// TestIPv6: a relay on ::1 forwards between IPv6 parties.
+func TestIPv6(t *testing.T) {
+	c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	c.Close()
+	lo, hi := testRange(t, 8)
+	v6 := netip.IPv6Loopback()
+	r := newRelay(t, Config{AdvertiseIP: v6, BindIP: v6, PortMin: lo, PortMax: hi})
+	a, b := newPartyAt(t, "::1"), newPartyAt(t, "::1")
+	s := openCall(t, r, "v6", a, b, false, false)
+	p := rtpPacket(0, 1, 0, 1, 20)
+	a.send(s.Leg(Caller).Addr(), p)
+	b.expect(p, "IPv6 packet")
+	if s.Leg(Caller).Addr().Addr() != v6 {
+		t.Errorf("Addr = %v", s.Leg(Caller).Addr())
 	}
 }

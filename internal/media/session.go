@@ -1,7 +1,9 @@
 package media
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -72,12 +74,15 @@ type Leg struct {
 
 	stopRead [2]atomic.Bool // External asks the reader to return
 	done     [2]chan struct{}
+	extMu    sync.Mutex // serialises External
 
 	// Guarded by s.mu.
 	hasPeer  bool
-	peer     Peer
-	peerAtNS int64 // SetPeer time, ns since r.start
+	peer     Peer              // as SetPeer got it (RTCP filled in)
+	send     [2]netip.AddrPort // peer's RTP, RTCP if usable as a destination, else zero
+	peerAtNS int64             // SetPeer time, ns since r.start
 	latched  [2]netip.AddrPort
+	latchBy  [2]string
 	external bool
 	ep       Endpoint
 	rates    [128]uint32 // clock rate per payload type, 0 = 8000
@@ -90,7 +95,7 @@ type Leg struct {
 	malformed          uint64
 	early              uint64
 
-	// Counted after a successful write, without s.mu.
+	// Counted around the write, without s.mu.
 	packetsOut, bytesOut, writeErrors atomic.Uint64
 }
 
@@ -101,7 +106,11 @@ type Peer struct {
 	SIPSource netip.Addr
 }
 
-// Endpoint is a party reached by another way than plain RTP.
+// Endpoint is a party reached by another way than plain RTP. The engine
+// calls WriteRTP and WriteRTCP from its reader goroutines, possibly
+// concurrently; pkt is only valid during the call (copy to keep it), and
+// the methods must not block (drop instead): they hold up the other
+// party's stream. Close is called once, by Session.Close.
 type Endpoint interface {
 	WriteRTP(pkt []byte) error // plain RTP, the bridge encrypts
 	WriteRTCP(pkt []byte) error
@@ -124,6 +133,7 @@ type LegStats struct {
 	External                                 bool   // leg handed to the WebRTC bridge
 
 	// Additions to the contract.
+	LatchedBy   string // the rule RTP latched by: "signalled", "sip_source", "window"; "" when not latched
 	Side        Side
 	Port        uint16 // the relay's RTP port for this leg (RTCP: Port+1)
 	LatchedRTCP netip.AddrPort
@@ -149,6 +159,7 @@ func (s *Session) startReaders() {
 		for k, c := range l.conns {
 			l.done[k] = make(chan struct{})
 			s.readers.Add(1)
+			s.r.wg.Add(1) // Relay.Close waits for readers of sessions closed by others too
 			go l.read(k, c)
 		}
 	}
@@ -243,13 +254,14 @@ func (s *Session) statsLocked() [2]LegStats {
 			st.SIPSource = l.peer.SIPSource
 		}
 		st.Latched = l.latched[sockRTP]
+		st.LatchedBy = l.latchBy[sockRTP]
 		st.LatchedRTCP = l.latched[sockRTCP]
 		st.PacketsIn, st.BytesIn = l.packetsIn, l.bytesIn
 		st.PacketsOut, st.BytesOut = l.packetsOut.Load(), l.bytesOut.Load()
 		st.FirstIn, st.LastIn = l.firstIn, l.lastIn
 		st.Lost = l.in.lost()
 		st.JitterMS = l.in.jitterMS()
-		if l.packetsIn > 0 {
+		if l.in.started { // MOS needs RTP; RTCP alone says nothing of the audio
 			lossPct := 0.0
 			if e := l.in.expected(); e > 0 {
 				lossPct = 100 * float64(st.Lost) / float64(e)
@@ -282,21 +294,34 @@ func (l *Leg) SetPeer(p Peer) {
 	p.RTP = unmap(p.RTP)
 	p.RTCP = unmap(p.RTCP)
 	p.SIPSource = p.SIPSource.Unmap()
-	if !p.RTCP.IsValid() && p.RTP.IsValid() {
-		if p.RTCPMux {
-			p.RTCP = p.RTP
-		} else {
-			p.RTCP = netip.AddrPortFrom(p.RTP.Addr(), p.RTP.Port()+1)
-		}
+	if p.RTCPMux {
+		p.RTCP = p.RTP
+	} else if !p.RTCP.IsValid() && p.RTP.IsValid() && p.RTP.Port() < 65535 {
+		p.RTCP = netip.AddrPortFrom(p.RTP.Addr(), p.RTP.Port()+1)
 	}
 	now := sinceNS(l.s.r.start, time.Now())
 	l.s.mu.Lock()
 	l.hasPeer = true
 	l.peer = p
+	l.send = [2]netip.AddrPort{usable(p.RTP), usable(p.RTCP)}
 	l.peerAtNS = now
 	l.latched = [2]netip.AddrPort{}
+	l.latchBy = [2]string{}
 	l.s.mu.Unlock()
 	l.s.active.Store(now)
+}
+
+// usable returns a if packets may be sent to it, else the zero AddrPort:
+// not port 0, not unspecified (c=0.0.0.0 is the old way to put a call on
+// hold; sending there would reach the relay's own host), not multicast or
+// broadcast.
+func usable(a netip.AddrPort) netip.AddrPort {
+	ip := a.Addr()
+	if !a.IsValid() || a.Port() == 0 || ip.IsUnspecified() || ip.IsMulticast() ||
+		ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return netip.AddrPort{}
+	}
+	return a
 }
 
 // SetClockRate sets the RTP clock rate of payload type pt for the jitter of
@@ -319,6 +344,8 @@ func (l *Leg) SetClockRate(pt uint8, hz int) {
 // and calls ep.Close in Session.Close: the bridge must not close the socket
 // itself. After Close the returned socket is closed (reads fail).
 func (l *Leg) External(ep Endpoint) *net.UDPConn {
+	l.extMu.Lock()
+	defer l.extMu.Unlock()
 	s := l.s
 	s.mu.Lock()
 	if l.external || s.closed {
@@ -357,6 +384,7 @@ func (l *Leg) Receive(pkt []byte, rtcp bool) {
 
 // read is the reader goroutine of one socket.
 func (l *Leg) read(k int, c *net.UDPConn) {
+	defer l.s.r.wg.Done()
 	defer l.s.readers.Done()
 	defer close(l.done[k])
 	buf := make([]byte, bufSize)
@@ -388,31 +416,87 @@ func unmap(a netip.AddrPort) netip.AddrPort {
 	return a
 }
 
+// Latch rules, as recorded in LegStats.LatchedBy.
+const (
+	bySignalled = "signalled"
+	bySIPSource = "sip_source"
+	byWindow    = "window"
+	byRTPSource = "rtp_source" // RTCP only: from the IP RTP latched to
+)
+
+// latchRule returns by which rule src may latch slot of l, "" when by
+// none. s.mu is held.
+func (l *Leg) latchRule(slot int, src netip.AddrPort, now int64) string {
+	signalled := l.peer.RTP
+	if slot == sockRTCP {
+		signalled = l.peer.RTCP
+	}
+	switch {
+	case src == signalled:
+		return bySignalled
+	case l.peer.SIPSource.IsValid() && src.Addr() == l.peer.SIPSource:
+		return bySIPSource
+	case slot == sockRTCP && l.latched[sockRTP].IsValid() && src.Addr() == l.latched[sockRTP].Addr():
+		return byRTPSource
+	case now-l.peerAtNS <= int64(l.s.r.cfg.LatchWindow):
+		return byWindow
+	}
+	return ""
+}
+
+// dest returns where a packet of kind for l's party goes and the socket it
+// leaves from; a zero AddrPort when it has nowhere to go. s.mu is held.
+func (l *Leg) dest(kind Kind) (*net.UDPConn, netip.AddrPort) {
+	if !l.hasPeer {
+		return nil, netip.AddrPort{} // nothing is forwarded before SetPeer
+	}
+	if kind == RTP || l.peer.RTCPMux {
+		dst := l.latched[sockRTP]
+		if kind == RTCP && l.latched[sockRTCP].IsValid() {
+			dst = l.latched[sockRTCP]
+		}
+		if !dst.IsValid() {
+			dst = l.send[sockRTP]
+		}
+		return l.conns[sockRTP], dst
+	}
+	dst := l.latched[sockRTCP]
+	if !dst.IsValid() {
+		dst = l.send[sockRTCP]
+		// Behind a NAT that RTP latched through, the signalled RTCP
+		// address is unreachable: use the latched RTP IP and port + 1.
+		if lr := l.latched[sockRTP]; lr.IsValid() && lr.Addr() != l.peer.RTP.Addr() && lr.Port() < 65535 {
+			dst = netip.AddrPortFrom(lr.Addr(), lr.Port()+1)
+		}
+	}
+	return l.conns[sockRTCP], dst
+}
+
 // handle processes one datagram that arrived on leg l: on socket k from src,
-// or (k < 0) from the bridge through Receive with wantRTCP saying which.
+// or (k < 0) from the bridge through Receive, wantRTCP saying which kind.
+// It allocates nothing.
 func (s *Session) handle(l *Leg, k int, pkt []byte, src netip.AddrPort, oversize, wantRTCP bool) {
 	kind, h := classify(pkt)
 	nowT := time.Now()
 	now := sinceNS(s.r.start, nowT)
+	if k < 0 && (kind == RTCP) != wantRTCP {
+		kind = Malformed
+	}
+	if k == sockRTCP && kind != RTCP {
+		kind = Malformed // only RTCP belongs on the RTCP port
+	}
+	if oversize {
+		kind = Malformed
+	}
 
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || (k < 0) != l.external {
+		// Closed; or Receive on a leg that is not external; or a packet
+		// the socket reader read just before External stopped it.
 		s.mu.Unlock()
 		return
 	}
-	if k < 0 {
-		if !l.external {
-			s.mu.Unlock()
-			return
-		}
-		if (kind == RTCP) != wantRTCP {
-			kind = Malformed
-		}
-	} else if l.external {
-		s.mu.Unlock()
-		return
-	}
-	if oversize || kind == Malformed || (k == sockRTCP && kind != RTCP) {
+	if kind == Malformed {
 		l.malformed++
 		s.mu.Unlock()
 		return
@@ -421,41 +505,32 @@ func (s *Session) handle(l *Leg, k int, pkt []byte, src netip.AddrPort, oversize
 	if kind == RTCP {
 		slot = sockRTCP
 	}
+	latchedBy := ""
 	if k >= 0 {
 		if !l.hasPeer {
 			l.early++
 			s.mu.Unlock()
 			return
 		}
-		if s.r.ownPort(src) {
-			l.stray++
-			l.straySource = src
-			s.mu.Unlock()
-			return
-		}
-		if cur := l.latched[slot]; cur.IsValid() {
-			if src != cur {
-				l.stray++
-				l.straySource = src
-				s.mu.Unlock()
-				return
-			}
-		} else {
-			signalled := l.peer.RTP
-			if slot == sockRTCP {
-				signalled = l.peer.RTCP
-			}
-			if src == signalled || src.Addr() == l.peer.SIPSource ||
-				now-l.peerAtNS <= int64(s.r.cfg.LatchWindow) {
+		cur := l.latched[slot]
+		switch {
+		case s.r.ownPort(src):
+			// The relay's own packet come back (an SDP pointing at the relay).
+		case cur.IsValid() && src == cur:
+			goto accepted
+		case !cur.IsValid():
+			if latchedBy = l.latchRule(slot, src, now); latchedBy != "" {
 				l.latched[slot] = src
-			} else {
-				l.stray++
-				l.straySource = src
-				s.mu.Unlock()
-				return
+				l.latchBy[slot] = latchedBy
+				goto accepted
 			}
 		}
+		l.stray++
+		l.straySource = src
+		s.mu.Unlock()
+		return
 	}
+accepted:
 	n := uint64(len(pkt))
 	l.packetsIn++
 	l.bytesIn += n
@@ -470,7 +545,6 @@ func (s *Session) handle(l *Leg, k int, pkt []byte, src netip.AddrPort, oversize
 		}
 		l.in.update(h, now, rate)
 	}
-
 	// Where it goes: the other party.
 	o := &s.legs[1-l.side]
 	var (
@@ -478,33 +552,21 @@ func (s *Session) handle(l *Leg, k int, pkt []byte, src netip.AddrPort, oversize
 		conn *net.UDPConn
 		dst  netip.AddrPort
 	)
-	switch {
-	case o.external:
+	if o.external {
 		ep = o.ep
-	case !o.hasPeer:
-		// No destination yet: nothing is forwarded.
-	case kind == RTP || o.peer.RTCPMux:
-		conn = o.conns[sockRTP]
-		dst = o.latched[sockRTP]
-		if !dst.IsValid() {
-			dst = o.peer.RTP
-		}
-		if kind == RTCP && o.latched[sockRTCP].IsValid() {
-			dst = o.latched[sockRTCP]
-		}
-	default:
-		conn = o.conns[sockRTCP]
-		dst = o.latched[sockRTCP]
-		if !dst.IsValid() {
-			dst = o.peer.RTCP
-			if lr := o.latched[sockRTP]; lr.IsValid() && lr.Addr() != o.peer.RTP.Addr() && lr.Port() < 65535 {
-				dst = netip.AddrPortFrom(lr.Addr(), lr.Port()+1)
-			}
-		}
+	} else {
+		conn, dst = o.dest(kind)
 	}
 	s.mu.Unlock()
 	s.active.Store(now)
+	if latchedBy != "" && s.r.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.r.log.Debug("media latched", "call_id", s.callID, "side", l.side.String(), "kind", kind.String(), "source", src.String(), "rule", latchedBy)
+	}
 
+	// Counted before the write so that a party that got the packet never
+	// sees stats without it; taken back when the write fails.
+	o.packetsOut.Add(1)
+	o.bytesOut.Add(n)
 	var err error
 	switch {
 	case ep != nil:
@@ -513,15 +575,19 @@ func (s *Session) handle(l *Leg, k int, pkt []byte, src netip.AddrPort, oversize
 		} else {
 			err = ep.WriteRTP(pkt)
 		}
-	case conn != nil && dst.IsValid() && dst.Port() != 0:
+	case dst.IsValid() && conn != nil:
 		_, err = conn.WriteToUDPAddrPort(pkt, dst)
 	default:
-		return
+		err = errNoDest
 	}
 	if err != nil {
-		o.writeErrors.Add(1)
-		return
+		o.packetsOut.Add(^uint64(0))
+		o.bytesOut.Add(^(n - 1))
+		if err != errNoDest {
+			o.writeErrors.Add(1)
+		}
 	}
-	o.packetsOut.Add(1)
-	o.bytesOut.Add(n)
 }
+
+// errNoDest: the party has no destination yet (not an error to count).
+var errNoDest = errors.New("media: no destination")

@@ -25,6 +25,7 @@ type inStream struct {
 	received int64  // distinct packets counted since (re)start
 	window   uint64 // bit i: extMax-i was received
 	lostPrev int64  // loss of earlier runs (before an SSRC change or restart)
+	expPrev  int64  // packets expected in earlier runs
 
 	mainPT     uint8 // jitter is measured on this payload type only
 	hasPrev    bool
@@ -49,17 +50,16 @@ func (s *inStream) lost() int64 {
 // expected returns how many packets the sender sent in all runs so far,
 // received or not (used for the loss ratio).
 func (s *inStream) expected() int64 {
-	e := s.lostPrev
+	e := s.expPrev
 	if s.started {
 		e += s.extMax - s.base + 1
-	} else {
-		e = 0
 	}
 	return e
 }
 
 func (s *inStream) restart(seq uint16, ssrc uint32, pt uint8) {
 	s.lostPrev = s.lost()
+	s.expPrev = s.expected()
 	s.started = true
 	s.ssrc = ssrc
 	s.maxSeq = seq
@@ -126,12 +126,21 @@ func (s *inStream) update(h rtpHeader, nowNS int64, rate int) bool {
 
 // jitterSample is RFC 3550 A.8: J += (|D| - J) / 16 with D the difference
 // of relative transit times of two consecutive packets. Only packets of
-// the stream's first payload type are measured: telephone-events and
-// comfort noise keep their timestamp for several packets and would read as
-// jitter.
+// the stream's main payload type are measured (the first one seen, or the
+// first static voice type after comfort noise or a dynamic type):
+// telephone-events and comfort noise keep their timestamp for several
+// packets and would read as jitter.
 func (s *inStream) jitterSample(h rtpHeader, nowNS int64, rate int) {
 	if h.pt != s.mainPT {
-		return
+		if !staticVoice(s.mainPT) && staticVoice(h.pt) {
+			// The stream began with comfort noise or a dynamic type
+			// (telephone-event): measure the voice from now on.
+			s.mainPT = h.pt
+			s.hasPrev = false
+			s.jitter = 0 // what was measured on the other type is no voice jitter
+		} else {
+			return
+		}
 	}
 	if s.jitterRate != rate {
 		if s.jitterRate != 0 {
@@ -149,6 +158,10 @@ func (s *inStream) jitterSample(h rtpHeader, nowNS int64, rate int) {
 	s.prevNS = nowNS
 	s.prevTS = h.ts
 }
+
+// staticVoice reports whether pt is a static audio payload type other than
+// comfort noise (RFC 3551: 0-12, 14-18).
+func staticVoice(pt uint8) bool { return pt <= 18 && pt != 13 }
 
 // jitterMS returns the jitter in milliseconds.
 func (s *inStream) jitterMS() float64 {
