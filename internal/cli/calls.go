@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/calls"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/control"
+	"github.com/switchboard-pbx/switchboard/internal/store"
 	storeopen "github.com/switchboard-pbx/switchboard/internal/store/open"
 	"github.com/switchboard-pbx/switchboard/internal/view"
 )
@@ -29,9 +30,13 @@ they talked, the final SIP status sent to the caller and the hangup cause
 NO_ANSWER, UNALLOCATED_NUMBER, CALL_REJECTED, ORIGINATOR_CANCEL,
 RECOVERY_ON_TIMER_EXPIRE, SYSTEM_SHUTDOWN), and who hung up.
 
---active lists the calls in progress (ringing or up). 'calls show ID' shows
-one call with every phone (binding) it rang and what each answered; ID is
-the number in the first column, or the call's SIP Call-ID. 'calls hangup ID'
+--active lists the calls in progress (ringing or up), with the RTP packets
+the media relay received so far from each side when it carries the call.
+'calls show ID' shows one call with every phone (binding) it rang and what
+each answered, and for a relayed call each leg's media: packets and bytes
+in and out, first packet, loss, jitter, MOS, the address in its SDP, where
+its SIP and its RTP came from, stray packets; ID is the number in the first
+column, or the call's SIP Call-ID. 'calls hangup ID'
 ends an answered call: the server sends a BYE to both phones and records
 the call as hung up by the admin (who, in its detail).
 
@@ -97,7 +102,7 @@ func Calls(ctx context.Context, env Env, args []string) error {
 	defer db.Close()
 	freshen(ctx, *data)
 	if show {
-		return callShow(ctx, env, db, pos[1], *asJSON)
+		return callShow(ctx, env, db, *data, pos[1], *asJSON)
 	}
 	if hangup {
 		return callHangup(ctx, env, db, *data, pos[1], *asJSON)
@@ -115,7 +120,14 @@ func Calls(ctx context.Context, env Env, args []string) error {
 	}
 	now := time.Now()
 	views := make([]callView, 0, len(recs))
+	var live map[string][]store.MediaLeg
+	if *active {
+		live = liveMedia(ctx, *data, recs)
+	}
 	for _, r := range recs {
+		if legs, ok := live[r.CallID]; ok && r.Active() {
+			r.Media = legs
+		}
 		views = append(views, callViewOf(r, now))
 	}
 	if *asJSON {
@@ -133,7 +145,12 @@ func Calls(ctx context.Context, env Env, args []string) error {
 	}
 	color := env.TTY && os.Getenv("NO_COLOR") == ""
 	tw := table(env.Stdout)
-	fmt.Fprintln(tw, "ID\tSTART\tFROM\tTO\tDURATION\tSTATUS\tCAUSE\tHANGUP")
+	head := "ID\tSTART\tFROM\tTO\tDURATION\tSTATUS\tCAUSE\tHANGUP"
+	if *active {
+		// Live counters: RTP packets the relay received from each side.
+		head += "\tPKTS FROM CALLER\tPKTS FROM CALLEE"
+	}
+	fmt.Fprintln(tw, head)
 	for i, v := range views {
 		status, c := strconv.Itoa(v.SIPStatus), v.Cause
 		if v.Active {
@@ -146,8 +163,12 @@ func Calls(ctx context.Context, env Env, args []string) error {
 		if hang == "" {
 			hang = "-"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.ID, localTime(recs[i].Start),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s", v.ID, localTime(recs[i].Start),
 			v.From, v.To, clock(v.DurationS), status, c, hang)
+		if *active {
+			fmt.Fprintf(tw, "\t%s\t%s", packetsIn(v.Media, "caller"), packetsIn(v.Media, "callee"))
+		}
+		fmt.Fprintln(tw)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -232,10 +253,14 @@ func callHangup(ctx context.Context, env Env, db storeopen.Backend, data, id str
 	return nil
 }
 
-func callShow(ctx context.Context, env Env, db storeopen.Backend, id string, asJSON bool) error {
+func callShow(ctx context.Context, env Env, db storeopen.Backend, data, id string, asJSON bool) error {
 	rec, err := callRecord(ctx, db, id)
 	if err != nil {
 		return err
+	}
+	live := false
+	if legs, ok := liveMedia(ctx, data, []calls.Record{rec})[rec.CallID]; ok && rec.Active() {
+		rec.Media, live = legs, true
 	}
 	v := callViewOf(rec, time.Now())
 	if asJSON {
@@ -274,6 +299,7 @@ func callShow(ctx context.Context, env Env, db storeopen.Backend, id string, asJ
 		fmt.Fprintln(env.Stdout, "No phone was rung.")
 		return nil
 	}
+
 	tw = table(env.Stdout)
 	fmt.Fprintln(tw, "CONTACT\tSENT TO\tTRANSPORT\tRANG\tANSWER")
 	for _, b := range v.Branches {
@@ -286,5 +312,12 @@ func callShow(ctx context.Context, env Env, db storeopen.Backend, id string, asJ
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Contact, b.Destination, b.Transport, yesno(b.Ringing), ans)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if rec.Answer.IsZero() && len(v.Media) == 0 {
+		return nil
+	}
+	fmt.Fprintln(env.Stdout)
+	return writeMedia(env.Stdout, v, live)
 }

@@ -114,6 +114,11 @@ func Doctor(ctx context.Context, env Env, args []string) error {
 		} else if in, err = r.GatherCall(ctx, nums[0], nums[1], dom); err != nil {
 			return err
 		}
+		if l := in.Last; l != nil && l.Active && len(l.Media) == 0 {
+			// A call in progress: its record gets its media at the end;
+			// the running server has the live counters.
+			l.Media = liveMediaOf(ctx, *data, []string{l.CallID})[l.CallID]
+		}
 		rep := doctor.DiagnoseCall(ctx, in)
 		if *asJSON {
 			err = writeJSON(env.Stdout, rep)

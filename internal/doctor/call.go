@@ -51,7 +51,11 @@ type CallReport struct {
 
 // CallView is the JSON shape of a call record.
 type CallView struct {
-	Time time.Time `json:"time"`
+	// ID is the record's number (`calls show ID`, `doctor call --id ID`)
+	// and CallID its SIP Call-ID.
+	ID     int64     `json:"id"`
+	CallID string    `json:"call_id"`
+	Time   time.Time `json:"time"`
 	// InProgress is true while the call is still up; Status and Cause
 	// are then what it has reached so far ("" cause).
 	InProgress bool       `json:"in_progress"`
@@ -123,11 +127,12 @@ func DiagnoseCall(_ context.Context, in CallInputs) CallReport {
 	}
 	if in.Last != nil {
 		l := in.Last
-		r.LastCall = &CallView{Time: l.Time, InProgress: l.Active, From: l.From, To: l.To, Status: l.Status, Cause: l.Cause, Detail: l.Detail}
+		r.LastCall = &CallView{ID: l.ID, CallID: l.CallID, Time: l.Time, InProgress: l.Active, From: l.From, To: l.To, Status: l.Status, Cause: l.Cause, Detail: l.Detail}
 	}
 	r.Cause, r.Verdict, r.WouldWork = callVerdict(cd, ed, in, refusals)
-	if mf, ok := mediaProblem(r.Findings); ok && r.WouldWork {
-		// The call connects, but its audio failed: that is the answer.
+	if mf, ok := mediaProblem(r.Findings); ok && (r.WouldWork || in.ByID) {
+		// The call connects, but its audio failed: that is the answer (for
+		// a call the admin named, whatever holds now).
 		r.Cause, r.WouldWork = mf.Cause, false
 		r.Verdict = fmt.Sprintf("a call from %s to %s connects, but its audio fails — %s (%s)", r.From, r.To,
 			mf.Evidence[0], cd.callRef(in.Last))

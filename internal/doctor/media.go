@@ -85,6 +85,16 @@ func (d *diag) directionFinding(c *Call, x, y string, l *store.MediaLeg) Finding
 		end = d.in.Now
 	}
 	switch {
+	case l.PacketsIn == 0 && !c.Answered:
+		f.Status = Skip
+		f.Evidence = []string{dir + fmt.Sprintf("no early media from %s before the call ended unanswered (%s)", x, where)}
+		if !ended {
+			f.Evidence = []string{dir + fmt.Sprintf("no early media from %s while it rings (%s)", x, where)}
+		}
+	case l.PacketsIn == 0 && l.Stray == 0 && !ended && d.in.Now.Sub(c.AnswerTime) < mediaStopGap:
+		f.Status = Skip
+		f.Evidence = []string{dir + fmt.Sprintf("no RTP from %s yet: the call was answered %s ago (%s); ask again in a few seconds",
+			x, span(d.in.Now.Sub(c.AnswerTime)), where)}
 	case l.WebRTC && !dtlsUp(l.DTLS) && l.PacketsIn == 0:
 		f.Status, f.Cause = Fail, cause.WebRTCNoDTLS
 		f.Evidence = []string{
@@ -92,6 +102,10 @@ func (d *diag) directionFinding(c *Call, x, y string, l *store.MediaLeg) Finding
 				x, orUnknown(l.DTLS), orUnknown(l.SIPSource)),
 			"without DTLS there are no SRTP keys: the browser sends and receives no audio"}
 		f.Fix = "the browser could not reach the relay's UDP port: open the --rtp-ports range (UDP) in the server's firewall and set `serve --media-ip` to an address the browser reaches (the public one behind NAT); the browser's chrome://webrtc-internals (about:webrtc in Firefox) shows the ICE candidates it tried"
+		if l.DTLS == "ice-connected" {
+			f.Evidence = append(f.Evidence, "its ICE checks reached the relay (UDP gets through), but the DTLS handshake that follows did not complete")
+			f.Fix = "UDP reaches the relay, so look at what cuts the handshake: a firewall or VPN dropping large or fragmented UDP packets (DTLS handshake packets are about 1200 bytes; check the path MTU), or a browser extension or policy blocking WebRTC; reload the page and call again"
+		}
 	case l.PacketsIn == 0 && l.Stray > 0:
 		f.Status, f.Cause = Fail, cause.MediaSIPALG
 		f.Evidence = []string{
@@ -100,9 +114,6 @@ func (d *diag) directionFinding(c *Call, x, y string, l *store.MediaLeg) Finding
 				plural(int(min(l.Stray, 1<<30)), "packet", "packets"), orUnknown(l.StraySource), wasWere(l.Stray)),
 			"something between the phone and the server rewrote the addresses: usually a router's SIP ALG"}
 		f.Fix = fmt.Sprintf("disable SIP ALG (\"SIP helper\", \"SIP passthrough\", \"SIP fixup\") on %s's router or firewall; switchboard handles NAT itself", x)
-	case l.PacketsIn == 0 && !c.Answered:
-		f.Status = Skip
-		f.Evidence = []string{dir + fmt.Sprintf("no early media from %s before the call ended unanswered (%s)", x, where)}
 	case l.PacketsIn == 0 && nat:
 		f.Status, f.Cause = Fail, cause.MediaBehindNAT
 		f.Evidence = []string{dir + fmt.Sprintf("no RTP ever arrived from %s (%s)", x, where),

@@ -44,6 +44,8 @@ func mediaScenarios() map[string]struct {
 	alg.SignalledAddr, alg.SIPSource, alg.LatchedAddr = "10.0.0.5:4000", "203.0.113.7", "198.51.100.23:31000"
 	browser := silent(callee)
 	browser.WebRTC, browser.DTLS, browser.SignalledAddr, browser.SIPSource = true, "failed", "[2001:db8::5]:9", "2001:db8::5"
+	iceOnly := browser
+	iceOnly.DTLS = "ice-connected"
 	unrelayed := []store.MediaLeg{{Side: "caller", SignalledAddr: "192.168.1.50:4000", SIPSource: "192.168.1.50"},
 		{Side: "callee", SignalledAddr: "10.0.0.5:4000", SIPSource: "203.0.113.7"}}
 	return map[string]struct {
@@ -58,6 +60,7 @@ func mediaScenarios() map[string]struct {
 		"media_sip_alg":         {[]store.MediaLeg{caller, stray}, cause.MediaSIPALG, []string{"no RTP from 2002 was accepted"}},
 		"media_sip_alg_latched": {[]store.MediaLeg{caller, alg}, cause.Registered, []string{"should work"}},
 		"webrtc_no_dtls":        {[]store.MediaLeg{caller, browser}, cause.WebRTCNoDTLS, []string{"DTLS handshake with the relay never completed (state failed"}},
+		"webrtc_no_dtls_ice":    {[]store.MediaLeg{caller, iceOnly}, cause.WebRTCNoDTLS, []string{"its ICE checks reached the relay", "path MTU"}},
 		"media_not_relayed":     {unrelayed, cause.Registered, []string{"should work"}},
 		"media_none_recorded":   {nil, cause.Registered, []string{"should work"}},
 	}
@@ -145,12 +148,33 @@ func TestMediaDirections(t *testing.T) {
 	if !strings.Contains(r.Verdict, "2001 → 2002") {
 		t.Fatalf("sides swapped: %q", r.Verdict)
 	}
+	// The callee is not registered now: `doctor call 2001 2002` says so,
+	// `doctor call --id 12` answers about that call's audio.
+	in0 := mediaCallInputs([]store.MediaLeg{silent(caller), callee})
+	in0.Callee = scenarios()["never_seen"]()
+	if r := DiagnoseCall(context.Background(), in0); r.Cause != cause.NeverSeen {
+		t.Fatalf("newest call, callee gone: %s %q", r.Cause, r.Verdict)
+	}
+	in0.ByID = true
+	if r := DiagnoseCall(context.Background(), in0); r.Cause != cause.MediaNeverArrived || r.WouldWork ||
+		!strings.Contains(r.Verdict, "(call 12 at 14:20)") || !strings.Contains(findingsText(r.Findings), "call 12 from 2001 to 2002") {
+		t.Fatalf("by id, callee gone: %s %q", r.Cause, r.Verdict)
+	}
 	// Unanswered and silent: nothing expected, nothing flagged.
 	in := mediaCallInputs([]store.MediaLeg{silent(caller), silent(callee)})
 	in.Last.Answered, in.Last.AnswerTime, in.Last.Status, in.Last.Cause = false, time.Time{}, 487, cause.OriginatorCancel
 	r = DiagnoseCall(context.Background(), in)
 	if _, bad := mediaProblem(r.Findings); bad || !r.WouldWork {
 		t.Fatalf("unanswered call flagged: %+v", r.Findings)
+	}
+	// A browser callee that never answered while the caller sent early
+	// media: no DTLS was expected.
+	browser := silent(callee)
+	browser.WebRTC, browser.DTLS = true, "new"
+	in = mediaCallInputs([]store.MediaLeg{caller, browser})
+	in.Last.Answered, in.Last.AnswerTime, in.Last.Status, in.Last.Cause = false, time.Time{}, 487, cause.OriginatorCancel
+	if r := DiagnoseCall(context.Background(), in); r.Cause == cause.WebRTCNoDTLS || !r.WouldWork {
+		t.Fatalf("unanswered browser flagged: %s %s", r.Cause, findingsText(r.Findings))
 	}
 	// Media of a call still up stopped 20 s ago: stopped, "is still up".
 	in = mediaCallInputs([]store.MediaLeg{caller, callee})
@@ -159,6 +183,19 @@ func TestMediaDirections(t *testing.T) {
 	r = DiagnoseCall(context.Background(), in)
 	if r.Cause != cause.MediaStopped || !strings.Contains(findingsText(r.Findings), "the call is still up") {
 		t.Fatalf("live call: %s %s", r.Cause, findingsText(r.Findings))
+	}
+	// Answered 2 s ago and nothing from the callee yet: too early to say.
+	in = mediaCallInputs([]store.MediaLeg{caller, silent(callee)})
+	in.Last.Active, in.Last.End = true, time.Time{}
+	in.Callee.Now, in.Caller.Now = at("14:20:04"), at("14:20:04")
+	r = DiagnoseCall(context.Background(), in)
+	if _, bad := mediaProblem(r.Findings); bad || !strings.Contains(findingsText(r.Findings), "no RTP from 2002 yet") {
+		t.Fatalf("just answered: %s %s", r.Cause, findingsText(r.Findings))
+	}
+	// The same 20 s later: never arrived.
+	in.Callee.Now, in.Caller.Now = at("14:20:24"), at("14:20:24")
+	if r = DiagnoseCall(context.Background(), in); r.Cause != cause.MediaNeverArrived {
+		t.Fatalf("live one-way call: %s %s", r.Cause, findingsText(r.Findings))
 	}
 }
 

@@ -107,9 +107,6 @@ type Server struct {
 	flows *flows
 	// certPoll is how often the certificate files are checked (0: default).
 	certPoll time.Duration
-	// MediaFacts answers the live media counters of relayed calls for
-	// `calls --active` (nil: no relay; see LiveMedia).
-	MediaFacts control.MediaBackend
 }
 
 // writerQueue is the queue length of the journal and call-record writers:

@@ -576,11 +576,39 @@ func (s *Server) callList(w http.ResponseWriter, r *http.Request, f calls.Filter
 		return
 	}
 	now := s.now()
+	live := s.liveMedia(recs)
 	out := make([]view.Call, 0, len(recs))
 	for _, rec := range recs {
+		if legs, ok := live[rec.CallID]; ok && rec.Active() {
+			rec.Media = legs
+		}
 		out = append(out, view.CallOf(rec, now))
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// liveMedia returns the media relay's live counters of the calls in
+// progress among recs, by Call-ID (nil when the server relays none).
+func (s *Server) liveMedia(recs []calls.Record) map[string][]store.MediaLeg {
+	mb, ok := s.deps.Backend.(control.MediaBackend)
+	if !ok {
+		return nil
+	}
+	var ids []string
+	for _, r := range recs {
+		if r.Active() {
+			ids = append(ids, r.CallID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	live := mb.LiveMedia(ids, len(ids))
+	out := make(map[string][]store.MediaLeg, len(live))
+	for _, l := range live {
+		out[l.CallID] = l.Legs
+	}
+	return out
 }
 
 func (s *Server) apiCallHangup(w http.ResponseWriter, r *http.Request) {
@@ -692,6 +720,26 @@ func (s *Server) apiDoctor(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) apiDoctorCall(w http.ResponseWriter, r *http.Request) {
+	if idText := r.URL.Query().Get("id"); idText != "" {
+		id, err := strconv.ParseInt(idText, 10, 64)
+		if err != nil || id < 1 {
+			writeError(w, http.StatusBadRequest, "id is a call's number, e.g. GET /api/v1/doctor/call?id=12 (list calls: GET /api/v1/calls)")
+			return
+		}
+		s.flush(r.Context())
+		in, err := s.doctorReader().GatherCallID(r.Context(), id)
+		if errors.Is(err, doctor.ErrNoSuchCall) {
+			writeError(w, http.StatusNotFound, fmt.Sprintf("no call %d on record", id))
+			return
+		}
+		if err != nil {
+			s.storeError(w, "doctor", err)
+			return
+		}
+		s.liveCallMedia(&in)
+		writeJSON(w, http.StatusOK, doctor.DiagnoseCall(r.Context(), in))
+		return
+	}
 	from, to := r.URL.Query().Get("from"), r.URL.Query().Get("to")
 	for _, n := range []string{from, to} {
 		if err := validNumber(n); err != nil {
@@ -710,7 +758,22 @@ func (s *Server) apiDoctorCall(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, "doctor", err)
 		return
 	}
+	s.liveCallMedia(&in)
 	writeJSON(w, http.StatusOK, doctor.DiagnoseCall(r.Context(), in))
+}
+
+// liveCallMedia gives the doctor the relay's live counters of a call in
+// progress (its record gets its media at the end).
+func (s *Server) liveCallMedia(in *doctor.CallInputs) {
+	l := in.Last
+	if l == nil || !l.Active || len(l.Media) > 0 {
+		return
+	}
+	if mb, ok := s.deps.Backend.(control.MediaBackend); ok {
+		if live := mb.LiveMedia([]string{l.CallID}, 1); len(live) == 1 {
+			l.Media = live[0].Legs
+		}
+	}
 }
 
 func (s *Server) apiACLs(w http.ResponseWriter, r *http.Request) {
