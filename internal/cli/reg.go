@@ -226,6 +226,13 @@ func Status(ctx context.Context, env Env, args []string) error {
 	fmt.Fprintf(tw, "domains:\t%d\n", v.Domains)
 	fmt.Fprintf(tw, "extensions:\t%d\n", v.Extensions)
 	fmt.Fprintf(tw, "registrations:\t%d\n", v.Registrations)
+	if m := v.MediaRelay; m != nil {
+		if m.Mode == "never" {
+			fmt.Fprintf(tw, "media relay:\tnever (media flow between the phones)\n")
+		} else {
+			fmt.Fprintf(tw, "media relay:\t%s, UDP ports %s (%d in use), SDP address %s\n", m.Mode, m.RTPPorts, m.PortsInUse, m.MediaIP)
+		}
+	}
 	tw.Flush()
 	fmt.Fprintln(env.Stdout)
 	tw = table(env.Stdout)

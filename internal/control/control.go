@@ -65,6 +65,17 @@ type Runtime struct {
 	Version   string     `json:"version"`
 	Domain    string     `json:"domain"`
 	Listeners []Listener `json:"listeners"`
+	// Media is the media relay (serve --media-relay); nil from a server
+	// that predates it.
+	Media *MediaRelay `json:"media_relay,omitempty"`
+}
+
+// MediaRelay describes the running server's media relay.
+type MediaRelay struct {
+	Mode       string `json:"mode"`         // auto, always or never
+	RTPPorts   string `json:"rtp_ports"`    // LOW-HIGH
+	MediaIP    string `json:"media_ip"`     // the address written into SDP ("" with never)
+	PortsInUse int    `json:"ports_in_use"` // sockets held by relayed calls now
 }
 
 // Backend is what the server does for the control channel.

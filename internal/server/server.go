@@ -88,6 +88,8 @@ type Server struct {
 	// Media is the media relay (nil with --media-relay never), closed when
 	// Run returns.
 	Media *media.Relay
+	// mediaIP is the address the relay writes into SDP.
+	mediaIP string
 
 	lock    *os.File
 	ctl     net.Listener     // the control socket, served by Run
@@ -324,7 +326,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			streamPorts[strings.ToUpper(l.Proto)], _ = strconv.Atoi(p)
 		}
 	}
-	if s.Media, err = newMediaRelay(cfg, sipHost, func(ms *media.Session) { s.Proxy.MediaTimeout(ms) }, log); err != nil {
+	if s.Media, s.mediaIP, err = newMediaRelay(cfg, sipHost, func(ms *media.Session) { s.Proxy.MediaTimeout(ms) }, log); err != nil {
 		s.Stack.Close()
 		return fail(err)
 	}
@@ -466,6 +468,10 @@ func (s *Server) Runtime() control.Runtime {
 	for _, l := range s.Stack.Listeners {
 		rt.Listeners = append(rt.Listeners, control.Listener{Proto: l.Proto, Addr: l.Addr})
 	}
+	rt.Media = &control.MediaRelay{Mode: s.Cfg.MediaRelay, RTPPorts: s.Cfg.RTPPorts}
+	if s.Media != nil {
+		rt.Media.MediaIP, rt.Media.PortsInUse = s.mediaIP, s.Media.PortsInUse()
+	}
 	return rt
 }
 
@@ -555,13 +561,13 @@ func (s *Server) serveOPTIONS(req *sip.Request, tx sip.ServerTransaction) {
 // (nil for never): ports from --rtp-ports, bound on the --sip host when it
 // is a specific address (else on every address), advertising --media-ip
 // (default: that host, else the primary IPv4).
-func newMediaRelay(cfg config.Config, sipHost string, onTimeout func(*media.Session), log *slog.Logger) (*media.Relay, error) {
+func newMediaRelay(cfg config.Config, sipHost string, onTimeout func(*media.Session), log *slog.Logger) (*media.Relay, string, error) {
 	if cfg.MediaRelay == "never" {
-		return nil, nil
+		return nil, "", nil
 	}
 	low, high, err := config.ParsePortRange(cfg.RTPPorts)
 	if err != nil {
-		return nil, fmt.Errorf("--rtp-ports: %w", err)
+		return nil, "", fmt.Errorf("--rtp-ports: %w", err)
 	}
 	var bind netip.Addr
 	if ip, err := netip.ParseAddr(sipHost); err == nil && !ip.IsUnspecified() {
@@ -571,7 +577,7 @@ func newMediaRelay(cfg config.Config, sipHost string, onTimeout func(*media.Sess
 	if cfg.MediaIP != "" {
 		adv, err = netip.ParseAddr(cfg.MediaIP)
 		if err != nil {
-			return nil, fmt.Errorf("--media-ip %q: %w", cfg.MediaIP, err)
+			return nil, "", fmt.Errorf("--media-ip %q: %w", cfg.MediaIP, err)
 		}
 	} else if !adv.IsValid() {
 		adv, _ = netip.ParseAddr(config.PrimaryIPv4())
@@ -579,8 +585,8 @@ func newMediaRelay(cfg config.Config, sipHost string, onTimeout func(*media.Sess
 	r, err := media.New(media.Config{BindIP: bind, AdvertiseIP: adv.Unmap(), PortMin: low, PortMax: high,
 		Timeout: cfg.MediaTimeout, Log: log, OnTimeout: onTimeout})
 	if err != nil {
-		return nil, fmt.Errorf("media relay: %w", err)
+		return nil, "", fmt.Errorf("media relay: %w", err)
 	}
 	log.Info("media relay", "mode", cfg.MediaRelay, "ports", cfg.RTPPorts, "media_ip", adv.String())
-	return r, nil
+	return r, adv.Unmap().String(), nil
 }

@@ -271,6 +271,8 @@ type Status struct {
 	Extensions    int       `json:"extensions"`
 	Registrations int       `json:"registrations"`
 	Nodes         []Node    `json:"nodes"`
+	// MediaRelay is the running server's media relay (absent when stopped).
+	MediaRelay *control.MediaRelay `json:"media_relay,omitempty"`
 }
 
 // Node is one node sharing the database, in Status and ProfileShow.
@@ -360,6 +362,9 @@ func StatusOf(ctx context.Context, db storeopen.Backend, dataDir string, rt cont
 		prof.Listeners = append(prof.Listeners, Listener{Protocol: l.Proto, Address: l.Addr, State: st})
 	}
 	v.Profiles = append(v.Profiles, prof)
+	if running {
+		v.MediaRelay = rt.Media
+	}
 	if v.Nodes, err = NodesOf(ctx, db); err != nil {
 		return v, err
 	}

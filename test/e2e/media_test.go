@@ -430,6 +430,18 @@ func TestMediaRelayFaults(t *testing.T) {
 		if n := serverSockets(t, s); n < base+4 {
 			t.Fatalf("the relayed call holds %d sockets more, want its 4 relay ports", n-base)
 		}
+		var st struct {
+			MediaRelay struct {
+				Mode       string `json:"mode"`
+				RTPPorts   string `json:"rtp_ports"`
+				MediaIP    string `json:"media_ip"`
+				PortsInUse int    `json:"ports_in_use"`
+			} `json:"media_relay"`
+		}
+		s.JSON(&st, "status")
+		if m := st.MediaRelay; m.Mode != "always" || m.RTPPorts != "41200-41203" || m.MediaIP != "127.0.0.1" || m.PortsInUse != 4 {
+			t.Fatalf("status --json media_relay during the call: %+v", m)
+		}
 		// The range is taken: the next call is refused.
 		r := SIPp(t, s.Addr, "call-uac-fail.xml", 1, "-inf", CSV(t, "SEQUENTIAL", callerRow("2001", "secret-2001", "2003")))
 		fin := lastFinalResponse(t, r)
