@@ -34,6 +34,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,6 +65,7 @@ type config struct {
 	concurrency      int
 	label            string
 	header           bool
+	cpuProfile       string
 }
 
 func parseFlags(args []string) (config, error) {
@@ -86,11 +88,17 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.concurrency, "setup-concurrency", 32, "calls set up (and torn down) at a time")
 	fs.StringVar(&c.label, "label", "", "first column of the result line (default: the target)")
 	fs.BoolVar(&c.header, "header", false, "print the column names first")
+	columnsOnly := fs.Bool("columns", false, "print the column names and exit")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write this tool's CPU profile to the file (to check the tool is not the bottleneck)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q (flags only; see -h)", fs.Arg(0))
+	}
+	if *columnsOnly {
+		fmt.Println(columns)
+		return c, flag.ErrHelp
 	}
 	switch c.target {
 	case "switchboard", "rtpengine", "direct":
@@ -184,6 +192,17 @@ func run(args []string) error {
 		if _, err := cpuTicks(c.pid); err != nil {
 			return fmt.Errorf("-pid: %w", err)
 		}
+	}
+	if c.cpuProfile != "" {
+		f, err := os.Create(c.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	count := int(c.duration / packetGap)
 	ctx, cancel := context.WithTimeout(context.Background(), c.duration+time.Duration(c.calls/c.concurrency+1)*4*c.timeout+time.Minute)
