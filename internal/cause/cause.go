@@ -183,6 +183,14 @@ var answers = map[Code]Answer{
 	LoopDetected:          {482, "Loop Detected", 25},
 	// Q.850 88: incompatible destination, as FreeSWITCH answers 488.
 	WebRTCNeedsMediaRelay: {488, "Not Acceptable Here", 88},
+	// Q.850 47: resource unavailable.
+	MediaPortsExhausted: {503, "Service Unavailable", 47},
+	// Q.850 88: incompatible destination (FreeSWITCH's
+	// INCOMPATIBLE_DESTINATION for a codec mismatch).
+	MediaCodecMismatch: {488, "Not Acceptable Here", 88},
+	// Not an answer (the call was up): the Reason of the BYEs the server
+	// sends both parties. Q.850 102: recovery on timer expiry.
+	MediaTimeout: {408, "Request Timeout", 102},
 }
 
 // AnswerFor returns the SIP answer for a cause; ok is false for causes that
@@ -238,7 +246,9 @@ func All() []Code {
 		WSBadUpgrade, WSFrameTooLarge, ConnectionClosed, TLSCertificate, BanLifted, BanAdded, ACLChanged, ProfileChanged,
 		NormalClearing, UserNotRegistered, UserBusy, NoAnswer, NoUserResponse, UnallocatedNumber, CallRejected,
 		OriginatorCancel, RecoveryOnTimerExpire, TooManyHops, TemporaryFailure, LoopDetected, SystemShutdown,
-		NodeDown, UnknownAdmin, LoginLocked, AdminChanged, ExtensionChanged, WebRTCNeedsMediaRelay}
+		NodeDown, UnknownAdmin, LoginLocked, AdminChanged, ExtensionChanged, WebRTCNeedsMediaRelay,
+		MediaPortsExhausted, MediaCodecMismatch, MediaTimeout,
+		MediaNeverArrived, MediaStopped, MediaBehindNAT, MediaSIPALG, WebRTCNoDTLS}
 }
 
 // NodeDown: the extension's phones are registered on another node (serve
@@ -246,3 +256,45 @@ func All() []Code {
 // lookups skip its bindings until the phones register on a live node.
 // The doctor's verdict; calls get USER_NOT_REGISTERED.
 const NodeDown Code = "node_down"
+
+// Media relay causes (serve --media-relay).
+const (
+	// MediaPortsExhausted: a call that needed the media relay was refused
+	// with 503 because every port pair of serve --rtp-ports was in use
+	// (journaled).
+	MediaPortsExhausted Code = "media_ports_exhausted"
+	// MediaCodecMismatch: a relayed call was refused with 488 because the
+	// caller and the callee offered no audio codec in common (the Reason
+	// and Warning name both sides' codecs).
+	MediaCodecMismatch Code = "media_codec_mismatch"
+	// MediaTimeout: a relayed call was hung up by the server (BYE to both
+	// parties) because neither party sent media for serve
+	// --media-timeout: both phones lost their network, or a BYE was lost.
+	MediaTimeout Code = "media_timeout"
+)
+
+// Media findings of the doctor (`doctor call`), read from what the media
+// relay counted per leg of a call (store.MediaLeg). They never go on the
+// wire.
+const (
+	// MediaNeverArrived: no RTP ever arrived from one party: it sent
+	// nothing (muted, no audio device, its packets blocked on the way).
+	MediaNeverArrived Code = "media_never_arrived"
+	// MediaStopped: RTP from one party arrived, then stopped while the
+	// call went on (a NAT pinhole or firewall state expired, the phone's
+	// network changed, hold without a re-INVITE).
+	MediaStopped Code = "media_stopped"
+	// MediaBehindNAT: a party's SDP gives a private address while its SIP
+	// came from a public one: it is behind NAT and the other side's audio
+	// is sent where it cannot arrive unless a relay latches onto it.
+	MediaBehindNAT Code = "media_behind_nat"
+	// MediaSIPALG: media came from an address that is neither the one in
+	// the party's SDP nor the one its SIP came from (packets dropped as
+	// strays, or latched elsewhere): usually a router's SIP ALG rewrote the
+	// SDP.
+	MediaSIPALG Code = "media_sip_alg"
+	// WebRTCNoDTLS: a browser's DTLS handshake with the relay never
+	// completed, so no audio could flow to or from it (ICE/UDP blocked,
+	// wrong --media-ip).
+	WebRTCNoDTLS Code = "webrtc_no_dtls"
+)

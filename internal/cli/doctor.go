@@ -18,6 +18,7 @@ import (
 const doctorUsage = `
 Usage: switchboard doctor EXT [--domain D] [--json]
        switchboard doctor call FROM TO [--domain D] [--json]
+       switchboard doctor call --id ID [--json]
 
 Explains why an extension cannot register or be called, with the evidence
 and the fix: the directory (exists, enabled, password, max registrations),
@@ -28,7 +29,11 @@ INVITE timeouts) and its last failed calls.
 
 'doctor call FROM TO' explains why a call from FROM to TO fails or would
 fail: the caller's side (exists, authenticates, allowed), the callee's side
-and the last such call's SIP status and cause.
+and the last such call's SIP status and cause; when the media relay carried
+it, which direction of audio never arrived or stopped, from which address,
+and why (NAT, SIP ALG, a browser's DTLS). 'doctor call --id ID' explains
+the recorded call ID (the number 'switchboard calls' lists, or a SIP
+Call-ID) instead of the newest between two extensions.
 
 The first line is the verdict. It works whether or not serve runs (it reads
 the data directory) and says which. Exit status: 0 when the extension is
@@ -43,13 +48,19 @@ func Doctor(ctx context.Context, env Env, args []string) error {
 	dbURL := dbFlag(fs)
 	domain := fs.String("domain", "", "the extension's domain (default: the server's default domain)")
 	asJSON := fs.Bool("json", false, "print JSON")
+	callID := fs.String("id", "", "with `doctor call`: the recorded call to explain (its number in `switchboard calls`, or its SIP Call-ID)")
 	pos, done, err := parseHelp(env, fs, args, doctorUsage)
 	if done || err != nil {
 		return err
 	}
 	call := len(pos) > 0 && pos[0] == "call"
+	byID := *callID != ""
 	switch {
-	case call && len(pos) != 3:
+	case byID && !call:
+		return usagef("--id goes with `doctor call`, e.g. switchboard doctor call --id 12")
+	case byID && len(pos) != 1:
+		return usagef("`switchboard doctor call --id ID` takes no extension numbers: the call record names them")
+	case call && !byID && len(pos) != 3:
 		return usagef("`switchboard doctor call` takes two extension numbers, the caller and the callee, e.g. switchboard doctor call 2001 2002")
 	case !call && len(pos) != 1:
 		return usagef("`switchboard doctor` takes one extension number, e.g. switchboard doctor 2002 (or: switchboard doctor call 2001 2002)")
@@ -90,8 +101,17 @@ func Doctor(ctx context.Context, env Env, args []string) error {
 	}
 	opts := doctor.TextOptions{UTF8: doctor.LocaleUTF8(os.Getenv), Color: env.TTY && os.Getenv("NO_COLOR") == ""}
 	if call {
-		in, err := r.GatherCall(ctx, nums[0], nums[1], dom)
-		if err != nil {
+		var in doctor.CallInputs
+		if byID {
+			rec, err := callRecord(ctx, db, *callID)
+			if err != nil {
+				return err
+			}
+			in, err = r.GatherCallID(ctx, rec.ID)
+			if err != nil {
+				return err
+			}
+		} else if in, err = r.GatherCall(ctx, nums[0], nums[1], dom); err != nil {
 			return err
 		}
 		rep := doctor.DiagnoseCall(ctx, in)

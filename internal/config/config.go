@@ -122,6 +122,21 @@ type Config struct {
 	// WSOrigins lists page origins allowed to open a WebSocket besides
 	// the server's own host and loopback pages (comma-separated; "*": any).
 	WSOrigins string
+	// MediaRelay decides when calls' media go through the embedded relay
+	// (flag --media-relay): "auto" (a WebRTC browser and a plain-RTP
+	// phone, or a party whose SDP address is not where its SIP came
+	// from: behind NAT), "always" (every call with SDP) or "never".
+	MediaRelay string
+	// RTPPorts is the relay's UDP port range, "LOW-HIGH" (flag
+	// --rtp-ports; two ports per relayed call leg: RTP and RTCP).
+	RTPPorts string
+	// MediaIP is the address written into relayed SDP (flag --media-ip):
+	// "" = the --sip host when it is specific, else the primary IPv4.
+	// Behind NAT it must be the public address.
+	MediaIP string
+	// MediaTimeout ends a relayed call when neither party sent media for
+	// this long (flag --media-timeout).
+	MediaTimeout time.Duration
 }
 
 // Default returns the defaults.
@@ -156,6 +171,9 @@ func Default() Config {
 		TLS:              "auto",
 		WS:               "off",
 		WSS:              "auto",
+		MediaRelay:       "auto",
+		RTPPorts:         "16384-32768",
+		MediaTimeout:     60 * time.Second,
 	}
 }
 
@@ -264,7 +282,48 @@ func (c *Config) Validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together: give both PEM files, or neither for a self-signed certificate")
 	}
+	return c.validateMedia()
+}
+
+// validateMedia checks --media-relay, --rtp-ports, --media-ip and
+// --media-timeout.
+func (c *Config) validateMedia() error {
+	switch c.MediaRelay {
+	case "auto", "always", "never":
+	default:
+		return fmt.Errorf("--media-relay %q: use auto, always or never", c.MediaRelay)
+	}
+	if _, _, err := ParsePortRange(c.RTPPorts); err != nil {
+		return fmt.Errorf("--rtp-ports %q: %v (e.g. --rtp-ports 16384-32768)", c.RTPPorts, err)
+	}
+	if c.MediaIP != "" {
+		ip := net.ParseIP(c.MediaIP)
+		if ip == nil || ip.IsUnspecified() || ip.IsMulticast() {
+			return fmt.Errorf("--media-ip %q: give the IP address phones send media to (behind NAT: the public one), e.g. --media-ip 203.0.113.10", c.MediaIP)
+		}
+	}
+	if c.MediaTimeout < time.Second || c.MediaTimeout > 24*time.Hour {
+		return fmt.Errorf("--media-timeout %s: give 1s..24h, e.g. --media-timeout 60s", c.MediaTimeout)
+	}
 	return nil
+}
+
+// ParsePortRange reads an --rtp-ports value "LOW-HIGH": 1024 <= LOW < HIGH
+// <= 65535, at least 4 ports (one relayed call needs two RTP/RTCP pairs).
+func ParsePortRange(v string) (low, high int, err error) {
+	a, b, ok := strings.Cut(v, "-")
+	if !ok {
+		return 0, 0, errors.New("want LOW-HIGH")
+	}
+	low, err1 := strconv.Atoi(a)
+	high, err2 := strconv.Atoi(b)
+	if err1 != nil || err2 != nil {
+		return 0, 0, errors.New("want two port numbers LOW-HIGH")
+	}
+	if low < 1024 || high > 65535 || high-low < 3 {
+		return 0, 0, errors.New("want 1024 <= LOW, HIGH <= 65535 and at least 4 ports")
+	}
+	return low, high, nil
 }
 
 // StreamPort is the standard port of the auto TLS, WS or WSS listener

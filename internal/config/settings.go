@@ -115,6 +115,14 @@ func Settings() []Setting {
 			field: func(c *Config) any { return &c.TLSKey }},
 		{Name: "ws-origins", Help: "page origins allowed to open a WebSocket besides this host and loopback pages (comma-separated, e.g. https://phone.example.com; * = any)",
 			field: func(c *Config) any { return &c.WSOrigins }},
+		{Name: "media-relay", Help: "when calls' audio goes through the embedded media relay: auto (NAT or WebRTC<->phone), always or never",
+			field: func(c *Config) any { return &c.MediaRelay }},
+		{Name: "rtp-ports", Help: "the media relay's UDP port range LOW-HIGH (open it in the firewall; 2 ports per relayed call leg)",
+			field: func(c *Config) any { return &c.RTPPorts }},
+		{Name: "media-ip", Help: "the address the relay writes into SDP (default: the --sip host if specific, else the primary IPv4; behind NAT: the public address)", DefaultDoc: "--sip host or primary IPv4",
+			field: func(c *Config) any { return &c.MediaIP }},
+		{Name: "media-timeout", Help: "end a relayed call when no media arrived from either party for this long",
+			field: func(c *Config) any { return &c.MediaTimeout }},
 	}
 }
 

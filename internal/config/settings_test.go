@@ -204,3 +204,33 @@ func TestParseSize(t *testing.T) {
 		t.Errorf("Validate: %v", err)
 	}
 }
+
+// TestValidateMedia: the media relay flags are checked, each mistake in
+// one line naming the flag.
+func TestValidateMedia(t *testing.T) {
+	for _, tc := range []struct {
+		set  func(*Config)
+		flag string // "" = valid
+	}{
+		{func(c *Config) {}, ""},
+		{func(c *Config) { c.MediaRelay, c.RTPPorts, c.MediaIP = "always", "20000-20003", "203.0.113.10" }, ""},
+		{func(c *Config) { c.MediaRelay = "sometimes" }, "--media-relay"},
+		{func(c *Config) { c.RTPPorts = "16384" }, "--rtp-ports"},
+		{func(c *Config) { c.RTPPorts = "0-99999" }, "--rtp-ports"},
+		{func(c *Config) { c.RTPPorts = "20000-20001" }, "--rtp-ports"},
+		{func(c *Config) { c.RTPPorts = "30000-20000" }, "--rtp-ports"},
+		{func(c *Config) { c.MediaIP = "pbx.example.com" }, "--media-ip"},
+		{func(c *Config) { c.MediaIP = "0.0.0.0" }, "--media-ip"},
+		{func(c *Config) { c.MediaTimeout = 0 }, "--media-timeout"},
+	} {
+		c := Default()
+		tc.set(&c)
+		err := c.Validate()
+		switch {
+		case tc.flag == "" && err != nil:
+			t.Errorf("valid config refused: %v", err)
+		case tc.flag != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.flag) || strings.Contains(err.Error(), "\n")):
+			t.Errorf("want a one-line error about %s, got %v", tc.flag, err)
+		}
+	}
+}

@@ -10,6 +10,7 @@
 //	POST /v1/sync?change=N      apply the directory's change feed up to change N
 //	POST /v1/registrations/remove {"domain","extension","contact"}: drop registrations
 //	POST /v1/calls/hangup {"call_id"}: BYE to both parties of an answered call
+//	GET  /v1/calls/media?call_id=  live media counters of relayed calls in progress (those named, or the first 500)
 //	GET  /v1/trace?ext=&ip=&call_id=&method=  SIP messages as they pass, as JSON lines
 //	GET  /v1/trace/recent?ext=&ip=&call_id=&method=&limit=  the matching messages still buffered
 //
@@ -113,6 +114,27 @@ type HangupRequest struct {
 type HangupResult struct {
 	Caller int `json:"caller_status"`
 	Callee int `json:"callee_status"`
+}
+
+// MediaBackend is a Backend whose calls' media may go through the media
+// relay; GET /v1/calls/media answers an empty list for a Backend that is
+// not one.
+type MediaBackend interface {
+	// LiveMedia returns the live counters of the relayed calls in
+	// progress with the given Call-IDs, or of all of them (at most limit)
+	// when callIDs is empty; nil: none, or no relay.
+	LiveMedia(callIDs []string, limit int) []LiveMedia
+}
+
+// maxLiveMedia bounds one answer of GET /v1/calls/media: the calls asked
+// for by Call-ID, or the first calls when none is named.
+const maxLiveMedia = 500
+
+// LiveMedia is one relayed call's counters, as the call record keeps them
+// at its end (GET /v1/calls/media answers a list of them).
+type LiveMedia struct {
+	CallID string           `json:"call_id"`
+	Legs   []store.MediaLeg `json:"legs"`
 }
 
 // ErrNoSuchCall is returned (wrapped) by Backend.HangupCall for a Call-ID
@@ -235,6 +257,24 @@ func Serve(ctx context.Context, ln net.Listener, b Backend, log *slog.Logger) er
 		default:
 			reply(w, http.StatusOK, res)
 		}
+	})
+	mux.HandleFunc("GET /v1/calls/media", func(w http.ResponseWriter, r *http.Request) {
+		ids := r.URL.Query()["call_id"]
+		if len(ids) > maxLiveMedia {
+			reply(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("at most %d call_id per request", maxLiveMedia)})
+			return
+		}
+		var live []LiveMedia
+		if mb, ok := b.(MediaBackend); ok {
+			live = mb.LiveMedia(ids, maxLiveMedia)
+		}
+		if len(live) > maxLiveMedia {
+			live = live[:maxLiveMedia]
+		}
+		if live == nil {
+			live = []LiveMedia{}
+		}
+		reply(w, http.StatusOK, live)
 	})
 	mux.HandleFunc("GET /v1/trace", func(w http.ResponseWriter, r *http.Request) {
 		tb, ok := b.(TraceBackend)
@@ -445,6 +485,24 @@ func (c *Client) Hangup(ctx context.Context, r HangupRequest) (HangupResult, err
 		return res, err
 	}
 	return res, c.doBody(ctx, http.MethodPost, "/v1/calls/hangup", body, &res)
+}
+
+// LiveMedia reads the live media counters of the relayed calls in
+// progress with these Call-IDs (asked 200 at a time); with none, of the
+// first 500 such calls.
+func (c *Client) LiveMedia(ctx context.Context, callIDs []string) ([]LiveMedia, error) {
+	var all []LiveMedia
+	for first := true; first || len(callIDs) > 0; first = false {
+		n := min(len(callIDs), 200) // an answer well below the client's 1 MiB
+		q := url.Values{"call_id": callIDs[:n]}
+		callIDs = callIDs[n:]
+		var live []LiveMedia
+		if err := c.do(ctx, http.MethodGet, "/v1/calls/media?"+q.Encode(), &live); err != nil {
+			return all, err
+		}
+		all = append(all, live...)
+	}
+	return all, nil
 }
 
 // Trace streams the SIP messages the server sees that match the query

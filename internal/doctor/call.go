@@ -20,6 +20,9 @@ type CallInputs struct {
 	// (nil: none on record).
 	CallsAvailable bool
 	Last           *Call
+	// ByID is true when Last is the call the admin named (`doctor call
+	// --id`), not the newest between the two.
+	ByID bool
 }
 
 // CallReport is the doctor's answer for `doctor call FROM TO`.
@@ -116,10 +119,19 @@ func DiagnoseCall(_ context.Context, in CallInputs) CallReport {
 		ServeRunning: in.Callee.Serve.Running, Caller: caller, Callee: callee}
 	r.Findings = []Finding{cd.lastCallFinding(in)}
 	if in.Last != nil {
+		r.Findings = append(r.Findings, cd.mediaFindings(in.Last)...)
+	}
+	if in.Last != nil {
 		l := in.Last
 		r.LastCall = &CallView{Time: l.Time, InProgress: l.Active, From: l.From, To: l.To, Status: l.Status, Cause: l.Cause, Detail: l.Detail}
 	}
 	r.Cause, r.Verdict, r.WouldWork = callVerdict(cd, ed, in, refusals)
+	if mf, ok := mediaProblem(r.Findings); ok && r.WouldWork {
+		// The call connects, but its audio failed: that is the answer.
+		r.Cause, r.WouldWork = mf.Cause, false
+		r.Verdict = fmt.Sprintf("a call from %s to %s connects, but its audio fails — %s (%s)", r.From, r.To,
+			mf.Evidence[0], cd.callRef(in.Last))
+	}
 	r.Callable = r.WouldWork
 	return r
 }
@@ -223,11 +235,11 @@ func (d *diag) lastCallFinding(in CallInputs) Finding {
 			state = "answered"
 		}
 		f.Status = OK
-		f.Evidence = []string{fmt.Sprintf("the last call from %s to %s is in progress since %s (%s)",
+		f.Evidence = []string{fmt.Sprintf("%s from %s to %s is in progress since %s (%s)", lastName(in),
 			in.Caller.Number, in.Callee.Number, d.stamp(l.Time), state)}
 	default:
 		l := in.Last
-		f.Evidence = []string{fmt.Sprintf("the last call from %s to %s, at %s, ended with %d %s",
+		f.Evidence = []string{fmt.Sprintf("%s from %s to %s, at %s, ended with %d %s", lastName(in),
 			in.Caller.Number, in.Callee.Number, d.stamp(l.Time), l.Status, l.Cause)}
 		if l.Detail != "" {
 			f.Evidence = append(f.Evidence, "detail: "+l.Detail)
@@ -246,6 +258,23 @@ func (d *diag) lastCallFinding(in CallInputs) Finding {
 		}
 	}
 	return f
+}
+
+// lastName names the call the last_call finding is about.
+func lastName(in CallInputs) string {
+	if in.ByID && in.Last != nil {
+		return fmt.Sprintf("call %d", in.Last.ID)
+	}
+	return "the last call"
+}
+
+// callRef names a call for a verdict: "call 12 at 14:20", or "the last
+// call, at 14:20" for one without a record number.
+func (d *diag) callRef(l *Call) string {
+	if l.ID != 0 {
+		return fmt.Sprintf("call %d at %s", l.ID, d.clock(l.Time))
+	}
+	return "the last call, at " + d.clock(l.Time)
 }
 
 // lastCallPhrase says how the last call went, for the verdict: "ended
@@ -311,7 +340,14 @@ func callVerdict(cd, ed *diag, in CallInputs, refusals []journal.Event) (cause.C
 	if len(cd.live) == 0 {
 		s += " (" + from + " is not registered, but nothing shows it cannot authenticate)"
 	}
-	if in.Last != nil {
+	if in.Last != nil && in.ByID {
+		s += fmt.Sprintf("; call %d, at %s, ", in.Last.ID, cd.clock(in.Last.Time))
+		if in.Last.Active {
+			s += "is in progress"
+		} else {
+			s += fmt.Sprintf("ended with %d %s", in.Last.Status, in.Last.Cause)
+		}
+	} else if in.Last != nil {
 		s += "; " + cd.lastCallPhrase(in.Last)
 	}
 	return cause.Registered, s, true

@@ -245,6 +245,15 @@ type Call struct {
 	Source   string     // where the INVITE came from
 	Detail   string
 	Answered bool
+	// ID is the record's number (`calls show ID`) and CallID its SIP
+	// Call-ID; AnswerTime and End are zero when not reached.
+	ID         int64
+	CallID     string
+	AnswerTime time.Time
+	End        time.Time
+	// Media is what the media relay counted per leg (caller, callee);
+	// empty when the media was not relayed.
+	Media []store.MediaLeg
 }
 
 // Diagnose runs the checks over in and returns the report. It never fails:
@@ -263,5 +272,6 @@ func Causes() []cause.Code {
 		cause.WrongPassword, cause.AuthUserMismatch, cause.WrongDomain, cause.ACLDenied, cause.IPBanned,
 		cause.MaxRegistrations, cause.IntervalTooBrief, cause.Expired, cause.RemovedByAdmin, cause.Unreachable,
 		cause.ListenerDown, cause.DigestNoQOP, cause.DigestURIMismatch, cause.StoreUnavailable, cause.BanLifted,
-		cause.ACLChanged, cause.NodeDown, cause.ConnectionClosed, cause.TLSCertificate}
+		cause.ACLChanged, cause.NodeDown, cause.ConnectionClosed, cause.TLSCertificate,
+		cause.MediaNeverArrived, cause.MediaStopped, cause.MediaBehindNAT, cause.MediaSIPALG, cause.WebRTCNoDTLS}
 }

@@ -25,6 +25,9 @@ const DefaultRecent = 2000
 
 // CallQuery selects call records for CallSource.
 type CallQuery struct {
+	// ID selects one call by its record number (the other fields are
+	// then ignored; no such call: an empty answer).
+	ID               int64
 	From, To, Domain string
 	// Failed selects ended calls whose cause is not NORMAL_CLEARING.
 	Failed bool
@@ -141,15 +144,50 @@ func (r *Reader) Gather(ctx context.Context, number, domain string) (Inputs, err
 	return in, nil
 }
 
-// GatherCall reads the facts about a call from one extension to another
-// in domain.
-func (r *Reader) GatherCall(ctx context.Context, from, to, domain string) (CallInputs, error) {
+// ErrNoSuchCall is returned (wrapped) by GatherCallID for an id no call
+// record has.
+var ErrNoSuchCall = errors.New("no such call on record")
+
+// GatherCallID reads the facts about the recorded call id: its parties'
+// facts as GatherCall reads them, with that call (not the newest between
+// them) as Last.
+func (r *Reader) GatherCallID(ctx context.Context, id int64) (CallInputs, error) {
+	if r.Calls == nil {
+		return CallInputs{}, fmt.Errorf("doctor: call records cannot be read")
+	}
+	cs, err := r.Calls(ctx, CallQuery{ID: id})
+	if err != nil {
+		return CallInputs{}, err
+	}
+	if len(cs) == 0 {
+		return CallInputs{}, fmt.Errorf("call %d: %w", id, ErrNoSuchCall)
+	}
+	c := cs[0]
+	ci, err := r.gatherParties(ctx, c.From, c.To, c.Domain)
+	if err != nil {
+		return ci, err
+	}
+	ci.CallsAvailable, ci.Last, ci.ByID = true, &c, true
+	return ci, nil
+}
+
+func (r *Reader) gatherParties(ctx context.Context, from, to, domain string) (CallInputs, error) {
 	var ci CallInputs
 	var err error
 	if ci.Caller, err = r.Gather(ctx, from, domain); err != nil {
 		return ci, err
 	}
 	if ci.Callee, err = r.Gather(ctx, to, domain); err != nil {
+		return ci, err
+	}
+	return ci, nil
+}
+
+// GatherCall reads the facts about a call from one extension to another
+// in domain.
+func (r *Reader) GatherCall(ctx context.Context, from, to, domain string) (CallInputs, error) {
+	ci, err := r.gatherParties(ctx, from, to, domain)
+	if err != nil {
 		return ci, err
 	}
 	if r.Calls != nil {
@@ -385,14 +423,28 @@ func deletes(long, short string) bool {
 // CallsFromDB reads call records from the store (package calls).
 func CallsFromDB(db store.Calls) CallSource {
 	return func(ctx context.Context, q CallQuery) ([]Call, error) {
-		recs, err := calls.Query(ctx, db, calls.Filter{From: q.From, To: q.To, Domain: q.Domain, Failed: q.Failed, Limit: q.Limit})
-		if err != nil {
-			return nil, fmt.Errorf("doctor: %w", err)
+		var recs []calls.Record
+		if q.ID != 0 {
+			r, err := calls.Get(ctx, db, q.ID)
+			switch {
+			case errors.Is(err, calls.ErrNotFound):
+			case err != nil:
+				return nil, fmt.Errorf("doctor: %w", err)
+			default:
+				recs = append(recs, r)
+			}
+		} else {
+			var err error
+			recs, err = calls.Query(ctx, db, calls.Filter{From: q.From, To: q.To, Domain: q.Domain, Failed: q.Failed, Limit: q.Limit})
+			if err != nil {
+				return nil, fmt.Errorf("doctor: %w", err)
+			}
 		}
 		out := make([]Call, 0, len(recs))
 		for _, r := range recs {
 			out = append(out, Call{Time: r.Start, Active: r.Active(), From: r.From, To: r.To, Domain: r.Domain, Status: r.SIPStatus,
-				Cause: r.Cause, Source: r.Source, Detail: r.Detail, Answered: !r.Answer.IsZero()})
+				Cause: r.Cause, Source: r.Source, Detail: r.Detail, Answered: !r.Answer.IsZero(),
+				ID: r.ID, CallID: r.CallID, AnswerTime: r.Answer, End: r.End, Media: r.Media})
 		}
 		return out, nil
 	}

@@ -68,6 +68,9 @@ type dialog struct {
 	rec       calls.Record
 	last      time.Time
 	ended     time.Time // zero while the dialog lasts
+	// media is the call's relayed media (nil: not relayed), closed when
+	// the call record ends.
+	media *callMedia
 }
 
 // hasIP reports whether src is an address the party s may send from.
@@ -321,6 +324,15 @@ func (p *Proxy) endDialog(d *dialog, c cause.Code, by, detail string) {
 		}
 		d.rec.Detail += detail
 	}
+	m := d.media
+	d.mu.Unlock()
+	if m != nil {
+		legs := p.closeMedia(m)
+		d.mu.Lock()
+		d.rec.Media = legs
+		d.mu.Unlock()
+	}
+	d.mu.Lock()
 	rec := d.rec
 	d.mu.Unlock()
 	p.d.Calls.Save(rec)
@@ -532,6 +544,12 @@ func (p *Proxy) forwardACK(req, fwd *sip.Request) {
 	if !p.prepareForward(fwd, h.dest, h.transport) {
 		return
 	}
+	if len(fwd.Body()) > 0 { // a late offer's answer
+		if fwd == req {
+			fwd = req.Clone()
+		}
+		p.relayBody(h.dlg.callID, h.fromCaller, fwd, registrar.SourceAddr(req.Source()))
+	}
 	if err := p.d.Client.WriteRequest(fwd, prebuilt); err != nil {
 		p.log.Debug("proxy: forward ACK", "to", h.dest, "error", err)
 	}
@@ -589,6 +607,7 @@ func (p *Proxy) forwardInDialog(req *sip.Request, tx sip.ServerTransaction) {
 		p.answerCause(req, tx, cause.TooManyHops)
 		return
 	}
+	p.relayBody(h.dlg.callID, h.fromCaller, fwd, registrar.SourceAddr(req.Source()))
 	trying := sip.NewResponseFromRequest(req, 100, "Trying", nil)
 	upDest, upTp := trying.Destination(), req.Transport()
 	if req.IsInvite() {
@@ -624,7 +643,7 @@ func (p *Proxy) forwardInDialog(req *sip.Request, tx sip.ServerTransaction) {
 			if res.StatusCode < 200 {
 				provisional = true
 				if !gaveUp {
-					p.respond(tx, upstream(res, upDest, upTp))
+					p.respond(tx, p.relayUp(h, res, upDest, upTp))
 				}
 				continue
 			}
@@ -635,7 +654,7 @@ func (p *Proxy) forwardInDialog(req *sip.Request, tx sip.ServerTransaction) {
 					p.forwardStateless(res)
 				}
 			} else {
-				p.respond(tx, upstream(res, upDest, upTp))
+				p.respond(tx, p.relayUp(h, res, upDest, upTp))
 			}
 			p.targetRefresh(req, res, h)
 			p.byeDone(req, h, res.StatusCode)
@@ -673,6 +692,15 @@ func (p *Proxy) forwardInDialog(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
+}
+
+// relayUp turns the answer to an in-dialog request into the sender's
+// response (see upstream), its SDP rewritten when the call's media are
+// relayed.
+func (p *Proxy) relayUp(h hop, res *sip.Response, dest, transport string) *sip.Response {
+	r := upstream(res, dest, transport)
+	p.relayBody(h.dlg.callID, !h.fromCaller, r, registrar.SourceAddr(res.Source()))
+	return r
 }
 
 // reinviteLimit bounds how long a re-INVITE may stay unanswered.

@@ -62,6 +62,9 @@ func (p *Proxy) TakeACK(transport string, remote net.Addr, data []byte) bool {
 	if d == nil || ended || !fromCaller || req.CSeq().SeqNo != d.inviteCSeq || !d.isConfirmed() {
 		return false
 	}
+	if len(req.Body()) > 0 && p.mediaOf(d.callID) != nil {
+		return false // a late offer's answer: rewritten by ServeACK
+	}
 	// The request is this call's own: forwarded as it is.
 	p.forwardACK(req, req)
 	return true

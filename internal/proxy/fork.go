@@ -15,6 +15,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/cluster"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
+	"github.com/switchboard-pbx/switchboard/internal/media"
 	"github.com/switchboard-pbx/switchboard/internal/registrar"
 	"github.com/switchboard-pbx/switchboard/internal/router"
 	"github.com/switchboard-pbx/switchboard/internal/store"
@@ -73,6 +74,10 @@ type fork struct {
 	cause     cause.Code
 	by        string
 	pending   bool // counted in Proxy.setups: no callee answered yet
+	// media is the call's relayed media (nil: not relayed) and offer the
+	// caller's SDP rewritten for the callees (nil: the INVITE's own).
+	media *callMedia
+	offer []byte
 }
 
 // settled ends the fork's count in Proxy.setups (a callee answered
@@ -125,6 +130,13 @@ func (f *fork) run() {
 	ring := time.NewTimer(f.decision.Timeout)
 	defer ring.Stop()
 	ringC := ring.C
+	var touchC <-chan time.Time
+	if f.media != nil {
+		// Ringing sends no media: the relay session must not time out.
+		t := time.NewTicker(max(p.cfg.MediaTimeout/4, 100*time.Millisecond))
+		defer t.Stop()
+		touchC = t.C
+	}
 	wake := time.NewTimer(time.Hour)
 	defer wake.Stop()
 	for {
@@ -154,6 +166,8 @@ func (f *fork) run() {
 			f.onCallerCancel()
 		case <-wake.C:
 			f.onDeadlines()
+		case <-touchC:
+			f.media.sess.Touch()
 		}
 	}
 	f.finish()
@@ -179,6 +193,9 @@ func (f *fork) start(b store.Binding) {
 	}
 	r := f.req.Clone()
 	r.Recipient = u
+	if f.offer != nil {
+		r.SetBody(f.offer)
+	}
 	p.popOwnRoutes(r)
 	for r.RemoveHeader("Proxy-Authorization") {
 	}
@@ -256,7 +273,7 @@ func (f *fork) onEvent(ev bevent) {
 		if code > 100 && !f.finalSent {
 			// Followed first: a PRACK may come back as soon as it is sent.
 			f.follow(br, res, false)
-			f.p.respond(f.tx, upstream(res, f.upDest, f.upTransport))
+			f.p.respond(f.tx, f.upstream(res))
 		}
 		return
 	}
@@ -307,11 +324,23 @@ func (f *fork) answer(br *branch, res *sip.Response) {
 	if f.dlg = f.follow(br, res, true); f.dlg == nil {
 		p.log.Warn("proxy: call not followed: too many dialogs or duplicate", "call_id", f.rec.CallID)
 	}
-	p.respond(f.tx, upstream(res, f.upDest, f.upTransport))
+	p.respond(f.tx, f.upstream(res))
 	if f.live > 0 {
 		// Else finish saves the record right away.
 		p.d.Calls.Save(f.rec)
 	}
+}
+
+// upstream turns a callee's response into the caller's (see upstream),
+// its SDP rewritten when the call's media are relayed.
+func (f *fork) upstream(res *sip.Response) *sip.Response {
+	r := upstream(res, f.upDest, f.upTransport)
+	if f.media != nil && len(r.Body()) > 0 {
+		if err := f.p.relaySDP(f.media, media.Callee, r, registrar.SourceAddr(res.Source())); err != nil {
+			f.p.log.Info("proxy: media relay: SDP of the callee's answer not rewritten", "call_id", f.rec.CallID, "error", err)
+		}
+	}
+	return r
 }
 
 // follow records the dialog a response with a To tag from branch br
@@ -358,6 +387,9 @@ func (f *fork) follow(br *branch, res *sip.Response, answered bool) *dialog {
 	if answered {
 		d.mu.Lock()
 		d.confirmed, d.rec, d.last = true, f.rec, p.now()
+		if f.media != nil && d.media == nil {
+			d.media = f.media
+		}
 		d.mu.Unlock()
 	}
 	return d
@@ -616,11 +648,17 @@ func (f *fork) finish() {
 		f.rec.Branches = branches
 		f.rec.End, f.rec.Cause, f.rec.HangupBy = f.finalAt, cause.NormalClearing, calls.ByServer
 		f.rec.Detail = "answered, but the call could not be followed (dialog table full): end time unknown"
+		if f.media != nil {
+			f.rec.Media = p.closeMedia(f.media)
+		}
 		p.d.Calls.Save(f.rec)
 		return
 	}
 	f.rec.Branches = branches
 	f.rec.End, f.rec.Cause, f.rec.HangupBy = f.finalAt, f.cause, f.by
+	if f.media != nil {
+		f.rec.Media = p.closeMedia(f.media)
+	}
 	if len(tried) > 0 {
 		f.rec.Detail = "tried " + strings.Join(tried, ", ")
 	}

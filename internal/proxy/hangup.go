@@ -56,8 +56,9 @@ func (p *Proxy) Hangup(ctx context.Context, callID, by string) (HangupResult, er
 	}
 	p.endDialog(d, cause.NormalClearing, calls.ByAdmin, "hung up by "+by+" (switchboard calls hangup)")
 	d.mu.Lock()
-	toCallee := p.byeFor(d, &d.caller, &d.callee)
-	toCaller := p.byeFor(d, &d.callee, &d.caller)
+	const reason = `Q.850;cause=16;text="hung up by the administrator"`
+	toCallee := p.byeFor(d, &d.caller, &d.callee, reason)
+	toCaller := p.byeFor(d, &d.callee, &d.caller, reason)
 	d.mu.Unlock()
 	var res HangupResult
 	var wg sync.WaitGroup
@@ -75,9 +76,9 @@ func (p *Proxy) Hangup(ctx context.Context, callID, by string) (HangupResult, er
 	return res, nil
 }
 
-// byeFor builds the BYE that party from would send to party to. d.mu is
-// held.
-func (p *Proxy) byeFor(d *dialog, from, to *side) *sip.Request {
+// byeFor builds the BYE that party from would send to party to, with a
+// Reason header reason. d.mu is held.
+func (p *Proxy) byeFor(d *dialog, from, to *side, reason string) *sip.Request {
 	var target sip.Uri
 	if to.target == "" || sip.ParseUri(to.target, &target) != nil {
 		// No Contact recorded: the address the party is reached at.
@@ -95,7 +96,7 @@ func (p *Proxy) byeFor(d *dialog, from, to *side) *sip.Request {
 	for _, r := range to.routes {
 		req.AppendHeader(sip.NewHeader("Route", r))
 	}
-	req.AppendHeader(sip.NewHeader("Reason", `Q.850;cause=16;text="hung up by the administrator"`))
+	req.AppendHeader(sip.NewHeader("Reason", reason))
 	req.AppendHeader(sip.NewHeader("Content-Length", "0"))
 	p.prepareForward(req, to.dest, to.transport)
 	return req

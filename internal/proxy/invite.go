@@ -84,8 +84,13 @@ func (p *Proxy) serveNewCall(req *sip.Request, tx sip.ServerTransaction) {
 	if d.Cause == "" {
 		d = mediaCheck(req, d)
 	}
+	var m *callMedia
+	var offer []byte
+	if d.Cause == "" && p.d.Media != nil {
+		m, offer, d.Cause, d.Detail = p.planMedia(req, d)
+	}
 	if d.Cause != "" {
-		status := p.answerCause(req, tx, d.Cause)
+		status := p.answerCause(req, tx, d.Cause, p.causeWarning(d.Cause, d.Detail)...)
 		rec.End, rec.SIPStatus, rec.Cause, rec.HangupBy, rec.Detail = now, status, d.Cause, calls.ByServer, d.Detail
 		p.d.Calls.Save(rec)
 		ev.Cause, ev.Status, ev.Detail = d.Cause, status, caller+" -> "+req.Recipient.User+": "+d.Detail
@@ -93,7 +98,7 @@ func (p *Proxy) serveNewCall(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	f := &fork{p: p, req: req, tx: tx, rec: rec, ev: ev, decision: d,
-		upDest: trying.Destination(), upTransport: req.Transport()}
+		upDest: trying.Destination(), upTransport: req.Transport(), media: m, offer: offer}
 	f.run()
 }
 

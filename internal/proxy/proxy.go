@@ -56,6 +56,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -65,6 +66,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/calls"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
+	"github.com/switchboard-pbx/switchboard/internal/media"
 	"github.com/switchboard-pbx/switchboard/internal/router"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 )
@@ -150,6 +152,12 @@ type Config struct {
 	// Node is this node's name (serve --node): bindings of other nodes
 	// are reached through their node (Deps.Nodes).
 	Node string
+	// MediaRelay is when calls' media go through Deps.Media (serve
+	// --media-relay): RelayAuto (default), RelayAlways or RelayNever.
+	// MediaTimeout is the relay's media timeout (for messages and to keep
+	// a ringing call's session alive).
+	MediaRelay   string
+	MediaTimeout time.Duration
 }
 
 // Deps are the services the proxy uses.
@@ -167,6 +175,9 @@ type Deps struct {
 	// forwarded here (nil: a single node; other nodes' bindings are not
 	// rung).
 	Nodes Nodes
+	// Media is the media relay (nil: no call is relayed; see relay.go).
+	// Its Config.OnTimeout must call Proxy.MediaTimeout.
+	Media *media.Relay
 }
 
 // Proxy is the call proxy. Create with New, register its handlers with
@@ -194,6 +205,8 @@ type Proxy struct {
 	// for it once a minute per phone and user.
 	setups atomic.Int64
 	shed   *journal.Throttle
+	// relayed maps a Call-ID to its *callMedia while its media are relayed.
+	relayed sync.Map
 }
 
 // New returns a proxy.
@@ -215,6 +228,9 @@ func New(cfg Config, d Deps) *Proxy {
 	}
 	if cfg.ServerName == "" {
 		cfg.ServerName = "switchboard"
+	}
+	if cfg.MediaTimeout <= 0 {
+		cfg.MediaTimeout = 60 * time.Second
 	}
 	if cfg.MaxSetups <= 0 {
 		cfg.MaxSetups = 2000

@@ -143,6 +143,7 @@ func (p *Proxy) ForwardResponse(res *sip.Response) {
 	out.RemoveHeader("Via")
 	out.SetDestination(dest)
 	out.SetTransport(tp)
+	p.relayResponse(out)
 	if err := p.writeResponse(out); err != nil {
 		p.log.Debug("proxy: forward response", "status", out.StatusCode, "to", dest, "error", err)
 	}
@@ -183,6 +184,7 @@ func (p *Proxy) forwardStateless(res *sip.Response) {
 	dest, tp := viaTarget(next)
 	r.SetDestination(dest)
 	r.SetTransport(tp)
+	p.relayResponse(r)
 	if err := p.writeResponse(r); err != nil {
 		p.log.Debug("proxy: forward response", "status", r.StatusCode, "to", dest, "error", err)
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/guard"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
 	"github.com/switchboard-pbx/switchboard/internal/location"
+	"github.com/switchboard-pbx/switchboard/internal/media"
 	"github.com/switchboard-pbx/switchboard/internal/metrics"
 	"github.com/switchboard-pbx/switchboard/internal/proxy"
 	"github.com/switchboard-pbx/switchboard/internal/qualify"
@@ -84,6 +85,9 @@ type Server struct {
 	// Metrics counts what /metrics shows; the batched writers' stores go
 	// through it.
 	Metrics *metrics.Metrics
+	// Media is the media relay (nil with --media-relay never), closed when
+	// Run returns.
+	Media *media.Relay
 
 	lock    *os.File
 	ctl     net.Listener     // the control socket, served by Run
@@ -101,6 +105,9 @@ type Server struct {
 	flows *flows
 	// certPoll is how often the certificate files are checked (0: default).
 	certPoll time.Duration
+	// MediaFacts answers the live media counters of relayed calls for
+	// `calls --active` (nil: no relay; see LiveMedia).
+	MediaFacts control.MediaBackend
 }
 
 // writerQueue is the queue length of the journal and call-record writers:
@@ -320,10 +327,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			streamPorts[strings.ToUpper(l.Proto)], _ = strconv.Atoi(p)
 		}
 	}
+	if s.Media, err = newMediaRelay(cfg, sipHost, func(ms *media.Session) { s.Proxy.MediaTimeout(ms) }, log); err != nil {
+		s.Stack.Close()
+		return fail(err)
+	}
 	s.Proxy = proxy.New(proxy.Config{Host: sipHost, AdvertiseHost: config.PrimaryIPv4(), Port: port, UDPLocal: udpAddr, StreamPorts: streamPorts,
-		OwnHosts: ownHosts(s.Stack, s.Domain), Key: key, Node: s.Node},
+		OwnHosts: ownHosts(s.Stack, s.Domain), Key: key, Node: s.Node, MediaRelay: cfg.MediaRelay, MediaTimeout: cfg.MediaTimeout},
 		proxy.Deps{Dir: s.Dir, Auth: s.Auth, Loc: flowLocator{s}, Journal: s.Journal, Calls: s.Calls, Client: s.Stack.Client,
-			Server: s.Stack.Server, Policy: s.Sec, Log: log, Nodes: s.nodesSeam()})
+			Server: s.Stack.Server, Policy: s.Sec, Log: log, Nodes: s.nodesSeam(), Media: s.Media})
 	s.Proxy.Register(s.Stack)
 	s.Guard.SetCalls(s.Proxy)
 	s.Qualify = qualify.New(qualify.Config{Interval: cfg.QualifyInterval, Host: s.Proxy.Host(), Port: port,
@@ -440,6 +451,9 @@ func (s *Server) Run(ctx context.Context) error {
 	err := s.Stack.Serve(ctx)
 	s.Guard.Wait() // listeners are closed: no new stateless requests start
 	s.Proxy.Shutdown()
+	if s.Media != nil {
+		_ = s.Media.Close() // every port released
+	}
 	stopBg()
 	s.wg.Wait()
 	s.Log.Info("switchboard stopped")
@@ -538,4 +552,38 @@ func (s *Server) serveOPTIONS(req *sip.Request, tx sip.ServerTransaction) {
 	if err := tx.Respond(res); err != nil && !errors.Is(err, context.Canceled) {
 		s.Log.Debug("options: respond", "error", err)
 	}
+}
+
+// newMediaRelay creates the media relay of --media-relay auto or always
+// (nil for never): ports from --rtp-ports, bound on the --sip host when it
+// is a specific address (else on every address), advertising --media-ip
+// (default: that host, else the primary IPv4).
+func newMediaRelay(cfg config.Config, sipHost string, onTimeout func(*media.Session), log *slog.Logger) (*media.Relay, error) {
+	if cfg.MediaRelay == "never" {
+		return nil, nil
+	}
+	low, high, err := config.ParsePortRange(cfg.RTPPorts)
+	if err != nil {
+		return nil, fmt.Errorf("--rtp-ports: %w", err)
+	}
+	var bind netip.Addr
+	if ip, err := netip.ParseAddr(sipHost); err == nil && !ip.IsUnspecified() {
+		bind = ip.Unmap()
+	}
+	adv := bind
+	if cfg.MediaIP != "" {
+		adv, err = netip.ParseAddr(cfg.MediaIP)
+		if err != nil {
+			return nil, fmt.Errorf("--media-ip %q: %w", cfg.MediaIP, err)
+		}
+	} else if !adv.IsValid() {
+		adv, _ = netip.ParseAddr(config.PrimaryIPv4())
+	}
+	r, err := media.New(media.Config{BindIP: bind, AdvertiseIP: adv.Unmap(), PortMin: low, PortMax: high,
+		Timeout: cfg.MediaTimeout, Log: log, OnTimeout: onTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("media relay: %w", err)
+	}
+	log.Info("media relay", "mode", cfg.MediaRelay, "ports", cfg.RTPPorts, "media_ip", adv.String())
+	return r, nil
 }

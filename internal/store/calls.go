@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/cause"
@@ -45,6 +47,35 @@ type Call struct {
 	HangupBy  string       `json:"hangup_by"`  // "caller", "callee", "server", "admin"; "" while in progress
 	Branches  []CallBranch `json:"branches"`
 	Detail    string       `json:"detail"`
+	// Media holds the relay's facts per leg (caller first, then callee);
+	// empty when the media was not relayed.
+	Media []MediaLeg `json:"media"`
+}
+
+// MediaLeg is what the media relay saw on one leg of a call: "in" is from
+// the party to the relay, "out" from the relay to the party. Addresses are
+// "ip:port" ("" when unknown); times are zero when nothing arrived.
+type MediaLeg struct {
+	Side          string    `json:"side"` // "caller" | "callee"
+	Relayed       bool      `json:"relayed"`
+	WebRTC        bool      `json:"webrtc"`
+	DTLS          string    `json:"dtls,omitempty"` // bridge state for WebRTC legs
+	Codec         string    `json:"codec"`
+	SignalledAddr string    `json:"signalled_addr"` // SDP c=/m=
+	SIPSource     string    `json:"sip_source"`
+	LatchedAddr   string    `json:"latched_addr"`
+	PacketsIn     uint64    `json:"packets_in"`
+	BytesIn       uint64    `json:"bytes_in"`
+	PacketsOut    uint64    `json:"packets_out"`
+	BytesOut      uint64    `json:"bytes_out"`
+	FirstPacketIn time.Time `json:"first_packet_in"`
+	LastPacketIn  time.Time `json:"last_packet_in"`
+	Lost          int64     `json:"lost"`
+	JitterMS      float64   `json:"jitter_ms"`
+	MOS           float64   `json:"mos"`
+	Stray         uint64    `json:"stray"`
+	StraySource   string    `json:"stray_source,omitempty"`
+	Malformed     uint64    `json:"malformed"`
 }
 
 // Active reports whether the call is still in progress.
@@ -86,7 +117,7 @@ type Calls interface {
 	// SaveCalls inserts or updates records (by ID) in one transaction, all
 	// or nothing; for several snapshots of one ID the last one wins. An
 	// update changes the answer and end times, status, cause, hangup
-	// party, branches and detail; the rest stays as first saved.
+	// party, branches, detail and media; the rest stays as first saved.
 	SaveCalls(ctx context.Context, recs []Call) error
 	// LastCallID returns the highest stored ID (0 when there is none).
 	LastCallID(ctx context.Context) (int64, error)
@@ -104,4 +135,57 @@ type Calls interface {
 	// PruneCalls deletes ended calls that started before before, and ended
 	// calls whose ID is more than keep below the highest.
 	PruneCalls(ctx context.Context, before time.Time, keep int) error
+}
+
+// EncodeMedia is the JSON text both backends keep in the calls table's
+// media column: "[]" for no legs; times are cut to the microsecond and
+// kept in UTC, like the record's other times.
+func EncodeMedia(legs []MediaLeg) (string, error) {
+	if len(legs) == 0 {
+		return "[]", nil
+	}
+	cp := make([]MediaLeg, len(legs))
+	for i, l := range legs {
+		l.FirstPacketIn = microUTC(l.FirstPacketIn)
+		l.LastPacketIn = microUTC(l.LastPacketIn)
+		cp[i] = l
+	}
+	b, err := json.Marshal(cp)
+	if err != nil {
+		return "", fmt.Errorf("encode media legs: %w", err)
+	}
+	return string(b), nil
+}
+
+// DecodeMedia reads what EncodeMedia wrote; "" and "[]" give an empty,
+// non-nil slice.
+func DecodeMedia(s string) ([]MediaLeg, error) {
+	legs := []MediaLeg{}
+	if s == "" || s == "[]" {
+		return legs, nil
+	}
+	if err := json.Unmarshal([]byte(s), &legs); err != nil {
+		return nil, fmt.Errorf("decode media legs: %w", err)
+	}
+	for i := range legs {
+		legs[i].FirstPacketIn = localTime(legs[i].FirstPacketIn)
+		legs[i].LastPacketIn = localTime(legs[i].LastPacketIn)
+	}
+	return legs, nil
+}
+
+func microUTC(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.Truncate(time.Microsecond).UTC()
+}
+
+// localTime gives a decoded time the local zone, as the backends' other
+// times (time.UnixMicro) have.
+func localTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.Local()
 }

@@ -8,6 +8,7 @@ package view
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/acl"
@@ -105,6 +106,56 @@ type Call struct {
 	HangupBy     string   `json:"hangup_by"`
 	Branches     []Branch `json:"branches"`
 	Detail       string   `json:"detail"`
+	// Media is what the media relay counted per leg (caller, then
+	// callee): the final counters of an ended call, live ones of a call
+	// in progress when the server reported them; empty when the media was
+	// not relayed.
+	Media []MediaLeg `json:"media"`
+}
+
+// MediaLeg is one leg of a relayed call: "in" is from the party to the
+// relay, "out" from the relay to the party. Addresses are "ip:port" ("" when
+// unknown), times as Stamp ("" when nothing arrived).
+type MediaLeg struct {
+	Side          string  `json:"side"` // "caller" | "callee"
+	Relayed       bool    `json:"relayed"`
+	WebRTC        bool    `json:"webrtc"`
+	DTLS          string  `json:"dtls"` // the WebRTC bridge's state, "" for plain RTP
+	Codec         string  `json:"codec"`
+	SignalledAddr string  `json:"signalled_addr"` // from the party's SDP
+	SIPSource     string  `json:"sip_source"`     // where its SIP came from
+	LatchedAddr   string  `json:"latched_addr"`   // where its packets came from (and the relay sends)
+	PacketsIn     uint64  `json:"packets_in"`
+	BytesIn       uint64  `json:"bytes_in"`
+	PacketsOut    uint64  `json:"packets_out"`
+	BytesOut      uint64  `json:"bytes_out"`
+	FirstPacketIn string  `json:"first_packet_in"`
+	LastPacketIn  string  `json:"last_packet_in"`
+	Lost          int64   `json:"lost"`
+	LossPct       float64 `json:"loss_pct"` // lost / (lost + received), in %
+	JitterMS      float64 `json:"jitter_ms"`
+	MOS           float64 `json:"mos"` // estimated (E-model); 0 when nothing arrived
+	Stray         uint64  `json:"stray"`
+	StraySource   string  `json:"stray_source"`
+	Malformed     uint64  `json:"malformed"`
+}
+
+// MediaOf makes the views of a call's media legs (never nil).
+func MediaOf(legs []store.MediaLeg) []MediaLeg {
+	out := make([]MediaLeg, 0, len(legs))
+	for _, l := range legs {
+		loss := 0.0
+		if l.Lost > 0 {
+			loss = math.Round(1000*float64(l.Lost)/float64(uint64(l.Lost)+l.PacketsIn)) / 10
+		}
+		out = append(out, MediaLeg{Side: l.Side, Relayed: l.Relayed, WebRTC: l.WebRTC, DTLS: l.DTLS, Codec: l.Codec,
+			SignalledAddr: l.SignalledAddr, SIPSource: l.SIPSource, LatchedAddr: l.LatchedAddr,
+			PacketsIn: l.PacketsIn, BytesIn: l.BytesIn, PacketsOut: l.PacketsOut, BytesOut: l.BytesOut,
+			FirstPacketIn: Stamp(l.FirstPacketIn), LastPacketIn: Stamp(l.LastPacketIn), Lost: l.Lost, LossPct: loss,
+			JitterMS: math.Round(l.JitterMS*100) / 100, MOS: math.Round(l.MOS*100) / 100,
+			Stray: l.Stray, StraySource: l.StraySource, Malformed: l.Malformed})
+	}
+	return out
 }
 
 // Branch is one fork of a call.
@@ -132,7 +183,7 @@ func CallOf(r calls.Record, now time.Time) Call {
 		Transport: r.Transport, UserAgent: r.UserAgent, Start: Stamp(r.Start), Answer: Stamp(r.Answer),
 		End: Stamp(r.End), DurationS: float64(r.Duration(now).Milliseconds()) / 1000, Active: r.Active(),
 		SIPStatus: r.SIPStatus, Cause: string(r.Cause), HangupBy: r.HangupBy, Detail: r.Detail,
-		Branches: []Branch{}}
+		Branches: []Branch{}, Media: MediaOf(r.Media)}
 	switch {
 	case !r.Active():
 		v.State = "ended"

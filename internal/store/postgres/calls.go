@@ -16,12 +16,12 @@ import (
 
 // callUpsert writes any number of call records in one statement.
 const callUpsert = `INSERT INTO calls(id, call_id, caller, callee, domain, source, transport,
-		user_agent, started_at, answered_at, ended_at, sip_status, cause, hangup_by, branches, detail)
+		user_agent, started_at, answered_at, ended_at, sip_status, cause, hangup_by, branches, detail, media)
 	SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-		$8::text[], $9::int8[], $10::int8[], $11::int8[], $12::int4[], $13::text[], $14::text[], $15::text[], $16::text[])
+		$8::text[], $9::int8[], $10::int8[], $11::int8[], $12::int4[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[])
 	ON CONFLICT (id) DO UPDATE SET answered_at = excluded.answered_at, ended_at = excluded.ended_at,
 		sip_status = excluded.sip_status, cause = excluded.cause, hangup_by = excluded.hangup_by,
-		branches = excluded.branches, detail = excluded.detail`
+		branches = excluded.branches, detail = excluded.detail, media = excluded.media`
 
 // SaveCalls upserts records in one statement (one round trip); branches
 // are stored as JSON.
@@ -38,7 +38,7 @@ func (db *DB) SaveCalls(ctx context.Context, recs []store.Call) error {
 	n := len(last)
 	ids, start, answer, end := make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
 	status := make([]int32, 0, n)
-	txt := make([][]string, 11)
+	txt := make([][]string, 12)
 	for i := range txt {
 		txt[i] = make([]string, 0, n)
 	}
@@ -54,15 +54,19 @@ func (db *DB) SaveCalls(ctx context.Context, recs []store.Call) error {
 				return fmt.Errorf("calls: encode branches of call %d: %w", r.ID, err)
 			}
 		}
+		media, err := store.EncodeMedia(r.Media)
+		if err != nil {
+			return fmt.Errorf("calls: call %d: %w", r.ID, err)
+		}
 		ids, start, answer, end = append(ids, r.ID), append(start, micros(r.Start)), append(answer, micros(r.Answer)), append(end, micros(r.End))
 		status = append(status, int32(r.SIPStatus))
 		for j, v := range []string{r.CallID, r.From, r.To, r.Domain, r.Source, r.Transport, r.UserAgent,
-			string(r.Cause), r.HangupBy, string(branches), r.Detail} {
+			string(r.Cause), r.HangupBy, string(branches), r.Detail, media} {
 			txt[j] = append(txt[j], v)
 		}
 	}
 	if _, err := db.pool.Exec(ctx, callUpsert, ids, txt[0], txt[1], txt[2], txt[3], txt[4], txt[5], txt[6],
-		start, answer, end, status, txt[7], txt[8], txt[9], txt[10]); err != nil {
+		start, answer, end, status, txt[7], txt[8], txt[9], txt[10], txt[11]); err != nil {
 		return fmt.Errorf("calls: save: %w", err)
 	}
 	return nil
@@ -93,7 +97,7 @@ func (db *DB) EndActiveCalls(ctx context.Context, at time.Time, c cause.Code, by
 }
 
 const callColumns = `id, call_id, caller, callee, domain, source, transport, user_agent, started_at, answered_at,
-	ended_at, sip_status, cause, hangup_by, branches, detail`
+	ended_at, sip_status, cause, hangup_by, branches, detail, media`
 
 // QueryCalls returns the records matching f, newest first.
 func (db *DB) QueryCalls(ctx context.Context, f store.CallFilter) ([]store.Call, error) {
@@ -202,9 +206,9 @@ func (db *DB) PruneCalls(ctx context.Context, before time.Time, keep int) error 
 func scanCall(sc interface{ Scan(...any) error }) (store.Call, error) {
 	var r store.Call
 	var start, answer, end int64
-	var c, branches string
+	var c, branches, media string
 	if err := sc.Scan(&r.ID, &r.CallID, &r.From, &r.To, &r.Domain, &r.Source, &r.Transport, &r.UserAgent,
-		&start, &answer, &end, &r.SIPStatus, &c, &r.HangupBy, &branches, &r.Detail); err != nil {
+		&start, &answer, &end, &r.SIPStatus, &c, &r.HangupBy, &branches, &r.Detail, &media); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return r, err
 		}
@@ -217,6 +221,10 @@ func scanCall(sc interface{ Scan(...any) error }) (store.Call, error) {
 		if err := json.Unmarshal([]byte(branches), &r.Branches); err != nil {
 			return r, fmt.Errorf("calls: read branches of call %d: %w", r.ID, err)
 		}
+	}
+	var err error
+	if r.Media, err = store.DecodeMedia(media); err != nil {
+		return r, fmt.Errorf("calls: read call %d: %w", r.ID, err)
 	}
 	return r, nil
 }

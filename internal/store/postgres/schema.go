@@ -235,6 +235,11 @@ CREATE TABLE api_tokens (
 	`
 CREATE INDEX extensions_order ON extensions(domain_id, length(number), number COLLATE "C");
 `,
+	// 10: what the media relay saw per leg of a call (store.MediaLeg as
+	// JSON, see store.EncodeMedia); '[]' when the media was not relayed.
+	`
+ALTER TABLE calls ADD COLUMN media TEXT NOT NULL DEFAULT '[]';
+`,
 }
 
 // Tables are the tables `db copy` moves, parents before children (the

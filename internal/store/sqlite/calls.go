@@ -14,14 +14,14 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/store/multirow"
 )
 
-const callUpsertCols = 16
+const callUpsertCols = 17
 
 func newCallUpsert(db *sql.DB) *multirow.Insert {
 	return multirow.New(db, `INSERT INTO calls(id, call_id, caller, callee, domain, source, transport,
-		user_agent, started_at, answered_at, ended_at, sip_status, cause, hangup_by, branches, detail)`, callUpsertCols,
+		user_agent, started_at, answered_at, ended_at, sip_status, cause, hangup_by, branches, detail, media)`, callUpsertCols,
 		`ON CONFLICT(id) DO UPDATE SET answered_at = excluded.answered_at, ended_at = excluded.ended_at,
 		sip_status = excluded.sip_status, cause = excluded.cause, hangup_by = excluded.hangup_by,
-		branches = excluded.branches, detail = excluded.detail`)
+		branches = excluded.branches, detail = excluded.detail, media = excluded.media`)
 }
 
 // SaveCalls upserts records in one transaction with statements prepared
@@ -44,9 +44,13 @@ func (db *DB) SaveCalls(ctx context.Context, recs []store.Call) error {
 				return fmt.Errorf("calls: encode branches of call %d: %w", r.ID, err)
 			}
 		}
+		media, err := store.EncodeMedia(r.Media)
+		if err != nil {
+			return fmt.Errorf("calls: call %d: %w", r.ID, err)
+		}
 		args = append(args, r.ID, r.CallID, r.From, r.To, r.Domain, r.Source, r.Transport,
 			r.UserAgent, micros(r.Start), micros(r.Answer), micros(r.End), r.SIPStatus, string(r.Cause), r.HangupBy,
-			string(branches), r.Detail)
+			string(branches), r.Detail, media)
 	}
 	if err := db.callUpsert.Write(ctx, args); err != nil {
 		return fmt.Errorf("calls: save: %w", err)
@@ -76,7 +80,7 @@ func (db *DB) EndActiveCalls(ctx context.Context, at time.Time, c cause.Code, by
 }
 
 const callColumns = `id, call_id, caller, callee, domain, source, transport, user_agent, started_at, answered_at,
-	ended_at, sip_status, cause, hangup_by, branches, detail`
+	ended_at, sip_status, cause, hangup_by, branches, detail, media`
 
 // QueryCalls returns the records matching f, newest first.
 func (db *DB) QueryCalls(ctx context.Context, f store.CallFilter) ([]store.Call, error) {
@@ -176,9 +180,9 @@ func (db *DB) PruneCalls(ctx context.Context, before time.Time, keep int) error 
 func scanCall(sc interface{ Scan(...any) error }) (store.Call, error) {
 	var r store.Call
 	var start, answer, end int64
-	var c, branches string
+	var c, branches, media string
 	if err := sc.Scan(&r.ID, &r.CallID, &r.From, &r.To, &r.Domain, &r.Source, &r.Transport, &r.UserAgent,
-		&start, &answer, &end, &r.SIPStatus, &c, &r.HangupBy, &branches, &r.Detail); err != nil {
+		&start, &answer, &end, &r.SIPStatus, &c, &r.HangupBy, &branches, &r.Detail, &media); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return r, err
 		}
@@ -191,6 +195,10 @@ func scanCall(sc interface{ Scan(...any) error }) (store.Call, error) {
 		if err := json.Unmarshal([]byte(branches), &r.Branches); err != nil {
 			return r, fmt.Errorf("calls: read branches of call %d: %w", r.ID, err)
 		}
+	}
+	var err error
+	if r.Media, err = store.DecodeMedia(media); err != nil {
+		return r, fmt.Errorf("calls: read call %d: %w", r.ID, err)
 	}
 	return r, nil
 }

@@ -471,6 +471,11 @@ CREATE TABLE api_tokens (
 	`
 CREATE INDEX extensions_order ON extensions(domain_id, length(number), number);
 `,
+	// 10: what the media relay saw per leg of a call (store.MediaLeg as
+	// JSON, see store.EncodeMedia); '[]' when the media was not relayed.
+	`
+ALTER TABLE calls ADD COLUMN media TEXT NOT NULL DEFAULT '[]';
+`,
 }
 
 // migrate brings the file up to the newest schema, one transaction per step.

@@ -462,6 +462,13 @@ func call(id int64, from, to string, sec int) store.Call {
 // compares instants.
 func normCall(c store.Call) store.Call {
 	c.Start, c.Answer, c.End = c.Start.UTC(), c.Answer.UTC(), c.End.UTC()
+	if c.Media != nil {
+		c.Media = slices.Clone(c.Media)
+		for i := range c.Media {
+			c.Media[i].FirstPacketIn = c.Media[i].FirstPacketIn.UTC()
+			c.Media[i].LastPacketIn = c.Media[i].LastPacketIn.UTC()
+		}
+	}
 	return c
 }
 
@@ -492,6 +499,16 @@ func testCalls(t *testing.T, b Backend) {
 	answered.SIPStatus, answered.Cause, answered.HangupBy, answered.Detail = 200, cause.NormalClearing, "caller", "bye"
 	answered.Branches = []store.CallBranch{{Contact: "sip:2002@10.0.0.2", Destination: "10.0.0.2:5060", Transport: "UDP",
 		Ringing: true, Status: 200, Reason: "OK"}}
+	// The media legs are written by the update that ends the call; every
+	// field survives (times to the microsecond), a never-latched leg keeps
+	// its zero times.
+	answered.Media = []store.MediaLeg{{Side: "caller", Relayed: true, Codec: "PCMU",
+		SignalledAddr: "10.0.0.1:4000", SIPSource: "203.0.113.7", LatchedAddr: "203.0.113.7:41000",
+		PacketsIn: 2900, BytesIn: 498800, PacketsOut: 0, BytesOut: 0,
+		FirstPacketIn: t0.Add(2*time.Second + 700*time.Microsecond), LastPacketIn: t0.Add(59 * time.Second),
+		Lost: 3, JitterMS: 1.25, MOS: 4.38, Stray: 7, StraySource: "198.51.100.9:5004", Malformed: 1},
+		{Side: "callee", Relayed: true, WebRTC: true, DTLS: "failed", Codec: "PCMU", SignalledAddr: "[2001:db8::5]:9",
+			SIPSource: "2001:db8::5", PacketsOut: 2900, BytesOut: 498800}}
 	// Several snapshots of one call in one write: the last one wins; an
 	// update keeps who called whom.
 	changed := answered
@@ -513,8 +530,13 @@ func testCalls(t *testing.T, b Backend) {
 	failed.End, failed.SIPStatus, failed.Cause = t0.Add(20*time.Second), 480, cause.NoAnswer
 	active := call(3, "2004", "2001", 30)
 	must(t, b.SaveCalls(ctx, []store.Call{failed, active}))
-	if got, _ := b.CallByID(ctx, 3); got.Branches == nil || len(got.Branches) != 0 || !got.End.IsZero() {
-		t.Fatalf("call without branches: %+v (want empty, non-nil branches, zero end)", got)
+	if got, _ := b.CallByID(ctx, 3); got.Branches == nil || len(got.Branches) != 0 || !got.End.IsZero() ||
+		got.Media == nil || len(got.Media) != 0 {
+		t.Fatalf("call without branches: %+v (want empty, non-nil branches and media, zero end)", got)
+	}
+	if rs, _ := b.QueryCalls(ctx, store.CallFilter{CallID: "cid-1"}); len(rs) != 1 || len(rs[0].Media) != 2 ||
+		rs[0].Media[1].DTLS != "failed" {
+		t.Fatalf("query lost the media legs: %+v", rs)
 	}
 	for _, c := range []struct {
 		name string
