@@ -257,8 +257,9 @@ func load(ctx context.Context, c config, count int) (result, error) {
 
 	// Set up every call, c.concurrency at a time.
 	var (
-		firstErr atomic.Value
-		failed   atomic.Int64
+		firstErr  atomic.Value
+		failed    atomic.Int64
+		unrelayed atomic.Int64
 	)
 	fail := func(cl *call, err error) {
 		failed.Add(1)
@@ -287,6 +288,9 @@ func load(ctx context.Context, c config, count int) (result, error) {
 			return
 		}
 		a.dest, b.dest = netip.AddrPortFrom(aDest.Addr().Unmap(), aDest.Port()), netip.AddrPortFrom(bDest.Addr().Unmap(), bDest.Port())
+		if c.target != "direct" && (a.dest == b.addr || b.dest == a.addr) {
+			unrelayed.Add(1) // the SDP was passed through: media goes direct
+		}
 		cl.ok = true
 	}, c)
 	res.setup = time.Since(t0)
@@ -298,6 +302,9 @@ func load(ctx context.Context, c config, count int) (result, error) {
 		}
 	}
 	res.setupFailed = int(failed.Load())
+	if n := unrelayed.Load(); n > 0 {
+		firstErr.CompareAndSwap(nil, fmt.Sprintf("%d calls not relayed: their SDP was not rewritten, media went direct (is switchboard running with --media-relay always?)", n))
+	}
 	fmt.Fprintf(os.Stderr, "rtpload: %s: %d of %d calls set up in %.2fs\n", c.target, res.established, c.calls, res.setup.Seconds())
 
 	if len(parties) > 0 {
