@@ -154,7 +154,7 @@ import sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 cols = ("label target calls established setup_failed setup_s duration_s sent received lost loss_pct dup foreign send_err "
         "lat_p50_us lat_p99_us lat_max_us relay_cpu_pct rss_before_kib rss_after_kib pss_before_kib pss_after_kib "
-        "pss_per_call_kib load_cpu_pct teardown_failed first_error").split()
+        "pss_per_call_kib load_cpu_pct send_lag_p99_ms send_lag_max_ms teardown_failed first_error").split()
 rows = [dict(zip(cols, r)) for r in rows if len(r) >= len(cols)]
 base = {r["calls"]: r for r in rows if r["target"] == "direct"}
 def num(s):
@@ -167,7 +167,7 @@ def added(r, key, fmt):
     if r["target"] == "direct" or b is None or num(r[key]) is None or num(b[key]) is None:
         return "—"
     return fmt % (num(r[key]) - num(b[key]))
-print("| calls | relay | calls up | packets sent | loss % | added loss % | p50 / p99 latency | added p50 / p99 | relay CPU % (1 core = 100) | CPU per 100 calls | PSS before → after | PSS per call | load tool CPU % |")
+print("| calls | relay | calls up | packets sent | loss % | added loss % | p50 / p99 latency | added p50 / p99 | relay CPU % (1 core = 100) | CPU per 100 calls | PSS before → after | PSS per call | load tool CPU % / send lag p99 |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     cpu = num(r["relay_cpu_pct"])
@@ -178,7 +178,7 @@ for r in rows:
     up = r["established"] + ("" if r["setup_failed"] == "0" else " (%s failed)" % r["setup_failed"])
     print(f"| {int(r['calls']):,} | {r['target']} | {up} | {int(r['sent']):,} | {float(r['loss_pct']):.3f} | {added(r, 'loss_pct', '%+.3f')} "
           f"| {r['lat_p50_us']} / {r['lat_p99_us']} µs | {added(r, 'lat_p50_us', '%+.1f')} / {added(r, 'lat_p99_us', '%+.1f')} µs "
-          f"| {r['relay_cpu_pct'] if cpu is not None else '—'} | {per100} | {pss} | {perc} | {r['load_cpu_pct']} |")
+          f"| {r['relay_cpu_pct'] if cpu is not None else '—'} | {per100} | {pss} | {perc} | {r['load_cpu_pct']} / {r['send_lag_p99_ms']} ms |")
 errs = [f"{r['target']} {r['calls']}: {r['first_error']}" for r in rows if r["first_error"] != "-"]
 if errs:
     print()

@@ -15,7 +15,11 @@
 //     relays add is measured against it).
 //
 // Loss counts every packet; latency only packets sent in the steady window
-// (after -warmup). With -pid, the relay process's CPU (utime+stime from /proc/PID/stat over
+// (after -warmup), from the send call to the kernel's receive timestamp at
+// the receiving socket (SO_TIMESTAMPNS), so this tool's own delay in
+// reading is left out; send_lag_p99_ms and send_lag_max_ms say how far its
+// senders fell behind their 20 ms schedule (large: the tool, not the
+// relay, is short of CPU). With -pid, the relay process's CPU (utime+stime from /proc/PID/stat over
 // the steady window, after -warmup) and its RSS/PSS before the calls and at
 // the end of the window are reported. It prints one tab-separated line
 // (-header: column names first) and a readable summary on stderr.
@@ -308,8 +312,7 @@ func load(ctx context.Context, c config, count int) (result, error) {
 	fmt.Fprintf(os.Stderr, "rtpload: %s: %d of %d calls set up in %.2fs\n", c.target, res.established, c.calls, res.setup.Seconds())
 
 	if len(parties) > 0 {
-		base := time.Now()
-		start := base.Add(200 * time.Millisecond)
+		start := time.Now().Add(200 * time.Millisecond)
 		end := start.Add(time.Duration(count) * packetGap)
 		stopAt := end.Add(c.drain)
 		// The steady window: CPU from start+warmup to end, memory at end.
@@ -333,7 +336,7 @@ func load(ctx context.Context, c config, count int) (result, error) {
 			}()
 		}
 		r0 := rusage()
-		res.t = stream(parties, runID, base, start, start.Add(c.warmup), stopAt, count)
+		res.t = stream(parties, runID, start, start.Add(c.warmup), stopAt, count)
 		res.loadCPUPct = 100 * (rusage() - r0).Seconds() / time.Since(start).Seconds()
 		mwg.Wait()
 	}
@@ -464,7 +467,7 @@ func rusage() time.Duration {
 
 const columns = "label\ttarget\tcalls\testablished\tsetup_failed\tsetup_s\tduration_s\tsent\treceived\tlost\tloss_pct\tdup\tforeign\tsend_err" +
 	"\tlat_p50_us\tlat_p99_us\tlat_max_us\trelay_cpu_pct\trss_before_kib\trss_after_kib\tpss_before_kib\tpss_after_kib\tpss_per_call_kib" +
-	"\tload_cpu_pct\tteardown_failed\tfirst_error"
+	"\tload_cpu_pct\tsend_lag_p99_ms\tsend_lag_max_ms\tteardown_failed\tfirst_error"
 
 func printResult(c config, count int, r result) {
 	t := r.t
@@ -478,6 +481,11 @@ func printResult(c config, count int, r result) {
 	if t.lat != nil && t.lat.count.Load() > 0 {
 		p50, p99, pmax = us(t.lat.quantile(0.50)), us(t.lat.quantile(0.99)), us(time.Duration(t.lat.max.Load()))
 	}
+	lagP99, lagMax := "-", "-"
+	if t.lag != nil && t.lag.count.Load() > 0 {
+		ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 2, 64) }
+		lagP99, lagMax = ms(t.lag.quantile(0.99)), ms(time.Duration(t.lag.max.Load()))
+	}
 	cpu, rss0, rss1, pss0, pss1, perCall := "-", "-", "-", "-", "-", "-"
 	if r.measured {
 		cpu = strconv.FormatFloat(r.cpuPct, 'f', 1, 64)
@@ -488,6 +496,9 @@ func printResult(c config, count int, r result) {
 		}
 	}
 	fe := r.firstErr
+	if fe == "" && t.userStamped > 0 {
+		fe = fmt.Sprintf("%d latency samples without a kernel receive timestamp (taken when read)", t.userStamped)
+	}
 	if fe == "" {
 		fe = "-"
 	}
@@ -499,9 +510,9 @@ func printResult(c config, count int, r result) {
 		strconv.FormatUint(t.sent, 10), strconv.FormatUint(t.received, 10), strconv.FormatInt(lost, 10),
 		strconv.FormatFloat(lossPct, 'f', 4, 64), strconv.FormatUint(t.dup, 10), strconv.FormatUint(t.foreign, 10),
 		strconv.FormatUint(t.sendErr, 10), p50, p99, pmax, cpu, rss0, rss1, pss0, pss1, perCall,
-		strconv.FormatFloat(r.loadCPUPct, 'f', 1, 64), strconv.Itoa(r.teardownFailed),
+		strconv.FormatFloat(r.loadCPUPct, 'f', 1, 64), lagP99, lagMax, strconv.Itoa(r.teardownFailed),
 		strings.NewReplacer("\t", " ", "\n", " ").Replace(fe)}
 	fmt.Println(strings.Join(f, "\t"))
-	fmt.Fprintf(os.Stderr, "rtpload: %s: %d calls, %d packets/party planned; sent %d, received %d, lost %d (%.4f %%), dup %d, foreign %d; latency p50 %s µs p99 %s µs max %s µs; relay CPU %s %%, PSS %s -> %s KiB (%s KiB/call); load tool CPU %.1f %%; first error: %s\n",
-		c.label, r.established, count, t.sent, t.received, lost, lossPct, t.dup, t.foreign, p50, p99, pmax, cpu, pss0, pss1, perCall, r.loadCPUPct, fe)
+	fmt.Fprintf(os.Stderr, "rtpload: %s: %d calls, %d packets/party planned; sent %d, received %d, lost %d (%.4f %%), dup %d, foreign %d; latency p50 %s µs p99 %s µs max %s µs; relay CPU %s %%, PSS %s -> %s KiB (%s KiB/call); load tool CPU %.1f %%, send lag p99 %s ms max %s ms; first error: %s\n",
+		c.label, r.established, count, t.sent, t.received, lost, lossPct, t.dup, t.foreign, p50, p99, pmax, cpu, pss0, pss1, perCall, r.loadCPUPct, lagP99, lagMax, fe)
 }

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestBencodeRoundTrip(t *testing.T) {
@@ -179,10 +183,9 @@ func TestStreamAccounting(t *testing.T) {
 	ps[2].dest = sink.LocalAddr().(*net.UDPAddr).AddrPort() // lost
 	ps[3].dest = ps[2].addr
 	const count = 10
-	base := time.Now()
-	start := base.Add(10 * time.Millisecond)
+	start := time.Now().Add(10 * time.Millisecond)
 	end := start.Add(count * packetGap)
-	tot := stream(ps, 9, base, start, start, end.Add(300*time.Millisecond), count)
+	tot := stream(ps, 9, start, start, end.Add(300*time.Millisecond), count)
 	if tot.sent != 4*count || tot.sendErr != 0 {
 		t.Fatalf("sent %d (errors %d), want %d", tot.sent, tot.sendErr, 4*count)
 	}
@@ -197,6 +200,9 @@ func TestStreamAccounting(t *testing.T) {
 	}
 	if p99 := tot.lat.quantile(0.99); p99 <= 0 || p99 > time.Second {
 		t.Fatalf("p99 %s", p99)
+	}
+	if tot.userStamped != 0 {
+		t.Fatalf("%d samples without a kernel timestamp", tot.userStamped)
 	}
 }
 
@@ -219,12 +225,12 @@ func TestStreamDuplicatesAndForeign(t *testing.T) {
 	go func() {
 		time.Sleep(50 * time.Millisecond)
 		for _, seq := range []uint32{0, 1, 1, 2, 500} { // 500: beyond the count
-			stamp(p, 3, 1, seq, int64(time.Since(base)))
+			stamp(p, 3, 1, seq, time.Now().UnixNano())
 			_, _ = tx.WriteToUDPAddrPort(p, rx.addr)
 		}
 	}()
 	const count = 5
-	tot := stream([]*party{rx}, 3, base, base, base, base.Add(count*packetGap+300*time.Millisecond), count)
+	tot := stream([]*party{rx}, 3, base, base, base.Add(count*packetGap+300*time.Millisecond), count)
 	if tot.received != 3 || tot.dup != 1 || tot.foreign != count+1 {
 		t.Fatalf("received %d dup %d foreign %d, want 3 1 %d", tot.received, tot.dup, tot.foreign, count+1)
 	}
@@ -281,5 +287,39 @@ func TestSIPHelpers(t *testing.T) {
 	}
 	if _, err := authorize("SIP/2.0 401 Unauthorized\r\nWWW-Authenticate: Digest\r\n\r\n", "REGISTER", "u", "p", "sip:x"); err == nil {
 		t.Fatal("a challenge without nonce accepted")
+	}
+}
+
+func TestKernelStamp(t *testing.T) {
+	msg := func(level, typ uint32, payload []byte) []byte {
+		b := make([]byte, 16, 16+len(payload)+8)
+		binary.NativeEndian.PutUint64(b[0:8], uint64(16+len(payload)))
+		binary.NativeEndian.PutUint32(b[8:12], level)
+		binary.NativeEndian.PutUint32(b[12:16], typ)
+		b = append(b, payload...)
+		for len(b)%8 != 0 {
+			b = append(b, 0)
+		}
+		return b
+	}
+	ts := make([]byte, 16)
+	binary.NativeEndian.PutUint64(ts[0:8], 1796296345)
+	binary.NativeEndian.PutUint64(ts[8:16], 123456789)
+	other := msg(syscall.SOL_IP, 8, []byte{1, 2, 3, 4}) // e.g. IP_PKTINFO-ish: skipped
+	oob := append(other, msg(syscall.SOL_SOCKET, unix.SCM_TIMESTAMPNS, ts)...)
+	ns, ok := kernelStamp(oob)
+	if !ok || ns != 1796296345*1e9+123456789 {
+		t.Fatalf("got %d %v", ns, ok)
+	}
+	for _, bad := range [][]byte{nil, oob[:10], other, msg(syscall.SOL_SOCKET, unix.SCM_TIMESTAMPNS, ts[:8])} {
+		if _, ok := kernelStamp(bad); ok {
+			t.Errorf("% x: accepted", bad)
+		}
+	}
+	// A length beyond the buffer is refused, not read past.
+	broken := append([]byte(nil), oob...)
+	binary.NativeEndian.PutUint64(broken[0:8], 1000)
+	if _, ok := kernelStamp(broken); ok {
+		t.Fatal("a control message longer than the buffer accepted")
 	}
 }

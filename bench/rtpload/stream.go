@@ -8,7 +8,10 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // RTP packets of the load: a 12-byte RTP header (V=2, PT 0 = PCMU, the
@@ -18,7 +21,8 @@ import (
 //	[0:4]   magic "RTPL"
 //	[4:8]   stream id (call*2 + direction)
 //	[8:12]  sequence number (32 bits; the RTP one wraps at 65,536)
-//	[12:20] send time, ns since the run's base (monotonic clock)
+//	[12:20] send time, ns since 1970 (the wall clock, the clock of the
+//	        kernel's receive timestamps)
 //	[20:24] run id (packets of another run are not counted)
 //
 // The rest of the payload is PCMU silence (0xFF).
@@ -143,35 +147,100 @@ type party struct {
 	rs   recvStream
 }
 
+// openParty opens a party's RTP socket on bind with kernel receive
+// timestamps (SO_TIMESTAMPNS) on.
 func openParty(bind netip.Addr) (*party, error) {
 	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(bind, 0)))
 	if err != nil {
 		return nil, err
 	}
+	if err := setTimestamps(c); err != nil {
+		c.Close()
+		return nil, err
+	}
 	return &party{conn: c, addr: c.LocalAddr().(*net.UDPAddr).AddrPort()}, nil
+}
+
+func setTimestamps(c *net.UDPConn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return &net.OpError{Op: "setsockopt SO_TIMESTAMPNS", Net: "udp", Err: serr}
+	}
+	return nil
+}
+
+// oobSize holds one SCM_TIMESTAMPNS control message (and room to spare).
+const oobSize = 64
+
+// kernelStamp returns the time of an SCM_TIMESTAMPNS control message in
+// oob (ns since 1970): when the packet reached the socket, so the latency
+// measured excludes this tool's own delay in reading it. It reads the
+// 64-bit Linux layout (cmsghdr: 8-byte length, level, type; timespec: two
+// 8-byte fields); ok is false on anything else.
+func kernelStamp(oob []byte) (ns int64, ok bool) {
+	const hdr = 16
+	if unix.SizeofCmsghdr != hdr {
+		return 0, false
+	}
+	for len(oob) >= hdr {
+		l := binary.NativeEndian.Uint64(oob[0:8])
+		level := int32(binary.NativeEndian.Uint32(oob[8:12]))
+		typ := int32(binary.NativeEndian.Uint32(oob[12:16]))
+		if l < hdr || l > uint64(len(oob)) {
+			return 0, false
+		}
+		if level == syscall.SOL_SOCKET && typ == unix.SCM_TIMESTAMPNS && l >= hdr+16 {
+			sec := int64(binary.NativeEndian.Uint64(oob[hdr : hdr+8]))
+			nsec := int64(binary.NativeEndian.Uint64(oob[hdr+8 : hdr+16]))
+			return sec*1e9 + nsec, true
+		}
+		next := (l + 7) &^ 7 // CMSG_ALIGN
+		if next >= uint64(len(oob)) {
+			return 0, false
+		}
+		oob = oob[next:]
+	}
+	return 0, false
 }
 
 // totals of a streaming run.
 type totals struct {
 	sent, sendErr, received, dup, foreign uint64
-	firstSendErr                          string
-	lat                                   *histogram
+	// userStamped counts latency samples taken when this tool read the
+	// packet, for want of a kernel timestamp (0 normally).
+	userStamped  uint64
+	firstSendErr string
+	lat          *histogram
+	// lag: how far behind its schedule each batch of sends started.
+	lag *histogram
 }
 
 // stream sends count packets per party, every 20 ms, in 20 phases 1 ms
 // apart (party i in phase i mod 20), from start; each party's receiver
 // counts what arrives until stopAt. Latency is recorded for packets sent
-// at latFrom or later (the steady window); loss counts every packet. It returns when every sender is done
+// at latFrom or later (the steady window); loss counts every packet. The
+// latency of a packet is from its send call to its arrival at the
+// receiving socket (the kernel's timestamp). It returns when every sender is done
 // and every receiver has reached stopAt. Destinations must be loopback
 // (checked by the caller).
-func stream(parties []*party, run uint32, base time.Time, start, latFrom, stopAt time.Time, count int) totals {
-	latNs := int64(latFrom.Sub(base))
-	t := totals{lat: &histogram{}}
+func stream(parties []*party, run uint32, start, latFrom, stopAt time.Time, count int) totals {
+	latNs := latFrom.UnixNano()
+	t := totals{lat: &histogram{}, lag: &histogram{}}
 	var (
 		wg            sync.WaitGroup
 		sent, sendErr atomic.Uint64
 		foreign       atomic.Uint64
 		firstErr      atomic.Value
+		userStamped   atomic.Uint64
 	)
 	for _, p := range parties {
 		p.rs = recvStream{seen: make([]uint64, (count+63)/64)}
@@ -180,8 +249,9 @@ func stream(parties []*party, run uint32, base time.Time, start, latFrom, stopAt
 		go func() {
 			defer wg.Done()
 			buf := make([]byte, 2048)
+			oob := make([]byte, oobSize)
 			for {
-				n, err := p.conn.Read(buf)
+				n, oobn, _, _, err := p.conn.ReadMsgUDPAddrPort(buf, oob)
 				if err != nil {
 					var ne net.Error
 					if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, net.ErrClosed) {
@@ -189,7 +259,10 @@ func stream(parties []*party, run uint32, base time.Time, start, latFrom, stopAt
 					}
 					continue
 				}
-				now := int64(time.Since(base))
+				now, kernel := kernelStamp(oob[:oobn])
+				if !kernel {
+					now = time.Now().UnixNano()
+				}
 				id, seq, ns, ok := parse(buf[:n], run)
 				if !ok || id != p.in || int(seq) >= count {
 					foreign.Add(1)
@@ -204,6 +277,9 @@ func stream(parties []*party, run uint32, base time.Time, start, latFrom, stopAt
 				p.rs.received++
 				if ns >= latNs {
 					t.lat.add(now - ns)
+					if !kernel {
+						userStamped.Add(1)
+					}
 				}
 			}
 		}()
@@ -226,14 +302,16 @@ func stream(parties []*party, run uint32, base time.Time, start, latFrom, stopAt
 			}
 			phase := start.Add(time.Duration(s) * time.Millisecond)
 			for k := 0; k < count; k++ {
-				if d := time.Until(phase.Add(time.Duration(k) * packetGap)); d > 0 {
+				due := phase.Add(time.Duration(k) * packetGap)
+				if d := time.Until(due); d > 0 {
 					time.Sleep(d)
 				}
+				t.lag.add(int64(time.Since(due)))
 				if time.Now().After(stopAt) {
 					return // far behind: the run is over
 				}
 				for _, p := range mine {
-					stamp(pkt, run, p.out, uint32(k), int64(time.Since(base)))
+					stamp(pkt, run, p.out, uint32(k), time.Now().UnixNano())
 					if _, err := p.conn.WriteToUDPAddrPort(pkt, p.dest); err != nil {
 						sendErr.Add(1)
 						firstErr.CompareAndSwap(nil, err.Error())
@@ -247,6 +325,7 @@ func stream(parties []*party, run uint32, base time.Time, start, latFrom, stopAt
 	swg.Wait()
 	wg.Wait()
 	t.sent, t.sendErr, t.foreign = sent.Load(), sendErr.Load(), foreign.Load()
+	t.userStamped = userStamped.Load()
 	if v, ok := firstErr.Load().(string); ok {
 		t.firstSendErr = v
 	}
