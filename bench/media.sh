@@ -167,12 +167,12 @@ def added(r, key, fmt):
     if r["target"] == "direct" or b is None or num(r[key]) is None or num(b[key]) is None:
         return "—"
     return fmt % (num(r[key]) - num(b[key]))
-print("| calls | relay | calls up | packets sent | loss % | added loss % | p50 / p99 latency | added p50 / p99 | relay CPU % (1 core = 100) | CPU per 100 calls | PSS before → after | PSS per call | load tool CPU % / send lag p99 |")
+print("| calls | relay | calls up | packets sent | loss % | added loss % | p50 / p99 latency | added p50 / p99 | relay CPU % (1 core = 100) | CPU per 100 calls (≈ calls per core) | PSS before → after | PSS per call | load tool CPU % / send lag p99 |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     cpu = num(r["relay_cpu_pct"])
     est = int(r["established"])
-    per100 = "%.1f %%" % (100 * cpu / est) if cpu is not None and est else "—"
+    per100 = "%.1f %% (≈ %s)" % (100 * cpu / est, f"{int(est * 100 / cpu):,}") if cpu and est else "—"
     pss = "—" if r["pss_before_kib"] == "-" else "%.1f → %.1f MiB" % (int(r["pss_before_kib"]) / 1024, int(r["pss_after_kib"]) / 1024)
     perc = "—" if r["pss_per_call_kib"] == "-" else r["pss_per_call_kib"] + " KiB"
     up = r["established"] + ("" if r["setup_failed"] == "0" else " (%s failed)" % r["setup_failed"])
