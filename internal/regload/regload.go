@@ -362,8 +362,14 @@ func firstLine(m string) string {
 // (RFC 2617; qop "" gives an RFC 2069 answer, "auth" one with nc
 // 00000001 and a fixed cnonce).
 func Digest(user, realm, password, nonce, opaque, uri, qop string) string {
+	return DigestFor("REGISTER", user, realm, password, nonce, opaque, uri, qop)
+}
+
+// DigestFor is Digest for a request of any method (an INVITE answering a
+// 407 puts it in Proxy-Authorization).
+func DigestFor(method, user, realm, password, nonce, opaque, uri, qop string) string {
 	ha1 := md5Hex(user + ":" + realm + ":" + password)
-	ha2 := md5Hex("REGISTER:" + uri)
+	ha2 := md5Hex(method + ":" + uri)
 	op := ""
 	if opaque != "" {
 		op = `, opaque="` + opaque + `"`
