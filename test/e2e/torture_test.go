@@ -245,6 +245,7 @@ func sendTCP(t *testing.T, addr string, data []byte, wait time.Duration) (got []
 // server would rightly take the second for a retransmission of the first:
 // messages are spread over servers so that no server sees a key twice.
 func TestTortureRFC4475(t *testing.T) {
+	t.Parallel()
 	cases := loadTorture(t)
 	for _, c := range cases {
 		if _, ok := tortureExpect[strings.TrimSuffix(c.file, ".dat")]; !ok {
@@ -398,6 +399,7 @@ func statusWord(s int) string {
 // Message Too Large, not the 400 "body shorter than Content-Length" of a
 // body cut by the kernel. A 30 KiB one is answered normally.
 func TestUDPOversize513(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	for i, c := range []struct{ size, want int }{{40 * 1024, 513}, {65507, 513}, {30 * 1024, 200}} {
 		head := fmt.Sprintf("OPTIONS sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;rport;branch=z9hG4bK-big-%d\r\n"+

@@ -29,6 +29,7 @@ var (
 // bounded, and once the abuse ends the API answers again and lists the
 // registration.
 func TestWebConsoleAndAPI(t *testing.T) {
+	t.Parallel()
 	Need(t, "sipsak")
 	s := Start(t, "")
 	m := setupRE.FindStringSubmatch(s.Log())
@@ -142,6 +143,7 @@ func TestWebConsoleAndAPI(t *testing.T) {
 // TestWebPublicBindRefused: serve refuses a non-loopback --http without
 // TLS or --http-insecure, in one line, before binding anything.
 func TestWebPublicBindRefused(t *testing.T) {
+	t.Parallel()
 	_, errOut, code := RunCLI(t, t.TempDir(), "", "serve", "--sip", "127.0.0.1:0", "--http", "0.0.0.0:0")
 	if code != 1 || !strings.Contains(errOut, "--http-cert") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 		t.Fatalf("exit %d, stderr %q", code, errOut)

@@ -43,6 +43,7 @@ func lastWebRTCCall(t *testing.T, s *Server, what string, ok func(webrtcCall) bo
 const webrtcPW = "webrtc-Secret-9"
 
 func TestBrowserPhones(t *testing.T) {
+	t.Parallel()
 	base := webrtc.ServePage(t) // skips (or fails under CI) without JsSIP
 	s := Start(t, "", "--wss", "127.0.0.1:0")
 	addr := s.ListenerAddr("wss")
