@@ -95,6 +95,8 @@ func NewPhone(t *testing.T, s *Server, ext, pw string) *Phone {
 // Start runs a UAS scenario (testdata/sipp/NAME) on the phone's port in
 // the background, answering OPTIONS automatically (-aa). Extra arguments
 // go to SIPp (e.g. -d 500 for the ring time of call-phone-answer.xml).
+// Like SIPp, it does not retransmit (-nr): a 200 retransmitted before a
+// slow ACK would reach the caller as an unexpected message.
 // SIPp counts every automatically answered OPTIONS as a call, and refuses
 // new ones past -m: a phone that must keep answering qualify pings needs
 // a larger -m (default 1).
@@ -113,7 +115,7 @@ func (p *Phone) Start(scenario string, extra ...string) {
 		}
 	}
 	args := []string{"-sf", abs, "-m", calls, "-i", "127.0.0.1", "-p", strconv.Itoa(p.Port), "-mp", strconv.Itoa(FreeUDPPort(p.t)),
-		"-aa", "-nostdin", "-timeout", "40", "-timeout_error", "-trace_err", "-error_file", filepath.Join(p.dir, "errors.log"),
+		"-aa", "-nostdin", "-nr", "-timeout", "40", "-timeout_error", "-trace_err", "-error_file", filepath.Join(p.dir, "errors.log"),
 		"-trace_msg", "-message_file", filepath.Join(p.dir, "messages.log")}
 	args = append(args, extra...)
 	p.cmd = exec.Command("sipp", args...)

@@ -15,8 +15,11 @@ import (
 // DefaultParallel is how many parallel tests of this package run at once
 // when go test is given no -parallel (its default, GOMAXPROCS, is 2 on the
 // CI machine). The tests mostly wait for processes they drive (the server,
-// SIPp, baresip, a browser), so more than one per CPU keeps the CPUs busy;
-// more than this made the race-detector servers the bottleneck.
+// SIPp, baresip, a browser, timers of seconds): at 4 a whole run used about
+// 135 CPU-seconds in 220 s on 2 CPUs. At 6, on a machine loaded by other
+// work as well, race-detector servers answered slower than SIP's 500 ms
+// retransmission timer and an HTTP request that hashes with bcrypt timed
+// out: 4 leaves room.
 const DefaultParallel = 4
 
 // setDefaultParallel sets -test.parallel to DefaultParallel unless the

@@ -38,7 +38,9 @@ func TestWebConsoleAndAPI(t *testing.T) {
 		t.Fatalf("no setup URL or console address on stderr:\n%s", s.Log())
 	}
 	base, setup := c[1], m[1]
-	client := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// 60 s: creating the admin hashes its password with bcrypt (cost 11),
+	// seconds under -race on a loaded machine.
+	client := &http.Client{Timeout: 60 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
 	res, err := client.Get(setup)
 	if err != nil || res.StatusCode != 200 {
