@@ -158,7 +158,8 @@ func reservePort(port string) {
 	testLedger.ports["tcp/"+port] = true
 }
 
-// udpBound reports whether a UDP socket is bound to ip:port, from
+// udpBound reports whether a UDP socket is bound to ip:port (that address,
+// not the wildcard: another process may hold that port on 0.0.0.0), from
 // /proc/net/udp: a look that cannot take the port from the process about
 // to bind it, as binding it to check would.
 func udpBound(ip string, port int) bool {
@@ -173,9 +174,8 @@ func udpBound(ip string, port int) bool {
 	// /proc/net/udp prints the address as the host-order (little-endian
 	// on x86 and arm64) hex of the network-order bytes, then the port.
 	want := fmt.Sprintf("%02X%02X%02X%02X:%04X", a[3], a[2], a[1], a[0], port)
-	any := fmt.Sprintf("00000000:%04X", port)
 	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 1 && (f[1] == want || f[1] == any) {
+		if f := strings.Fields(l); len(f) > 1 && f[1] == want {
 			return true
 		}
 	}
