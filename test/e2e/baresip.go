@@ -100,17 +100,10 @@ func BaresipAccount(user, password, addr, transport string, params ...string) st
 func freeTCPAndUDPPort(t testing.TB) int {
 	t.Helper()
 	for range 50 {
-		p := FreeUDPPort(t)
-		ok := true
-		for _, q := range []int{p, p + 1} {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(q))
-			if err != nil {
-				ok = false
-				break
-			}
+		p := freePorts(t, 2, "udp", "tcp")
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+1))
+		if err == nil {
 			l.Close()
-		}
-		if ok {
 			return p
 		}
 	}
@@ -120,12 +113,7 @@ func freeTCPAndUDPPort(t testing.TB) int {
 
 func freeTCPPort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return freePorts(t, 1, "tcp")
 }
 
 // StartBaresip writes a config directory, starts `baresip -f DIR`, connects
@@ -164,7 +152,7 @@ func startBaresip(t testing.TB, opts BaresipOptions) *Baresip {
 	dir := t.TempDir()
 	sipPort := freeTCPAndUDPPort(t)
 	ctrlPort := freeTCPPort(t)
-	rtp := FreeUDPPort(t)
+	rtp := freePorts(t, 20, "udp")
 	b := &Baresip{t: t, Dir: dir, SIPAddr: "127.0.0.1:" + strconv.Itoa(sipPort),
 		CtrlAddr: "127.0.0.1:" + strconv.Itoa(ctrlPort), replies: map[string]BaresipResponse{}, done: make(chan struct{})}
 	b.cond = sync.NewCond(&b.mu)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -94,6 +95,8 @@ func NewPhone(t *testing.T, s *Server, ext, pw string) *Phone {
 // Start runs a UAS scenario (testdata/sipp/NAME) on the phone's port in
 // the background, answering OPTIONS automatically (-aa). Extra arguments
 // go to SIPp (e.g. -d 500 for the ring time of call-phone-answer.xml).
+// Like SIPp, it does not retransmit (-nr): a 200 retransmitted before a
+// slow ACK would reach the caller as an unexpected message.
 // SIPp counts every automatically answered OPTIONS as a call, and refuses
 // new ones past -m: a phone that must keep answering qualify pings needs
 // a larger -m (default 1).
@@ -112,7 +115,7 @@ func (p *Phone) Start(scenario string, extra ...string) {
 		}
 	}
 	args := []string{"-sf", abs, "-m", calls, "-i", "127.0.0.1", "-p", strconv.Itoa(p.Port), "-mp", strconv.Itoa(FreeUDPPort(p.t)),
-		"-aa", "-nostdin", "-timeout", "40", "-timeout_error", "-trace_err", "-error_file", filepath.Join(p.dir, "errors.log"),
+		"-aa", "-nostdin", "-nr", "-timeout", "40", "-timeout_error", "-trace_err", "-error_file", filepath.Join(p.dir, "errors.log"),
 		"-trace_msg", "-message_file", filepath.Join(p.dir, "messages.log")}
 	args = append(args, extra...)
 	p.cmd = exec.Command("sipp", args...)
@@ -129,8 +132,10 @@ func (p *Phone) Start(scenario string, extra ...string) {
 		close(p.done)
 	}()
 	p.t.Cleanup(p.Stop)
-	// SIPp needs a moment to bind its port before the first INVITE.
-	time.Sleep(300 * time.Millisecond)
+	// The first INVITE must find SIPp listening.
+	WaitFor(p.t, 10*time.Second, fmt.Sprintf("phone %s's SIPp to bind UDP port %d", p.Ext, p.Port), func() bool {
+		return udpBound("127.0.0.1", p.Port)
+	})
 }
 
 // Stop kills the phone's SIPp (by PID) if it still runs.
@@ -232,6 +237,7 @@ func callSetup(t *testing.T, extra ...string) *Server {
 // answers); ACK and BYE follow the Record-Route; the record says
 // NORMAL_CLEARING with a duration and who hung up.
 func TestCallSIPpAnswered(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	callee := NewPhone(t, s, "2002", "secret-2002")
 	callee.Start("call-phone-answer.xml", "-d", "300")
@@ -298,6 +304,7 @@ func wantFailure(t *testing.T, s *Server, fin SIPMessage, to, status, reason, ca
 // TestCallNotRegistered: the callee exists but has no registration: 480
 // with Reason USER_NOT_REGISTERED, recorded as such.
 func TestCallNotRegistered(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	fin := failCall(t, s, "2001", "secret-2001", "2003")
 	c := wantFailure(t, s, fin, "2003", "480", `Q.850;cause=20;text="USER_NOT_REGISTERED"`, "USER_NOT_REGISTERED")
@@ -308,6 +315,7 @@ func TestCallNotRegistered(t *testing.T) {
 
 // TestCallUnknownExtension: 404 UNALLOCATED_NUMBER, as for a disabled one.
 func TestCallUnknownExtension(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	fin := failCall(t, s, "2001", "secret-2001", "2999")
 	wantFailure(t, s, fin, "2999", "404", `Q.850;cause=1;text="UNALLOCATED_NUMBER"`, "UNALLOCATED_NUMBER")
@@ -323,6 +331,7 @@ func TestCallUnknownExtension(t *testing.T) {
 // TestCallBusy: the callee answers 486: the caller gets 486 with Reason
 // USER_BUSY.
 func TestCallBusy(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	p := NewPhone(t, s, "2002", "secret-2002")
 	p.Start("call-phone-busy.xml")
@@ -336,6 +345,7 @@ func TestCallBusy(t *testing.T) {
 
 // TestCallDeclined: 603 from the callee is CALL_REJECTED.
 func TestCallDeclined(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	p := NewPhone(t, s, "2002", "secret-2002")
 	p.Start("call-phone-decline.xml")
@@ -347,6 +357,7 @@ func TestCallDeclined(t *testing.T) {
 // TestCallNoAnswer: the callee rings past its call timeout (2 s): the
 // phone gets a CANCEL, the caller 480 NO_ANSWER.
 func TestCallNoAnswer(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	s.CLI("ext", "set", "2002", "--call-timeout", "2")
 	p := NewPhone(t, s, "2002", "secret-2002")
@@ -369,6 +380,7 @@ func TestCallNoAnswer(t *testing.T) {
 // TestCallCallerCancel: the caller hangs up while the callee rings: 487,
 // the phone gets the CANCEL, ORIGINATOR_CANCEL.
 func TestCallCallerCancel(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	p := NewPhone(t, s, "2002", "secret-2002")
 	p.Start("call-phone-ring.xml")
@@ -389,6 +401,7 @@ func TestCallCallerCancel(t *testing.T) {
 // TestCallForkFirstAnswerWins: 2002 is registered on two phones; both ring,
 // the first to answer gets the call and the other one a CANCEL.
 func TestCallForkFirstAnswerWins(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	a := NewPhone(t, s, "2002", "secret-2002")
 	b := NewPhone(t, s, "2002", "secret-2002")
@@ -441,6 +454,7 @@ func callJournal(s *Server, args ...string) []callJournalEvent {
 // no-response timeout the caller gets 408 RECOVERY_ON_TIMER_EXPIRE and the
 // binding is marked unreachable (reg, journal).
 func TestCallDeadPhone(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	p := NewPhone(t, s, "2002", "secret-2002")
 	p.Start("call-phone-swallow.xml", "-nd")
@@ -467,6 +481,7 @@ func TestCallDeadPhone(t *testing.T) {
 // TestCallReInviteAndByeThroughRecordRoute: a re-INVITE (hold) and the
 // BYE follow the Record-Route, reach the phone and are answered.
 func TestCallReInviteAndByeThroughRecordRoute(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	p := NewPhone(t, s, "2002", "secret-2002")
 	p.Start("call-phone-reinvite.xml", "-d", "200")
@@ -487,6 +502,7 @@ func TestCallReInviteAndByeThroughRecordRoute(t *testing.T) {
 
 // TestCallMaxForwardsZero: 483 and nothing is forwarded.
 func TestCallMaxForwardsZero(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	r := SIPp(t, s.Addr, "call-uac-maxfwd.xml", 1, "-inf", CSV(t, "SEQUENTIAL", callerRow("2001", "secret-2001", "2002")))
 	if r.Code != 0 {
@@ -501,6 +517,7 @@ func TestCallMaxForwardsZero(t *testing.T) {
 // never routed; a wrong password and a From user that is not the
 // authenticated user get 403; none of them is a call record.
 func TestCallAuthentication(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	p := NewPhone(t, s, "2002", "secret-2002")
 	p.Start("call-phone-answer.xml")
@@ -552,6 +569,7 @@ func TestCallAuthentication(t *testing.T) {
 // TestCallLargeSDP: an INVITE with a ~3 kB SDP over UDP reaches the callee
 // whole and the call completes.
 func TestCallLargeSDP(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	p := NewPhone(t, s, "2002", "secret-2002")
 	p.Start("call-phone-answer.xml")
@@ -577,6 +595,7 @@ func TestCallLargeSDP(t *testing.T) {
 // (-aa) is Reachable with an RTT and a registered phone that is gone is
 // Unreachable; the change is journaled.
 func TestQualify(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t, "--qualify-interval", "1s")
 	live := NewPhone(t, s, "2002", "secret-2002")
 	live.Start("call-phone-answer.xml", "-m", "1000")
@@ -643,6 +662,7 @@ func TestQualify(t *testing.T) {
 // hangs up, the BYE reaches 2002, and the record says NORMAL_CLEARING with
 // a duration.
 func TestCallBaresipAudio(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	recA, recB := t.TempDir(), t.TempDir()
 	a := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2001", "secret-2001", s.Addr, "udp")},
@@ -709,6 +729,7 @@ func TestCallBaresipAudio(t *testing.T) {
 // is not registered: the 480 carries Reason USER_NOT_REGISTERED (baresip
 // shows it) and the record says USER_NOT_REGISTERED.
 func TestCallBaresipNotRegistered(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	a := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2001", "secret-2001", s.Addr, "udp")}})
 	a.WaitRegistered("2001@127.0.0.1", 15*time.Second)
@@ -736,6 +757,7 @@ func TestCallBaresipNotRegistered(t *testing.T) {
 // TestCallStrayInDialogRequests: requests that claim a dialog switchboard
 // did not set up are refused, never relayed.
 func TestCallStrayInDialogRequests(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	r := SIPp(t, s.Addr, "call-uac-stray.xml", 1, "-inf", CSV(t, "SEQUENTIAL", callerRow("2001", "secret-2001", "2002")))
 	if r.Code != 0 {
@@ -747,6 +769,7 @@ func TestCallStrayInDialogRequests(t *testing.T) {
 // killed (kill -9) is ended as SYSTEM_SHUTDOWN at the next start, and the
 // call ids continue.
 func TestCallLeftActiveAcrossRestart(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	p := NewPhone(t, s, "2002", "secret-2002")
 	p.Start("call-phone-answer.xml")
@@ -779,6 +802,7 @@ func TestCallLeftActiveAcrossRestart(t *testing.T) {
 
 // TestCallsCLI: the text listing, `calls show`, filters and bad input.
 func TestCallsCLI(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	failCall(t, s, "2001", "secret-2001", "2003")
 	failCall(t, s, "2002", "secret-2002", "2999")
@@ -835,6 +859,7 @@ func TestCallsCLI(t *testing.T) {
 // and time) all complete, are all recorded as NORMAL_CLEARING, and none is
 // left active.
 func TestCallMany(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	p := NewPhone(t, s, "2002", "secret-2002")
 	p.Start("call-phone-answer.xml", "-m", "20")
@@ -861,6 +886,7 @@ func TestCallMany(t *testing.T) {
 // over UDP: the proxy changes transport and records both sides (RFC 5658
 // double Record-Route), so the ACK and BYE still find their way.
 func TestCallTCPCallerToUDPPhone(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	p := NewPhone(t, s, "2002", "secret-2002")
 	p.Start("call-phone-answer.xml")
@@ -891,6 +917,7 @@ func TestCallTCPCallerToUDPPhone(t *testing.T) {
 // port (it sends from one port and listens on another, like the Kamailio
 // anchor's SIPp callees) gets it at its contact.
 func TestCallNATAndContactPort(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	// Behind NAT: contact 192.168.77.7:5060, REGISTER from 127.0.0.1:PORT.
 	natted := &Phone{t: t, s: s, Ext: "2002", Port: FreeUDPPort(t), dir: t.TempDir()}

@@ -59,6 +59,7 @@ var extKeys = []string{"extension", "domain", "enabled", "name", "caller_id_numb
 // TestCLIExtAddGeneratedPassword: without --password, ext add prints a strong
 // generated password once, and a phone registers with it.
 func TestCLIExtAddGeneratedPassword(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	out := s.CLI("ext", "add", "2001")
 	m := regexp.MustCompile(`(?m)^password: (\S+)$`).FindStringSubmatch(out)
@@ -101,6 +102,7 @@ func TestCLIExtAddGeneratedPassword(t *testing.T) {
 // TestCLIErrors: every mistake is one line on stderr, exit 1, and changes
 // nothing.
 func TestCLIErrors(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	run := func(args ...string) (string, string, int) { return RunCLI(t, data, "", args...) }
 	if _, e, code := run("domain", "add", "pbx.test"); code != 0 {
@@ -153,6 +155,7 @@ func TestCLIErrors(t *testing.T) {
 // snake_case fields; flags work before and after positionals; text output
 // is an aligned table without color codes.
 func TestCLIJSONShapes(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.CLI("ext", "add", "2001", "--password", "goodpass-2001", "--name", "Front desk")
 	s.CLI("ext", "add", "--name", "Back office", "--password", "goodpass-2002", "2002", "--max-registrations", "3")
@@ -228,6 +231,7 @@ func TestCLIJSONShapes(t *testing.T) {
 // TestCLIImportAllOrNothing: a bad row anywhere rejects the whole file and
 // names its line; a good file imports every row.
 func TestCLIImportAllOrNothing(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2001", "goodpass-2001")
 	write := func(body string) string {
@@ -274,6 +278,7 @@ func TestCLIImportAllOrNothing(t *testing.T) {
 // directory gives the same directory, and the phones' passwords still work
 // (the HA1 hashes travel, the passwords never do).
 func TestCLIExportImportRoundTrip(t *testing.T) {
+	t.Parallel()
 	a := Start(t, "")
 	a.AddExt("2001", "goodpass-2001", "--name", "Front desk", "--description", "lobby, left")
 	a.AddExt("2002", "goodpass-2002", "--enabled=false", "--max-registrations", "3", "--call-timeout", "45")
@@ -346,6 +351,7 @@ func TestCLIExportImportRoundTrip(t *testing.T) {
 // TestCLILiveChanges: edits reach the running server before the command
 // returns.
 func TestCLILiveChanges(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	c := regCall{User: "2001", Password: "goodpass-2001", Expires: 3600, Port: FreeUDPPort(t)}
 	s.AddExt("2001", c.Password)
@@ -403,6 +409,7 @@ func serveOnce(t *testing.T, args ...string) (string, string, int) {
 // TestServeStartErrors: a taken port, an unusable data directory, a data
 // directory in use and bad settings each end serve with one line and exit 1.
 func TestServeStartErrors(t *testing.T) {
+	t.Parallel()
 	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -458,6 +465,7 @@ func TestServeStartErrors(t *testing.T) {
 // TestServeGracefulStop: SIGTERM and SIGINT stop serve cleanly with exit 0,
 // and the data written before survives.
 func TestServeGracefulStop(t *testing.T) {
+	t.Parallel()
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		s := Start(t, "")
 		s.AddExt("2001", "goodpass-2001")
@@ -488,6 +496,7 @@ func TestServeGracefulStop(t *testing.T) {
 // TestStatus: status --json shows the running server, its listeners and
 // the counts; after a stop it says stopped.
 func TestStatus(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2001", "goodpass-2001")
 	s.AddExt("2002", "goodpass-2002")
@@ -541,6 +550,7 @@ func TestStatus(t *testing.T) {
 // flags; SWITCHBOARD_DATA is the default data directory; on a fresh data
 // directory the default domain is the host's primary IPv4 address.
 func TestServeConfigAndEnv(t *testing.T) {
+	t.Parallel()
 	cfg := filepath.Join(t.TempDir(), "switchboard.json")
 	if err := os.WriteFile(cfg, []byte(`{"min_expires": 120, "max_expires": 900, "default_expires": 600, "nonce_lifetime": "30s"}`), 0o600); err != nil {
 		t.Fatal(err)
@@ -583,6 +593,8 @@ func TestServeConfigAndEnv(t *testing.T) {
 // imports 5,000 rows (same path, same checks); the plain run
 // (go test ./test/e2e/) and BenchmarkImport100k in internal/cli measure the
 // full 100,000.
+//
+// Serial: it asserts how long the import takes.
 func TestCLIImport100k(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
@@ -622,6 +634,7 @@ func TestCLIImport100k(t *testing.T) {
 // line for `--enabled false`, old export columns and yes/no accepted by
 // import, an unknown --cause rejected, no arguments print the help.
 func TestCLIConsistency(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	run := func(stdin string, args ...string) (string, string, int) { return RunCLI(t, data, stdin, args...) }
 	ok := func(args ...string) string {
@@ -680,6 +693,7 @@ func TestCLIConsistency(t *testing.T) {
 // first batch line up under the header the first batch sized, even when
 // that batch held wider values (a long domain) than the new rows.
 func TestJournalFollowAligned(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	long := "a-rather-long-tenant-name.example.test"
 	s.CLI("domain", "add", long)

@@ -176,6 +176,9 @@ func connServer(t *testing.T, extra ...string) *Server {
 // and TCP from other addresses get 200 throughout; the server stays up;
 // the idle connections are closed by the idle timeout (the client reads
 // EOF), and the refusals are journaled.
+//
+// Serial: it floods the server with 400 TCP connections on purpose and
+// bounds the dials to 10 s.
 func TestIdleTCPFloodOneAddress(t *testing.T) {
 	// 192 is what the server derives from a 256 file limit; the limit is
 	// lowered after start, so the test passes it.
@@ -210,6 +213,9 @@ func TestIdleTCPFloodOneAddress(t *testing.T) {
 // cap and the file limit. New connections evict the oldest ones that sent
 // nothing, so TCP registrations from another address still get 200, UDP
 // too, and the server stays up.
+//
+// Serial: it floods the server with 600 TCP connections on purpose and
+// bounds the dials to 10 s.
 func TestIdleTCPFloodManyAddresses(t *testing.T) {
 	s := connServer(t, "--tcp-max-conns", "192", "--tcp-max-per-ip", "100")
 	var floods []*idleFlood
@@ -247,6 +253,9 @@ func TestIdleTCPFloodManyAddresses(t *testing.T) {
 // itself fails (EMFILE). The server survives it: it logs the failing
 // accepts once, journals them, keeps answering UDP, and once the idle
 // timeout has freed descriptors accepts TCP again.
+//
+// Serial: it floods the server with TCP connections on purpose until accept
+// fails.
 func TestIdleTCPFloodFileLimit(t *testing.T) {
 	s := connServer(t, "--tcp-max-conns", "100000", "--tcp-max-per-ip", "0")
 	f := startFlood(t, "127.0.0.25", s.Addr, 400)
@@ -273,6 +282,7 @@ func TestIdleTCPFloodFileLimit(t *testing.T) {
 // TestBannedTCPClosedAtAccept: a banned address's TCP connection is closed
 // at once (well before the idle timeout), and journaled.
 func TestBannedTCPClosedAtAccept(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.CLI("profile", "set", "internal", "--trusted-acl", "")
 	s.CLI("ban", "add", "127.0.0.45", "--reason", "test")
@@ -318,6 +328,7 @@ func established(t *testing.T, a, b string) bool {
 // a phone (baresip) registered over: it stays open until the binding
 // expires, so requests reach the phone on it.
 func TestRegisteredTCPFlowKept(t *testing.T) {
+	t.Parallel()
 	Need(t, "ss")
 	s := Start(t, "", "--tcp-idle-timeout", "1s")
 	s.AddExt("2001", "secret-2001")
@@ -350,6 +361,7 @@ func TestRegisteredTCPFlowKept(t *testing.T) {
 // warns once at start how to raise it and derives its TCP connection cap
 // from it (192); bad connection flags are refused with one line.
 func TestLowFileLimitWarning(t *testing.T) {
+	t.Parallel()
 	Need(t, "prlimit")
 	cmd := exec.Command("prlimit", "--nofile=256:256", Binary(t), "serve", "--data", t.TempDir(),
 		"--sip", "127.0.0.1:0", "--domain", "127.0.0.1", "--http", "127.0.0.1:0")

@@ -67,6 +67,9 @@ func eval[T any](t *testing.T, ctx context.Context, js string) T {
 // 127.0.0.5 turns it "failing" and the Doctor page shows wrong_password
 // with that IP and user agent; a form on another site cannot add an
 // extension; logout ends the session.
+//
+// Serial: it bounds the time until the page shows a registration to 1 s
+// (and runs Chromium).
 func TestConsoleInBrowser(t *testing.T) {
 	Need(t, "sipp")
 	browser.Need(t)
@@ -245,6 +248,7 @@ func evilSite(t *testing.T, target string) string {
 // the CLI's importer (all rows or none, the bad line named) and the new
 // extensions are live at once; the upload is journaled with the admin.
 func TestConsoleCSVImport(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "", "--http", "127.0.0.1:0")
 	var base string
 	WaitFor(t, 10*time.Second, "the console URL", func() bool {

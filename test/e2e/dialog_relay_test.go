@@ -306,6 +306,7 @@ func (a *attacker) replay(ids dialogIDs, sk *sinks, want ...string) {
 // the call still ends normally with the caller's BYE. With an inbound ACL
 // denying the sender, the refusal is acl_denied.
 func TestRouteTokenReplayRefused(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	sk := newSinks(t)
 
@@ -407,6 +408,7 @@ func TestRouteTokenReplayRefused(t *testing.T) {
 // follows the Record-Route back to the caller, and the record says the
 // callee hung up.
 func TestCalleeHangsUpDespiteInboundACL(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	s.CLI("acl", "add", "callers", "--default", "deny")
 	s.CLI("acl", "allow", "callers", "127.0.0.40/32")

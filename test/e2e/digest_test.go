@@ -168,6 +168,7 @@ func (u *rawUA) replayFrom(captured, oldContact, newContact, oldLocal string) ra
 // (a new challenge, nonce_replay), exactly or with a higher nonce count
 // (403). The binding stays the original phone's.
 func TestDigestRefusals(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.CLI("domain", "add", "other.example")
 	s.AddExt("2001", "secret-2001-x")
@@ -258,6 +259,7 @@ func TestDigestRefusals(t *testing.T) {
 // registers, but its nonce works once: the same REGISTER replayed from
 // another address with another Contact gets a new challenge, never 200.
 func TestDigestAllowRFC2069(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "", "--digest-allow-rfc2069")
 	s.AddExt("2001", "secret-2001-x")
 	rURI := "sip:" + s.Addr
@@ -291,6 +293,7 @@ func TestDigestAllowRFC2069(t *testing.T) {
 // TestSipsakRegisters: sipsak's digest answer (qop=auth, uri = its
 // Request-URI) is accepted.
 func TestSipsakRegisters(t *testing.T) {
+	t.Parallel()
 	Need(t, "sipsak")
 	s := Start(t, "")
 	s.AddExt("2001", "secret-2001-x")
@@ -327,6 +330,7 @@ func TestSipsakRegisters(t *testing.T) {
 // after --ban-after-registered (6), even with 2001 refreshing successfully
 // between the guesses. The ban, the journal and the doctor say why.
 func TestBanRegisteredAddress(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "", "--ban-after", "2", "--ban-after-registered", "6", "--ban-window", "60s", "--ban-for", "1h")
 	// Each SIPp run registers another port: room for them all.
 	s.AddExt("2001", "secret-2001-x", "--max-registrations", "20")

@@ -156,6 +156,7 @@ func wantCause(t *testing.T, r docReport, code int, cause string, wantCode int, 
 // times; the doctor's verdict names the phone, its model and the count, and
 // the journal command finds the same events by extension and by IP.
 func TestDoctorWrongPassword(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2002", "secret-2002")
 	p := docPhone{IP: "127.0.0.5", UA: "Grandstream GXP1625", User: "2002", Password: "wrong-password"}
@@ -215,6 +216,7 @@ func TestDoctorWrongPassword(t *testing.T) {
 // TestDoctorRegistered: a registered phone makes the doctor answer 0 with
 // the binding's contact, source and user agent as evidence.
 func TestDoctorRegistered(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2002", "secret-2002")
 	docPhone{IP: "127.0.0.6", UA: "Yealink SIP-T46U", User: "2002", Password: "secret-2002"}.register(t, s, 200, 1)
@@ -232,6 +234,7 @@ func TestDoctorRegistered(t *testing.T) {
 // TestDoctorAuthUserMismatch: a phone registering 2002 with 2001's
 // credentials (its auth ID set to 2001).
 func TestDoctorAuthUserMismatch(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2001", "secret-2001")
 	s.AddExt("2002", "secret-2002")
@@ -247,6 +250,7 @@ func TestDoctorAuthUserMismatch(t *testing.T) {
 // TestDoctorUnknownAuthUser: an auth ID that is no extension at all is
 // also reported as the auth user being wrong (the extension exists).
 func TestDoctorUnknownAuthUser(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2002", "secret-2002")
 	docPhone{IP: "127.0.0.8", UA: "Snom D385", User: "2002", AuthUser: "admin2002", Password: "secret-2002"}.register(t, s, 403, 1)
@@ -258,6 +262,7 @@ func TestDoctorUnknownAuthUser(t *testing.T) {
 // TestDoctorWrongDomain: a phone registering 2002 at a domain the server
 // does not serve.
 func TestDoctorWrongDomain(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2002", "secret-2002")
 	docPhone{IP: "127.0.0.9", UA: "Polycom VVX 450", User: "2002", Domain: "pbx.example.com", Password: "secret-2002"}.register(t, s, 403, 1)
@@ -272,6 +277,7 @@ func TestDoctorWrongDomain(t *testing.T) {
 // TestDoctorIntervalTooBrief: a phone asking for 30 s when 60 s is the
 // minimum gets 423; the doctor names both numbers.
 func TestDoctorIntervalTooBrief(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "", "--min-expires", "60")
 	s.AddExt("2002", "secret-2002")
 	docPhone{IP: "127.0.0.10", UA: "Fanvil X4U", User: "2002", Password: "secret-2002", Expires: 30}.register(t, s, 423, 1)
@@ -284,6 +290,7 @@ func TestDoctorIntervalTooBrief(t *testing.T) {
 // refused; the extension can still be called (exit 0) but the doctor names
 // the refused phone.
 func TestDoctorMaxRegistrations(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2002", "secret-2002", "--max-registrations", "1")
 	docPhone{IP: "127.0.0.11", UA: "Desk phone A", User: "2002", Password: "secret-2002"}.register(t, s, 200, 1)
@@ -303,6 +310,7 @@ func TestDoctorMaxRegistrations(t *testing.T) {
 // address, the doctor names the list, the address and the command that
 // allows it.
 func TestDoctorACLDenied(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2002", "secret-2002")
 	s.CLI("acl", "add", "office", "--default", "deny")
@@ -321,6 +329,7 @@ func TestDoctorACLDenied(t *testing.T) {
 // phone that sends three wrong passwords is banned and its next REGISTER is
 // dropped; the doctor says so and gives the command that lifts the ban.
 func TestDoctorIPBanned(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "", "--ban-after", "3")
 	s.AddExt("2002", "secret-2002")
 	s.CLI("profile", "set", "internal", "--trusted-acl", "")
@@ -354,6 +363,7 @@ func TestDoctorIPBanned(t *testing.T) {
 
 // TestDoctorExpired: a phone that registers for 2 s and stops refreshing.
 func TestDoctorExpired(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "", "--min-expires", "1")
 	s.AddExt("2002", "secret-2002")
 	docPhone{IP: "127.0.0.13", UA: "Gigaset N510", User: "2002", Password: "secret-2002", Expires: 2}.register(t, s, 200, 1)
@@ -368,6 +378,7 @@ func TestDoctorExpired(t *testing.T) {
 // TestDoctorNeverSeen: nothing ever reached the server for 2002: the
 // doctor prints the settings the phone needs, with the real port.
 func TestDoctorNeverSeen(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2002", "secret-2002")
 	r, code := doctor(t, s, "2002")
@@ -382,6 +393,7 @@ func TestDoctorNeverSeen(t *testing.T) {
 // TestDoctorDirectory: a number that does not exist (with a similar one and
 // the same number in another domain), and a disabled extension.
 func TestDoctorDirectory(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2002", "secret-2002")
 	s.CLI("domain", "add", "example.com")
@@ -416,6 +428,7 @@ func TestDoctorDirectory(t *testing.T) {
 // TestDoctorListenerDown: with serve stopped, the doctor still answers from
 // the data directory and says the listener is down.
 func TestDoctorListenerDown(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2002", "secret-2002")
 	docPhone{IP: "127.0.0.14", UA: "Grandstream HT802", User: "2002", Password: "secret-2002"}.register(t, s, 200, 1)
@@ -474,6 +487,7 @@ func startPhone(t *testing.T, s *Server, p docPhone) (stop func()) {
 // reachable; once it is killed (a NAT pinhole closing), qualify marks it
 // unreachable and the doctor says so with NAT advice.
 func TestDoctorUnreachable(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "", "--qualify-interval", "1s")
 	s.AddExt("2002", "secret-2002")
 	p := docPhone{IP: "127.0.0.15", UA: "Obihai OBi202", User: "2002", Password: "secret-2002"}
@@ -504,6 +518,7 @@ func TestDoctorUnreachable(t *testing.T) {
 // server answers 480 USER_NOT_REGISTERED, and `doctor call` says why, with
 // the last call's status and cause.
 func TestDoctorCall(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2001", "secret-2001")
 	s.AddExt("2002", "secret-2002")
@@ -597,6 +612,7 @@ func doctorCall(t *testing.T, s *Server, from, to string) (docCall, int) {
 // refused, first for a wrong password, then by the inbound ACL; `doctor
 // call` names the caller's side with the fix.
 func TestDoctorCallRefused(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2001", "secret-2001")
 	s.AddExt("2002", "secret-2002")
@@ -650,6 +666,7 @@ func TestDoctorCallRefused(t *testing.T) {
 // TestJournalFollow: `journal --follow --json` prints one JSON object per
 // line as events happen, until it is interrupted.
 func TestJournalFollow(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2002", "secret-2002")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -706,6 +723,7 @@ func TestJournalFollow(t *testing.T) {
 // TestJournalDisabled: serve --journal=false (for measuring the journal's
 // cost) records nothing, and registration still works.
 func TestJournalDisabled(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "", "--journal=false")
 	s.AddExt("2002", "secret-2002")
 	docPhone{IP: "127.0.0.26", UA: "Quiet phone", User: "2002", Password: "wrong-password"}.register(t, s, 403, 1)
@@ -755,6 +773,7 @@ func wantOperator(t *testing.T) string {
 // doctor no longer says it is banned nor suggests `ban rm`; it shows the
 // lifted ban as history (who, when) and the wrong password as the answer.
 func TestDoctorBanLifted(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "", "--ban-after", "3")
 	s.AddExt("2002", "secret-2002")
 	s.CLI("profile", "set", "internal", "--trusted-acl", "")
@@ -805,6 +824,7 @@ func TestDoctorBanLifted(t *testing.T) {
 // who did it), `doctor call` no longer blames the ACL: the call would
 // work, and the refusal is history naming the change.
 func TestDoctorCallACLRemoved(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2001", "secret-2001")
 	s.AddExt("2002", "secret-2002")

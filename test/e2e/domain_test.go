@@ -13,6 +13,7 @@ import (
 // be changed; a hash-only export imported where the realm differs is
 // refused with the rows named, and accepted into a domain with that realm.
 func TestDomainRenameKeepsPasswords(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2001", "goodpass-2001")
 	c := regCall{User: "2001", Password: "goodpass-2001", Expires: 3600, Port: FreeUDPPort(t)}

@@ -155,6 +155,9 @@ func missing(want, have map[string]bool) []string {
 // every registration SIPp saw answered 200 is listed by `reg`. (Two kills:
 // with the old background writer one kill lost acknowledged registrations
 // about nine times in ten, two kills nearly always.)
+//
+// Serial: it loads the machine on purpose (REGISTERs at 500/s), and the
+// kills must land while the server keeps up with that load.
 func TestAcknowledgedRegistrationsSurviveKill9UnderLoad(t *testing.T) {
 	Need(t, "sipp")
 	const first, n = 100000, 3000
@@ -245,6 +248,7 @@ func fillDisk(t *testing.T, path string) {
 // registrations are accepted again, the refusals are in the journal, and
 // after kill -9 and a restart every registration answered 200 is there.
 func TestFullDiskRefusesRegistrationsAndLosesNothing(t *testing.T) {
+	t.Parallel()
 	Need(t, "sipp")
 	mnt := mountTinyTmpfs(t, "16m")
 	data := filepath.Join(mnt, "data")

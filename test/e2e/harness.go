@@ -5,6 +5,37 @@
 // Tools the tests need are installed by .ci/run. When one is missing the test
 // is skipped locally, but fails under CI (CI=true), so a missing install step
 // cannot hide behind a skip.
+//
+// # Parallel tests
+//
+// The tests run in parallel (DefaultParallel at a time unless go test is
+// given -parallel), and TestEveryTestParallelOrSerialWhy enforces the rule
+// every test follows:
+//
+//   - Call t.Parallel() at the start of the test, unless it must run alone:
+//     then its doc comment has a line "Serial: why" instead. Serial tests
+//     run one at a time before the parallel ones, and add their whole time
+//     to the run: only tests that assert a time bound tight enough that a
+//     loaded machine can break it (a rate limit, an expiry of a second or
+//     two checked from outside, a speed), or that load the machine on
+//     purpose, are serial.
+//   - Each test starts its own server (Start: 127.0.0.1 port 0, its own data
+//     directory) and its own clients; nothing is shared between tests but
+//     the binary and the PostgreSQL server (pg.NewDB gives each test its own
+//     database; a test that stops PostgreSQL starts its own with
+//     pgtest.Start).
+//   - Ports come from FreeUDPPort (or freeTCPPort, freePorts), never fixed:
+//     they are never handed out twice in a run. A test that must bind a
+//     fixed port (e.g. 5060) binds it on an address from LoopbackIP, which
+//     no other test gets. Fixed source addresses 127.0.0.x are fine with a
+//     port from FreeUDPPort (each test talks to its own server), but a tool
+//     that binds 5060 or every address by default (sipvicious) is given
+//     -b 127.0.0.1 and a port.
+//   - Files only under t.TempDir(); no t.Setenv or os.Chdir (they panic in
+//     parallel tests): pass environment to a child with ChildEnv.
+//   - Wait with WaitFor (a poll with a deadline), never a fixed sleep; give
+//     deadlines room for a loaded machine (several seconds), and assert
+//     behaviour, not speed.
 package e2e
 
 import (
@@ -172,6 +203,7 @@ func (s *Server) start() {
 	case a := <-addrc:
 		s.Addr = a
 		s.Host, s.Port, _ = net.SplitHostPort(a)
+		reservePort(s.Port) // Restart binds it again: FreeUDPPort must not hand it out
 	case <-s.done:
 		t.Fatalf("switchboard serve exited at start:\n%s", s.Log())
 	case <-time.After(20 * time.Second):
@@ -306,13 +338,9 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// FreeUDPPort returns a currently free UDP port on 127.0.0.1.
+// FreeUDPPort returns a currently free UDP port on 127.0.0.1, never one
+// handed to another test of this process (see ledger).
 func FreeUDPPort(t testing.TB) int {
 	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
+	return freePorts(t, 1, "udp")
 }

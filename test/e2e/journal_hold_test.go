@@ -11,6 +11,7 @@ import (
 // one nobody answers is, and a CLI read sees it at once (the server
 // records held events when asked to flush), not 2 s later.
 func TestJournalHoldsAnsweredChallenges(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2001", "secret-2001")
 	s.AddExt("2002", "secret-2002")

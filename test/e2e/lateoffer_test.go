@@ -12,6 +12,7 @@ import (
 // refused at once with 488 and Reason webrtc_needs_media_relay, recorded
 // as a late offer, and the WebSocket never sees the INVITE.
 func TestLateOfferToBrowser(t *testing.T) {
+	t.Parallel()
 	Need(t, "sipp")
 	s := Start(t, "", "--wss", "127.0.0.1:0")
 	s.AddExt("2001", "secret-2001")

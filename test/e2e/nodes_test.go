@@ -88,6 +88,7 @@ func (c *cluster) logs() string {
 // down the phone's own flow; ACK and BYE follow both Record-Routes; `reg`
 // on node 3 shows the binding's node; `status` lists the three nodes up.
 func TestNodesCallAcrossNodes(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, false, "127.0.0.11", "127.0.0.12", "127.0.0.13")
 	n1, n2 := c.Nodes[0], c.Nodes[1]
 	callee := NewPhone(t, n1, "2001", "secret-2001")
@@ -174,6 +175,9 @@ func registerStatus(t *testing.T, addr, ext, pw string) string {
 // TestNodesDirectoryChangeReachesEveryNode: `ext set 2001 --enabled=false`
 // run on node 3 refuses 2001's next REGISTER on node 1 within a second;
 // enabling it again is as quick.
+//
+// Serial: it bounds the time for a change on one node to reach another to 1
+// s.
 func TestNodesDirectoryChangeReachesEveryNode(t *testing.T) {
 	c := startCluster(t, false, "127.0.0.11", "127.0.0.12", "127.0.0.13")
 	n1 := c.Nodes[0]
@@ -199,6 +203,7 @@ func TestNodesDirectoryChangeReachesEveryNode(t *testing.T) {
 // from node 2 gets 480; after the phone registers on node 2 it is
 // reachable again from node 3.
 func TestNodesKillOwningNode(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, false, "127.0.0.11", "127.0.0.12", "127.0.0.13")
 	n1, n2, n3 := c.Nodes[0], c.Nodes[1], c.Nodes[2]
 	NewPhone(t, n1, "2001", "secret-2001")
@@ -252,6 +257,7 @@ func TestNodesKillOwningNode(t *testing.T) {
 // database is unreachable, and once PostgreSQL is back every acknowledged
 // binding is in the database.
 func TestNodesDatabaseOutage(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, true, "127.0.0.11")
 	n1 := c.Nodes[0]
 	var rows [][]string
@@ -302,6 +308,7 @@ func TestNodesDatabaseOutage(t *testing.T) {
 // X-Switchboard-Node header as if node 2 had forwarded it: node 1 answers
 // 407 (the call must authenticate) and the phone gets nothing.
 func TestNodesForgedNodeHeader(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, false, "127.0.0.11", "127.0.0.12")
 	n1 := c.Nodes[0]
 	callee := NewPhone(t, n1, "2001", "secret-2001")
@@ -332,6 +339,9 @@ func TestNodesForgedNodeHeader(t *testing.T) {
 // TestNodesBanReachesEveryNode: a ban made on node 2 drops the banned
 // address's packets on node 1 within a second (loopback untrusted first,
 // on node 2 too, so that it can be banned).
+//
+// Serial: it bounds the time for a ban on one node to reach another to 1 s
+// (and wants an answer within 300 ms before it).
 func TestNodesBanReachesEveryNode(t *testing.T) {
 	c := startCluster(t, false, "127.0.0.11", "127.0.0.12")
 	n1 := c.Nodes[0]
@@ -367,6 +377,7 @@ func TestNodesBanReachesEveryNode(t *testing.T) {
 // keeps the first registration's CSeq (0 writes per refresh here; the
 // target is fewer than 0.1).
 func TestNodesLazyRefresh(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, false, "127.0.0.11")
 	r := SIPp(t, c.Nodes[0].Addr, "reg-refresh.xml", 1, "-inf", CSV(t, "SEQUENTIAL", AuthRow("2001", "secret-2001")))
 	if r.Code != 0 {

@@ -21,6 +21,9 @@ import (
 // data directory `serve` starts from, with the extensions and the
 // registrations the backup reported. `restore` refuses while a server runs
 // on the data directory, and a backup never overwrites without --force.
+//
+// Serial: it loads the server on purpose (600 REGISTERs at 150/s while
+// backups are taken).
 func TestBackupRestoreUnderLoad(t *testing.T) {
 	Need(t, "sipp")
 	s := Start(t, "")
@@ -120,6 +123,7 @@ loop:
 // and --json may come before the command; a mistyped command gets a
 // suggestion.
 func TestVersionAndGlobalFlags(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	for _, args := range [][]string{{"--version"}, {"-v"}, {"version"}} {
 		out, errOut, code := RunCLI(t, data, "", args...)
@@ -156,6 +160,7 @@ func TestVersionAndGlobalFlags(t *testing.T) {
 // TestSystemdUnitVerifies: the shipped unit passes systemd-analyze verify
 // (with ExecStart pointed at the binary under test).
 func TestSystemdUnitVerifies(t *testing.T) {
+	t.Parallel()
 	Need(t, "systemd-analyze")
 	unit, err := os.ReadFile(filepath.Join("..", "..", "packaging", "switchboard.service"))
 	if err != nil {
@@ -190,6 +195,7 @@ func runArgs(t *testing.T, args ...string) (stdout, stderr string, code int) {
 // without a database (a mistyped --data) creates nothing and says where the
 // data should be; an edit command creates the database and says so.
 func TestReadCommandsCreateNothing(t *testing.T) {
+	t.Parallel()
 	typo := filepath.Join(t.TempDir(), "typo")
 	for _, args := range [][]string{{"reg"}, {"status"}, {"journal"}, {"calls"}, {"doctor", "2001"},
 		{"ext", "list"}, {"ext", "show", "2001"}, {"ext", "export"}, {"acl", "list"}, {"ban", "list"},
@@ -217,6 +223,7 @@ func TestReadCommandsCreateNothing(t *testing.T) {
 // sees no kill()), and an edit is live when the command returns: a phone
 // registers with the extension at once.
 func TestControlSocketNoSignals(t *testing.T) {
+	t.Parallel()
 	Need(t, "strace", "sipp")
 	s := Start(t, "")
 	sock := filepath.Join(s.Data, "switchboard.sock")
@@ -274,6 +281,7 @@ func TestControlSocketNoSignals(t *testing.T) {
 // it), `reg rm EXT CONTACT` only that contact, `reg flush` every one; with
 // the server stopped they edit the database and journal it too.
 func TestRegRemove(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2001", "secret-2001")
 	s.AddExt("2002", "secret-2002")
@@ -353,6 +361,7 @@ func TestRegRemove(t *testing.T) {
 // binding is the same phone's), leaves one binding, and is called: no
 // 403, no ringing a ghost.
 func TestRestartedPhoneReplacesItsGhost(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	s.CLI("ext", "set", "2002", "--max-registrations", "1")
 	port := freeTCPAndUDPPort(t)
@@ -408,6 +417,7 @@ func TestRestartedPhoneReplacesItsGhost(t *testing.T) {
 // admin (named in its detail); a ringing, ended or unknown call is refused
 // with a line that says why.
 func TestCallsHangup(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	audio := []string{"ausrc_srate 48000", "ausrc_channels 2"}
 	a := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2001", "secret-2001", s.Addr, "udp")}, Config: audio})

@@ -21,10 +21,12 @@ import (
 var pg pgtest.Lazy
 
 func TestMain(m *testing.M) {
+	setDefaultParallel()
 	code := m.Run()
 	if err := pg.Stop(); err != nil {
 		println("postgres:", err.Error())
 	}
+	removeBinary()
 	os.Exit(code)
 }
 
@@ -74,6 +76,7 @@ func pgBindings(t *testing.T, url, ext string) int {
 // in the data directory), and it is still there after a restart. The
 // URL's password shows nowhere: not in the log, not in db status.
 func TestPostgresServe(t *testing.T) {
+	t.Parallel()
 	Need(t, "sipsak")
 	url := pgURL(t)
 	data := t.TempDir()
@@ -123,6 +126,7 @@ func TestPostgresServe(t *testing.T) {
 // PostgreSQL, all of it, and the phones' passwords still work there; a
 // second copy into the now non-empty database is refused.
 func TestPostgresCopy(t *testing.T) {
+	t.Parallel()
 	Need(t, "sipsak")
 	s := Start(t, "")
 	s.AddExt("2001", "secret-2001-x")
@@ -184,6 +188,7 @@ func sipsakTry(t *testing.T, s *Server, ext, pw, contact string) (string, bool) 
 // pool reconnects). Its own PostgreSQL: stopping the shared one would
 // disturb other tests.
 func TestPostgresDownAndBack(t *testing.T) {
+	t.Parallel()
 	Need(t, "sipsak")
 	srv, err := pgtest.Start()
 	if err != nil {

@@ -5,6 +5,7 @@ import "testing"
 // TestRegisterSmoke: SIPp registers 2001 with digest auth and `reg --json`
 // shows the binding with its source, transport and user agent.
 func TestRegisterSmoke(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2001", "secret-2001")
 	r := SIPp(t, s.Addr, "register.xml", 1, "-inf", CSV(t, "SEQUENTIAL", AuthRow("2001", "secret-2001")))

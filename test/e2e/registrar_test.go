@@ -109,6 +109,7 @@ func journalCount(t *testing.T, s *Server, cause, ext string) int {
 // challenge and then 403; the wrong password and the unknown user cannot be
 // told apart on the wire.
 func TestRegisterRefusals(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2001", "secret-2001")
 	s.AddExt("2002", "secret-2002")
@@ -171,6 +172,7 @@ func statuses(rs []SIPMessage) []string {
 // TestRegisterUnregister: Expires: 0 removes one contact, Contact: * removes
 // them all; each 200 lists what remains.
 func TestRegisterUnregister(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2001", "secret-2001")
 	c := regCall{User: "2001", Password: "secret-2001", Expires: 3600, Port: FreeUDPPort(t)}
@@ -213,6 +215,7 @@ func TestRegisterUnregister(t *testing.T) {
 // TestRegisterExpiresBounds: too short gets 423 with Min-Expires, too long is
 // cut to the maximum, a Contact expires parameter beats the Expires header.
 func TestRegisterExpiresBounds(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "", "--min-expires", "60", "--max-expires", "600", "--default-expires", "300")
 	s.AddExt("2001", "secret-2001")
 
@@ -254,6 +257,9 @@ func TestRegisterExpiresBounds(t *testing.T) {
 
 // TestRegisterExpiry: a binding disappears once its time is up: from `reg`,
 // from the database, with a registration_expired journal event.
+//
+// Serial: the binding lives 2 s, and `reg` must see it before that from
+// outside.
 func TestRegisterExpiry(t *testing.T) {
 	s := Start(t, "", "--min-expires", "1")
 	s.AddExt("2001", "secret-2001")
@@ -279,6 +285,7 @@ func TestRegisterExpiry(t *testing.T) {
 // the 200 and in `reg`; a third beyond --max-registrations is refused, while
 // refreshing a known one still works.
 func TestRegisterSeveralContacts(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2003", "secret-2003", "--max-registrations", "2")
 	desk := FreeUDPPort(t)
@@ -322,6 +329,9 @@ func TestRegisterSeveralContacts(t *testing.T) {
 
 // TestRegisterStaleNonce: a correct answer to an expired nonce is challenged
 // again with stale=TRUE, and the retry succeeds.
+//
+// Serial: the nonce lives 1 s, and the first answer to it must come within
+// that.
 func TestRegisterStaleNonce(t *testing.T) {
 	s := Start(t, "", "--nonce-lifetime", "1s")
 	s.AddExt("2001", "secret-2001")
@@ -344,6 +354,7 @@ func TestRegisterStaleNonce(t *testing.T) {
 // TestRegisterTCP: a phone registering over TCP is bound with transport TCP
 // and the address it connected from.
 func TestRegisterTCP(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2001", "secret-2001")
 	reg(t, s, "reg-ok.xml", regCall{User: "2001", Password: "secret-2001", Expires: 3600}, "-t", "t1")
@@ -356,6 +367,7 @@ func TestRegisterTCP(t *testing.T) {
 
 // TestOptions: OPTIONS to the server gets 200 with Allow.
 func TestOptions(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	for _, tr := range []string{"u1", "t1"} {
 		r := SIPp(t, s.Addr, "reg-options.xml", 1, "-t", tr)
@@ -383,6 +395,7 @@ func TestOptions(t *testing.T) {
 // to the default domain (the realm is that domain's name); another domain's
 // extensions register in their own realm, with their own passwords.
 func TestRegisterDomains(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "", "--domain", "pbx.test")
 	s.AddExt("2001", "secret-pbx-2001") // the default domain: pbx.test
 	s.CLI("domain", "add", "acme.test")
@@ -426,6 +439,9 @@ func TestRegisterDomains(t *testing.T) {
 // TestRegistrationsSurviveKill9: bindings are on disk before the 200 leaves,
 // so kill -9 loses none; one whose time ran out while the server was down is
 // gone after the restart.
+//
+// Serial: a binding lives 2 s, and `reg` must see it before that from
+// outside.
 func TestRegistrationsSurviveKill9(t *testing.T) {
 	s := Start(t, "", "--min-expires", "1")
 	s.AddExt("2001", "secret-2001")
@@ -472,6 +488,7 @@ func TestRegistrationsSurviveKill9(t *testing.T) {
 // `reg` shows it with baresip's address and user agent, and it is gone after
 // baresip unregisters on a graceful stop.
 func TestBaresipRegisters(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2001", "secret-2001")
 	b := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2001", "secret-2001", s.Addr, "udp")}})

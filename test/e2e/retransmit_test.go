@@ -79,6 +79,7 @@ var realmRE = regexp.MustCompile(`realm="([^"]+)"`)
 // same request: it gets 200 again, not a challenge. Reusing that nonce count
 // in another request is still a replay and gets a fresh challenge.
 func TestRegisterRetransmission(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2001", "secret-2001")
 	p := newUDPPhone(t, s.Addr)
@@ -117,6 +118,7 @@ func TestRegisterRetransmission(t *testing.T) {
 // that already answered the first would take for an unexpected message.
 // A new request (next CSeq) gets a challenge of its own.
 func TestRegisterRetransmittedChallenge(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2001", "secret-2001")
 	p := newUDPPhone(t, s.Addr)

@@ -34,6 +34,9 @@ var privateFiles = []string{"switchboard.db", "switchboard.db-wal", "switchboard
 // files an earlier version left 0644 are tightened at the next start; and
 // a signing key an earlier version kept in the database moves to
 // secret.key (the same key) and out of the database.
+//
+// Serial: it sets the umask, which is the whole test process's: the
+// children of every test running meanwhile would inherit it.
 func TestSecretsDataDirPrivate(t *testing.T) {
 	old := syscall.Umask(0o022) // the usual umask, whatever the test runner's
 	defer syscall.Umask(old)
@@ -114,6 +117,7 @@ func TestSecretsDataDirPrivate(t *testing.T) {
 // standard input (never in the process's arguments), and a phone registers
 // with it.
 func TestExtAddPasswordStdin(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	const pw = "piped-secret-2001" // SIPp's injection keyword takes no spaces
 	if out, errOut, code := RunCLI(t, s.Data, pw+"\n", "ext", "add", "2001", "--password", "-"); code != 0 {
@@ -131,6 +135,7 @@ func TestExtAddPasswordStdin(t *testing.T) {
 // across a plain restart); after the restart that nonce gets a fresh
 // challenge and the phone authenticates again.
 func TestKeyRotate(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2001", "secret-2001-pw")
 	ph := newRawPhone(t, s, "2001", "secret-2001-pw")

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -137,6 +138,7 @@ func waitBanned(t *testing.T, s *Server, ip string) banEntry {
 // challenge; the journal records the list and the address. Allowing .30
 // applies to the running server at once.
 func TestRegisterACL(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2002", "secret-2002-x")
 	s.CLI("acl", "add", "office", "--default", "deny")
@@ -206,6 +208,7 @@ func TestRegisterACL(t *testing.T) {
 // address outside the list (403 after the challenge); referring to a list
 // that does not exist is a clear CLI error.
 func TestExtensionACL(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2002", "secret-2002-x")
 	s.AddExt("2003", "secret-2003-x")
@@ -237,6 +240,7 @@ func TestExtensionACL(t *testing.T) {
 // TestInboundACL: with `--inbound-acl`, a caller outside the list gets 403
 // before any challenge.
 func TestInboundACL(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2002", "secret-2002-x")
 	s.AddExt("2003", "secret-2003-x")
@@ -258,6 +262,7 @@ func TestInboundACL(t *testing.T) {
 // survives a restart, and `ban rm` lifts it at once. An address with a
 // live registration is never banned.
 func TestBruteForceBan(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "", "--ban-after", "3", "--ban-window", "60s", "--ban-for", "1h")
 	s.AddExt("2002", "secret-2002-x")
 	s.CLI("profile", "set", "internal", "--trusted-acl", "") // loopback is trusted by default
@@ -315,6 +320,7 @@ func TestBruteForceBan(t *testing.T) {
 
 // TestBanCLI: manual bans, and bad input answered with one line.
 func TestBanCLI(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.AddExt("2002", "secret-2002-x")
 	if _, errOut, code := s.TryCLI("ban", "add", "127.0.0.9"); code != 1 || !strings.Contains(errOut, "trusted acl loopback") {
@@ -346,6 +352,7 @@ func TestBanCLI(t *testing.T) {
 // dictionary, finds nothing. sipvicious always sends from 127.0.0.1, so
 // loopback is made untrusted and the real phone registers from 127.0.0.2.
 func TestSipvicious(t *testing.T) {
+	t.Parallel()
 	Need(t, "svwar", "svcrack")
 	s := Start(t, "")
 	s.AddExt("2001", "Str0ng-pass-2001")
@@ -354,7 +361,10 @@ func TestSipvicious(t *testing.T) {
 	phone := secPhone{IP: "127.0.0.2", User: "2002", Password: "Str0ng-pass-2002"}
 	phone.mustRun(t, s, "register.xml", 1)
 
-	out := runTool(t, "svwar", "-e2000-2010", "-m", "REGISTER", "-p", s.Port, "127.0.0.1")
+	// Bound to 127.0.0.1 on a port of its own: by default sipvicious binds
+	// 5060 on every address, which other tests use (TestTortureRFC4475).
+	local := func() []string { return []string{"-b", "127.0.0.1", "-P", strconv.Itoa(FreeUDPPort(t))} }
+	out := runTool(t, "svwar", append(local(), "-e2000-2010", "-m", "REGISTER", "-p", s.Port, "127.0.0.1")...)
 	for _, ext := range []string{"2001", "2002"} {
 		if strings.Contains(out, ext) {
 			t.Errorf("svwar found %s:\n%s", ext, out)
@@ -375,7 +385,7 @@ func TestSipvicious(t *testing.T) {
 	if err := os.WriteFile(dict, []byte("1234\npassword\n2001\nsecret\nStr0ng-pass-2001\nadmin\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out = runTool(t, "svcrack", "-u", "2001", "-d", dict, "-p", s.Port, "127.0.0.1")
+	out = runTool(t, "svcrack", append(local(), "-u", "2001", "-d", dict, "-p", s.Port, "127.0.0.1")...)
 	if strings.Contains(out, "Str0ng-pass-2001") || !strings.Contains(out, "found nothing") {
 		t.Errorf("svcrack output:\n%s", out)
 	}
@@ -420,6 +430,9 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 // TestRateLimit: with --rate-limit 20 --rate-burst 20 an address that
 // sends 200 OPTIONS at once gets about 20 answers, the rest is dropped and
 // journaled; once its network is in the trusted ACL, all are answered.
+//
+// Serial: it counts the answers an address gets per second; a loaded
+// machine answers the flood more slowly, and the bucket refills meanwhile.
 func TestRateLimit(t *testing.T) {
 	s := Start(t, "", "--rate-limit", "20", "--rate-burst", "20")
 	s.CLI("profile", "set", "internal", "--trusted-acl", "")
@@ -472,6 +485,7 @@ func TestRateLimit(t *testing.T) {
 
 // TestACLCLI: acl commands, their JSON and their errors.
 func TestACLCLI(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	s.CLI("acl", "add", "office", "--default", "deny")
 	s.CLI("acl", "allow", "office", "192.168.1.0/24", "2001:db8::/32")

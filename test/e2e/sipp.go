@@ -21,7 +21,13 @@ type SIPpResult struct {
 }
 
 // SIPp runs `sipp ADDR -sf scenario ...` bound to 127.0.0.1 on a free port,
-// bounded by -m calls and a timeout, and returns its exit status. Extra
+// bounded by -m calls and a timeout, and returns its exit status. It runs
+// with -nr (no UDP retransmissions): loopback loses nothing, and on a
+// loaded machine an answer slower than the scenarios' 500 ms retrans
+// timer would otherwise be asked for twice, the second answer arriving
+// as an unexpected message (a failed call) or an extra message in an
+// exact exchange. (TestRegisterRetransmission tests retransmissions with
+// its own client.) Extra
 // arguments are appended (e.g. -inf users.csv, -s 2002, -t t1).
 // The scenario path is relative to test/e2e/testdata/sipp when not absolute.
 func SIPp(t testing.TB, target, scenario string, calls int, extra ...string) SIPpResult {
@@ -37,7 +43,7 @@ func SIPp(t testing.TB, target, scenario string, calls int, extra ...string) SIP
 	dir := t.TempDir()
 	errFile := filepath.Join(dir, "errors.log")
 	args := []string{target, "-sf", scenario, "-m", fmt.Sprint(calls), "-i", "127.0.0.1",
-		"-p", fmt.Sprint(FreeUDPPort(t)), "-nostdin", "-timeout", "30", "-timeout_error", "-trace_err",
+		"-p", fmt.Sprint(FreeUDPPort(t)), "-nostdin", "-nr", "-timeout", "30", "-timeout_error", "-trace_err",
 		"-error_file", errFile, "-trace_msg", "-message_file", filepath.Join(dir, "messages.log")}
 	args = append(args, extra...)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -134,6 +134,9 @@ func streamRegister(send func(string) error, recv func() (string, error), proto,
 // handshakes, WebSocket upgrade with sip), registers one extension on
 // each and holds them idle; it reports the handshake rate and the server's
 // resident memory per idle registered connection (target < 20 KiB).
+//
+// Serial: a measurement: thousands of WSS handshakes, and the server's
+// memory with them.
 func TestBenchWSSIdleMemory(t *testing.T) {
 	needBench(t)
 	const first = 100000
@@ -258,6 +261,8 @@ func TestBenchWSSIdleMemory(t *testing.T) {
 // against Kamailio's TLS module. (Debian's SIPp 3.6.1 is built without
 // OpenSSL: `-t l1` is refused, so this Go client drives both transports
 // alike.)
+//
+// Serial: a measurement: the REGISTER rate over TLS and WSS.
 func TestBenchRegisterTLS(t *testing.T) {
 	needBench(t)
 	const clients, first, per = 32, 200000, 2000

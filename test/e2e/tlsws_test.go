@@ -25,6 +25,9 @@ import (
 // answered and hung up. When the WebSocket closes, the binding is marked
 // unreachable within 1 s with a connection_closed journal entry naming
 // the WebSocket, and the next call gets 480 USER_NOT_REGISTERED.
+//
+// Serial: it bounds the time until a closed WebSocket's binding shows
+// unreachable to 3 s, CLI polls included.
 func TestWSSFlowReuse(t *testing.T) {
 	Need(t, "sipp")
 	s := Start(t, "", "--wss", "127.0.0.1:0")
@@ -108,6 +111,7 @@ func TestWSSFlowReuse(t *testing.T) {
 // call is established on both sides, 2001 hangs up, the BYE reaches 2002
 // over its TLS connection and the record says NORMAL_CLEARING.
 func TestTLSBaresipCall(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	tlsAddr := s.ListenerAddr("tls")
 	if tlsAddr == "" {
@@ -154,6 +158,7 @@ func TestTLSBaresipCall(t *testing.T) {
 // and gets 200 each time. Every refusal is journaled with its cause and
 // the transport; the server neither panics nor stops.
 func TestTLSWSAbuse(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "", "--ws", "127.0.0.1:0", "--tcp-idle-timeout", "1s")
 	s.AddExt("2002", "secret-2002")
 	s.CLI("profile", "set", "internal", "--trusted-acl", "")
@@ -267,6 +272,7 @@ func TestTLSWSAbuse(t *testing.T) {
 // on disk (as certbot renews) is served to the next TLS handshake without
 // a restart; a broken replacement keeps the previous one in force.
 func TestTLSCertRotation(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cert, key := filepath.Join(dir, "fullchain.pem"), filepath.Join(dir, "privkey.pem")
 	if err := tlscert.CreateSelfSigned(cert, key, []string{"old.example.com"}, time.Now()); err != nil {
@@ -307,6 +313,7 @@ func TestTLSCertRotation(t *testing.T) {
 // journal says connection_closed over TCP and `reg` shows the connection
 // closed (a call would get 480 rather than a dial to a closed port).
 func TestSipsakTCPRegister(t *testing.T) {
+	t.Parallel()
 	Need(t, "sipsak")
 	s := Start(t, "")
 	s.AddExt("2001", "secret-2001")
@@ -332,6 +339,7 @@ func TestSipsakTCPRegister(t *testing.T) {
 // WebSocket goes down that WebSocket (the contact host xyz.invalid could
 // not be reached otherwise); answered, the binding is reachable.
 func TestWSQualify(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "", "--ws", "127.0.0.1:0", "--qualify-interval", "1s")
 	s.AddExt("2002", "secret-2002")
 	u, err := dialWS(t, s, "ws", s.ListenerAddr("ws"), "")

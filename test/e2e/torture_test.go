@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -174,17 +175,26 @@ func finals(text string) []int {
 // use that port: each caller takes its own loopback address.
 func sendUDP(t *testing.T, addr, from string, data []byte, wait time.Duration) []int {
 	t.Helper()
-	c, err := net.ListenPacket("udp", from)
+	got, err := exchangeUDP(addr, from, data, wait)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return got
+}
+
+// exchangeUDP is sendUDP without a test: safe in any goroutine.
+func exchangeUDP(addr, from string, data []byte, wait time.Duration) ([]int, error) {
+	c, err := net.ListenPacket("udp", from)
+	if err != nil {
+		return nil, err
 	}
 	defer c.Close()
 	raddr, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if _, err := c.WriteTo(data, raddr); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	var got []int
 	buf := make([]byte, 65536)
@@ -201,20 +211,20 @@ func sendUDP(t *testing.T, addr, from string, data []byte, wait time.Duration) [
 			deadline = time.Now().Add(200 * time.Millisecond)
 		}
 	}
-	return got
+	return got, nil
 }
 
-// sendTCP sends data on a new connection and returns the final statuses
-// answered within wait, and whether the server closed the connection.
-func sendTCP(t *testing.T, addr string, data []byte, wait time.Duration) (got []int, closed bool) {
-	t.Helper()
+// exchangeTCP sends data on a new connection and returns the final
+// statuses answered within wait, and whether the server closed the
+// connection. It needs no test: safe in any goroutine.
+func exchangeTCP(addr string, data []byte, wait time.Duration) (got []int, closed bool, err error) {
 	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
 	if err != nil {
-		t.Fatal(err)
+		return nil, false, err
 	}
 	defer c.Close()
 	if _, err := c.Write(data); err != nil {
-		t.Fatal(err)
+		return nil, false, err
 	}
 	r := bufio.NewReader(c)
 	var text strings.Builder
@@ -225,10 +235,10 @@ func sendTCP(t *testing.T, addr string, data []byte, wait time.Duration) (got []
 		n, err := r.Read(buf)
 		text.Write(buf[:n])
 		if errors.Is(err, io.EOF) || (err != nil && strings.Contains(err.Error(), "reset")) {
-			return finals(text.String()), true
+			return finals(text.String()), true, nil
 		}
 		if err != nil {
-			return finals(text.String()), false
+			return finals(text.String()), false, nil
 		}
 		if len(finals(text.String())) > 0 && deadline.Sub(time.Now()) > 500*time.Millisecond {
 			deadline = time.Now().Add(500 * time.Millisecond)
@@ -245,6 +255,7 @@ func sendTCP(t *testing.T, addr string, data []byte, wait time.Duration) (got []
 // server would rightly take the second for a retransmission of the first:
 // messages are spread over servers so that no server sees a key twice.
 func TestTortureRFC4475(t *testing.T) {
+	t.Parallel()
 	cases := loadTorture(t)
 	for _, c := range cases {
 		if _, ok := tortureExpect[strings.TrimSuffix(c.file, ".dat")]; !ok {
@@ -269,10 +280,23 @@ func TestTortureRFC4475(t *testing.T) {
 			t.Run(fmt.Sprintf("%s-server%d", tr, g+1), func(t *testing.T) {
 				s := Start(t, "")
 				s.AddExt("2001", "secret-2001")
-				// The group returns when all its parallel subtests have finished.
+				// Every message of the group at once, each from its own
+				// socket (goroutines, not parallel subtests: those would
+				// wait for -parallel slots behind the other tests), then
+				// one subtest per message checks its answer.
+				res := make([]tortureResult, len(idx))
+				var wg sync.WaitGroup
+				for k, i := range idx {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						res[k] = exchangeTorture(s.Addr, tr, i, cases[i])
+					}()
+				}
+				wg.Wait()
 				t.Run("messages", func(t *testing.T) {
-					for _, i := range idx {
-						sendTorture(t, s, tr, i, cases[i])
+					for k, i := range idx {
+						checkTorture(t, tr, cases[i], res[k])
 					}
 				})
 				// After the messages: the server still serves.
@@ -332,41 +356,64 @@ func txKey(data []byte) string {
 	return via + "|" + method
 }
 
-// sendTorture sends one message over tr in a parallel subtest and checks
-// the answer.
-func sendTorture(t *testing.T, s *Server, tr string, i int, c tortureCase) {
-	name := strings.TrimSuffix(c.file, ".dat")
-	want := tortureExpect[name]
+// tortureResult is what one torture message got: the final statuses, and
+// for TCP whether the server closed the connection.
+type tortureResult struct {
+	skip   bool // not sent: no expectation over this transport
+	got    []int
+	closed bool
+	err    error
+}
+
+// exchangeTorture sends message i over tr to addr and waits for its
+// answers (longer where none is expected, or a close is).
+func exchangeTorture(addr, tr string, i int, c tortureCase) tortureResult {
+	want := tortureExpect[strings.TrimSuffix(c.file, ".dat")]
 	if tr == "udp" {
-		from := fmt.Sprintf("127.0.1.%d:5060", i+1)
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			wait := 3 * time.Second
-			if want.udp.status == 0 {
-				wait = time.Second
-			}
-			got := sendUDP(t, s.Addr, from, c.data, wait)
-			if !answered(got, want.udp.status) {
-				t.Errorf("%s %s %q: answered %v, want %s (RFC: %s)", c.section, c.class, c.title, got, statusWord(want.udp.status), c.rfc)
-			}
-		})
-		return
+		// Without rport the answer goes to the Via port (5060 when absent):
+		// each message from its own loopback address (no other test uses
+		// 127.0.1.x).
+		wait := 3 * time.Second
+		if want.udp.status == 0 {
+			wait = time.Second
+		}
+		got, err := exchangeUDP(addr, fmt.Sprintf("127.0.1.%d:5060", i+1), c.data, wait)
+		return tortureResult{got: got, err: err}
 	}
 	if want.tcp.status < 0 {
+		return tortureResult{skip: true}
+	}
+	wait := 3 * time.Second
+	if want.tcp.closed && want.tcp.status == 0 {
+		wait = 15 * time.Second // the stream timeout is 10 s
+	} else if want.tcp.status == 0 {
+		wait = time.Second
+	}
+	got, closed, err := exchangeTCP(addr, c.data, wait)
+	return tortureResult{got: got, closed: closed, err: err}
+}
+
+// checkTorture checks, in a subtest named after the message, what it got
+// over tr against tortureExpect.
+func checkTorture(t *testing.T, tr string, c tortureCase, r tortureResult) {
+	name := strings.TrimSuffix(c.file, ".dat")
+	want := tortureExpect[name]
+	if r.skip {
 		return
 	}
 	t.Run(name, func(t *testing.T) {
-		t.Parallel()
-		wait := 3 * time.Second
-		if want.tcp.closed && want.tcp.status == 0 {
-			wait = 15 * time.Second // the stream timeout is 10 s
-		} else if want.tcp.status == 0 {
-			wait = time.Second
+		if r.err != nil {
+			t.Fatal(r.err)
 		}
-		got, closed := sendTCP(t, s.Addr, c.data, wait)
-		if !answered(got, want.tcp.status) || closed != want.tcp.closed {
+		if tr == "udp" {
+			if !answered(r.got, want.udp.status) {
+				t.Errorf("%s %s %q: answered %v, want %s (RFC: %s)", c.section, c.class, c.title, r.got, statusWord(want.udp.status), c.rfc)
+			}
+			return
+		}
+		if !answered(r.got, want.tcp.status) || r.closed != want.tcp.closed {
 			t.Errorf("%s %s %q: answered %v, closed %v; want %s, closed %v (RFC: %s)", c.section, c.class, c.title,
-				got, closed, statusWord(want.tcp.status), want.tcp.closed, c.rfc)
+				r.got, r.closed, statusWord(want.tcp.status), want.tcp.closed, c.rfc)
 		}
 	})
 }
@@ -398,6 +445,7 @@ func statusWord(s int) string {
 // Message Too Large, not the 400 "body shorter than Content-Length" of a
 // body cut by the kernel. A 30 KiB one is answered normally.
 func TestUDPOversize513(t *testing.T) {
+	t.Parallel()
 	s := Start(t, "")
 	for i, c := range []struct{ size, want int }{{40 * 1024, 513}, {65507, 513}, {30 * 1024, 200}} {
 		head := fmt.Sprintf("OPTIONS sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;rport;branch=z9hG4bK-big-%d\r\n"+

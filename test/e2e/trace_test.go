@@ -148,6 +148,7 @@ func registerExchange(s *Server) []string {
 // and --method REGISTER also shows the responses. Afterwards the doctor
 // shows the buffered exchange as evidence (and none before any trace).
 func TestTrace(t *testing.T) {
+	t.Parallel()
 	Need(t, "sipp", "tshark")
 	s := Start(t, "")
 	s.AddExt("2001", "trace-pass-2001")
@@ -260,6 +261,7 @@ func TestTrace(t *testing.T) {
 // TestTraceNotRunning: trace without a running server says so in one line
 // and exits 1.
 func TestTraceNotRunning(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	_, errOut, code := RunCLI(t, data, "", "trace", "--ext", "2001")
 	if code != 1 || !strings.Contains(errOut, "not running") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {

@@ -13,6 +13,7 @@ import (
 // callee hangs up and its BYE, sent over TCP along that route set, reaches
 // the UDP phone; the record says NORMAL_CLEARING, hung up by the callee.
 func TestCallUDPToTCP(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	tr := startTrace(t, s, "--json", "--full", "--method", "INVITE", "--duration", "60s")
 	tone := []string{"ausrc_srate 48000", "ausrc_channels 2"} // ausine plays 48 kHz only

@@ -29,6 +29,7 @@ var (
 // bounded, and once the abuse ends the API answers again and lists the
 // registration.
 func TestWebConsoleAndAPI(t *testing.T) {
+	t.Parallel()
 	Need(t, "sipsak")
 	s := Start(t, "")
 	m := setupRE.FindStringSubmatch(s.Log())
@@ -37,7 +38,9 @@ func TestWebConsoleAndAPI(t *testing.T) {
 		t.Fatalf("no setup URL or console address on stderr:\n%s", s.Log())
 	}
 	base, setup := c[1], m[1]
-	client := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// 60 s: creating the admin hashes its password with bcrypt (cost 11),
+	// seconds under -race on a loaded machine.
+	client := &http.Client{Timeout: 60 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
 	res, err := client.Get(setup)
 	if err != nil || res.StatusCode != 200 {
@@ -142,6 +145,7 @@ func TestWebConsoleAndAPI(t *testing.T) {
 // TestWebPublicBindRefused: serve refuses a non-loopback --http without
 // TLS or --http-insecure, in one line, before binding anything.
 func TestWebPublicBindRefused(t *testing.T) {
+	t.Parallel()
 	_, errOut, code := RunCLI(t, t.TempDir(), "", "serve", "--sip", "127.0.0.1:0", "--http", "0.0.0.0:0")
 	if code != 1 || !strings.Contains(errOut, "--http-cert") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 		t.Fatalf("exit %d, stderr %q", code, errOut)

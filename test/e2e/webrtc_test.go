@@ -43,6 +43,7 @@ func lastWebRTCCall(t *testing.T, s *Server, what string, ok func(webrtcCall) bo
 const webrtcPW = "webrtc-Secret-9"
 
 func TestBrowserPhones(t *testing.T) {
+	t.Parallel()
 	base := webrtc.ServePage(t) // skips (or fails under CI) without JsSIP
 	// Without a media relay: a browser and a UDP phone are refused with 488
 	// (TestBrowserCallsBaresip has the relay's WebRTC bridge connect them).
