@@ -44,8 +44,9 @@ func doctorCallMedia(t *testing.T, s *Server, args ...string) (doctorMediaJSON, 
 // `doctor call --id ID` and `doctor call 2001 2002` name the callee ->
 // caller direction with media_never_arrived and exit 1.
 func TestDoctorOneWayAudio(t *testing.T) {
+	t.Parallel()
 	Need(t, "baresip")
-	s := callSetup(t, "--media-relay", "always", "--rtp-ports", "41200-41299")
+	s := callSetup(t, "--media-relay", "always", "--rtp-ports", "12300-12399")
 	callee := NewPhone(t, s, "2002", "secret-2002")
 	callee.Start("call-phone-answer.xml", "-d", "300")
 	a := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2001", "secret-2001", s.Addr, "udp")},
@@ -149,8 +150,9 @@ func TestDoctorOneWayAudio(t *testing.T) {
 // media_stopped, when it stopped and after how long, and reports 2002's
 // audio as arriving.
 func TestDoctorMediaStopped(t *testing.T) {
+	t.Parallel()
 	Need(t, "baresip")
-	s := callSetup(t, "--media-relay", "always", "--rtp-ports", "41300-41399")
+	s := callSetup(t, "--media-relay", "always", "--rtp-ports", "12400-12499")
 	b := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2002", "secret-2002", s.Addr, "udp", "answermode=auto")},
 		Config: []string{"audio_source ausine,1000", "ausrc_srate 48000", "ausrc_channels 2"}})
 	b.WaitRegistered("2002@127.0.0.1", 15*time.Second)

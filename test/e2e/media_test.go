@@ -149,7 +149,8 @@ func checkRelayed(t *testing.T, c mediaCall) {
 // relay counted packets in on both legs), and the call record keeps the
 // media counters.
 func TestMediaRelayAlways(t *testing.T) {
-	s := callSetup(t, "--media-relay", "always", "--rtp-ports", "41000-41099")
+	t.Parallel()
+	s := callSetup(t, "--media-relay", "always", "--rtp-ports", "12000-12099")
 	a, b, recA, recB := mediaPhones(t, s)
 	c := relayedCall(t, s, a, b, 2*time.Second)
 	checkRelayed(t, c)
@@ -167,6 +168,7 @@ func TestMediaRelayAlways(t *testing.T) {
 // the address its RTP came from (decoded here). Without the relay, 2002
 // would send to 127.0.0.77 and the phone would hear nothing.
 func TestMediaRelayNAT(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	recB := t.TempDir()
 	b := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2002", "secret-2002", s.Addr, "udp", "answermode=auto")},
@@ -216,6 +218,7 @@ func TestMediaRelayNAT(t *testing.T) {
 // phone sends the digit 5 as RFC 4733 packets, and baresip reports that it
 // received DTMF 5.
 func TestMediaRelayDTMF(t *testing.T) {
+	t.Parallel()
 	s := callSetup(t)
 	b := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2002", "secret-2002", s.Addr, "udp", "answermode=auto")},
 		Config: []string{"audio_source ausine,1000", "ausrc_srate 48000", "ausrc_channels 2"}})
@@ -329,7 +332,8 @@ func serverSockets(t *testing.T, s *Server) int {
 //     and its ports are released: the server holds as many sockets after
 //     as before (counted in /proc/PID/fd).
 func TestMediaRelayFaults(t *testing.T) {
-	s := callSetup(t, "--media-relay", "always", "--rtp-ports", "41200-41203", "--media-timeout", "3s")
+	t.Parallel()
+	s := callSetup(t, "--media-relay", "always", "--rtp-ports", "12200-12203", "--media-timeout", "3s")
 
 	recB := t.TempDir()
 	b := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2003", "secret-2003", s.Addr, "udp", "answermode=auto")},
@@ -439,7 +443,7 @@ func TestMediaRelayFaults(t *testing.T) {
 			} `json:"media_relay"`
 		}
 		s.JSON(&st, "status")
-		if m := st.MediaRelay; m.Mode != "always" || m.RTPPorts != "41200-41203" || m.MediaIP != "127.0.0.1" || m.PortsInUse != 4 {
+		if m := st.MediaRelay; m.Mode != "always" || m.RTPPorts != "12200-12203" || m.MediaIP != "127.0.0.1" || m.PortsInUse != 4 {
 			t.Fatalf("status --json media_relay during the call: %+v", m)
 		}
 		// The range is taken: the next call is refused.

@@ -95,8 +95,9 @@ func checkHeard(t *testing.T, files []string, who string) {
 // receive audio (the browser's getStats inbound bytes, baresip's recording), the browser's
 // RFC 4733 DTMF reaches baresip, and the call record shows the bridged legs.
 func TestBrowserCallsBaresip(t *testing.T) {
+	t.Parallel()
 	base := webrtc.ServePage(t) // skips (or fails under CI) without JsSIP
-	s := Start(t, "", "--wss", "127.0.0.1:0", "--rtp-ports", "42000-42199")
+	s := Start(t, "", "--wss", "127.0.0.1:0", "--rtp-ports", "12500-12699")
 	addr := s.ListenerAddr("wss")
 	if addr == "" {
 		t.Fatalf("no WSS listener in the start line:\n%s", s.Log())
