@@ -42,8 +42,9 @@ const (
 )
 
 var (
-	registerPrefix     = []byte("REGISTER ")
-	authorizationLower = []byte("\nauthorization:")
+	registerPrefix      = []byte("REGISTER ")
+	authorizationHeader = []byte("\nAuthorization:")
+	authorizationLower  = []byte("\nauthorization:")
 )
 
 // staleLimit returns how long the datagram b may wait in the socket's
@@ -59,34 +60,30 @@ func staleLimit(b []byte) time.Duration {
 	return staleFresh
 }
 
-// hasAuthorizationHeader is a cheap look for an Authorization header (any
-// case, before the body; "Proxy-Authorization" does not count).
+// hasAuthorizationHeader is a cheap look for an Authorization header in
+// its usual spellings (as the guard's stateless path looks):
+// "Proxy-Authorization" does not count. One it misses only gets the
+// shorter limit.
 func hasAuthorizationHeader(b []byte) bool {
-	if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
-		b = b[:i]
-	}
-	for {
-		i := bytes.IndexByte(b, '\n')
-		if i < 0 {
-			return false
-		}
-		b = b[i:]
-		if len(b) >= len(authorizationLower) && bytes.EqualFold(b[:len(authorizationLower)], authorizationLower) {
-			return true
-		}
-		b = b[1:]
-	}
+	return bytes.Contains(b, authorizationHeader) || bytes.Contains(b, authorizationLower)
 }
 
 // isStale reports whether datagram b, stamped arrived by the kernel (zero:
-// no stamp), has waited past its limit; now is asked only for a REGISTER.
+// no stamp), has waited past its limit (staleLimit); now is asked only for
+// a REGISTER, and the headers are looked at only when the wait is between
+// the two limits.
 func isStale(b []byte, arrived time.Time, now func() time.Time) bool {
-	limit := staleLimit(b)
-	if limit == 0 || arrived.IsZero() {
+	if arrived.IsZero() || !bytes.HasPrefix(b, registerPrefix) {
 		return false
 	}
 	wait := now().Sub(arrived)
-	return wait > limit && wait < staleClockStep
+	switch {
+	case wait <= staleFresh || wait >= staleClockStep:
+		return false
+	case wait > staleCredentials:
+		return true
+	}
+	return staleLimit(b) == staleFresh
 }
 
 // staleStats counts the REGISTERs dropped as stale, over all the UDP

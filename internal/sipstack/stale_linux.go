@@ -11,7 +11,9 @@ import (
 // stampedUDP is a UDP socket whose datagrams carry the kernel's arrival
 // stamp (SO_TIMESTAMPNS), read with recvmsg(2); ReadFrom drops the stale
 // REGISTERs (see staleFresh) and returns the next datagram. Writes go to
-// the wrapped conn (directUDP).
+// the wrapped conn (directUDP). The kernel turns stamping on for the whole
+// system a moment after the first socket asks; a datagram that arrived
+// before is stamped when read, so it is never taken for stale.
 type stampedUDP struct {
 	net.PacketConn
 	uc    *net.UDPConn

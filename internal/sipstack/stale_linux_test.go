@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -23,8 +24,8 @@ func register(callID string, withCredentials bool) []byte {
 }
 
 // TestStaleLimit: only REGISTERs are ever dropped; one without credentials
-// after 200 ms in the socket's queue, one with an Authorization header (any
-// case) after 400 ms; a wait of more than 30 s is a clock step, not a queue.
+// after 200 ms in the socket's queue, one with an Authorization header (in
+// its usual spellings) after 400 ms; a wait of more than 30 s is a clock step, not a queue.
 func TestStaleLimit(t *testing.T) {
 	now := time.Unix(1000, 0)
 	at := func(wait time.Duration) time.Time { return now.Add(-wait) }
@@ -63,6 +64,7 @@ func TestStaleRegistersDropped(t *testing.T) {
 	if !haveReusePort {
 		t.Skip("arrival stamps are Linux only")
 	}
+	waitStamping(t)
 	st, err := Listen(Options{Addr: "127.0.0.1:0", UDPReaders: 1, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -139,4 +141,51 @@ func TestStaleRegistersDropped(t *testing.T) {
 			t.Errorf("stale REGISTER %q was answered", id)
 		}
 	}
+}
+
+// BenchmarkStaleCheck: what the readers pay per datagram to decide (a
+// REGISTER with credentials, the longest header scan).
+func BenchmarkStaleCheck(b *testing.B) {
+	msg := register("bench", true)
+	arrived := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		if isStale(msg, arrived, time.Now) {
+			b.Fatal("fresh datagram stale")
+		}
+	}
+}
+
+// waitStamping returns once the kernel stamps datagrams on arrival: the
+// first socket asking for stamps turns stamping on for the whole system a
+// moment later (until then a datagram is stamped when it is read, so it
+// never looks stale). The probe socket stays open during the test.
+func waitStamping(t *testing.T) {
+	t.Helper()
+	uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { uc.Close() })
+	if _, ok := stampReads(uc, uc, &staleStats{}).(*stampedUDP); !ok {
+		t.Skip("no arrival stamps on this socket")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var words oobWords
+	oob := unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), unsafe.Sizeof(words))
+	buf := make([]byte, 64)
+	for time.Now().Before(deadline) {
+		if _, err := uc.WriteToUDP([]byte("probe"), uc.LocalAddr().(*net.UDPAddr)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+		_, oobn, _, _, err := uc.ReadMsgUDP(buf, oob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at := arrival(&words, oobn); !at.IsZero() && time.Since(at) >= 15*time.Millisecond {
+			return
+		}
+	}
+	t.Fatal("the kernel did not stamp datagrams on arrival within 10 s")
 }
