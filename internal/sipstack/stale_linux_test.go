@@ -189,3 +189,38 @@ func waitStamping(t *testing.T) {
 	}
 	t.Fatal("the kernel did not stamp datagrams on arrival within 10 s")
 }
+
+// BenchmarkStampedRead: a REGISTER sent and read through a plain socket and
+// through a stamped one (recvmsg with the arrival stamp, and the stale
+// check): the stamp's cost per datagram.
+func BenchmarkStampedRead(b *testing.B) {
+	msg := register("bench", true)
+	for _, stamped := range []bool{false, true} {
+		name := "plain"
+		if stamped {
+			name = "stamped"
+		}
+		b.Run(name, func(b *testing.B) {
+			uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer uc.Close()
+			var c net.PacketConn = uc
+			if stamped {
+				c = stampReads(uc, uc, &staleStats{})
+			}
+			dst := uc.LocalAddr()
+			buf := make([]byte, 4096)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := uc.WriteTo(msg, dst); err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := c.ReadFrom(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
