@@ -19,7 +19,10 @@ import (
 // place, up to shedWait, so that under overload the kernel's receive
 // buffer is the queue, as in Kamailio: the work in hand stays small and
 // throughput stays at what the cores can do instead of collapsing under
-// thousands of requests half-done. A REGISTER still without a place after
+// thousands of requests half-done. The socket's readers drop the
+// REGISTERs that waited in that queue past their limit before they get
+// here (see internal/sipstack's staleFresh), so the queue holds a few
+// hundred milliseconds of work. A REGISTER still without a place after
 // shedWait (nothing finished: the storage stalls) is shed (503 with
 // Retry-After, see shedRetryAfter), and so are the next ones at once until
 // one in hand finishes. An INVITE beyond it takes sipgo's transaction path.

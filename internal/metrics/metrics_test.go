@@ -43,7 +43,7 @@ func scrape(t *testing.T, m *Metrics) string {
 func TestCountsFromWrites(t *testing.T) {
 	m := New(Sources{RegistrationsByDomain: func() map[string]int { return map[string]int{"pbx.test": 3} },
 		ActiveBans: func() int { return 2 }, JournalQueue: func() int { return 7 },
-		InHand: func() int { return 5 }, Shed: func() int64 { return 3 }, Absorbed: func() int64 { return 11 }})
+		InHand: func() int { return 5 }, Shed: func() int64 { return 3 }, Absorbed: func() int64 { return 11 }, Stale: func() int64 { return 7 }})
 	fs := &fakeStore{}
 	j := m.Journal(fs)
 	ev := []store.Event{{Kind: journal.KindRegister, Cause: cause.WrongPassword}, {Kind: journal.KindRegister, Cause: cause.WrongPassword},
@@ -70,6 +70,7 @@ func TestCountsFromWrites(t *testing.T) {
 		`switchboard_requests_in_hand 5`,
 		`switchboard_stateless_total{what="shed"} 3`,
 		`switchboard_stateless_total{what="absorbed"} 11`,
+		`switchboard_stateless_total{what="stale"} 7`,
 		`switchboard_writer_errors_total{writer="journal"} 1`,
 		`switchboard_writer_batch_seconds_count{writer="journal"} 2`,
 		`go_goroutines`,

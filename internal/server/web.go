@@ -67,6 +67,12 @@ func (s *Server) newMetrics() *metrics.Metrics {
 			_, absorbed := s.Guard.Stateless().Stats()
 			return absorbed
 		},
+		Stale: func() int64 {
+			if s.Stack == nil {
+				return 0
+			}
+			return s.Stack.StaleDropped()
+		},
 		JournalQueue:   func() int { return s.Journal.Queued() },
 		CallsQueue:     func() int { return s.Calls.Queued() },
 		JournalDropped: func() int64 { return s.Journal.Dropped() },

@@ -105,6 +105,7 @@ type Stack struct {
 	udp       net.PacketConn   // the first UDP socket (also used to send)
 	udpMore   []net.PacketConn // more sockets on the same port, one reader each
 	udpNext   atomic.Uint32    // Reply's next socket (see udpWriter)
+	stale     *staleStats      // REGISTERs dropped unread (see staleFresh)
 	tcp       *trackingListener
 	streams   []*trackingListener // TLS, WS, WSS (those on)
 	log       *slog.Logger
@@ -190,10 +191,11 @@ func Listen(opts Options) (*Stack, error) {
 		}
 	}
 	// Sends without Go's one-write-at-a-time lock per socket (see
-	// directUDP).
-	udp = directWrites(udp)
+	// directUDP), and reads that drop stale REGISTERs (see staleFresh).
+	stale := &staleStats{log: log}
+	udp = stampedWrites(udp, stale)
 	for i, c := range more {
-		more[i] = directWrites(c)
+		more[i] = stampedWrites(c, stale)
 	}
 	if opts.Tracer != nil {
 		// Every datagram sipgo or Reply sends goes through these.
@@ -277,7 +279,7 @@ func Listen(opts Options) (*Stack, error) {
 		return nil, err
 	}
 	st := &Stack{UA: ua, Server: srv, Client: cli, udp: udp, udpMore: more, tcp: tl, streams: streams, log: stackLog, tr: opts.Tracer,
-		readFilter: readFilter, parser: sip.NewParser(), bufs: newBufPool(), Listeners: []Listener{
+		stale: stale, readFilter: readFilter, parser: sip.NewParser(), bufs: newBufPool(), Listeners: []Listener{
 			{Proto: "udp", Addr: boundAddr(host, udp.LocalAddr())},
 			{Proto: "tcp", Addr: boundAddr(host, tcp.Addr())},
 		}}

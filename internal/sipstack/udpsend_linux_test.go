@@ -20,12 +20,20 @@ func TestDirectUDPWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	d, ok := s.udp.(*directUDP)
+	// Each socket reads stamped (stampedUDP) and writes directly.
+	direct := func(c net.PacketConn) (*directUDP, bool) {
+		if st, ok := c.(*stampedUDP); ok {
+			c = st.PacketConn
+		}
+		d, ok := c.(*directUDP)
+		return d, ok
+	}
+	d, ok := direct(s.udp)
 	if !ok {
 		t.Fatalf("the stack's UDP socket is a %T, not a *directUDP", s.udp)
 	}
 	for _, c := range s.udpMore {
-		if _, ok := c.(*directUDP); !ok {
+		if _, ok := direct(c); !ok {
 			t.Fatalf("a reader socket is a %T, not a *directUDP", c)
 		}
 	}
