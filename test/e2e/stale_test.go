@@ -16,6 +16,10 @@ import (
 // have been (the credentials were never used, so they are still good: 200),
 // the answered registration is durable (there after a restart), the drop is
 // logged, and the server goes on.
+//
+// Serial: it stops the server for 0.6 s and expects the retransmissions
+// that follow to be answered within 200 ms of their arrival, which a
+// machine loaded by parallel tests can break.
 func TestStaleRegistersDroppedUnread(t *testing.T) {
 	s := Start(t, "")
 	s.AddExt("2001", "secret-2001")
