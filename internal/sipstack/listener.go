@@ -168,6 +168,10 @@ type trackingListener struct {
 
 	idleClosed atomic.Int64 // connections closed by the idle timeout
 
+	// poll parks the idle connections of a TLS, WS or WSS listener (nil:
+	// their readers wait in Read, as TCP's do).
+	poll *poller
+
 	mu       sync.Mutex
 	conns    map[string]*trackedConn   // guarded by mu; by remote ip:port
 	byAddr   map[netip.Addr]*addrConns // guarded by mu; by address key
@@ -567,6 +571,15 @@ type trackedConn struct {
 	closed   atomic.Bool
 	rearm    atomic.Bool // the read deadline on Conn may have been changed
 
+	// Parking (poller): the reader sets resume before it first parks the
+	// connection; rc and probing are the reader's own.
+	resume    func()          // starts a reader again after a parking
+	rc        syscall.RawConn // the socket, once asked for
+	probing   bool            // Read fails with errWouldBlock rather than wait
+	watched   bool            // guarded by the poller's mu: registered with epoll
+	pfd       int             // guarded by the poller's mu: descriptor + 1 while parked
+	idleTimer *time.Timer     // guarded by the poller's mu
+
 	// guarded by l.mu
 	tracked    bool
 	unproven   bool
@@ -602,6 +615,9 @@ func (c *trackedConn) SetReadDeadline(time.Time) error {
 // goroutines may move later meanwhile; when it passes, Read reports EOF
 // (sipgo then closes the connection quietly).
 func (c *trackedConn) Read(b []byte) (int, error) {
+	if c.probing && !c.readable() {
+		return 0, errWouldBlock
+	}
 	for {
 		if d := c.deadline.Load(); d != c.armed || c.rearm.Swap(false) {
 			c.armed = d
@@ -617,6 +633,64 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 		}
 		return n, err
 	}
+}
+
+// errWouldBlock is what Read reports while probing and nothing is there
+// to read. It is a net.Error that is temporary (a timeout), so crypto/tls
+// keeps the connection usable after it (as after a read deadline).
+var errWouldBlock error = wouldBlock{}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "nothing to read yet" }
+func (wouldBlock) Timeout() bool   { return true }
+func (wouldBlock) Temporary() bool { return true }
+
+// rawConn returns the socket (reader only).
+func (c *trackedConn) rawConn() (syscall.RawConn, error) {
+	if c.rc == nil {
+		sc, ok := c.Conn.(syscall.Conn)
+		if !ok {
+			return nil, errors.New("not a socket")
+		}
+		rc, err := sc.SyscallConn()
+		if err != nil {
+			return nil, err
+		}
+		c.rc = rc
+	}
+	return c.rc, nil
+}
+
+// readable reports whether a Read would return at once: bytes, the peer's
+// close or an error are waiting (reader only; it consumes nothing).
+func (c *trackedConn) readable() bool {
+	rc, err := c.rawConn()
+	if err != nil {
+		return true // Read finds out
+	}
+	ready := true
+	err = rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		for {
+			_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			if err == syscall.EINTR {
+				continue
+			}
+			ready = err != syscall.EAGAIN && err != syscall.EWOULDBLOCK
+			return true // never wait here
+		}
+	})
+	return ready || err != nil
+}
+
+// probe reads into b without waiting for the socket: when the layers above
+// (crypto/tls, a WebSocket upgrade's pending bytes) hold no data and the
+// socket has none either, it reports errWouldBlock (reader only).
+func (c *trackedConn) probe(r io.Reader, b []byte) (int, error) {
+	c.probing = true
+	defer func() { c.probing = false }()
+	return r.Read(b)
 }
 
 // Write hands b to the tracer and writes it.
@@ -639,6 +713,9 @@ const streamWriteTimeout = 10 * time.Second
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
 	if c.closed.CompareAndSwap(false, true) {
+		if c.l.poll != nil {
+			c.l.poll.unpark(c)
+		}
 		c.l.forget(c)
 		if c.l.onClose != nil {
 			c.l.onClose(c.Conn.RemoteAddr())

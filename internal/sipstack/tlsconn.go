@@ -2,6 +2,7 @@ package sipstack
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -26,7 +27,10 @@ import (
 type tlsConn struct {
 	net.Conn // the tls.Conn over the trackedConn
 	s        *Stack
+	l        *trackingListener
 	raddr    string
+	tc       *trackedConn // the socket under crypto/tls, for parking
+	tlsc     *tls.Conn
 	first    [1]byte      // the byte an idle connection waits for
 	refs     atomic.Int32 // sipgo's references; the reader holds one
 	wmu      sync.Mutex
@@ -39,7 +43,11 @@ func (s *Stack) serveTLS(l *trackingListener) error {
 		if err != nil {
 			return err
 		}
-		tc := &tlsConn{Conn: c, s: s, raddr: c.RemoteAddr().String()}
+		tc := &tlsConn{Conn: c, s: s, l: l, raddr: c.RemoteAddr().String()}
+		tc.tc, tc.tlsc = layersOf(c)
+		if tc.tc != nil {
+			tc.tc.resume = tc.read
+		}
 		tc.refs.Store(1)
 		if p := s.UA.TransportLayer().Pool("TLS"); p != nil {
 			p.Add(tc.raddr, tc)
@@ -49,13 +57,28 @@ func (s *Stack) serveTLS(l *trackingListener) error {
 }
 
 // read waits for the next byte, then reads and delivers messages until
-// the parser holds no partial one, and leaves the next wait to a fresh
-// goroutine; it ends the connection on a read or framing error.
+// the parser holds no partial one; when no byte more is waiting it parks
+// the connection (see wsConn.more) and ends. It ends the connection on a
+// read or framing error.
 func (c *tlsConn) read() {
 	if _, err := c.Conn.Read(c.first[:]); err != nil {
 		c.end()
 		return
 	}
+	for {
+		if !c.burst() {
+			c.end()
+			return
+		}
+		if !c.more() {
+			return
+		}
+	}
+}
+
+// burst reads and delivers, from the byte in c.first on, until the parser
+// holds no partial message; false ends the connection.
+func (c *tlsConn) burst() bool {
 	bp := c.s.bufs.Get().(*[]byte)
 	buf := append((*bp)[:0], c.first[0])
 	buf = buf[:cap(buf)]
@@ -82,11 +105,28 @@ func (c *tlsConn) read() {
 	par.Close()
 	*bp = buf[:0]
 	c.s.bufs.Put(bp)
-	if !ok {
-		c.end()
-		return
+	return ok
+}
+
+// more looks for the next byte without waiting (see wsConn.more): true
+// when it is in c.first.
+func (c *tlsConn) more() bool {
+	if c.tc != nil && c.l.poll != nil {
+		n, err := c.tc.probe(c.Conn, c.first[:])
+		switch {
+		case n > 0:
+			return true
+		case err != nil && !errors.Is(err, errWouldBlock):
+			c.end()
+			return false
+		}
+		trimTLS(c.tlsc)
+		if c.l.poll.park(c.tc) == nil {
+			return false
+		}
 	}
 	go c.read()
+	return false
 }
 
 // handle filters, answers a CRLF keep-alive, and parses one read as

@@ -2,6 +2,7 @@ package sipstack
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -287,6 +288,9 @@ type wsConn struct {
 	proto    string // "WS" or "WSS"
 	raddr    string // the peer's ip:port, the message source and pool key
 	rd       wsReader
+	src      probed       // what rd reads: a byte more found, then Conn
+	tc       *trackedConn // the socket under the layers, for parking
+	tlsc     *tls.Conn    // WSS: crypto/tls's state, trimmed while parked
 	refs     atomic.Int32 // sipgo's references; the reader holds one
 	wmu      sync.Mutex   // one frame at a time
 }
@@ -304,7 +308,12 @@ func (s *Stack) serveWS(l *trackingListener) error {
 			continue
 		}
 		wc := &wsConn{Conn: u, s: s, l: l, proto: l.proto, raddr: u.RemoteAddr().String()}
-		wc.rd = wsReader{r: u, bufs: s.bufs, control: wc.control}
+		wc.src.r = u
+		wc.rd = wsReader{r: &wc.src, bufs: s.bufs, control: wc.control}
+		wc.tc, wc.tlsc = layersOf(u.Conn)
+		if wc.tc != nil {
+			wc.tc.resume = wc.read
+		}
 		wc.refs.Store(1)
 		if p := s.UA.TransportLayer().Pool(l.proto); p != nil {
 			p.Add(wc.raddr, wc)
@@ -313,22 +322,52 @@ func (s *Stack) serveWS(l *trackingListener) error {
 	}
 }
 
-// read reads and delivers one message, then leaves the next to a fresh
-// goroutine (an idle connection's reader keeps a small stack); it ends the
-// connection on a read or protocol error.
+// read reads and delivers messages while they keep coming; once none is
+// waiting, it parks the connection (a reader goroutine starts again when
+// bytes arrive) and ends. It ends the connection on a read or protocol
+// error.
 func (c *wsConn) read() {
-	msg, err := c.rd.next()
-	if err != nil {
-		c.end(err)
-		return
+	for {
+		msg, err := c.rd.next()
+		if err != nil {
+			c.end(err)
+			return
+		}
+		ok := c.handle(*msg)
+		c.rd.put(msg)
+		if !ok {
+			c.end(nil)
+			return
+		}
+		if !c.more() {
+			return
+		}
 	}
-	ok := c.handle(*msg)
-	c.rd.put(msg)
-	if !ok {
-		c.end(nil)
-		return
+}
+
+// more looks, without waiting, for the next message's first byte. When
+// it is there (or the stream has ended) the reader goes on (true);
+// otherwise the connection is parked with crypto/tls's empty buffers
+// released, or, without a poller, left to a fresh reader goroutine (its
+// stack starts small), and the reader ends (false).
+func (c *wsConn) more() bool {
+	if c.tc != nil && c.l.poll != nil {
+		n, err := c.tc.probe(c.Conn, c.src.b[:])
+		switch {
+		case n > 0:
+			c.src.has = true
+			return true
+		case err != nil && !errors.Is(err, errWouldBlock):
+			c.src.err = err
+			return true
+		}
+		trimTLS(c.tlsc)
+		if c.l.poll.park(c.tc) == nil {
+			return false
+		}
 	}
 	go c.read()
+	return false
 }
 
 // handle delivers one message as sipgo's reader would (the read filter
@@ -434,6 +473,43 @@ func (c *wsConn) WriteMsg(msg sip.Message) error {
 		return fmt.Errorf("write to %s %s: %w", c.proto, c.raddr, err)
 	}
 	return nil
+}
+
+// probed reads a byte found by a probe (or the error it met) before the
+// rest.
+type probed struct {
+	b   [1]byte
+	has bool
+	err error
+	r   io.Reader
+}
+
+func (p *probed) Read(b []byte) (int, error) {
+	switch {
+	case len(b) == 0:
+		return 0, nil
+	case p.has:
+		b[0], p.has = p.b[0], false
+		return 1, nil
+	case p.err != nil:
+		err := p.err
+		p.err = nil
+		return 0, err
+	}
+	return p.r.Read(b)
+}
+
+// layersOf finds the socket (and, over TLS, crypto/tls's connection) under
+// a WS, WSS or TLS listener's connection.
+func layersOf(c net.Conn) (*trackedConn, *tls.Conn) {
+	switch x := c.(type) {
+	case *tls.Conn:
+		tc, _ := x.NetConn().(*trackedConn)
+		return tc, x
+	case *trackedConn:
+		return x, nil
+	}
+	return nil, nil
 }
 
 // Ref changes sipgo's reference count (sip.Connection).

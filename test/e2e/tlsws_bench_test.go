@@ -100,7 +100,7 @@ func (s *Server) pssKiB(t *testing.T) int {
 	return n
 }
 
-var memStatRE = regexp.MustCompile(`(?m)^# (HeapAlloc|HeapInuse|HeapIdle|HeapReleased|StackInuse|NextGC|Sys|NumGC) = (\d+)`)
+var memStatRE = regexp.MustCompile(`(?m)^# (HeapAlloc|HeapInuse|HeapIdle|HeapReleased|Stack|NextGC|Sys|NumGC) = (\d+)`)
 
 // goMem reads the server's runtime.MemStats from its pprof listener (the
 // heap profile's debug=1 text, without forcing a collection).
@@ -281,7 +281,7 @@ func TestBenchWSSIdleMemory(t *testing.T) {
 			per := func(k string) float64 { return float64(m[k]) / 1024 / float64(n) }
 			t.Logf("Go runtime after the idle wait, per connection: heap allocated %.1f KiB (live + not yet collected), heap in use %.1f KiB, "+
 				"heap idle not released %.1f KiB, stacks %.1f KiB, next GC at %.1f KiB; %d GCs; Sys %d MiB",
-				per("HeapAlloc"), per("HeapInuse"), float64(m["HeapIdle"]-m["HeapReleased"])/1024/float64(n), per("StackInuse"), per("NextGC"),
+				per("HeapAlloc"), per("HeapInuse"), float64(m["HeapIdle"]-m["HeapReleased"])/1024/float64(n), per("Stack"), per("NextGC"),
 				m["NumGC"], m["Sys"]>>20)
 		}
 		if b, err := exec.Command("curl", "-sf", "http://"+pprofAddr+"/debug/pprof/goroutine?debug=1").Output(); err == nil {
@@ -297,7 +297,7 @@ func TestBenchWSSIdleMemory(t *testing.T) {
 			t.Logf("heap profile in %s (go tool pprof -top -inuse_space %s)", out, out)
 			if m, err := goMem(pprofAddr); err == nil { // the profile's gc=1 collected
 				t.Logf("after a forced collection, per connection: live heap %.1f KiB, stacks %.1f KiB; server RSS %d KiB",
-					float64(m["HeapAlloc"])/1024/float64(n), float64(m["StackInuse"])/1024/float64(n), s.rssKiB(t))
+					float64(m["HeapAlloc"])/1024/float64(n), float64(m["Stack"])/1024/float64(n), s.rssKiB(t))
 			}
 		}
 	}

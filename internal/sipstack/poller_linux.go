@@ -1,0 +1,236 @@
+package sipstack
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// poller parks idle TLS, WS and WSS connections without a goroutine each.
+//
+// A goroutine blocked in a connection's Read costs its stack (4 KiB once
+// the runtime's adaptive start size has seen TLS handshakes) and its g
+// (about 0.4 KiB), and, inside crypto/tls, a record buffer: more than the
+// rest of an idle connection. So a connection's reader, once it has
+// handled a message and finds nothing more to read, parks the connection
+// here and ends: the connection's socket is watched by one epoll instance
+// (EPOLLONESHOT: one wake-up per parking) and its idle deadline by a
+// timer. The first of readable data (or the peer's close), the idle
+// deadline, or the connection's Close claims the parking and starts a
+// fresh reader goroutine, which reads as before: a deadline that passed
+// makes its Read end the connection, a close makes it fail.
+//
+// The sockets stay registered with Go's own netpoller too (a second epoll
+// instance may watch the same socket); this one only says when to start a
+// reader.
+type poller struct {
+	epfd, evfd int // the epoll instance; an eventfd that stops run
+	log        *slog.Logger
+
+	mu     sync.Mutex
+	parked map[int]*trackedConn // guarded by mu; by socket descriptor
+	closed bool                 // guarded by mu
+	done   chan struct{}        // closed when run has returned
+	once   sync.Once            // close
+}
+
+// newPoller creates the epoll instance; its owner starts run and calls
+// close.
+func newPoller(log *slog.Logger) (*poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(evfd)}); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, fmt.Errorf("epoll_ctl eventfd: %w", err)
+	}
+	return &poller{epfd: epfd, evfd: evfd, log: log, parked: map[int]*trackedConn{}, done: make(chan struct{})}, nil
+}
+
+// run waits for readiness until close; its goroutine sits in epoll_wait
+// (one OS thread).
+func (p *poller) run() {
+	defer close(p.done)
+	events := make([]unix.EpollEvent, 256)
+	for {
+		n, err := unix.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			p.log.Error("sip stack: epoll_wait failed; idle connections are read by a goroutine each from now on", "error", err)
+			p.shut()
+			return
+		}
+		for _, ev := range events[:n] {
+			fd := int(ev.Fd)
+			if fd == p.evfd {
+				return
+			}
+			p.mu.Lock()
+			c := p.parked[fd]
+			if c != nil {
+				p.claimLocked(fd, c)
+			}
+			p.mu.Unlock()
+			if c != nil {
+				go c.resume()
+			}
+		}
+	}
+}
+
+// shut refuses further parkings and wakes every parked connection.
+func (p *poller) shut() {
+	p.mu.Lock()
+	p.closed = true
+	var woken []*trackedConn
+	for fd, c := range p.parked {
+		p.claimLocked(fd, c)
+		woken = append(woken, c)
+	}
+	p.mu.Unlock()
+	for _, c := range woken {
+		go c.resume()
+	}
+}
+
+// close stops run and wakes the connections still parked (their readers
+// then find them closed, or read them as before). Parkings after close
+// fail.
+func (p *poller) close() {
+	p.once.Do(func() {
+		p.shut()
+		one := [8]byte{1}
+		_, _ = unix.Write(p.evfd, one[:])
+		<-p.done
+		unix.Close(p.epfd)
+		unix.Close(p.evfd)
+	})
+}
+
+// claimLocked takes c, parked under fd, off the books. p.mu must be held.
+func (p *poller) claimLocked(fd int, c *trackedConn) {
+	delete(p.parked, fd)
+	c.pfd = 0
+	if c.idleTimer != nil {
+		c.idleTimer.Stop()
+	}
+}
+
+// park watches c until it is readable, its idle deadline passes or it is
+// closed, then calls go c.resume(). It fails (and c is not parked) when
+// the poller is closed or c's socket cannot be watched; the caller then
+// keeps reading c itself. Only c's reader calls park.
+func (p *poller) park(c *trackedConn) error {
+	rc, err := c.rawConn()
+	if err != nil {
+		return err
+	}
+	var perr error
+	cerr := rc.Control(func(fd uintptr) {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			perr = errPollerClosed
+			return
+		}
+		// On the books first: readiness may be reported at once.
+		p.parked[int(fd)] = c
+		c.pfd = int(fd) + 1
+		op := unix.EPOLL_CTL_MOD
+		if !c.watched {
+			op = unix.EPOLL_CTL_ADD
+			c.watched = true
+		}
+		d := time.Until(time.Unix(0, c.deadline.Load()))
+		if c.idleTimer == nil {
+			c.idleTimer = time.AfterFunc(d, func() { p.expire(c) })
+		} else {
+			c.idleTimer.Reset(d)
+		}
+		p.mu.Unlock()
+		// From here on c may be claimed, and its reader running, at any
+		// moment: only the descriptor is used.
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(fd)}
+		err := unix.EpollCtl(p.epfd, op, int(fd), &ev)
+		switch {
+		case err == nil:
+			return
+		case op == unix.EPOLL_CTL_MOD && errors.Is(err, unix.ENOENT):
+			err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+		case op == unix.EPOLL_CTL_ADD && errors.Is(err, unix.EEXIST):
+			err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev)
+		}
+		if err == nil {
+			return
+		}
+		perr = fmt.Errorf("epoll_ctl: %w", err)
+		p.mu.Lock()
+		if p.parked[int(fd)] == c {
+			p.claimLocked(int(fd), c)
+		} else {
+			perr = nil // claimed meanwhile (closed): its reader is on the way
+		}
+		p.mu.Unlock()
+	})
+	if cerr != nil {
+		return cerr // closed: Control did not run f
+	}
+	return perr
+}
+
+// expire is c's idle timer: when c is still parked and its deadline has
+// passed, its reader is started (its Read then reports the deadline and
+// the connection ends); a deadline moved later re-arms the timer.
+func (p *poller) expire(c *trackedConn) {
+	p.mu.Lock()
+	fd := c.pfd - 1
+	if fd < 0 || p.parked[fd] != c {
+		p.mu.Unlock()
+		return
+	}
+	if d := time.Until(time.Unix(0, c.deadline.Load())); d > 0 {
+		c.idleTimer.Reset(d)
+		p.mu.Unlock()
+		return
+	}
+	p.claimLocked(fd, c)
+	p.mu.Unlock()
+	go c.resume()
+}
+
+// unpark claims c if it is parked (its Close calls this) and starts its
+// reader, which finds it closed.
+func (p *poller) unpark(c *trackedConn) {
+	p.mu.Lock()
+	fd := c.pfd - 1
+	if fd < 0 || p.parked[fd] != c {
+		p.mu.Unlock()
+		return
+	}
+	p.claimLocked(fd, c)
+	p.mu.Unlock()
+	go c.resume()
+}
+
+// errPollerClosed: the stack is closing; the reader keeps the connection.
+var errPollerClosed = errors.New("poller closed")
+
+// count returns the connections parked (for tests).
+func (p *poller) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.parked)
+}
