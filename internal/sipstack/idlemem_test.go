@@ -2,6 +2,7 @@ package sipstack
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -228,4 +229,76 @@ func BenchmarkIdleStreamConn(b *testing.B) {
 			b.ReportMetric(m.goroutines, "goroutines/conn")
 		})
 	}
+}
+
+// BenchmarkStreamRoundTrip measures one OPTIONS -> 200 over one open WSS
+// or TLS connection, sent one after the other: each message finds the
+// connection idle (parked, where the poller is on), the worst case for
+// an active connection.
+func BenchmarkStreamRoundTrip(b *testing.B) {
+	for _, proto := range []string{"wss", "tls"} {
+		b.Run(proto, func(b *testing.B) {
+			dir := b.TempDir()
+			m, _, err := tlscert.Open(dir, "", "", []string{"pbx.test"}, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			so := StreamOptions{TLSConfig: m.Config()}
+			if proto == "wss" {
+				so.WSS = "127.0.0.1:0"
+			} else {
+				so.TLS = "127.0.0.1:0"
+			}
+			st, _ := startStack(b, Options{Streams: so}, answerOptions)
+			pool, err := tlscertPool(filepath.Join(dir, tlscert.SelfCertFile))
+			if err != nil {
+				b.Fatal(err)
+			}
+			c, err := dialStream(proto, listenerOf(b, st, proto), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			msg := []byte(strings.Replace(string(options("rt")), "SIP/2.0/UDP", "SIP/2.0/"+strings.ToUpper(proto), 1))
+			br := bufio.NewReader(c)
+			b.ResetTimer()
+			for i := range b.N {
+				// A new branch each time: a new transaction, not a retransmission.
+				m := bytes.Replace(msg, []byte("branch=z9hG4bKrt"), []byte("branch=z9hG4bKrt"+strconv.Itoa(i)+"x"), 1)
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				if proto == "wss" {
+					if err := wsutil.WriteClientText(c, m); err != nil {
+						b.Fatal(err)
+					}
+					if a, err := wsutil.ReadServerText(c); err != nil || !bytes.HasPrefix(a, []byte("SIP/2.0 200")) {
+						b.Fatalf("%q %v", a, err)
+					}
+					continue
+				}
+				if _, err := c.Write(m); err != nil {
+					b.Fatal(err)
+				}
+				if err := readTLSAnswer(br); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// readTLSAnswer reads one 200 answer without a body.
+func readTLSAnswer(r *bufio.Reader) error {
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "SIP/2.0 200") {
+		return fmt.Errorf("answer %q", line)
+	}
+	for line != "\r\n" {
+		if line, err = r.ReadString('\n'); err != nil {
+			return err
+		}
+	}
+	return nil
 }
