@@ -184,6 +184,9 @@ func idleServerMemory(tb testing.TB, proto string, n int) idleMem {
 		tb.Fatal("client process not ready in 90 s")
 	}
 	time.Sleep(TxLinger + 500*time.Millisecond) // the OPTIONS transactions end
+	for deadline := time.Now().Add(10 * time.Second); st.poll != nil && st.poll.count() < n && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond) // parked once idle for parkAfter
+	}
 	after := memNow()
 	return idleMem{
 		live:       float64(int64(after.heap)-int64(before.heap)) / float64(n),

@@ -575,7 +575,7 @@ type trackedConn struct {
 	// connection; rc and probing are the reader's own.
 	resume    func()          // starts a reader again after a parking
 	rc        syscall.RawConn // the socket, once asked for
-	probing   bool            // Read fails with errWouldBlock rather than wait
+	probing   time.Duration   // >0: Read waits this long at most, then fails with errWouldBlock
 	watched   bool            // guarded by the poller's mu: registered with epoll
 	pfd       int             // guarded by the poller's mu: descriptor + 1 while parked
 	idleTimer *time.Timer     // guarded by the poller's mu
@@ -613,19 +613,26 @@ func (c *trackedConn) SetReadDeadline(time.Time) error {
 
 // Read reads from the connection until its idle deadline, which other
 // goroutines may move later meanwhile; when it passes, Read reports EOF
-// (sipgo then closes the connection quietly).
+// (sipgo then closes the connection quietly). While the reader probes
+// (probe), Read waits at most the probe's grace and then reports
+// errWouldBlock.
 func (c *trackedConn) Read(b []byte) (int, error) {
-	if c.probing && !c.readable() {
-		return 0, errWouldBlock
-	}
 	for {
-		if d := c.deadline.Load(); d != c.armed || c.rearm.Swap(false) {
-			c.armed = d
-			_ = c.Conn.SetReadDeadline(time.Unix(0, d))
+		d := c.deadline.Load()
+		wait := d
+		if c.probing > 0 {
+			wait = min(d, time.Now().Add(c.probing).UnixNano())
+		}
+		if wait != c.armed || c.rearm.Swap(false) {
+			c.armed = wait
+			_ = c.Conn.SetReadDeadline(time.Unix(0, wait))
 		}
 		n, err := c.Conn.Read(b)
 		if err != nil && n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
 			if c.deadline.Load() > time.Now().UnixNano() {
+				if c.probing > 0 {
+					return 0, errWouldBlock
+				}
 				continue // extended meanwhile
 			}
 			c.l.idleClosed.Add(1)
@@ -662,34 +669,13 @@ func (c *trackedConn) rawConn() (syscall.RawConn, error) {
 	return c.rc, nil
 }
 
-// readable reports whether a Read would return at once: bytes, the peer's
-// close or an error are waiting (reader only; it consumes nothing).
-func (c *trackedConn) readable() bool {
-	rc, err := c.rawConn()
-	if err != nil {
-		return true // Read finds out
-	}
-	ready := true
-	err = rc.Read(func(fd uintptr) bool {
-		var b [1]byte
-		for {
-			_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			if err == syscall.EINTR {
-				continue
-			}
-			ready = err != syscall.EAGAIN && err != syscall.EWOULDBLOCK
-			return true // never wait here
-		}
-	})
-	return ready || err != nil
-}
-
-// probe reads into b without waiting for the socket: when the layers above
-// (crypto/tls, a WebSocket upgrade's pending bytes) hold no data and the
-// socket has none either, it reports errWouldBlock (reader only).
-func (c *trackedConn) probe(r io.Reader, b []byte) (int, error) {
-	c.probing = true
-	defer func() { c.probing = false }()
+// probe reads into b, waiting at most grace for the socket: when the
+// layers above (crypto/tls, a WebSocket upgrade's pending bytes) hold no
+// data and none arrives in time, it reports errWouldBlock, a timeout
+// crypto/tls recovers from as from a read deadline (reader only).
+func (c *trackedConn) probe(r io.Reader, b []byte, grace time.Duration) (int, error) {
+	c.probing = max(grace, time.Nanosecond)
+	defer func() { c.probing = 0 }()
 	return r.Read(b)
 }
 

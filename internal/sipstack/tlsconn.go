@@ -108,11 +108,11 @@ func (c *tlsConn) burst() bool {
 	return ok
 }
 
-// more looks for the next byte without waiting (see wsConn.more): true
+// more waits up to parkAfter for the next byte (see wsConn.more): true
 // when it is in c.first.
 func (c *tlsConn) more() bool {
 	if c.tc != nil && c.l.poll != nil {
-		n, err := c.tc.probe(c.Conn, c.first[:])
+		n, err := c.tc.probe(c.Conn, c.first[:], parkAfter)
 		switch {
 		case n > 0:
 			return true

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -345,14 +346,21 @@ func (c *wsConn) read() {
 	}
 }
 
-// more looks, without waiting, for the next message's first byte. When
-// it is there (or the stream has ended) the reader goes on (true);
-// otherwise the connection is parked with crypto/tls's empty buffers
-// released, or, without a poller, left to a fresh reader goroutine (its
-// stack starts small), and the reader ends (false).
+// parkAfter is how long a reader waits for a connection's next message
+// before it parks the connection: the turns of a transaction or a dialog
+// (REGISTER, 401, REGISTER; 200, ACK; re-INVITEs) come within it and are
+// read as fast as before, while a connection idle for longer (a
+// registered phone between re-registrations, minutes) costs no goroutine.
+const parkAfter = time.Second
+
+// more waits up to parkAfter for the next message's first byte. When it
+// comes (or the stream ends) the reader goes on (true); otherwise the
+// connection is parked with crypto/tls's empty buffers released, or,
+// without a poller, left to a fresh reader goroutine (its stack starts
+// small), and the reader ends (false).
 func (c *wsConn) more() bool {
 	if c.tc != nil && c.l.poll != nil {
-		n, err := c.tc.probe(c.Conn, c.src.b[:])
+		n, err := c.tc.probe(c.Conn, c.src.b[:], parkAfter)
 		switch {
 		case n > 0:
 			c.src.has = true
