@@ -14,15 +14,15 @@ import (
 //
 // A goroutine blocked in a connection's Read costs its stack (4 KiB once
 // the runtime's adaptive start size has seen TLS handshakes) and its g
-// (about 0.4 KiB), and, inside crypto/tls, a record buffer: more than the
-// rest of an idle connection. So a connection's reader, once it has
-// handled a message and finds nothing more to read, parks the connection
-// here and ends: the connection's socket is watched by one epoll instance
-// (EPOLLONESHOT: one wake-up per parking) and its idle deadline by a
-// timer. The first of readable data (or the peer's close), the idle
-// deadline, or the connection's Close claims the parking and starts a
-// fresh reader goroutine, which reads as before: a deadline that passed
-// makes its Read end the connection, a close makes it fail.
+// (about 0.4 KiB), and, inside crypto/tls, a record buffer: as much as
+// the rest of an idle connection. So a connection's reader, once it has
+// handled a message and no byte more has come for parkAfter, parks the
+// connection here and ends: the connection's socket is watched by one
+// epoll instance (EPOLLONESHOT: one wake-up per parking) and its idle
+// deadline by a timer. The first of readable data (or the peer's close),
+// the idle deadline, or the connection's Close claims the parking and
+// starts a fresh reader goroutine, which reads as before: a deadline that
+// passed makes its Read end the connection, a close makes it fail.
 //
 // The sockets stay registered with Go's own netpoller too (a second epoll
 // instance may watch the same socket); this one only says when to start a

@@ -56,24 +56,25 @@ func (s *Stack) serveTLS(l *trackingListener) error {
 	}
 }
 
-// read waits for the next byte, then reads and delivers messages until
-// the parser holds no partial one; when no byte more is waiting it parks
-// the connection (see wsConn.more) and ends. It ends the connection on a
-// read or framing error.
+// read waits for the next byte, then serves the messages it starts.
 func (c *tlsConn) read() {
 	if _, err := c.Conn.Read(c.first[:]); err != nil {
 		c.end()
 		return
 	}
-	for {
-		if !c.burst() {
-			c.end()
-			return
-		}
-		if !c.more() {
-			return
-		}
+	c.serve()
+}
+
+// serve reads and delivers, from the byte in c.first on, until the
+// parser holds no partial message, then leaves the wait for the next byte
+// to a fresh goroutine (wait); it ends the connection on a read or
+// framing error.
+func (c *tlsConn) serve() {
+	if !c.burst() {
+		c.end()
+		return
 	}
+	go c.wait()
 }
 
 // burst reads and delivers, from the byte in c.first on, until the parser
@@ -108,25 +109,26 @@ func (c *tlsConn) burst() bool {
 	return ok
 }
 
-// more waits up to parkAfter for the next byte (see wsConn.more): true
-// when it is in c.first.
-func (c *tlsConn) more() bool {
-	if c.tc != nil && c.l.poll != nil {
-		n, err := c.tc.probe(c.Conn, c.first[:], parkAfter)
-		switch {
-		case n > 0:
-			return true
-		case err != nil && !errors.Is(err, errWouldBlock):
-			c.end()
-			return false
-		}
-		trimTLS(c.tlsc)
-		if c.l.poll.park(c.tc) == nil {
-			return false
-		}
+// wait waits up to parkAfter for the next byte and serves it, or parks
+// the connection (see wsConn.wait).
+func (c *tlsConn) wait() {
+	if c.tc == nil || c.l.poll == nil {
+		c.read()
+		return
 	}
-	go c.read()
-	return false
+	n, err := c.tc.probe(c.Conn, c.first[:], parkAfter)
+	switch {
+	case n > 0:
+		c.serve()
+		return
+	case err != nil && !errors.Is(err, errWouldBlock):
+		c.end()
+		return
+	}
+	trimTLS(c.tlsc)
+	if c.l.poll.park(c.tc) != nil {
+		c.read()
+	}
 }
 
 // handle filters, answers a CRLF keep-alive, and parses one read as

@@ -29,8 +29,9 @@ import (
 // Stack's pool only once its frame header has arrived, grown only as
 // bytes actually arrive (so a peer that announces 64 KiB and sends one
 // byte holds about 4 KiB), and given back once sipgo's parser has copied
-// the message. Between messages a connection holds no buffer, and its
-// reader is a fresh goroutine whose stack is small.
+// the message. Between messages a connection holds no buffer; its reader
+// waits for the next message in a fresh goroutine (small stack) for
+// parkAfter, then parks the connection (poller_linux.go) and ends.
 //
 // A parsed message goes to sipgo's transport layer exactly as sipgo's own
 // reader hands it (transportDeliver: the transaction layer, then the
@@ -323,59 +324,56 @@ func (s *Stack) serveWS(l *trackingListener) error {
 	}
 }
 
-// read reads and delivers messages while they keep coming; once none is
-// waiting, it parks the connection (a reader goroutine starts again when
-// bytes arrive) and ends. It ends the connection on a read or protocol
-// error.
+// read reads and delivers one message (its bytes are there, or coming),
+// then leaves the wait for the next to a fresh goroutine (wait), whose
+// stack starts small; it ends the connection on a read or protocol error.
 func (c *wsConn) read() {
-	for {
-		msg, err := c.rd.next()
-		if err != nil {
-			c.end(err)
-			return
-		}
-		ok := c.handle(*msg)
-		c.rd.put(msg)
-		if !ok {
-			c.end(nil)
-			return
-		}
-		if !c.more() {
-			return
-		}
+	msg, err := c.rd.next()
+	if err != nil {
+		c.end(err)
+		return
 	}
+	ok := c.handle(*msg)
+	c.rd.put(msg)
+	if !ok {
+		c.end(nil)
+		return
+	}
+	go c.wait()
 }
 
 // parkAfter is how long a reader waits for a connection's next message
 // before it parks the connection: the turns of a transaction or a dialog
 // (REGISTER, 401, REGISTER; 200, ACK; re-INVITEs) come within it and are
-// read as fast as before, while a connection idle for longer (a
-// registered phone between re-registrations, minutes) costs no goroutine.
+// read as before, while a connection idle for longer (a registered phone
+// between re-registrations, minutes) costs no goroutine.
 const parkAfter = time.Second
 
-// more waits up to parkAfter for the next message's first byte. When it
-// comes (or the stream ends) the reader goes on (true); otherwise the
-// connection is parked with crypto/tls's empty buffers released, or,
-// without a poller, left to a fresh reader goroutine (its stack starts
-// small), and the reader ends (false).
-func (c *wsConn) more() bool {
-	if c.tc != nil && c.l.poll != nil {
-		n, err := c.tc.probe(c.Conn, c.src.b[:], parkAfter)
-		switch {
-		case n > 0:
-			c.src.has = true
-			return true
-		case err != nil && !errors.Is(err, errWouldBlock):
-			c.src.err = err
-			return true
-		}
-		trimTLS(c.tlsc)
-		if c.l.poll.park(c.tc) == nil {
-			return false
-		}
+// wait waits up to parkAfter for the next message's first byte and reads
+// the message when it comes (or the stream ends); otherwise it parks the
+// connection with crypto/tls's empty buffers released (the poller starts
+// read when bytes arrive) and ends. Without a poller it reads, waiting as
+// long as it takes.
+func (c *wsConn) wait() {
+	if c.tc == nil || c.l.poll == nil {
+		c.read()
+		return
 	}
-	go c.read()
-	return false
+	n, err := c.tc.probe(c.Conn, c.src.b[:], parkAfter)
+	switch {
+	case n > 0:
+		c.src.has = true
+		c.read()
+		return
+	case err != nil && !errors.Is(err, errWouldBlock):
+		c.src.err = err
+		c.read()
+		return
+	}
+	trimTLS(c.tlsc)
+	if c.l.poll.park(c.tc) != nil {
+		c.read()
+	}
 }
 
 // handle delivers one message as sipgo's reader would (the read filter
