@@ -305,3 +305,54 @@ func readTLSAnswer(r *bufio.Reader) error {
 	}
 	return nil
 }
+
+// BenchmarkStreamWake measures OPTIONS -> 200 over WSS connections that
+// have been idle longer than parkAfter (parked, where the poller is on):
+// 200 connections used in turn, with a 300 ms pause (not timed) after
+// each round, so every timed round trip wakes its connection. The cost of
+// the wake-up path.
+func BenchmarkStreamWake(b *testing.B) {
+	const n = 200
+	dir := b.TempDir()
+	m, _, err := tlscert.Open(dir, "", "", []string{"pbx.test"}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, _ := startStack(b, Options{Streams: StreamOptions{WSS: "127.0.0.1:0", TLSConfig: m.Config()}, TCPMaxPerAddress: -1}, answerOptions)
+	pool, err := tlscertPool(filepath.Join(dir, tlscert.SelfCertFile))
+	if err != nil {
+		b.Fatal(err)
+	}
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		if conns[i], err = dialStream("wss", listenerOf(b, st, "wss"), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}); err != nil {
+			b.Fatal(err)
+		}
+		defer conns[i].Close()
+	}
+	msg := []byte(strings.Replace(string(options("wk")), "SIP/2.0/UDP", "SIP/2.0/WSS", 1))
+	rt := func(i int) {
+		c := conns[i%n]
+		m := bytes.Replace(msg, []byte("branch=z9hG4bKwk"), []byte("branch=z9hG4bKwk"+strconv.Itoa(i)+"x"), 1)
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if err := wsutil.WriteClientText(c, m); err != nil {
+			b.Fatal(err)
+		}
+		if a, err := wsutil.ReadServerText(c); err != nil || !bytes.HasPrefix(a, []byte("SIP/2.0 200")) {
+			b.Fatalf("%q %v", a, err)
+		}
+	}
+	for i := range n {
+		rt(i)
+	}
+	time.Sleep(time.Second) // all idle longer than parkAfter
+	b.ResetTimer()
+	for i := range b.N {
+		if i%n == 0 {
+			b.StopTimer()
+			time.Sleep(300 * time.Millisecond)
+			b.StartTimer()
+		}
+		rt(n + i)
+	}
+}

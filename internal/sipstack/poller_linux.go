@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -28,8 +30,9 @@ import (
 // instance may watch the same socket); this one only says when to start a
 // reader.
 type poller struct {
-	epfd, evfd int // the epoll instance; an eventfd that stops run
-	log        *slog.Logger
+	ep  *os.File        // the epoll instance, in Go's netpoller: run waits there, close stops it
+	erc syscall.RawConn // ep's descriptor, held open while used
+	log *slog.Logger
 
 	mu     sync.Mutex
 	parked map[int]*trackedConn // guarded by mu; by socket descriptor
@@ -39,56 +42,70 @@ type poller struct {
 }
 
 // newPoller creates the epoll instance; its owner starts run and calls
-// close.
+// close. The instance is itself registered with Go's netpoller (an epoll
+// descriptor is readable when it has events), so run's goroutine is woken
+// as any network reader is, holding no thread while it waits.
 func newPoller(log *slog.Logger) (*poller, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
-	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("epoll descriptor non-blocking: %w", err)
+	}
+	ep := os.NewFile(uintptr(epfd), "epoll")
+	erc, err := ep.SyscallConn()
 	if err != nil {
-		unix.Close(epfd)
-		return nil, fmt.Errorf("eventfd: %w", err)
+		ep.Close()
+		return nil, fmt.Errorf("epoll descriptor: %w", err)
 	}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(evfd)}); err != nil {
-		unix.Close(epfd)
-		unix.Close(evfd)
-		return nil, fmt.Errorf("epoll_ctl eventfd: %w", err)
-	}
-	return &poller{epfd: epfd, evfd: evfd, log: log, parked: map[int]*trackedConn{}, done: make(chan struct{})}, nil
+	return &poller{ep: ep, erc: erc, log: log, parked: map[int]*trackedConn{}, done: make(chan struct{})}, nil
 }
 
-// run waits for readiness until close; its goroutine sits in epoll_wait
-// (one OS thread).
+// run hands out readiness until close.
 func (p *poller) run() {
 	defer close(p.done)
 	events := make([]unix.EpollEvent, 256)
-	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
+	var woken []*trackedConn
+	err := p.erc.Read(func(fd uintptr) bool {
+		for {
+			n, err := unix.EpollWait(int(fd), events, 0)
+			if err != nil {
+				if errors.Is(err, unix.EINTR) {
+					continue
+				}
+				p.log.Error("sip stack: epoll_wait failed", "error", err)
+				return false
 			}
-			p.log.Error("sip stack: epoll_wait failed; idle connections are read by a goroutine each from now on", "error", err)
-			p.shut()
-			return
-		}
-		for _, ev := range events[:n] {
-			fd := int(ev.Fd)
-			if fd == p.evfd {
-				return
-			}
+			woken = woken[:0]
 			p.mu.Lock()
-			c := p.parked[fd]
-			if c != nil {
-				p.claimLocked(fd, c)
+			for _, ev := range events[:n] {
+				fd := int(ev.Fd)
+				if c := p.parked[fd]; c != nil {
+					p.claimLocked(fd, c)
+					woken = append(woken, c)
+				}
 			}
 			p.mu.Unlock()
-			if c != nil {
+			for _, c := range woken {
 				go c.resume()
 			}
+			if n < len(events) {
+				return false // drained: wait for the descriptor again
+			}
 		}
+	})
+	if !p.isClosed() {
+		p.log.Error("sip stack: epoll wait ended; idle connections are read by a goroutine each from now on", "error", err)
 	}
+	p.shut()
+}
+
+func (p *poller) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
 }
 
 // shut refuses further parkings and wakes every parked connection.
@@ -112,11 +129,8 @@ func (p *poller) shut() {
 func (p *poller) close() {
 	p.once.Do(func() {
 		p.shut()
-		one := [8]byte{1}
-		_, _ = unix.Write(p.evfd, one[:])
+		p.ep.Close() // ends run's wait
 		<-p.done
-		unix.Close(p.epfd)
-		unix.Close(p.evfd)
 	})
 }
 
@@ -164,14 +178,14 @@ func (p *poller) park(c *trackedConn) error {
 		// From here on c may be claimed, and its reader running, at any
 		// moment: only the descriptor is used.
 		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(fd)}
-		err := unix.EpollCtl(p.epfd, op, int(fd), &ev)
+		err := p.ctl(op, int(fd), &ev)
 		switch {
 		case err == nil:
 			return
 		case op == unix.EPOLL_CTL_MOD && errors.Is(err, unix.ENOENT):
-			err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+			err = p.ctl(unix.EPOLL_CTL_ADD, int(fd), &ev)
 		case op == unix.EPOLL_CTL_ADD && errors.Is(err, unix.EEXIST):
-			err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev)
+			err = p.ctl(unix.EPOLL_CTL_MOD, int(fd), &ev)
 		}
 		if err == nil {
 			return
@@ -189,6 +203,16 @@ func (p *poller) park(c *trackedConn) error {
 		return cerr // closed: Control did not run f
 	}
 	return perr
+}
+
+// ctl is epoll_ctl on the instance, which stays open meanwhile (it fails
+// once close has closed it).
+func (p *poller) ctl(op, fd int, ev *unix.EpollEvent) error {
+	var err error
+	if cerr := p.erc.Control(func(epfd uintptr) { err = unix.EpollCtl(int(epfd), op, fd, ev) }); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 // expire is c's idle timer: when c is still parked and its deadline has
