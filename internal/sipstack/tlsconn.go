@@ -52,7 +52,7 @@ func (s *Stack) serveTLS(l *trackingListener) error {
 		if p := s.UA.TransportLayer().Pool("TLS"); p != nil {
 			p.Add(tc.raddr, tc)
 		}
-		go tc.read()
+		go tc.wait() // parked too if its first message does not come at once
 	}
 }
 

@@ -320,7 +320,7 @@ func (s *Stack) serveWS(l *trackingListener) error {
 		if p := s.UA.TransportLayer().Pool(l.proto); p != nil {
 			p.Add(wc.raddr, wc)
 		}
-		go wc.read()
+		go wc.wait() // parked too if its first message does not come at once
 	}
 }
 
