@@ -16,7 +16,7 @@ import (
 
 // startStack runs a real stack on 127.0.0.1:0 until the test ends; setup
 // registers handlers before it serves.
-func startStack(t *testing.T, opts Options, setup func(*Stack)) (*Stack, *logSink) {
+func startStack(t testing.TB, opts Options, setup func(*Stack)) (*Stack, *logSink) {
 	t.Helper()
 	sink := &logSink{}
 	opts.Addr = "127.0.0.1:0"

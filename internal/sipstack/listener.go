@@ -168,6 +168,10 @@ type trackingListener struct {
 
 	idleClosed atomic.Int64 // connections closed by the idle timeout
 
+	// poll parks the idle connections of a TLS, WS or WSS listener (nil:
+	// their readers wait in Read, as TCP's do).
+	poll *poller
+
 	mu       sync.Mutex
 	conns    map[string]*trackedConn   // guarded by mu; by remote ip:port
 	byAddr   map[netip.Addr]*addrConns // guarded by mu; by address key
@@ -567,6 +571,15 @@ type trackedConn struct {
 	closed   atomic.Bool
 	rearm    atomic.Bool // the read deadline on Conn may have been changed
 
+	// Parking (poller): the reader sets resume before it first parks the
+	// connection; rc and probing are the reader's own.
+	resume    func()          // starts a reader again after a parking
+	rc        syscall.RawConn // the socket, once asked for
+	probing   time.Duration   // >0: Read waits this long at most, then fails with errWouldBlock
+	watched   bool            // guarded by the poller's mu: registered with epoll
+	pfd       int             // guarded by the poller's mu: descriptor + 1 while parked
+	idleTimer *time.Timer     // guarded by the poller's mu
+
 	// guarded by l.mu
 	tracked    bool
 	unproven   bool
@@ -600,16 +613,26 @@ func (c *trackedConn) SetReadDeadline(time.Time) error {
 
 // Read reads from the connection until its idle deadline, which other
 // goroutines may move later meanwhile; when it passes, Read reports EOF
-// (sipgo then closes the connection quietly).
+// (sipgo then closes the connection quietly). While the reader probes
+// (probe), Read waits at most the probe's grace and then reports
+// errWouldBlock.
 func (c *trackedConn) Read(b []byte) (int, error) {
 	for {
-		if d := c.deadline.Load(); d != c.armed || c.rearm.Swap(false) {
-			c.armed = d
-			_ = c.Conn.SetReadDeadline(time.Unix(0, d))
+		d := c.deadline.Load()
+		wait := d
+		if c.probing > 0 {
+			wait = min(d, time.Now().Add(c.probing).UnixNano())
+		}
+		if wait != c.armed || c.rearm.Swap(false) {
+			c.armed = wait
+			_ = c.Conn.SetReadDeadline(time.Unix(0, wait))
 		}
 		n, err := c.Conn.Read(b)
 		if err != nil && n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
 			if c.deadline.Load() > time.Now().UnixNano() {
+				if c.probing > 0 {
+					return 0, errWouldBlock
+				}
 				continue // extended meanwhile
 			}
 			c.l.idleClosed.Add(1)
@@ -617,6 +640,43 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 		}
 		return n, err
 	}
+}
+
+// errWouldBlock is what Read reports while probing and nothing is there
+// to read. It is a net.Error that is temporary (a timeout), so crypto/tls
+// keeps the connection usable after it (as after a read deadline).
+var errWouldBlock error = wouldBlock{}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "nothing to read yet" }
+func (wouldBlock) Timeout() bool   { return true }
+func (wouldBlock) Temporary() bool { return true }
+
+// rawConn returns the socket (reader only).
+func (c *trackedConn) rawConn() (syscall.RawConn, error) {
+	if c.rc == nil {
+		sc, ok := c.Conn.(syscall.Conn)
+		if !ok {
+			return nil, errors.New("not a socket")
+		}
+		rc, err := sc.SyscallConn()
+		if err != nil {
+			return nil, err
+		}
+		c.rc = rc
+	}
+	return c.rc, nil
+}
+
+// probe reads into b, waiting at most grace for the socket: when the
+// layers above (crypto/tls, a WebSocket upgrade's pending bytes) hold no
+// data and none arrives in time, it reports errWouldBlock, a timeout
+// crypto/tls recovers from as from a read deadline (reader only).
+func (c *trackedConn) probe(r io.Reader, b []byte, grace time.Duration) (int, error) {
+	c.probing = max(grace, time.Nanosecond)
+	defer func() { c.probing = 0 }()
+	return r.Read(b)
 }
 
 // Write hands b to the tracer and writes it.
@@ -639,6 +699,9 @@ const streamWriteTimeout = 10 * time.Second
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
 	if c.closed.CompareAndSwap(false, true) {
+		if c.l.poll != nil {
+			c.l.poll.unpark(c)
+		}
 		c.l.forget(c)
 		if c.l.onClose != nil {
 			c.l.onClose(c.Conn.RemoteAddr())

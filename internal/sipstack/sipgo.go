@@ -44,7 +44,7 @@ func setSipgoGlobals(log *slog.Logger) {
 	})
 }
 
-// sipgoGlobals makes setSipgoGlobals run once: the only package-level
+// sipgoGlobals makes setSipgoGlobals run once: the only mutable package-level
 // state of sipstack, standing for sipgo's own.
 var sipgoGlobals sync.Once
 

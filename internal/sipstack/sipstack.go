@@ -115,6 +115,9 @@ type Stack struct {
 	readFilter sip.TransportReadFilter
 	parser     *sip.Parser
 	bufs       *sync.Pool
+	// poll parks the idle TLS, WS and WSS connections (poller); nil when
+	// none listens or the system has no epoll.
+	poll *poller
 }
 
 // readLoopsPerSocket is how many of sipgo's read loops read each UDP
@@ -284,6 +287,17 @@ func Listen(opts Options) (*Stack, error) {
 			{Proto: "tcp", Addr: boundAddr(host, tcp.Addr())},
 		}}
 	st.Listeners = append(st.Listeners, sls...)
+	if len(streams) > 0 {
+		if p, err := newPoller(stackLog); err == nil {
+			st.poll = p
+			for _, l := range streams {
+				l.poll = p
+			}
+			go p.run()
+		} else {
+			stackLog.Debug("sip stack: idle TLS/WS/WSS connections keep a reader goroutine each", "reason", err)
+		}
+	}
 	// Every complete message over a connection keeps it open (and no
 	// longer evictable); sipgo calls this in the connection's read loop.
 	ua.TransportLayer().OnMessage(func(m sip.Message) {
@@ -399,6 +413,9 @@ func (s *Stack) Close() error {
 	handed := s.tcp.closeAll()
 	for _, l := range s.streams {
 		handed += l.closeAll()
+	}
+	if s.poll != nil {
+		s.poll.close() // after closeAll: the parked connections are closed and woken
 	}
 	pool := s.UA.TransportLayer().Pool("tcp")
 	for deadline := time.Now().Add(time.Second); handed > 0 && pool != nil && pool.Size() > 0 && time.Now().Before(deadline); {

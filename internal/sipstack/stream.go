@@ -167,6 +167,9 @@ func tlsHandshake(c net.Conn, cfg *tls.Config) (net.Conn, error) {
 		}
 		return nil, &HandshakeError{Reason: ReasonTLS, Detail: "TLS handshake failed", Err: err}
 	}
+	// The ClientHello grew the handshake buffer (and the record buffer):
+	// release what is empty now rather than for the connection's life.
+	trimTLS(tc)
 	return tc, nil
 }
 

@@ -130,7 +130,7 @@ func streamStack(t *testing.T) (*Stack, *events, *flowLog, *tls.Config) {
 	return st, &evs, &fl, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
 }
 
-func listenerOf(t *testing.T, st *Stack, proto string) string {
+func listenerOf(t testing.TB, st *Stack, proto string) string {
 	t.Helper()
 	for _, l := range st.Listeners {
 		if l.Proto == proto {

@@ -2,6 +2,7 @@ package sipstack
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -26,7 +27,10 @@ import (
 type tlsConn struct {
 	net.Conn // the tls.Conn over the trackedConn
 	s        *Stack
+	l        *trackingListener
 	raddr    string
+	tc       *trackedConn // the socket under crypto/tls, for parking
+	tlsc     *tls.Conn
 	first    [1]byte      // the byte an idle connection waits for
 	refs     atomic.Int32 // sipgo's references; the reader holds one
 	wmu      sync.Mutex
@@ -39,23 +43,43 @@ func (s *Stack) serveTLS(l *trackingListener) error {
 		if err != nil {
 			return err
 		}
-		tc := &tlsConn{Conn: c, s: s, raddr: c.RemoteAddr().String()}
+		tc := &tlsConn{Conn: c, s: s, l: l, raddr: c.RemoteAddr().String()}
+		tc.tc, tc.tlsc = layersOf(c)
+		if tc.tc != nil {
+			tc.tc.resume = tc.read
+		}
 		tc.refs.Store(1)
 		if p := s.UA.TransportLayer().Pool("TLS"); p != nil {
 			p.Add(tc.raddr, tc)
 		}
-		go tc.read()
+		go tc.wait() // parked too if its first message does not come at once
 	}
 }
 
-// read waits for the next byte, then reads and delivers messages until
-// the parser holds no partial one, and leaves the next wait to a fresh
-// goroutine; it ends the connection on a read or framing error.
+// read waits for the next byte, then serves the messages it starts.
 func (c *tlsConn) read() {
 	if _, err := c.Conn.Read(c.first[:]); err != nil {
 		c.end()
 		return
 	}
+	c.serve()
+}
+
+// serve reads and delivers, from the byte in c.first on, until the
+// parser holds no partial message, then leaves the wait for the next byte
+// to a fresh goroutine (wait); it ends the connection on a read or
+// framing error.
+func (c *tlsConn) serve() {
+	if !c.burst() {
+		c.end()
+		return
+	}
+	go c.wait()
+}
+
+// burst reads and delivers, from the byte in c.first on, until the parser
+// holds no partial message; false ends the connection.
+func (c *tlsConn) burst() bool {
 	bp := c.s.bufs.Get().(*[]byte)
 	buf := append((*bp)[:0], c.first[0])
 	buf = buf[:cap(buf)]
@@ -82,11 +106,29 @@ func (c *tlsConn) read() {
 	par.Close()
 	*bp = buf[:0]
 	c.s.bufs.Put(bp)
-	if !ok {
+	return ok
+}
+
+// wait waits up to parkAfter for the next byte and serves it, or parks
+// the connection (see wsConn.wait).
+func (c *tlsConn) wait() {
+	if c.tc == nil || c.l.poll == nil {
+		c.read()
+		return
+	}
+	n, err := c.tc.probe(c.Conn, c.first[:], parkAfter)
+	switch {
+	case n > 0:
+		c.serve()
+		return
+	case err != nil && !errors.Is(err, errWouldBlock):
 		c.end()
 		return
 	}
-	go c.read()
+	trimTLS(c.tlsc)
+	if c.l.poll.park(c.tc) != nil {
+		c.read()
+	}
 }
 
 // handle filters, answers a CRLF keep-alive, and parses one read as

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -81,6 +82,40 @@ func (s *Server) rssKiB(t *testing.T) int {
 	return n
 }
 
+var pssRE = regexp.MustCompile(`(?m)^Pss:\s+(\d+) kB`)
+
+// pssKiB is the server process's proportional set size (smaps_rollup), 0
+// when the kernel does not report it.
+func (s *Server) pssKiB(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	m := pssRE.FindSubmatch(b)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+var memStatRE = regexp.MustCompile(`(?m)^# (HeapAlloc|HeapInuse|HeapIdle|HeapReleased|Stack|NextGC|Sys|NumGC) = (\d+)`)
+
+// goMem reads the server's runtime.MemStats from its pprof listener (the
+// heap profile's debug=1 text, without forcing a collection).
+func goMem(pprofAddr string) (map[string]int, error) {
+	b, err := exec.Command("curl", "-sf", "http://"+pprofAddr+"/debug/pprof/heap?debug=1").Output()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, m := range memStatRE.FindAllSubmatch(b, -1) {
+		out[string(m[1])], _ = strconv.Atoi(string(m[2]))
+	}
+	return out, nil
+}
+
 // streamRegister sends REGISTER, answers the 401 and waits for the 200 on
 // one connection (send/recv frame one SIP message each).
 func streamRegister(send func(string) error, recv func() (string, error), proto, local string, user int, seq *int) error {
@@ -153,7 +188,7 @@ func TestBenchWSSIdleMemory(t *testing.T) {
 	addr := s.ListenerAddr("wss")
 	ccfg := s.ClientTLS(t)
 	time.Sleep(2 * time.Second) // let start-up garbage settle
-	before := s.rssKiB(t)
+	before, pssBefore := s.rssKiB(t), s.pssKiB(t)
 
 	conns := make([]net.Conn, n)
 	t.Cleanup(func() {
@@ -232,7 +267,7 @@ func TestBenchWSSIdleMemory(t *testing.T) {
 		t.Fatalf("%d of %d REGISTERs over WSS failed (first: %v)", f, n, firstErr.Load())
 	}
 	time.Sleep(3 * time.Second) // idle
-	after := s.rssKiB(t)
+	after, pssAfter := s.rssKiB(t), s.pssKiB(t)
 	var st struct {
 		Registrations int `json:"registrations"`
 	}
@@ -241,12 +276,32 @@ func TestBenchWSSIdleMemory(t *testing.T) {
 		"server RSS %d -> %d KiB: %.1f KiB per idle registered WSS connection; registrations %d",
 		n, hsDur.Seconds(), float64(n)/hsDur.Seconds(), regDur.Seconds(), float64(n)/regDur.Seconds(),
 		before, after, float64(after-before)/float64(n), st.Registrations)
+	t.Logf("server PSS %d -> %d KiB: %.1f KiB per connection", pssBefore, pssAfter, float64(pssAfter-pssBefore)/float64(n))
 	if pprofAddr != "" {
+		if m, err := goMem(pprofAddr); err != nil {
+			t.Logf("runtime.MemStats: %v", err)
+		} else {
+			per := func(k string) float64 { return float64(m[k]) / 1024 / float64(n) }
+			t.Logf("Go runtime after the idle wait, per connection: heap allocated %.1f KiB (live + not yet collected), heap in use %.1f KiB, "+
+				"heap idle not released %.1f KiB, stacks %.1f KiB, next GC at %.1f KiB; %d GCs; Sys %d MiB",
+				per("HeapAlloc"), per("HeapInuse"), float64(m["HeapIdle"]-m["HeapReleased"])/1024/float64(n), per("Stack"), per("NextGC"),
+				m["NumGC"], m["Sys"]>>20)
+		}
+		if b, err := exec.Command("curl", "-sf", "http://"+pprofAddr+"/debug/pprof/goroutine?debug=1").Output(); err == nil {
+			if i := bytes.IndexByte(b, '\n'); i > 0 {
+				t.Logf("%s", b[:i])
+			}
+			_ = os.WriteFile(filepath.Join(os.TempDir(), "switchboard-wss-goroutines.txt"), b, 0o600)
+		}
 		out := filepath.Join(os.TempDir(), "switchboard-wss-heap.pb.gz")
 		if b, err := exec.Command("curl", "-sf", "-o", out, "http://"+pprofAddr+"/debug/pprof/heap?gc=1").CombinedOutput(); err != nil {
 			t.Logf("heap profile: %v %s", err, b)
 		} else {
 			t.Logf("heap profile in %s (go tool pprof -top -inuse_space %s)", out, out)
+			if m, err := goMem(pprofAddr); err == nil { // the profile's gc=1 collected
+				t.Logf("after a forced collection, per connection: live heap %.1f KiB, stacks %.1f KiB; server RSS %d KiB",
+					float64(m["HeapAlloc"])/1024/float64(n), float64(m["Stack"])/1024/float64(n), s.rssKiB(t))
+			}
 		}
 	}
 	if st.Registrations < n {
