@@ -51,6 +51,23 @@ func do(t *testing.T, ctx context.Context, s *Server, what string, steps ...chro
 	}
 }
 
+// navigate loads url. Chromium aborts a navigation (net::ERR_ABORTED) that
+// another one replaces, such as the form post of the cross-site page or the
+// redirect of the logout still settling: such a navigation is tried again,
+// up to three times; any other error fails the test.
+func navigate(t *testing.T, ctx context.Context, s *Server, what, url string) {
+	t.Helper()
+	var err error
+	for range 3 {
+		if err = chromedp.Do(ctx, chromedp.Navigate(url)); err == nil || !strings.Contains(err.Error(), "ERR_ABORTED") {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("browser: %s: %v\nserver log:\n%s", what, err, s.Log())
+	}
+}
+
 func eval[T any](t *testing.T, ctx context.Context, js string) T {
 	t.Helper()
 	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js))
@@ -216,11 +233,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 
 	// Logout ends the session: the console sends to the login page.
-	do(t, ctx, s, "logout", chromedp.Navigate(base+"/extensions"), chromedp.WaitVisible(chromedp.CSS("#ext-table")),
+	navigate(t, ctx, s, "back to the console", base+"/extensions")
+	do(t, ctx, s, "logout", chromedp.WaitVisible(chromedp.CSS("#ext-table")),
 		chromedp.Click(chromedp.CSS("form[action='/logout'] button")),
-		chromedp.WaitVisible(chromedp.CSS("input[name=password]")),
-		chromedp.Navigate(base+"/extensions"),
 		chromedp.WaitVisible(chromedp.CSS("input[name=password]")))
+	navigate(t, ctx, s, "the console after logout", base+"/extensions")
+	do(t, ctx, s, "the login page after logout", chromedp.WaitVisible(chromedp.CSS("input[name=password]")))
 	if n := eval[int](t, ctx, `document.querySelectorAll("#ext-table").length`); n != 0 {
 		t.Fatal("the extensions page is shown after logout")
 	}
