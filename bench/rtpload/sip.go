@@ -232,12 +232,8 @@ func response(req, status, toTag, contact, sdp string) string {
 }
 
 var (
-	nonceRE = regexp.MustCompile(`(?i)nonce="([^"]+)"`)
-	realmRE = regexp.MustCompile(`(?i)realm="([^"]+)"`)
-	qopRE   = regexp.MustCompile(`(?i)qop="?([^",]+)`)
-	opaqRE  = regexp.MustCompile(`(?i)opaque="([^"]*)"`)
-	tagRE   = regexp.MustCompile(`;\s*tag=([^;>\s]+)`)
-	uriRE   = regexp.MustCompile(`<([^>]+)>`)
+	tagRE = regexp.MustCompile(`;\s*tag=([^;>\s]+)`)
+	uriRE = regexp.MustCompile(`<([^>]+)>`)
 )
 
 // authorize answers the challenge of a 401/407 to a method request of uri.
@@ -247,27 +243,15 @@ func authorize(challenge, method, user, password, uri string) (string, error) {
 		hname = "Proxy-Authenticate"
 	}
 	h := header(challenge, hname)
-	nonce, realm := nonceRE.FindStringSubmatch(h), realmRE.FindStringSubmatch(h)
-	if nonce == nil || realm == nil {
+	ch, ok := regload.ParseChallenge(h)
+	if !ok {
 		return "", fmt.Errorf("%s without nonce or realm", firstLine(challenge))
-	}
-	qop := ""
-	if m := qopRE.FindStringSubmatch(h); m != nil {
-		for _, q := range strings.Split(m[1], ",") {
-			if strings.TrimSpace(q) == "auth" {
-				qop = "auth"
-			}
-		}
-	}
-	opaque := ""
-	if m := opaqRE.FindStringSubmatch(h); m != nil {
-		opaque = m[1]
 	}
 	out := "Authorization: "
 	if hname == "Proxy-Authenticate" {
 		out = "Proxy-Authorization: "
 	}
-	return out + regload.DigestFor(method, user, realm[1], password, nonce[1], opaque, uri, qop) + "\r\n", nil
+	return out + regload.DigestFor(method, user, ch.Realm, password, ch.Nonce, ch.Opaque, uri, ch.Qop) + "\r\n", nil
 }
 
 // sipCall is one call through the server: caller A calls callee B.

@@ -268,9 +268,35 @@ func (e *rejected) Error() string { return "got " + e.status }
 var (
 	nonceRE = regexp.MustCompile(`(?i)nonce="([^"]+)"`)
 	realmRE = regexp.MustCompile(`(?i)realm="([^"]+)"`)
-	qopRE   = regexp.MustCompile(`(?i)qop="?([^",]+)`)
+	qopRE   = regexp.MustCompile(`(?i)qop=("[^"]*"|[^,\s]+)`)
 	opaqRE  = regexp.MustCompile(`(?i)opaque="([^"]*)"`)
 )
+
+// Challenge is what a 401/407 asks: its realm, nonce, opaque and "auth"
+// when it offers qop=auth ("" otherwise).
+type Challenge struct{ Realm, Nonce, Opaque, Qop string }
+
+// ParseChallenge reads the digest challenge in text (a whole answer or
+// its WWW-/Proxy-Authenticate value); ok is false without a nonce or a
+// realm.
+func ParseChallenge(text string) (ch Challenge, ok bool) {
+	nonce, realm := nonceRE.FindStringSubmatch(text), realmRE.FindStringSubmatch(text)
+	if nonce == nil || realm == nil {
+		return ch, false
+	}
+	ch.Nonce, ch.Realm = nonce[1], realm[1]
+	if m := qopRE.FindStringSubmatch(text); m != nil {
+		for _, q := range strings.Split(strings.Trim(m[1], `"`), ",") {
+			if strings.TrimSpace(q) == "auth" {
+				ch.Qop = "auth"
+			}
+		}
+	}
+	if m := opaqRE.FindStringSubmatch(text); m != nil {
+		ch.Opaque = m[1]
+	}
+	return ch, true
+}
 
 // register runs one registration of user on cl.
 func register(cl client, c Config, user int, tag string, seq *int) error {
@@ -325,23 +351,11 @@ func register(cl client, c Config, user int, tag string, seq *int) error {
 	if !strings.HasPrefix(r, "SIP/2.0 401") {
 		return &rejected{status: firstLine(r) + " to the first REGISTER"}
 	}
-	nonce, realm := nonceRE.FindStringSubmatch(r), realmRE.FindStringSubmatch(r)
-	if nonce == nil || realm == nil {
+	ch, ok := ParseChallenge(r)
+	if !ok {
 		return &rejected{status: "a 401 without nonce or realm"}
 	}
-	qop := ""
-	if m := qopRE.FindStringSubmatch(r); m != nil {
-		for _, q := range strings.Split(m[1], ",") {
-			if strings.TrimSpace(q) == "auth" {
-				qop = "auth"
-			}
-		}
-	}
-	opaque := ""
-	if m := opaqRE.FindStringSubmatch(r); m != nil {
-		opaque = m[1]
-	}
-	if err := cl.send(msg(2, Digest(u, realm[1], c.Password(user), nonce[1], opaque, "sip:"+c.Domain, qop))); err != nil {
+	if err := cl.send(msg(2, Digest(u, ch.Realm, c.Password(user), ch.Nonce, ch.Opaque, "sip:"+c.Domain, ch.Qop))); err != nil {
 		return err
 	}
 	if r, err = final(2); err != nil {

@@ -78,3 +78,17 @@ func TestRunConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestParseChallenge(t *testing.T) {
+	ch, ok := ParseChallenge("SIP/2.0 407 Proxy Authentication Required\r\n" +
+		`Proxy-Authenticate: Digest realm="pbx.test", nonce="n1", opaque="o1", qop="auth-int,auth", algorithm=MD5` + "\r\n\r\n")
+	if !ok || ch != (Challenge{Realm: "pbx.test", Nonce: "n1", Opaque: "o1", Qop: "auth"}) {
+		t.Fatalf("got %+v %v", ch, ok)
+	}
+	if ch, ok := ParseChallenge(`Digest realm="r", nonce="n", qop="auth-int"`); !ok || ch.Qop != "" || ch.Opaque != "" {
+		t.Fatalf("qop auth-int only: got %+v %v", ch, ok)
+	}
+	if _, ok := ParseChallenge(`Digest realm="r"`); ok {
+		t.Fatal("a challenge without a nonce was accepted")
+	}
+}
