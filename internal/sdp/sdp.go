@@ -199,11 +199,7 @@ func Parse(body []byte) (*Session, error) {
 	}
 	for rest := body; len(rest) > 0; {
 		var line []byte
-		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
-			line, rest = rest[:i], rest[i+1:]
-		} else {
-			line, rest = rest, nil
-		}
+		line, rest = nextLine(rest)
 		line = bytes.TrimRight(line, "\r \t")
 		if len(line) < 2 || line[1] != '=' {
 			continue
@@ -506,6 +502,14 @@ func eachLine(body []byte, fn func(raw []byte, line string)) {
 	}
 }
 
+// nextLine splits the first line (without its '\n') off rest.
+func nextLine(rest []byte) (line, after []byte) {
+	if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+		return rest[:i], rest[i+1:]
+	}
+	return rest, nil
+}
+
 func hasAnyPrefix(s string, prefixes []string) bool {
 	for _, p := range prefixes {
 		if strings.HasPrefix(s, p) {
@@ -565,11 +569,7 @@ func AudioConn(body []byte) (ip netip.Addr, ok bool) {
 	}
 	for rest := body; len(rest) > 0; {
 		var line []byte
-		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
-			line, rest = rest[:i], rest[i+1:]
-		} else {
-			line, rest = rest, nil
-		}
+		line, rest = nextLine(rest)
 		line = bytes.TrimRight(line, "\r \t")
 		if len(line) < 2 || line[1] != '=' {
 			continue
