@@ -19,6 +19,7 @@ type doctorMediaJSON struct {
 		Status   string   `json:"status"`
 		Cause    string   `json:"cause"`
 		Evidence []string `json:"evidence"`
+		Fix      string   `json:"fix"`
 	} `json:"findings"`
 }
 

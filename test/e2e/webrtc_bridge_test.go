@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ type bridgeLeg struct {
 }
 
 type bridgeCall struct {
+	ID        int64       `json:"id"`
 	CallID    string      `json:"call_id"`
 	From      string      `json:"from"`
 	To        string      `json:"to"`
@@ -190,4 +192,104 @@ func TestBrowserCallsBaresip(t *testing.T) {
 			t.Fatalf("the browser rang for a call it could not hear: %+v", st)
 		}
 	})
+}
+
+// TestBrowserNoDTLS: a browser whose DTLS handshake never happens. The server's SIP
+// listens on 127.0.0.1 only, so the relay binds its ports there, and --media-ip
+// 127.0.0.99 writes an address into the SDP that nothing listens on: the browser's ICE
+// checks reach nobody (the relay is ICE-lite and never sends checks itself), so no
+// DTLS handshake, no SRTP keys, no audio. A JsSIP phone in headless Chromium calls a
+// baresip phone; SIP works (the call is answered), the bridge reports "failed" after its
+// handshake timeout, the browser hangs up. The call record's browser leg is WebRTC,
+// DTLS "failed" (no ICE check arrived, so not even "ice-connected"), no packets in; `doctor call --id ID` (and `doctor call 2001 2003`)
+// names the browser's direction with webrtc_no_dtls and the fix (open --rtp-ports, set
+// --media-ip to an address the browser reaches), and exits 1.
+func TestBrowserNoDTLS(t *testing.T) {
+	t.Parallel()
+	base := webrtc.ServePage(t) // skips (or fails under CI) without JsSIP
+	s := Start(t, "", "--wss", "127.0.0.1:0", "--rtp-ports", "12700-12799", "--media-ip", "127.0.0.99")
+	addr := s.ListenerAddr("wss")
+	if addr == "" {
+		t.Fatalf("no WSS listener in the start line:\n%s", s.Log())
+	}
+	if !strings.Contains(s.Log(), "media_ip=127.0.0.99") {
+		t.Fatalf("the relay does not advertise --media-ip 127.0.0.99:\n%s", s.Log())
+	}
+	s.AddExt("2001", webrtcPW)
+	s.AddExt("2003", webrtcPW)
+	bctx := webrtc.Launch(t, s.CertSPKIHash(t), 3*time.Minute)
+	a := webrtc.Open(t, bctx, base, "wss://"+addr, "2001", webrtcPW, s.Domain)
+	a.Wait("registered", 15*time.Second, func(st webrtc.State) bool { return st.Registered })
+	udp := StartBaresip(t, BaresipOptions{Accounts: []string{BaresipAccount("2003", webrtcPW, s.Addr, "udp", "answermode=auto")},
+		Config: []string{"audio_source ausine,1000", "ausrc_srate 48000", "ausrc_channels 2"}})
+	udp.WaitRegistered("2003@"+s.Domain, 15*time.Second)
+
+	a.Eval(`phone.call("2003")`)
+	udp.WaitEvent("CALL_ESTABLISHED", 0, 10*time.Second)
+	a.Wait("confirmed", 10*time.Second, func(st webrtc.State) bool { return st.Confirmed })
+
+	// The bridge gives the handshake 10 s after the SDP exchange, then reports "failed"
+	// (live, in calls --active).
+	var live []bridgeCall
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		live = nil
+		s.JSON(&live, "calls", "--active")
+		if len(live) == 1 && len(live[0].Media) == 2 && live[0].Media[0].DTLS == "failed" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the browser's leg never reported a failed handshake: %+v\nserver log:\n%s", live, s.Log())
+		}
+	}
+	if st := a.Stats(); st.BytesReceived != 0 {
+		t.Fatalf("the browser received audio without a DTLS handshake: %+v", st)
+	}
+	a.Eval(`phone.hangup()`)
+	udp.WaitEvent("CALL_CLOSED", 0, 10*time.Second)
+
+	c := lastBridgeCall(t, s, "ended with media legs", func(c bridgeCall) bool { return c.Cause == "NORMAL_CLEARING" && len(c.Media) == 2 })
+	if c.From != "2001" || c.To != "2003" || c.SIPStatus != 200 {
+		t.Fatalf("call record %+v", c)
+	}
+	id := strconv.FormatInt(c.ID, 10)
+	var shown bridgeCall
+	s.JSON(&shown, "calls", "show", id)
+	if len(shown.Media) != 2 {
+		t.Fatalf("calls show %s --json: media %+v", id, shown.Media)
+	}
+	browser, phone := shown.Media[0], shown.Media[1]
+	t.Logf("browser leg %+v", browser)
+	t.Logf("phone leg %+v", phone)
+	// "failed", not "ice-connected": no ICE check reached the relay (127.0.0.99 is unreachable).
+	if browser.Side != "caller" || !browser.Relayed || !browser.WebRTC || browser.DTLS != "failed" ||
+		browser.PacketsIn != 0 || browser.PacketsOut != 0 {
+		t.Fatalf("the browser's leg: %+v, want relayed WebRTC, DTLS failed (no ICE check arrived), no packets either way", browser)
+	}
+	if phone.Side != "callee" || phone.WebRTC {
+		t.Fatalf("the phone's leg: %+v", phone)
+	}
+
+	const fix = "open the --rtp-ports range (UDP) in the server's firewall and set `serve --media-ip` to an address the browser reaches"
+	for _, args := range [][]string{{"doctor", "call", "--id", id}, {"doctor", "call", "2001", "2003"}} {
+		r, code := doctorCallMedia(t, s, args...)
+		if code != 1 || r.WouldWork || r.Cause != "webrtc_no_dtls" ||
+			!strings.Contains(r.Verdict, "2001 → 2003: no audio from 2001: its browser's DTLS handshake with the relay never completed") {
+			t.Fatalf("%s: exit %d, %+v", strings.Join(args, " "), code, r)
+		}
+		var named bool
+		for _, f := range r.Findings {
+			if f.Check == "media" && f.Status == "fail" && f.Cause == "webrtc_no_dtls" && strings.HasPrefix(f.Evidence[0], "2001 → 2003:") &&
+				strings.Contains(f.Fix, fix) {
+				named = true
+			}
+		}
+		if !named {
+			t.Fatalf("%s: no webrtc_no_dtls finding with the fix for 2001's direction: %+v", strings.Join(args, " "), r.Findings)
+		}
+	}
+	if out, _, code := s.TryCLI("doctor", "call", "--id", id); code != 1 || !strings.Contains(out, "webrtc_no_dtls") || !strings.Contains(out, fix) {
+		t.Fatalf("doctor call --id %s: exit %d:\n%s", id, code, out)
+	} else {
+		t.Logf("doctor call --id %s:\n%s", id, out)
+	}
 }

@@ -139,8 +139,10 @@ func (b *Bridge) State() string {
 	return b.state
 }
 
-// Reached is the state the bridge was in before Close (for the call record: "new",
-// "ice-connected", "dtls-connected" or "failed"); while open, State.
+// Reached is how far the handshake got, for the call record and the doctor: "new",
+// "ice-connected" (the browser's ICE checks reached the relay, DTLS did not complete; it
+// stays so when the bridge then failed or timed out), "dtls-connected" or "failed" (no
+// ICE check ever came, or ICE failed first). Close does not change it.
 func (b *Bridge) Reached() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -281,7 +283,12 @@ func (b *Bridge) setState(s, reason string, stopTimer bool) {
 	if b.state == StateFailed && s != StateDTLSConnected {
 		return
 	}
-	b.state, b.reason, b.reached = s, reason, s
+	b.state, b.reason = s, reason
+	if s != StateFailed || b.reached != StateICEConnected {
+		// A failure after ICE connected keeps "ice-connected" as the furthest the
+		// handshake got: the doctor tells "UDP reached the relay" from "nothing came".
+		b.reached = s
+	}
 	if stopTimer && b.timer != nil {
 		b.timer.Stop()
 	}

@@ -2,6 +2,7 @@ package wrtc
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -561,6 +562,89 @@ func TestHandshakeTimeout(t *testing.T) {
 		t.Errorf("reason: %q", r)
 	}
 	sess.Close()
+	br.pc.Close()
+	relay.Close()
+	check()
+}
+
+// TestICEWithoutDTLS: a browser whose ICE checks reach the relay but whose DTLS handshake
+// never follows (a path that drops the large handshake packets): after the handshake
+// timeout the bridge is "failed", and Reached, which the call record keeps, still says
+// "ice-connected", so the doctor can tell "UDP got through" from "nothing arrived".
+func TestICEWithoutDTLS(t *testing.T) {
+	check := goroutineCheck(t)
+	relay := newRelay(t, loopback)
+	gw := newGateway(t, 500*time.Millisecond)
+	br := newBrowser(t, []codec{pcmu})
+	sess, err := relay.Open("call-5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	offer := br.offer(t)
+	bridge, _, err := gw.FromBrowser(sess.Leg(media.Caller), offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, err := bridge.AnswerBrowser([]sdp.Codec{{PT: 0, Name: "PCMU", Rate: 8000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attr := func(desc []byte, name string) []string {
+		var out []string
+		for _, l := range strings.Split(string(desc), "\r\n") {
+			if v, ok := strings.CutPrefix(l, "a="+name+":"); ok {
+				out = append(out, v)
+			}
+		}
+		if len(out) == 0 {
+			t.Fatalf("no a=%s in\n%s", name, desc)
+		}
+		return out
+	}
+	// An ICE agent with the browser's credentials does the connectivity checks, and no
+	// DTLS follows.
+	agent, err := ice.NewAgent(&ice.AgentConfig{LocalUfrag: attr(offer, "ice-ufrag")[0], LocalPwd: attr(offer, "ice-pwd")[0],
+		NetworkTypes: []ice.NetworkType{ice.NetworkTypeUDP4}, CandidateTypes: []ice.CandidateType{ice.CandidateTypeHost},
+		IncludeLoopback: true, InterfaceFilter: func(name string) bool { return name == "lo" },
+		MulticastDNSMode: ice.MulticastDNSModeDisabled, LoggerFactory: quietLoggerFactory{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Close()
+	if err := agent.OnCandidate(func(ice.Candidate) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.GatherCandidates(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range attr(answer, "candidate") {
+		cand, err := ice.UnmarshalCandidate(c)
+		if err != nil {
+			t.Fatalf("candidate %q: %v", c, err)
+		}
+		if err := agent.AddRemoteCandidate(cand); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := agent.Dial(ctx, attr(answer, "ice-ufrag")[0], attr(answer, "ice-pwd")[0])
+	if err != nil {
+		t.Fatalf("ICE towards the bridge: %v", err)
+	}
+	waitState(t, bridge, StateICEConnected, 5*time.Second)
+	waitState(t, bridge, StateFailed, 5*time.Second)
+	if r := bridge.Reason(); !strings.Contains(r, "ICE connected but no DTLS handshake") {
+		t.Errorf("reason: %q", r)
+	}
+	if r := bridge.Reached(); r != StateICEConnected {
+		t.Errorf("Reached after the timeout: %q, want %q (ICE did get through)", r, StateICEConnected)
+	}
+	conn.Close()
+	sess.Close()
+	if r := bridge.Reached(); r != StateICEConnected {
+		t.Errorf("Reached after Close: %q, want %q", r, StateICEConnected)
+	}
 	br.pc.Close()
 	relay.Close()
 	check()
