@@ -387,11 +387,15 @@ func (m *callMedia) legs(st [2]media.LegStats) []store.MediaLeg {
 // the offer's address (offerAddr; invalid for a late offer, whose answer
 // comes in the ACK), answer the body of the callee's 2xx (its answer, or
 // its offer for a late offer). It reads the answer with sdp.AudioAddr
-// only: no full SDP parse, so no codec.
+// only: no full SDP parse, so no codec. A call with no audio address on
+// either side (no SDP yet) records no legs.
 func unrelayedLegs(callerSig netip.AddrPort, callerSrc netip.Addr, callerWebRTC bool, answer []byte, calleeSrc netip.Addr) []store.MediaLeg {
 	var calleeSig netip.AddrPort
 	if len(answer) > 0 {
 		calleeSig, _ = sdp.AudioAddr(answer)
+	}
+	if !callerSig.IsValid() && !calleeSig.IsValid() {
+		return nil // no SDP with audio on either side: nothing to tell
 	}
 	return []store.MediaLeg{
 		{Side: media.Caller.String(), WebRTC: callerWebRTC, SignalledAddr: addrPort(callerSig), SIPSource: addr(callerSrc)},
