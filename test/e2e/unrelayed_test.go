@@ -57,6 +57,7 @@ func TestDoctorUnrelayedNAT(t *testing.T) {
 		t.Fatalf("callee leg %+v, want unrelayed, signalled %s (baresip's answer), SIP from 127.0.0.1", callee, answer)
 	}
 	out := s.CLI("calls", "show", id)
+	t.Logf("calls show %s:\n%s", id, out)
 	for _, want := range []string{"Media: not relayed", "127.0.0.77:4000", answer.String(), "yes: the SDP address is not the SIP source"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("calls show %s: no %q in\n%s", id, want, out)
@@ -92,7 +93,9 @@ func TestDoctorUnrelayedNAT(t *testing.T) {
 	if !found {
 		t.Fatalf("doctor call --id %s: no media finding: %s", id, stdout)
 	}
-	if text := s.CLI("doctor", "call", "--id", id); !strings.Contains(text, "media_behind_nat") || !strings.Contains(text, "--media-relay") {
+	text := s.CLI("doctor", "call", "--id", id)
+	t.Logf("doctor call --id %s:\n%s", id, text)
+	if !strings.Contains(text, "media_behind_nat") || !strings.Contains(text, "--media-relay") {
 		t.Fatalf("doctor call --id %s:\n%s", id, text)
 	}
 }
