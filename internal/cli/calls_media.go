@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/calls"
@@ -81,6 +83,13 @@ func writeMedia(w io.Writer, v callView, live bool) error {
 		}
 		_, err := fmt.Fprintln(w, "Media: not relayed (the phones sent their audio to each other; `serve --media-relay always` relays and counts every call).")
 		return err
+	}
+	relayed := false
+	for _, l := range v.Media {
+		relayed = relayed || l.Relayed
+	}
+	if !relayed {
+		return writeUnrelayed(w, v)
 	}
 	title := "Media (relayed; in = from the party, out = to it):"
 	if live {
@@ -168,4 +177,54 @@ func writeMedia(w io.Writer, v callView, live bool) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", r.name, cells[0], cells[1])
 	}
 	return tw.Flush()
+}
+
+// writeUnrelayed writes the media of a call the relay did not carry: that
+// it was not relayed, and per side the audio address its SDP named and
+// where its SIP came from, flagging a side whose two differ (behind NAT:
+// the rule of serve --media-relay auto, and of the doctor).
+func writeUnrelayed(w io.Writer, v callView) error {
+	fmt.Fprintln(w, "Media: not relayed (the phones sent their audio to each other; `serve --media-relay always` relays and counts every call).")
+	legs := [2]*view.MediaLeg{mediaSide(v.Media, "caller"), mediaSide(v.Media, "callee")}
+	names := [2]string{"caller " + v.From, "callee " + v.To}
+	cell := func(l *view.MediaLeg, f func(*view.MediaLeg) string) string {
+		if l == nil {
+			return "-"
+		}
+		if s := f(l); s != "" {
+			return s
+		}
+		return "-"
+	}
+	tw := table(w)
+	fmt.Fprintf(tw, "  \t%s\t%s\n", names[0], names[1])
+	for _, r := range []struct {
+		name string
+		f    func(*view.MediaLeg) string
+	}{
+		{"signalled (SDP)", func(l *view.MediaLeg) string { return l.SignalledAddr }},
+		{"SIP from", func(l *view.MediaLeg) string { return l.SIPSource }},
+		{"NAT", func(l *view.MediaLeg) string {
+			sdpIP, sipIP := addrIP(l.SignalledAddr), addrIP(l.SIPSource)
+			switch {
+			case l.WebRTC || !sdpIP.IsValid() || !sipIP.IsValid() || sdpIP.IsUnspecified():
+				return "unknown"
+			case sdpIP != sipIP:
+				return "yes: the SDP address is not the SIP source"
+			}
+			return "no"
+		}},
+	} {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", r.name, cell(legs[0], r.f), cell(legs[1], r.f))
+	}
+	return tw.Flush()
+}
+
+// addrIP reads the IP of "ip", "ip:port" or "[ip]:port" (invalid when none).
+func addrIP(s string) netip.Addr {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap()
+	}
+	a, _ := netip.ParseAddr(strings.Trim(s, "[]"))
+	return a.Unmap()
 }

@@ -46,4 +46,21 @@ func TestWriteMedia(t *testing.T) {
 		!strings.Contains(buf.String(), "not relayed") || !strings.Contains(buf.String(), "--media-relay always") {
 		t.Fatalf("unrelayed: %q %v", buf.String(), err)
 	}
+	buf.Reset()
+	v = view.Call{From: "2001", To: "2002", Media: view.MediaOf([]store.MediaLeg{
+		{Side: "caller", SignalledAddr: "127.0.0.77:4000", SIPSource: "127.0.0.1"},
+		{Side: "callee", SignalledAddr: "127.0.0.1:7000", SIPSource: "127.0.0.1"}})}
+	if err := writeMedia(&buf, v, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"not relayed", "--media-relay always",
+		"signalled (SDP)  127.0.0.77:4000", "127.0.0.1:7000",
+		"NAT              yes: the SDP address is not the SIP source  no"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("unrelayed with addresses: missing %q in\n%s", want, buf.String())
+		}
+	}
+	if strings.Contains(buf.String(), "packets in") {
+		t.Errorf("unrelayed call shows counters:\n%s", buf.String())
+	}
 }

@@ -179,14 +179,30 @@ func (d *diag) unrelayedFindings(c *Call, legs [2]store.MediaLeg) []Finding {
 	for x := range 2 {
 		l := legs[x]
 		sdpIP, sipIP := mediaIP(l.SignalledAddr), mediaIP(l.SIPSource)
-		if privateAddr(sdpIP) && publicAddr(sipIP) {
-			f.Status, f.Cause = Warn, cause.MediaBehindNAT
+		switch {
+		case privateAddr(sdpIP) && publicAddr(sipIP):
 			f.Evidence = append(f.Evidence, fmt.Sprintf("%s's SDP gives a private address (%s) while its SIP came from a public one (%s): %s is behind NAT, so %s's audio went to an address it cannot reach: expect one-way or no audio",
 				parties[x], l.SignalledAddr, sipIP, parties[x], parties[1-x]))
-			f.Fix = fmt.Sprintf("relay such calls: `switchboard serve --media-relay auto` (the default) relays a call when a party is behind NAT, `--media-relay always` every call; also disable SIP ALG on %s's router", parties[x])
+		case addrMismatch(l):
+			// The rule of serve --media-relay auto (the proxy's relayReason):
+			// a party whose SDP address is not its SIP source is behind NAT.
+			f.Evidence = append(f.Evidence, fmt.Sprintf("%s's SDP names %s while its SIP came from %s: %s is behind NAT (or a SIP ALG rewrote one of them), so %s's audio went to an address that likely does not reach it: expect one-way or no audio",
+				parties[x], l.SignalledAddr, sipIP, parties[x], parties[1-x]))
+		default:
+			continue
 		}
+		f.Status, f.Cause = Warn, cause.MediaBehindNAT
+		f.Fix = fmt.Sprintf("relay such calls: `switchboard serve --media-relay auto` (the default) relays a call when a party is behind NAT, `--media-relay always` every call; also disable SIP ALG on %s's router", parties[x])
 	}
 	return []Finding{f}
+}
+
+// addrMismatch reports a leg of a plain phone whose SDP audio address is
+// not the address its SIP came from: the NAT rule of `serve --media-relay
+// auto` (a browser's SDP is left to ICE, 0.0.0.0 is a hold).
+func addrMismatch(l store.MediaLeg) bool {
+	sdpIP, sipIP := mediaIP(l.SignalledAddr), mediaIP(l.SIPSource)
+	return !l.WebRTC && sdpIP.IsValid() && sipIP.IsValid() && !sdpIP.IsUnspecified() && sdpIP != sipIP
 }
 
 // mediaProblem returns the first failing media finding, if any.

@@ -48,6 +48,10 @@ func mediaScenarios() map[string]struct {
 	iceOnly.DTLS = "ice-connected"
 	unrelayed := []store.MediaLeg{{Side: "caller", SignalledAddr: "192.168.1.50:4000", SIPSource: "192.168.1.50"},
 		{Side: "callee", SignalledAddr: "10.0.0.5:4000", SIPSource: "203.0.113.7"}}
+	// Not relayed (--media-relay never), the caller's SDP address is not its
+	// SIP source, neither private nor public: the rule of --media-relay auto.
+	mismatch := []store.MediaLeg{{Side: "caller", SignalledAddr: "127.0.0.77:4000", SIPSource: "127.0.0.1"},
+		{Side: "callee", SignalledAddr: "127.0.0.1:7000", SIPSource: "127.0.0.1"}}
 	return map[string]struct {
 		media []store.MediaLeg
 		want  cause.Code
@@ -63,6 +67,8 @@ func mediaScenarios() map[string]struct {
 		"webrtc_no_dtls_ice":    {[]store.MediaLeg{caller, iceOnly}, cause.WebRTCNoDTLS, []string{"its ICE checks reached the relay", "path MTU"}},
 		"media_not_relayed":     {unrelayed, cause.Registered, []string{"should work"}},
 		"media_none_recorded":   {nil, cause.Registered, []string{"should work"}},
+		"media_not_relayed_mismatch": {mismatch, cause.Registered, []string{"should work", "media_behind_nat the media of this call was not relayed",
+			"2001's SDP names 127.0.0.77:4000 while its SIP came from 127.0.0.1: 2001 is behind NAT", "--media-relay auto"}},
 	}
 }
 

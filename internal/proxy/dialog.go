@@ -21,6 +21,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
 	"github.com/switchboard-pbx/switchboard/internal/registrar"
+	"github.com/switchboard-pbx/switchboard/internal/sdp"
 )
 
 // DialogLinger is how long an ended dialog still routes a late ACK, a
@@ -549,10 +550,33 @@ func (p *Proxy) forwardACK(req, fwd *sip.Request) {
 			fwd = req.Clone()
 		}
 		p.relayBody(h.dlg.callID, h.fromCaller, fwd, registrar.SourceAddr(req.Source()))
+		if h.fromCaller {
+			h.dlg.lateAnswer(req.Body())
+		}
 	}
 	if err := p.d.Client.WriteRequest(fwd, prebuilt); err != nil {
 		p.log.Debug("proxy: forward ACK", "to", h.dest, "error", err)
 	}
+}
+
+// lateAnswer records the audio address of the caller's answer to a late
+// offer (the body of its ACK) on the caller's leg of a call that is not
+// relayed (unrelayedLegs), when that leg has none yet. The legs are
+// replaced, not changed in place: a saved copy of the record may share
+// them.
+func (d *dialog) lateAnswer(body []byte) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.media != nil || len(d.rec.Media) != 2 || d.rec.Media[0].Relayed || d.rec.Media[0].SignalledAddr != "" {
+		return
+	}
+	a, ok := sdp.AudioAddr(body)
+	if !ok {
+		return
+	}
+	legs := slices.Clone(d.rec.Media)
+	legs[0].SignalledAddr = a.String()
+	d.rec.Media = legs
 }
 
 func (d *dialog) touch(now time.Time) {

@@ -78,6 +78,11 @@ type fork struct {
 	// caller's SDP rewritten for the callees (nil: the INVITE's own).
 	media *callMedia
 	offer []byte
+	// offerAddr is the audio address of the caller's SDP offer (invalid:
+	// none) and offerWebRTC whether it is a browser's: recorded with the
+	// callee's answer when the call is not relayed (unrelayedLegs).
+	offerAddr   netip.AddrPort
+	offerWebRTC bool
 }
 
 // settled ends the fork's count in Proxy.setups (a callee answered
@@ -319,6 +324,10 @@ func (f *fork) answer(br *branch, res *sip.Response) {
 	f.rec.Answer, f.rec.SIPStatus = now, res.StatusCode
 	f.cancelOthers(br, "cancelled: answered on another phone")
 	f.rec.Branches = f.branchRecords()
+	if f.media == nil {
+		f.rec.Media = unrelayedLegs(f.offerAddr, registrar.SourceAddr(f.req.Source()), f.offerWebRTC,
+			res.Body(), registrar.SourceAddr(res.Source()))
+	}
 	// The dialog is followed before the 2xx goes up: the caller's ACK and
 	// an immediate BYE may arrive (on another goroutine) as soon as it has.
 	if f.dlg = f.follow(br, res, true); f.dlg == nil {

@@ -92,10 +92,12 @@ func (p *Proxy) serveNewCall(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	var m *callMedia
 	var offer []byte
+	kind := bodyKind(req)
+	sig := offerAddr(req, kind)
 	if d.Cause == "" && bridged {
 		m, offer, d.Cause, d.Detail = p.planBridge(req, d)
 	} else if d.Cause == "" && p.d.Media != nil {
-		m, offer, d.Cause, d.Detail = p.planMedia(req, d)
+		m, offer, d.Cause, d.Detail = p.planMedia(req, d, kind, sig)
 	}
 	if d.Cause != "" {
 		status := p.answerCause(req, tx, d.Cause, p.causeWarning(d.Cause, d.Detail)...)
@@ -106,7 +108,8 @@ func (p *Proxy) serveNewCall(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	f := &fork{p: p, req: req, tx: tx, rec: rec, ev: ev, decision: d,
-		upDest: trying.Destination(), upTransport: req.Transport(), media: m, offer: offer}
+		upDest: trying.Destination(), upTransport: req.Transport(), media: m, offer: offer,
+		offerAddr: sig, offerWebRTC: kind == sdpWebRTC}
 	f.run()
 }
 

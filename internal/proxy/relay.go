@@ -116,6 +116,24 @@ func (p *Proxy) relayMode() string {
 //     relayed here: browsers reach each other with ICE, and a browser and
 //     a plain phone need the bridge (mediaCheck).
 func (p *Proxy) relayReason(req *sip.Request, d router.Decision, caller sdpKind) string {
+	return p.relayReasonAt(req, d, caller, offerAddr(req, caller))
+}
+
+// offerAddr is the audio address:port of a new call's SDP offer (invalid
+// when it has none, or no active audio stream): read once per call with
+// sdp.AudioAddr, no full parse, for relayReasonAt and for the record of a
+// call that is not relayed (unrelayedLegs).
+func offerAddr(req *sip.Request, kind sdpKind) netip.AddrPort {
+	if kind != sdpPlain && kind != sdpWebRTC {
+		return netip.AddrPort{}
+	}
+	a, _ := sdp.AudioAddr(req.Body())
+	return a
+}
+
+// relayReasonAt is relayReason with the offer's audio address already
+// read (offerAddr).
+func (p *Proxy) relayReasonAt(req *sip.Request, d router.Decision, caller sdpKind, sig netip.AddrPort) string {
 	mode := p.relayMode()
 	if mode == RelayNever || caller == sdpOther || caller == sdpWebRTC {
 		return ""
@@ -125,7 +143,7 @@ func (p *Proxy) relayReason(req *sip.Request, d router.Decision, caller sdpKind)
 	}
 	src := registrar.SourceAddr(req.Source())
 	if caller == sdpPlain {
-		if ip, ok := sdp.AudioConn(req.Body()); ok && !ip.IsUnspecified() && ip != src {
+		if ip := sig.Addr(); sig.IsValid() && !ip.IsUnspecified() && ip != src {
 			return "the caller's SDP address " + ip.String() + " is not its SIP source " + src.String() + " (NAT)"
 		}
 	} else if c := req.Contact(); c != nil {
@@ -195,9 +213,10 @@ func bodyKind(req *sip.Request) sdpKind {
 //
 // The WebRTC bridge decides here too: today a browser and a plain phone
 // are refused by mediaCheck before (488 webrtc_needs_media_relay).
-func (p *Proxy) planMedia(req *sip.Request, d router.Decision) (m *callMedia, offer []byte, c cause.Code, detail string) {
-	kind := bodyKind(req)
-	why := p.relayReason(req, d, kind)
+//
+// kind and sig are the INVITE's bodyKind and offerAddr.
+func (p *Proxy) planMedia(req *sip.Request, d router.Decision, kind sdpKind, sig netip.AddrPort) (m *callMedia, offer []byte, c cause.Code, detail string) {
+	why := p.relayReasonAt(req, d, kind, sig)
 	if why == "" {
 		return nil, nil, "", ""
 	}
@@ -358,6 +377,30 @@ func (m *callMedia) legs(st [2]media.LegStats) []store.MediaLeg {
 			Stray: s.Stray, StraySource: addrPort(s.StraySource), Malformed: s.Malformed}
 	}
 	return out
+}
+
+// unrelayedLegs are the call record legs of an answered call whose media
+// are not relayed: one per side, Relayed false and no counters, with the
+// audio address each party's SDP names and the address its SIP came from,
+// so that the doctor can tell a party behind NAT (its SDP address is not
+// its SIP source, the rule relayReason applies in auto mode). callerSig is
+// the offer's address (offerAddr; invalid for a late offer, whose answer
+// comes in the ACK), answer the body of the callee's 2xx (its answer, or
+// its offer for a late offer). It reads the answer with sdp.AudioAddr
+// only: no full SDP parse, so no codec. A call with no audio address on
+// either side (no SDP yet) records no legs.
+func unrelayedLegs(callerSig netip.AddrPort, callerSrc netip.Addr, callerWebRTC bool, answer []byte, calleeSrc netip.Addr) []store.MediaLeg {
+	var calleeSig netip.AddrPort
+	if len(answer) > 0 {
+		calleeSig, _ = sdp.AudioAddr(answer)
+	}
+	if !callerSig.IsValid() && !calleeSig.IsValid() {
+		return nil // no SDP with audio on either side: nothing to tell
+	}
+	return []store.MediaLeg{
+		{Side: media.Caller.String(), WebRTC: callerWebRTC, SignalledAddr: addrPort(callerSig), SIPSource: addr(callerSrc)},
+		{Side: media.Callee.String(), SignalledAddr: addrPort(calleeSig), SIPSource: addr(calleeSrc)},
+	}
 }
 
 func voiceCodec(cs []sdp.Codec) string {

@@ -556,16 +556,24 @@ func Plain(addr netip.AddrPort, codecs []Codec, dir string, sessID uint64) []byt
 // behind NAT. ok is false when body has no active audio stream or its
 // address is not an IP; the bounds of Parse apply (MaxBody, MaxMedia).
 func AudioConn(body []byte) (ip netip.Addr, ok bool) {
+	a, ok := AudioAddr(body)
+	return a.Addr(), ok
+}
+
+// AudioAddr is AudioConn with the stream's port: the address:port a party
+// asks to receive its audio at, read without parsing the rest of body (no
+// allocation). ok is false as for AudioConn.
+func AudioAddr(body []byte) (addr netip.AddrPort, ok bool) {
 	if len(body) > MaxBody {
-		return netip.Addr{}, false
+		return netip.AddrPort{}, false
 	}
 	var sess, cur netip.Addr
-	inAudio, media := false, 0
-	done := func() (netip.Addr, bool) {
+	port, media := 0, 0
+	done := func() (netip.AddrPort, bool) {
 		if cur.IsValid() {
-			return cur, true
+			return netip.AddrPortFrom(cur, uint16(port)), true
 		}
-		return sess, sess.IsValid()
+		return netip.AddrPortFrom(sess, uint16(port)), sess.IsValid()
 	}
 	for rest := body; len(rest) > 0; {
 		var line []byte
@@ -576,33 +584,33 @@ func AudioConn(body []byte) (ip netip.Addr, ok bool) {
 		}
 		switch line[0] {
 		case 'm':
-			if inAudio {
+			if port != 0 {
 				return done()
 			}
 			if media++; media > MaxMedia {
-				return netip.Addr{}, false
+				return netip.AddrPort{}, false
 			}
-			inAudio = activeAudio(line[2:])
+			port = audioPort(line[2:])
 		case 'c':
 			ip := connAddr(line[2:])
 			if media == 0 {
 				sess = ip
-			} else if inAudio {
+			} else if port != 0 {
 				cur = ip
 			}
 		}
 	}
-	if inAudio {
+	if port != 0 {
 		return done()
 	}
-	return netip.Addr{}, false
+	return netip.AddrPort{}, false
 }
 
-// activeAudio reports whether an m= value is "audio PORT ..." with a port
-// in 1-65535.
-func activeAudio(v []byte) bool {
+// audioPort returns the port of an m= value "audio PORT ...", 0 when it is
+// not audio or its port is not in 1-65535 (the stream is inactive).
+func audioPort(v []byte) int {
 	if !bytes.HasPrefix(v, []byte("audio ")) {
-		return false
+		return 0
 	}
 	v = bytes.TrimLeft(v[len("audio "):], " ")
 	n, digits := 0, 0
@@ -611,11 +619,14 @@ func activeAudio(v []byte) bool {
 			break
 		}
 		if digits++; digits > 5 {
-			return false
+			return 0
 		}
 		n = n*10 + int(c-'0')
 	}
-	return n > 0 && n <= 65535
+	if n > 65535 {
+		return 0
+	}
+	return n
 }
 
 // connAddr reads the address of a c= value ("IN IP4 192.0.2.1") without

@@ -268,3 +268,25 @@ func BenchmarkAudioConn(b *testing.B) {
 		AudioConn(body)
 	}
 }
+
+// TestAudioAddr: AudioAddr finds the address:port of the first active
+// audio stream (the stream's c= over the session's), nothing without one.
+func TestAudioAddr(t *testing.T) {
+	for body, want := range map[string]string{
+		"v=0\r\nc=IN IP4 10.0.0.1\r\nm=video 5000 RTP/AVP 96\r\nc=IN IP4 10.0.0.2\r\nm=audio 5002 RTP/AVP 0\r\n": "10.0.0.1:5002",
+		"v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 0 RTP/AVP 0\r\nm=audio 5004 RTP/AVP 0\r\nc=IN IP6 ::1\r\n":          "[::1]:5004",
+		"v=0\r\nm=audio 5002 RTP/AVP 0\r\n":               "",
+		"v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 99999 X\r\n": "",
+		"v=0\r\nc=IN IP4 10.0.0.1\r\nm=video 4000 X\r\n":  "",
+	} {
+		a, ok := AudioAddr([]byte(body))
+		if got := ""; ok {
+			got = a.String()
+			if got != want {
+				t.Errorf("AudioAddr = %s, want %q\n%s", got, want, body)
+			}
+		} else if want != "" {
+			t.Errorf("AudioAddr found nothing, want %s\n%s", want, body)
+		}
+	}
+}

@@ -47,8 +47,10 @@ type Call struct {
 	HangupBy  string       `json:"hangup_by"`  // "caller", "callee", "server", "admin"; "" while in progress
 	Branches  []CallBranch `json:"branches"`
 	Detail    string       `json:"detail"`
-	// Media holds the relay's facts per leg (caller first, then callee);
-	// empty when the media was not relayed.
+	// Media holds the relay's facts per leg (caller first, then callee).
+	// For an answered call whose media were not relayed, one leg per side
+	// with Relayed false and no counters: only the SDP audio address and
+	// the SIP source (empty when neither side's SDP had audio).
 	Media []MediaLeg `json:"media"`
 }
 
