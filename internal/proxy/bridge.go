@@ -64,13 +64,9 @@ func (p *Proxy) planBridge(req *sip.Request, d router.Decision) (m *callMedia, o
 	browserCalls := bodyKind(req) == sdpWebRTC
 	why := "a WebRTC browser and a plain-RTP phone: bridged (DTLS-SRTP to the browser, RTP to the phone)"
 	callID := req.CallID().Value()
-	sess, err := p.d.Media.Open(callID)
-	if err != nil {
-		if errors.Is(err, media.ErrPortsExhausted) {
-			return nil, nil, cause.MediaPortsExhausted, fmt.Sprintf("the media relay has no free port pair left in --rtp-ports "+
-				"(%d ports in use; relayed because %s): raise --rtp-ports or lower the concurrent calls", p.d.Media.PortsInUse(), why)
-		}
-		return nil, nil, cause.TemporaryFailure, "media relay: " + err.Error()
+	sess, c, detail := p.openSession(callID, why)
+	if sess == nil {
+		return nil, nil, c, detail
 	}
 	m = &callMedia{sess: sess, callID: callID, callerTag: tagOf(req.From().Params), why: why, sdpID: sdpSessionID(callID)}
 	src := registrar.SourceAddr(req.Source())

@@ -221,13 +221,9 @@ func (p *Proxy) planMedia(req *sip.Request, d router.Decision, kind sdpKind, sig
 		return nil, nil, "", ""
 	}
 	callID := req.CallID().Value()
-	sess, err := p.d.Media.Open(callID)
-	if err != nil {
-		if errors.Is(err, media.ErrPortsExhausted) {
-			return nil, nil, cause.MediaPortsExhausted, fmt.Sprintf("the media relay has no free port pair left in --rtp-ports "+
-				"(%d ports in use; relayed because %s): raise --rtp-ports or lower the concurrent calls", p.d.Media.PortsInUse(), why)
-		}
-		return nil, nil, cause.TemporaryFailure, "media relay: " + err.Error()
+	sess, c, detail := p.openSession(callID, why)
+	if sess == nil {
+		return nil, nil, c, detail
 	}
 	m = &callMedia{sess: sess, callID: callID, callerTag: tagOf(req.From().Params), why: why}
 	p.relayed.Store(callID, m)
@@ -537,4 +533,20 @@ func (p *Proxy) codecRefusal(m *callMedia, calleeRes, res *sip.Response) cause.C
 		res.AppendHeader(warn)
 	}
 	return c
+}
+
+// openSession opens the relay session of call callID, relayed because why.
+// On failure it returns nil with the cause and detail to refuse the call
+// with: MediaPortsExhausted (503) when the port range is full, else
+// TemporaryFailure.
+func (p *Proxy) openSession(callID, why string) (*media.Session, cause.Code, string) {
+	sess, err := p.d.Media.Open(callID)
+	if err == nil {
+		return sess, "", ""
+	}
+	if errors.Is(err, media.ErrPortsExhausted) {
+		return nil, cause.MediaPortsExhausted, fmt.Sprintf("the media relay has no free port pair left in --rtp-ports "+
+			"(%d ports in use; relayed because %s): raise --rtp-ports or lower the concurrent calls", p.d.Media.PortsInUse(), why)
+	}
+	return nil, cause.TemporaryFailure, "media relay: " + err.Error()
 }
