@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -40,18 +41,33 @@ func SIPp(t testing.TB, target, scenario string, calls int, extra ...string) SIP
 		}
 		scenario = abs
 	}
-	dir := t.TempDir()
-	errFile := filepath.Join(dir, "errors.log")
-	args := []string{target, "-sf", scenario, "-m", fmt.Sprint(calls), "-i", "127.0.0.1",
-		"-p", fmt.Sprint(FreeUDPPort(t)), "-nostdin", "-nr", "-timeout", "30", "-timeout_error", "-trace_err",
-		"-error_file", errFile, "-trace_msg", "-message_file", filepath.Join(dir, "messages.log")}
-	args = append(args, extra...)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "sipp", args...)
-	cmd.Dir = dir
-	out, _ := cmd.CombinedOutput()
-	code := cmd.ProcessState.ExitCode()
+	// The local port is free for UDP and TCP (-t t1 binds TCP) when
+	// chosen; another process can still take it before SIPp binds it (an
+	// outgoing connection's ephemeral port), so a run that could not bind
+	// its socket, and so sent nothing, is started again on another port.
+	var (
+		dir, errFile string
+		out          []byte
+		code         int
+	)
+	for attempt := 0; ; attempt++ {
+		dir = t.TempDir()
+		errFile = filepath.Join(dir, "errors.log")
+		args := []string{target, "-sf", scenario, "-m", fmt.Sprint(calls), "-i", "127.0.0.1",
+			"-p", fmt.Sprint(freePorts(t, 1, "udp", "tcp")), "-nostdin", "-nr", "-timeout", "30", "-timeout_error", "-trace_err",
+			"-error_file", errFile, "-trace_msg", "-message_file", filepath.Join(dir, "messages.log")}
+		args = append(args, extra...)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		cmd := exec.CommandContext(ctx, "sipp", args...)
+		cmd.Dir = dir
+		out, _ = cmd.CombinedOutput()
+		cancel()
+		code = cmd.ProcessState.ExitCode()
+		if attempt < 2 && bytes.Contains(out, []byte("Unable to bind main socket")) {
+			continue
+		}
+		break
+	}
 	errs, _ := os.ReadFile(errFile)
 	msgs, _ := os.ReadFile(filepath.Join(dir, "messages.log"))
 	return SIPpResult{Code: code, Output: string(out) + "\n--- errors ---\n" + string(errs) + "\n--- messages ---\n" + tail(string(msgs), 6000),
