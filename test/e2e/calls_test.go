@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -702,27 +701,8 @@ func TestCallBaresipAudio(t *testing.T) {
 	// Let baresip close its recordings.
 	a.Stop()
 	b.Stop()
-	check := func(dir, who string, wantHz float64) {
-		t.Helper()
-		files := Recordings(dir, "dec")
-		if len(files) == 0 {
-			all, _ := filepath.Glob(filepath.Join(dir, "*"))
-			t.Fatalf("%s recorded nothing it received (files: %v)", who, all)
-		}
-		st, err := ReadWAVStats(files[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("%s received %.1f s of audio: RMS %.3f, peak %.3f, ~%.0f Hz", who, st.Seconds, st.RMS, st.Peak, st.FreqHz)
-		if st.Seconds < 1 || st.RMS < 0.01 || st.Peak < 0.05 {
-			t.Fatalf("%s's recording is silent or short: %+v", who, st)
-		}
-		if math.Abs(st.FreqHz-wantHz) > wantHz*0.15 {
-			t.Fatalf("%s heard %.0f Hz, want the other side's %.0f Hz tone", who, st.FreqHz, wantHz)
-		}
-	}
-	check(recB, "2002", 440)
-	check(recA, "2001", 1000)
+	checkTone(t, recB, "2002", 440)
+	checkTone(t, recA, "2001", 1000)
 }
 
 // TestCallBaresipNotRegistered: baresip 2001 dials 2003, which exists but
