@@ -64,10 +64,16 @@ func (db *DB) queryBindings(ctx context.Context, q string, args ...any) ([]store
 // upsert replaces the row of the same contact whichever node owned it (the
 // phone registered last there); a delete removes the row only while it is
 // owned by the key's node or by none.
+//
+// It is an urgent write (see writeGate): REGISTERs wait for it.
 func (db *DB) ApplyBindings(ctx context.Context, upsert []store.Binding, del []store.BindingKey) error {
 	if err := db.bindUpsert.Prepare(ctx); err != nil {
 		return fmt.Errorf("save bindings: %w", err)
 	}
+	return db.gate.do(true, func() error { return db.applyBindings(ctx, upsert, del) })
+}
+
+func (db *DB) applyBindings(ctx context.Context, upsert []store.Binding, del []store.BindingKey) error {
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("save bindings: %w", err)

@@ -24,8 +24,10 @@ func newCallUpsert(db *sql.DB) *multirow.Insert {
 		branches = excluded.branches, detail = excluded.detail, media = excluded.media`)
 }
 
-// SaveCalls upserts records in one transaction with statements prepared
-// once per database (multirow); branches are stored as JSON.
+// SaveCalls upserts records with statements prepared once per database
+// (multirow), in transactions of at most backgroundChunk records; branches
+// are stored as JSON. On an error the chunks before the failed one are
+// written.
 func (db *DB) SaveCalls(ctx context.Context, recs []store.Call) error {
 	last := make(map[int64]int, len(recs))
 	for i := range recs {
@@ -52,8 +54,14 @@ func (db *DB) SaveCalls(ctx context.Context, recs []store.Call) error {
 			r.UserAgent, micros(r.Start), micros(r.Answer), micros(r.End), r.SIPStatus, string(r.Cause), r.HangupBy,
 			string(branches), r.Detail, media)
 	}
-	if err := db.callUpsert.Write(ctx, args); err != nil {
-		return fmt.Errorf("calls: save: %w", err)
+	// In background writes of at most backgroundChunk records (see
+	// writeGate).
+	for len(args) > 0 {
+		n := min(len(args), backgroundChunk*callUpsertCols)
+		if err := db.gate.do(false, func() error { return db.callUpsert.Write(ctx, args[:n]) }); err != nil {
+			return fmt.Errorf("calls: save: %w", err)
+		}
+		args = args[n:]
 	}
 	return nil
 }
@@ -165,14 +173,20 @@ func (db *DB) CountActiveCalls(ctx context.Context) (int, error) {
 
 // PruneCalls deletes by age, then by count; both are tried and their
 // errors joined.
+// Both delete in background writes of at most pruneChunk rows (see
+// PruneEvents).
 func (db *DB) PruneCalls(ctx context.Context, before time.Time, keep int) error {
 	var errs []error
-	if _, err := db.sql.ExecContext(ctx, "DELETE FROM calls WHERE started_at < ? AND ended_at != 0", micros(before)); err != nil {
+	if err := db.pruneChunks(ctx, "calls", "id", "started_at < ? AND ended_at != 0", micros(before)); err != nil {
 		errs = append(errs, fmt.Errorf("calls: prune by age: %w", err))
 	}
-	if _, err := db.sql.ExecContext(ctx,
-		"DELETE FROM calls WHERE id <= (SELECT max(id) FROM calls) - ? AND ended_at != 0", keep); err != nil {
+	var last sql.NullInt64
+	if err := db.sql.QueryRowContext(ctx, "SELECT max(id) FROM calls").Scan(&last); err != nil {
 		errs = append(errs, fmt.Errorf("calls: prune by count: %w", err))
+	} else if last.Valid {
+		if err := db.pruneChunks(ctx, "calls", "id", "id <= ? AND ended_at != 0", last.Int64-int64(keep)); err != nil {
+			errs = append(errs, fmt.Errorf("calls: prune by count: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -20,9 +20,22 @@ func newJournalInsert(db *sql.DB) *multirow.Insert {
 		source, transport, user_agent, status, call_id, detail)`, journalInsertCols, "")
 }
 
-// InsertEvents writes events in one transaction with statements prepared
-// once per database (multirow).
+// InsertEvents writes events with statements prepared once per database
+// (multirow), in transactions of at most backgroundChunk events, each a
+// background write (see writeGate). On an error the events before the
+// failed chunk are written.
 func (db *DB) InsertEvents(ctx context.Context, events []store.Event) error {
+	for len(events) > 0 {
+		n := min(len(events), backgroundChunk)
+		if err := db.gate.do(false, func() error { return db.insertEvents(ctx, events[:n]) }); err != nil {
+			return err
+		}
+		events = events[n:]
+	}
+	return nil
+}
+
+func (db *DB) insertEvents(ctx context.Context, events []store.Event) error {
 	args := make([]any, 0, len(events)*journalInsertCols)
 	for i := range events {
 		e := &events[i]
@@ -279,14 +292,54 @@ func (db *DB) HasCause(ctx context.Context, c cause.Code) (bool, error) {
 
 // PruneEvents deletes by age, then by count; both are tried and their
 // errors joined.
+//
+// Both delete in background writes of at most pruneChunk rows (see
+// writeGate): at 10,000 events/s a minute's pruning is 600,000 rows,
+// which in one transaction would hold the database for seconds while
+// REGISTERs wait for their bindings.
 func (db *DB) PruneEvents(ctx context.Context, before time.Time, keep int) error {
 	var errs []error
-	if _, err := db.sql.ExecContext(ctx, "DELETE FROM journal WHERE time < ?", before.UnixMicro()); err != nil {
+	if err := db.pruneChunks(ctx, "journal", "id", "time < ?", before.UnixMicro()); err != nil {
 		errs = append(errs, fmt.Errorf("journal: prune by age: %w", err))
 	}
-	if _, err := db.sql.ExecContext(ctx,
-		"DELETE FROM journal WHERE id <= (SELECT max(id) FROM journal) - ?", keep); err != nil {
+	var last sql.NullInt64
+	if err := db.sql.QueryRowContext(ctx, "SELECT max(id) FROM journal").Scan(&last); err != nil {
 		errs = append(errs, fmt.Errorf("journal: prune by count: %w", err))
+	} else if last.Valid {
+		if err := db.pruneChunks(ctx, "journal", "id", "id <= ?", last.Int64-int64(keep)); err != nil {
+			errs = append(errs, fmt.Errorf("journal: prune by count: %w", err))
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// pruneChunk is how many rows one pruning transaction deletes.
+const pruneChunk = 2000
+
+// pruneChunks deletes the rows of table matching where (with arg), at most
+// pruneChunk per background write, oldest key first, until none is left
+// or ctx ends. key is the table's integer primary key.
+func (db *DB) pruneChunks(ctx context.Context, table, key, where string, arg any) error {
+	q := "DELETE FROM " + table + " WHERE " + key + " IN (SELECT " + key + " FROM " + table +
+		" WHERE " + where + " ORDER BY " + key + " LIMIT " + fmt.Sprint(pruneChunk) + ")"
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var n int64
+		err := db.gate.do(false, func() error {
+			res, err := db.bg.ExecContext(ctx, q, arg)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if n < pruneChunk {
+			return nil
+		}
+	}
 }

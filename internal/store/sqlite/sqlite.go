@@ -28,8 +28,17 @@ const FileName = "switchboard.db"
 
 // DB is an open switchboard database.
 type DB struct {
-	sql        *sql.DB
-	path       string
+	sql *sql.DB
+	// bg is a second handle (one connection) for the background writers
+	// (journal events, call records, pruning): its commits use
+	// synchronous=NORMAL, so they do not wait for an fsync while holding
+	// the write lock; SQLite fsyncs the write-ahead log they appended to at
+	// the next commit of sql (a binding) or checkpoint. A power loss may
+	// lose the journal events and call records written since; a crash of
+	// the process loses nothing committed, and bindings keep FULL.
+	bg   *sql.DB
+	gate *writeGate // orders write transactions (see writeGate)
+	path string
 	bindUpsert *multirow.Insert // ApplyBindings' upserts
 	// journalInsert and callUpsert are InsertEvents' and SaveCalls'
 	// statements, prepared once and reused by every batch.
@@ -143,9 +152,17 @@ func openFile(path string) (*DB, error) {
 	sdb.SetMaxOpenConns(4)
 	sdb.SetMaxIdleConns(4)
 	sdb.SetConnMaxIdleTime(0)
-	return &DB{sql: sdb, path: path,
+	bg, err := sql.Open("sqlite", strings.Replace(dsn, "synchronous(FULL)", "synchronous(NORMAL)", 1))
+	if err != nil {
+		sdb.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	bg.SetMaxOpenConns(1)
+	bg.SetMaxIdleConns(1)
+	bg.SetConnMaxIdleTime(0)
+	return &DB{sql: sdb, bg: bg, gate: newWriteGate(), path: path,
 		bindUpsert:    multirow.New(sdb, "INSERT OR REPLACE INTO bindings("+bindingColumns+")", bindingCols, ""),
-		journalInsert: newJournalInsert(sdb), callUpsert: newCallUpsert(sdb)}, nil
+		journalInsert: newJournalInsert(bg), callUpsert: newCallUpsert(bg)}, nil
 }
 
 // createPrivate creates path empty with mode 0600 when it does not exist
@@ -249,7 +266,7 @@ func (db *DB) Close() error {
 	db.bindUpsert.Close()
 	db.journalInsert.Close()
 	db.callUpsert.Close()
-	return db.sql.Close()
+	return errors.Join(db.bg.Close(), db.sql.Close())
 }
 
 // migrations are applied in order; PRAGMA user_version records how many ran.
