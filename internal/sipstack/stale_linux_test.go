@@ -23,9 +23,19 @@ func register(callID string, withCredentials bool) []byte {
 		"Contact: <sip:100@127.0.0.1:5999>\r\n" + auth + "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
 }
 
-// TestStaleLimit: only REGISTERs are ever dropped; one without credentials
-// after 200 ms in the socket's queue, one with an Authorization header (in
-// its usual spellings) after 400 ms; a wait of more than 30 s is a clock step, not a queue.
+// invite is an INVITE with toParams after its To URI and extra headers.
+func invite(toParams, extra string) []byte {
+	return []byte("INVITE sip:200@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKi\r\n" +
+		"From: <sip:100@127.0.0.1>;tag=1\r\nTo: <sip:200@127.0.0.1>" + toParams + "\r\nCall-ID: i\r\nCSeq: 1 INVITE\r\n" +
+		extra + "Contact: <sip:100@127.0.0.1:5999>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+}
+
+// TestStaleLimit: only REGISTERs and new calls' first INVITEs are ever
+// dropped; a REGISTER without credentials after 200 ms in the socket's
+// queue, one with an Authorization header (in its usual spellings) after
+// 400 ms; an INVITE without a To tag and without Proxy-Authorization after
+// 200 ms, never one with either; a wait of more than 30 s is a clock
+// step, not a queue.
 func TestStaleLimit(t *testing.T) {
 	now := time.Unix(1000, 0)
 	at := func(wait time.Duration) time.Time { return now.Add(-wait) }
@@ -45,6 +55,15 @@ func TestStaleLimit(t *testing.T) {
 		{"credentials lower case, 250 ms", lower, 250 * time.Millisecond, false},
 		{"Proxy-Authorization is no credentials", proxyAuth, 250 * time.Millisecond, true},
 		{"OPTIONS never", options("o"), 10 * time.Second, false},
+		{"new call's INVITE, fresh", invite("", ""), 150 * time.Millisecond, false},
+		{"new call's INVITE, stale", invite("", ""), 250 * time.Millisecond, true},
+		{"new call's INVITE, compact To, stale", []byte(strings.Replace(string(invite("", "")), "\r\nTo:", "\r\nt :", 1)), 250 * time.Millisecond, true},
+		{"INVITE with credentials never", invite("", "Proxy-Authorization: Digest x\r\n"), 10 * time.Second, false},
+		{"INVITE with credentials in lower case never", invite("", "proxy-authorization: Digest x\r\n"), 10 * time.Second, false},
+		{"re-INVITE never", invite(";tag=abc", ""), 10 * time.Second, false},
+		{"re-INVITE, compact To with TAG, never", []byte(strings.Replace(string(invite(";TAG=abc", "")), "\r\nTo:", "\r\nt:", 1)), 10 * time.Second, false},
+		{"INVITE with two To headers never", invite("", "To: <sip:x@y>\r\n"), 10 * time.Second, false},
+		{"ACK never", []byte(strings.Replace(string(invite("", "")), "INVITE ", "ACK ", 1)), 10 * time.Second, false},
 		{"clock step", register("a", false), time.Minute, false},
 	} {
 		if got := isStale(c.msg, at(c.wait), clock); got != c.want {
