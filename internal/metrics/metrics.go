@@ -58,7 +58,7 @@ type Sources struct {
 	// answered 503 for overload and the retransmissions absorbed so far.
 	InHand         func() int
 	Shed, Absorbed func() int64
-	// Stale counts the REGISTERs the UDP readers dropped unread because
+	// Stale counts the REGISTERs and new calls' INVITEs the UDP readers dropped unread because
 	// they had waited in the socket's queue past their limit.
 	Stale func() int64
 }
@@ -197,7 +197,7 @@ var (
 	descSecurity  = prometheus.NewDesc("switchboard_security_total", "Access control: SIP messages dropped by reason (banned, rate_limited, scanner, malformed) and bans imposed (bans).", []string{"what"}, nil)
 	descExts      = prometheus.NewDesc("switchboard_extensions", "Extensions in the directory.", nil, nil)
 	descInHand    = prometheus.NewDesc("switchboard_requests_in_hand", "Requests the stateless path (REGISTERs, a call's first 407) is handling now (at most 2,048).", nil, nil)
-	descStateless = prometheus.NewDesc("switchboard_stateless_total", "REGISTERs shed with 503 for overload (shed), retransmissions absorbed (absorbed), REGISTERs dropped unread after waiting too long in the UDP socket's queue (stale).", []string{"what"}, nil)
+	descStateless = prometheus.NewDesc("switchboard_stateless_total", "REGISTERs shed with 503 for overload (shed), retransmissions absorbed (absorbed), REGISTERs and new calls' INVITEs dropped unread after waiting too long in the UDP socket's queue (stale).", []string{"what"}, nil)
 )
 
 func (g *gauges) Describe(ch chan<- *prometheus.Desc) {

@@ -105,7 +105,7 @@ type Stack struct {
 	udp       net.PacketConn   // the first UDP socket (also used to send)
 	udpMore   []net.PacketConn // more sockets on the same port, one reader each
 	udpNext   atomic.Uint32    // Reply's next socket (see udpWriter)
-	stale     *staleStats      // REGISTERs dropped unread (see staleFresh)
+	stale     *staleStats      // requests dropped unread (see staleLimit)
 	tcp       *trackingListener
 	streams   []*trackingListener // TLS, WS, WSS (those on)
 	log       *slog.Logger
