@@ -36,9 +36,9 @@ type DB struct {
 	// the next commit of sql (a binding) or checkpoint. A power loss may
 	// lose the journal events and call records written since; a crash of
 	// the process loses nothing committed, and bindings keep FULL.
-	bg   *sql.DB
-	gate *writeGate // orders write transactions (see writeGate)
-	path string
+	bg         *sql.DB
+	gate       *writeGate // orders write transactions (see writeGate)
+	path       string
 	bindUpsert *multirow.Insert // ApplyBindings' upserts
 	// journalInsert and callUpsert are InsertEvents' and SaveCalls'
 	// statements, prepared once and reused by every batch.
