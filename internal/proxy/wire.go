@@ -19,9 +19,16 @@ import (
 func prebuilt(*sipgo.Client, *sip.Request) error { return nil }
 
 // newVia returns a Via for a request this proxy forwards over transport.
-func (p *Proxy) newVia(transport string) *sip.ViaHeader {
+func (p *Proxy) newVia(transport string) *sip.ViaHeader { return p.newViaBranch(transport, "") }
+
+// newViaBranch is newVia with branch as its branch ("": a fresh random
+// one).
+func (p *Proxy) newViaBranch(transport, branch string) *sip.ViaHeader {
+	if branch == "" {
+		branch = branchPrefix + sip.GenerateTagN(20)
+	}
 	params := sip.NewParams()
-	params.Add("branch", branchPrefix+sip.GenerateTagN(20))
+	params.Add("branch", branch)
 	return &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: transport, Host: p.host,
 		Port: p.portFor(transport), Params: params}
 }
@@ -253,6 +260,12 @@ func (p *Proxy) popOwnRoutes(req *sip.Request) (n int, tokens []string) {
 // sender's Via stamped, our Via on top, destination and transport set, and
 // UDP sent from the listening socket.
 func (p *Proxy) prepareForward(r *sip.Request, dest, transport string) bool {
+	return p.prepareForwardBranch(r, dest, transport, "")
+}
+
+// prepareForwardBranch is prepareForward with the branch of our Via ("":
+// a fresh random one; see statelessBranch).
+func (p *Proxy) prepareForwardBranch(r *sip.Request, dest, transport, branch string) bool {
 	if mf := r.MaxForwards(); mf != nil {
 		if mf.Val() == 0 {
 			return false
@@ -267,7 +280,7 @@ func (p *Proxy) prepareForward(r *sip.Request, dest, transport string) bool {
 	if transport == "" {
 		transport = "UDP"
 	}
-	r.PrependHeader(p.newVia(transport))
+	r.PrependHeader(p.newViaBranch(transport, branch))
 	r.SetTransport(transport)
 	r.SetDestination(dest)
 	if transport == "UDP" {
