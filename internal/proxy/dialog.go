@@ -630,7 +630,7 @@ func (p *Proxy) ServeInDialog(req *sip.Request, tx sip.ServerTransaction) {
 // forwardInDialog relays one in-dialog request (re-INVITE included) and its
 // answer.
 func (p *Proxy) forwardInDialog(req *sip.Request, tx sip.ServerTransaction) {
-	fwd := req.Clone()
+	fwd := forwardCopy(req)
 	h, r := p.nextHop(fwd)
 	if r != nil {
 		p.refuseInDialog(req, tx, r)

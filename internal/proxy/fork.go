@@ -63,7 +63,7 @@ type fork struct {
 
 	token     string
 	branches  []*branch
-	events    chan bevent
+	events    chan bevent // the watch goroutines' (nil with a single branch)
 	live      int // watch goroutines still running
 	finalSent bool
 	finalAt   time.Time
@@ -97,7 +97,6 @@ func (f *fork) settled() {
 func (f *fork) run() {
 	p := f.p
 	f.token = p.newToken(f.rec.CallID, tagOf(f.req.From().Params))
-	f.events = make(chan bevent, 4*len(f.decision.Targets)+4)
 	cancelled := make(chan struct{})
 	var once sync.Once
 	if !f.tx.OnCancel(func(*sip.Request) { once.Do(func() { close(cancelled) }) }) {
@@ -119,6 +118,9 @@ func (f *fork) run() {
 	var one *branch
 	var oneRes <-chan *sip.Response
 	var oneDone <-chan struct{}
+	if f.live > 1 {
+		f.events = make(chan bevent, 4*f.live+4)
+	}
 	for _, br := range f.branches {
 		if br.tx == nil {
 			continue
@@ -196,7 +198,7 @@ func (f *fork) start(b store.Binding) {
 		br.final, br.synthetic, br.reason = 500, true, "unusable contact "+b.Contact
 		return
 	}
-	r := f.req.Clone()
+	r := forwardCopy(f.req)
 	r.Recipient = u
 	if f.offer != nil {
 		r.SetBody(f.offer)
@@ -340,12 +342,16 @@ func (f *fork) answer(br *branch, res *sip.Response) {
 	}
 }
 
-// upstream turns a callee's response into the caller's (see upstream),
-// its SDP rewritten when the call's media are relayed.
+// upstream turns a callee's 1xx or 2xx into the caller's (see
+// upstreamOwned: res itself, which onEvent and answer read no more once it
+// is relayed; sipgo's client transaction passes every response up once
+// and keeps a 2xx retransmission a new one), its SDP rewritten when the
+// call's media are relayed.
 func (f *fork) upstream(res *sip.Response) *sip.Response {
-	r := upstream(res, f.upDest, f.upTransport)
+	src := res.Source()
+	r := upstreamOwned(res, f.upDest, f.upTransport)
 	if f.media != nil && len(r.Body()) > 0 {
-		if err := f.p.relaySDP(f.media, media.Callee, r, registrar.SourceAddr(res.Source())); err != nil {
+		if err := f.p.relaySDP(f.media, media.Callee, r, registrar.SourceAddr(src)); err != nil {
 			f.p.log.Info("proxy: media relay: SDP of the callee's answer not rewritten", "call_id", f.rec.CallID, "error", err)
 		}
 	}

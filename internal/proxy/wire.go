@@ -96,13 +96,18 @@ func viaTarget(v *sip.ViaHeader) (addr, transport string) {
 }
 
 // upstream turns a response from a branch into the response for the
-// caller: our Via removed, sent to dest over transport.
+// caller: our Via removed, sent to dest over transport. res is unchanged.
 func upstream(res *sip.Response, dest, transport string) *sip.Response {
-	r := res.Clone()
-	r.RemoveHeader("Via")
-	r.SetDestination(dest)
-	r.SetTransport(transport)
-	return r
+	return upstreamOwned(res.Clone(), dest, transport)
+}
+
+// upstreamOwned is upstream changing res itself, for a response nothing
+// reads once it is relayed.
+func upstreamOwned(res *sip.Response, dest, transport string) *sip.Response {
+	res.RemoveHeader("Via")
+	res.SetDestination(dest)
+	res.SetTransport(transport)
+	return res
 }
 
 // writeResponse sends a response outside any transaction. UDP leaves from
@@ -237,6 +242,37 @@ func (p *Proxy) answer(req *sip.Request, tx sip.ServerTransaction, status int, r
 	}
 	res.AppendHeader(sip.NewHeader("Server", p.cfg.ServerName))
 	p.respond(tx, res)
+}
+
+// forwardCopy returns a copy of req to forward: a header list of its own
+// that shares req's header values, except copies of the top Via and
+// Max-Forwards, the only ones forwarding changes in place (stampVia,
+// prepareForward). Adding, removing or replacing a header of the copy
+// (SetBody replaces Content-Length) leaves req as it was; its body is
+// shared and only ever replaced (SetBody), never changed in place. It
+// costs a fraction of req.Clone, which copies every header.
+func forwardCopy(req *sip.Request) *sip.Request {
+	r := sip.NewRequest(req.Method, req.Recipient)
+	r.SipVersion = req.SipVersion
+	top := true
+	for _, h := range req.Headers() {
+		switch v := h.(type) {
+		case *sip.ViaHeader:
+			if top {
+				h, top = v.Clone(), false
+			}
+		case *sip.MaxForwardsHeader:
+			mf := *v
+			h = &mf
+		}
+		r.AppendHeader(h)
+	}
+	r.SetBody(req.Body())
+	r.SetTransport(req.Transport())
+	r.SetSource(req.Source())
+	r.SetDestination(req.Destination())
+	r.Laddr = req.Laddr
+	return r
 }
 
 // popOwnRoutes removes the Route entries at the top that address us and
