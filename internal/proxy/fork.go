@@ -64,7 +64,7 @@ type fork struct {
 	token     string
 	branches  []*branch
 	events    chan bevent // the watch goroutines' (nil with a single branch)
-	live      int // watch goroutines still running
+	live      int         // watch goroutines still running
 	finalSent bool
 	finalAt   time.Time
 	answered  *branch
