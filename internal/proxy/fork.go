@@ -342,16 +342,12 @@ func (f *fork) answer(br *branch, res *sip.Response) {
 	}
 }
 
-// upstream turns a callee's 1xx or 2xx into the caller's (see
-// upstreamOwned: res itself, which onEvent and answer read no more once it
-// is relayed; sipgo's client transaction passes every response up once
-// and keeps a 2xx retransmission a new one), its SDP rewritten when the
-// call's media are relayed.
+// upstream turns a callee's response into the caller's (see upstream),
+// its SDP rewritten when the call's media are relayed.
 func (f *fork) upstream(res *sip.Response) *sip.Response {
-	src := res.Source()
-	r := upstreamOwned(res, f.upDest, f.upTransport)
+	r := upstream(res, f.upDest, f.upTransport)
 	if f.media != nil && len(r.Body()) > 0 {
-		if err := f.p.relaySDP(f.media, media.Callee, r, registrar.SourceAddr(src)); err != nil {
+		if err := f.p.relaySDP(f.media, media.Callee, r, registrar.SourceAddr(res.Source())); err != nil {
 			f.p.log.Info("proxy: media relay: SDP of the callee's answer not rewritten", "call_id", f.rec.CallID, "error", err)
 		}
 	}

@@ -96,18 +96,27 @@ func viaTarget(v *sip.ViaHeader) (addr, transport string) {
 }
 
 // upstream turns a response from a branch into the response for the
-// caller: our Via removed, sent to dest over transport. res is unchanged.
+// caller: our Via removed, sent to dest over transport. The result is a
+// new response whose header list shares res's header values (relaying
+// adds, removes and replaces headers of it, and its body with SetBody,
+// but changes none in place), so res is unchanged and may still be read
+// by the goroutines of the stack that received it.
 func upstream(res *sip.Response, dest, transport string) *sip.Response {
-	return upstreamOwned(res.Clone(), dest, transport)
-}
-
-// upstreamOwned is upstream changing res itself, for a response nothing
-// reads once it is relayed.
-func upstreamOwned(res *sip.Response, dest, transport string) *sip.Response {
-	res.RemoveHeader("Via")
-	res.SetDestination(dest)
-	res.SetTransport(transport)
-	return res
+	r := sip.NewResponse(res.StatusCode, res.Reason)
+	r.SipVersion = res.SipVersion
+	ours := true
+	for _, h := range res.Headers() {
+		if _, ok := h.(*sip.ViaHeader); ok && ours {
+			ours = false // the top Via: ours
+			continue
+		}
+		r.AppendHeader(h)
+	}
+	r.SetBody(res.Body())
+	r.SetSource(res.Source())
+	r.SetDestination(dest)
+	r.SetTransport(transport)
+	return r
 }
 
 // writeResponse sends a response outside any transaction. UDP leaves from
