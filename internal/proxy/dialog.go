@@ -607,7 +607,8 @@ func (p *Proxy) ServeCANCEL(req *sip.Request, tx sip.ServerTransaction) {
 // parties to the other (nextHop has the rules; no authentication: the
 // sender's address and the dialog's route token are the credential),
 // statefully: the answer of the other party is relayed, 408 when it does
-// not answer. Outside a dialog these requests are not routed (481, or 405
+// not answer. (A BYE between parties both over UDP is forwarded before
+// sipgo sees it, without a transaction: TakeBYE.) Outside a dialog these requests are not routed (481, or 405
 // for MESSAGE, NOTIFY and REFER which switchboard does not route between
 // extensions yet). A BYE ends the call record.
 func (p *Proxy) ServeInDialog(req *sip.Request, tx sip.ServerTransaction) {
