@@ -186,14 +186,22 @@ func (p *Proxy) TakeBYEResponse(remote net.Addr, data []byte) bool {
 	if err := p.writeResponse(res); err != nil {
 		p.log.Debug("proxy: forward BYE response", "status", res.StatusCode, "to", dest, "error", err)
 	}
-	if res.StatusCode >= 200 {
+	switch {
+	case res.StatusCode == 401 || res.StatusCode == 407:
+		// A challenge: the dialog lasts (byeDone), and the BYE with
+		// credentials that may follow is timed on its own.
+		d.mu.Lock()
+		d.byeAt = time.Time{}
+		d.mu.Unlock()
+	case res.StatusCode >= 200:
 		p.byeDone(sip.BYE, hop{dlg: d, fromCaller: fromCaller}, res.StatusCode)
 	}
 	return true
 }
 
 // byeSent records that a BYE from the caller (fromCaller) or the callee
-// was forwarded without a transaction at now (the first one counts).
+// was forwarded without a transaction at now (the first one since the
+// last challenge of one counts).
 func (d *dialog) byeSent(now time.Time, fromCaller bool) {
 	d.mu.Lock()
 	if d.byeAt.IsZero() {

@@ -88,3 +88,28 @@ func TestTakeBYEUnanswered(t *testing.T) {
 		t.Fatalf("record ends %s after the BYE, want Timer F (%s)", d, sip.Timer_F)
 	}
 }
+
+// TestTakeBYEChallenged: a BYE answered with a challenge is relayed and
+// ends nothing (RFC 3261 §15.1.2), not even Timer F later; the BYE with
+// credentials that follows ends the call.
+func TestTakeBYEChallenged(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fastConfig())
+	a, b := e.phone("127.0.0.1"), e.phone("127.0.0.1")
+	e.register("2002", b)
+	c := e.setupCall(a, b, "call-byechallenged")
+	a.send(c.aLeg.request(a, sip.BYE))
+	b.reply(b.request(sip.BYE), 407, "")
+	a.response(sip.BYE, 407)
+	e.p.endUnansweredBYEs(time.Now().Add(sip.Timer_F + time.Second))
+	if n := e.p.ActiveDialogs(); n != 1 {
+		t.Fatalf("dialogs after a challenged BYE = %d, want 1", n)
+	}
+	a.send(c.aLeg.request(a, sip.BYE))
+	b.reply(b.request(sip.BYE), 200, "")
+	a.response(sip.BYE, 200)
+	r := e.record("call-byechallenged", func(r calls.Record) bool { return !r.Active() })
+	if r.HangupBy != calls.ByCaller {
+		t.Fatalf("record = %+v", r)
+	}
+}
