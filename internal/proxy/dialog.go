@@ -72,6 +72,11 @@ type dialog struct {
 	// media is the call's relayed media (nil: not relayed), closed when
 	// the call record ends.
 	media *callMedia
+	// byeAt is when the first BYE forwarded without a transaction
+	// (TakeBYE) was sent, and byeFromCaller whether the caller sent it;
+	// zero while none was.
+	byeAt         time.Time
+	byeFromCaller bool
 }
 
 // hasIP reports whether src is an address the party s may send from.
@@ -310,14 +315,19 @@ func (t *dialogTable) expire(cutoff time.Time) []*dialog {
 
 func (t *dialogTable) len() int { return int(t.n.Load()) }
 
-// endDialog finishes the call record of a dialog.
+// endDialog finishes the call record of a dialog, ending now.
 func (p *Proxy) endDialog(d *dialog, c cause.Code, by, detail string) {
+	p.endDialogAt(d, p.now(), c, by, detail)
+}
+
+// endDialogAt finishes the call record of a dialog, ending at end.
+func (p *Proxy) endDialogAt(d *dialog, end time.Time, c cause.Code, by, detail string) {
 	d.mu.Lock()
 	if !d.confirmed {
 		d.mu.Unlock()
 		return
 	}
-	d.rec.End = p.now()
+	d.rec.End = end
 	d.rec.Cause, d.rec.HangupBy = c, by
 	if detail != "" {
 		if d.rec.Detail != "" {
@@ -597,7 +607,8 @@ func (p *Proxy) ServeCANCEL(req *sip.Request, tx sip.ServerTransaction) {
 // parties to the other (nextHop has the rules; no authentication: the
 // sender's address and the dialog's route token are the credential),
 // statefully: the answer of the other party is relayed, 408 when it does
-// not answer. Outside a dialog these requests are not routed (481, or 405
+// not answer. (A BYE between parties both over UDP is forwarded before
+// sipgo sees it, without a transaction: TakeBYE.) Outside a dialog these requests are not routed (481, or 405
 // for MESSAGE, NOTIFY and REFER which switchboard does not route between
 // extensions yet). A BYE ends the call record.
 func (p *Proxy) ServeInDialog(req *sip.Request, tx sip.ServerTransaction) {
@@ -620,7 +631,7 @@ func (p *Proxy) ServeInDialog(req *sip.Request, tx sip.ServerTransaction) {
 // forwardInDialog relays one in-dialog request (re-INVITE included) and its
 // answer.
 func (p *Proxy) forwardInDialog(req *sip.Request, tx sip.ServerTransaction) {
-	fwd := req.Clone()
+	fwd := forwardCopy(req)
 	h, r := p.nextHop(fwd)
 	if r != nil {
 		p.refuseInDialog(req, tx, r)
@@ -641,7 +652,7 @@ func (p *Proxy) forwardInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	if err != nil {
 		p.log.Debug("proxy: forward in-dialog request", "method", req.Method, "to", h.dest, "error", err)
 		p.answer(req, tx, 503, "Service Unavailable")
-		p.byeDone(req, h, 503)
+		p.byeDone(req.Method, h, 503)
 		return
 	}
 	isInvite := req.IsInvite()
@@ -681,7 +692,7 @@ func (p *Proxy) forwardInDialog(req *sip.Request, tx sip.ServerTransaction) {
 				p.respond(tx, p.relayUp(h, res, upDest, upTp))
 			}
 			p.targetRefresh(req, res, h)
-			p.byeDone(req, h, res.StatusCode)
+			p.byeDone(req.Method, h, res.StatusCode)
 			if !isInvite {
 				out.Terminate()
 			}
@@ -690,7 +701,7 @@ func (p *Proxy) forwardInDialog(req *sip.Request, tx sip.ServerTransaction) {
 			if !gaveUp {
 				p.answer(req, tx, 408, "Request Timeout")
 			}
-			p.byeDone(req, h, 408)
+			p.byeDone(req.Method, h, 408)
 			return
 		case <-cancelled:
 			cancelled = nil
@@ -746,12 +757,12 @@ func (p *Proxy) targetRefresh(req *sip.Request, res *sip.Response, h hop) {
 	h.dlg.setContact(to, res.Contact())
 }
 
-// byeDone ends the call record when a BYE got its final answer (any answer
-// but a challenge ends the dialog, RFC 3261 §15.1.2). The dialog lingers
-// for DialogLinger (a late ACK, a crossing BYE), then in-dialog requests
-// for it get 481.
-func (p *Proxy) byeDone(req *sip.Request, h hop, status int) {
-	if req.Method != sip.BYE || status == 401 || status == 407 {
+// byeDone ends the call record when a BYE (method) got its final answer
+// (any answer but a challenge ends the dialog, RFC 3261 §15.1.2). The
+// dialog lingers for DialogLinger (a late ACK, a crossing BYE), then
+// in-dialog requests for it get 481.
+func (p *Proxy) byeDone(method sip.RequestMethod, h hop, status int) {
+	if method != sip.BYE || status == 401 || status == 407 {
 		return
 	}
 	if !p.dialogs.remove(h.dlg, p.now()) {

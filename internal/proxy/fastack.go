@@ -33,8 +33,8 @@ var (
 //
 // Everything else (ACKs of non-2xx answers, which their INVITE
 // transaction must absorb; ACKs of re-INVITEs; ACKs over TCP; anything
-// malformed) is left to sipgo and ServeACK. Install it in the stack's
-// read filter, after the packet guard.
+// malformed) is left to sipgo and ServeACK. Take calls it from the
+// stack's read filter, after the packet guard.
 func (p *Proxy) TakeACK(transport string, remote net.Addr, data []byte) bool {
 	if (transport != "UDP" && transport != "udp") || !bytes.HasPrefix(data, ackPrefix) {
 		return false

@@ -63,8 +63,8 @@ type fork struct {
 
 	token     string
 	branches  []*branch
-	events    chan bevent
-	live      int // watch goroutines still running
+	events    chan bevent // the watch goroutines' (nil with a single branch)
+	live      int         // watch goroutines still running
 	finalSent bool
 	finalAt   time.Time
 	answered  *branch
@@ -97,7 +97,6 @@ func (f *fork) settled() {
 func (f *fork) run() {
 	p := f.p
 	f.token = p.newToken(f.rec.CallID, tagOf(f.req.From().Params))
-	f.events = make(chan bevent, 4*len(f.decision.Targets)+4)
 	cancelled := make(chan struct{})
 	var once sync.Once
 	if !f.tx.OnCancel(func(*sip.Request) { once.Do(func() { close(cancelled) }) }) {
@@ -119,6 +118,9 @@ func (f *fork) run() {
 	var one *branch
 	var oneRes <-chan *sip.Response
 	var oneDone <-chan struct{}
+	if f.live > 1 {
+		f.events = make(chan bevent, 4*f.live+4)
+	}
 	for _, br := range f.branches {
 		if br.tx == nil {
 			continue
@@ -196,7 +198,7 @@ func (f *fork) start(b store.Binding) {
 		br.final, br.synthetic, br.reason = 500, true, "unusable contact "+b.Contact
 		return
 	}
-	r := f.req.Clone()
+	r := forwardCopy(f.req)
 	r.Recipient = u
 	if f.offer != nil {
 		r.SetBody(f.offer)

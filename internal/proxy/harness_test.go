@@ -109,7 +109,7 @@ func newEnvMedia(t testing.TB, cfg Config, mr *media.Relay) *env {
 	e.stack, err = sipstack.Listen(sipstack.Options{Addr: "127.0.0.1:0", UDPReaders: 1, Logger: log,
 		// As internal/server wires it (after its packet guard).
 		Filter: func(transport string, remote net.Addr, data []byte) []byte {
-			if e.p.TakeACK(transport, remote, data) {
+			if e.p.Take(transport, remote, data) {
 				return nil
 			}
 			return data

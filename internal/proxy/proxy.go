@@ -287,7 +287,9 @@ func (p *Proxy) Register(srv Mux) {
 }
 
 // Run sweeps dialogs that saw no request for Config.DialogIdle (their BYE
-// was lost), and forgets ended ones after DialogLinger, until ctx ends.
+// was lost), ends those whose BYE forwarded without a transaction got no
+// final answer within Timer F, and forgets ended ones after DialogLinger,
+// until ctx ends (once a minute).
 func (p *Proxy) Run(ctx context.Context) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
@@ -297,6 +299,7 @@ func (p *Proxy) Run(ctx context.Context) {
 			return
 		case <-t.C:
 			p.dialogs.sweep(p.now())
+			p.endUnansweredBYEs(p.now())
 			for _, d := range p.dialogs.expire(p.now().Add(-p.cfg.DialogIdle)) {
 				p.endDialog(d, cause.NormalClearing, calls.ByServer,
 					"no request seen in the dialog for "+p.cfg.DialogIdle.String()+"; the BYE was probably lost")
