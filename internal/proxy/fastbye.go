@@ -180,6 +180,17 @@ func (p *Proxy) TakeBYEResponse(remote net.Addr, data []byte) bool {
 		return true
 	}
 	dest, tp := viaTarget(next)
+	// The Vias below ours are the answerer's to write: the answer goes
+	// only to an address of the party that sent the BYE, never to a host
+	// a forged Via names.
+	sender := &d.caller
+	if !fromCaller {
+		sender = &d.callee
+	}
+	if to := registrar.SourceAddr(dest); !to.IsValid() || !d.hasIP(sender, to) {
+		p.log.Debug("proxy: response to BYE not relayed: its next Via is not the BYE's sender", "via", dest)
+		return true
+	}
 	res.SetDestination(dest)
 	res.SetTransport(tp)
 	p.relayResponse(res)

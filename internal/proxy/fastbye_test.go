@@ -45,9 +45,28 @@ func TestTakeBYE(t *testing.T) {
 		t.Fatalf("caller got %d 200s to its BYE from a third address", n)
 	}
 	e.record("call-takebye", func(r calls.Record) bool { return r.Active() })
+	// The callee answering with the caller's Via rewritten to a third
+	// host: nothing reaches that host.
+	redirected := sip.NewResponseFromRequest(got, 200, "OK", nil)
+	vias := redirected.GetHeaders("Via")
+	if len(vias) != 2 {
+		t.Fatalf("200 to the forwarded BYE has %d Vias, want 2", len(vias))
+	}
+	v := vias[1].(*sip.ViaHeader)
+	v.Host, v.Port = host(x.addr), port(x.addr)
+	v.Params.Remove("received")
+	v.Params.Remove("rport")
+	b.send(redirected)
 
 	b.reply(got, 200, "")
 	res := a.response(sip.BYE, 200)
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if n := x.count(isRes(sip.BYE, 200)); n != 0 {
+			t.Fatalf("a 200 to the BYE was relayed to the host its rewritten Via named (%d)", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if n := len(res.GetHeaders("Via")); n != 1 || res.Via().Host != host(a.addr) {
 		t.Fatalf("200 to the BYE reached the caller with %d Vias, top %v", n, res.Via())
 	}
