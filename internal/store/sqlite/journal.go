@@ -21,13 +21,14 @@ func newJournalInsert(db *sql.DB) *multirow.Insert {
 }
 
 // InsertEvents writes events in one transaction with statements prepared
-// once per database (multirow).
+// once per database (multirow). Status goes as an int64, the driver's own
+// type (database/sql converts an int by reflection).
 func (db *DB) InsertEvents(ctx context.Context, events []store.Event) error {
 	args := make([]any, 0, len(events)*journalInsertCols)
 	for i := range events {
 		e := &events[i]
 		args = append(args, e.Time.UnixMicro(), e.Kind, string(e.Cause), e.Extension, e.Domain,
-			e.AuthUser, e.Realm, e.Source, e.Transport, e.UserAgent, e.Status, e.CallID, e.Detail)
+			e.AuthUser, e.Realm, e.Source, e.Transport, e.UserAgent, int64(e.Status), e.CallID, e.Detail)
 	}
 	if err := db.journalInsert.Write(ctx, args); err != nil {
 		return fmt.Errorf("journal: %w", err)
