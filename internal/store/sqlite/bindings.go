@@ -81,11 +81,13 @@ func (db *DB) applyBindings(ctx context.Context, upsert []store.Binding, del []s
 	defer tx.Rollback()
 	if len(upsert) > 0 {
 		now := unixMs(time.Now())
+		// Values of the driver's own types (string, int64, float64):
+		// database/sql converts any other (uint32, int) by reflection.
 		args := make([]any, 0, len(upsert)*bindingCols)
 		for i := range upsert {
 			b := &upsert[i]
 			args = append(args, b.Domain, b.Extension, b.Contact, b.Source, b.Transport, b.UserAgent,
-				b.CallID, b.CSeq, b.AuthUser, b.Realm, unixMs(b.RegisteredAt), unixMs(b.ExpiresAt), b.PingStatus,
+				b.CallID, int64(b.CSeq), b.AuthUser, b.Realm, unixMs(b.RegisteredAt), unixMs(b.ExpiresAt), b.PingStatus,
 				b.PingRTT, unixMs(b.PingAt), b.Node, b.Path, now)
 		}
 		if err := db.bindUpsert.Exec(ctx, tx, args); err != nil {

@@ -51,7 +51,7 @@ func (db *DB) SaveCalls(ctx context.Context, recs []store.Call) error {
 			return fmt.Errorf("calls: call %d: %w", r.ID, err)
 		}
 		args = append(args, r.ID, r.CallID, r.From, r.To, r.Domain, r.Source, r.Transport,
-			r.UserAgent, micros(r.Start), micros(r.Answer), micros(r.End), r.SIPStatus, string(r.Cause), r.HangupBy,
+			r.UserAgent, micros(r.Start), micros(r.Answer), micros(r.End), int64(r.SIPStatus), string(r.Cause), r.HangupBy,
 			string(branches), r.Detail, media)
 	}
 	// In background writes of at most backgroundChunk records (see

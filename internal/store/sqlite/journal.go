@@ -23,7 +23,8 @@ func newJournalInsert(db *sql.DB) *multirow.Insert {
 // InsertEvents writes events with statements prepared once per database
 // (multirow), in transactions of at most backgroundChunk events, each a
 // background write (see writeGate). On an error the events before the
-// failed chunk are written.
+// failed chunk are written. Status goes as an int64, the driver's own
+// type (database/sql converts an int by reflection).
 func (db *DB) InsertEvents(ctx context.Context, events []store.Event) error {
 	for len(events) > 0 {
 		n := min(len(events), backgroundChunk)
@@ -40,7 +41,7 @@ func (db *DB) insertEvents(ctx context.Context, events []store.Event) error {
 	for i := range events {
 		e := &events[i]
 		args = append(args, e.Time.UnixMicro(), e.Kind, string(e.Cause), e.Extension, e.Domain,
-			e.AuthUser, e.Realm, e.Source, e.Transport, e.UserAgent, e.Status, e.CallID, e.Detail)
+			e.AuthUser, e.Realm, e.Source, e.Transport, e.UserAgent, int64(e.Status), e.CallID, e.Detail)
 	}
 	if err := db.journalInsert.Write(ctx, args); err != nil {
 		return fmt.Errorf("journal: %w", err)

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -324,5 +325,67 @@ func TestTempStoreInMemory(t *testing.T) {
 	var ts int
 	if err := db.SQL().QueryRow("PRAGMA temp_store").Scan(&ts); err != nil || ts != 2 {
 		t.Fatalf("temp_store = %d (%v), want 2 (memory)", ts, err)
+	}
+}
+
+// TestWriteSettings: every connection of the pool syncs each commit
+// (synchronous=FULL: a REGISTER's 200 waits for a durable binding), and
+// has the larger page cache and checkpoint interval that keep a batch's
+// dirty pages out of the WAL until its commit.
+func TestWriteSettings(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// Hold every connection of the pool at once, so that each is checked.
+	var conns []*sql.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 4; i++ {
+		c, err := db.SQL().Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		for _, p := range []struct {
+			pragma string
+			want   int
+		}{{"synchronous", 2}, {"cache_size", -8000}, {"wal_autocheckpoint", 4000}} {
+			var got int
+			if err := c.QueryRowContext(ctx, "PRAGMA "+p.pragma).Scan(&got); err != nil || got != p.want {
+				t.Errorf("connection %d: %s = %d (%v), want %d", i, p.pragma, got, err, p.want)
+			}
+		}
+	}
+}
+
+// TestNoUpdatedIndex: a single node's database keeps no index on the
+// bindings' write time (only other nodes read by it), and reading what
+// other nodes wrote still works without it.
+func TestNoUpdatedIndex(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.SQL().QueryRow("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'bindings' AND sql IS NOT NULL").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d indexes on bindings (%v), want none besides the primary key", n, err)
+	}
+	now := time.Now()
+	b := store.Binding{Domain: "example.com", Extension: "2001", Contact: "sip:2001@10.0.0.1", Source: "10.0.0.1:5060",
+		Transport: "UDP", Node: "other", RegisteredAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := db.ApplyBindings(ctx, []store.Binding{b}, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.OtherBindings(ctx, "self", now.Add(-time.Second), now)
+	if err != nil || len(got) != 1 || got[0].Contact != b.Contact {
+		t.Fatalf("OtherBindings = %+v (%v), want the other node's binding", got, err)
 	}
 }
