@@ -362,6 +362,14 @@ func TestWriteSettings(t *testing.T) {
 			}
 		}
 	}
+	// The background writers' handle: the same settings but NORMAL (1).
+	var got int
+	if err := db.bg.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&got); err != nil || got != 1 {
+		t.Errorf("background handle: synchronous = %d (%v), want 1 (NORMAL)", got, err)
+	}
+	if err := db.bg.QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(&got); err != nil || got != 10000 {
+		t.Errorf("background handle: busy_timeout = %d (%v), want 10000", got, err)
+	}
 }
 
 // TestNoUpdatedIndex: a single node's database keeps no index on the
