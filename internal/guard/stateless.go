@@ -44,9 +44,10 @@ const shedRetryAfter = 5
 // shedLogEvery is how often, at most, shedding is logged (with the count).
 const shedLogEvery = 10 * time.Second
 
-// Registrar answers a REGISTER; reply sends the answer.
+// Registrar answers a REGISTER; reply sends the whole answer, as bytes,
+// and keeps them (for retransmissions).
 type Registrar interface {
-	Serve(req *sip.Request, reply func(*sip.Response) error)
+	Serve(req *sip.Request, reply func([]byte) error)
 }
 
 // Calls decides and answers, without a transaction, the first INVITE of a
@@ -87,8 +88,6 @@ type Stateless struct {
 	stalled atomic.Bool
 	wg      sync.WaitGroup // in-flight requests; waited for at shutdown
 	rtx     *retrans       // REGISTERs in hand and answered lately
-	// scratch holds *bytes.Buffer for serialize.
-	scratch sync.Pool
 
 	shed       atomic.Int64 // REGISTERs shed with 503 so far
 	absorbed   atomic.Int64 // retransmissions dropped or answered from rtx
@@ -332,8 +331,7 @@ func (st *Stateless) register(buf []byte, remote net.Addr, key rtxKey, e *rtxEnt
 	}
 	req.SetTransport("UDP")
 	req.SetSource(remote.String())
-	st.reg.Serve(req, func(res *sip.Response) error {
-		b := st.serialize(res)
+	st.reg.Serve(req, func(b []byte) error {
 		// Kept before it is sent, so a retransmission arriving after the
 		// answer finds it.
 		st.rtx.answered(e, b)
@@ -344,29 +342,6 @@ func (st *Stateless) register(buf []byte, remote net.Addr, key rtxKey, e *rtxEnt
 		return t.t.Reply("UDP", remote, b)
 	})
 }
-
-// serialize writes res into one buffer of its size: sipgo's String grows
-// a strings.Builder several times and the bytes are then copied again for
-// the socket. The bytes are kept for retransmissions (see retrans), so
-// they are built in a pooled scratch buffer and copied out at their size.
-func (st *Stateless) serialize(res *sip.Response) []byte {
-	buf, _ := st.scratch.Get().(*bytes.Buffer)
-	if buf == nil {
-		buf = new(bytes.Buffer)
-		buf.Grow(responseSizeHint)
-	}
-	buf.Reset()
-	res.StringWrite(buf)
-	b := bytes.Clone(buf.Bytes())
-	if buf.Cap() <= 4*responseSizeHint {
-		st.scratch.Put(buf)
-	}
-	return b
-}
-
-// responseSizeHint covers a REGISTER's 401 (two challenges) or 200 with a
-// few contacts.
-const responseSizeHint = 1024
 
 // errNoTransport: SetTransport was not called.
 var errNoTransport = errors.New("guard: no transport to answer through (SetTransport)")

@@ -22,7 +22,7 @@ type holdRegistrar struct {
 	release chan struct{}
 }
 
-func (h *holdRegistrar) Serve(req *sip.Request, reply func(*sip.Response) error) {
+func (h *holdRegistrar) Serve(req *sip.Request, reply func([]byte) error) {
 	h.mu.Lock()
 	h.served++
 	n := h.served
@@ -30,7 +30,7 @@ func (h *holdRegistrar) Serve(req *sip.Request, reply func(*sip.Response) error)
 	<-h.release
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	res.AppendHeader(sip.NewHeader("X-Served", strconv.Itoa(n)))
-	_ = reply(res)
+	_ = reply([]byte(res.String()))
 }
 
 func (h *holdRegistrar) count() int {

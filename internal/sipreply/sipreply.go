@@ -20,6 +20,7 @@ package sipreply
 
 import (
 	"encoding/hex"
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -240,4 +241,26 @@ func isIPv6(host string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.Zone() == "" && !ip.Is4In6() && ip.Is6()
+}
+
+// ForTransaction adapts send, which takes a *sip.Response (a sipgo
+// server transaction's Respond, with whatever wraps it), to answers
+// written as bytes: each is parsed back into a response addressed as
+// sip.NewResponseFromRequest addresses it (req's transport and source).
+// Only the transports that need a transaction (TCP, TLS, WebSocket) pay
+// for the parse; an answer that does not parse is not sent (error).
+func ForTransaction(req *sip.Request, send func(*sip.Response) error) func([]byte) error {
+	return func(b []byte) error {
+		msg, err := sip.ParseMessage(b)
+		if err != nil {
+			return fmt.Errorf("sipreply: answer does not parse: %w", err)
+		}
+		res, ok := msg.(*sip.Response)
+		if !ok {
+			return fmt.Errorf("sipreply: answer parsed as %T", msg)
+		}
+		res.SetTransport(req.Transport())
+		res.SetDestination(req.Source())
+		return send(res)
+	}
 }
