@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -150,7 +151,7 @@ func (st *Stateless) take(transport string, remote net.Addr, data []byte) bool {
 			return false
 		}
 		req.SetTransport("UDP")
-		req.SetSource(remote.String())
+		req.SetSource(sourceString(remote))
 		if !calls.Stateless(req) {
 			return false
 		}
@@ -330,7 +331,7 @@ func (st *Stateless) register(buf []byte, remote net.Addr, key rtxKey, e *rtxEnt
 		return
 	}
 	req.SetTransport("UDP")
-	req.SetSource(remote.String())
+	req.SetSource(sourceString(remote))
 	st.reg.Serve(req, func(b []byte) error {
 		// Kept before it is sent, so a retransmission arriving after the
 		// answer finds it.
@@ -341,6 +342,23 @@ func (st *Stateless) register(buf []byte, remote net.Addr, key rtxKey, e *rtxEnt
 		}
 		return t.t.Reply("UDP", remote, b)
 	})
+}
+
+// sourceString is remote.String() for a request's Source, in one
+// allocation instead of three for a *net.UDPAddr (the same text: an
+// IPv4-mapped address as IPv4, an IPv6 one in brackets; one with a zone
+// takes remote.String()).
+func sourceString(remote net.Addr) string {
+	if a, ok := remote.(*net.UDPAddr); ok && a.IP != nil && a.Zone == "" {
+		ap := a.AddrPort()
+		if ip := ap.Addr(); ip.Is4In6() {
+			ap = netip.AddrPortFrom(ip.Unmap(), ap.Port())
+		}
+		if ap.Addr().IsValid() {
+			return ap.String()
+		}
+	}
+	return remote.String()
 }
 
 // errNoTransport: SetTransport was not called.

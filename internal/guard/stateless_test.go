@@ -265,3 +265,23 @@ func TestRetransGenerations(t *testing.T) {
 		t.Fatal("a REGISTER that got no answer is still remembered")
 	}
 }
+
+// TestSourceString: a request's Source is the text net.UDPAddr.String
+// gives, for every kind of address.
+func TestSourceString(t *testing.T) {
+	for _, a := range []*net.UDPAddr{
+		{IP: net.IPv4(192, 0, 2, 7), Port: 5060},
+		{IP: net.ParseIP("192.0.2.7").To4(), Port: 65535},
+		{IP: net.ParseIP("2001:db8::1"), Port: 5062},
+		{IP: net.ParseIP("fe80::1"), Port: 1, Zone: "eth0"},
+		{IP: net.ParseIP("::"), Port: 0},
+		{IP: net.ParseIP("::ffff:10.0.0.1"), Port: 7},
+		{IP: net.ParseIP("::ffff:10.0.0.1"), Port: 7, Zone: "x"},
+		{Port: 5060},
+		{IP: net.IP{1, 2, 3}, Port: 5060},
+	} {
+		if got, want := sourceString(a), a.String(); got != want {
+			t.Errorf("sourceString(%#v) = %q, want %q", a, got, want)
+		}
+	}
+}

@@ -10,6 +10,7 @@
 package registrar
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -81,6 +83,8 @@ type Registrar struct {
 	answers sipreply.Writer
 	// date is the Date of the 200s sent within the same second.
 	date atomic.Pointer[httpDate]
+	// uriBufs holds *bytes.Buffer for uriString.
+	uriBufs sync.Pool
 }
 
 // httpDate is a Date header value and the Unix second it was written for.
@@ -352,8 +356,7 @@ func (r *Registrar) update(f *facts, ext *directory.Entry, res auth.Result) {
 		if exp > r.cfg.MaxExpires {
 			exp = r.cfg.MaxExpires
 		}
-		u := c.Address
-		contacts = append(contacts, contactReq{uri: u.String(), expires: exp})
+		contacts = append(contacts, contactReq{uri: r.uriString(&c.Address), expires: exp})
 	}
 	if wildcard && (len(contacts) > 0 || headerExpires != 0) {
 		r.refuse(f, cause.BadRequest, "Contact: * needs Expires: 0 and no other Contact")
@@ -373,7 +376,7 @@ func (r *Registrar) update(f *facts, ext *directory.Entry, res auth.Result) {
 			outcome, detail = cause.Registered, "query"
 			return cur, nil
 		}
-		next := append([]store.Binding(nil), cur...)
+		next := cur // a slice of its own (see location.Table.Update)
 		var added, removed, refreshed, replaced int
 		for _, c := range contacts {
 			idx, restarted := findBinding(next, c.uri, req.Source(), req.Transport(), callID)
@@ -481,6 +484,22 @@ func (r *Registrar) ok(f *facts, bindings []store.Binding, now time.Time) {
 	}
 	a.Header("Date", r.httpDate(now))
 	r.respond(f, 200, a)
+}
+
+// uriString returns u.String() (the text a binding keeps) in a string of
+// its own size: sipgo's String grows a builder several times.
+func (r *Registrar) uriString(u *sip.Uri) string {
+	b, _ := r.uriBufs.Get().(*bytes.Buffer)
+	if b == nil {
+		b = new(bytes.Buffer)
+	}
+	b.Reset()
+	u.StringWrite(b)
+	s := b.String()
+	if b.Cap() <= 1024 {
+		r.uriBufs.Put(b)
+	}
+	return s
 }
 
 // httpDate returns now as a Date header value (RFC 3261 §20.17), written

@@ -19,6 +19,7 @@
 package sipreply
 
 import (
+	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -28,7 +29,6 @@ import (
 	"sync"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/google/uuid"
 )
 
 // sizeHint covers a REGISTER's 401 (two challenges) or 200 with a few
@@ -44,8 +44,9 @@ type Writer struct {
 // Answer is one answer being written. It is not safe for concurrent use
 // and is not used after Bytes.
 type Answer struct {
-	b []byte
-	w *Writer
+	b   []byte
+	w   *Writer
+	rnd [16]byte // a UUID tag's random bits (here: read without an allocation)
 }
 
 // WriteString appends s (for sipgo's StringWrite methods).
@@ -87,7 +88,7 @@ func (w *Writer) Begin(req *sip.Request, status int, reason, tag string) *Answer
 		if status != 100 && !h.Params.Has("tag") {
 			a.b = append(a.b, ";tag="...)
 			if tag == "" {
-				a.b = appendUUID(a.b)
+				a.b = appendUUID(a.b, &a.rnd)
 			} else {
 				a.b = appendParamValue(a.b, tag)
 			}
@@ -216,10 +217,15 @@ func appendParamValue(b []byte, v string) []byte {
 	return append(b, v...)
 }
 
-// appendUUID appends a random (version 4) UUID in its text form, the tag
-// sipgo gives an answer's To.
-func appendUUID(b []byte) []byte {
-	u := uuid.New()
+// appendUUID appends a random (version 4, RFC 9562) UUID in its text
+// form, the tag sipgo gives an answer's To (google/uuid's New), using u
+// for its bits.
+func appendUUID(b []byte, u *[16]byte) []byte {
+	if _, err := rand.Read(u[:]); err != nil {
+		panic("sipreply: crypto/rand: " + err.Error()) // as uuid.New
+	}
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
 	var t [36]byte
 	hex.Encode(t[0:8], u[0:4])
 	t[8] = '-'
