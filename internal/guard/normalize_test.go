@@ -118,7 +118,7 @@ func (c *testCalls) Stateless(req *sip.Request) bool {
 	return c.take
 }
 
-func (c *testCalls) ChallengeStateless(_ *sip.Request, _ func(*sip.Response) error) {
+func (c *testCalls) ChallengeStateless(_ *sip.Request, _ func([]byte) error) {
 	c.mu.Lock()
 	c.sent++
 	c.mu.Unlock()

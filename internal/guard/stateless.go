@@ -56,8 +56,9 @@ type Registrar interface {
 type Calls interface {
 	// Stateless reports whether req is such an INVITE.
 	Stateless(req *sip.Request) bool
-	// ChallengeStateless answers an INVITE Stateless accepted.
-	ChallengeStateless(req *sip.Request, send func(*sip.Response) error)
+	// ChallengeStateless answers an INVITE Stateless accepted through
+	// send (the whole answer, as bytes).
+	ChallengeStateless(req *sip.Request, send func([]byte) error)
 }
 
 type callsBox struct{ c Calls }
@@ -292,13 +293,13 @@ func hasCredentials(data []byte) bool {
 	return bytes.Contains(data, []byte("\nProxy-Authorization:")) || bytes.Contains(data, []byte("\nproxy-authorization:"))
 }
 
-func (st *Stateless) reply(remote net.Addr) func(*sip.Response) error {
-	return func(res *sip.Response) error {
+func (st *Stateless) reply(remote net.Addr) func([]byte) error {
+	return func(b []byte) error {
 		t := st.g.tr.Load()
 		if t == nil {
 			return errNoTransport
 		}
-		return t.t.Reply("UDP", remote, []byte(res.String()))
+		return t.t.Reply("UDP", remote, b)
 	}
 }
 
