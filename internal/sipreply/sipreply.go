@@ -8,7 +8,10 @@
 // (RFC 3581), then From, To with a tag, Call-ID, CSeq and Content-Length:
 // 0, then the caller's headers), without building a sip.Response: no
 // header is cloned and the bytes are written once, into a pooled buffer,
-// and copied out at their size.
+// and copied out at their size. The packet guard's answers to messages it
+// does not parse (refusals of malformed ones, overload sheds) are written
+// from their raw bytes instead (guard's buildReply): they have no parsed
+// request to copy from.
 //
 // Example:
 //
