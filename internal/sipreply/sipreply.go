@@ -69,74 +69,80 @@ func (w *Writer) Begin(req *sip.Request, status int, reason, tag string) *Answer
 	if a == nil {
 		a = &Answer{b: make([]byte, 0, sizeHint), w: w}
 	}
-	a.b = append(a.b[:0], req.SipVersion...)
-	a.b = append(a.b, ' ')
-	a.b = strconv.AppendInt(a.b, int64(status), 10)
-	a.b = append(a.b, ' ')
-	a.b = append(a.b, reason...)
-	a.b = append(a.b, "\r\n"...)
+	// Written to a local slice, stored in a (on the heap) only around
+	// sipgo's StringWrite calls and at the end: each store is a GC write
+	// barrier.
+	b := append(a.b[:0], req.SipVersion...)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	b = append(b, reason...)
+	b = append(b, "\r\n"...)
 	first := true
 	for _, h := range req.Headers() {
 		if v, ok := h.(*sip.ViaHeader); ok {
-			a.via(v, first, req.Source())
+			b = appendVia(b, v, first, req.Source())
 			first = false
 		}
 	}
 	if h := req.From(); h != nil {
+		a.b = b
 		h.StringWrite(a)
-		a.b = append(a.b, "\r\n"...)
+		b = append(a.b, "\r\n"...)
 	}
 	if h := req.To(); h != nil {
+		a.b = b
 		h.StringWrite(a)
+		b = a.b
 		if status != 100 && !h.Params.Has("tag") {
-			a.b = append(a.b, ";tag="...)
+			b = append(b, ";tag="...)
 			if tag == "" {
-				a.b = appendUUID(a.b, &a.rnd)
+				b = appendUUID(b, &a.rnd)
 			} else {
-				a.b = appendParamValue(a.b, tag)
+				b = appendParamValue(b, tag)
 			}
 		}
-		a.b = append(a.b, "\r\n"...)
+		b = append(b, "\r\n"...)
 	}
 	if h := req.CallID(); h != nil {
-		a.b = append(a.b, "Call-ID: "...)
-		a.b = append(a.b, *h...)
-		a.b = append(a.b, "\r\n"...)
+		b = append(b, "Call-ID: "...)
+		b = append(b, *h...)
+		b = append(b, "\r\n"...)
 	}
 	if h := req.CSeq(); h != nil {
-		a.b = append(a.b, "CSeq: "...)
-		a.b = strconv.AppendUint(a.b, uint64(h.SeqNo), 10)
-		a.b = append(a.b, ' ')
-		a.b = append(a.b, h.MethodName...)
-		a.b = append(a.b, "\r\n"...)
+		b = append(b, "CSeq: "...)
+		b = strconv.AppendUint(b, uint64(h.SeqNo), 10)
+		b = append(b, ' ')
+		b = append(b, h.MethodName...)
+		b = append(b, "\r\n"...)
 	}
-	a.b = append(a.b, "Content-Length: 0\r\n"...)
+	a.b = append(b, "Content-Length: 0\r\n"...)
 	return a
 }
 
 // Header appends the header line "name: value".
 func (a *Answer) Header(name, value string) {
-	a.b = append(a.b, name...)
-	a.b = append(a.b, ": "...)
-	a.b = append(a.b, value...)
-	a.b = append(a.b, "\r\n"...)
+	b := append(a.b, name...)
+	b = append(b, ": "...)
+	b = append(b, value...)
+	a.b = append(b, "\r\n"...)
 }
 
 // HeaderInt appends the header line "name: n".
 func (a *Answer) HeaderInt(name string, n int) {
-	a.b = append(a.b, name...)
-	a.b = append(a.b, ": "...)
-	a.b = strconv.AppendInt(a.b, int64(n), 10)
-	a.b = append(a.b, "\r\n"...)
+	b := append(a.b, name...)
+	b = append(b, ": "...)
+	b = strconv.AppendInt(b, int64(n), 10)
+	a.b = append(b, "\r\n"...)
 }
 
 // Contact appends "Contact: <uri>;expires=N", a registrar's binding.
 func (a *Answer) Contact(uri string, expires int) {
-	a.b = append(a.b, "Contact: <"...)
-	a.b = append(a.b, uri...)
-	a.b = append(a.b, ">;expires="...)
-	a.b = strconv.AppendInt(a.b, int64(expires), 10)
-	a.b = append(a.b, "\r\n"...)
+	b := append(a.b, "Contact: <"...)
+	b = append(b, uri...)
+	b = append(b, ">;expires="...)
+	b = strconv.AppendInt(b, int64(expires), 10)
+	a.b = append(b, "\r\n"...)
 }
 
 // Bytes ends the header section and returns the answer in a slice of its
@@ -151,9 +157,9 @@ func (a *Answer) Bytes() []byte {
 	return out
 }
 
-// via appends one Via line as sipgo writes it; stamp: the first Via, which
-// gets received and rport (RFC 3581 §4) when its rport is empty.
-func (a *Answer) via(v *sip.ViaHeader, stamp bool, source string) {
+// appendVia appends one Via line as sipgo writes it; stamp: the first Via,
+// which gets received and rport (RFC 3581 §4) when its rport is empty.
+func appendVia(b []byte, v *sip.ViaHeader, stamp bool, source string) []byte {
 	var host, port string
 	if stamp {
 		rport, ok := v.Params.Get("rport")
@@ -162,42 +168,42 @@ func (a *Answer) via(v *sip.ViaHeader, stamp bool, source string) {
 			host, port, _ = net.SplitHostPort(source)
 		}
 	}
-	a.b = append(a.b, "Via: "...)
-	a.b = append(a.b, v.ProtocolName...)
-	a.b = append(a.b, '/')
-	a.b = append(a.b, v.ProtocolVersion...)
-	a.b = append(a.b, '/')
-	a.b = append(a.b, v.Transport...)
-	a.b = append(a.b, ' ')
+	b = append(b, "Via: "...)
+	b = append(b, v.ProtocolName...)
+	b = append(b, '/')
+	b = append(b, v.ProtocolVersion...)
+	b = append(b, '/')
+	b = append(b, v.Transport...)
+	b = append(b, ' ')
 	if isIPv6(v.Host) {
-		a.b = append(a.b, '[')
-		a.b = append(a.b, v.Host...)
-		a.b = append(a.b, ']')
+		b = append(b, '[')
+		b = append(b, v.Host...)
+		b = append(b, ']')
 	} else {
-		a.b = append(a.b, v.Host...)
+		b = append(b, v.Host...)
 	}
 	if v.Port > 0 {
-		a.b = append(a.b, ':')
-		a.b = strconv.AppendInt(a.b, int64(v.Port), 10)
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(v.Port), 10)
 	}
 	// sipgo's HeaderParams.Add: the first rport and received are set in
 	// place, a missing received is appended.
 	rportDone, receivedDone := !stamp, !stamp
 	for _, kv := range v.Params {
-		a.b = append(a.b, ';')
+		b = append(b, ';')
 		val := kv.V
 		if !rportDone && kv.K == "rport" {
 			val, rportDone = port, true
 		} else if !receivedDone && kv.K == "received" {
 			val, receivedDone = host, true
 		}
-		a.b = appendParam(a.b, kv.K, val)
+		b = appendParam(b, kv.K, val)
 	}
 	if !receivedDone {
-		a.b = append(a.b, ';')
-		a.b = appendParam(a.b, "received", host)
+		b = append(b, ';')
+		b = appendParam(b, "received", host)
 	}
-	a.b = append(a.b, "\r\n"...)
+	return append(b, "\r\n"...)
 }
 
 // appendParam appends k[=v] as sipgo's HeaderParams.ToStringWrite does:

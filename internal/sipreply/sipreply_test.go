@@ -3,6 +3,7 @@ package sipreply
 import (
 	"bytes"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -178,6 +179,39 @@ func FuzzSameAsSipgo(f *testing.F) {
 		}
 		if res, ok := back.(*sip.Response); !ok || res.StatusCode != 401 {
 			t.Fatalf("parsed back as %T", back)
+		}
+	})
+}
+
+// BenchmarkAnswer compares a registrar's 200 (one contact and a Date)
+// written by sipgo (NewResponseFromRequest, headers appended, StringWrite
+// into a buffer, copied out at its size, as the stateless path did) and
+// by a Writer.
+func BenchmarkAnswer(b *testing.B) {
+	req := parse(b, requests["plain"], "127.0.0.1:5062")
+	date := "Thu, 03 Dec 2026 14:00:00 GMT"
+	b.Run("sipgo", func(b *testing.B) {
+		b.ReportAllocs()
+		var buf bytes.Buffer
+		for range b.N {
+			res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+			res.AppendHeader(sip.NewHeader("Contact", "<"+"sip:1001@127.0.0.1:5062"+">;expires="+strconv.Itoa(3600)))
+			res.AppendHeader(sip.NewHeader("Date", date))
+			res.AppendHeader(sip.NewHeader("Server", "switchboard"))
+			buf.Reset()
+			res.StringWrite(&buf)
+			_ = bytes.Clone(buf.Bytes())
+		}
+	})
+	b.Run("writer", func(b *testing.B) {
+		b.ReportAllocs()
+		var w Writer
+		for range b.N {
+			a := w.Begin(req, 200, "OK", "")
+			a.Contact("sip:1001@127.0.0.1:5062", 3600)
+			a.Header("Date", date)
+			a.Header("Server", "switchboard")
+			_ = a.Bytes()
 		}
 	})
 }
