@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-pbx/switchboard/internal/sipreply"
 )
 
 // maxStatelessInFlight bounds the requests handled at once on the
@@ -45,10 +46,10 @@ const shedRetryAfter = 5
 // shedLogEvery is how often, at most, shedding is logged (with the count).
 const shedLogEvery = 10 * time.Second
 
-// Registrar answers a REGISTER; reply sends the whole answer, as bytes,
-// and keeps them (for retransmissions).
+// Registrar answers a REGISTER through reply, which sends the answer's
+// bytes (Answer.Bytes) and keeps them (for retransmissions).
 type Registrar interface {
-	Serve(req *sip.Request, reply func([]byte) error)
+	Serve(req *sip.Request, reply func(*sipreply.Answer) error)
 }
 
 // Calls decides and answers, without a transaction, the first INVITE of a
@@ -57,8 +58,8 @@ type Calls interface {
 	// Stateless reports whether req is such an INVITE.
 	Stateless(req *sip.Request) bool
 	// ChallengeStateless answers an INVITE Stateless accepted through
-	// send (the whole answer, as bytes).
-	ChallengeStateless(req *sip.Request, send func([]byte) error)
+	// send (which sends the answer's bytes).
+	ChallengeStateless(req *sip.Request, send func(*sipreply.Answer) error)
 }
 
 type callsBox struct{ c Calls }
@@ -293,8 +294,9 @@ func hasCredentials(data []byte) bool {
 	return bytes.Contains(data, []byte("\nProxy-Authorization:")) || bytes.Contains(data, []byte("\nproxy-authorization:"))
 }
 
-func (st *Stateless) reply(remote net.Addr) func([]byte) error {
-	return func(b []byte) error {
+func (st *Stateless) reply(remote net.Addr) func(*sipreply.Answer) error {
+	return func(a *sipreply.Answer) error {
+		b := a.Bytes()
 		t := st.g.tr.Load()
 		if t == nil {
 			return errNoTransport
@@ -333,7 +335,8 @@ func (st *Stateless) register(buf []byte, remote net.Addr, key rtxKey, e *rtxEnt
 	}
 	req.SetTransport("UDP")
 	req.SetSource(sourceString(remote))
-	st.reg.Serve(req, func(b []byte) error {
+	st.reg.Serve(req, func(a *sipreply.Answer) error {
+		b := a.Bytes()
 		// Kept before it is sent, so a retransmission arriving after the
 		// answer finds it.
 		st.rtx.answered(e, b)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-pbx/switchboard/internal/sipreply"
 )
 
 // holdRegistrar is a Registrar that counts the REGISTERs it is handed and
@@ -20,17 +21,18 @@ type holdRegistrar struct {
 	mu      sync.Mutex
 	served  int
 	release chan struct{}
+	answers sipreply.Writer
 }
 
-func (h *holdRegistrar) Serve(req *sip.Request, reply func([]byte) error) {
+func (h *holdRegistrar) Serve(req *sip.Request, reply func(*sipreply.Answer) error) {
 	h.mu.Lock()
 	h.served++
 	n := h.served
 	h.mu.Unlock()
 	<-h.release
-	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-	res.AppendHeader(sip.NewHeader("X-Served", strconv.Itoa(n)))
-	_ = reply([]byte(res.String()))
+	a := h.answers.Begin(req, 200, "OK", "")
+	a.HeaderInt("X-Served", n)
+	_ = reply(a)
 }
 
 func (h *holdRegistrar) count() int {

@@ -48,7 +48,7 @@ func (p *Proxy) serveNewCall(req *sip.Request, tx sip.ServerTransaction) {
 		p.refuse(req, tx, &ev, c, detail)
 		return
 	}
-	res, ok := p.authorize(req, &ev, src, "", sipreply.ForTransaction(req, func(r *sip.Response) error {
+	res, ok := p.authorize(req, &ev, src, "", sipreply.ForTransaction(func(r *sip.Response) error {
 		p.respond(tx, r)
 		return nil
 	}),
@@ -146,11 +146,11 @@ func (p *Proxy) admit(req *sip.Request, src netip.Addr) (cause.Code, string) {
 
 // authorize is the authentication gate of a new call that admit let
 // through, on both paths: missing, stale or foreign credentials get a 407
-// through send (as bytes; its To tag is tag, or a random one when ""); wrong ones, and a From user other than the authenticated
+// through send (its To tag is tag, or a random one when ""); wrong ones, and a From user other than the authenticated
 // one, are refused through refuse and counted against src (see
 // Policy.AuthFailed). ok reports that the caller authenticated as its own
 // extension (res.Ext); ev gets the domain, auth user and realm.
-func (p *Proxy) authorize(req *sip.Request, ev *journal.Event, src netip.Addr, tag string, send func([]byte) error,
+func (p *Proxy) authorize(req *sip.Request, ev *journal.Event, src netip.Addr, tag string, send func(*sipreply.Answer) error,
 	refuse func(cause.Code, string)) (res auth.Result, ok bool) {
 	caller := req.From().Address.User
 	callerDomain, served := p.d.Dir.Resolve(req.From().Address.Host)
@@ -200,7 +200,7 @@ func (p *Proxy) Stateless(req *sip.Request) bool {
 // ChallengeStateless answers an INVITE that Stateless accepted through
 // send, by the same gate as ServeINVITE (authorize: without credentials,
 // a 407), and journals it alike.
-func (p *Proxy) ChallengeStateless(req *sip.Request, send func([]byte) error) {
+func (p *Proxy) ChallengeStateless(req *sip.Request, send func(*sipreply.Answer) error) {
 	ev := callEvent(req)
 	// Its To tag: its ACK is then recognised before sipgo parses it
 	// (TakeACK).
@@ -235,12 +235,12 @@ func (p *Proxy) refuse(req *sip.Request, tx sip.ServerTransaction, ev *journal.E
 // tag, a random one when "") through send. A plain
 // challenge is journaled once a minute per phone and user, unless the call
 // is authenticated within journal.HoldFor; stale or bad nonces always.
-func (p *Proxy) challenge(req *sip.Request, tag string, send func([]byte) error, ev *journal.Event, res auth.Result, realm string,
+func (p *Proxy) challenge(req *sip.Request, tag string, send func(*sipreply.Answer) error, ev *journal.Event, res auth.Result, realm string,
 	src netip.Addr, user string) {
 	a := p.answers.Begin(req, 407, "Proxy Authentication Required", tag)
 	p.d.Auth.ChallengeTo(a, "Proxy-Authenticate", realm, res.Cause == cause.StaleNonce)
 	a.Header("Server", p.cfg.ServerName)
-	if err := send(a.Bytes()); err != nil {
+	if err := send(a); err != nil {
 		p.log.Debug("proxy: send 407", "error", err)
 	}
 	ev.Cause, ev.Status, ev.Detail = res.Cause, 407, res.Detail

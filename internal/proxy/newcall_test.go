@@ -130,7 +130,7 @@ func TestStatelessChallenge(t *testing.T) {
 	}
 	var got *sip.Response
 	req := plain()
-	e.p.ChallengeStateless(req, sipreply.ForTransaction(req, func(r *sip.Response) error { got = r; return nil }))
+	e.p.ChallengeStateless(req, sipreply.ForTransaction(func(r *sip.Response) error { got = r; return nil }))
 	if got == nil || got.StatusCode != 407 {
 		t.Fatalf("answer %v, want 407", got)
 	}

@@ -115,7 +115,7 @@ func New(cfg Config, dir *directory.Cache, a *auth.Authenticator, loc *location.
 // request facts shared by every answer path.
 type facts struct {
 	req       *sip.Request
-	send      func([]byte) error
+	send      func(*sipreply.Answer) error
 	src       netip.Addr
 	ev        journal.Event
 	domain    string
@@ -128,11 +128,11 @@ type facts struct {
 
 // ServeREGISTER is the sipgo handler for REGISTER.
 func (r *Registrar) ServeREGISTER(req *sip.Request, tx sip.ServerTransaction) {
-	r.Serve(req, sipreply.ForTransaction(req, tx.Respond))
+	r.Serve(req, sipreply.ForTransaction(tx.Respond))
 }
 
-// Serve handles one REGISTER and answers it through send, with the whole
-// answer as bytes (written by sipreply; send may keep them). Used directly
+// Serve handles one REGISTER and answers it through send (which ends the
+// answer: Answer.Bytes, or Response for a server transaction). Used directly
 // (without a server transaction) for REGISTER over UDP: the registrar is
 // idempotent for retransmissions (a repeated CSeq refreshes again and gets
 // the same 200; a repeated nonce count gets a fresh challenge), so keeping
@@ -141,7 +141,7 @@ func (r *Registrar) ServeREGISTER(req *sip.Request, tx sip.ServerTransaction) {
 // Serve returns once the answer is sent; a change it accepts is committed
 // to the database first (a few milliseconds, one shared fsync), so call it
 // on a goroutine of its own, never on a socket's reader.
-func (r *Registrar) Serve(req *sip.Request, send func([]byte) error) {
+func (r *Registrar) Serve(req *sip.Request, send func(*sipreply.Answer) error) {
 	f := facts{req: req, send: send}
 	f.src = SourceAddr(req.Source())
 	if h := firstHeader(req, "User-Agent"); h != nil {
@@ -294,7 +294,7 @@ func (r *Registrar) refuse(f *facts, c cause.Code, detail string) {
 // respond ends the answer a (of status) and sends it.
 func (r *Registrar) respond(f *facts, status int, a *sipreply.Answer) {
 	a.Header("Server", "switchboard")
-	if err := f.send(a.Bytes()); err != nil {
+	if err := f.send(a); err != nil {
 		r.log.Debug("registrar: respond", "status", status, "error", err)
 	}
 }

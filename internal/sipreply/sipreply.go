@@ -13,6 +13,10 @@
 // from their raw bytes instead (guard's buildReply): they have no parsed
 // request to copy from.
 //
+// An answer that must go through a sipgo server transaction (TCP, TLS,
+// WebSocket) is handed over as the sip.Response sipgo would have built
+// (Answer.Response): the same headers, no parse of the bytes.
+//
 // Example:
 //
 //	a := w.Begin(req, 401, "Unauthorized", "")
@@ -24,7 +28,6 @@ package sipreply
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -45,12 +48,25 @@ type Writer struct {
 }
 
 // Answer is one answer being written. It is not safe for concurrent use
-// and is not used after Bytes.
+// and is not used after Bytes or Response.
 type Answer struct {
 	b   []byte
 	w   *Writer
 	rnd [16]byte // a UUID tag's random bits (here: read without an allocation)
+
+	// For Response: the request, the status line, the To tag added (the
+	// caller's tag, or where in b the UUID written is; none: tagEnd 0)
+	// and the caller's header lines.
+	req           *sip.Request
+	status        int
+	reason        string
+	tag           string
+	tagAt, tagEnd int
+	extra         []line
 }
+
+// line is where one header line "name: value" of an Answer is in its b.
+type line struct{ start, colon, end int }
 
 // WriteString appends s (for sipgo's StringWrite methods).
 func (a *Answer) WriteString(s string) (int, error) {
@@ -72,6 +88,7 @@ func (w *Writer) Begin(req *sip.Request, status int, reason, tag string) *Answer
 	// Written to a local slice, stored in a (on the heap) only around
 	// sipgo's StringWrite calls and at the end: each store is a GC write
 	// barrier.
+	a.req, a.status, a.reason, a.tag, a.tagAt, a.tagEnd, a.extra = req, status, reason, "", 0, 0, a.extra[:0]
 	b := append(a.b[:0], req.SipVersion...)
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, int64(status), 10)
@@ -97,8 +114,11 @@ func (w *Writer) Begin(req *sip.Request, status int, reason, tag string) *Answer
 		if status != 100 && !h.Params.Has("tag") {
 			b = append(b, ";tag="...)
 			if tag == "" {
+				a.tagAt = len(b)
 				b = appendUUID(b, &a.rnd)
+				a.tagEnd = len(b)
 			} else {
+				a.tag = tag
 				b = appendParamValue(b, tag)
 			}
 		}
@@ -122,28 +142,42 @@ func (w *Writer) Begin(req *sip.Request, status int, reason, tag string) *Answer
 
 // Header appends the header line "name: value".
 func (a *Answer) Header(name, value string) {
+	l := line{start: len(a.b)}
 	b := append(a.b, name...)
+	l.colon = len(b)
 	b = append(b, ": "...)
 	b = append(b, value...)
+	l.end = len(b)
 	a.b = append(b, "\r\n"...)
+	a.extra = append(a.extra, l)
 }
 
 // HeaderInt appends the header line "name: n".
 func (a *Answer) HeaderInt(name string, n int) {
+	l := line{start: len(a.b)}
 	b := append(a.b, name...)
+	l.colon = len(b)
 	b = append(b, ": "...)
 	b = strconv.AppendInt(b, int64(n), 10)
+	l.end = len(b)
 	a.b = append(b, "\r\n"...)
+	a.extra = append(a.extra, l)
 }
 
 // Contact appends "Contact: <uri>;expires=N", a registrar's binding.
 func (a *Answer) Contact(uri string, expires int) {
+	l := line{start: len(a.b), colon: len(a.b) + len("Contact")}
 	b := append(a.b, "Contact: <"...)
 	b = append(b, uri...)
 	b = append(b, ">;expires="...)
 	b = strconv.AppendInt(b, int64(expires), 10)
+	l.end = len(b)
 	a.b = append(b, "\r\n"...)
+	a.extra = append(a.extra, l)
 }
+
+// Status returns the answer's status code.
+func (a *Answer) Status() int { return a.status }
 
 // Bytes ends the header section and returns the answer in a slice of its
 // own, of its size; a goes back to its Writer's pool.
@@ -151,10 +185,37 @@ func (a *Answer) Bytes() []byte {
 	a.b = append(a.b, "\r\n"...)
 	out := make([]byte, len(a.b))
 	copy(out, a.b)
-	if cap(a.b) <= 4*sizeHint {
+	a.release()
+	return out
+}
+
+// Response returns the answer as the sip.Response that
+// sip.NewResponseFromRequest and the same header lines make (its To tag
+// the one written), for a sipgo server transaction; its String is what
+// Bytes returns. a goes back to its Writer's pool.
+func (a *Answer) Response() *sip.Response {
+	res := sip.NewResponseFromRequest(a.req, a.status, a.reason, nil)
+	if to := res.To(); to != nil {
+		switch {
+		case a.tag != "":
+			to.Params.Add("tag", a.tag)
+		case a.tagEnd > 0:
+			to.Params.Add("tag", string(a.b[a.tagAt:a.tagEnd]))
+		}
+	}
+	for _, l := range a.extra {
+		res.AppendHeader(sip.NewHeader(string(a.b[l.start:l.colon]), string(a.b[l.colon+2:l.end])))
+	}
+	a.release()
+	return res
+}
+
+// release puts a back into its Writer's pool (unless it grew large).
+func (a *Answer) release() {
+	a.req = nil
+	if cap(a.b) <= 4*sizeHint && cap(a.extra) <= 64 {
 		a.w.pool.Put(a)
 	}
-	return out
 }
 
 // appendVia appends one Via line as sipgo writes it; stamp: the first Via,
@@ -259,23 +320,8 @@ func isIPv6(host string) bool {
 }
 
 // ForTransaction adapts send, which takes a *sip.Response (a sipgo
-// server transaction's Respond, with whatever wraps it), to answers
-// written as bytes: each is parsed back into a response addressed as
-// sip.NewResponseFromRequest addresses it (req's transport and source).
-// Only the transports that need a transaction (TCP, TLS, WebSocket) pay
-// for the parse; an answer that does not parse is not sent (error).
-func ForTransaction(req *sip.Request, send func(*sip.Response) error) func([]byte) error {
-	return func(b []byte) error {
-		msg, err := sip.ParseMessage(b)
-		if err != nil {
-			return fmt.Errorf("sipreply: answer does not parse: %w", err)
-		}
-		res, ok := msg.(*sip.Response)
-		if !ok {
-			return fmt.Errorf("sipreply: answer parsed as %T", msg)
-		}
-		res.SetTransport(req.Transport())
-		res.SetDestination(req.Source())
-		return send(res)
-	}
+// server transaction's Respond, with whatever wraps it), to a sender of
+// Answers (see Answer.Response).
+func ForTransaction(send func(*sip.Response) error) func(*Answer) error {
+	return func(a *Answer) error { return send(a.Response()) }
 }

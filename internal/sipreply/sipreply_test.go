@@ -55,11 +55,22 @@ func sipgoAnswer(req *sip.Request, status int, reason, tag string, extra [][2]st
 }
 
 func ours(w *Writer, req *sip.Request, status int, reason, tag string, extra [][2]string) []byte {
+	return begin(w, req, status, reason, tag, extra).Bytes()
+}
+
+// oursResponse is the answer as a server transaction gets it.
+func oursResponse(w *Writer, req *sip.Request, status int, reason, tag string, extra [][2]string) []byte {
+	var b bytes.Buffer
+	begin(w, req, status, reason, tag, extra).Response().StringWrite(&b)
+	return b.Bytes()
+}
+
+func begin(w *Writer, req *sip.Request, status int, reason, tag string, extra [][2]string) *Answer {
 	a := w.Begin(req, status, reason, tag)
 	for _, h := range extra {
 		a.Header(h[0], h[1])
 	}
-	return a.Bytes()
+	return a
 }
 
 func parse(t testing.TB, raw string, source string) *sip.Request {
@@ -95,6 +106,9 @@ func TestSameAsSipgo(t *testing.T) {
 					if !bytes.Equal(got, want) {
 						t.Errorf("%s from %s, %d:\ngot:\n%s\nwant:\n%s", name, source, st.code, got, want)
 					}
+					if got := oursResponse(&w, req, st.code, st.reason, "fixed-tag", extra); !bytes.Equal(got, want) {
+						t.Errorf("%s from %s, %d, Response:\ngot:\n%s\nwant:\n%s", name, source, st.code, got, want)
+					}
 				}
 			}
 		}
@@ -111,6 +125,17 @@ func TestTag(t *testing.T) {
 	second := uuidTag.FindSubmatch(w.Begin(req, 200, "OK", "").Bytes())
 	if first == nil || second == nil || bytes.Equal(first[1], second[1]) {
 		t.Errorf("tags %q and %q: want two different UUIDs", first, second)
+	}
+	// A server transaction's answer carries the tag written, not one of
+	// sipgo's own.
+	a := w.Begin(req, 200, "OK", "")
+	a.HeaderInt("X-N", 1)
+	written := uuidTag.FindSubmatch(a.b)
+	var res bytes.Buffer
+	a.Response().StringWrite(&res)
+	if got := uuidTag.FindSubmatch(res.Bytes()); written == nil || got == nil || !bytes.Equal(got[1], written[1]) ||
+		!strings.Contains(res.String(), "\r\nX-N: 1\r\n") {
+		t.Errorf("Response:\n%s\nwant the tag %q and X-N", res.String(), written)
 	}
 	tagged := parse(t, requests["to tag"], "127.0.0.1:5062")
 	if got := string(w.Begin(tagged, 407, "Proxy Authentication Required", "mine").Bytes()); !strings.Contains(got,
@@ -165,6 +190,9 @@ func FuzzSameAsSipgo(f *testing.F) {
 		got := ours(&w, req, 401, "Unauthorized", "fuzz", nil)
 		if !bytes.Equal(got, want) {
 			t.Fatalf("got:\n%q\nwant:\n%q", got, want)
+		}
+		if tx := oursResponse(&w, req, 401, "Unauthorized", "fuzz", nil); !bytes.Equal(tx, want) {
+			t.Fatalf("Response:\n%q\nwant:\n%q", tx, want)
 		}
 		back, err := sip.ParseMessage(got)
 		if err != nil {
