@@ -48,10 +48,10 @@ func (p *Proxy) serveNewCall(req *sip.Request, tx sip.ServerTransaction) {
 		p.refuse(req, tx, &ev, c, detail)
 		return
 	}
-	res, ok := p.authorize(req, &ev, src, "", sipreply.ForTransaction(func(r *sip.Response) error {
-		p.respond(tx, r)
+	res, ok := p.authorize(req, &ev, src, "", func(a *sipreply.Answer) error {
+		p.respond(tx, a.Response())
 		return nil
-	}),
+	},
 		func(c cause.Code, detail string) { p.refuse(req, tx, &ev, c, detail) })
 	if !ok {
 		return

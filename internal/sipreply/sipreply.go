@@ -54,19 +54,21 @@ type Answer struct {
 	w   *Writer
 	rnd [16]byte // a UUID tag's random bits (here: read without an allocation)
 
-	// For Response: the request, the status line, the To tag added (the
-	// caller's tag, or where in b the UUID written is; none: tagEnd 0)
-	// and the caller's header lines.
-	req           *sip.Request
-	status        int
-	reason        string
-	tag           string
-	tagAt, tagEnd int
-	extra         []line
+	// For Response: the request, the status line, the caller's To tag
+	// (when added) and header lines.
+	req    *sip.Request
+	status int
+	reason string
+	tag    string
+	extra  []line
 }
 
-// line is where one header line "name: value" of an Answer is in its b.
-type line struct{ start, colon, end int }
+// line is one header line of an Answer: name and value, or (name "")
+// where "name: value" is in its b.
+type line struct {
+	name, value       string
+	start, colon, end int
+}
 
 // WriteString appends s (for sipgo's StringWrite methods).
 func (a *Answer) WriteString(s string) (int, error) {
@@ -88,7 +90,7 @@ func (w *Writer) Begin(req *sip.Request, status int, reason, tag string) *Answer
 	// Written to a local slice, stored in a (on the heap) only around
 	// sipgo's StringWrite calls and at the end: each store is a GC write
 	// barrier.
-	a.req, a.status, a.reason, a.tag, a.tagAt, a.tagEnd, a.extra = req, status, reason, "", 0, 0, a.extra[:0]
+	a.req, a.status, a.reason, a.tag, a.extra = req, status, reason, "", a.extra[:0]
 	b := append(a.b[:0], req.SipVersion...)
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, int64(status), 10)
@@ -114,9 +116,7 @@ func (w *Writer) Begin(req *sip.Request, status int, reason, tag string) *Answer
 		if status != 100 && !h.Params.Has("tag") {
 			b = append(b, ";tag="...)
 			if tag == "" {
-				a.tagAt = len(b)
 				b = appendUUID(b, &a.rnd)
-				a.tagEnd = len(b)
 			} else {
 				a.tag = tag
 				b = appendParamValue(b, tag)
@@ -142,14 +142,11 @@ func (w *Writer) Begin(req *sip.Request, status int, reason, tag string) *Answer
 
 // Header appends the header line "name: value".
 func (a *Answer) Header(name, value string) {
-	l := line{start: len(a.b)}
 	b := append(a.b, name...)
-	l.colon = len(b)
 	b = append(b, ": "...)
 	b = append(b, value...)
-	l.end = len(b)
 	a.b = append(b, "\r\n"...)
-	a.extra = append(a.extra, l)
+	a.extra = append(a.extra, line{name: name, value: value})
 }
 
 // HeaderInt appends the header line "name: n".
@@ -190,21 +187,19 @@ func (a *Answer) Bytes() []byte {
 }
 
 // Response returns the answer as the sip.Response that
-// sip.NewResponseFromRequest and the same header lines make (its To tag
-// the one written), for a sipgo server transaction; its String is what
-// Bytes returns. a goes back to its Writer's pool.
+// sip.NewResponseFromRequest and the same header lines make, for a sipgo
+// server transaction: its String is what Bytes returns, but for a random
+// To tag (sipgo's own UUID). a goes back to its Writer's pool.
 func (a *Answer) Response() *sip.Response {
 	res := sip.NewResponseFromRequest(a.req, a.status, a.reason, nil)
-	if to := res.To(); to != nil {
-		switch {
-		case a.tag != "":
-			to.Params.Add("tag", a.tag)
-		case a.tagEnd > 0:
-			to.Params.Add("tag", string(a.b[a.tagAt:a.tagEnd]))
-		}
+	if to := res.To(); to != nil && a.tag != "" {
+		to.Params.Add("tag", a.tag) // else sipgo's own random one, as the UUID written
 	}
 	for _, l := range a.extra {
-		res.AppendHeader(sip.NewHeader(string(a.b[l.start:l.colon]), string(a.b[l.colon+2:l.end])))
+		if l.name == "" {
+			l.name, l.value = string(a.b[l.start:l.colon]), string(a.b[l.colon+2:l.end])
+		}
+		res.AppendHeader(sip.NewHeader(l.name, l.value))
 	}
 	a.release()
 	return res
@@ -213,6 +208,7 @@ func (a *Answer) Response() *sip.Response {
 // release puts a back into its Writer's pool (unless it grew large).
 func (a *Answer) release() {
 	a.req = nil
+	clear(a.extra) // the caller's strings
 	if cap(a.b) <= 4*sizeHint && cap(a.extra) <= 64 {
 		a.w.pool.Put(a)
 	}

@@ -126,16 +126,13 @@ func TestTag(t *testing.T) {
 	if first == nil || second == nil || bytes.Equal(first[1], second[1]) {
 		t.Errorf("tags %q and %q: want two different UUIDs", first, second)
 	}
-	// A server transaction's answer carries the tag written, not one of
-	// sipgo's own.
+	// A server transaction's answer too (sipgo's own UUID).
 	a := w.Begin(req, 200, "OK", "")
 	a.HeaderInt("X-N", 1)
-	written := uuidTag.FindSubmatch(a.b)
 	var res bytes.Buffer
 	a.Response().StringWrite(&res)
-	if got := uuidTag.FindSubmatch(res.Bytes()); written == nil || got == nil || !bytes.Equal(got[1], written[1]) ||
-		!strings.Contains(res.String(), "\r\nX-N: 1\r\n") {
-		t.Errorf("Response:\n%s\nwant the tag %q and X-N", res.String(), written)
+	if uuidTag.FindSubmatch(res.Bytes()) == nil || !strings.Contains(res.String(), "\r\nX-N: 1\r\n") {
+		t.Errorf("Response:\n%s\nwant a UUID tag and X-N", res.String())
 	}
 	tagged := parse(t, requests["to tag"], "127.0.0.1:5062")
 	if got := string(w.Begin(tagged, 407, "Proxy Authentication Required", "mine").Bytes()); !strings.Contains(got,
