@@ -229,12 +229,27 @@ func (a *Authenticator) offered(alg string) bool {
 // in the realm of domain (see directory.Cache.Realm). header is
 // "WWW-Authenticate" or "Proxy-Authenticate".
 func (a *Authenticator) Challenge(res *sip.Response, header, domain string, stale bool) {
+	a.ChallengeTo(responseHeaders{res}, header, domain, stale)
+}
+
+// HeaderWriter takes the header lines of an answer being written (see
+// sipreply.Answer).
+type HeaderWriter interface {
+	Header(name, value string)
+}
+
+// ChallengeTo is Challenge for an answer written as bytes.
+func (a *Authenticator) ChallengeTo(w HeaderWriter, header, domain string, stale bool) {
 	realm := a.Dir.Realm(domain)
 	nonce := a.Nonces.NewFor(realm)
 	for _, alg := range a.Algorithms {
-		res.AppendHeader(sip.NewHeader(header, digest.Challenge(realm, nonce, "", alg, stale)))
+		w.Header(header, digest.Challenge(realm, nonce, "", alg, stale))
 	}
 }
+
+type responseHeaders struct{ res *sip.Response }
+
+func (r responseHeaders) Header(name, value string) { r.res.AppendHeader(sip.NewHeader(name, value)) }
 
 // HeaderIs reports whether a header's name is name, ignoring ASCII case
 // only (not Unicode folding), without allocating (unlike sipgo's

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-pbx/switchboard/internal/sipreply"
 )
 
 func normalizeString(t *testing.T, msg string) string {
@@ -118,7 +119,7 @@ func (c *testCalls) Stateless(req *sip.Request) bool {
 	return c.take
 }
 
-func (c *testCalls) ChallengeStateless(_ *sip.Request, _ func(*sip.Response) error) {
+func (c *testCalls) ChallengeStateless(_ *sip.Request, _ func(*sipreply.Answer) error) {
 	c.mu.Lock()
 	c.sent++
 	c.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-pbx/switchboard/internal/sipreply"
 )
 
 // maxStatelessInFlight bounds the requests handled at once on the
@@ -44,9 +46,10 @@ const shedRetryAfter = 5
 // shedLogEvery is how often, at most, shedding is logged (with the count).
 const shedLogEvery = 10 * time.Second
 
-// Registrar answers a REGISTER; reply sends the answer.
+// Registrar answers a REGISTER through reply, which sends the answer's
+// bytes (Answer.Bytes) and keeps them (for retransmissions).
 type Registrar interface {
-	Serve(req *sip.Request, reply func(*sip.Response) error)
+	Serve(req *sip.Request, reply func(*sipreply.Answer) error)
 }
 
 // Calls decides and answers, without a transaction, the first INVITE of a
@@ -54,8 +57,9 @@ type Registrar interface {
 type Calls interface {
 	// Stateless reports whether req is such an INVITE.
 	Stateless(req *sip.Request) bool
-	// ChallengeStateless answers an INVITE Stateless accepted.
-	ChallengeStateless(req *sip.Request, send func(*sip.Response) error)
+	// ChallengeStateless answers an INVITE Stateless accepted through
+	// send (which sends the answer's bytes).
+	ChallengeStateless(req *sip.Request, send func(*sipreply.Answer) error)
 }
 
 type callsBox struct{ c Calls }
@@ -87,8 +91,6 @@ type Stateless struct {
 	stalled atomic.Bool
 	wg      sync.WaitGroup // in-flight requests; waited for at shutdown
 	rtx     *retrans       // REGISTERs in hand and answered lately
-	// scratch holds *bytes.Buffer for serialize.
-	scratch sync.Pool
 
 	shed       atomic.Int64 // REGISTERs shed with 503 so far
 	absorbed   atomic.Int64 // retransmissions dropped or answered from rtx
@@ -151,7 +153,7 @@ func (st *Stateless) take(transport string, remote net.Addr, data []byte) bool {
 			return false
 		}
 		req.SetTransport("UDP")
-		req.SetSource(remote.String())
+		req.SetSource(sourceString(remote))
 		if !calls.Stateless(req) {
 			return false
 		}
@@ -292,13 +294,14 @@ func hasCredentials(data []byte) bool {
 	return bytes.Contains(data, []byte("\nProxy-Authorization:")) || bytes.Contains(data, []byte("\nproxy-authorization:"))
 }
 
-func (st *Stateless) reply(remote net.Addr) func(*sip.Response) error {
-	return func(res *sip.Response) error {
+func (st *Stateless) reply(remote net.Addr) func(*sipreply.Answer) error {
+	return func(a *sipreply.Answer) error {
+		b := a.Bytes()
 		t := st.g.tr.Load()
 		if t == nil {
 			return errNoTransport
 		}
-		return t.t.Reply("UDP", remote, []byte(res.String()))
+		return t.t.Reply("UDP", remote, b)
 	}
 }
 
@@ -331,9 +334,9 @@ func (st *Stateless) register(buf []byte, remote net.Addr, key rtxKey, e *rtxEnt
 		return
 	}
 	req.SetTransport("UDP")
-	req.SetSource(remote.String())
-	st.reg.Serve(req, func(res *sip.Response) error {
-		b := st.serialize(res)
+	req.SetSource(sourceString(remote))
+	st.reg.Serve(req, func(a *sipreply.Answer) error {
+		b := a.Bytes()
 		// Kept before it is sent, so a retransmission arriving after the
 		// answer finds it.
 		st.rtx.answered(e, b)
@@ -345,28 +348,22 @@ func (st *Stateless) register(buf []byte, remote net.Addr, key rtxKey, e *rtxEnt
 	})
 }
 
-// serialize writes res into one buffer of its size: sipgo's String grows
-// a strings.Builder several times and the bytes are then copied again for
-// the socket. The bytes are kept for retransmissions (see retrans), so
-// they are built in a pooled scratch buffer and copied out at their size.
-func (st *Stateless) serialize(res *sip.Response) []byte {
-	buf, _ := st.scratch.Get().(*bytes.Buffer)
-	if buf == nil {
-		buf = new(bytes.Buffer)
-		buf.Grow(responseSizeHint)
+// sourceString is remote.String() for a request's Source, in one
+// allocation instead of three for a *net.UDPAddr (the same text: an
+// IPv4-mapped address as IPv4, an IPv6 one in brackets; one with a zone
+// takes remote.String()).
+func sourceString(remote net.Addr) string {
+	if a, ok := remote.(*net.UDPAddr); ok && a.IP != nil && a.Zone == "" {
+		ap := a.AddrPort()
+		if ip := ap.Addr(); ip.Is4In6() {
+			ap = netip.AddrPortFrom(ip.Unmap(), ap.Port())
+		}
+		if ap.Addr().IsValid() {
+			return ap.String()
+		}
 	}
-	buf.Reset()
-	res.StringWrite(buf)
-	b := bytes.Clone(buf.Bytes())
-	if buf.Cap() <= 4*responseSizeHint {
-		st.scratch.Put(buf)
-	}
-	return b
+	return remote.String()
 }
-
-// responseSizeHint covers a REGISTER's 401 (two challenges) or 200 with a
-// few contacts.
-const responseSizeHint = 1024
 
 // errNoTransport: SetTransport was not called.
 var errNoTransport = errors.New("guard: no transport to answer through (SetTransport)")

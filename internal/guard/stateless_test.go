@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-pbx/switchboard/internal/sipreply"
 )
 
 // holdRegistrar is a Registrar that counts the REGISTERs it is handed and
@@ -20,17 +21,18 @@ type holdRegistrar struct {
 	mu      sync.Mutex
 	served  int
 	release chan struct{}
+	answers sipreply.Writer
 }
 
-func (h *holdRegistrar) Serve(req *sip.Request, reply func(*sip.Response) error) {
+func (h *holdRegistrar) Serve(req *sip.Request, reply func(*sipreply.Answer) error) {
 	h.mu.Lock()
 	h.served++
 	n := h.served
 	h.mu.Unlock()
 	<-h.release
-	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-	res.AppendHeader(sip.NewHeader("X-Served", strconv.Itoa(n)))
-	_ = reply(res)
+	a := h.answers.Begin(req, 200, "OK", "")
+	a.HeaderInt("X-Served", n)
+	_ = reply(a)
 }
 
 func (h *holdRegistrar) count() int {
@@ -263,5 +265,25 @@ func TestRetransGenerations(t *testing.T) {
 	r.end(slowKey, slow) // handled without an answer: forgotten at once
 	if _, _, ok := r.begin(slowKey); !ok {
 		t.Fatal("a REGISTER that got no answer is still remembered")
+	}
+}
+
+// TestSourceString: a request's Source is the text net.UDPAddr.String
+// gives, for every kind of address.
+func TestSourceString(t *testing.T) {
+	for _, a := range []*net.UDPAddr{
+		{IP: net.IPv4(192, 0, 2, 7), Port: 5060},
+		{IP: net.ParseIP("192.0.2.7").To4(), Port: 65535},
+		{IP: net.ParseIP("2001:db8::1"), Port: 5062},
+		{IP: net.ParseIP("fe80::1"), Port: 1, Zone: "eth0"},
+		{IP: net.ParseIP("::"), Port: 0},
+		{IP: net.ParseIP("::ffff:10.0.0.1"), Port: 7},
+		{IP: net.ParseIP("::ffff:10.0.0.1"), Port: 7, Zone: "x"},
+		{Port: 5060},
+		{IP: net.IP{1, 2, 3}, Port: 5060},
+	} {
+		if got, want := sourceString(a), a.String(); got != want {
+			t.Errorf("sourceString(%#v) = %q, want %q", a, got, want)
+		}
 	}
 }

@@ -296,10 +296,13 @@ func (t *Table) LookupLocal(domain, ext string) []store.Binding {
 }
 
 // Update atomically replaces the bindings of one extension with what fn
-// returns (fn gets the current unexpired bindings and must not keep them)
+// returns (fn gets the current unexpired bindings in a slice of its own,
+// which it may change and return, and must not keep them)
 // and returns the new set once the change is committed to the store (it
 // shares a transaction with the other changes queued meanwhile): a nil
 // error means the change is durable. An unchanged set returns at once.
+// The set returned is the slice fn returned, each binding's Node and Path
+// set; the table keeps no reference to it.
 //
 // When fn returns an error nothing changes and that error is returned.
 // While the store cannot write, Update refuses at once (fn is not called);
@@ -364,7 +367,7 @@ func (t *Table) Update(ctx context.Context, domain, ext string, fn func(cur []st
 			o.del = append(o.del, b.Key())
 		}
 	}
-	out := append([]store.Binding(nil), next...)
+	out := next // the table keeps nothing of next: pack and upsert copy
 	if len(o.upsert) == 0 && len(o.del) == 0 {
 		if refreshed {
 			s.set(k, head)

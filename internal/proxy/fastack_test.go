@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-pbx/switchboard/internal/sipreply"
 )
 
 // TestTakeACK: before sipgo, TakeACK forwards the caller's ACK of the
@@ -45,7 +46,7 @@ func TestTakeACK(t *testing.T) {
 	inv.SetSource(a.addr)
 	inv.SetTransport("UDP")
 	var ch *sip.Response
-	e.p.ChallengeStateless(inv, func(r *sip.Response) error { ch = r; return nil })
+	e.p.ChallengeStateless(inv, sipreply.ForTransaction(func(r *sip.Response) error { ch = r; return nil }))
 	if ch == nil || ch.StatusCode != 407 || !strings.HasPrefix(tagOf(ch.To().Params), statelessTagPrefix) {
 		t.Fatalf("stateless challenge: %v", ch)
 	}

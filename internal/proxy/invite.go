@@ -15,6 +15,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/registrar"
 	"github.com/switchboard-pbx/switchboard/internal/router"
 	"github.com/switchboard-pbx/switchboard/internal/sdpkind"
+	"github.com/switchboard-pbx/switchboard/internal/sipreply"
 )
 
 // ServeINVITE handles an INVITE: a new call (authenticate, route, fork) or
@@ -47,7 +48,10 @@ func (p *Proxy) serveNewCall(req *sip.Request, tx sip.ServerTransaction) {
 		p.refuse(req, tx, &ev, c, detail)
 		return
 	}
-	res, ok := p.authorize(req, &ev, src, func(r *sip.Response) { p.respond(tx, r) },
+	res, ok := p.authorize(req, &ev, src, "", func(a *sipreply.Answer) error {
+		p.respond(tx, a.Response())
+		return nil
+	},
 		func(c cause.Code, detail string) { p.refuse(req, tx, &ev, c, detail) })
 	if !ok {
 		return
@@ -142,11 +146,11 @@ func (p *Proxy) admit(req *sip.Request, src netip.Addr) (cause.Code, string) {
 
 // authorize is the authentication gate of a new call that admit let
 // through, on both paths: missing, stale or foreign credentials get a 407
-// through send; wrong ones, and a From user other than the authenticated
+// through send (its To tag is tag, or a random one when ""); wrong ones, and a From user other than the authenticated
 // one, are refused through refuse and counted against src (see
 // Policy.AuthFailed). ok reports that the caller authenticated as its own
 // extension (res.Ext); ev gets the domain, auth user and realm.
-func (p *Proxy) authorize(req *sip.Request, ev *journal.Event, src netip.Addr, send func(*sip.Response),
+func (p *Proxy) authorize(req *sip.Request, ev *journal.Event, src netip.Addr, tag string, send func(*sipreply.Answer) error,
 	refuse func(cause.Code, string)) (res auth.Result, ok bool) {
 	caller := req.From().Address.User
 	callerDomain, served := p.d.Dir.Resolve(req.From().Address.Host)
@@ -154,7 +158,7 @@ func (p *Proxy) authorize(req *sip.Request, ev *journal.Event, src netip.Addr, s
 	res = p.d.Auth.Check(req, "Proxy-Authorization", callerDomain, served)
 	ev.AuthUser, ev.Realm = res.AuthUser, res.Realm
 	if res.NeedsChallenge() {
-		p.challenge(req, send, ev, res, callerDomain, src, caller)
+		p.challenge(req, tag, send, ev, res, callerDomain, src, caller)
 		return res, false
 	}
 	if res.Cause != "" {
@@ -196,17 +200,11 @@ func (p *Proxy) Stateless(req *sip.Request) bool {
 // ChallengeStateless answers an INVITE that Stateless accepted through
 // send, by the same gate as ServeINVITE (authorize: without credentials,
 // a 407), and journals it alike.
-func (p *Proxy) ChallengeStateless(req *sip.Request, send func(*sip.Response) error) {
+func (p *Proxy) ChallengeStateless(req *sip.Request, send func(*sipreply.Answer) error) {
 	ev := callEvent(req)
-	p.authorize(req, &ev, registrar.SourceAddr(req.Source()), func(r *sip.Response) {
-		if to := r.To(); to != nil {
-			// Its ACK is then recognised before sipgo parses it (TakeACK).
-			to.Params.Add("tag", statelessTagPrefix+sip.GenerateTagN(12))
-		}
-		if err := send(r); err != nil {
-			p.log.Debug("proxy: send 407", "error", err)
-		}
-	}, func(c cause.Code, detail string) {
+	// Its To tag: its ACK is then recognised before sipgo parses it
+	// (TakeACK).
+	p.authorize(req, &ev, registrar.SourceAddr(req.Source()), statelessTagPrefix+sip.GenerateTagN(12), send, func(c cause.Code, detail string) {
 		// Not reached: without credentials the answer is a 407.
 		p.log.Error("proxy: stateless INVITE refused; dropped", "cause", c, "detail", detail)
 	})
@@ -233,15 +231,18 @@ func (p *Proxy) refuse(req *sip.Request, tx sip.ServerTransaction, ev *journal.E
 	p.d.Journal.Record(*ev)
 }
 
-// challenge answers 407 with a Proxy-Authenticate per algorithm. A plain
+// challenge answers 407 with a Proxy-Authenticate per algorithm (To tag:
+// tag, a random one when "") through send. A plain
 // challenge is journaled once a minute per phone and user, unless the call
 // is authenticated within journal.HoldFor; stale or bad nonces always.
-func (p *Proxy) challenge(req *sip.Request, send func(*sip.Response), ev *journal.Event, res auth.Result, realm string,
+func (p *Proxy) challenge(req *sip.Request, tag string, send func(*sipreply.Answer) error, ev *journal.Event, res auth.Result, realm string,
 	src netip.Addr, user string) {
-	resp := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
-	p.d.Auth.Challenge(resp, "Proxy-Authenticate", realm, res.Cause == cause.StaleNonce)
-	resp.AppendHeader(sip.NewHeader("Server", p.cfg.ServerName))
-	send(resp)
+	a := p.answers.Begin(req, 407, "Proxy Authentication Required", tag)
+	p.d.Auth.ChallengeTo(a, "Proxy-Authenticate", realm, res.Cause == cause.StaleNonce)
+	a.Header("Server", p.cfg.ServerName)
+	if err := send(a); err != nil {
+		p.log.Debug("proxy: send 407", "error", err)
+	}
 	ev.Cause, ev.Status, ev.Detail = res.Cause, 407, res.Detail
 	if res.Cause != cause.Challenged || res.Detail != "" {
 		p.d.Journal.Release(p.challenged.Key(src, user))

@@ -8,6 +8,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/calls"
 	"github.com/switchboard-pbx/switchboard/internal/cause"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
+	"github.com/switchboard-pbx/switchboard/internal/sipreply"
 )
 
 // TestNewCallRefusals: the answers a new call gets before it is forked,
@@ -128,7 +129,8 @@ func TestStatelessChallenge(t *testing.T) {
 		}
 	}
 	var got *sip.Response
-	e.p.ChallengeStateless(plain(), func(r *sip.Response) error { got = r; return nil })
+	req := plain()
+	e.p.ChallengeStateless(req, sipreply.ForTransaction(func(r *sip.Response) error { got = r; return nil }))
 	if got == nil || got.StatusCode != 407 {
 		t.Fatalf("answer %v, want 407", got)
 	}

@@ -69,6 +69,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/media"
 	wrtc "github.com/switchboard-pbx/switchboard/internal/media/webrtc"
 	"github.com/switchboard-pbx/switchboard/internal/router"
+	"github.com/switchboard-pbx/switchboard/internal/sipreply"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 )
 
@@ -198,6 +199,8 @@ type Proxy struct {
 	// challenged journals a plain challenge once a minute per phone and
 	// user.
 	challenged *journal.Throttle
+	// answers writes the 407 challenges as bytes.
+	answers sipreply.Writer
 	// refused journals refused in-dialog requests once a minute per source
 	// address and cause.
 	refused *journal.Throttle

@@ -19,6 +19,9 @@ import (
 //     new Contact), and its old binding is a ghost that would keep ringing
 //     and count against the extension's registrations.
 func findBinding(bs []store.Binding, contact, source, transport, callID string) (idx int, restarted bool) {
+	if len(bs) == 0 {
+		return -1, false // the first binding: nothing to parse the contact for
+	}
 	for i := range bs {
 		if bs[i].Contact == contact {
 			return i, false

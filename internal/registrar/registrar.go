@@ -10,6 +10,7 @@
 package registrar
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -26,6 +29,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/directory"
 	"github.com/switchboard-pbx/switchboard/internal/journal"
 	"github.com/switchboard-pbx/switchboard/internal/location"
+	"github.com/switchboard-pbx/switchboard/internal/sipreply"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 )
 
@@ -74,6 +78,19 @@ type Registrar struct {
 	// challenged journals a plain challenge once a minute per phone and
 	// user, so a busy phone does not flood the journal.
 	challenged *journal.Throttle
+
+	// answers writes every answer as bytes.
+	answers sipreply.Writer
+	// date is the Date of the 200s sent within the same second.
+	date atomic.Pointer[httpDate]
+	// uriBufs holds *bytes.Buffer for uriString.
+	uriBufs sync.Pool
+}
+
+// httpDate is a Date header value and the Unix second it was written for.
+type httpDate struct {
+	sec   int64
+	value string
 }
 
 // New returns a registrar. policy may be nil (AllowAll).
@@ -98,7 +115,7 @@ func New(cfg Config, dir *directory.Cache, a *auth.Authenticator, loc *location.
 // request facts shared by every answer path.
 type facts struct {
 	req       *sip.Request
-	send      func(*sip.Response) error
+	send      func(*sipreply.Answer) error
 	src       netip.Addr
 	ev        journal.Event
 	domain    string
@@ -111,10 +128,11 @@ type facts struct {
 
 // ServeREGISTER is the sipgo handler for REGISTER.
 func (r *Registrar) ServeREGISTER(req *sip.Request, tx sip.ServerTransaction) {
-	r.Serve(req, tx.Respond)
+	r.Serve(req, sipreply.ForTransaction(tx.Respond))
 }
 
-// Serve handles one REGISTER and answers it through send. Used directly
+// Serve handles one REGISTER and answers it through send (which ends the
+// answer: Answer.Bytes, or Response for a server transaction). Used directly
 // (without a server transaction) for REGISTER over UDP: the registrar is
 // idempotent for retransmissions (a repeated CSeq refreshes again and gets
 // the same 200; a repeated nonce count gets a fresh challenge), so keeping
@@ -123,7 +141,7 @@ func (r *Registrar) ServeREGISTER(req *sip.Request, tx sip.ServerTransaction) {
 // Serve returns once the answer is sent; a change it accepts is committed
 // to the database first (a few milliseconds, one shared fsync), so call it
 // on a goroutine of its own, never on a socket's reader.
-func (r *Registrar) Serve(req *sip.Request, send func(*sip.Response) error) {
+func (r *Registrar) Serve(req *sip.Request, send func(*sipreply.Answer) error) {
 	f := facts{req: req, send: send}
 	f.src = SourceAddr(req.Source())
 	if h := firstHeader(req, "User-Agent"); h != nil {
@@ -239,9 +257,9 @@ func SourceAddr(src string) netip.Addr {
 }
 
 func (r *Registrar) challenge(f *facts, res auth.Result) {
-	resp := sip.NewResponseFromRequest(f.req, 401, "Unauthorized", nil)
-	r.auth.Challenge(resp, "WWW-Authenticate", f.domain, res.Cause == cause.StaleNonce)
-	r.respond(f, resp)
+	a := r.answers.Begin(f.req, 401, "Unauthorized", "")
+	r.auth.ChallengeTo(a, "WWW-Authenticate", f.domain, res.Cause == cause.StaleNonce)
+	r.respond(f, 401, a)
 	f.ev.Cause, f.ev.Status, f.ev.Detail = res.Cause, 401, res.Detail
 	if res.Cause != cause.Challenged || res.Detail != "" {
 		r.journal.Release(r.challenged.Key(f.src, f.toUser))
@@ -260,24 +278,30 @@ func (r *Registrar) challenge(f *facts, res auth.Result) {
 
 func (r *Registrar) refuse(f *facts, c cause.Code, detail string) {
 	a, _ := cause.AnswerFor(c)
-	resp := sip.NewResponseFromRequest(f.req, a.Status, a.Reason, nil)
+	ans := r.answers.Begin(f.req, a.Status, a.Reason, "")
 	if c == cause.IntervalTooBrief {
-		resp.AppendHeader(sip.NewHeader("Min-Expires", strconv.Itoa(r.cfg.MinExpires)))
+		ans.HeaderInt("Min-Expires", r.cfg.MinExpires)
 	}
 	if c == cause.StoreUnavailable {
-		resp.AppendHeader(sip.NewHeader("Retry-After", strconv.Itoa(f.retryAfter)))
+		ans.HeaderInt("Retry-After", f.retryAfter)
 	}
-	r.respond(f, resp)
+	r.respond(f, a.Status, ans)
 	f.ev.Cause, f.ev.Status, f.ev.Detail = c, a.Status, detail
 	r.journal.Release(r.challenged.Key(f.src, f.toUser)) // its challenge first
 	r.journal.Record(f.ev)
 }
 
-func (r *Registrar) respond(f *facts, resp *sip.Response) {
-	resp.AppendHeader(sip.NewHeader("Server", "switchboard"))
-	if err := f.send(resp); err != nil {
-		r.log.Debug("registrar: respond", "status", resp.StatusCode, "error", err)
+// respond ends the answer a (of status) and sends it.
+func (r *Registrar) respond(f *facts, status int, a *sipreply.Answer) {
+	a.Header("Server", "switchboard")
+	if err := f.send(a); err != nil {
+		r.log.Debug("registrar: respond", "status", status, "error", err)
 	}
+}
+
+// serverError answers 500.
+func (r *Registrar) serverError(f *facts) {
+	r.respond(f, 500, r.answers.Begin(f.req, 500, "Server Internal Error", ""))
 }
 
 type contactReq struct {
@@ -332,8 +356,7 @@ func (r *Registrar) update(f *facts, ext *directory.Entry, res auth.Result) {
 		if exp > r.cfg.MaxExpires {
 			exp = r.cfg.MaxExpires
 		}
-		u := c.Address
-		contacts = append(contacts, contactReq{uri: u.String(), expires: exp})
+		contacts = append(contacts, contactReq{uri: r.uriString(&c.Address), expires: exp})
 	}
 	if wildcard && (len(contacts) > 0 || headerExpires != 0) {
 		r.refuse(f, cause.BadRequest, "Contact: * needs Expires: 0 and no other Contact")
@@ -353,7 +376,7 @@ func (r *Registrar) update(f *facts, ext *directory.Entry, res auth.Result) {
 			outcome, detail = cause.Registered, "query"
 			return cur, nil
 		}
-		next := append([]store.Binding(nil), cur...)
+		next := cur // a slice of its own (see location.Table.Update)
 		var added, removed, refreshed, replaced int
 		for _, c := range contacts {
 			idx, restarted := findBinding(next, c.uri, req.Source(), req.Transport(), callID)
@@ -407,7 +430,7 @@ func (r *Registrar) update(f *facts, ext *directory.Entry, res auth.Result) {
 		default:
 			outcome = cause.Registered
 		}
-		detail = fmt.Sprintf("%d added, %d refreshed, %d removed, %d bound", added, refreshed, removed, len(next))
+		detail = countsDetail(added, refreshed, removed, len(next))
 		if replaced > 0 {
 			detail += fmt.Sprintf("; %d replaced the binding of a restarted phone (same address and port, new Call-ID)", replaced)
 		}
@@ -427,8 +450,7 @@ func (r *Registrar) update(f *facts, ext *directory.Entry, res auth.Result) {
 				return
 			}
 			r.log.Error("registrar: save binding", "extension", ext.Number(), "domain", ext.Domain(), "error", err)
-			resp := sip.NewResponseFromRequest(req, 500, "Server Internal Error", nil)
-			r.respond(f, resp)
+			r.serverError(f)
 		}
 		return
 	}
@@ -438,6 +460,22 @@ func (r *Registrar) update(f *facts, ext *directory.Entry, res auth.Result) {
 	r.journal.Record(f.ev)
 }
 
+// countsDetail is the journal detail of a registration: "A added, R
+// refreshed, D removed, B bound" (written without fmt: it is on every
+// REGISTER's path, under the location table's shard lock).
+func countsDetail(added, refreshed, removed, bound int) string {
+	b := make([]byte, 0, 64)
+	b = strconv.AppendInt(b, int64(added), 10)
+	b = append(b, " added, "...)
+	b = strconv.AppendInt(b, int64(refreshed), 10)
+	b = append(b, " refreshed, "...)
+	b = strconv.AppendInt(b, int64(removed), 10)
+	b = append(b, " removed, "...)
+	b = strconv.AppendInt(b, int64(bound), 10)
+	b = append(b, " bound"...)
+	return string(b)
+}
+
 // storeFailed answers 503 with Retry-After when the location table could
 // not make a change durable (err wraps location.ErrUnavailable), or 500 for
 // any other error: no 200 without a committed binding.
@@ -445,7 +483,7 @@ func (r *Registrar) storeFailed(f *facts, err error) {
 	var ue *location.UnavailableError
 	if !errors.As(err, &ue) {
 		r.log.Error("registrar: save binding", "extension", f.toUser, "domain", f.domain, "error", err)
-		r.respond(f, sip.NewResponseFromRequest(f.req, 500, "Server Internal Error", nil))
+		r.serverError(f)
 		return
 	}
 	// At least 1 s; a little more than the writer's back-off, so the phone
@@ -456,13 +494,40 @@ func (r *Registrar) storeFailed(f *facts, err error) {
 
 // ok answers 200 listing every current contact with its remaining time.
 func (r *Registrar) ok(f *facts, bindings []store.Binding, now time.Time) {
-	resp := sip.NewResponseFromRequest(f.req, 200, "OK", nil)
+	a := r.answers.Begin(f.req, 200, "OK", "")
 	for _, b := range bindings {
-		left := int(b.ExpiresAt.Sub(now).Round(time.Second) / time.Second)
-		resp.AppendHeader(sip.NewHeader("Contact", "<"+b.Contact+">;expires="+strconv.Itoa(left)))
+		a.Contact(b.Contact, int(b.ExpiresAt.Sub(now).Round(time.Second)/time.Second))
 	}
-	resp.AppendHeader(sip.NewHeader("Date", now.UTC().Format(http1123)))
-	r.respond(f, resp)
+	a.Header("Date", r.httpDate(now))
+	r.respond(f, 200, a)
+}
+
+// uriString returns u.String() (the text a binding keeps) in a string of
+// its own size: sipgo's String grows a builder several times.
+func (r *Registrar) uriString(u *sip.Uri) string {
+	b, _ := r.uriBufs.Get().(*bytes.Buffer)
+	if b == nil {
+		b = new(bytes.Buffer)
+	}
+	b.Reset()
+	u.StringWrite(b)
+	s := b.String()
+	if b.Cap() <= 1024 {
+		r.uriBufs.Put(b)
+	}
+	return s
+}
+
+// httpDate returns now as a Date header value (RFC 3261 §20.17), written
+// once per second.
+func (r *Registrar) httpDate(now time.Time) string {
+	sec := now.Unix()
+	if d := r.date.Load(); d != nil && d.sec == sec {
+		return d.value
+	}
+	d := &httpDate{sec: sec, value: now.UTC().Format(http1123)}
+	r.date.Store(d)
+	return d.value
 }
 
 // firstHeader returns req's first header named name (ASCII case ignored),

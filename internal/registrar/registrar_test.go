@@ -1,7 +1,10 @@
 package registrar_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"io"
 	"log/slog"
 	"net"
@@ -224,5 +227,105 @@ func TestNonceCountReplay(t *testing.T) {
 	}
 	if n := len(srv.Loc.Lookup(domain, "2001")); n != 1 {
 		t.Fatalf("a replayed request changed the bindings: %d left", n)
+	}
+}
+
+// TestWireAnswers: the registrar's 401 and 200 on the wire are what sipgo's
+// NewResponseFromRequest and StringWrite would write for the request (its
+// compact header forms and two Vias included), byte for byte: every Via,
+// the first with received and rport, From, To with a new tag, Call-ID,
+// CSeq, Content-Length: 0, then the challenge (or the contacts with their
+// expiry and the Date), and Server.
+func TestWireAnswers(t *testing.T) {
+	_, addr := startServer(t, "md5")
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	raddr, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := conn.LocalAddr().String()
+	register := func(cseq int, branch, extra string) (*sip.Request, *sip.Response, []byte) {
+		t.Helper()
+		raw := "REGISTER sip:" + addr + " SIP/2.0\r\n" +
+			"v:  SIP/2.0/UDP " + local + ";rport;branch=z9hG4bK" + branch + "\r\n" +
+			"Via:SIP/2.0/UDP 192.0.2.9:5070;branch=z9hG4bK-older\r\n" +
+			"f: \"Two\"  <sip:2001@" + domain + ">;tag=wire\r\nt:<sip:2001@" + domain + ">\r\n" +
+			"i: wire-answers\r\nCSeq:   " + strconv.Itoa(cseq) + " REGISTER\r\n" +
+			"m: <sip:2001@" + local + ">\r\nExpires: 600\r\n" + extra + "l: 0\r\n\r\n"
+		if _, err := conn.WriteTo([]byte(raw), raddr); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 4096)
+		n, _, err := conn.ReadFrom(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, err := sip.ParseMessage([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := msg.(*sip.Request)
+		req.SetSource(local)
+		got, err := sip.ParseMessage(bytes.Clone(buf[:n]))
+		if err != nil {
+			t.Fatalf("answer does not parse: %v\n%s", err, buf[:n])
+		}
+		return req, got.(*sip.Response), buf[:n]
+	}
+	// want is sipgo's answer with the answer's To tag and the extra headers
+	// (nonces and times) it carries.
+	want := func(req *sip.Request, res *sip.Response, names ...string) string {
+		w := sip.NewResponseFromRequest(req, res.StatusCode, res.Reason, nil)
+		tag, _ := res.To().Params.Get("tag")
+		w.To().Params.Add("tag", tag)
+		for _, name := range names {
+			for _, h := range res.GetHeaders(name) {
+				w.AppendHeader(sip.NewHeader(name, h.Value()))
+			}
+		}
+		w.AppendHeader(sip.NewHeader("Server", "switchboard"))
+		return w.String()
+	}
+
+	req, res, b := register(1, "-w1", "")
+	if res.StatusCode != 401 || string(b) != want(req, res, "WWW-Authenticate") {
+		t.Fatalf("401:\n%s\nwant:\n%s", b, want(req, res, "WWW-Authenticate"))
+	}
+	port := local[strings.LastIndexByte(local, ':')+1:]
+	if !strings.Contains(string(b), ";rport="+port+";branch=z9hG4bK-w1;received=127.0.0.1\r\n") {
+		t.Errorf("401: the first Via lacks received and rport:\n%s", b)
+	}
+	var realm, nonce string
+	for _, p := range strings.Split(strings.TrimPrefix(res.GetHeader("WWW-Authenticate").Value(), "Digest "), ", ") {
+		k, v, _ := strings.Cut(p, "=")
+		switch k {
+		case "realm":
+			realm = strings.Trim(v, `"`)
+		case "nonce":
+			nonce = strings.Trim(v, `"`)
+		}
+	}
+	md5hex := func(s string) string { sum := md5.Sum([]byte(s)); return hex.EncodeToString(sum[:]) }
+	uri := "sip:" + addr
+	ha1 := digest.HA1(digest.MD5, "2001", realm, password)
+	response := md5hex(ha1 + ":" + nonce + ":00000001:c0ffee:auth:" + md5hex("REGISTER:"+uri))
+	authz := `Authorization: Digest username="2001", realm="` + realm + `", nonce="` + nonce + `", uri="` + uri +
+		`", response="` + response + `", algorithm=MD5, qop=auth, nc=00000001, cnonce="c0ffee"` + "\r\n"
+
+	req, res, b = register(2, "-w2", authz)
+	if res.StatusCode != 200 || string(b) != want(req, res, "Contact", "Date") {
+		t.Fatalf("200:\n%s\nwant:\n%s", b, want(req, res, "Contact", "Date"))
+	}
+	if !strings.Contains(string(b), "\r\nContact: <sip:2001@"+local+">;expires=600\r\n") {
+		t.Errorf("200: want the contact with expires=600:\n%s", b)
+	}
+	date, err := time.Parse(time.RFC1123, res.GetHeader("Date").Value())
+	if err != nil || time.Since(date).Abs() > 5*time.Second {
+		t.Errorf("200: Date %v (%v): want now", res.GetHeader("Date"), err)
 	}
 }

@@ -52,6 +52,7 @@ func startBenchServer(b *testing.B) *net.UDPAddr {
 	db.Close()
 	cfg := config.Default()
 	cfg.DataDir, cfg.SIP, cfg.Domain, cfg.QualifyInterval = dir, "127.0.0.1:0", "127.0.0.1", 0
+	cfg.HTTP = "" // no console: another run may hold its port, and it is not on the REGISTER path
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	s, err := New(ctx, cfg, log)
 	if err != nil {

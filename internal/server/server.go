@@ -37,6 +37,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/registrar"
 	"github.com/switchboard-pbx/switchboard/internal/secret"
 	"github.com/switchboard-pbx/switchboard/internal/security"
+	"github.com/switchboard-pbx/switchboard/internal/sipreply"
 	"github.com/switchboard-pbx/switchboard/internal/sipstack"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 	"github.com/switchboard-pbx/switchboard/internal/store/open"
@@ -309,7 +310,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.Guard.SetTransport(s.Stack)
 	// Handlers go through the Stack, which contains panics (500, log, go on).
 	s.Stack.OnRegister(func(req *sip.Request, tx sip.ServerTransaction) {
-		s.Reg.Serve(req, s.keepStreamFlow(req, s.keepFlow(req, tx.Respond)))
+		s.Reg.Serve(req, sipreply.ForTransaction(s.keepStreamFlow(req, s.keepFlow(req, tx.Respond))))
 	})
 	s.Stack.OnOptions(s.serveOPTIONS)
 	s.Stack.NotAllowed(Allow)
