@@ -355,7 +355,7 @@ func TestWriteSettings(t *testing.T) {
 		for _, p := range []struct {
 			pragma string
 			want   int
-		}{{"synchronous", 2}, {"cache_size", -8000}, {"wal_autocheckpoint", 4000}} {
+		}{{"synchronous", 2}, {"cache_size", -2000}, {"wal_autocheckpoint", 4000}} {
 			var got int
 			if err := c.QueryRowContext(ctx, "PRAGMA "+p.pragma).Scan(&got); err != nil || got != p.want {
 				t.Errorf("connection %d: %s = %d (%v), want %d", i, p.pragma, got, err, p.want)
@@ -366,6 +366,9 @@ func TestWriteSettings(t *testing.T) {
 	var got int
 	if err := db.bg.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&got); err != nil || got != 1 {
 		t.Errorf("background handle: synchronous = %d (%v), want 1 (NORMAL)", got, err)
+	}
+	if err := db.bg.QueryRowContext(ctx, "PRAGMA cache_size").Scan(&got); err != nil || got != -8000 {
+		t.Errorf("background handle: cache_size = %d (%v), want -8000", got, err)
 	}
 	if err := db.bg.QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(&got); err != nil || got != 10000 {
 		t.Errorf("background handle: busy_timeout = %d (%v), want 10000", got, err)
