@@ -59,6 +59,20 @@ func (q *Queue[T]) Add(v T) bool {
 	return true
 }
 
+// AddBelow queues v only while fewer than n items wait (and the queue is
+// not full); otherwise it drops v, counts the drop and reports false. It
+// keeps room in the queue for what Add queues.
+func (q *Queue[T]) AddBelow(v T, n int) bool {
+	q.mu.Lock()
+	if len(q.items) >= min(n, q.size) {
+		q.mu.Unlock()
+		q.dropped.Add(1)
+		return false
+	}
+	q.mu.Unlock()
+	return q.Add(v)
+}
+
 // take swaps the queued items for spare (emptied) and returns them.
 func (q *Queue[T]) take(spare []T) []T {
 	q.mu.Lock()

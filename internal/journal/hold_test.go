@@ -107,3 +107,23 @@ func TestTapSeesRecordedAndHeld(t *testing.T) {
 		t.Fatalf("a removed tap still saw %q", seen)
 	}
 }
+
+// TestRoutineSuccessKeepsRoomForFailures: while the database is behind
+// (nothing drains the queue here), registrations fill only half of the
+// queue; the failures the doctor explains still find room, and every
+// event left out is counted.
+func TestRoutineSuccessKeepsRoomForFailures(t *testing.T) {
+	w := NewWriter(nil, nil, Retention{}, 8)
+	for i := 0; i < 6; i++ {
+		w.Record(Event{Kind: KindRegister, Cause: cause.Registered})
+	}
+	if n, d := w.q.Len(), w.Dropped(); n != 4 || d != 2 {
+		t.Fatalf("after 6 registrations: %d queued, %d dropped; want 4 and 2", n, d)
+	}
+	for i := 0; i < 5; i++ {
+		w.Record(Event{Kind: KindRegister, Cause: cause.WrongPassword})
+	}
+	if n, d := w.q.Len(), w.Dropped(); n != 8 || d != 3 {
+		t.Fatalf("after 5 failures more: %d queued, %d dropped; want 8 and 3", n, d)
+	}
+}

@@ -64,6 +64,7 @@ type Writer struct {
 	log       *slog.Logger
 	retention Retention
 	q         *batch.Queue[Event]
+	queueLen  int // q's bound
 	now       func() time.Time
 	// off, when set, makes Record a no-op (see Disable).
 	off atomic.Bool
@@ -91,9 +92,18 @@ func (w *Writer) Tap(fn func(Event)) {
 	w.tap.Store(&fn)
 }
 
-// add queues e and shows it to the tap.
+// add queues e and shows it to the tap. A routine success (a REGISTER
+// that registered) only takes the first half of the queue: when the
+// database falls behind (a flood of registrations writes bindings first,
+// see store/sqlite's writeGate), the half left keeps room for what the
+// doctor explains failures with (challenges gone wrong, refusals, bans).
+// Both kinds of drop are counted in Dropped.
 func (w *Writer) add(e Event) {
-	w.q.Add(e)
+	if e.Cause == cause.Registered {
+		w.q.AddBelow(e, w.queueLen/2)
+	} else {
+		w.q.Add(e)
+	}
 	if fn := w.tap.Load(); fn != nil {
 		(*fn)(e)
 	}
@@ -110,7 +120,7 @@ func NewWriter(db store.Journal, log *slog.Logger, r Retention, queueLen int) *W
 	if r.MaxEvents <= 0 {
 		r.MaxEvents = DefaultRetention.MaxEvents
 	}
-	return &Writer{db: db, log: log, retention: r, q: batch.New[Event](queueLen), now: time.Now,
+	return &Writer{db: db, log: log, retention: r, q: batch.New[Event](queueLen), queueLen: queueLen, now: time.Now,
 		held: map[uint64]Event{}}
 }
 
