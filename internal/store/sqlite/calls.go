@@ -176,19 +176,7 @@ func (db *DB) CountActiveCalls(ctx context.Context) (int, error) {
 // Both delete in background writes of at most pruneChunk rows (see
 // PruneEvents).
 func (db *DB) PruneCalls(ctx context.Context, before time.Time, keep int) error {
-	var errs []error
-	if err := db.pruneChunks(ctx, "calls", "id", "started_at < ? AND ended_at != 0", micros(before)); err != nil {
-		errs = append(errs, fmt.Errorf("calls: prune by age: %w", err))
-	}
-	var last sql.NullInt64
-	if err := db.sql.QueryRowContext(ctx, "SELECT max(id) FROM calls").Scan(&last); err != nil {
-		errs = append(errs, fmt.Errorf("calls: prune by count: %w", err))
-	} else if last.Valid {
-		if err := db.pruneChunks(ctx, "calls", "id", "id <= ? AND ended_at != 0", last.Int64-int64(keep)); err != nil {
-			errs = append(errs, fmt.Errorf("calls: prune by count: %w", err))
-		}
-	}
-	return errors.Join(errs...)
+	return db.prune(ctx, "calls", "started_at < ? AND ended_at != 0", micros(before), "ended_at != 0", keep)
 }
 
 func scanCall(sc interface{ Scan(...any) error }) (store.Call, error) {

@@ -299,16 +299,28 @@ func (db *DB) HasCause(ctx context.Context, c cause.Code) (bool, error) {
 // which in one transaction would hold the database for seconds while
 // REGISTERs wait for their bindings.
 func (db *DB) PruneEvents(ctx context.Context, before time.Time, keep int) error {
+	return db.prune(ctx, "journal", "time < ?", before.UnixMicro(), "", keep)
+}
+
+// prune deletes the rows of table (integer primary key id) matching
+// byAge (with ageArg), then those beyond the newest keep ids that also
+// match also ("" for none); both are tried and their errors joined, each
+// in pruneChunks.
+func (db *DB) prune(ctx context.Context, table, byAge string, ageArg any, also string, keep int) error {
 	var errs []error
-	if err := db.pruneChunks(ctx, "journal", "id", "time < ?", before.UnixMicro()); err != nil {
-		errs = append(errs, fmt.Errorf("journal: prune by age: %w", err))
+	if err := db.pruneChunks(ctx, table, "id", byAge, ageArg); err != nil {
+		errs = append(errs, fmt.Errorf("%s: prune by age: %w", table, err))
+	}
+	byCount := "id <= ?"
+	if also != "" {
+		byCount += " AND " + also
 	}
 	var last sql.NullInt64
-	if err := db.sql.QueryRowContext(ctx, "SELECT max(id) FROM journal").Scan(&last); err != nil {
-		errs = append(errs, fmt.Errorf("journal: prune by count: %w", err))
+	if err := db.sql.QueryRowContext(ctx, "SELECT max(id) FROM "+table).Scan(&last); err != nil {
+		errs = append(errs, fmt.Errorf("%s: prune by count: %w", table, err))
 	} else if last.Valid {
-		if err := db.pruneChunks(ctx, "journal", "id", "id <= ?", last.Int64-int64(keep)); err != nil {
-			errs = append(errs, fmt.Errorf("journal: prune by count: %w", err))
+		if err := db.pruneChunks(ctx, table, "id", byCount, last.Int64-int64(keep)); err != nil {
+			errs = append(errs, fmt.Errorf("%s: prune by count: %w", table, err))
 		}
 	}
 	return errors.Join(errs...)
