@@ -6,3 +6,6 @@ func (q *Queue[T]) Len() int {
 	defer q.mu.Unlock()
 	return len(q.items)
 }
+
+// Cap is how many items the queue holds at most.
+func (q *Queue[T]) Cap() int { return q.size }

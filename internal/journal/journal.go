@@ -64,7 +64,6 @@ type Writer struct {
 	log       *slog.Logger
 	retention Retention
 	q         *batch.Queue[Event]
-	queueLen  int // q's bound
 	now       func() time.Time
 	// off, when set, makes Record a no-op (see Disable).
 	off atomic.Bool
@@ -100,7 +99,7 @@ func (w *Writer) Tap(fn func(Event)) {
 // Both kinds of drop are counted in Dropped.
 func (w *Writer) add(e Event) {
 	if e.Cause == cause.Registered {
-		w.q.AddBelow(e, w.queueLen/2)
+		w.q.AddBelow(e, w.q.Cap()/2)
 	} else {
 		w.q.Add(e)
 	}
@@ -120,7 +119,7 @@ func NewWriter(db store.Journal, log *slog.Logger, r Retention, queueLen int) *W
 	if r.MaxEvents <= 0 {
 		r.MaxEvents = DefaultRetention.MaxEvents
 	}
-	return &Writer{db: db, log: log, retention: r, q: batch.New[Event](queueLen), queueLen: queueLen, now: time.Now,
+	return &Writer{db: db, log: log, retention: r, q: batch.New[Event](queueLen), now: time.Now,
 		held: map[uint64]Event{}}
 }
 
