@@ -34,6 +34,8 @@ type writeGate struct {
 	passed int
 	// background counts background writers waiting.
 	background int
+	// turns counts the write transactions begun (for tests).
+	turns int
 }
 
 // maxPassed is how many urgent writers may go in a row before a waiting
@@ -72,6 +74,7 @@ func (g *writeGate) lock(urgent bool) {
 		g.passed = 0
 	}
 	g.busy = true
+	g.turns++
 	g.mu.Unlock()
 }
 

@@ -59,7 +59,8 @@ func TestWriteGateUrgentFirstButBackgroundNotStarved(t *testing.T) {
 }
 
 // TestBackgroundWritesInChunks: a batch of events larger than a chunk and
-// a prune of more than pruneChunk rows both complete, keeping the newest.
+// a prune of more than pruneChunk rows both complete, keeping the newest,
+// each in transactions of at most backgroundChunk (pruneChunk) rows.
 func TestBackgroundWritesInChunks(t *testing.T) {
 	ctx := context.Background()
 	db, err := Open(ctx, t.TempDir())
@@ -74,8 +75,17 @@ func TestBackgroundWritesInChunks(t *testing.T) {
 		events[i] = store.Event{Time: now.Add(time.Duration(i) * time.Microsecond), Kind: "register",
 			Extension: fmt.Sprint(i)}
 	}
+	turns := func() int {
+		db.gate.mu.Lock()
+		defer db.gate.mu.Unlock()
+		return db.gate.turns
+	}
+	t0 := turns()
 	if err := db.InsertEvents(ctx, events); err != nil {
 		t.Fatal(err)
+	}
+	if got, want := turns()-t0, (n+backgroundChunk-1)/backgroundChunk; got != want {
+		t.Fatalf("%d events written in %d transactions, want %d", n, got, want)
 	}
 	count := func() (c int, oldest string) {
 		if err := db.sql.QueryRow("SELECT count(*), coalesce((SELECT extension FROM journal ORDER BY id LIMIT 1), '') FROM journal").
@@ -88,8 +98,14 @@ func TestBackgroundWritesInChunks(t *testing.T) {
 		t.Fatalf("%d events written, want %d", c, n)
 	}
 	keep := 100
+	t0 = turns()
 	if err := db.PruneEvents(ctx, now.Add(-time.Hour), keep); err != nil {
 		t.Fatal(err)
+	}
+	// By age: one transaction that finds nothing; by count: the n-keep
+	// rows in chunks, the last one short.
+	if got, want := turns()-t0, 1+(n-keep)/pruneChunk+1; got != want {
+		t.Fatalf("pruning %d events took %d transactions, want %d", n-keep, got, want)
 	}
 	if c, oldest := count(); c != keep || oldest != fmt.Sprint(n-keep) {
 		t.Fatalf("after pruning to %d: %d events, oldest %s; want %d, oldest %d", keep, c, oldest, keep, n-keep)
