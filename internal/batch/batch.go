@@ -40,9 +40,17 @@ const defaultMax = 4096
 
 // Add queues v without blocking; it reports false (and counts a drop) when
 // the queue is full.
-func (q *Queue[T]) Add(v T) bool {
+func (q *Queue[T]) Add(v T) bool { return q.add(v, q.size) }
+
+// AddBelow queues v only while fewer than n items wait (and the queue is
+// not full); otherwise it drops v, counts the drop and reports false. It
+// keeps room in the queue for what Add queues.
+func (q *Queue[T]) AddBelow(v T, n int) bool { return q.add(v, min(n, q.size)) }
+
+// add queues v unless limit items wait.
+func (q *Queue[T]) add(v T, limit int) bool {
 	q.mu.Lock()
-	if len(q.items) >= q.size {
+	if len(q.items) >= limit {
 		q.mu.Unlock()
 		q.dropped.Add(1)
 		return false
@@ -57,20 +65,6 @@ func (q *Queue[T]) Add(v T) bool {
 		}
 	}
 	return true
-}
-
-// AddBelow queues v only while fewer than n items wait (and the queue is
-// not full); otherwise it drops v, counts the drop and reports false. It
-// keeps room in the queue for what Add queues.
-func (q *Queue[T]) AddBelow(v T, n int) bool {
-	q.mu.Lock()
-	if len(q.items) >= min(n, q.size) {
-		q.mu.Unlock()
-		q.dropped.Add(1)
-		return false
-	}
-	q.mu.Unlock()
-	return q.Add(v)
 }
 
 // take swaps the queued items for spare (emptied) and returns them.
