@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -51,6 +52,11 @@ func TestStaleRegistersDroppedUnread(t *testing.T) {
 		}
 	}
 	defer resume()
+	// kill returns before the stop takes effect: a server thread that is
+	// running (or woken by the signal but not yet scheduled) could still
+	// read and answer what is sent now. Send only once every thread is
+	// stopped.
+	waitStopped(t, s.cmd.Process.Pid)
 	for _, c := range []struct {
 		ph  *udpPhone
 		msg string
@@ -90,6 +96,30 @@ func TestStaleRegistersDroppedUnread(t *testing.T) {
 	if regs := s.Regs("2001"); len(regs) != 1 || regs[0].CallID != "stale-p" {
 		t.Fatalf("registrations after a restart: %+v", regs)
 	}
+}
+
+// waitStopped waits until every thread of process pid is in the stopped
+// state (T in /proc/<pid>/task/<tid>/stat), at most 5 s.
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	WaitFor(t, 5*time.Second, "every server thread stopped", func() bool {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil || len(tasks) == 0 {
+			return false
+		}
+		for _, task := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+			if err != nil {
+				return false
+			}
+			// The state follows the command name, which is in parentheses.
+			i := strings.LastIndexByte(string(b), ')')
+			if i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // options is an OPTIONS from ph (answered by the server itself).
