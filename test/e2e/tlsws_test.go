@@ -320,7 +320,7 @@ func TestSipsakTCPRegister(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "sipsak", "-U", "-C", "sip:2001@127.0.0.1:5099", "-s", "sip:2001@"+s.Addr,
-		"-u", "2001", "-a", "secret-2001", "-E", "tcp", "-x", "120", "-i", "-l", strconv.Itoa(FreeUDPPort(t))).CombinedOutput()
+		"-u", "2001", "-a", "secret-2001", "-E", "tcp", "-x", "120", "-i", "-l", strconv.Itoa(freePorts(t, 1, "tcp", "udp"))).CombinedOutput()
 	if err != nil {
 		t.Fatalf("sipsak REGISTER over TCP: %v\n%s\nserver log:\n%s", err, out, tail(s.Log(), 2000))
 	}
