@@ -286,9 +286,11 @@ func TestFullDiskRefusesRegistrationsAndLosesNothing(t *testing.T) {
 			t.Fatalf("%s: 503 with %s, want Retry-After of 1-10 s", u, ra)
 		}
 	}
-	if !strings.Contains(s.Log(), "the store cannot write") {
-		t.Fatalf("the server log does not say the store cannot write:\n%s", s.Log())
-	}
+	// The server logs before it answers, but its log reaches the test
+	// through a pipe, possibly after the answers.
+	WaitFor(t, 5*time.Second, "the log saying the store cannot write", func() bool {
+		return strings.Contains(s.Log(), "the store cannot write")
+	})
 	out, errOut, _ := s.TryCLI("doctor", "3011", "--json")
 	var rep struct {
 		Cause    string `json:"cause"`
