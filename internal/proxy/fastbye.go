@@ -81,13 +81,11 @@ func (p *Proxy) TakeBYE(remote net.Addr, data []byte) bool {
 	}
 	req.SetTransport("UDP")
 	req.SetSource(remote.String())
-	if d, _, _ := p.dialogs.find(req.CallID().Value(), tagOf(req.From().Params), tagOf(req.To().Params), p.now()); d == nil {
-		return false // 481 (or 403), by ServeInDialog
-	}
 	branch := p.statelessBranch(req)
-	// nextHop changes only req (our Routes popped) and decides nothing
-	// but where it goes: a refusal is left to ServeInDialog, which answers
-	// and journals it.
+	// nextHop changes only req (our Routes popped; sipgo parses data
+	// afresh for what is not taken) and decides nothing but where it
+	// goes: a refusal (an unknown dialog: 481, a wrong token or sender:
+	// 403) is left to ServeInDialog, which answers and journals it.
 	h, r := p.nextHop(req)
 	if r != nil || h.transport != "UDP" {
 		return false

@@ -308,7 +308,7 @@ func (db *DB) PruneEvents(ctx context.Context, before time.Time, keep int) error
 // in pruneChunks.
 func (db *DB) prune(ctx context.Context, table, byAge string, ageArg any, also string, keep int) error {
 	var errs []error
-	if err := db.pruneChunks(ctx, table, "id", byAge, ageArg); err != nil {
+	if err := db.pruneChunks(ctx, table, byAge, ageArg); err != nil {
 		errs = append(errs, fmt.Errorf("%s: prune by age: %w", table, err))
 	}
 	byCount := "id <= ?"
@@ -319,7 +319,7 @@ func (db *DB) prune(ctx context.Context, table, byAge string, ageArg any, also s
 	if err := db.sql.QueryRowContext(ctx, "SELECT max(id) FROM "+table).Scan(&last); err != nil {
 		errs = append(errs, fmt.Errorf("%s: prune by count: %w", table, err))
 	} else if last.Valid {
-		if err := db.pruneChunks(ctx, table, "id", byCount, last.Int64-int64(keep)); err != nil {
+		if err := db.pruneChunks(ctx, table, byCount, last.Int64-int64(keep)); err != nil {
 			errs = append(errs, fmt.Errorf("%s: prune by count: %w", table, err))
 		}
 	}
@@ -329,12 +329,12 @@ func (db *DB) prune(ctx context.Context, table, byAge string, ageArg any, also s
 // pruneChunk is how many rows one pruning transaction deletes.
 const pruneChunk = 2000
 
-// pruneChunks deletes the rows of table matching where (with arg), at most
-// pruneChunk per background write, oldest key first, until none is left
-// or ctx ends. key is the table's integer primary key.
-func (db *DB) pruneChunks(ctx context.Context, table, key, where string, arg any) error {
-	q := "DELETE FROM " + table + " WHERE " + key + " IN (SELECT " + key + " FROM " + table +
-		" WHERE " + where + " ORDER BY " + key + " LIMIT " + fmt.Sprint(pruneChunk) + ")"
+// pruneChunks deletes the rows of table (integer primary key id) matching
+// where (with arg), at most pruneChunk per background write, oldest id
+// first, until none is left or ctx ends.
+func (db *DB) pruneChunks(ctx context.Context, table, where string, arg any) error {
+	q := "DELETE FROM " + table + " WHERE id IN (SELECT id FROM " + table +
+		" WHERE " + where + " ORDER BY id LIMIT " + fmt.Sprint(pruneChunk) + ")"
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
